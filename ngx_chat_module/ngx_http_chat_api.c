@@ -1,0 +1,853 @@
+/*
+ * ngx_http_chat_api.c - the chat REST API.
+ *
+ *   POST   /api/chat/groups                                 create a group
+ *   GET    /api/chat/groups                                 list groups
+ *   GET    /api/chat/groups/{group_id}                      one group
+ *   POST   /api/chat/groups/{group_id}/messages             post a message
+ *   GET    /api/chat/groups/{group_id}/messages             list messages
+ *   DELETE /api/chat/groups/{group_id}/messages/{msg_id}    soft delete
+ *
+ * Each request is checked in this order, each check with its status:
+ * route (404), method (405 + Allow), bearer token (401), ids and query
+ * arguments (400), Content-Type (415), body size (413), JSON syntax (400),
+ * fields (422).  Only a request that passes all of them reaches storage,
+ * so a rejected request writes nothing.  The database work runs on the
+ * thread pool (ngx_http_chat_storage.c); the request waits for it with its
+ * reference count and "blocked" raised, so a client that goes away cannot
+ * free it under the task.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <bson/bson.h>
+#include <cjson/cJSON.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_api.h"
+#include "ngx_http_chat_json.h"
+#include "ngx_http_chat_jwt.h"
+#include "ngx_http_chat_storage.h"
+
+
+typedef enum {
+    NGX_HTTP_CHAT_ROUTE_NONE = 0,
+    NGX_HTTP_CHAT_ROUTE_GROUPS,
+    NGX_HTTP_CHAT_ROUTE_GROUP,
+    NGX_HTTP_CHAT_ROUTE_MESSAGES,
+    NGX_HTTP_CHAT_ROUTE_MESSAGE
+} ngx_http_chat_route_e;
+
+
+typedef struct {
+    ngx_http_chat_route_e      route;
+    ngx_str_t                  group_id;
+    ngx_str_t                  message_id;
+} ngx_http_chat_route_t;
+
+
+typedef struct {
+    ngx_http_chat_route_t      route;
+    ngx_http_chat_jwt_claims_t claims;
+    ngx_http_chat_op_t        *op;
+    ngx_uint_t                 created;       /* 201 on success */
+} ngx_http_chat_api_ctx_t;
+
+
+static ngx_int_t ngx_http_chat_route(ngx_http_request_t *r,
+    ngx_http_chat_route_t *rt);
+static ngx_int_t ngx_http_chat_method_allowed(ngx_http_request_t *r,
+    ngx_http_chat_route_t *rt, ngx_str_t *endpoint, ngx_str_t *allow);
+static ngx_int_t ngx_http_chat_send_405(ngx_http_request_t *r,
+    ngx_str_t *allow);
+static ngx_int_t ngx_http_chat_authenticate(ngx_http_request_t *r,
+    ngx_http_chat_api_ctx_t *actx, const char **detail);
+static ngx_int_t ngx_http_chat_parse_oid(ngx_str_t *s, bson_oid_t *oid);
+static ngx_int_t ngx_http_chat_query_int(ngx_http_request_t *r,
+    const char *name, int64_t min, int64_t max, int64_t dflt,
+    int64_t *value, ngx_int_t *rc);
+static ngx_int_t ngx_http_chat_read_json_body(ngx_http_request_t *r,
+    ngx_http_chat_api_ctx_t *actx);
+static void ngx_http_chat_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_chat_body_to_op(ngx_http_request_t *r,
+    ngx_http_chat_api_ctx_t *actx, cJSON *json, u_char *detail);
+static ngx_int_t ngx_http_chat_text_field(ngx_http_request_t *r,
+    cJSON *json, const char *name, size_t max, ngx_uint_t trim,
+    ngx_http_chat_op_t *op, u_char *detail);
+static ngx_int_t ngx_http_chat_start(ngx_http_request_t *r,
+    ngx_http_chat_api_ctx_t *actx, ngx_uint_t in_body_handler);
+static void ngx_http_chat_op_done(ngx_http_chat_op_t *op);
+static ngx_int_t ngx_http_chat_respond(ngx_http_request_t *r,
+    ngx_http_chat_api_ctx_t *actx, ngx_http_chat_op_t *op);
+
+
+static ngx_str_t  ngx_http_chat_prefix = ngx_string("/api/chat/");
+
+
+ngx_int_t
+ngx_http_chat_api_handler(ngx_http_request_t *r)
+{
+    int64_t                    limit, page;
+    ngx_int_t                  rc;
+    ngx_str_t                  allow, arg;
+    const char                *detail;
+    ngx_http_chat_op_t        *op;
+    ngx_http_chat_ctx_t       *ctx;
+    ngx_http_chat_api_ctx_t   *actx;
+    ngx_http_chat_loc_conf_t  *lcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_chat_create_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    actx = ngx_pcalloc(r->pool, sizeof(ngx_http_chat_api_ctx_t));
+    if (actx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->api = actx;
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
+
+    if (ngx_http_chat_route(r, &actx->route) != NGX_OK) {
+        ngx_str_set(&ctx->endpoint, "* /api/chat/{unknown}");
+        return ngx_http_chat_send_error(r, NGX_HTTP_NOT_FOUND, "Not Found");
+    }
+
+    if (ngx_http_chat_method_allowed(r, &actx->route, &ctx->endpoint, &allow)
+        != NGX_OK)
+    {
+        return ngx_http_chat_send_405(r, &allow);
+    }
+
+    if (ngx_http_chat_authenticate(r, actx, &detail) != NGX_OK) {
+        (void) ngx_http_discard_request_body(r);
+        return ngx_http_chat_send_error(r, NGX_HTTP_UNAUTHORIZED, detail);
+    }
+
+    op = ngx_http_chat_op_create(r->pool);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    actx->op = op;
+    op->user_id = (const char *) actx->claims.sub.data;
+
+    if (actx->route.group_id.len
+        && ngx_http_chat_parse_oid(&actx->route.group_id, &op->group_id)
+           != NGX_OK)
+    {
+        return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "group_id is not a valid ObjectId "
+                                        "(24 hexadecimal characters)");
+    }
+
+    if (actx->route.message_id.len
+        && ngx_http_chat_parse_oid(&actx->route.message_id, &op->message_id)
+           != NGX_OK)
+    {
+        return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "message_id is not a valid ObjectId "
+                                        "(24 hexadecimal characters)");
+    }
+
+    if (r->method == NGX_HTTP_POST) {
+        op->kind = (actx->route.route == NGX_HTTP_CHAT_ROUTE_GROUPS)
+                   ? NGX_HTTP_CHAT_OP_CREATE_GROUP
+                   : NGX_HTTP_CHAT_OP_CREATE_MESSAGE;
+        actx->created = 1;
+
+        return ngx_http_chat_read_json_body(r, actx);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    switch (actx->route.route) {
+
+    case NGX_HTTP_CHAT_ROUTE_GROUPS:
+    case NGX_HTTP_CHAT_ROUTE_MESSAGES:
+
+        if (ngx_http_chat_query_int(r, "limit", 1, (int64_t) lcf->page_max,
+                                    (int64_t) lcf->page_size, &limit, &rc)
+            != NGX_OK
+            || ngx_http_chat_query_int(r, "page", 1, 100000, 1, &page, &rc)
+               != NGX_OK)
+        {
+            return rc;
+        }
+
+        op->limit = limit;
+        op->page = page;
+        op->skip = (page - 1) * limit;
+
+        if (actx->route.route == NGX_HTTP_CHAT_ROUTE_GROUPS) {
+            op->kind = NGX_HTTP_CHAT_OP_LIST_GROUPS;
+            break;
+        }
+
+        op->kind = NGX_HTTP_CHAT_OP_LIST_MESSAGES;
+
+        if (ngx_http_arg(r, (u_char *) "before", sizeof("before") - 1, &arg)
+            == NGX_OK)
+        {
+            if (ngx_http_chat_parse_oid(&arg, &op->before_id) != NGX_OK) {
+                return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "before is not a valid "
+                                                "message id (ObjectId)");
+            }
+
+            op->has_before = 1;
+        }
+
+        break;
+
+    case NGX_HTTP_CHAT_ROUTE_GROUP:
+        op->kind = NGX_HTTP_CHAT_OP_GET_GROUP;
+        break;
+
+    default: /* NGX_HTTP_CHAT_ROUTE_MESSAGE, DELETE */
+        op->kind = NGX_HTTP_CHAT_OP_DELETE_MESSAGE;
+        break;
+    }
+
+    return ngx_http_chat_start(r, actx, 0);
+}
+
+
+/* splits r->uri (already decoded and normalized by nginx) into a route */
+
+static ngx_int_t
+ngx_http_chat_route(ngx_http_request_t *r, ngx_http_chat_route_t *rt)
+{
+    u_char      *p, *last, *slash;
+    ngx_str_t    seg[5];
+    ngx_uint_t   n;
+
+    ngx_memzero(rt, sizeof(ngx_http_chat_route_t));
+
+    if (r->uri.len <= ngx_http_chat_prefix.len
+        || ngx_strncmp(r->uri.data, ngx_http_chat_prefix.data,
+                       ngx_http_chat_prefix.len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = r->uri.data + ngx_http_chat_prefix.len;
+    last = r->uri.data + r->uri.len;
+
+    if (last[-1] == '/') {
+        last--;                          /* one trailing slash is fine */
+    }
+
+    for (n = 0; p < last; n++) {
+        if (n == 5) {
+            return NGX_DECLINED;
+        }
+
+        slash = ngx_strlchr(p, last, '/');
+        if (slash == NULL) {
+            slash = last;
+        }
+
+        if (slash == p) {
+            return NGX_DECLINED;         /* empty segment */
+        }
+
+        seg[n].data = p;
+        seg[n].len = slash - p;
+        p = slash + 1;
+    }
+
+#define seg_is(i, s)                                                          \
+    (seg[i].len == sizeof(s) - 1 && ngx_strncmp(seg[i].data, s,               \
+                                                sizeof(s) - 1) == 0)
+
+    if (n == 0 || !seg_is(0, "groups")) {
+        return NGX_DECLINED;
+    }
+
+    switch (n) {
+
+    case 1:
+        rt->route = NGX_HTTP_CHAT_ROUTE_GROUPS;
+        return NGX_OK;
+
+    case 2:
+        rt->route = NGX_HTTP_CHAT_ROUTE_GROUP;
+        rt->group_id = seg[1];
+        return NGX_OK;
+
+    case 3:
+        if (!seg_is(2, "messages")) {
+            return NGX_DECLINED;
+        }
+
+        rt->route = NGX_HTTP_CHAT_ROUTE_MESSAGES;
+        rt->group_id = seg[1];
+        return NGX_OK;
+
+    case 4:
+        if (!seg_is(2, "messages")) {
+            return NGX_DECLINED;
+        }
+
+        rt->route = NGX_HTTP_CHAT_ROUTE_MESSAGE;
+        rt->group_id = seg[1];
+        rt->message_id = seg[3];
+        return NGX_OK;
+    }
+
+#undef seg_is
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Checks the method against the route, and names the endpoint for the
+ * metrics either way: the route's template, so that ids never multiply
+ * endpoint rows.
+ */
+
+static ngx_int_t
+ngx_http_chat_method_allowed(ngx_http_request_t *r, ngx_http_chat_route_t *rt,
+    ngx_str_t *endpoint, ngx_str_t *allow)
+{
+    u_char      *p;
+    ngx_str_t    path, method;
+    ngx_uint_t   allowed;
+
+    switch (rt->route) {
+
+    case NGX_HTTP_CHAT_ROUTE_GROUPS:
+        ngx_str_set(&path, "/api/chat/groups");
+        ngx_str_set(allow, "GET, HEAD, POST");
+        allowed = NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST;
+        break;
+
+    case NGX_HTTP_CHAT_ROUTE_GROUP:
+        ngx_str_set(&path, "/api/chat/groups/{group_id}");
+        ngx_str_set(allow, "GET, HEAD");
+        allowed = NGX_HTTP_GET|NGX_HTTP_HEAD;
+        break;
+
+    case NGX_HTTP_CHAT_ROUTE_MESSAGES:
+        ngx_str_set(&path, "/api/chat/groups/{group_id}/messages");
+        ngx_str_set(allow, "GET, HEAD, POST");
+        allowed = NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST;
+        break;
+
+    default: /* NGX_HTTP_CHAT_ROUTE_MESSAGE */
+        ngx_str_set(&path,
+                    "/api/chat/groups/{group_id}/messages/{message_id}");
+        ngx_str_set(allow, "DELETE");
+        allowed = NGX_HTTP_DELETE;
+        break;
+    }
+
+    /* HEAD shares GET's row; methods a route does not know fold into one
+     * row instead of one each */
+
+    if (r->method & NGX_HTTP_HEAD) {
+        ngx_str_set(&method, "GET");
+
+    } else if (r->method & allowed) {
+        method = r->method_name;
+
+    } else {
+        ngx_str_set(&method, "OTHER");
+    }
+
+    p = ngx_pnalloc(r->pool, method.len + 1 + path.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    endpoint->data = p;
+    p = ngx_cpymem(p, method.data, method.len);
+    *p++ = ' ';
+    p = ngx_cpymem(p, path.data, path.len);
+    endpoint->len = p - endpoint->data;
+
+    return (r->method & allowed) ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_chat_send_405(ngx_http_request_t *r, ngx_str_t *allow)
+{
+    ngx_table_elt_t  *h;
+
+    (void) ngx_http_discard_request_body(r);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value = *allow;
+
+    return ngx_http_chat_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                    "Method Not Allowed");
+}
+
+
+static ngx_int_t
+ngx_http_chat_authenticate(ngx_http_request_t *r,
+    ngx_http_chat_api_ctx_t *actx, const char **detail)
+{
+    ngx_str_t                   token;
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+
+    if (ngx_http_chat_jwt_from_request(r, 0, &token, detail) != NGX_OK
+        || ngx_http_chat_jwt_verify(r->pool, &token, &cmcf->jwt_secret,
+                                    ngx_time(), cmcf->jwt_leeway,
+                                    &actx->claims, detail) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_chat_parse_oid(ngx_str_t *s, bson_oid_t *oid)
+{
+    char  buf[25];
+
+    if (s->len != 24 || !bson_oid_is_valid((const char *) s->data, 24)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, s->data, 24);
+    buf[24] = '\0';
+
+    bson_oid_init_from_string(oid, buf);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
+    int64_t max, int64_t dflt, int64_t *value, ngx_int_t *rc)
+{
+    u_char     detail[128];
+    ngx_int_t  n;
+    ngx_str_t  arg;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &arg) != NGX_OK) {
+        *value = dflt;
+        return NGX_OK;
+    }
+
+    n = (arg.len > 0 && arg.len <= 9) ? ngx_atoi(arg.data, arg.len)
+                                      : NGX_ERROR;
+
+    if (n == NGX_ERROR || n < min || n > max) {
+        ngx_snprintf(detail, sizeof(detail) - 1,
+                     "%s must be an integer from %L to %L%Z",
+                     name, min, max);
+        *rc = ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       (const char *) detail);
+        return NGX_ERROR;
+    }
+
+    *value = n;
+
+    return NGX_OK;
+}
+
+
+/* the body limit follows the field limits: every byte escaped (\uXXXX)
+ * plus room for the rest of a small object */
+
+static size_t
+ngx_http_chat_body_limit(ngx_http_chat_loc_conf_t *lcf)
+{
+    return ngx_max(lcf->max_content, lcf->max_name) * 6 + 1024;
+}
+
+
+static ngx_int_t
+ngx_http_chat_read_json_body(ngx_http_request_t *r,
+    ngx_http_chat_api_ctx_t *actx)
+{
+    u_char                     detail[96];
+    ngx_int_t                  rc;
+    ngx_http_chat_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
+
+    if (!ngx_http_chat_is_json_content_type(r)) {
+        (void) ngx_http_discard_request_body(r);
+        return ngx_http_chat_send_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                        "Content-Type must be "
+                                        "application/json");
+    }
+
+    if (r->headers_in.content_length_n > (off_t) ngx_http_chat_body_limit(lcf))
+    {
+        (void) ngx_http_discard_request_body(r);
+        r->keepalive = 0;
+        ngx_snprintf(detail, sizeof(detail) - 1,
+                     "request body is larger than %uz bytes%Z",
+                     ngx_http_chat_body_limit(lcf));
+        return ngx_http_chat_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                        (const char *) detail);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_chat_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        r->keepalive = 0;
+        return ngx_http_chat_send_error(r, rc, (rc == 413)
+                                        ? "request body is too large"
+                                        : "cannot read the request body");
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_chat_body_handler(ngx_http_request_t *r)
+{
+    u_char                     detail[96];
+    cJSON                     *json;
+    ngx_int_t                  rc;
+    ngx_str_t                  body;
+    const char                *err;
+    ngx_http_chat_ctx_t       *ctx;
+    ngx_http_chat_api_ctx_t   *actx;
+    ngx_http_chat_loc_conf_t  *lcf;
+
+    ctx = ngx_http_chat_get_ctx(r);
+    actx = ctx->api;
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
+
+    if (ngx_http_chat_body(r, &body) != NGX_OK) {
+        ngx_http_finalize_request(r, ngx_http_chat_send_error(r,
+                                  NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "cannot read the request body"));
+        return;
+    }
+
+    if (body.len > ngx_http_chat_body_limit(lcf)) {
+        ngx_snprintf(detail, sizeof(detail) - 1,
+                     "request body is larger than %uz bytes%Z",
+                     ngx_http_chat_body_limit(lcf));
+        ngx_http_finalize_request(r, ngx_http_chat_send_error(r,
+                                  NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  (const char *) detail));
+        return;
+    }
+
+    json = ngx_http_chat_parse_object(&body, &err);
+    if (json == NULL) {
+        ngx_http_finalize_request(r, ngx_http_chat_send_error(r,
+                                  NGX_HTTP_BAD_REQUEST, err));
+        return;
+    }
+
+    rc = ngx_http_chat_body_to_op(r, actx, json, detail);
+    cJSON_Delete(json);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r, ngx_http_chat_send_error(r,
+                                  NGX_HTTP_CHAT_UNPROCESSABLE,
+                                  (const char *) detail));
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_http_chat_start(r, actx, 1);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_chat_body_to_op(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
+    cJSON *json, u_char *detail)
+{
+    ngx_http_chat_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
+
+    if (actx->op->kind == NGX_HTTP_CHAT_OP_CREATE_GROUP) {
+        return ngx_http_chat_text_field(r, json, "name", lcf->max_name, 1,
+                                        actx->op, detail);
+    }
+
+    return ngx_http_chat_text_field(r, json, "content", lcf->max_content, 0,
+                                    actx->op, detail);
+}
+
+
+/*
+ * A required, non-blank string field of at most max bytes.  Unknown
+ * fields are ignored, as most JSON APIs do.  The value is stored as sent
+ * (a name is trimmed of surrounding white space, content is not).
+ * NGX_DECLINED with detail (96 bytes) filled when the field is invalid.
+ */
+
+static ngx_int_t
+ngx_http_chat_text_field(ngx_http_request_t *r, cJSON *json,
+    const char *name, size_t max, ngx_uint_t trim, ngx_http_chat_op_t *op,
+    u_char *detail)
+{
+    u_char  *s, *e, *copy;
+    size_t   len;
+    cJSON   *v;
+
+    v = cJSON_GetObjectItemCaseSensitive(json, name);
+
+    if (v == NULL) {
+        ngx_snprintf(detail, 95,
+                     "field \"%s\" is required%Z", name);
+        return NGX_DECLINED;
+    }
+
+    if (!cJSON_IsString(v)) {
+        ngx_snprintf(detail, 95,
+                     "field \"%s\" must be a string%Z", name);
+        return NGX_DECLINED;
+    }
+
+    s = (u_char *) v->valuestring;
+    e = s + ngx_strlen(s);
+
+    if (trim) {
+        while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'
+                         || *s == '\n'))
+        {
+            s++;
+        }
+
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'
+                         || e[-1] == '\n'))
+        {
+            e--;
+        }
+    }
+
+    len = e - s;
+
+    for (copy = s; copy < e; copy++) {
+        if (*copy != ' ' && *copy != '\t' && *copy != '\r' && *copy != '\n') {
+            break;
+        }
+    }
+
+    if (copy == e) {
+        ngx_snprintf(detail, 95,
+                     "field \"%s\" must not be empty%Z", name);
+        return NGX_DECLINED;
+    }
+
+    if (len > max) {
+        ngx_snprintf(detail, 95,
+                     "field \"%s\" is longer than %uz bytes%Z", name, max);
+        return NGX_DECLINED;
+    }
+
+    copy = ngx_pnalloc(r->pool, len + 1);
+    if (copy == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(copy, s, len);
+    copy[len] = '\0';
+
+    op->text = (const char *) copy;
+    op->text_len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Posts the op.  The request stays alive until ngx_http_chat_op_done():
+ * its count is raised (in a body handler, read_client_request_body
+ * already did) and "blocked" keeps ngx_http_terminate_request() from
+ * freeing it while a pool thread may still write into the op.
+ */
+
+static ngx_int_t
+ngx_http_chat_start(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
+    ngx_uint_t in_body_handler)
+{
+    ngx_int_t            rc;
+    ngx_table_elt_t     *h;
+    ngx_http_chat_op_t  *op;
+
+    op = actx->op;
+    op->done = ngx_http_chat_op_done;
+    op->data = r;
+    op->log = r->connection->log;
+
+    rc = ngx_http_chat_op_post(op);
+
+    if (rc != NGX_OK) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "Retry-After");
+            ngx_str_set(&h->value, "1");
+        }
+
+        return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        rc == NGX_BUSY
+                                        ? "server busy: too many database "
+                                          "operations queued"
+                                        : "storage is not available");
+    }
+
+    if (!in_body_handler) {
+        r->main->count++;
+    }
+
+    r->main->blocked++;
+    r->aio = 1;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_chat_op_done(ngx_http_chat_op_t *op)
+{
+    ngx_int_t                 rc;
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_http_chat_ctx_t      *ctx;
+
+    r = op->data;
+    c = r->connection;
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "chat op %d done: result %d in %uLus", op->kind,
+                   op->result, ngx_http_chat_monotonic_us() - op->posted_us);
+
+    if (c->error) {
+        ngx_http_chat_op_release(op);
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ctx = ngx_http_chat_get_ctx(r);
+
+    rc = ngx_http_chat_respond(r, ctx->api, op);
+    ngx_http_chat_op_release(op);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_chat_respond(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
+    ngx_http_chat_op_t *op)
+{
+    u_char           *p;
+    char             *json;
+    ngx_table_elt_t  *h;
+
+    switch (op->result) {
+
+    case NGX_HTTP_CHAT_RES_OK:
+        break;
+
+    case NGX_HTTP_CHAT_RES_NOT_FOUND:
+        return ngx_http_chat_send_error(r, NGX_HTTP_NOT_FOUND,
+                   op->kind == NGX_HTTP_CHAT_OP_DELETE_MESSAGE
+                   ? "message not found" : "group not found");
+
+    case NGX_HTTP_CHAT_RES_FORBIDDEN:
+        return ngx_http_chat_send_error(r, NGX_HTTP_FORBIDDEN,
+                                        "only the author may delete "
+                                        "a message");
+
+    case NGX_HTTP_CHAT_RES_BAD_CURSOR:
+        return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "before does not name a message "
+                                        "of this group");
+
+    case NGX_HTTP_CHAT_RES_UNAVAILABLE:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "chat storage: %s", op->error);
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "Retry-After");
+            ngx_str_set(&h->value, "5");
+        }
+
+        return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "database unavailable, "
+                                        "try again later");
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "chat storage: %s", op->error);
+        return ngx_http_chat_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        "internal error");
+    }
+
+    if (actx->created && op->id_hex[0]) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_pnalloc(r->pool, r->uri.len + 1 + 24);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Location");
+        h->value.data = p;
+        p = ngx_cpymem(p, r->uri.data, r->uri.len);
+        if (p[-1] != '/') {
+            *p++ = '/';
+        }
+        p = ngx_cpymem(p, op->id_hex, 24);
+        h->value.len = p - h->value.data;
+    }
+
+    json = op->json;
+    op->json = NULL;                     /* the response owns it now */
+
+    return ngx_http_chat_send_json(r, actx->created ? NGX_HTTP_CREATED
+                                                    : NGX_HTTP_OK,
+                                   json, op->json_len);
+}

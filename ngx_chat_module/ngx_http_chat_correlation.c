@@ -1,0 +1,284 @@
+/*
+ * ngx_http_chat_correlation.c - correlation IDs for every request nginx
+ * serves (not only the chat API).
+ *
+ * An incoming ID is kept only when it is a short token of [A-Za-z0-9._:-]:
+ * anything else could smuggle CR/LF into headers, quotes into logs or
+ * unbounded data into the metrics pipeline, so it is replaced.  Generated
+ * IDs are UUIDv4-shaped, from a per-worker generator seeded by the kernel:
+ * unique, cheap (no syscall per request), not meant to be secret.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <sys/random.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_correlation.h"
+
+
+static ngx_int_t ngx_http_chat_cid_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_chat_cid_header_filter(ngx_http_request_t *r);
+static void ngx_http_chat_cid_generate(u_char *buf);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+static uint64_t  ngx_http_chat_cid_state;
+static ngx_pid_t ngx_http_chat_cid_pid;
+
+
+static ngx_http_variable_t  ngx_http_chat_cid_vars[] = {
+
+    { ngx_string("chat_correlation_id"), NULL,
+      ngx_http_chat_cid_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_chat_correlation_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_chat_cid_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_chat_correlation_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_chat_cid_header_filter;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_chat_correlation_is_safe(u_char *s, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > NGX_HTTP_CHAT_CID_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!(ngx_http_chat_isalnum(s[i]) || s[i] == '.' || s[i] == '_'
+              || s[i] == ':' || s[i] == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+ngx_int_t
+ngx_http_chat_correlation_settle(ngx_http_request_t *r,
+    ngx_http_chat_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h;
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    if (ctx->correlation_id.len) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != cmcf->cid_header_lc.len
+            || ngx_strncasecmp(h[i].key.data, cmcf->cid_header_lc.data,
+                               h[i].key.len) != 0)
+        {
+            continue;
+        }
+
+        if (ngx_http_chat_correlation_is_safe(h[i].value.data,
+                                              h[i].value.len))
+        {
+            ngx_memcpy(ctx->cid_buf, h[i].value.data, h[i].value.len);
+            ctx->correlation_id.data = ctx->cid_buf;
+            ctx->correlation_id.len = h[i].value.len;
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "chat correlation: ignored unsafe \"%V\" header "
+                      "of %uz bytes, generating a new ID",
+                      &cmcf->cid_header, h[i].value.len);
+        break;
+    }
+
+    ngx_http_chat_cid_generate(ctx->cid_buf);
+
+    ctx->correlation_id.data = ctx->cid_buf;
+    ctx->correlation_id.len = 36;
+
+    return NGX_OK;
+}
+
+
+ngx_str_t *
+ngx_http_chat_correlation_id(ngx_http_request_t *r)
+{
+    static ngx_str_t      empty = ngx_null_string;
+    ngx_http_chat_ctx_t  *ctx;
+
+    r = r->main;
+
+    ctx = ngx_http_chat_create_ctx(r);
+    if (ctx == NULL) {
+        return &empty;
+    }
+
+    if (ctx->correlation_id.len == 0) {
+        (void) ngx_http_chat_correlation_settle(r, ctx);
+    }
+
+    return &ctx->correlation_id;
+}
+
+
+static ngx_int_t
+ngx_http_chat_cid_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t  *cid;
+
+    cid = ngx_http_chat_correlation_id(r);
+
+    if (cid->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = cid->len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = cid->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
+{
+    ngx_str_t                  *cid;
+    ngx_table_elt_t            *h;
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+
+    cid = ngx_http_chat_correlation_id(r);
+    if (cid->len == 0) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = cmcf->cid_header;
+    h->value = *cid;
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * splitmix64: a tiny, well-known generator with full 64-bit period; seeded
+ * per worker from getrandom() so that workers never share a sequence.
+ */
+
+static uint64_t
+ngx_http_chat_cid_next(void)
+{
+    uint64_t  z;
+
+    if (ngx_http_chat_cid_pid != ngx_pid) {
+        if (getrandom(&ngx_http_chat_cid_state,
+                      sizeof(ngx_http_chat_cid_state), 0)
+            != (ssize_t) sizeof(ngx_http_chat_cid_state))
+        {
+            ngx_http_chat_cid_state = ngx_http_chat_realtime_us()
+                                      ^ ((uint64_t) ngx_pid << 32);
+        }
+
+        ngx_http_chat_cid_pid = ngx_pid;
+    }
+
+    z = (ngx_http_chat_cid_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+
+    return z ^ (z >> 31);
+}
+
+
+static void
+ngx_http_chat_cid_generate(u_char *buf)
+{
+    u_char    bytes[16];
+    uint64_t  a, b;
+
+    a = ngx_http_chat_cid_next();
+    b = ngx_http_chat_cid_next();
+
+    ngx_memcpy(bytes, &a, 8);
+    ngx_memcpy(bytes + 8, &b, 8);
+
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;          /* version 4 */
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;          /* RFC 4122 variant */
+
+    buf = ngx_hex_dump(buf, bytes, 4);
+    *buf++ = '-';
+    buf = ngx_hex_dump(buf, bytes + 4, 2);
+    *buf++ = '-';
+    buf = ngx_hex_dump(buf, bytes + 6, 2);
+    *buf++ = '-';
+    buf = ngx_hex_dump(buf, bytes + 8, 2);
+    *buf++ = '-';
+    (void) ngx_hex_dump(buf, bytes + 10, 6);
+}

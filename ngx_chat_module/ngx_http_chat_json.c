@@ -1,0 +1,397 @@
+/*
+ * ngx_http_chat_json.c - JSON in and out for the chat API.
+ *
+ * Parsing is cJSON's (Debian libcjson).  Two checks are ours because cJSON
+ * leaves them to the caller: it passes bytes through without validating
+ * UTF-8, and it stores strings as C strings, so a "\u0000" escape would
+ * silently cut a message short; both are rejected before parsing.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_correlation.h"
+#include "ngx_http_chat_json.h"
+
+
+static void ngx_http_chat_free(void *data);
+static ngx_int_t ngx_http_chat_has_nul_escape(const u_char *p, size_t len);
+
+
+static ngx_str_t  ngx_http_chat_json_type = ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *detail)
+{
+    size_t        len, dlen;
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_str_t    *cid;
+    ngx_uint_t    level;
+    ngx_chain_t   out;
+
+    cid = ngx_http_chat_correlation_id(r);
+    dlen = ngx_strlen(detail);
+
+    level = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) ? NGX_LOG_ERR
+                                                       : NGX_LOG_INFO;
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "chat api: %ui %V %V: %s, correlation_id=%V",
+                  status, &r->method_name, &r->uri, detail, cid);
+
+    len = sizeof("{\"detail\":\"\",\"correlation_id\":\"\"}") - 1
+          + dlen + ngx_escape_json(NULL, (u_char *) detail, dlen)
+          + cid->len;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(b->last, "{\"detail\":\"", sizeof("{\"detail\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) detail, dlen);
+    p = ngx_cpymem(p, "\",\"correlation_id\":\"",
+                   sizeof("\",\"correlation_id\":\"") - 1);
+    p = ngx_cpymem(p, cid->data, cid->len);    /* safe charset only */
+    p = ngx_cpymem(p, "\"}", 2);
+    b->last = p;
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    if (r->headers_out.status == 0 || !r->header_sent) {
+        ngx_http_clear_content_length(r);
+        ngx_http_clear_accept_ranges(r);
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = ngx_http_chat_json_type;
+    r->headers_out.content_type_len = ngx_http_chat_json_type.len;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (status == NGX_HTTP_CHAT_UNPROCESSABLE) {
+        ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        ngx_table_elt_t  *h;
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"chat\"");
+        r->headers_out.www_authenticate = h;
+    }
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_chat_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    char *json, size_t len)
+{
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t          out;
+    ngx_pool_cleanup_t  *cln;
+
+    /* the JSON was built off the event loop with malloc(): hand it to
+     * the output chain as is and free it with the request */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        free(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_chat_free;
+    cln->data = json;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = ngx_http_chat_json_type;
+    r->headers_out.content_type_len = ngx_http_chat_json_type.len;
+    r->headers_out.content_length_n = len;
+
+    if (r->method == NGX_HTTP_HEAD || len == 0) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = (u_char *) json;
+    b->last = (u_char *) json + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static void
+ngx_http_chat_free(void *data)
+{
+    free(data);
+}
+
+
+ngx_int_t
+ngx_http_chat_is_json_content_type(ngx_http_request_t *r)
+{
+    u_char     *p, *last;
+    ngx_str_t  *ct;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    ct = &r->headers_in.content_type->value;
+    p = ct->data;
+    last = p + ct->len;
+
+    if (ct->len < ngx_http_chat_json_type.len
+        || ngx_strncasecmp(p, ngx_http_chat_json_type.data,
+                           ngx_http_chat_json_type.len) != 0)
+    {
+        return 0;
+    }
+
+    p += ngx_http_chat_json_type.len;
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    return (p == last || *p == ';') ? 1 : 0;
+}
+
+
+/*
+ * The body is small (bounded by the handler before reading).  It may
+ * still sit in a temporary file when client_body_buffer_size is smaller
+ * than the limit; reading a few KB from a file just written is what
+ * nginx's own modules do in that case.
+ */
+
+ngx_int_t
+ngx_http_chat_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    size_t        len;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                          : (size_t) (b->last - b->pos);
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    *p = '\0';
+    body->len = len;
+
+    return NGX_OK;
+}
+
+
+cJSON *
+ngx_http_chat_parse_object(ngx_str_t *body, const char **detail)
+{
+    cJSON       *json;
+    const char  *end;
+
+    if (body->len == 0) {
+        *detail = "request body is empty; expected a JSON object";
+        return NULL;
+    }
+
+    if (!ngx_http_chat_utf8_valid(body->data, body->len)) {
+        *detail = "request body is not valid UTF-8";
+        return NULL;
+    }
+
+    if (ngx_http_chat_has_nul_escape(body->data, body->len)) {
+        *detail = "strings must not contain \\u0000";
+        return NULL;
+    }
+
+    end = NULL;
+    json = cJSON_ParseWithLengthOpts((const char *) body->data, body->len,
+                                     &end, 0);
+    if (json == NULL) {
+        *detail = "request body is not valid JSON";
+        return NULL;
+    }
+
+    /* nothing but whitespace may follow the value */
+
+    while (end && end < (const char *) body->data + body->len
+           && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+    {
+        end++;
+    }
+
+    if (end != (const char *) body->data + body->len) {
+        cJSON_Delete(json);
+        *detail = "request body has trailing data after the JSON value";
+        return NULL;
+    }
+
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        *detail = "request body must be a JSON object";
+        return NULL;
+    }
+
+    return json;
+}
+
+
+ngx_int_t
+ngx_http_chat_utf8_valid(const u_char *p, size_t len)
+{
+    u_char        c;
+    uint32_t      cp, min;
+    ngx_uint_t    i, n;
+    const u_char *last;
+
+    last = p + len;
+
+    while (p < last) {
+        c = *p++;
+
+        if (c < 0x80) {
+            continue;
+        }
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1; cp = c & 0x1f; min = 0x80;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2; cp = c & 0x0f; min = 0x800;
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3; cp = c & 0x07; min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if ((size_t) (last - p) < n) {
+            return 0;
+        }
+
+        for (i = 0; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+
+        p += n;
+
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* finds a \u0000 escape, stepping over escaped backslashes */
+
+static ngx_int_t
+ngx_http_chat_has_nul_escape(const u_char *p, size_t len)
+{
+    const u_char  *last;
+
+    last = p + len;
+
+    while (p < last) {
+        if (*p++ != '\\' || p == last) {
+            continue;
+        }
+
+        if (*p == 'u' && last - p >= 5
+            && p[1] == '0' && p[2] == '0' && p[3] == '0' && p[4] == '0')
+        {
+            return 1;
+        }
+
+        p++;   /* the escaped character, whatever it is */
+    }
+
+    return 0;
+}

@@ -1,0 +1,44 @@
+/*
+ * ngx_http_chat_json.h - request bodies in, JSON responses out: the one
+ * place that writes a chat response, so that every error carries a
+ * "detail" and the "correlation_id" and leaves a log line behind.
+ */
+
+#ifndef _NGX_HTTP_CHAT_JSON_H_INCLUDED_
+#define _NGX_HTTP_CHAT_JSON_H_INCLUDED_
+
+
+#include "ngx_http_chat_module.h"
+
+#include <cjson/cJSON.h>
+
+
+/* nginx 1.22 has no constant (nor reason phrase) for 422 */
+#define NGX_HTTP_CHAT_UNPROCESSABLE  422
+
+
+/* sends {"detail": ..., "correlation_id": ...} with the status; logs it */
+ngx_int_t ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *detail);
+
+/* sends a JSON body held in malloc()ed memory; takes ownership of it */
+ngx_int_t ngx_http_chat_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    char *json, size_t len);
+
+/* 1 when Content-Type is application/json (parameters allowed) */
+ngx_int_t ngx_http_chat_is_json_content_type(ngx_http_request_t *r);
+
+/* the whole request body in one buffer of the request pool */
+ngx_int_t ngx_http_chat_body(ngx_http_request_t *r, ngx_str_t *body);
+
+/*
+ * Parses a JSON object body.  On failure returns NULL and points *detail
+ * at a message for the client.  The caller frees with cJSON_Delete().
+ */
+cJSON *ngx_http_chat_parse_object(ngx_str_t *body, const char **detail);
+
+/* strict UTF-8: no overlongs, no surrogates, nothing past U+10FFFF */
+ngx_int_t ngx_http_chat_utf8_valid(const u_char *p, size_t len);
+
+
+#endif /* _NGX_HTTP_CHAT_JSON_H_INCLUDED_ */

@@ -1,0 +1,41 @@
+/*
+ * ngx_http_chat_jwt.h - bearer token verification (JWT, HS256 only).
+ */
+
+#ifndef _NGX_HTTP_CHAT_JWT_H_INCLUDED_
+#define _NGX_HTTP_CHAT_JWT_H_INCLUDED_
+
+
+#include "ngx_http_chat_module.h"
+
+
+#define NGX_HTTP_CHAT_JWT_MAX        4096   /* longest token accepted */
+#define NGX_HTTP_CHAT_USER_ID_MAX    64     /* longest "sub" accepted */
+
+
+typedef struct {
+    ngx_str_t   sub;                        /* user id, in the pool */
+    time_t      exp;
+} ngx_http_chat_jwt_claims_t;
+
+
+/*
+ * Verifies a compact JWS: alg must be exactly HS256, the signature must
+ * match (constant-time compare), exp must be present and not past, nbf,
+ * when present, not in the future, both with the leeway in seconds.
+ * Returns NGX_OK, or NGX_DECLINED with *detail saying why.
+ */
+ngx_int_t ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
+    ngx_str_t *secret, time_t now, time_t leeway,
+    ngx_http_chat_jwt_claims_t *claims, const char **detail);
+
+/*
+ * Finds the token: "Authorization: Bearer <token>", or, when allow_query
+ * is set (WebSocket handshakes, where browsers cannot set headers), the
+ * "token" argument.  NGX_DECLINED when there is none.
+ */
+ngx_int_t ngx_http_chat_jwt_from_request(ngx_http_request_t *r,
+    ngx_uint_t allow_query, ngx_str_t *token, const char **detail);
+
+
+#endif /* _NGX_HTTP_CHAT_JWT_H_INCLUDED_ */

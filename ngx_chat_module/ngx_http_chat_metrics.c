@@ -1,0 +1,522 @@
+/*
+ * ngx_http_chat_metrics.c - recording every request and WebSocket event of
+ * this worker and pushing them to the sidecar.
+ *
+ * The log-phase handler only copies a fixed-size record into the worker's
+ * current batch (no allocation, no syscall but the vDSO clock).  A batch is
+ * sent when it is full or when the flush timer fires, with one non-blocking
+ * nng_send(): when the sidecar is absent or slow the batch is dropped and
+ * counted, and the cumulative counts travel in every later batch header, so
+ * that the sidecar can account for every request: served = recorded +
+ * dropped.  A snapshot batch (WebSocket counts per group) doubles as a
+ * heartbeat so that drop counts arrive even when traffic stops.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <signal.h>
+#include <pthread.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/push.h>
+
+#include "wire/chat_wire.h"
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_correlation.h"
+#include "ngx_http_chat_metrics.h"
+
+
+#define NGX_HTTP_CHAT_SNAPSHOT_INTERVAL  5000   /* ms */
+
+
+typedef struct {
+    nng_socket                  sock;
+    ngx_flag_t                  open;
+
+    ngx_uint_t                  batch_limit;
+    ngx_msec_t                  flush_interval;
+
+    /* the batch being filled: header followed by records */
+    chat_wire_batch_t          *batch;
+    chat_wire_record_t         *records;
+    ngx_uint_t                  batch_requests;
+
+    uint64_t                    worker_start_us;
+    uint64_t                    batch_seq;
+    uint64_t                    requests_recorded;
+    uint64_t                    records_dropped;
+    uint64_t                    requests_dropped;
+
+    ngx_event_t                 flush_ev;
+    ngx_event_t                 snapshot_ev;
+    ngx_http_chat_snapshot_pt   snapshot;
+
+    ngx_log_t                  *log;
+    ngx_uint_t                  drop_logged;
+} ngx_http_chat_metrics_t;
+
+
+static chat_wire_record_t *ngx_http_chat_metrics_next(uint16_t type);
+static void ngx_http_chat_metrics_flush(void);
+static void ngx_http_chat_metrics_send(chat_wire_batch_t *batch,
+    ngx_uint_t count, ngx_uint_t requests, uint16_t flags);
+static void ngx_http_chat_metrics_flush_handler(ngx_event_t *ev);
+static void ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev);
+static size_t ngx_http_chat_copy(char *dst, size_t size, ngx_str_t *src);
+
+
+static ngx_http_chat_metrics_t  ngx_http_chat_metrics;
+
+/* one batch buffer for requests, one for snapshots, per worker */
+static u_char  ngx_http_chat_batch_buf[CHAT_WIRE_BATCH_SIZE(
+                                           CHAT_WIRE_MAX_RECORDS)];
+static u_char  ngx_http_chat_snapshot_buf[CHAT_WIRE_BATCH_SIZE(
+                                              CHAT_WIRE_MAX_RECORDS)];
+
+
+ngx_int_t
+ngx_http_chat_metrics_check_address(ngx_str_t *addr)
+{
+    if (addr->len > sizeof("ipc:///") - 1 && addr->len < 256
+        && ngx_strncmp(addr->data, "ipc:///", sizeof("ipc:///") - 1) == 0)
+    {
+        return NGX_OK;
+    }
+
+    if (addr->len > sizeof("tcp://127.0.0.1:") - 1
+        && ngx_strncmp(addr->data, "tcp://127.0.0.1:",
+                       sizeof("tcp://127.0.0.1:") - 1) == 0
+        && ngx_atoi(addr->data + sizeof("tcp://127.0.0.1:") - 1,
+                    addr->len - (sizeof("tcp://127.0.0.1:") - 1)) > 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    int                       rv;
+    sigset_t                  all, saved;
+    ngx_http_chat_metrics_t  *m;
+
+    m = &ngx_http_chat_metrics;
+    ngx_memzero(m, sizeof(ngx_http_chat_metrics_t));
+
+    m->log = cycle->log;
+    m->batch_limit = cmcf->metrics_batch;
+    m->flush_interval = cmcf->metrics_flush;
+    m->worker_start_us = ngx_http_chat_realtime_us();
+    m->batch = (chat_wire_batch_t *) ngx_http_chat_batch_buf;
+    m->records = (chat_wire_record_t *) (ngx_http_chat_batch_buf
+                                         + sizeof(chat_wire_batch_t));
+
+    /*
+     * nng starts its own threads: they must not take signals meant for the
+     * worker's event loop, so they are born with every signal blocked.
+     */
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
+
+    rv = nng_push0_open(&m->sock);
+
+    if (rv == 0) {
+        (void) nng_socket_set_int(m->sock, NNG_OPT_SENDBUF, 64);
+        (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMINT, 100);
+        (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMAXT, 1000);
+
+        /* non-blocking dial: an absent sidecar is retried in background */
+        rv = nng_dial(m->sock, (const char *) cmcf->metrics_address.data,
+                      NULL, NNG_FLAG_NONBLOCK);
+        if (rv != 0) {
+            (void) nng_close(m->sock);
+        }
+    }
+
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+    if (rv != 0) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "chat metrics: cannot connect to \"%s\": %s; "
+                      "records will be dropped and counted",
+                      cmcf->metrics_address.data, nng_strerror(rv));
+        /* keep serving: every record is counted as dropped */
+
+    } else {
+        m->open = 1;
+    }
+
+    m->flush_ev.handler = ngx_http_chat_metrics_flush_handler;
+    m->flush_ev.log = cycle->log;
+    m->flush_ev.data = m;
+    m->flush_ev.cancelable = 1;
+
+    m->snapshot_ev.handler = ngx_http_chat_metrics_snapshot_handler;
+    m->snapshot_ev.log = cycle->log;
+    m->snapshot_ev.data = m;
+    m->snapshot_ev.cancelable = 1;
+
+    ngx_add_timer(&m->snapshot_ev, 200);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_chat_metrics_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_chat_metrics_t  *m;
+
+    m = &ngx_http_chat_metrics;
+
+    if (m->batch == NULL) {
+        return;
+    }
+
+    ngx_http_chat_metrics_flush();
+
+    if (m->open) {
+        (void) nng_close(m->sock);
+        m->open = 0;
+    }
+}
+
+
+void
+ngx_http_chat_metrics_set_snapshot(ngx_http_chat_snapshot_pt handler)
+{
+    ngx_http_chat_metrics.snapshot = handler;
+}
+
+
+ngx_int_t
+ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
+{
+    u_char                    *p;
+    ngx_str_t                  name;
+    ngx_uint_t                 status;
+    chat_wire_record_t        *rec;
+    chat_wire_request_t       *req;
+    ngx_http_chat_ctx_t       *ctx;
+    ngx_http_core_loc_conf_t  *hclcf;
+    ngx_http_chat_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
+
+    if (!lcf->metrics || ngx_http_chat_metrics.batch == NULL) {
+        return NGX_OK;
+    }
+
+    rec = ngx_http_chat_metrics_next(CHAT_REC_REQUEST);
+    req = &rec->u.request;
+
+    ctx = ngx_http_chat_get_ctx(r);
+
+    if (ctx && ctx->start_us) {
+        req->duration_us = (uint32_t) ngx_min(ngx_http_chat_monotonic_us()
+                                              - ctx->start_us, 0xffffffff);
+
+    } else {
+        /* rejected before the first phase: millisecond resolution only */
+        ngx_time_t  *tp = ngx_timeofday();
+        ngx_msec_int_t  ms = (ngx_msec_int_t)
+                             ((tp->sec - r->start_sec) * 1000
+                              + (tp->msec - r->start_msec));
+        req->duration_us = (uint32_t) (ngx_max(ms, 0) * 1000);
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+    req->status = (uint16_t) ngx_min(status, 999);
+    req->bytes_sent = r->connection->sent;
+
+    req->method_len = (uint8_t) ngx_http_chat_copy(req->method,
+                                                   CHAT_WIRE_METHOD_LEN,
+                                                   &r->method_name);
+
+    /* endpoint: "METHOD name", bounded by construction */
+
+    if (ctx && ctx->endpoint.len) {
+        name = ctx->endpoint;
+
+    } else if (lcf->endpoint) {
+        if (ngx_http_complex_value(r, lcf->endpoint, &name) != NGX_OK) {
+            ngx_str_set(&name, "(error)");
+        }
+
+    } else {
+        hclcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        name = hclcf->name;
+        if (name.len == 0) {
+            ngx_str_set(&name, "(unmatched)");
+        }
+    }
+
+    p = (u_char *) req->endpoint;
+
+    if (!(ctx && ctx->endpoint.len)) {
+        p = ngx_cpymem(p, req->method, req->method_len);
+        *p++ = ' ';
+    }
+
+    p += ngx_http_chat_copy((char *) p,
+                            CHAT_WIRE_ENDPOINT_LEN - (p - (u_char *)
+                                                      req->endpoint),
+                            &name);
+    req->endpoint_len = (uint8_t) (p - (u_char *) req->endpoint);
+
+    if (ctx && ctx->correlation_id.len) {
+        req->cid_len = (uint8_t) ngx_http_chat_copy(req->correlation_id,
+                                                    CHAT_WIRE_CID_LEN,
+                                                    &ctx->correlation_id);
+    } else {
+        name = *ngx_http_chat_correlation_id(r);
+        req->cid_len = (uint8_t) ngx_http_chat_copy(req->correlation_id,
+                                                    CHAT_WIRE_CID_LEN,
+                                                    &name);
+    }
+
+    ngx_http_chat_metrics.batch_requests++;
+    ngx_http_chat_metrics.requests_recorded++;
+
+    if (ngx_http_chat_metrics.batch->count
+        >= ngx_http_chat_metrics.batch_limit)
+    {
+        ngx_http_chat_metrics_flush();
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_chat_metrics_ws_event(ngx_uint_t connected, ngx_str_t *group_id,
+    ngx_str_t *user_id, ngx_uint_t worker_group_count)
+{
+    chat_wire_record_t    *rec;
+    chat_wire_ws_event_t  *ev;
+
+    if (ngx_http_chat_metrics.batch == NULL) {
+        return;
+    }
+
+    rec = ngx_http_chat_metrics_next(CHAT_REC_WS_EVENT);
+    ev = &rec->u.ws_event;
+
+    ev->event = connected ? CHAT_WS_CONNECTED : CHAT_WS_DISCONNECTED;
+    ev->worker_group_count = (uint32_t) worker_group_count;
+    ev->group_id_len = (uint8_t) ngx_http_chat_copy(ev->group_id,
+                                                    CHAT_WIRE_GROUP_ID_LEN,
+                                                    group_id);
+    ev->user_id_len = (uint8_t) ngx_http_chat_copy(ev->user_id,
+                                                   CHAT_WIRE_USER_ID_LEN,
+                                                   user_id);
+
+    if (ngx_http_chat_metrics.batch->count
+        >= ngx_http_chat_metrics.batch_limit)
+    {
+        ngx_http_chat_metrics_flush();
+    }
+}
+
+
+void
+ngx_http_chat_metrics_custom(ngx_str_t *event_type, ngx_http_chat_kv_t *kv,
+    ngx_uint_t n)
+{
+    ngx_uint_t           i;
+    chat_wire_record_t  *rec;
+    chat_wire_custom_t  *c;
+
+    if (ngx_http_chat_metrics.batch == NULL) {
+        return;
+    }
+
+    rec = ngx_http_chat_metrics_next(CHAT_REC_CUSTOM);
+    c = &rec->u.custom;
+
+    c->event_type_len = (uint8_t) ngx_http_chat_copy(c->event_type,
+                                                     CHAT_WIRE_EVENT_TYPE_LEN,
+                                                     event_type);
+    n = ngx_min(n, CHAT_WIRE_KV_MAX);
+    c->kv_count = (uint8_t) n;
+
+    for (i = 0; i < n; i++) {
+        c->kv[i].key_len = (uint8_t) ngx_http_chat_copy(c->kv[i].key,
+                                                        CHAT_WIRE_KEY_LEN,
+                                                        &kv[i].key);
+        c->kv[i].value_len = (uint8_t) ngx_http_chat_copy(c->kv[i].value,
+                                                          CHAT_WIRE_VALUE_LEN,
+                                                          &kv[i].value);
+    }
+
+    if (ngx_http_chat_metrics.batch->count
+        >= ngx_http_chat_metrics.batch_limit)
+    {
+        ngx_http_chat_metrics_flush();
+    }
+}
+
+
+/* the next free record of the current batch; arms the flush timer */
+
+static chat_wire_record_t *
+ngx_http_chat_metrics_next(uint16_t type)
+{
+    ngx_time_t               *tp;
+    chat_wire_record_t       *rec;
+    ngx_http_chat_metrics_t  *m;
+
+    m = &ngx_http_chat_metrics;
+
+    rec = &m->records[m->batch->count++];
+
+    rec->type = type;
+    rec->pad0 = 0;
+    rec->pad1 = 0;
+
+    /* the cached clock is updated once per event loop turn: good enough
+     * for a timestamp shown to the millisecond */
+    tp = ngx_timeofday();
+    rec->timestamp_us = (uint64_t) tp->sec * 1000000
+                        + (uint64_t) tp->msec * 1000;
+
+    if (!m->flush_ev.timer_set) {
+        ngx_add_timer(&m->flush_ev, m->flush_interval);
+    }
+
+    return rec;
+}
+
+
+static void
+ngx_http_chat_metrics_flush(void)
+{
+    ngx_http_chat_metrics_t  *m;
+
+    m = &ngx_http_chat_metrics;
+
+    if (m->flush_ev.timer_set) {
+        ngx_del_timer(&m->flush_ev);
+    }
+
+    if (m->batch->count == 0) {
+        return;
+    }
+
+    ngx_http_chat_metrics_send(m->batch, m->batch->count, m->batch_requests,
+                               0);
+
+    m->batch->count = 0;
+    m->batch_requests = 0;
+}
+
+
+static void
+ngx_http_chat_metrics_send(chat_wire_batch_t *batch, ngx_uint_t count,
+    ngx_uint_t requests, uint16_t flags)
+{
+    int                       rv;
+    ngx_http_chat_metrics_t  *m;
+
+    m = &ngx_http_chat_metrics;
+
+    batch->magic = CHAT_WIRE_MAGIC;
+    batch->version = CHAT_WIRE_VERSION;
+    batch->record_size = sizeof(chat_wire_record_t);
+    batch->count = (uint16_t) count;
+    batch->flags = flags;
+    batch->worker_pid = (uint32_t) ngx_pid;
+    batch->worker_start_us = m->worker_start_us;
+    batch->batch_seq = ++m->batch_seq;
+    batch->requests_recorded = m->requests_recorded;
+    batch->records_dropped = m->records_dropped;
+    batch->requests_dropped = m->requests_dropped;
+
+    rv = m->open ? nng_send(m->sock, batch, CHAT_WIRE_BATCH_SIZE(count),
+                            NNG_FLAG_NONBLOCK)
+                 : NNG_ECLOSED;
+
+    if (rv == 0) {
+        if (m->drop_logged) {
+            ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
+                          "chat metrics: sidecar reachable again, %uL "
+                          "records dropped so far", m->records_dropped);
+            m->drop_logged = 0;
+        }
+
+        return;
+    }
+
+    /*
+     * Dropped: the records are gone, their count is not.  The batch
+     * sequence number was consumed on purpose, so the sidecar sees the gap.
+     */
+
+    m->records_dropped += count;
+    m->requests_dropped += requests;
+    m->requests_recorded -= requests;
+
+    if (!m->drop_logged) {
+        ngx_log_error(NGX_LOG_WARN, m->log, 0,
+                      "chat metrics: sidecar not accepting records (%s), "
+                      "dropping and counting them", nng_strerror(rv));
+        m->drop_logged = 1;
+    }
+}
+
+
+static void
+ngx_http_chat_metrics_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_chat_metrics_flush();
+}
+
+
+static void
+ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                n;
+    chat_wire_batch_t        *batch;
+    ngx_http_chat_metrics_t  *m;
+
+    m = &ngx_http_chat_metrics;
+
+    /* pending records first, so that the counts in the header are final */
+    ngx_http_chat_metrics_flush();
+
+    batch = (chat_wire_batch_t *) ngx_http_chat_snapshot_buf;
+
+    n = 0;
+    if (m->snapshot) {
+        n = m->snapshot(ngx_http_chat_snapshot_buf
+                        + sizeof(chat_wire_batch_t),
+                        CHAT_WIRE_MAX_RECORDS);
+    }
+
+    ngx_http_chat_metrics_send(batch, n, 0, CHAT_BATCH_SNAPSHOT);
+
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        ngx_add_timer(ev, NGX_HTTP_CHAT_SNAPSHOT_INTERVAL);
+    }
+}
+
+
+/* bounded copy of an ngx_str_t into a fixed wire field; returns length */
+
+static size_t
+ngx_http_chat_copy(char *dst, size_t size, ngx_str_t *src)
+{
+    size_t  n;
+
+    n = ngx_min(src->len, size);
+    ngx_memcpy(dst, src->data, n);
+
+    return n;
+}

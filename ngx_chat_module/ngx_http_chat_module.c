@@ -1,0 +1,852 @@
+/*
+ * ngx_http_chat_module.c - directives, configuration, request phases and the
+ * worker lifecycle of the chat module.  The work itself lives in the files
+ * named after it (see ngx_http_chat_module.h).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <mongoc/mongoc.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_correlation.h"
+#include "ngx_http_chat_metrics.h"
+#include "ngx_http_chat_storage.h"
+#include "ngx_http_chat_api.h"
+
+
+static ngx_int_t ngx_http_chat_add_variables(ngx_conf_t *cf);
+static void *ngx_http_chat_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_chat_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_chat_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_chat_init_process(ngx_cycle_t *cycle);
+static void ngx_http_chat_exit_process(ngx_cycle_t *cycle);
+
+static char *ngx_http_chat_mongo_uri(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_chat_metrics_address(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_chat_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_chat_jwt_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_chat_cid_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+static ngx_int_t ngx_http_chat_post_read_handler(ngx_http_request_t *r);
+static void ngx_http_chat_ctx_cleanup(void *data);
+
+
+static ngx_conf_num_bounds_t  ngx_http_chat_batch_bounds = {
+    ngx_conf_check_num_bounds, 1, 128
+};
+
+static ngx_conf_num_bounds_t  ngx_http_chat_page_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000
+};
+
+
+static ngx_command_t  ngx_http_chat_commands[] = {
+
+    { ngx_string("chat_mongo_uri"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_chat_mongo_uri,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_db_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_chat_main_conf_t, db_timeout),
+      NULL },
+
+    { ngx_string("chat_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_chat_main_conf_t, thread_pool_name),
+      NULL },
+
+    { ngx_string("chat_metrics_address"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_chat_metrics_address,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_metrics_flush_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_chat_main_conf_t, metrics_flush),
+      NULL },
+
+    { ngx_string("chat_metrics_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_chat_main_conf_t, metrics_batch),
+      &ngx_http_chat_batch_bounds },
+
+    { ngx_string("chat_jwt_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_chat_main_conf_t, jwt_secret),
+      NULL },
+
+    { ngx_string("chat_jwt_secret_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_chat_jwt_secret_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_chat_main_conf_t, jwt_leeway),
+      NULL },
+
+    { ngx_string("chat_correlation_header"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_chat_cid_header,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_chat_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, api),
+      NULL },
+
+    { ngx_string("chat_metrics"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, metrics),
+      NULL },
+
+    { ngx_string("chat_metrics_endpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, endpoint),
+      NULL },
+
+    { ngx_string("chat_max_content_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, max_content),
+      NULL },
+
+    { ngx_string("chat_max_name_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, max_name),
+      NULL },
+
+    { ngx_string("chat_page_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, page_size),
+      &ngx_http_chat_page_bounds },
+
+    { ngx_string("chat_page_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, page_max),
+      &ngx_http_chat_page_bounds },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_chat_module_ctx = {
+    ngx_http_chat_add_variables,           /* preconfiguration */
+    ngx_http_chat_init,                    /* postconfiguration */
+
+    ngx_http_chat_create_main_conf,        /* create main configuration */
+    ngx_http_chat_init_main_conf,          /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_chat_create_loc_conf,         /* create location configuration */
+    ngx_http_chat_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_chat_module = {
+    NGX_MODULE_V1,
+    &ngx_http_chat_module_ctx,             /* module context */
+    ngx_http_chat_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_chat_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_chat_exit_process,            /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_chat_default_pool = ngx_string("default");
+static ngx_str_t  ngx_http_chat_default_cid = ngx_string("X-Correlation-ID");
+
+
+/* time helpers used by every file of the module */
+
+uint64_t
+ngx_http_chat_monotonic_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+
+uint64_t
+ngx_http_chat_realtime_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+
+/* the per-request context */
+
+ngx_http_chat_ctx_t *
+ngx_http_chat_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_chat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_chat_module);
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    /* r->ctx was cleared by an internal redirect: find it again */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_chat_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
+            break;
+        }
+    }
+
+    return ctx;
+}
+
+
+ngx_http_chat_ctx_t *
+ngx_http_chat_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_chat_ctx_t  *ctx;
+
+    ctx = ngx_http_chat_get_ctx(r);
+    if (ctx) {
+        return ctx;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_chat_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_chat_ctx_t));
+
+    cln->handler = ngx_http_chat_ctx_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_chat_ctx_cleanup(void *data)
+{
+    /* only a marker for ngx_http_chat_get_ctx(): nothing to release */
+}
+
+
+/*
+ * The first phase every request goes through: stamp the start time on a
+ * monotonic clock (r->start_msec has millisecond resolution only) and settle
+ * the correlation ID, so that everything after, errors included, carries it.
+ */
+
+static ngx_int_t
+ngx_http_chat_post_read_handler(ngx_http_request_t *r)
+{
+    ngx_http_chat_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_chat_get_ctx(r);
+    if (ctx && ctx->start_us) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_chat_create_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->start_us = ngx_http_chat_monotonic_us();
+
+    if (ngx_http_chat_correlation_settle(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_chat_add_variables(ngx_conf_t *cf)
+{
+    return ngx_http_chat_correlation_add_variables(cf);
+}
+
+
+static void *
+ngx_http_chat_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    cmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_chat_main_conf_t));
+    if (cmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     cmcf->mongo_uri = { 0, NULL };
+     *     cmcf->mongo_db = { 0, NULL };
+     *     cmcf->thread_pool_name = { 0, NULL };
+     *     cmcf->thread_pool = NULL;
+     *     cmcf->metrics_address = { 0, NULL };
+     *     cmcf->jwt_secret = { 0, NULL };
+     *     cmcf->cid_header = { 0, NULL };
+     *     cmcf->api_used = 0;
+     *     cmcf->metrics_used = 0;
+     */
+
+    cmcf->db_timeout = NGX_CONF_UNSET_MSEC;
+    cmcf->metrics_flush = NGX_CONF_UNSET_MSEC;
+    cmcf->metrics_batch = NGX_CONF_UNSET_UINT;
+    cmcf->jwt_leeway = NGX_CONF_UNSET;
+
+    return cmcf;
+}
+
+
+static char *
+ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_chat_main_conf_t *cmcf = conf;
+
+    ngx_conf_init_msec_value(cmcf->db_timeout, 5000);
+    ngx_conf_init_msec_value(cmcf->metrics_flush, 100);
+    ngx_conf_init_uint_value(cmcf->metrics_batch, 64);
+    ngx_conf_init_value(cmcf->jwt_leeway, 30);
+
+    if (cmcf->db_timeout < 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_db_timeout must be at least 100ms");
+        return NGX_CONF_ERROR;
+    }
+
+    if (cmcf->metrics_flush == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_metrics_flush_interval must not be zero");
+        return NGX_CONF_ERROR;
+    }
+
+    if (cmcf->thread_pool_name.len == 0) {
+        cmcf->thread_pool_name = ngx_http_chat_default_pool;
+    }
+
+    if (cmcf->cid_header.len == 0) {
+        cmcf->cid_header = ngx_http_chat_default_cid;
+        cmcf->cid_header_lc.len = cmcf->cid_header.len;
+        cmcf->cid_header_lc.data = ngx_pnalloc(cf->pool, cmcf->cid_header.len);
+        if (cmcf->cid_header_lc.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_strlow(cmcf->cid_header_lc.data, cmcf->cid_header.data,
+                   cmcf->cid_header.len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_chat_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_chat_loc_conf_t  *clcf;
+
+    clcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_chat_loc_conf_t));
+    if (clcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     clcf->endpoint = NULL;
+     */
+
+    clcf->api = NGX_CONF_UNSET;
+    clcf->metrics = NGX_CONF_UNSET;
+    clcf->max_content = NGX_CONF_UNSET_SIZE;
+    clcf->max_name = NGX_CONF_UNSET_SIZE;
+    clcf->page_size = NGX_CONF_UNSET_UINT;
+    clcf->page_max = NGX_CONF_UNSET_UINT;
+
+    return clcf;
+}
+
+
+static char *
+ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_chat_loc_conf_t *prev = parent;
+    ngx_http_chat_loc_conf_t *conf = child;
+
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    /* chat_api is not inherited: it installs a content handler */
+    ngx_conf_init_value(conf->api, 0);
+
+    ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
+    ngx_conf_merge_ptr_value(conf->endpoint, prev->endpoint, NULL);
+    ngx_conf_merge_size_value(conf->max_content, prev->max_content, 4096);
+    ngx_conf_merge_size_value(conf->max_name, prev->max_name, 100);
+    ngx_conf_merge_uint_value(conf->page_size, prev->page_size, 50);
+    ngx_conf_merge_uint_value(conf->page_max, prev->page_max, 100);
+
+    if (conf->max_content == 0 || conf->max_content > 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_max_content_length must be between "
+                           "1 and 1m, not %uz", conf->max_content);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_name == 0 || conf->max_name > 4096) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_max_name_length must be between "
+                           "1 and 4096, not %uz", conf->max_name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->page_size > conf->page_max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_page_size %ui is larger than "
+                           "chat_page_max %ui", conf->page_size,
+                           conf->page_max);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->metrics) {
+        cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_chat_module);
+        cmcf->metrics_used = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_chat_mongo_uri(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_main_conf_t *cmcf = conf;
+
+    u_char        *p;
+    ngx_str_t     *value;
+    const char    *db;
+    bson_error_t   error;
+    mongoc_uri_t  *uri;
+
+    if (cmcf->mongo_uri.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* mongoc wants a C string; parsing the URI starts no thread */
+
+    p = ngx_pnalloc(cf->pool, value[1].len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(p, value[1].data, value[1].len + 1);
+
+    uri = mongoc_uri_new_with_error((const char *) p, &error);
+    if (uri == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid MongoDB URI \"%V\": %s",
+                           &value[1], error.message);
+        return NGX_CONF_ERROR;
+    }
+
+    db = mongoc_uri_get_database(uri);
+    if (db == NULL || *db == '\0') {
+        db = "chat";
+    }
+
+    cmcf->mongo_db.len = ngx_strlen(db);
+    cmcf->mongo_db.data = ngx_pnalloc(cf->pool, cmcf->mongo_db.len + 1);
+    if (cmcf->mongo_db.data == NULL) {
+        mongoc_uri_destroy(uri);
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(cmcf->mongo_db.data, (u_char *) db,
+                       cmcf->mongo_db.len + 1);
+
+    mongoc_uri_destroy(uri);
+
+    cmcf->mongo_uri.data = p;
+    cmcf->mongo_uri.len = value[1].len;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_chat_metrics_address(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_main_conf_t *cmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (cmcf->metrics_address.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_chat_metrics_check_address(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid chat_metrics_address \"%V\": expected "
+                           "\"ipc:///path\" or \"tcp://127.0.0.1:port\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* nng wants a C string */
+
+    cmcf->metrics_address.len = value[1].len;
+    cmcf->metrics_address.data = ngx_pnalloc(cf->pool, value[1].len + 1);
+    if (cmcf->metrics_address.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(cmcf->metrics_address.data, value[1].data,
+                       value[1].len + 1);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_chat_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_loc_conf_t *clcf = conf;
+
+    char                       *rv;
+    ngx_http_core_loc_conf_t   *hclcf;
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (!clcf->api) {
+        return NGX_CONF_OK;
+    }
+
+    hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    hclcf->handler = ngx_http_chat_api_handler;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_chat_module);
+    cmcf->api_used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_chat_jwt_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_main_conf_t *cmcf = conf;
+
+    u_char           *p, *last;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name;
+    ngx_file_info_t   fi;
+
+    if (cmcf->jwt_secret.data) {
+        return "is duplicate (chat_jwt_secret or chat_jwt_secret_file)";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 4096)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_jwt_secret_file \"%V\" is unreadable "
+                           "or larger than 4096 bytes", &name);
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, 4096);
+    if (p == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, p, 4096);
+    (void) ngx_close_file(fd);
+
+    if (n <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "chat_jwt_secret_file \"%V\" is empty", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* a trailing newline is an editor's, not part of the secret */
+
+    last = p + n;
+    while (last > p && (last[-1] == '\n' || last[-1] == '\r')) {
+        last--;
+    }
+
+    if (last == p) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_jwt_secret_file \"%V\" is empty", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    cmcf->jwt_secret.data = p;
+    cmcf->jwt_secret.len = last - p;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_chat_cid_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_main_conf_t *cmcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (cmcf->cid_header.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > 64) {
+        return "must be a header name of 1 to 64 characters";
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!(ngx_http_chat_isalnum(value[1].data[i]) || value[1].data[i] == '-'
+              || value[1].data[i] == '_'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\" in "
+                               "chat_correlation_header", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cmcf->cid_header = value[1];
+    cmcf->cid_header_lc.len = value[1].len;
+    cmcf->cid_header_lc.data = ngx_pnalloc(cf->pool, value[1].len);
+    if (cmcf->cid_header_lc.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_strlow(cmcf->cid_header_lc.data, value[1].data, value[1].len);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_chat_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *hcmcf;
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_chat_module);
+
+    if (cmcf->api_used) {
+
+        if (cmcf->mongo_uri.data == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"chat_api\" is on but \"chat_mongo_uri\" "
+                               "is not set in the http block");
+            return NGX_ERROR;
+        }
+
+        if (cmcf->jwt_secret.data == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"chat_api\" is on but neither "
+                               "\"chat_jwt_secret\" nor "
+                               "\"chat_jwt_secret_file\" is set");
+            return NGX_ERROR;
+        }
+
+        if (cmcf->jwt_secret.len < 32) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "the chat JWT secret is shorter than 32 "
+                               "bytes; HS256 wants at least 32");
+        }
+
+        cmcf->thread_pool = ngx_thread_pool_add(cf, &cmcf->thread_pool_name);
+        if (cmcf->thread_pool == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (cmcf->metrics_used && cmcf->metrics_address.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"chat_metrics\" is on but "
+                           "\"chat_metrics_address\" is not set in the "
+                           "http block");
+        return NGX_ERROR;
+    }
+
+    hcmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&hcmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_chat_post_read_handler;
+
+    if (cmcf->metrics_used) {
+        h = ngx_array_push(&hcmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_chat_metrics_log_handler;
+    }
+
+    return ngx_http_chat_correlation_init(cf);
+}
+
+
+/*
+ * Threads do not survive fork(): the nng socket and the mongoc client pool
+ * (which runs monitoring threads) are made here, in each worker.
+ */
+
+static ngx_int_t
+ngx_http_chat_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_chat_module);
+    if (cmcf == NULL) {
+        return NGX_OK;
+    }
+
+    if (cmcf->metrics_used
+        && ngx_http_chat_metrics_init_process(cycle, cmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (cmcf->api_used
+        && ngx_http_chat_storage_init_process(cycle, cmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_chat_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_chat_module);
+    if (cmcf == NULL) {
+        return;
+    }
+
+    if (cmcf->api_used) {
+        ngx_http_chat_storage_exit_process(cycle);
+    }
+
+    if (cmcf->metrics_used) {
+        ngx_http_chat_metrics_exit_process(cycle);
+    }
+}

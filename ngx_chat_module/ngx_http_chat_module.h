@@ -1,0 +1,91 @@
+/*
+ * ngx_http_chat_module.h - configuration and per-request state shared by the
+ * files of the chat module.  Each .c file is one concern:
+ *
+ *   ngx_http_chat_module.c       directives, configuration, phases, workers
+ *   ngx_http_chat_correlation.c  correlation IDs (header, variable)
+ *   ngx_http_chat_metrics.c      log-phase recording, batches to the sidecar
+ *   ngx_http_chat_api.c          REST routing and handlers
+ *   ngx_http_chat_storage.c      MongoDB operations on the thread pool
+ *   ngx_http_chat_json.c         request bodies in, JSON responses out
+ *   ngx_http_chat_jwt.c          bearer token verification
+ */
+
+#ifndef _NGX_HTTP_CHAT_MODULE_H_INCLUDED_
+#define _NGX_HTTP_CHAT_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_HTTP_CHAT_CID_MAX         64   /* longest accepted correlation ID */
+#define NGX_HTTP_CHAT_ENDPOINT_MAX    128  /* longest endpoint name recorded */
+
+#define ngx_http_chat_isalnum(c)                                              \
+    (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z')                 \
+     || ((c) >= 'A' && (c) <= 'Z'))
+
+
+typedef struct {
+    ngx_str_t                  mongo_uri;
+    ngx_str_t                  mongo_db;         /* database of the URI */
+    ngx_msec_t                 db_timeout;
+
+    ngx_str_t                  thread_pool_name;
+    ngx_thread_pool_t         *thread_pool;
+
+    ngx_str_t                  metrics_address;  /* nng URL of the sidecar */
+    ngx_msec_t                 metrics_flush;
+    ngx_uint_t                 metrics_batch;
+
+    ngx_str_t                  jwt_secret;
+    time_t                     jwt_leeway;
+
+    ngx_str_t                  cid_header;       /* X-Correlation-ID */
+    ngx_str_t                  cid_header_lc;
+
+    ngx_flag_t                 api_used;         /* a location has chat_api */
+    ngx_flag_t                 metrics_used;     /* chat_metrics on anywhere */
+} ngx_http_chat_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                 api;
+    ngx_flag_t                 metrics;
+    ngx_http_complex_value_t  *endpoint;
+
+    size_t                     max_content;
+    size_t                     max_name;
+    ngx_uint_t                 page_size;
+    ngx_uint_t                 page_max;
+} ngx_http_chat_loc_conf_t;
+
+
+/*
+ * Per-request state.  It is also registered as a pool cleanup so that it
+ * can be found again after an internal redirect, which clears r->ctx (the
+ * same technique as ngx_http_realip_module).
+ */
+typedef struct {
+    ngx_str_t                  correlation_id;
+    u_char                     cid_buf[NGX_HTTP_CHAT_CID_MAX];
+    uint64_t                   start_us;         /* monotonic clock */
+
+    ngx_str_t                  endpoint;         /* route template, if any */
+
+    void                      *api;              /* ngx_http_chat_api.c */
+} ngx_http_chat_ctx_t;
+
+
+extern ngx_module_t  ngx_http_chat_module;
+
+
+ngx_http_chat_ctx_t *ngx_http_chat_get_ctx(ngx_http_request_t *r);
+ngx_http_chat_ctx_t *ngx_http_chat_create_ctx(ngx_http_request_t *r);
+uint64_t ngx_http_chat_monotonic_us(void);
+uint64_t ngx_http_chat_realtime_us(void);
+
+
+#endif /* _NGX_HTTP_CHAT_MODULE_H_INCLUDED_ */

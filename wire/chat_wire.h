@@ -1,0 +1,197 @@
+/*
+ * chat_wire.h - the metrics record that travels from nginx workers to the
+ * sidecar over nng (PUSH -> PULL).  This is the ONE definition of the wire
+ * format: ngx_chat_module writes it, the sidecar reads it.
+ *
+ * A message on the wire is one batch:
+ *
+ *     chat_wire_batch_t  header (fixed size)
+ *     chat_wire_record_t records[header.count]  (fixed size each)
+ *
+ * Records are fixed-size so that decoding is a bounds check and a cast-free
+ * memcpy, never a parser.  Strings are NUL-padded byte arrays with an
+ * explicit length; a reader must use the length and must not trust the
+ * padding.  All integers are in host byte order: both ends run on the same
+ * machine (ipc:// or tcp://127.0.0.1).
+ *
+ * Versioning: a reader rejects (and counts) a batch whose magic, version,
+ * record size or count does not match what it was built with.  Any layout
+ * change bumps CHAT_WIRE_VERSION.
+ */
+
+#ifndef CHAT_WIRE_H
+#define CHAT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define CHAT_WIRE_MAGIC              0x54414843u   /* "CHAT" little-endian */
+#define CHAT_WIRE_VERSION            1
+
+/* a batch never carries more records than this; a full batch is flushed */
+#define CHAT_WIRE_MAX_RECORDS        128
+
+#define CHAT_WIRE_METHOD_LEN         16
+#define CHAT_WIRE_ENDPOINT_LEN       128
+#define CHAT_WIRE_CID_LEN            64
+#define CHAT_WIRE_GROUP_ID_LEN       32     /* ObjectId hex is 24 */
+#define CHAT_WIRE_USER_ID_LEN        64
+#define CHAT_WIRE_EVENT_TYPE_LEN     32
+#define CHAT_WIRE_KV_MAX             4
+#define CHAT_WIRE_KEY_LEN            24
+#define CHAT_WIRE_VALUE_LEN          40
+
+
+typedef enum {
+    CHAT_REC_REQUEST     = 1,   /* one HTTP request served by nginx */
+    CHAT_REC_WS_EVENT    = 2,   /* a WebSocket connected or disconnected */
+    CHAT_REC_WS_SNAPSHOT = 3,   /* one group's live connection count on a
+                                   worker; a snapshot is all such records
+                                   of a batch with flag CHAT_BATCH_SNAPSHOT */
+    CHAT_REC_CUSTOM      = 4    /* generic event: type + up to 4 key/values */
+} chat_wire_record_type_e;
+
+
+typedef enum {
+    CHAT_WS_CONNECTED    = 1,
+    CHAT_WS_DISCONNECTED = 2
+} chat_wire_ws_event_e;
+
+
+/* batch flags */
+#define CHAT_BATCH_SNAPSHOT  0x0001  /* records are this worker's complete
+                                        per-group WebSocket counts: replace
+                                        what the reader knew of the worker */
+
+
+typedef struct {
+    uint8_t   method_len;
+    uint8_t   endpoint_len;
+    uint8_t   cid_len;
+    uint8_t   pad0;
+    uint16_t  status;
+    uint16_t  pad1;
+    uint32_t  duration_us;          /* request start to log phase */
+    uint32_t  pad2;
+    uint64_t  bytes_sent;
+    char      method[CHAT_WIRE_METHOD_LEN];
+    char      endpoint[CHAT_WIRE_ENDPOINT_LEN];  /* "GET /api/chat/groups" */
+    char      correlation_id[CHAT_WIRE_CID_LEN];
+} chat_wire_request_t;
+
+
+typedef struct {
+    uint8_t   event;                /* chat_wire_ws_event_e */
+    uint8_t   group_id_len;
+    uint8_t   user_id_len;
+    uint8_t   pad0;
+    uint32_t  worker_group_count;   /* this worker's connections to the group
+                                       after the event */
+    char      group_id[CHAT_WIRE_GROUP_ID_LEN];
+    char      user_id[CHAT_WIRE_USER_ID_LEN];
+} chat_wire_ws_event_t;
+
+
+typedef struct {
+    uint8_t   group_id_len;
+    uint8_t   pad0[3];
+    uint32_t  connection_count;
+    char      group_id[CHAT_WIRE_GROUP_ID_LEN];
+} chat_wire_ws_snapshot_t;
+
+
+typedef struct {
+    uint8_t   key_len;
+    uint8_t   value_len;
+    char      key[CHAT_WIRE_KEY_LEN];
+    char      value[CHAT_WIRE_VALUE_LEN];
+} chat_wire_kv_t;
+
+
+typedef struct {
+    uint8_t         event_type_len;
+    uint8_t         kv_count;       /* <= CHAT_WIRE_KV_MAX */
+    uint8_t         pad0[2];
+    char            event_type[CHAT_WIRE_EVENT_TYPE_LEN];
+    chat_wire_kv_t  kv[CHAT_WIRE_KV_MAX];
+} chat_wire_custom_t;
+
+
+typedef struct {
+    uint16_t  type;                 /* chat_wire_record_type_e */
+    uint16_t  pad0;
+    uint32_t  pad1;
+    uint64_t  timestamp_us;         /* wall clock, microseconds since epoch */
+    union {
+        chat_wire_request_t      request;
+        chat_wire_ws_event_t     ws_event;
+        chat_wire_ws_snapshot_t  ws_snapshot;
+        chat_wire_custom_t       custom;
+        uint8_t                  raw[304];
+    } u;
+} chat_wire_record_t;
+
+
+typedef struct {
+    uint32_t  magic;                /* CHAT_WIRE_MAGIC */
+    uint16_t  version;              /* CHAT_WIRE_VERSION */
+    uint16_t  record_size;          /* sizeof(chat_wire_record_t) */
+    uint16_t  count;                /* records that follow */
+    uint16_t  flags;                /* CHAT_BATCH_* */
+    uint32_t  worker_pid;
+    uint64_t  worker_start_us;      /* identifies one worker incarnation */
+    uint64_t  batch_seq;            /* per worker: 1, 2, 3 ... */
+    uint64_t  requests_recorded;    /* cumulative request records this
+                                       worker produced, this batch included */
+    uint64_t  records_dropped;      /* cumulative records this worker could
+                                       not send (no reader, queue full) */
+    uint64_t  requests_dropped;     /* the request records among them */
+} chat_wire_batch_t;
+
+
+_Static_assert(sizeof(chat_wire_request_t) == 232, "request record layout");
+_Static_assert(sizeof(chat_wire_ws_event_t) == 104, "ws event layout");
+_Static_assert(sizeof(chat_wire_ws_snapshot_t) == 40, "ws snapshot layout");
+_Static_assert(sizeof(chat_wire_custom_t) == 300, "custom event layout");
+_Static_assert(sizeof(chat_wire_record_t) == 320, "record layout");
+_Static_assert(offsetof(chat_wire_record_t, u) == 16, "record header");
+_Static_assert(sizeof(chat_wire_batch_t) == 56, "batch header layout");
+_Static_assert(offsetof(chat_wire_batch_t, batch_seq) == 24,
+               "batch header layout");
+
+
+/* total size of a batch of n records */
+#define CHAT_WIRE_BATCH_SIZE(n)                                               \
+    (sizeof(chat_wire_batch_t) + (size_t) (n) * sizeof(chat_wire_record_t))
+
+
+/*
+ * chat_wire_batch_check() validates a received buffer: returns the record
+ * count, or -1 when it is not a well-formed batch of this version.
+ */
+static inline int
+chat_wire_batch_check(const void *buf, size_t len)
+{
+    chat_wire_batch_t  hdr;
+
+    if (len < sizeof(chat_wire_batch_t)) {
+        return -1;
+    }
+
+    __builtin_memcpy(&hdr, buf, sizeof(hdr));
+
+    if (hdr.magic != CHAT_WIRE_MAGIC
+        || hdr.version != CHAT_WIRE_VERSION
+        || hdr.record_size != sizeof(chat_wire_record_t)
+        || hdr.count > CHAT_WIRE_MAX_RECORDS
+        || len != CHAT_WIRE_BATCH_SIZE(hdr.count))
+    {
+        return -1;
+    }
+
+    return hdr.count;
+}
+
+
+#endif /* CHAT_WIRE_H */
