@@ -82,6 +82,9 @@ sub bail_out {
 
 my $Randomize = $ENV{TEST_NGINX_RANDOMIZE} ? 1 : 0;
 
+# A per-file root we made up ourselves may be removed after a clean run.
+my $OwnServRoot = $Randomize && !$ENV{TEST_NGINX_SERVROOT};
+
 my $ServRoot = do {
     my $root = $ENV{TEST_NGINX_SERVROOT}
         || ($Randomize ? "t/servroot_$$" : 't/servroot');
@@ -565,7 +568,7 @@ END {
         stop_nginx() unless $ENV{TEST_NGINX_NO_CLEAN};
         run_cleanup_handlers();
         # A randomized server root is per test file: drop it when all passed.
-        if ($Randomize && !$ENV{TEST_NGINX_SERVROOT} && !$ENV{TEST_NGINX_NO_CLEAN}
+        if ($OwnServRoot && !$ENV{TEST_NGINX_NO_CLEAN}
             && Test::Builder->can('new') && Test::Builder->new->is_passing
             && $status == 0) {
             File::Path::remove_tree($ServRoot);
