@@ -1,0 +1,499 @@
+/*
+ * collector.c - bounded in-memory metrics, see collector.h for what it
+ * keeps and for the locking rules.
+ */
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector.h"
+#include "ring.h"
+
+#define MINUTE_US  60000000ull
+
+
+struct collector_s {
+    pthread_mutex_t   lock;
+    coll_config_t     cfg;
+    uint64_t          start_wall_us;
+    uint64_t          start_mono_us;
+
+    ep_stats_t        all;
+    uint64_t          slow_total;
+    uint64_t          very_slow_total;
+    uint64_t          ws_connects;
+    uint64_t          ws_disconnects;
+    uint64_t          custom_total;
+    uint64_t          batches_applied;
+    uint64_t          batches_rejected;
+    uint64_t          records_invalid;
+
+    ring_t           *slow;             /* coll_request_t */
+    ring_t           *recent;           /* coll_request_t */
+    ring_t           *errors;           /* coll_request_t */
+    ring_t           *ws_events;        /* coll_ws_event_t */
+    ring_t           *custom;           /* coll_custom_t */
+    ring_t           *history;          /* coll_minute_t */
+    ep_table_t       *endpoints;
+    workers_t        *workers;
+};
+
+
+void
+collector_config_defaults(coll_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->slow_max = 100;
+    cfg->recent_max = 50;
+    cfg->errors_max = 50;
+    cfg->ws_events_max = 100;
+    cfg->custom_max = 100;
+    cfg->slow_us = 1000000;
+    cfg->very_slow_us = 5000000;
+    cfg->endpoint_cap = 256;
+    cfg->max_workers = 64;
+    cfg->max_groups = 4096;
+    cfg->worker_timeout_us = 15000000;
+    cfg->history_minutes = 120;
+}
+
+
+int
+collector_is_error(unsigned status)
+{
+    return status >= 400 && status <= 599;
+}
+
+
+collector_t *
+collector_create(const coll_config_t *cfg, uint64_t wall_us, uint64_t mono_us)
+{
+    collector_t  *c;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
+
+    c->cfg = *cfg;
+    c->start_wall_us = wall_us;
+    c->start_mono_us = mono_us;
+
+    c->slow = ring_create(cfg->slow_max, sizeof(coll_request_t));
+    c->recent = ring_create(cfg->recent_max, sizeof(coll_request_t));
+    c->errors = ring_create(cfg->errors_max, sizeof(coll_request_t));
+    c->ws_events = ring_create(cfg->ws_events_max, sizeof(coll_ws_event_t));
+    c->custom = ring_create(cfg->custom_max, sizeof(coll_custom_t));
+    c->history = ring_create(cfg->history_minutes, sizeof(coll_minute_t));
+    c->endpoints = ep_table_create(cfg->endpoint_cap);
+    c->workers = workers_create(cfg->max_workers, cfg->max_groups);
+
+    if (c->slow == NULL || c->recent == NULL || c->errors == NULL
+        || c->ws_events == NULL || c->custom == NULL || c->history == NULL
+        || c->endpoints == NULL || c->workers == NULL)
+    {
+        collector_free(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
+void
+collector_free(collector_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+
+    ring_free(c->slow);
+    ring_free(c->recent);
+    ring_free(c->errors);
+    ring_free(c->ws_events);
+    ring_free(c->custom);
+    ring_free(c->history);
+    ep_table_free(c->endpoints);
+    workers_free(c->workers);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+
+/*
+ * Returns the history slot of the minute `wall_us` falls in, first pushing
+ * empty slots for the minutes that passed without traffic, so the ring is
+ * a gapless per-minute series.  A clock stepping backwards keeps using the
+ * newest slot rather than rewriting the past.
+ */
+static coll_minute_t *
+collector_minute(collector_t *c, uint64_t wall_us)
+{
+    coll_minute_t  *last, slot;
+    uint64_t        minute, m, ws;
+
+    minute = wall_us - wall_us % MINUTE_US;
+    last = ring_newest(c->history);
+
+    if (last != NULL && last->minute_us >= minute) {
+        return last;
+    }
+
+    ws = workers_total_connections(c->workers);
+    m = minute;
+
+    if (last != NULL) {
+        m = last->minute_us + MINUTE_US;
+        if ((minute - m) / MINUTE_US >= ring_cap(c->history)) {
+            m = minute - (ring_cap(c->history) - 1) * MINUTE_US;
+        }
+    }
+
+    memset(&slot, 0, sizeof(slot));
+    slot.ws_connections = ws;
+
+    for ( ; m <= minute; m += MINUTE_US) {
+        slot.minute_us = m;
+        last = ring_push(c->history, &slot);
+    }
+
+    return last;
+}
+
+
+static void
+collector_request(collector_t *c, worker_t *w, coll_minute_t *minute,
+    const coll_request_t *req)
+{
+    coll_request_t  r;
+    int             err;
+
+    err = collector_is_error(req->status);
+
+    ep_stats_add(ep_table_get(c->endpoints, req->endpoint),
+                 req->duration_us, err);
+    ep_stats_add(&c->all, req->duration_us, err);
+    ep_stats_add(&minute->stats, req->duration_us, err);
+
+    if (w != NULL) {
+        w->requests_received++;
+    }
+
+    r = *req;
+    r.very_slow = 0;
+
+    if (r.duration_us >= c->cfg.slow_us) {
+        r.very_slow = r.duration_us >= c->cfg.very_slow_us;
+        ring_push(c->slow, &r);
+        c->slow_total++;
+        c->very_slow_total += r.very_slow;
+    }
+
+    ring_push(c->recent, &r);
+    if (err) {
+        ring_push(c->errors, &r);
+    }
+}
+
+
+static void
+collector_ws_event(collector_t *c, worker_t *w, const coll_ws_event_t *ev)
+{
+    coll_ws_event_t  e;
+
+    e = *ev;
+
+    if (w != NULL) {
+        (void) workers_set_group(c->workers, w, e.group_id, e.worker_count);
+    }
+
+    e.connection_count = workers_group_total(c->workers, e.group_id);
+    ring_push(c->ws_events, &e);
+
+    if (e.connected) {
+        c->ws_connects++;
+    } else {
+        c->ws_disconnects++;
+    }
+}
+
+
+void
+collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
+    uint64_t mono_us)
+{
+    worker_t             *w;
+    coll_minute_t        *minute;
+    const coll_record_t  *r;
+    uint32_t              i;
+
+    pthread_mutex_lock(&c->lock);
+
+    workers_expire(c->workers, mono_us, c->cfg.worker_timeout_us);
+
+    w = workers_batch(c->workers, b, wall_us, mono_us);
+    if (w != NULL && b->snapshot) {
+        workers_clear_groups(w);
+    }
+
+    minute = collector_minute(c, wall_us);
+
+    for (i = 0; i < b->count && i < CHAT_WIRE_MAX_RECORDS; i++) {
+        r = &b->rec[i];
+
+        switch (r->type) {
+
+        case CHAT_REC_REQUEST:
+            collector_request(c, w, minute, &r->u.request);
+            break;
+
+        case CHAT_REC_WS_EVENT:
+            collector_ws_event(c, w, &r->u.ws_event);
+            break;
+
+        case CHAT_REC_WS_SNAPSHOT:
+            if (w != NULL) {
+                (void) workers_set_group(c->workers, w, r->u.ws_count.group_id,
+                                         r->u.ws_count.count);
+            }
+            break;
+
+        case CHAT_REC_CUSTOM:
+            ring_push(c->custom, &r->u.custom);
+            c->custom_total++;
+            break;
+
+        default:
+            c->records_invalid++;
+            break;
+        }
+    }
+
+    c->records_invalid += b->invalid;
+    c->batches_applied++;
+    minute->ws_connections = workers_total_connections(c->workers);
+
+    pthread_mutex_unlock(&c->lock);
+}
+
+
+void
+collector_reject(collector_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->batches_rejected++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+
+static int
+snap_ring(const ring_t *r, size_t elem, void **out, size_t *n)
+{
+    *n = ring_len(r);
+    *out = malloc((*n ? *n : 1) * elem);
+    if (*out == NULL) {
+        return -1;
+    }
+    ring_copy_last(r, *n, *out);
+    return 0;
+}
+
+
+static int
+cmp_endpoint(const void *a, const void *b)
+{
+    const ep_row_t  *x = a, *y = b;
+
+    if (x->stats.count != y->stats.count) {
+        return x->stats.count > y->stats.count ? -1 : 1;
+    }
+    if (x->overflow != y->overflow) {
+        return x->overflow ? 1 : -1;
+    }
+    return strcmp(x->name, y->name);
+}
+
+
+static int
+cmp_group_id(const void *a, const void *b)
+{
+    return strcmp(((const coll_ws_count_t *) a)->group_id,
+                  ((const coll_ws_count_t *) b)->group_id);
+}
+
+
+static int
+cmp_group_count(const void *a, const void *b)
+{
+    const coll_ws_count_t  *x = a, *y = b;
+
+    if (x->count != y->count) {
+        return x->count > y->count ? -1 : 1;
+    }
+    return strcmp(x->group_id, y->group_id);
+}
+
+
+/* Sums the per-worker rows of each group; runs on the private copy. */
+static void
+snap_merge_groups(coll_snapshot_t *s)
+{
+    size_t  i, n = 0;
+
+    if (s->ngroups == 0) {
+        return;
+    }
+
+    qsort(s->groups, s->ngroups, sizeof(coll_ws_count_t), cmp_group_id);
+
+    for (i = 0; i < s->ngroups; i++) {
+        if (n > 0 && strcmp(s->groups[n - 1].group_id,
+                            s->groups[i].group_id) == 0)
+        {
+            s->groups[n - 1].count += s->groups[i].count;
+        } else {
+            s->groups[n++] = s->groups[i];
+        }
+    }
+
+    s->ngroups = n;
+    qsort(s->groups, n, sizeof(coll_ws_count_t), cmp_group_count);
+}
+
+
+/*
+ * Copies under the lock, in one hold, everything a renderer needs; the
+ * sorting and merging run after the lock is released.
+ */
+coll_snapshot_t *
+collector_snapshot(collector_t *c, uint64_t wall_us, uint64_t mono_us)
+{
+    coll_snapshot_t  *s;
+    coll_minute_t    *minute;
+    const worker_t   *w;
+    size_t            i, ngroups;
+    int               rc = 0;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    pthread_mutex_lock(&c->lock);
+
+    workers_expire(c->workers, mono_us, c->cfg.worker_timeout_us);
+    minute = collector_minute(c, wall_us);
+    minute->ws_connections = workers_total_connections(c->workers);
+
+    s->cfg = c->cfg;
+    s->start_wall_us = c->start_wall_us;
+    s->now_wall_us = wall_us;
+    s->uptime_us = mono_us > c->start_mono_us ? mono_us - c->start_mono_us
+                                              : 0;
+    s->all = c->all;
+    s->slow_total = c->slow_total;
+    s->very_slow_total = c->very_slow_total;
+    s->ws_connects = c->ws_connects;
+    s->ws_disconnects = c->ws_disconnects;
+    s->custom_total = c->custom_total;
+    s->batches_applied = c->batches_applied;
+    s->batches_rejected = c->batches_rejected;
+    s->records_invalid = c->records_invalid;
+    s->ws_group_overflows = workers_group_overflows(c->workers);
+    s->ws_total = workers_total_connections(c->workers);
+    s->live_workers = workers_live(c->workers);
+    workers_totals(c->workers, &s->totals);
+
+    rc |= snap_ring(c->slow, sizeof(coll_request_t),
+                    (void **) &s->slow, &s->nslow);
+    rc |= snap_ring(c->recent, sizeof(coll_request_t),
+                    (void **) &s->recent, &s->nrecent);
+    rc |= snap_ring(c->errors, sizeof(coll_request_t),
+                    (void **) &s->errors, &s->nerrors);
+    rc |= snap_ring(c->ws_events, sizeof(coll_ws_event_t),
+                    (void **) &s->ws_events, &s->nws_events);
+    rc |= snap_ring(c->custom, sizeof(coll_custom_t),
+                    (void **) &s->custom, &s->ncustom);
+    rc |= snap_ring(c->history, sizeof(coll_minute_t),
+                    (void **) &s->history, &s->nhistory);
+
+    s->nendpoints = ep_table_rows(c->endpoints);
+    s->endpoints = malloc((s->nendpoints + 1) * sizeof(ep_row_t));
+    if (s->endpoints != NULL) {
+        s->nendpoints = ep_table_copy(c->endpoints, s->endpoints,
+                                      s->nendpoints);
+    } else {
+        rc = -1;
+    }
+
+    s->nworkers = workers_count(c->workers);
+    s->workers = malloc((s->nworkers + 1) * sizeof(worker_t));
+    ngroups = 0;
+    for (i = 0; i < s->nworkers; i++) {
+        w = workers_at(c->workers, i);
+        if (w->live) {
+            ngroups += w->ngroups;
+        }
+    }
+    s->groups = malloc((ngroups + 1) * sizeof(coll_ws_count_t));
+
+    if (s->workers != NULL && s->groups != NULL) {
+        for (i = 0; i < s->nworkers; i++) {
+            w = workers_at(c->workers, i);
+            s->workers[i] = *w;
+            s->workers[i].groups = NULL;
+            if (w->live && w->ngroups > 0) {
+                memcpy(s->groups + s->ngroups, w->groups,
+                       w->ngroups * sizeof(coll_ws_count_t));
+                s->ngroups += w->ngroups;
+            }
+        }
+    } else {
+        rc = -1;
+    }
+
+    pthread_mutex_unlock(&c->lock);
+
+    if (rc != 0) {
+        collector_snapshot_free(s);
+        return NULL;
+    }
+
+    for (i = 0; i < s->nslow; i++) {
+        s->nslow_very += s->slow[i].very_slow;
+    }
+    for (i = 0; i < s->nendpoints; i++) {
+        if (!s->endpoints[i].overflow) {
+            s->endpoints_named++;
+        }
+    }
+
+    qsort(s->endpoints, s->nendpoints, sizeof(ep_row_t), cmp_endpoint);
+    snap_merge_groups(s);
+    return s;
+}
+
+
+void
+collector_snapshot_free(coll_snapshot_t *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    free(s->slow);
+    free(s->recent);
+    free(s->errors);
+    free(s->ws_events);
+    free(s->custom);
+    free(s->history);
+    free(s->endpoints);
+    free(s->groups);
+    free(s->workers);
+    free(s);
+}

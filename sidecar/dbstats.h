@@ -1,0 +1,76 @@
+/*
+ * dbstats.h - database statistics, refreshed by a background thread.
+ *
+ * The thread owns its mongoc client (a mongoc_client_t is not thread
+ * safe, and no other thread needs one).  Every refresh interval it pings
+ * the server and runs the spec's counts and the top-groups aggregation,
+ * each bounded by maxTimeMS and by the URI's serverSelection/socket
+ * timeouts; then it publishes the whole result under a mutex, in one copy.
+ * Readers (HTTP handlers) take a copy under that mutex and never wait on
+ * MongoDB.  A failed refresh keeps the last good figures and marks them
+ * stale.
+ */
+
+#ifndef SIDECAR_DBSTATS_H
+#define SIDECAR_DBSTATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DB_TOP_GROUPS     10
+#define DB_GROUP_ID_SZ    64
+#define DB_GROUP_NAME_SZ  256
+#define DB_STATUS_SZ      1024
+
+typedef struct {
+    char      group_id[DB_GROUP_ID_SZ];      /* 24 hex chars for ObjectId */
+    char      name[DB_GROUP_NAME_SZ];
+    int       has_name;
+    int64_t   message_count;
+    int       has_last;
+    uint64_t  last_message_us;
+} db_top_group_t;
+
+typedef struct {
+    int             healthy;                 /* the last refresh succeeded */
+    char            status[DB_STATUS_SZ];    /* "connected" or the error */
+    int             have_data;               /* one refresh ever succeeded */
+    int             stale;                   /* figures are older than the
+                                                last attempt */
+    uint64_t        refreshed_at_us;         /* wall, last success, 0 never */
+    uint64_t        attempted_at_us;         /* wall, last attempt */
+    double          refresh_ms;              /* duration of the last one */
+    uint64_t        refreshes_ok;
+    uint64_t        refreshes_failed;
+
+    int64_t         total_groups;
+    int64_t         total_messages;
+    int64_t         active_messages;
+    int64_t         new_groups_24h;
+    int64_t         new_messages_24h;
+    size_t          ntop;
+    db_top_group_t  top[DB_TOP_GROUPS];
+} db_stats_t;
+
+typedef struct {
+    const char  *uri;               /* mongodb://...; database from path */
+    uint64_t     refresh_us;        /* 10 s */
+    int          query_timeout_ms;  /* maxTimeMS, also bounds the socket */
+} dbstats_config_t;
+
+typedef struct dbstats_s  dbstats_t;
+
+/* mongoc_init() must have been called.  -1 (with err) on a bad URI. */
+int dbstats_start(dbstats_t **out, const dbstats_config_t *cfg, char *err,
+    size_t errlen);
+
+/* copies the last published result; never blocks on the database */
+void dbstats_get(dbstats_t *d, db_stats_t *out);
+
+/* wakes and joins the thread; waits at most for one bounded query */
+void dbstats_stop(dbstats_t *d);
+
+/* one ping, for --ping-db: 0 when the server answered */
+int dbstats_ping(const char *uri, int timeout_ms, char *err, size_t errlen);
+
+#endif /* SIDECAR_DBSTATS_H */

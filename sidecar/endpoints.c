@@ -1,0 +1,253 @@
+/*
+ * endpoints.c - capped endpoint table and latency histograms.
+ *
+ * Open addressing with linear probing over an index twice the cap (a
+ * power of two), rows in a flat preallocated array.  No deletion: an
+ * endpoint, once admitted, keeps its row for the sidecar's lifetime,
+ * which is what a cumulative counter needs.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "endpoints.h"
+
+
+const uint32_t  ep_hist_bounds_us[EP_HIST_FINITE] = {
+    5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000
+};
+
+
+struct ep_table_s {
+    size_t     cap;
+    size_t     used;
+    size_t     mask;        /* index size - 1 */
+    uint32_t  *index;       /* 0 = empty, else row number + 1 */
+    ep_row_t  *rows;        /* cap named rows, then the overflow row */
+};
+
+
+void
+ep_stats_add(ep_stats_t *s, uint32_t duration_us, int is_error)
+{
+    size_t  i;
+
+    s->count++;
+    s->total_us += duration_us;
+    if (is_error) {
+        s->errors++;
+    }
+    if (duration_us > s->max_us) {
+        s->max_us = duration_us;
+    }
+
+    for (i = 0; i < EP_HIST_FINITE; i++) {
+        if (duration_us <= ep_hist_bounds_us[i]) {
+            break;
+        }
+    }
+    s->buckets[i]++;
+}
+
+
+void
+ep_stats_merge(ep_stats_t *dst, const ep_stats_t *src)
+{
+    size_t  i;
+
+    dst->count += src->count;
+    dst->errors += src->errors;
+    dst->total_us += src->total_us;
+    if (src->max_us > dst->max_us) {
+        dst->max_us = src->max_us;
+    }
+    for (i = 0; i < EP_HIST_BUCKETS; i++) {
+        dst->buckets[i] += src->buckets[i];
+    }
+}
+
+
+/*
+ * Like Prometheus' histogram_quantile(): find the bucket holding the
+ * rank and interpolate linearly inside it.  The +Inf bucket has no upper
+ * bound, so the largest duration seen stands in for it; that also keeps
+ * a p95 from exceeding the maximum.
+ */
+double
+ep_stats_quantile_ms(const ep_stats_t *s, double q)
+{
+    double    rank, seen, lo, hi, in_bucket;
+    size_t    i;
+
+    if (s->count == 0) {
+        return 0.0;
+    }
+    if (q < 0) {
+        q = 0;
+    }
+    if (q > 1) {
+        q = 1;
+    }
+
+    rank = q * (double) s->count;
+    seen = 0;
+
+    for (i = 0; i < EP_HIST_BUCKETS; i++) {
+        in_bucket = (double) s->buckets[i];
+        if (in_bucket > 0 && seen + in_bucket >= rank) {
+            break;
+        }
+        seen += in_bucket;
+    }
+
+    if (i == EP_HIST_BUCKETS) {
+        return (double) s->max_us / 1000.0;
+    }
+
+    lo = (i == 0) ? 0.0 : (double) ep_hist_bounds_us[i - 1];
+    hi = (i < EP_HIST_FINITE) ? (double) ep_hist_bounds_us[i]
+                              : (double) s->max_us;
+    if (hi > (double) s->max_us) {
+        hi = (double) s->max_us;
+    }
+    if (hi < lo) {
+        hi = lo;
+    }
+
+    return (lo + (hi - lo) * ((rank - seen) / in_bucket)) / 1000.0;
+}
+
+
+ep_table_t *
+ep_table_create(size_t cap)
+{
+    ep_table_t  *t;
+    size_t       size;
+
+    if (cap == 0 || cap > (1u << 24)) {
+        return NULL;
+    }
+
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return NULL;
+    }
+
+    for (size = 16; size < cap * 2; size <<= 1) {
+        /* void */
+    }
+
+    t->cap = cap;
+    t->mask = size - 1;
+    t->index = calloc(size, sizeof(uint32_t));
+    t->rows = calloc(cap + 1, sizeof(ep_row_t));
+
+    if (t->index == NULL || t->rows == NULL) {
+        ep_table_free(t);
+        return NULL;
+    }
+
+    strcpy(t->rows[cap].name, EP_OVERFLOW_NAME);
+    t->rows[cap].overflow = 1;
+    return t;
+}
+
+
+void
+ep_table_free(ep_table_t *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    free(t->index);
+    free(t->rows);
+    free(t);
+}
+
+
+/* FNV-1a: short keys, no adversary that can see the hash state */
+static uint64_t
+ep_hash(const char *s)
+{
+    uint64_t  h = 1469598103934665603ull;
+
+    while (*s) {
+        h ^= (unsigned char) *s++;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+
+ep_stats_t *
+ep_table_get(ep_table_t *t, const char *name)
+{
+    size_t    i;
+    uint32_t  slot;
+
+    i = (size_t) ep_hash(name) & t->mask;
+
+    for ( ;; ) {
+        slot = t->index[i];
+
+        if (slot == 0) {
+            break;
+        }
+        if (strcmp(t->rows[slot - 1].name, name) == 0) {
+            return &t->rows[slot - 1].stats;
+        }
+        i = (i + 1) & t->mask;
+    }
+
+    if (t->used == t->cap) {
+        return &t->rows[t->cap].stats;
+    }
+
+    /* the index is twice the cap, so an empty slot always exists;
+       names come from coll_request_t and always fit */
+    {
+        ep_row_t  *row = &t->rows[t->used];
+        size_t     len = strlen(name);
+
+        if (len >= sizeof(row->name)) {
+            len = sizeof(row->name) - 1;
+        }
+        memcpy(row->name, name, len);
+        row->name[len] = '\0';
+    }
+
+    t->used++;
+    t->index[i] = (uint32_t) t->used;
+    return &t->rows[t->used - 1].stats;
+}
+
+
+size_t
+ep_table_rows(const ep_table_t *t)
+{
+    return t->used + (t->rows[t->cap].stats.count > 0 ? 1 : 0);
+}
+
+
+size_t
+ep_table_cap(const ep_table_t *t)
+{
+    return t->cap;
+}
+
+
+size_t
+ep_table_copy(const ep_table_t *t, ep_row_t *out, size_t max)
+{
+    size_t  n;
+
+    n = t->used < max ? t->used : max;
+    memcpy(out, t->rows, n * sizeof(ep_row_t));
+
+    if (n < max && t->rows[t->cap].stats.count > 0) {
+        out[n++] = t->rows[t->cap];
+    }
+
+    return n;
+}

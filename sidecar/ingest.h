@@ -1,0 +1,36 @@
+/*
+ * ingest.h - receives record batches from the nginx workers.
+ *
+ * One thread owns an nng PULL socket listening on an ipc:// (or loopback
+ * tcp://) address.  For each message it decodes the batch with no lock
+ * held, then hands it to collector_apply() (see collector.h for the
+ * locking rules).  Buffers that are not a well-formed batch of this wire
+ * version are counted with collector_reject() and dropped.
+ */
+
+#ifndef SIDECAR_INGEST_H
+#define SIDECAR_INGEST_H
+
+#include <stddef.h>
+
+#include "collector.h"
+#include "records.h"
+
+typedef struct ingest_s  ingest_t;
+
+/*
+ * Validates and decodes one wire buffer: chat_wire_batch_check(), then a
+ * non-zero pid and sequence; every string is cut to its field size and
+ * made printable UTF-8; unknown record types and events are skipped and
+ * counted in out->invalid.  Returns 0, or -1 for a malformed batch.
+ */
+int ingest_decode(const void *buf, size_t len, coll_batch_t *out);
+
+/* Starts listening and the receive thread; -1 with a message in err. */
+int ingest_start(ingest_t **out, const char *url, int ipc_mode,
+    collector_t *c, char *err, size_t errlen);
+
+/* Closes the socket (which wakes the thread) and joins it. */
+void ingest_stop(ingest_t *in);
+
+#endif /* SIDECAR_INGEST_H */

@@ -1,0 +1,207 @@
+/*
+ * main.c - chat-sidecar: options, start-up order, signals, shutdown.
+ *
+ * Threads: main (waits for signals), ingest (nng PULL loop), db
+ * (mongoc), and nng's own HTTP worker threads.  Signals are blocked in
+ * every thread (the mask is set before any thread exists) and taken with
+ * sigwait() here, so no handler ever runs inside library code.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mongoc/mongoc.h>
+
+#include "collector.h"
+#include "dbstats.h"
+#include "http_routes.h"
+#include "ingest.h"
+#include "isotime.h"
+#include "log.h"
+#include "options.h"
+#include "procstats.h"
+#include "view.h"
+
+
+/* mongoc's own warnings go through our log, its chatter does not */
+static void
+sidecar_mongoc_log(mongoc_log_level_t level, const char *domain, const char *msg,
+    void *data)
+{
+    (void) data;
+
+    if (level <= MONGOC_LOG_LEVEL_WARNING) {
+        log_warn("mongoc %s: %s", domain, msg);
+    }
+}
+
+
+static int
+write_pid_file(const char *path)
+{
+    FILE  *f;
+
+    f = fopen(path, "w");
+    if (f == NULL) {
+        log_error("cannot write pid file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "%ld\n", (long) getpid());
+    fclose(f);
+    return 0;
+}
+
+
+static int
+run(const sidecar_options_t *o, const sigset_t *sigs)
+{
+    collector_t        *collector = NULL;
+    procstats_t        *proc = NULL;
+    ingest_t           *ingest = NULL;
+    dbstats_t          *db = NULL;
+    http_routes_t      *http = NULL;
+    http_routes_ctx_t   ctx;
+    dbstats_config_t    dbc;
+    char                err[1024];
+    int                 sig, port, rc = 1;
+    uint64_t            mono = isotime_mono_us();
+
+    collector = collector_create(&o->coll, isotime_wall_us(), mono);
+    if (collector == NULL) {
+        log_error("cannot create the collector (out of memory?)");
+        goto done;
+    }
+
+    proc = procstats_create(o->nginx_pid_file[0] ? o->nginx_pid_file : NULL,
+                            NULL);
+    if (proc == NULL) {
+        log_error("out of memory");
+        goto done;
+    }
+
+    dbc.uri = o->mongo_uri;
+    dbc.refresh_us = (uint64_t) (o->db_refresh_s * 1e6);
+    dbc.query_timeout_ms = o->db_timeout_ms;
+    if (dbstats_start(&db, &dbc, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto done;
+    }
+
+    if (ingest_start(&ingest, o->ingest, o->ingest_mode, collector, err,
+                     sizeof(err)) != 0)
+    {
+        log_error("%s", err);
+        goto done;
+    }
+
+    ctx.collector = collector;
+    ctx.db = db;
+    ctx.proc = proc;
+    ctx.html_dir = o->html_dir;
+    ctx.ingest_url = o->ingest;
+    ctx.start_mono_us = mono;
+
+    if (http_routes_start(&http, o->listen_url, &ctx, &port, err,
+                          sizeof(err)) != 0)
+    {
+        log_error("%s", err);
+        goto done;
+    }
+
+    if (o->pid_file[0] != '\0' && write_pid_file(o->pid_file) != 0) {
+        goto done;
+    }
+
+    log_info("started %s: http on %s (port %d), ingest on %s, nginx pid "
+             "file %s", SIDECAR_VERSION, o->listen_url, port, o->ingest,
+             o->nginx_pid_file[0] ? o->nginx_pid_file : "(none)");
+
+    for ( ;; ) {
+        if (sigwait(sigs, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGHUP) {
+            log_info("SIGHUP ignored (restart to change options)");
+            continue;
+        }
+        log_info("signal %d: shutting down", sig);
+        break;
+    }
+
+    rc = 0;
+
+done:
+    /* reverse order: nothing is stopped while something still uses it */
+    http_routes_stop(http);
+    ingest_stop(ingest);
+    dbstats_stop(db);
+    procstats_free(proc);
+    collector_free(collector);
+
+    if (rc == 0 && o->pid_file[0] != '\0') {
+        unlink(o->pid_file);
+    }
+    if (rc == 0) {
+        log_info("stopped");
+    }
+    return rc;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    static sidecar_options_t  opts;
+    sigset_t                  sigs;
+    char                      err[1024];
+    int                       rc;
+
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    switch (options_parse(&opts, argc, argv, err, sizeof(err))) {
+    case OPTIONS_EXIT_OK:
+        return 0;
+    case OPTIONS_ERROR:
+        fprintf(stderr, "chat-sidecar: %s\n", err);
+        return 2;
+    default:
+        break;
+    }
+
+    log_set_level((log_level_e) opts.log_level);
+
+    if (opts.test_config) {
+        printf("chat-sidecar: configuration ok (http %s, ingest %s)\n",
+               opts.listen_url, opts.ingest);
+        return 0;
+    }
+
+    mongoc_init();
+    mongoc_log_set_handler(sidecar_mongoc_log, NULL);
+
+    if (opts.ping_db) {
+        rc = dbstats_ping(opts.mongo_uri, opts.db_timeout_ms, err,
+                          sizeof(err));
+        if (rc == 0) {
+            printf("chat-sidecar: database ping ok\n");
+        } else {
+            fprintf(stderr, "chat-sidecar: %s\n", err);
+        }
+        mongoc_cleanup();
+        return rc == 0 ? 0 : 1;
+    }
+
+    rc = run(&opts, &sigs);
+    mongoc_cleanup();
+    return rc;
+}

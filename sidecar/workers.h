@@ -1,0 +1,100 @@
+/*
+ * workers.h - what the sidecar knows about each nginx worker incarnation.
+ *
+ * An incarnation is (worker_pid, worker_start_us).  For each one the table
+ * keeps the batch sequence accounting (gaps, regressions), the latest
+ * cumulative counters from its batch headers, and its per-group WebSocket
+ * connection counts.  A worker that sends nothing for the timeout stops
+ * being live: its WebSocket counts are forgotten, its counters are kept.
+ * When the table is full the least recently seen incarnation is folded
+ * into the `retired` totals, so sums stay monotonic.  Not thread safe:
+ * the collector serialises access.
+ */
+
+#ifndef SIDECAR_WORKERS_H
+#define SIDECAR_WORKERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "records.h"
+
+typedef struct {
+    uint32_t          pid;
+    uint64_t          start_us;
+    int               live;
+    uint64_t          first_seen_wall_us;
+    uint64_t          last_seen_wall_us;
+    uint64_t          last_seen_mono_us;
+    uint64_t          first_seq;
+    uint64_t          last_seq;
+    uint64_t          batches;
+    uint64_t          snapshots;
+    uint64_t          seq_gaps;          /* times a seq jumped forward */
+    uint64_t          batches_missed;    /* seqs skipped by those jumps */
+    uint64_t          seq_regressions;   /* seq not above the last one */
+    uint64_t          requests_received; /* request records applied */
+    uint64_t          requests_recorded; /* latest cumulative, from worker */
+    uint64_t          records_dropped;
+    uint64_t          requests_dropped;
+    uint64_t          ws_connections;    /* sum of the group counts */
+    size_t            ngroups;
+    size_t            groups_cap;
+    coll_ws_count_t  *groups;
+} worker_t;
+
+/* sums over every incarnation ever seen, retired ones included */
+typedef struct {
+    uint64_t  batches;
+    uint64_t  seq_gaps;
+    uint64_t  batches_missed;
+    uint64_t  seq_regressions;
+    uint64_t  requests_received;
+    uint64_t  requests_recorded;
+    uint64_t  records_dropped;
+    uint64_t  requests_dropped;
+    uint64_t  incarnations;
+    uint64_t  retired;
+} workers_totals_t;
+
+typedef struct workers_s  workers_t;
+
+
+workers_t *workers_create(size_t max_workers, size_t max_groups);
+void workers_free(workers_t *ws);
+
+/*
+ * Accounts one batch header and returns its incarnation (created when
+ * new; a live entry with the same pid but another start time is ended,
+ * since a pid names one process at a time).  NULL only on allocation
+ * failure.
+ */
+worker_t *workers_batch(workers_t *ws, const coll_batch_t *b,
+    uint64_t wall_us, uint64_t mono_us);
+
+/* sets a group's count on one worker; count 0 removes it.  Returns -1
+   when the worker's group table is full (the update is lost) */
+int workers_set_group(workers_t *ws, worker_t *w, const char *group_id,
+    uint32_t count);
+
+void workers_clear_groups(worker_t *w);
+
+/* the group's connections summed over live workers */
+uint64_t workers_group_total(const workers_t *ws, const char *group_id);
+
+uint64_t workers_total_connections(const workers_t *ws);
+
+/* ends incarnations not heard from for timeout_us; returns how many */
+size_t workers_expire(workers_t *ws, uint64_t mono_us, uint64_t timeout_us);
+
+void workers_totals(const workers_t *ws, workers_totals_t *out);
+
+size_t workers_count(const workers_t *ws);
+size_t workers_live(const workers_t *ws);
+
+/* i-th entry (any order), NULL past the end */
+const worker_t *workers_at(const workers_t *ws, size_t i);
+
+uint64_t workers_group_overflows(const workers_t *ws);
+
+#endif /* SIDECAR_WORKERS_H */
