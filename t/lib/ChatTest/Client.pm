@@ -1,0 +1,66 @@
+package ChatTest::Client;
+
+# A small HTTP client for multi-step scenarios against the nginx under test
+# (HTTP::Tiny, core Perl).  Every call returns
+#   { status => 201, headers => {...}, body => '...', json => {...} | undef }
+#
+#   my $alice = ChatTest::Client->new(port => $port, user => 'alice');
+#   my $g = $alice->post('/api/chat/groups', { name => 'General' });
+#   my $l = $alice->get("/api/chat/groups/$g->{json}{id}/messages?limit=5");
+
+use strict;
+use warnings;
+
+use HTTP::Tiny;
+use JSON::PP ();
+use ChatTest::JWT;
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+sub new {
+    my ($class, %opt) = @_;
+    my $self = bless {
+        port    => $opt{port} // $ENV{TEST_NGINX_SERVER_PORT},
+        token   => $opt{token} // (defined $opt{user}
+                                   ? ChatTest::JWT::token($opt{user}) : undef),
+        headers => $opt{headers} // {},
+        http    => HTTP::Tiny->new(timeout => $opt{timeout} // 10,
+                                   keep_alive => 0),
+    }, $class;
+    return $self;
+}
+
+sub request {
+    my ($self, $method, $path, $body, %opt) = @_;
+
+    my %h = (%{ $self->{headers} }, %{ $opt{headers} // {} });
+    $h{Authorization} = "Bearer $self->{token}"
+        if defined $self->{token} && !exists $h{Authorization};
+
+    my %args = (headers => \%h);
+    if (defined $body) {
+        $args{content} = ref $body ? $JSON->encode($body) : $body;
+        $h{'Content-Type'} //= 'application/json';
+    }
+
+    my $url = "http://127.0.0.1:$self->{port}$path";
+    my $res = $self->{http}->request($method, $url, \%args);
+
+    my $json;
+    if (($res->{headers}{'content-type'} // '') =~ m{^application/json}) {
+        $json = eval { $JSON->decode($res->{content}) };
+    }
+
+    return {
+        status  => $res->{status},
+        headers => $res->{headers},
+        body    => $res->{content},
+        json    => $json,
+    };
+}
+
+sub get    { my $s = shift; $s->request('GET', @_) }
+sub post   { my $s = shift; $s->request('POST', @_) }
+sub delete { my $s = shift; $s->request('DELETE', @_) }
+
+1;
