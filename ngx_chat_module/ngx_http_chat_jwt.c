@@ -70,12 +70,7 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
         return NGX_DECLINED;
     }
 
-    if (ngx_http_chat_jwt_b64(pool, p, dot1 - p, &header_json) != NGX_OK
-        || ngx_http_chat_jwt_b64(pool, dot1 + 1, dot2 - dot1 - 1,
-                                 &payload_json) != NGX_OK
-        || ngx_http_chat_jwt_b64(pool, dot2 + 1, last - dot2 - 1, &sig)
-           != NGX_OK)
-    {
+    if (ngx_http_chat_jwt_b64(pool, p, dot1 - p, &header_json) != NGX_OK) {
         *detail = "token is not valid base64url";
         return NGX_DECLINED;
     }
@@ -105,6 +100,15 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
 
     if (rc != NGX_OK) {
         *detail = "token algorithm is not HS256";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_chat_jwt_b64(pool, dot1 + 1, dot2 - dot1 - 1, &payload_json)
+        != NGX_OK
+        || ngx_http_chat_jwt_b64(pool, dot2 + 1, last - dot2 - 1, &sig)
+           != NGX_OK)
+    {
+        *detail = "token is not valid base64url";
         return NGX_DECLINED;
     }
 
