@@ -1,0 +1,118 @@
+# A database that is down or stalled costs a 503 with Retry-After after the
+# configured timeout, never a hung request, and never the event loop: a
+# static location keeps answering at once meanwhile.
+use Test::Nginx::Socket 'no_plan';
+use ChatTest::Env;
+use ChatTest::JWT;
+use ChatTest::Script;
+use IO::Socket::INET;
+
+no_shuffle();
+log_level('info');
+no_root_location();
+
+# A "stalled database": accepts connections and never answers.  A child
+# process of this test, stopped by pid at the end.
+my $stall = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+    or die "cannot listen: $!";
+$ENV{TEST_NGINX_STALL_PORT} = $stall->sockport;
+my $stall_pid = fork // die "fork: $!";
+if ($stall_pid == 0) {
+    my @held;
+    while (my $c = $stall->accept) { push @held, $c }
+    exit 0;
+}
+close $stall;
+END { local $?; if ($stall_pid) { kill "KILL", $stall_pid; waitpid $stall_pid, 0 } }
+
+# A "stopped database": a port where nothing listens.
+my $probe = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0);
+$ENV{TEST_NGINX_DEAD_PORT} = $probe->sockport;
+close $probe;
+
+our $alice = ChatTest::JWT::bearer('alice');
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: database stopped: 503 with Retry-After within the timeout
+--- http_config
+chat_mongo_uri "mongodb://127.0.0.1:$TEST_NGINX_DEAD_PORT/chat";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 1s;
+--- config
+location /api/chat/ { chat_api on; }
+--- request
+POST /api/chat/groups
+{"name":"never stored"}
+--- more_headers eval
+"$::alice\nContent-Type: application/json\nX-Correlation-ID: db-down-1"
+--- timeout: 10
+--- error_code: 503
+--- response_headers
+Retry-After: 5
+--- response_body_like: ^\{"detail":"database unavailable, try again later","correlation_id":"db-down-1"\}$
+--- error_log
+chat storage: insert group:
+chat api: 503 POST /api/chat/groups
+
+
+
+=== TEST 2: database stalled: API requests get 503 while a static location answers at once
+--- http_config
+chat_mongo_uri "mongodb://127.0.0.1:$TEST_NGINX_STALL_PORT/chat";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 2s;
+--- config
+location /api/chat/ { chat_api on; }
+location = /static { return 200 "static\n"; }
+--- request
+GET /static
+--- timeout: 20
+--- chat_script
+use IO::Socket::INET;
+use IO::Select;
+use Time::HiRes qw(time sleep);
+
+my $token = ChatTest::JWT::token('alice');
+my $sel = IO::Select->new;
+my %buf;
+my $t0 = time;
+for my $i (1 .. 8) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port()) or die $!;
+    print $s "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           . "Authorization: Bearer $token\r\n\r\n";
+    $sel->add($s);
+    $buf{$s} = '';
+}
+
+# while those wait on the database, the worker must still serve
+my $static = client(undef);
+my $worst = 0;
+for (1 .. 20) {
+    my $t = time;
+    my $r = $static->get('/static');
+    my $dt = time - $t;
+    $worst = $dt if $dt > $worst;
+    is $r->{status}, 200, 'static answered during the stall' if $_ == 1;
+}
+cmp_ok $worst, '<', 0.5, 'every static request answered well within the 2 s database timeout';
+
+my $done = 0;
+while ($sel->count && time - $t0 < 15) {
+    for my $s ($sel->can_read(0.5)) {
+        my $n = sysread $s, my $chunk, 65536;
+        if ($n) { $buf{$s} .= $chunk; next }
+        $sel->remove($s);
+        close $s;
+        $done++;
+    }
+}
+my $elapsed = time - $t0;
+is $done, 8, 'every API request finished';
+my @statuses = map { /^HTTP\/1\.1 (\d+)/ ? $1 : 'none' } values %buf;
+is_deeply [ sort @statuses ], [ (503) x 8 ], 'each got a 503';
+ok scalar(grep { /\r\nRetry-After: 5\r\n/ } values %buf) == 8, 'each with Retry-After';
+cmp_ok $elapsed, '<', 10, 'none hung past its timeout';
