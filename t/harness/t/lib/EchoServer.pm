@@ -41,6 +41,7 @@ sub port { $_[0]{port} }
 sub stop {
     my $self = shift;
     return unless $self->{pid};
+    local $?;    # may run in an END block: keep the test's exit status
     kill 'TERM', $self->{pid};
     waitpid $self->{pid}, 0;
     delete $self->{pid};
