@@ -127,13 +127,13 @@ read_pstat(const procstats_t *p, pid_t pid, pstat_t *st)
         return -1;
     }
 
-    /* fields 3 (state) .. 24 (rss) */
+    /* fields 3 (state), 4 (ppid), 5 .. 23 into v[0] .. v[18], 24 (rss) */
     if (sscanf(s + 1,
                " %c %d %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu"
-               " %llu %llu %llu %llu %llu %llu %llu %llu %lld",
+               " %llu %llu %llu %llu %llu %llu %llu %llu %llu %lld",
                &state, &ppid, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
                &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12], &v[13],
-               &v[14], &v[15], &v[16], &v[17], &rss) != 21)
+               &v[14], &v[15], &v[16], &v[17], &v[18], &rss) != 22)
     {
         return -1;
     }
@@ -143,9 +143,9 @@ read_pstat(const procstats_t *p, pid_t pid, pstat_t *st)
     }
 
     st->ppid = ppid;
-    st->utime = v[8];       /* field 14 */
-    st->stime = v[9];       /* field 15 */
-    st->starttime = v[16];  /* field 22 */
+    st->utime = v[9];       /* field 14 */
+    st->stime = v[10];      /* field 15 */
+    st->starttime = v[17];  /* field 22 */
     st->rss_pages = rss;    /* field 24 */
     return 0;
 }

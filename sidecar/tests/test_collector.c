@@ -1,0 +1,629 @@
+/*
+ * test_collector.c - aggregation, error classification, retention,
+ * WebSocket state across workers, exactness accounting and history.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar/collector.h"
+#include "unit.h"
+
+#define WALL0  1762691696000000ull      /* 2025-11-09T12:34:56Z */
+#define MONO0  1000000000ull
+#define SEC    1000000ull
+
+
+static coll_batch_t *
+batch(uint32_t pid, uint64_t start, uint64_t seq)
+{
+    coll_batch_t  *b = calloc(1, sizeof(*b));
+
+    b->worker_pid = pid;
+    b->worker_start_us = start;
+    b->batch_seq = seq;
+    return b;
+}
+
+
+static void
+add_req(coll_batch_t *b, const char *method, const char *path,
+    unsigned status, uint32_t dur_us)
+{
+    coll_record_t  *r = &b->rec[b->count++];
+
+    memset(r, 0, sizeof(*r));
+    r->type = CHAT_REC_REQUEST;
+    r->u.request.ts_us = WALL0;
+    r->u.request.status = (uint16_t) status;
+    r->u.request.duration_us = dur_us;
+    snprintf(r->u.request.method, sizeof(r->u.request.method), "%s", method);
+    snprintf(r->u.request.path, sizeof(r->u.request.path), "%s", path);
+    snprintf(r->u.request.endpoint, sizeof(r->u.request.endpoint), "%s %s",
+             method, path);
+    snprintf(r->u.request.cid, sizeof(r->u.request.cid), "cid-%u",
+             b->count);
+}
+
+
+static void
+add_ws(coll_batch_t *b, int connected, const char *gid, uint32_t count)
+{
+    coll_record_t  *r = &b->rec[b->count++];
+
+    memset(r, 0, sizeof(*r));
+    r->type = CHAT_REC_WS_EVENT;
+    r->u.ws_event.ts_us = WALL0;
+    r->u.ws_event.connected = (uint8_t) connected;
+    r->u.ws_event.worker_count = count;
+    snprintf(r->u.ws_event.group_id, sizeof(r->u.ws_event.group_id), "%s",
+             gid);
+    snprintf(r->u.ws_event.user_id, sizeof(r->u.ws_event.user_id), "u1");
+}
+
+
+static void
+add_snap(coll_batch_t *b, const char *gid, uint32_t count)
+{
+    coll_record_t  *r = &b->rec[b->count++];
+
+    memset(r, 0, sizeof(*r));
+    r->type = CHAT_REC_WS_SNAPSHOT;
+    r->u.ws_count.count = count;
+    snprintf(r->u.ws_count.group_id, sizeof(r->u.ws_count.group_id), "%s",
+             gid);
+}
+
+
+static collector_t *
+mk(const coll_config_t *cfg)
+{
+    coll_config_t  d;
+
+    if (cfg == NULL) {
+        collector_config_defaults(&d);
+        cfg = &d;
+    }
+    return collector_create(cfg, WALL0, MONO0);
+}
+
+
+static coll_snapshot_t *
+snap(collector_t *c, uint64_t dt)
+{
+    return collector_snapshot(c, WALL0 + dt, MONO0 + dt);
+}
+
+
+static uint64_t
+group_count(const coll_snapshot_t *s, const char *gid)
+{
+    size_t  i;
+
+    for (i = 0; i < s->ngroups; i++) {
+        if (strcmp(s->groups[i].group_id, gid) == 0) {
+            return s->groups[i].count;
+        }
+    }
+    return 0;
+}
+
+
+static void
+collector_aggregates_counts_errors_and_time(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b = batch(100, 1, 1);
+    coll_snapshot_t  *s;
+
+    add_req(b, "GET", "/api/chat/groups", 200, 10000);
+    add_req(b, "GET", "/api/chat/groups", 404, 30000);
+    add_req(b, "POST", "/api/chat/groups", 201, 20000);
+    b->requests_recorded = 3;
+    collector_apply(c, b, WALL0, MONO0);
+
+    s = snap(c, 60 * SEC);
+    CHECK(s->all.count == 3);
+    CHECK(s->all.errors == 1);
+    CHECK(s->all.total_us == 60000);
+    CHECK(s->nendpoints == 2);
+    CHECK(strcmp(s->endpoints[0].name, "GET /api/chat/groups") == 0);
+    CHECK(s->endpoints[0].stats.count == 2);
+    CHECK(s->endpoints[0].stats.errors == 1);
+    CHECK(s->endpoints[0].stats.total_us == 40000);
+    CHECK(s->nrecent == 3 && s->nerrors == 1);
+    CHECK(s->errors[0].status == 404);
+    CHECK(s->uptime_us == 60 * SEC);
+
+    collector_snapshot_free(s);
+    collector_free(c);
+    free(b);
+}
+
+
+static void
+collector_counts_only_4xx_and_5xx_as_errors(void)
+{
+    CHECK(!collector_is_error(200));
+    CHECK(!collector_is_error(304));
+    CHECK(!collector_is_error(399));
+    CHECK(collector_is_error(400));
+    CHECK(collector_is_error(401));
+    CHECK(collector_is_error(499));
+    CHECK(collector_is_error(500));
+    CHECK(collector_is_error(599));
+    CHECK(!collector_is_error(600));
+    CHECK(!collector_is_error(0));
+}
+
+
+static void
+collector_slow_at_1s_very_slow_at_5s(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b = batch(100, 1, 1);
+    coll_snapshot_t  *s;
+
+    add_req(b, "GET", "/a", 200, 999999);
+    add_req(b, "GET", "/a", 200, 1000000);
+    add_req(b, "GET", "/a", 200, 4999999);
+    add_req(b, "GET", "/a", 200, 5000000);
+    collector_apply(c, b, WALL0, MONO0);
+
+    s = snap(c, SEC);
+    CHECK(s->nslow == 3);
+    CHECK(s->nslow_very == 1);
+    CHECK(s->slow_total == 3 && s->very_slow_total == 1);
+    CHECK(s->slow[0].duration_us == 1000000 && !s->slow[0].very_slow);
+    CHECK(s->slow[2].very_slow);
+
+    collector_snapshot_free(s);
+    collector_free(c);
+    free(b);
+}
+
+
+static void
+collector_retention_matches_the_spec_sizes(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b;
+    coll_snapshot_t  *s;
+    int               i, j;
+
+    for (i = 0; i < 10; i++) {
+        b = batch(100, 1, (uint64_t) i + 1);
+        for (j = 0; j < 30; j++) {
+            add_req(b, "GET", "/slow", 500, 2000000);
+        }
+        collector_apply(c, b, WALL0, MONO0);
+        free(b);
+    }
+
+    s = snap(c, SEC);
+    CHECK(s->all.count == 300);
+    CHECK(s->nrecent == 50);
+    CHECK(s->nerrors == 50);
+    CHECK(s->nslow == 100);
+    CHECK(s->slow_total == 300);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+static void
+collector_endpoint_cap_adds_an_overflow_row(void)
+{
+    coll_config_t     cfg;
+    collector_t      *c;
+    coll_batch_t     *b = batch(100, 1, 1);
+    coll_snapshot_t  *s;
+    char              path[32];
+    int               i;
+
+    collector_config_defaults(&cfg);
+    cfg.endpoint_cap = 3;
+    c = mk(&cfg);
+
+    for (i = 0; i < 5; i++) {
+        snprintf(path, sizeof(path), "/p%d", i);
+        add_req(b, "GET", path, 200, 1000);
+        add_req(b, "GET", path, 200, 1000);
+    }
+    collector_apply(c, b, WALL0, MONO0);
+
+    s = snap(c, SEC);
+    CHECK(s->nendpoints == 4);
+    CHECK(s->endpoints_named == 3);
+    CHECK(s->endpoints[0].overflow);      /* 4 requests: sorted first */
+    CHECK(s->endpoints[0].stats.count == 4);
+    CHECK(strcmp(s->endpoints[0].name, EP_OVERFLOW_NAME) == 0);
+    CHECK(s->endpoints[1].stats.count == 2 && !s->endpoints[1].overflow);
+    collector_snapshot_free(s);
+    collector_free(c);
+    free(b);
+}
+
+
+static void
+collector_ws_connection_count_spans_workers(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b1 = batch(100, 1, 1), *b2 = batch(200, 2, 1);
+    coll_snapshot_t  *s;
+
+    add_ws(b1, 1, "g1", 1);
+    add_ws(b1, 1, "g1", 2);
+    add_ws(b1, 1, "g2", 1);
+    collector_apply(c, b1, WALL0, MONO0);
+
+    add_ws(b2, 1, "g1", 1);
+    add_ws(b2, 0, "g2", 0);     /* a stray disconnect on another worker */
+    collector_apply(c, b2, WALL0, MONO0);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 4);
+    CHECK(s->ngroups == 2);
+    CHECK(strcmp(s->groups[0].group_id, "g1") == 0);
+    CHECK(group_count(s, "g1") == 3);
+    CHECK(group_count(s, "g2") == 1);
+    CHECK(s->nws_events == 5);
+    CHECK(s->ws_events[3].connection_count == 3);   /* g1 after event */
+    CHECK(s->ws_events[4].connection_count == 1);
+    CHECK(!s->ws_events[4].connected);
+    CHECK(s->ws_connects == 4 && s->ws_disconnects == 1);
+
+    collector_snapshot_free(s);
+    collector_free(c);
+    free(b1);
+    free(b2);
+}
+
+
+static void
+collector_snapshot_batch_replaces_a_workers_counts(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b = batch(100, 1, 1);
+    coll_snapshot_t  *s;
+
+    add_ws(b, 1, "g1", 5);
+    add_ws(b, 1, "g2", 2);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    /* heartbeat snapshot: only g2 left, with 1 */
+    b = batch(100, 1, 2);
+    b->snapshot = 1;
+    add_snap(b, "g2", 1);
+    collector_apply(c, b, WALL0 + SEC, MONO0 + SEC);
+    free(b);
+
+    s = snap(c, 2 * SEC);
+    CHECK(s->ws_total == 1);
+    CHECK(group_count(s, "g1") == 0);
+    CHECK(group_count(s, "g2") == 1);
+    collector_snapshot_free(s);
+
+    /* an empty snapshot is a heartbeat saying "no connections" */
+    b = batch(100, 1, 3);
+    b->snapshot = 1;
+    collector_apply(c, b, WALL0 + 3 * SEC, MONO0 + 3 * SEC);
+    free(b);
+
+    s = snap(c, 4 * SEC);
+    CHECK(s->ws_total == 0 && s->ngroups == 0);
+    CHECK(s->live_workers == 1);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+static void
+collector_forgets_a_silent_worker_after_the_timeout(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b1 = batch(100, 1, 1), *b2 = batch(200, 2, 1);
+    coll_snapshot_t  *s;
+
+    add_ws(b1, 1, "g1", 2);
+    add_ws(b2, 1, "g1", 1);
+    collector_apply(c, b1, WALL0, MONO0);
+    collector_apply(c, b2, WALL0 + 10 * SEC, MONO0 + 10 * SEC);
+
+    s = snap(c, 15 * SEC);              /* exactly 15 s: still live */
+    CHECK(s->ws_total == 3 && s->live_workers == 2);
+    collector_snapshot_free(s);
+
+    s = snap(c, 16 * SEC);              /* worker 100 silent > 15 s */
+    CHECK(s->ws_total == 1);
+    CHECK(s->live_workers == 1);
+    CHECK(s->nworkers == 2);            /* still listed, not live */
+    CHECK(group_count(s, "g1") == 1);
+    collector_snapshot_free(s);
+
+    collector_free(c);
+    free(b1);
+    free(b2);
+}
+
+
+static void
+collector_recovers_ws_state_from_snapshots_after_restart(void)
+{
+    collector_t      *c = mk(NULL);     /* a freshly restarted sidecar */
+    coll_batch_t     *b = batch(100, 1, 57);
+    coll_snapshot_t  *s;
+
+    b->snapshot = 1;
+    add_snap(b, "g1", 4);
+    add_snap(b, "g2", 2);
+    b->requests_recorded = 900;
+    collector_apply(c, b, WALL0, MONO0);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 6);
+    CHECK(group_count(s, "g1") == 4);
+    CHECK(s->totals.seq_gaps == 0);     /* starting late is not a gap */
+    CHECK(s->workers[0].first_seq == 57);
+    CHECK(s->totals.requests_recorded == 900);
+    CHECK(s->totals.requests_received == 0);
+    collector_snapshot_free(s);
+    collector_free(c);
+    free(b);
+}
+
+
+static void
+collector_detects_seq_gaps_and_regressions(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_snapshot_t  *s;
+    coll_batch_t     *b;
+    uint64_t          seqs[] = { 1, 2, 5, 6, 6, 3, 10 };
+    size_t            i;
+
+    for (i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+        b = batch(100, 1, seqs[i]);
+        collector_apply(c, b, WALL0, MONO0);
+        free(b);
+    }
+
+    s = snap(c, SEC);
+    CHECK(s->totals.batches == 7);
+    CHECK(s->totals.seq_gaps == 2);         /* 2->5, 6->10 */
+    CHECK(s->totals.batches_missed == 5);   /* 3,4 and 7,8,9 */
+    CHECK(s->totals.seq_regressions == 2);  /* 6 again, 3 */
+    CHECK(s->workers[0].last_seq == 10);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+/*
+ * requests served = recorded + dropped, from the cumulative header
+ * counters; what the sidecar received is counted separately.
+ */
+static void
+collector_exactness_served_is_recorded_plus_dropped(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_snapshot_t  *s;
+    coll_batch_t     *b;
+    int               i;
+
+    b = batch(100, 1, 1);
+    for (i = 0; i < 10; i++) {
+        add_req(b, "GET", "/a", 200, 100);
+    }
+    b->requests_recorded = 10;
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    /* batch 2 was dropped by the worker (queue full): 5 requests, 7
+       records in all; batch 3 says so in its counters */
+    b = batch(100, 1, 3);
+    for (i = 0; i < 4; i++) {
+        add_req(b, "GET", "/a", 200, 100);
+    }
+    b->requests_recorded = 14;
+    b->records_dropped = 7;
+    b->requests_dropped = 5;
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    /* a second worker */
+    b = batch(200, 2, 1);
+    add_req(b, "GET", "/a", 200, 100);
+    b->requests_recorded = 1;
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->all.count == 15);
+    CHECK(s->totals.requests_received == 15);
+    CHECK(s->totals.requests_recorded == 15);
+    CHECK(s->totals.requests_dropped == 5);
+    CHECK(s->totals.records_dropped == 7);
+    CHECK(s->totals.requests_recorded + s->totals.requests_dropped == 20);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+static void
+collector_new_incarnation_of_a_pid_ends_the_old_one(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_snapshot_t  *s;
+    coll_batch_t     *b;
+
+    b = batch(100, 1, 1);
+    add_ws(b, 1, "g1", 3);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    b = batch(100, 2, 1);               /* same pid, new start time */
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->nworkers == 2);
+    CHECK(s->live_workers == 1);
+    CHECK(s->ws_total == 0);
+    CHECK(s->totals.incarnations == 2);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+static void
+collector_worker_eviction_keeps_totals(void)
+{
+    coll_config_t     cfg;
+    collector_t      *c;
+    coll_snapshot_t  *s;
+    coll_batch_t     *b;
+    uint32_t          pid;
+
+    collector_config_defaults(&cfg);
+    cfg.max_workers = 2;
+    c = mk(&cfg);
+
+    for (pid = 1; pid <= 5; pid++) {
+        b = batch(pid, pid, 1);
+        add_req(b, "GET", "/a", 200, 100);
+        b->requests_recorded = 10;
+        b->records_dropped = 1;
+        b->requests_dropped = 1;
+        collector_apply(c, b, WALL0, MONO0 + pid);
+        free(b);
+    }
+
+    s = snap(c, SEC);
+    CHECK(s->nworkers == 2);
+    CHECK(s->totals.retired == 3);
+    CHECK(s->totals.requests_recorded == 50);
+    CHECK(s->totals.requests_dropped == 5);
+    CHECK(s->totals.requests_received == 5);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+static void
+collector_keeps_the_last_100_custom_events(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_snapshot_t  *s;
+    coll_batch_t     *b;
+    coll_record_t    *r;
+    int               i, j;
+
+    for (i = 0; i < 3; i++) {
+        b = batch(100, 1, (uint64_t) i + 1);
+        for (j = 0; j < 50; j++) {
+            r = &b->rec[b->count++];
+            r->type = CHAT_REC_CUSTOM;
+            snprintf(r->u.custom.type, sizeof(r->u.custom.type),
+                     "message_broadcast");
+            r->u.custom.nkv = 1;
+            snprintf(r->u.custom.kv[0].key, sizeof(r->u.custom.kv[0].key),
+                     "n");
+            snprintf(r->u.custom.kv[0].value,
+                     sizeof(r->u.custom.kv[0].value), "%d", i * 50 + j);
+        }
+        collector_apply(c, b, WALL0, MONO0);
+        free(b);
+    }
+
+    s = snap(c, SEC);
+    CHECK(s->ncustom == 100);
+    CHECK(s->custom_total == 150);
+    CHECK(strcmp(s->custom[0].kv[0].value, "50") == 0);
+    CHECK(strcmp(s->custom[99].kv[0].value, "149") == 0);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+static void
+collector_history_has_a_slot_per_minute_even_when_idle(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_snapshot_t  *s;
+    coll_batch_t     *b;
+    uint64_t          m0 = WALL0 - WALL0 % (60 * SEC);
+
+    b = batch(100, 1, 1);
+    add_req(b, "GET", "/a", 200, 10000);
+    add_req(b, "GET", "/a", 500, 30000);
+    add_ws(b, 1, "g1", 2);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    b = batch(100, 1, 2);
+    add_req(b, "GET", "/a", 200, 20000);
+    collector_apply(c, b, m0 + 3 * 60 * SEC, MONO0 + SEC);
+    free(b);
+
+    s = collector_snapshot(c, m0 + 3 * 60 * SEC + 5, MONO0 + 2 * SEC);
+    CHECK(s->nhistory == 4);
+    CHECK(s->history[0].minute_us == m0);
+    CHECK(s->history[0].stats.count == 2);
+    CHECK(s->history[0].stats.errors == 1);
+    CHECK(s->history[0].ws_connections == 2);
+    CHECK(s->history[1].stats.count == 0);
+    CHECK(s->history[1].ws_connections == 2);
+    CHECK(s->history[3].stats.count == 1);
+    CHECK(s->history[3].minute_us == m0 + 3 * 60 * SEC);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+static void
+collector_history_is_bounded(void)
+{
+    coll_config_t     cfg;
+    collector_t      *c;
+    coll_snapshot_t  *s;
+
+    collector_config_defaults(&cfg);
+    cfg.history_minutes = 60;
+    c = mk(&cfg);
+
+    /* a day later: only the last 60 minutes are kept */
+    s = collector_snapshot(c, WALL0 + 86400 * SEC, MONO0 + SEC);
+    collector_snapshot_free(s);
+    s = collector_snapshot(c, WALL0 + 2 * 86400 * SEC, MONO0 + 2 * SEC);
+    CHECK(s->nhistory == 60);
+    CHECK(s->history[59].minute_us + 60 * SEC > WALL0 + 2 * 86400 * SEC);
+    CHECK(s->history[0].minute_us + 60 * 60 * SEC
+          == s->history[59].minute_us + 60 * SEC);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+void
+suite_collector(void)
+{
+    RUN(collector_aggregates_counts_errors_and_time);
+    RUN(collector_counts_only_4xx_and_5xx_as_errors);
+    RUN(collector_slow_at_1s_very_slow_at_5s);
+    RUN(collector_retention_matches_the_spec_sizes);
+    RUN(collector_endpoint_cap_adds_an_overflow_row);
+    RUN(collector_ws_connection_count_spans_workers);
+    RUN(collector_snapshot_batch_replaces_a_workers_counts);
+    RUN(collector_forgets_a_silent_worker_after_the_timeout);
+    RUN(collector_recovers_ws_state_from_snapshots_after_restart);
+    RUN(collector_detects_seq_gaps_and_regressions);
+    RUN(collector_exactness_served_is_recorded_plus_dropped);
+    RUN(collector_new_incarnation_of_a_pid_ends_the_old_one);
+    RUN(collector_worker_eviction_keeps_totals);
+    RUN(collector_keeps_the_last_100_custom_events);
+    RUN(collector_history_has_a_slot_per_minute_even_when_idle);
+    RUN(collector_history_is_bounded);
+}

@@ -1,0 +1,286 @@
+/*
+ * test_ingest.c - wire batch validation and decoding: malformed batches
+ * are rejected, lengths clamped, strings made safe.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar/ingest.h"
+#include "unit.h"
+
+
+typedef struct {
+    chat_wire_batch_t   hdr;
+    chat_wire_record_t  rec[CHAT_WIRE_MAX_RECORDS];
+} wire_t;
+
+
+static wire_t *
+wire_new(uint16_t count)
+{
+    wire_t  *w = calloc(1, sizeof(*w));
+
+    w->hdr.magic = CHAT_WIRE_MAGIC;
+    w->hdr.version = CHAT_WIRE_VERSION;
+    w->hdr.record_size = sizeof(chat_wire_record_t);
+    w->hdr.count = count;
+    w->hdr.worker_pid = 4242;
+    w->hdr.worker_start_us = 1;
+    w->hdr.batch_seq = 1;
+    return w;
+}
+
+
+static size_t
+wire_len(const wire_t *w)
+{
+    return CHAT_WIRE_BATCH_SIZE(w->hdr.count);
+}
+
+
+static void
+wire_req(chat_wire_record_t *r, const char *method, const char *endpoint,
+    uint16_t status)
+{
+    r->type = CHAT_REC_REQUEST;
+    r->timestamp_us = 1762691696789000ull;
+    r->u.request.status = status;
+    r->u.request.duration_us = 1234;
+    r->u.request.method_len = (uint8_t) strlen(method);
+    memcpy(r->u.request.method, method, strlen(method));
+    r->u.request.endpoint_len = (uint8_t) strlen(endpoint);
+    memcpy(r->u.request.endpoint, endpoint, strlen(endpoint));
+    r->u.request.cid_len = 3;
+    memcpy(r->u.request.correlation_id, "abc", 3);
+}
+
+
+static void
+ingest_decodes_a_well_formed_batch(void)
+{
+    wire_t        *w = wire_new(3);
+    coll_batch_t  *b = malloc(sizeof(*b));
+
+    w->hdr.flags = CHAT_BATCH_SNAPSHOT;
+    w->hdr.batch_seq = 9;
+    w->hdr.requests_recorded = 100;
+    w->hdr.records_dropped = 3;
+    w->hdr.requests_dropped = 2;
+    wire_req(&w->rec[0], "GET", "GET /api/chat/groups", 200);
+
+    w->rec[1].type = CHAT_REC_WS_EVENT;
+    w->rec[1].u.ws_event.event = CHAT_WS_CONNECTED;
+    w->rec[1].u.ws_event.worker_group_count = 2;
+    w->rec[1].u.ws_event.group_id_len = 24;
+    memcpy(w->rec[1].u.ws_event.group_id, "507f1f77bcf86cd799439011", 24);
+    w->rec[1].u.ws_event.user_id_len = 2;
+    memcpy(w->rec[1].u.ws_event.user_id, "u7", 2);
+
+    w->rec[2].type = CHAT_REC_WS_SNAPSHOT;
+    w->rec[2].u.ws_snapshot.group_id_len = 2;
+    memcpy(w->rec[2].u.ws_snapshot.group_id, "g1", 2);
+    w->rec[2].u.ws_snapshot.connection_count = 5;
+
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(b->count == 3 && b->invalid == 0);
+    CHECK(b->snapshot == 1);
+    CHECK(b->worker_pid == 4242 && b->batch_seq == 9);
+    CHECK(b->requests_recorded == 100 && b->records_dropped == 3
+          && b->requests_dropped == 2);
+    CHECK(strcmp(b->rec[0].u.request.endpoint, "GET /api/chat/groups") == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/api/chat/groups") == 0);
+    CHECK(strcmp(b->rec[0].u.request.method, "GET") == 0);
+    CHECK(strcmp(b->rec[0].u.request.cid, "abc") == 0);
+    CHECK(b->rec[0].u.request.ts_us == 1762691696789000ull);
+    CHECK(b->rec[1].u.ws_event.connected == 1);
+    CHECK(strcmp(b->rec[1].u.ws_event.group_id,
+                 "507f1f77bcf86cd799439011") == 0);
+    CHECK(b->rec[2].u.ws_count.count == 5);
+
+    /* a heartbeat: zero records */
+    w->hdr.count = 0;
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(b->count == 0 && b->snapshot == 1);
+
+    free(w);
+    free(b);
+}
+
+
+static void
+ingest_rejects_malformed_batches(void)
+{
+    wire_t        *w = wire_new(2);
+    coll_batch_t  *b = malloc(sizeof(*b));
+    size_t         len = wire_len(w);
+
+    wire_req(&w->rec[0], "GET", "/a", 200);
+    wire_req(&w->rec[1], "GET", "/a", 200);
+    CHECK(ingest_decode(w, len, b) == 0);
+
+    CHECK(ingest_decode(w, 0, b) == -1);
+    CHECK(ingest_decode(w, sizeof(chat_wire_batch_t) - 1, b) == -1);
+    CHECK(ingest_decode(w, len - 1, b) == -1);          /* truncated */
+    CHECK(ingest_decode(w, len + 320, b) == -1);        /* count short */
+
+    w->hdr.magic ^= 1;
+    CHECK(ingest_decode(w, len, b) == -1);
+    w->hdr.magic ^= 1;
+
+    w->hdr.version = CHAT_WIRE_VERSION + 1;
+    CHECK(ingest_decode(w, len, b) == -1);
+    w->hdr.version = CHAT_WIRE_VERSION;
+
+    w->hdr.record_size = 300;
+    CHECK(ingest_decode(w, len, b) == -1);
+    w->hdr.record_size = sizeof(chat_wire_record_t);
+
+    w->hdr.count = CHAT_WIRE_MAX_RECORDS + 1;
+    CHECK(ingest_decode(w, CHAT_WIRE_BATCH_SIZE(CHAT_WIRE_MAX_RECORDS + 1),
+                        b) == -1);
+    w->hdr.count = 2;
+
+    w->hdr.worker_pid = 0;
+    CHECK(ingest_decode(w, len, b) == -1);
+    w->hdr.worker_pid = 1;
+
+    w->hdr.batch_seq = 0;
+    CHECK(ingest_decode(w, len, b) == -1);
+
+    free(w);
+    free(b);
+}
+
+
+static void
+ingest_clamps_lengths_to_the_field_sizes(void)
+{
+    wire_t        *w = wire_new(2);
+    coll_batch_t  *b = malloc(sizeof(*b));
+
+    wire_req(&w->rec[0], "GET", "/x", 200);
+    memset(w->rec[0].u.request.endpoint, 'a', CHAT_WIRE_ENDPOINT_LEN);
+    w->rec[0].u.request.endpoint_len = 255;         /* lies */
+    w->rec[0].u.request.method_len = 200;           /* lies */
+    w->rec[0].u.request.cid_len = 255;
+    memset(w->rec[0].u.request.correlation_id, 'c', CHAT_WIRE_CID_LEN);
+
+    w->rec[1].type = CHAT_REC_CUSTOM;
+    w->rec[1].u.custom.kv_count = 9;                /* > 4 */
+    w->rec[1].u.custom.event_type_len = 255;
+    memset(w->rec[1].u.custom.event_type, 't', CHAT_WIRE_EVENT_TYPE_LEN);
+    w->rec[1].u.custom.kv[3].key_len = 255;
+    memset(w->rec[1].u.custom.kv[3].key, 'k', CHAT_WIRE_KEY_LEN);
+
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strlen(b->rec[0].u.request.path) == CHAT_WIRE_ENDPOINT_LEN);
+    CHECK(strlen(b->rec[0].u.request.method) <= CHAT_WIRE_METHOD_LEN);
+    CHECK(strlen(b->rec[0].u.request.cid) == CHAT_WIRE_CID_LEN);
+    CHECK(strlen(b->rec[0].u.request.endpoint) < COLL_ENDPOINT_SZ);
+    CHECK(b->rec[1].u.custom.nkv == CHAT_WIRE_KV_MAX);
+    CHECK(strlen(b->rec[1].u.custom.type) == CHAT_WIRE_EVENT_TYPE_LEN);
+    CHECK(strlen(b->rec[1].u.custom.kv[3].key) == CHAT_WIRE_KEY_LEN);
+
+    free(w);
+    free(b);
+}
+
+
+static void
+ingest_makes_strings_printable_utf8(void)
+{
+    wire_t        *w = wire_new(1);
+    coll_batch_t  *b = malloc(sizeof(*b));
+    const char     ep[] = "/a\"b\n\x01\xff/\xc3\xa9t\xe2\x82";
+
+    wire_req(&w->rec[0], "GET", ep, 200);
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    /* quote kept (JSON escapes it), controls and broken UTF-8 -> '?',
+       the valid "é" kept, the truncated 3-byte sequence replaced */
+    CHECK(strcmp(b->rec[0].u.request.path, "/a\"b??" "?/\xc3\xa9t??") == 0);
+
+    free(w);
+    free(b);
+}
+
+
+static void
+ingest_skips_unknown_record_types_and_events(void)
+{
+    wire_t        *w = wire_new(4);
+    coll_batch_t  *b = malloc(sizeof(*b));
+
+    wire_req(&w->rec[0], "GET", "/a", 200);
+    w->rec[1].type = 99;
+    w->rec[2].type = CHAT_REC_WS_EVENT;
+    w->rec[2].u.ws_event.event = 7;
+    wire_req(&w->rec[3], "GET", "/b", 200);
+
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(b->count == 2);
+    CHECK(b->invalid == 2);
+    CHECK(strcmp(b->rec[1].u.request.path, "/b") == 0);
+
+    free(w);
+    free(b);
+}
+
+
+static void
+ingest_accepts_endpoint_with_or_without_method(void)
+{
+    wire_t        *w = wire_new(3);
+    coll_batch_t  *b = malloc(sizeof(*b));
+
+    wire_req(&w->rec[0], "DELETE", "DELETE /api/chat/groups/1", 204);
+    wire_req(&w->rec[1], "GET", "/api/chat/groups", 200);
+    wire_req(&w->rec[2], "GET", "GETX /odd", 200);
+
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strcmp(b->rec[0].u.request.endpoint,
+                 "DELETE /api/chat/groups/1") == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/api/chat/groups/1") == 0);
+    CHECK(strcmp(b->rec[1].u.request.endpoint, "GET /api/chat/groups") == 0);
+    CHECK(strcmp(b->rec[1].u.request.path, "/api/chat/groups") == 0);
+    CHECK(strcmp(b->rec[2].u.request.endpoint, "GET GETX /odd") == 0);
+
+    free(w);
+    free(b);
+}
+
+
+static void
+ingest_rejected_batch_is_counted_by_the_collector(void)
+{
+    coll_config_t     cfg;
+    collector_t      *c;
+    coll_snapshot_t  *s;
+    char              junk[100];
+
+    memset(junk, 0x5a, sizeof(junk));
+    collector_config_defaults(&cfg);
+    c = collector_create(&cfg, 1, 1);
+
+    if (ingest_decode(junk, sizeof(junk), NULL) != 0) {
+        collector_reject(c);
+    }
+    s = collector_snapshot(c, 2, 2);
+    CHECK(s->batches_rejected == 1);
+    CHECK(s->batches_applied == 0);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
+void
+suite_ingest(void)
+{
+    RUN(ingest_decodes_a_well_formed_batch);
+    RUN(ingest_rejects_malformed_batches);
+    RUN(ingest_clamps_lengths_to_the_field_sizes);
+    RUN(ingest_makes_strings_printable_utf8);
+    RUN(ingest_skips_unknown_record_types_and_events);
+    RUN(ingest_accepts_endpoint_with_or_without_method);
+    RUN(ingest_rejected_batch_is_counted_by_the_collector);
+}
