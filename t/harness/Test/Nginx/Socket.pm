@@ -103,12 +103,12 @@ sub run_block {
         return;
     }
 
+    prepare_servroot();
+    write_user_files($block->user_files);
     if (my $busy = ensure_server_port_free()) {
         report_startup_failure($block, $exchanges, $busy);
         return;
     }
-    prepare_servroot();
-    write_user_files($block->user_files);
     write_nginx_conf(
         map({ $_ => expand_env_vars(scalar $block->$_, $_) }
             qw(main_config post_main_config http_config config)),
@@ -306,8 +306,13 @@ sub raw_exchange {
             : { data => bytes_of($part), delay => $delay };
     } @parts;
     $packets[0]{delay} = 0;
-    my ($method) = $packets[0]{data} =~ /^\s*(\S+)/;
-    return { packets => \@packets, methods => [ $method // 'GET' ], linger => 0 };
+    my $all = join '', map { $_->{data} } @packets;
+    my ($method) = $all =~ /^\s*(\S+)/;
+    return {
+        packets => \@packets,
+        methods => [ $method // 'GET' ],
+        linger  => $all =~ /^Connection:[ \t]*close\r?$/mi ? 1 : 0,
+    };
 }
 
 sub bytes_of {

@@ -416,16 +416,13 @@ sub reap_if_exited {
     return 0;
 }
 
-sub can_connect {
-    my $sock = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1',
-        PeerPort => $ServerPort,
-        Proto    => 'tcp',
-        Timeout  => 0.5,
-    );
-    return 0 unless $sock;
-    close $sock;
-    return 1;
+# nginx writes its pid file after it has opened (listen()ed) its sockets,
+# so from then on connections are queued for it.  Checking the file rather
+# than connecting keeps probe connections out of the logs and counters.
+sub pid_file_written {
+    open my $fh, '<', "$ServRoot/logs/nginx.pid" or return 0;
+    my $pid = <$fh> // '';
+    return $pid =~ /^(\d+)/ && $1 == $NginxPid;
 }
 
 # Returns 'ready', or 'exited' (nginx died: see fatal_log_lines), or
@@ -435,7 +432,7 @@ sub wait_until_listening {
     my $deadline = time + $timeout;
     while (time < $deadline) {
         return 'exited' if reap_if_exited();
-        return 'ready' if can_connect() && !reap_if_exited();
+        return 'ready' if pid_file_written();
         sleep 0.005;
     }
     return 'timeout';
@@ -446,14 +443,14 @@ sub wait_until_listening {
 sub wait_for_exit {
     my $timeout = shift // 5;
     my $deadline = time + $timeout;
-    my $listening_since;
+    my $up_since;
     while (time < $deadline) {
         return exit_description() if reap_if_exited();
-        if (can_connect()) {
-            $listening_since //= time;
+        if (pid_file_written()) {
+            $up_since //= time;
             # Failures in init_worker-like phases come right after the
-            # listen sockets open; a server serving for a while is up.
-            last if time - $listening_since > 0.5;
+            # pid file; a server that stays up for a while is up.
+            last if time - $up_since > 0.5;
         }
         sleep 0.005;
     }
