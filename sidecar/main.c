@@ -28,15 +28,25 @@
 #include "view.h"
 
 
-/* mongoc's own warnings go through our log, its chatter does not */
+/*
+ * mongoc's errors go through our log as warnings, its warnings as info.
+ * FerretDB has no endSessions, so every client shutdown against it warns
+ * "Couldn't send endSessions": harmless, kept at debug.
+ */
 static void
-sidecar_mongoc_log(mongoc_log_level_t level, const char *domain, const char *msg,
-    void *data)
+sidecar_mongoc_log(mongoc_log_level_t level, const char *domain,
+    const char *msg, void *data)
 {
     (void) data;
 
-    if (level <= MONGOC_LOG_LEVEL_WARNING) {
+    if (level <= MONGOC_LOG_LEVEL_ERROR) {
         log_warn("mongoc %s: %s", domain, msg);
+    } else if (level == MONGOC_LOG_LEVEL_WARNING) {
+        if (strstr(msg, "endSessions") != NULL) {
+            log_debug("mongoc %s: %s", domain, msg);
+        } else {
+            log_info("mongoc %s: %s", domain, msg);
+        }
     }
 }
 
