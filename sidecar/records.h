@@ -16,7 +16,9 @@
 
 #define COLL_METHOD_SZ    (CHAT_WIRE_METHOD_LEN + 1)
 #define COLL_PATH_SZ      (CHAT_WIRE_ENDPOINT_LEN + 1)
-#define COLL_ENDPOINT_SZ  (CHAT_WIRE_METHOD_LEN + 1 + CHAT_WIRE_ENDPOINT_LEN + 1)
+/* "METHOD path": the method, a space, the wire endpoint, NUL */
+#define COLL_ENDPOINT_SZ                                                   \
+    (CHAT_WIRE_METHOD_LEN + 1 + CHAT_WIRE_ENDPOINT_LEN + 1)
 #define COLL_CID_SZ       (CHAT_WIRE_CID_LEN + 1)
 #define COLL_GROUP_SZ     (CHAT_WIRE_GROUP_ID_LEN + 1)
 #define COLL_USER_SZ      (CHAT_WIRE_USER_ID_LEN + 1)
