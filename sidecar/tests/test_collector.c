@@ -3,6 +3,7 @@
  * WebSocket state across workers, exactness accounting and history.
  */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -607,6 +608,77 @@ collector_history_is_bounded(void)
 }
 
 
+typedef struct {
+    collector_t  *c;
+    int           batches;
+} feeder_t;
+
+
+static void *
+feeder(void *arg)
+{
+    feeder_t      *f = arg;
+    coll_batch_t  *b;
+    char           path[32];
+    int            i, j;
+
+    for (i = 0; i < f->batches; i++) {
+        b = batch(100, 1, (uint64_t) i + 1);
+        for (j = 0; j < 10; j++) {
+            snprintf(path, sizeof(path), "/p%d", (i + j) % 40);
+            add_req(b, "GET", path, j == 0 ? 500 : 200, 1000);
+        }
+        add_ws(b, 1, "g1", (uint32_t) i + 1);
+        collector_apply(f->c, b, WALL0, MONO0);
+        free(b);
+    }
+    return NULL;
+}
+
+
+/*
+ * Snapshots taken while another thread applies batches always see whole
+ * batches: 10 requests, 1 error and 1 WebSocket event per batch, and the
+ * endpoint rows adding up to the total.
+ */
+static void
+collector_snapshots_are_consistent_under_concurrent_ingest(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_snapshot_t  *s;
+    feeder_t          f = { c, 3000 };
+    pthread_t         t;
+    uint64_t          sum;
+    size_t            i;
+    int               n, bad = 0;
+
+    pthread_create(&t, NULL, feeder, &f);
+
+    for (n = 0; n < 300; n++) {
+        s = snap(c, SEC);
+        sum = 0;
+        for (i = 0; i < s->nendpoints; i++) {
+            sum += s->endpoints[i].stats.count;
+        }
+        if (s->all.count % 10 != 0 || s->all.errors * 10 != s->all.count
+            || s->ws_connects * 10 != s->all.count || sum != s->all.count
+            || s->ws_total != s->ws_connects)
+        {
+            bad++;
+        }
+        collector_snapshot_free(s);
+    }
+
+    pthread_join(t, NULL);
+    s = snap(c, SEC);
+    CHECK(bad == 0);
+    CHECK(s->all.count == 30000);
+    CHECK(s->totals.batches == 3000 && s->totals.seq_gaps == 0);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
 void
 suite_collector(void)
 {
@@ -626,4 +698,5 @@ suite_collector(void)
     RUN(collector_keeps_the_last_100_custom_events);
     RUN(collector_history_has_a_slot_per_minute_even_when_idle);
     RUN(collector_history_is_bounded);
+    RUN(collector_snapshots_are_consistent_under_concurrent_ingest);
 }

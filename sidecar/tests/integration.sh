@@ -1,0 +1,151 @@
+#!/bin/bash
+# integration.sh - the sidecar end to end, without nginx: a fake worker
+# (send-test-batch) pushes batches over ipc, then the HTTP answers are
+# checked with curl, jq and promtool (when installed).  With build/devdb
+# present the database part runs against FerretDB, including a database
+# stopped under the sidecar; without it, the database-down behaviour only.
+#
+#   tests/integration.sh [BIN_DIR]     (default ../build/sidecar)
+#
+# Everything started here is stopped by pid; ports are chosen by the kernel.
+set -u
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$here/.." && pwd)
+bin=${1:-$root/build/sidecar}
+tmp=$(mktemp -d /tmp/sidecar-it.XXXXXX)
+ipc="ipc://$tmp/ingest.ipc"
+pass=0 fail=0 sidecar_pid="" db_started=""
+
+cleanup() {
+    [ -n "$sidecar_pid" ] && kill -TERM "$sidecar_pid" 2>/dev/null &&
+        wait "$sidecar_pid" 2>/dev/null
+    [ -n "$db_started" ] && "$root/devdb/run-db.sh" stop "$tmp/db.pid" \
+        >/dev/null 2>&1
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+check() {   # check NAME COMMAND...
+    local name=$1
+    shift
+    if "$@" >/dev/null 2>&1; then
+        pass=$((pass + 1)); echo "ok    $name"
+    else
+        fail=$((fail + 1)); echo "FAIL  $name"
+    fi
+}
+
+for tool in curl jq; do
+    command -v $tool >/dev/null || { echo "integration: needs $tool" >&2; exit 1; }
+done
+[ -x "$bin/chat-sidecar" ] && [ -x "$bin/send-test-batch" ] ||
+    { echo "integration: build first: make -C sidecar all tools" >&2; exit 1; }
+
+# --- database: FerretDB when available, else an address that refuses -----
+uri="mongodb://127.0.0.1:1/chat"
+if [ -x "$root/build/devdb" ] && [ -x "$root/devdb/run-db.sh" ]; then
+    if base=$("$root/devdb/run-db.sh" start "$tmp/db" 0 "$tmp/db.pid"); then
+        db_started=1
+        uri="${base%/}/chat"
+        check "ping-db answers through mongo-c-driver" \
+            "$bin/chat-sidecar" --ping-db --mongo-uri "$uri"
+    fi
+fi
+
+mkdir -p "$tmp/html"
+"$bin/chat-sidecar" --listen 127.0.0.1:0 --ingest "$ipc" --mongo-uri "$uri" \
+    --db-refresh 1 --html-dir "$tmp/html" --nginx-pid-file "$tmp/none.pid" \
+    >"$tmp/sidecar.log" 2>&1 &
+sidecar_pid=$!
+port=""
+for _ in $(seq 50); do
+    port=$(grep -o 'port [0-9]*' "$tmp/sidecar.log" | awk '{print $2}')
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { cat "$tmp/sidecar.log" >&2; exit 1; }
+url=http://127.0.0.1:$port
+
+check "refuses a non-loopback listen address" \
+    bash -c "! '$bin/chat-sidecar' -t --listen 0.0.0.0:80"
+
+# --- records -----------------------------------------------------------
+S="$bin/send-test-batch -u $ipc"
+$S -p 101 -s 1 -b 4 -n 100 -E 10 -d 30 -w g1 -w g1 -w g2 >/dev/null
+$S -p 102 -s 2 -b 2 -n 50 -e "POST /api/chat/groups/1/messages" -d 1500 \
+   -C message_broadcast -k group_id=g1 -k recipient_count=3 >/dev/null
+$S -p 102 -s 2 -q 5 -n 2 -d 6000 -D 7 >/dev/null     # seq 3, 4 missing
+$S -p 103 -s 3 -n 0 -S g1=4 >/dev/null               # snapshot
+$S -p 104 -s 4 -r -n 125 -b 800 >/dev/null           # 100k random paths
+sleep 1.5   # one database refresh
+
+curl -s "$url/dashboard/api/data" >"$tmp/data.json"
+j() { jq -e "$1" "$tmp/data.json"; }
+
+check "JSON has every spec key with the spec type" j '
+ (.timestamp|test("^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$")) and
+ (.system|(.api_status|type)=="string"
+   and (.uptime_formatted|type|IN("string","null"))
+   and (.mongodb_status|type)=="string" and (.mongodb_healthy|type)=="boolean"
+   and (.resources|type)=="object") and
+ (.database|([.total_groups,.total_messages,.active_messages,.deleted_messages,
+   .deletion_rate_percent,.avg_messages_per_group,.last_24h.new_groups,
+   .last_24h.new_messages]|all(type=="number")) and (.top_active_groups|type)=="array") and
+ (.websockets|([.total_active_connections,.groups_with_connections]|all(type=="number"))
+   and (.connections_per_group|all((.group_id|type)=="string" and (.connection_count|type)=="number"))
+   and (.recent_events|length<=20 and all(.event_type|IN("connected","disconnected")))) and
+ (.performance|([.total_requests,.total_errors,.error_rate_percent,.average_response_time_ms,
+   .requests_per_minute,.slow_requests_count,.very_slow_requests_count]|all(type=="number"))
+   and (.recent_slow_requests|length<=10 and all((.very_slow|type)=="boolean"))) and
+ (.endpoints|all((.endpoint|type)=="string" and ([.request_count,.error_count,
+   .error_rate_percent,.avg_response_time_ms]|all(type=="number")))
+   and ([.[].request_count]|. == (sort|reverse))) and
+ (.recent_activity|([.recent_requests,.recent_errors]|all(length<=20 and
+   all((.status_code|type)=="number" and (.correlation_id|type)=="string"))))'
+check "every request record counted" j '.performance.total_requests == 100502'
+check "slow and very slow" j '.performance.slow_requests_count == 100 and .performance.very_slow_requests_count == 2 and .performance.slow_requests_total == 102'
+check "served = recorded + dropped" j '.pipeline.requests_served == .pipeline.requests_recorded + .pipeline.requests_dropped and .pipeline.requests_dropped == 7'
+check "batch_seq gap detected" j '.pipeline.batch_seq_gaps == 1 and .pipeline.batches_missed == 2'
+check "endpoint cap with one overflow row" j '(.endpoints|length) == 257 and ([.endpoints[]|select(.overflow)]|length) == 1 and .pipeline.endpoints_tracked == 256'
+# worker 101 connects g1 twice and g2 once in each of its 4 batches (8 + 4),
+# worker 103's snapshot says g1 = 4
+check "WebSocket totals across workers" j '.websockets.total_active_connections == 16 and (.websockets.connections_per_group[0]|.group_id == "g1" and .connection_count == 12)'
+check "custom event spread with numbers" j '.custom_events[0]|.event_type == "message_broadcast" and .recipient_count == 3 and .group_id == "g1"'
+check "history and p95 added" j '(.history|length) >= 1 and (.endpoints[0].p95_response_time_ms|type) == "number"'
+check "nginx gone: system figures degrade to null" j '.system.api_status == "down" and .system.uptime_seconds == null and .system.resources.process_memory_mb == null'
+if [ -n "$db_started" ]; then
+    check "database healthy and figures fresh" j '.system.mongodb_healthy and (.database.stale|not)'
+fi
+
+# --- HTTP surface --------------------------------------------------------
+check "health" bash -c "curl -sf '$url/health' | jq -e '.status == \"ok\"'"
+check "405 with Allow" bash -c "curl -si -X POST '$url/metrics' | grep -q '^Allow: GET, HEAD'"
+check "dashboard missing: 404" bash -c "test \$(curl -s -o /dev/null -w '%{http_code}' '$url/dashboard') = 404"
+check "dashboard missing: says why" bash -c "curl -s '$url/dashboard' | grep -q 'not installed'"
+echo '<html></html>' >"$tmp/html/dashboard.html"
+check "dashboard page with CSP" bash -c "curl -si '$url/dashboard/' | grep -q \"^Content-Security-Policy: default-src 'none'\""
+if command -v promtool >/dev/null; then
+    check "promtool check metrics" bash -c "curl -s '$url/metrics' | promtool check metrics"
+fi
+
+# --- database down: answers at once, last figures kept ---------------------
+if [ -n "$db_started" ]; then
+    "$root/devdb/run-db.sh" stop "$tmp/db.pid" >/dev/null
+    db_started=""
+    sleep 2.5
+fi
+t=$(curl -s -o "$tmp/down.json" -w '%{time_total}' "$url/dashboard/api/data")
+check "database down: answers within 100 ms" awk "BEGIN { exit !($t < 0.1) }"
+check "database down: unhealthy and stale" \
+    jq -e '(.system.mongodb_healthy|not) and .database.stale and (.system.mongodb_status|length) > 0' "$tmp/down.json"
+
+kill -TERM "$sidecar_pid"
+wait "$sidecar_pid"
+rc=$?
+sidecar_pid=""
+check "SIGTERM: clean exit" test "$rc" -eq 0
+check "SIGTERM: ipc socket removed" test ! -e "$tmp/ingest.ipc"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
