@@ -460,6 +460,32 @@ options_validate(sidecar_options_t *o, char *err, size_t errlen)
 }
 
 
+/* prints text from column `indent` on, wrapped before column `width` */
+static void
+usage_wrap(const char *text, int indent, int width)
+{
+    const char  *p = text, *end;
+    int          col = indent, len;
+
+    while (*p != '\0') {
+        end = strchr(p, ' ');
+        len = end ? (int) (end - p) : (int) strlen(p);
+
+        if (col > indent && col + 1 + len > width) {
+            printf("\n%*s", indent, "");
+            col = indent;
+        }
+        printf(" %.*s", len, p);
+        col += 1 + len;
+        p += len;
+        while (*p == ' ') {
+            p++;
+        }
+    }
+    printf("\n");
+}
+
+
 void
 options_usage(const char *prog)
 {
@@ -468,7 +494,7 @@ options_usage(const char *prog)
 
     printf("usage: %s [options]\n\n"
            "chat-sidecar " SIDECAR_VERSION ": metrics collector and "
-           "dashboard API for the chat nginx module.\n\n"
+           "dashboard API\nfor the chat nginx module.\n\n"
            "  -c, --config FILE      read `name = value` lines (the long "
            "option names)\n"
            "  -t, --test-config      check the options and exit\n"
@@ -479,7 +505,8 @@ options_usage(const char *prog)
 
     for (d = opt_defs; d->name != NULL; d++) {
         snprintf(flag, sizeof(flag), "--%s %s", d->name, d->arg);
-        printf("      %-26s %s\n", flag, d->help);
+        printf("      %-26s", flag);
+        usage_wrap(d->help, 32, 79);
     }
 }
 
