@@ -30,6 +30,8 @@
 #include "ngx_http_chat_json.h"
 #include "ngx_http_chat_jwt.h"
 #include "ngx_http_chat_storage.h"
+#include "ngx_http_chat_websocket.h"
+#include "ngx_http_chat_broadcast.h"
 
 
 typedef enum {
@@ -37,7 +39,8 @@ typedef enum {
     NGX_HTTP_CHAT_ROUTE_GROUPS,
     NGX_HTTP_CHAT_ROUTE_GROUP,
     NGX_HTTP_CHAT_ROUTE_MESSAGES,
-    NGX_HTTP_CHAT_ROUTE_MESSAGE
+    NGX_HTTP_CHAT_ROUTE_MESSAGE,
+    NGX_HTTP_CHAT_ROUTE_WS
 } ngx_http_chat_route_e;
 
 
@@ -124,6 +127,10 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
         != NGX_OK)
     {
         return ngx_http_chat_send_405(r, &allow);
+    }
+
+    if (actx->route.route == NGX_HTTP_CHAT_ROUTE_WS) {
+        return ngx_http_chat_ws_handler(r, &actx->route.group_id);
     }
 
     if (ngx_http_chat_authenticate(r, actx, &detail) != NGX_OK) {
@@ -271,6 +278,12 @@ ngx_http_chat_route(ngx_http_request_t *r, ngx_http_chat_route_t *rt)
     (seg[i].len == sizeof(s) - 1 && ngx_strncmp(seg[i].data, s,               \
                                                 sizeof(s) - 1) == 0)
 
+    if (n == 2 && seg_is(0, "ws")) {
+        rt->route = NGX_HTTP_CHAT_ROUTE_WS;
+        rt->group_id = seg[1];
+        return NGX_OK;
+    }
+
     if (n == 0 || !seg_is(0, "groups")) {
         return NGX_DECLINED;
     }
@@ -346,11 +359,17 @@ ngx_http_chat_method_allowed(ngx_http_request_t *r, ngx_http_chat_route_t *rt,
         allowed = NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST;
         break;
 
-    default: /* NGX_HTTP_CHAT_ROUTE_MESSAGE */
+    case NGX_HTTP_CHAT_ROUTE_MESSAGE:
         ngx_str_set(&path,
                     "/api/chat/groups/{group_id}/messages/{message_id}");
         ngx_str_set(allow, "DELETE");
         allowed = NGX_HTTP_DELETE;
+        break;
+
+    default: /* NGX_HTTP_CHAT_ROUTE_WS */
+        ngx_str_set(&path, "/api/chat/ws/{group_id}");
+        ngx_str_set(allow, "GET");
+        allowed = NGX_HTTP_GET;
         break;
     }
 
@@ -754,6 +773,15 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "chat op %d done: result %d in %uLus", op->kind,
                    op->result, ngx_http_chat_monotonic_us() - op->posted_us);
+
+    /* what was stored is announced even if its author has gone away */
+    if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
+        u_char  gid[25];
+
+        bson_oid_to_string(&op->group_id, (char *) gid);
+        ngx_http_chat_broadcast_publish(gid, op->event_json,
+                                        op->event_json_len);
+    }
 
     if (c->error) {
         ngx_http_chat_op_release(op);

@@ -77,6 +77,9 @@ ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     if (status == NGX_HTTP_CHAT_UNPROCESSABLE) {
         ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
+
+    } else if (status == NGX_HTTP_CHAT_UPGRADE_REQUIRED) {
+        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
     }
 
     if (status == NGX_HTTP_UNAUTHORIZED) {

@@ -13,8 +13,9 @@
 #include <cjson/cJSON.h>
 
 
-/* nginx 1.22 has no constant (nor reason phrase) for 422 */
-#define NGX_HTTP_CHAT_UNPROCESSABLE  422
+/* nginx 1.22 has no constant (nor reason phrase) for these */
+#define NGX_HTTP_CHAT_UNPROCESSABLE      422
+#define NGX_HTTP_CHAT_UPGRADE_REQUIRED   426
 
 
 /* sends {"detail": ..., "correlation_id": ...} with the status; logs it */

@@ -15,6 +15,7 @@
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_storage.h"
 #include "ngx_http_chat_api.h"
+#include "ngx_http_chat_broadcast.h"
 
 
 static ngx_int_t ngx_http_chat_add_variables(ngx_conf_t *cf);
@@ -37,6 +38,8 @@ static char *ngx_http_chat_jwt_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_chat_cid_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_http_chat_post_read_handler(ngx_http_request_t *r);
 static void ngx_http_chat_ctx_cleanup(void *data);
@@ -48,6 +51,10 @@ static ngx_conf_num_bounds_t  ngx_http_chat_batch_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_chat_page_bounds = {
     ngx_conf_check_num_bounds, 1, 1000
+};
+
+static ngx_conf_num_bounds_t  ngx_http_chat_queue_bounds = {
+    ngx_conf_check_num_bounds, 1, 65536
 };
 
 
@@ -171,6 +178,55 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_chat_loc_conf_t, page_max),
       &ngx_http_chat_page_bounds },
+
+    { ngx_string("chat_ws_ping_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, ws_ping_interval),
+      NULL },
+
+    { ngx_string("chat_ws_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, ws_idle_timeout),
+      NULL },
+
+    { ngx_string("chat_ws_close_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, ws_close_timeout),
+      NULL },
+
+    { ngx_string("chat_ws_max_frame_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, ws_max_frame),
+      NULL },
+
+    { ngx_string("chat_ws_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, ws_max_message),
+      NULL },
+
+    { ngx_string("chat_ws_send_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, ws_send_queue),
+      &ngx_http_chat_queue_bounds },
+
+    { ngx_string("chat_ws_allowed_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_chat_ws_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -398,6 +454,8 @@ ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf)
         cmcf->thread_pool_name = ngx_http_chat_default_pool;
     }
 
+    ngx_http_chat_broadcast_configured();
+
     if (cmcf->cid_header.len == 0) {
         cmcf->cid_header = ngx_http_chat_default_cid;
         cmcf->cid_header_lc.len = cmcf->cid_header.len;
@@ -435,6 +493,13 @@ ngx_http_chat_create_loc_conf(ngx_conf_t *cf)
     clcf->max_name = NGX_CONF_UNSET_SIZE;
     clcf->page_size = NGX_CONF_UNSET_UINT;
     clcf->page_max = NGX_CONF_UNSET_UINT;
+    clcf->ws_ping_interval = NGX_CONF_UNSET_MSEC;
+    clcf->ws_idle_timeout = NGX_CONF_UNSET_MSEC;
+    clcf->ws_close_timeout = NGX_CONF_UNSET_MSEC;
+    clcf->ws_max_frame = NGX_CONF_UNSET_SIZE;
+    clcf->ws_max_message = NGX_CONF_UNSET_SIZE;
+    clcf->ws_send_queue = NGX_CONF_UNSET_UINT;
+    clcf->ws_origins = NGX_CONF_UNSET_PTR;
 
     return clcf;
 }
@@ -457,6 +522,48 @@ ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_name, prev->max_name, 100);
     ngx_conf_merge_uint_value(conf->page_size, prev->page_size, 50);
     ngx_conf_merge_uint_value(conf->page_max, prev->page_max, 100);
+
+    ngx_conf_merge_msec_value(conf->ws_ping_interval,
+                              prev->ws_ping_interval, 30000);
+    ngx_conf_merge_msec_value(conf->ws_idle_timeout,
+                              prev->ws_idle_timeout, 75000);
+    ngx_conf_merge_msec_value(conf->ws_close_timeout,
+                              prev->ws_close_timeout, 5000);
+    ngx_conf_merge_size_value(conf->ws_max_frame, prev->ws_max_frame,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->ws_max_message, prev->ws_max_message,
+                              64 * 1024);
+    ngx_conf_merge_uint_value(conf->ws_send_queue, prev->ws_send_queue, 256);
+    ngx_conf_merge_ptr_value(conf->ws_origins, prev->ws_origins, NULL);
+
+    if (conf->ws_ping_interval < 100 || conf->ws_idle_timeout < 100
+        || conf->ws_close_timeout < 100)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_ws_ping_interval, chat_ws_idle_timeout and "
+                           "chat_ws_close_timeout must be at least 100ms");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ws_idle_timeout <= conf->ws_ping_interval) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_ws_idle_timeout (%M ms) must be longer than "
+                           "chat_ws_ping_interval (%M ms), or live peers "
+                           "would be cut off before they can answer a ping",
+                           conf->ws_idle_timeout, conf->ws_ping_interval);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ws_max_frame < 125 || conf->ws_max_frame > 16 * 1024 * 1024
+        || conf->ws_max_message < 125
+        || conf->ws_max_message > 16 * 1024 * 1024)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_ws_max_frame_size and "
+                           "chat_ws_max_message_size must be between 125 "
+                           "and 16m");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->max_content == 0 || conf->max_content > 1024 * 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -727,6 +834,50 @@ ngx_http_chat_cid_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_loc_conf_t *clcf = conf;
+
+    ngx_str_t   *value, *o;
+    ngx_uint_t   i;
+
+    if (clcf->ws_origins != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    clcf->ws_origins = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                        sizeof(ngx_str_t));
+    if (clcf->ws_origins == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "http://", 7) != 0
+            && ngx_strncmp(value[i].data, "https://", 8) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid origin \"%V\" in "
+                               "chat_ws_allowed_origins: expected "
+                               "\"http://host[:port]\" or "
+                               "\"https://host[:port]\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        o = ngx_array_push(clcf->ws_origins);
+        if (o == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *o = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_chat_init(ngx_conf_t *cf)
 {
@@ -823,7 +974,8 @@ ngx_http_chat_init_process(ngx_cycle_t *cycle)
     }
 
     if (cmcf->api_used
-        && ngx_http_chat_storage_init_process(cycle, cmcf) != NGX_OK)
+        && (ngx_http_chat_storage_init_process(cycle, cmcf) != NGX_OK
+            || ngx_http_chat_broadcast_init_process(cycle, cmcf) != NGX_OK))
     {
         return NGX_ERROR;
     }
@@ -843,6 +995,7 @@ ngx_http_chat_exit_process(ngx_cycle_t *cycle)
     }
 
     if (cmcf->api_used) {
+        ngx_http_chat_broadcast_exit_process(cycle);
         ngx_http_chat_storage_exit_process(cycle);
     }
 

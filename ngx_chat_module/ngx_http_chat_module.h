@@ -9,6 +9,8 @@
  *   ngx_http_chat_storage.c      MongoDB operations on the thread pool
  *   ngx_http_chat_json.c         request bodies in, JSON responses out
  *   ngx_http_chat_jwt.c          bearer token verification
+ *   ngx_http_chat_websocket.c    RFC 6455: handshake, frames, close
+ *   ngx_http_chat_broadcast.c    subscribers per group, fan-out to workers
  */
 
 #ifndef _NGX_HTTP_CHAT_MODULE_H_INCLUDED_
@@ -60,6 +62,14 @@ typedef struct {
     size_t                     max_name;
     ngx_uint_t                 page_size;
     ngx_uint_t                 page_max;
+
+    ngx_msec_t                 ws_ping_interval;
+    ngx_msec_t                 ws_idle_timeout;
+    ngx_msec_t                 ws_close_timeout;
+    size_t                     ws_max_frame;
+    size_t                     ws_max_message;
+    ngx_uint_t                 ws_send_queue;
+    ngx_array_t               *ws_origins;
 } ngx_http_chat_loc_conf_t;
 
 

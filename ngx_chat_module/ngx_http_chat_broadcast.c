@@ -1,0 +1,559 @@
+/*
+ * ngx_http_chat_broadcast.c - live delivery of a group's events to every
+ * subscriber, whichever worker holds its connection.
+ *
+ * In a worker: an rbtree of the groups that have subscribers here, each
+ * with its list of WebSockets.  An event is encoded into one WebSocket
+ * frame and queued on every local subscriber (shared, reference-counted).
+ *
+ * Across workers: an nng bus socket per worker, in a full mesh of abstract
+ * Unix sockets named after the master's pid, the configuration generation
+ * and the worker's slot.  Worker i listens on its own name and dials every
+ * slot above its own, so each pair shares exactly one pipe and a bus
+ * message reaches each other worker once, in order.  A worker that
+ * restarts takes its slot's name again and the others' dialers reconnect;
+ * after a reload the new workers form a mesh of their own (the old ones
+ * close their WebSockets with 1001).  The bus is read through its
+ * NNG_OPT_RECVFD descriptor in nginx's event loop: no thread, no timer.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <signal.h>
+#include <pthread.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/bus0/bus.h>
+
+#include "wire/chat_wire.h"
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_metrics.h"
+#include "ngx_http_chat_websocket.h"
+#include "ngx_http_chat_broadcast.h"
+
+
+#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB1"
+#define NGX_HTTP_CHAT_BUS_HEADER     (4 + 24)
+#define NGX_HTTP_CHAT_BUS_BUF        1024       /* messages per pipe */
+
+
+typedef struct {
+    ngx_rbtree_node_t          node;            /* key: crc32 of the id */
+    u_char                     group_id[24];
+    ngx_queue_t                subscribers;
+    ngx_uint_t                 count;
+    ngx_uint_t                 publishing;      /* free it later */
+} ngx_http_chat_group_t;
+
+
+typedef struct {
+    ngx_rbtree_t               tree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_uint_t                 groups;
+
+    nng_socket                 bus;
+    ngx_flag_t                 bus_open;
+    ngx_connection_t          *bus_conn;        /* fake: nng's recv fd */
+
+    uint64_t                   bus_sent;
+    uint64_t                   bus_send_failed;
+    uint64_t                   bus_received;
+} ngx_http_chat_broadcast_t;
+
+
+static void ngx_http_chat_group_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_chat_group_t *ngx_http_chat_group_find(const u_char *id,
+    uint32_t hash);
+static void ngx_http_chat_group_maybe_free(ngx_http_chat_group_t *g);
+static ngx_uint_t ngx_http_chat_deliver(const u_char *group_id,
+    const u_char *json, size_t len);
+static void ngx_http_chat_bus_read(ngx_event_t *rev);
+static ngx_uint_t ngx_http_chat_snapshot(void *records, ngx_uint_t max);
+static void ngx_http_chat_bus_address(char *buf, size_t size,
+    ngx_uint_t slot);
+
+
+static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
+
+/* set in the master at each configuration load, inherited by workers */
+static ngx_pid_t   ngx_http_chat_bus_master;
+static ngx_uint_t  ngx_http_chat_bus_generation;
+
+
+void
+ngx_http_chat_broadcast_configured(void)
+{
+    ngx_http_chat_bus_master = ngx_pid;
+    ngx_http_chat_bus_generation++;
+}
+
+
+ngx_int_t
+ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    int                         rv, fd;
+    char                        addr[128];
+    sigset_t                    all, saved;
+    ngx_uint_t                  slot, n;
+    ngx_event_t                *rev;
+    ngx_core_conf_t            *ccf;
+    ngx_connection_t           *c;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+    ngx_memzero(b, sizeof(ngx_http_chat_broadcast_t));
+
+    ngx_rbtree_init(&b->tree, &b->sentinel, ngx_http_chat_group_insert);
+
+    ngx_http_chat_metrics_set_snapshot(ngx_http_chat_snapshot);
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (ngx_process == NGX_PROCESS_SINGLE || ccf->worker_processes < 2) {
+        return NGX_OK;                      /* nobody to fan out to */
+    }
+
+    n = ccf->worker_processes;
+    slot = ngx_worker;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
+
+    rv = nng_bus0_open(&b->bus);
+
+    if (rv == 0) {
+        (void) nng_socket_set_int(b->bus, NNG_OPT_SENDBUF,
+                                  NGX_HTTP_CHAT_BUS_BUF);
+        (void) nng_socket_set_int(b->bus, NNG_OPT_RECVBUF,
+                                  NGX_HTTP_CHAT_BUS_BUF);
+        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMINT, 50);
+        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMAXT, 500);
+
+        ngx_http_chat_bus_address(addr, sizeof(addr), slot);
+        rv = nng_listen(b->bus, addr, NULL, 0);
+    }
+
+    if (rv == 0) {
+        for (n = slot + 1; n < (ngx_uint_t) ccf->worker_processes; n++) {
+            ngx_http_chat_bus_address(addr, sizeof(addr), n);
+            rv = nng_dial(b->bus, addr, NULL, NNG_FLAG_NONBLOCK);
+            if (rv != 0) {
+                break;
+            }
+        }
+    }
+
+    if (rv == 0) {
+        rv = nng_socket_get_int(b->bus, NNG_OPT_RECVFD, &fd);
+    }
+
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+    if (rv != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "chat broadcast: cannot join the workers' bus at "
+                      "\"%s\": %s", addr, nng_strerror(rv));
+        return NGX_ERROR;
+    }
+
+    b->bus_open = 1;
+
+    /* nng owns the descriptor: nginx only watches it */
+
+    c = ngx_get_connection(fd, cycle->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = b;
+    rev = c->read;
+    rev->handler = ngx_http_chat_bus_read;
+    rev->log = cycle->log;
+    b->bus_conn = c;
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                  "chat broadcast: worker slot %ui of %i joined the bus",
+                  slot, ccf->worker_processes);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+
+    if (b->bus_conn) {
+        /* not ours to close: forget it without touching the fd */
+        b->bus_conn->fd = (ngx_socket_t) -1;
+        ngx_free_connection(b->bus_conn);
+        b->bus_conn = NULL;
+    }
+
+    if (b->bus_open) {
+        (void) nng_close(b->bus);
+        b->bus_open = 0;
+    }
+}
+
+
+static void
+ngx_http_chat_bus_address(char *buf, size_t size, ngx_uint_t slot)
+{
+    u_char  *p;
+
+    p = ngx_snprintf((u_char *) buf, size - 1, "abstract://ngx-chat-%P-%ui-%ui",
+                     ngx_http_chat_bus_master, ngx_http_chat_bus_generation,
+                     slot);
+    *p = '\0';
+}
+
+
+ngx_uint_t
+ngx_http_chat_broadcast_subscribe(ngx_http_chat_ws_t *ws)
+{
+    uint32_t                    hash;
+    ngx_http_chat_group_t      *g;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+
+    hash = ngx_crc32_short(ws->group_id, 24);
+    g = ngx_http_chat_group_find(ws->group_id, hash);
+
+    if (g == NULL) {
+        g = ngx_calloc(sizeof(ngx_http_chat_group_t), ngx_cycle->log);
+        if (g == NULL) {
+            return 0;
+        }
+
+        g->node.key = hash;
+        ngx_memcpy(g->group_id, ws->group_id, 24);
+        ngx_queue_init(&g->subscribers);
+
+        ngx_rbtree_insert(&b->tree, &g->node);
+        b->groups++;
+    }
+
+    ngx_queue_insert_tail(&g->subscribers, &ws->group_link);
+    ws->group = g;
+
+    return ++g->count;
+}
+
+
+ngx_uint_t
+ngx_http_chat_broadcast_unsubscribe(ngx_http_chat_ws_t *ws)
+{
+    ngx_uint_t              count;
+    ngx_http_chat_group_t  *g;
+
+    g = ws->group;
+    if (g == NULL) {
+        return 0;
+    }
+
+    ngx_queue_remove(&ws->group_link);
+    ws->group = NULL;
+
+    count = --g->count;
+
+    ngx_http_chat_group_maybe_free(g);
+
+    return count;
+}
+
+
+static void
+ngx_http_chat_group_maybe_free(ngx_http_chat_group_t *g)
+{
+    if (g->count || g->publishing) {
+        return;
+    }
+
+    ngx_rbtree_delete(&ngx_http_chat_broadcast.tree, &g->node);
+    ngx_http_chat_broadcast.groups--;
+    ngx_free(g);
+}
+
+
+void
+ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
+    size_t len)
+{
+    int                         rv;
+    nng_msg                    *msg;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+
+    (void) ngx_http_chat_deliver(group_id_hex, (const u_char *) json, len);
+
+    if (!b->bus_open) {
+        return;
+    }
+
+    /* one message for the others: magic, group, JSON; never waits */
+
+    rv = nng_msg_alloc(&msg, NGX_HTTP_CHAT_BUS_HEADER + len);
+    if (rv == 0) {
+        u_char  *p = nng_msg_body(msg);
+
+        ngx_memcpy(p, NGX_HTTP_CHAT_BUS_MAGIC, 4);
+        ngx_memcpy(p + 4, group_id_hex, 24);
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_HEADER, json, len);
+
+        rv = nng_sendmsg(b->bus, msg, NNG_FLAG_NONBLOCK);
+        if (rv != 0) {
+            nng_msg_free(msg);
+        }
+    }
+
+    if (rv == 0) {
+        b->bus_sent++;
+        return;
+    }
+
+    b->bus_send_failed++;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "chat broadcast: event for group %*s not sent to the "
+                  "other workers: %s (%uL so far)", (size_t) 24,
+                  group_id_hex, nng_strerror(rv), b->bus_send_failed);
+}
+
+
+/* queues one shared frame on each local subscriber of the group */
+
+static ngx_uint_t
+ngx_http_chat_deliver(const u_char *group_id, const u_char *json, size_t len)
+{
+    u_char                  id[24];
+    ngx_uint_t              n;
+    ngx_queue_t            *q, *next;
+    ngx_http_chat_ws_t     *ws;
+    ngx_http_chat_kv_t      kv[2];
+    ngx_http_chat_group_t  *g;
+    ngx_http_chat_frame_t  *frame;
+    u_char                  count[NGX_INT_T_LEN];
+    ngx_str_t               type = ngx_string("message_broadcast");
+
+    ngx_strlow(id, (u_char *) group_id, 24);
+
+    g = ngx_http_chat_group_find(id, ngx_crc32_short(id, 24));
+    if (g == NULL) {
+        return 0;
+    }
+
+    frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, json, len);
+    if (frame == NULL) {
+        return 0;
+    }
+
+    n = 0;
+    g->publishing++;
+
+    /* a subscriber may leave while we iterate (a slow one is closed) */
+
+    for (q = ngx_queue_head(&g->subscribers);
+         q != ngx_queue_sentinel(&g->subscribers);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        ws = ngx_queue_data(q, ngx_http_chat_ws_t, group_link);
+
+        ngx_http_chat_ws_send_frame(ws, frame);
+        n++;
+    }
+
+    g->publishing--;
+
+    ngx_http_chat_frame_release(frame);
+
+    ngx_str_set(&kv[0].key, "group_id");
+    kv[0].value.data = id;
+    kv[0].value.len = 24;
+    ngx_str_set(&kv[1].key, "recipient_count");
+    kv[1].value.data = count;
+    kv[1].value.len = ngx_sprintf(count, "%ui", n) - count;
+
+    ngx_http_chat_metrics_custom(&type, kv, 2);
+
+    ngx_http_chat_group_maybe_free(g);
+
+    return n;
+}
+
+
+/* edge-triggered: drain every waiting message */
+
+static void
+ngx_http_chat_bus_read(ngx_event_t *rev)
+{
+    int                         rv;
+    u_char                     *p;
+    size_t                      len;
+    nng_msg                    *msg;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+
+    for ( ;; ) {
+        rv = nng_recvmsg(b->bus, &msg, NNG_FLAG_NONBLOCK);
+
+        if (rv == NNG_EAGAIN) {
+            break;
+        }
+
+        if (rv != 0) {
+            ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                          "chat broadcast: receive failed: %s",
+                          nng_strerror(rv));
+            break;
+        }
+
+        p = nng_msg_body(msg);
+        len = nng_msg_len(msg);
+
+        if (len > NGX_HTTP_CHAT_BUS_HEADER
+            && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
+        {
+            b->bus_received++;
+            (void) ngx_http_chat_deliver(p + 4, p + NGX_HTTP_CHAT_BUS_HEADER,
+                                         len - NGX_HTTP_CHAT_BUS_HEADER);
+        }
+
+        nng_msg_free(msg);
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                      "chat broadcast: cannot watch the bus descriptor");
+    }
+}
+
+
+/* the worker's per-group counts for the sidecar (metrics snapshot) */
+
+static ngx_uint_t
+ngx_http_chat_snapshot(void *records, ngx_uint_t max)
+{
+    ngx_uint_t                  n;
+    ngx_rbtree_node_t          *node, *root, *sentinel;
+    chat_wire_record_t         *rec;
+    ngx_http_chat_group_t      *g;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+    rec = records;
+    n = 0;
+
+    root = b->tree.root;
+    sentinel = b->tree.sentinel;
+
+    if (root == sentinel) {
+        return 0;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node && n < max;
+         node = ngx_rbtree_next(&b->tree, node))
+    {
+        g = (ngx_http_chat_group_t *) node;
+
+        if (g->count == 0) {
+            continue;
+        }
+
+        ngx_memzero(&rec[n], sizeof(chat_wire_record_t));
+        rec[n].type = CHAT_REC_WS_SNAPSHOT;
+        rec[n].timestamp_us = ngx_http_chat_realtime_us();
+        rec[n].u.ws_snapshot.group_id_len = 24;
+        rec[n].u.ws_snapshot.connection_count = (uint32_t) g->count;
+        ngx_memcpy(rec[n].u.ws_snapshot.group_id, g->group_id, 24);
+        n++;
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_chat_group_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t     **p;
+    ngx_http_chat_group_t  *g, *t;
+
+    g = (ngx_http_chat_group_t *) node;
+
+    for ( ;; ) {
+        t = (ngx_http_chat_group_t *) temp;
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            p = (ngx_memcmp(g->group_id, t->group_id, 24) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_chat_group_t *
+ngx_http_chat_group_find(const u_char *id, uint32_t hash)
+{
+    ngx_int_t               rc;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_http_chat_group_t  *g;
+
+    node = ngx_http_chat_broadcast.tree.root;
+    sentinel = ngx_http_chat_broadcast.tree.sentinel;
+
+    if (node == NULL) {
+        return NULL;
+    }
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        g = (ngx_http_chat_group_t *) node;
+        rc = ngx_memcmp(id, g->group_id, 24);
+
+        if (rc == 0) {
+            return g;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
