@@ -9,6 +9,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "ingest.h"
 #include "isotime.h"
@@ -17,7 +18,10 @@
 /* a batch is at most 56 + 128 * 320 bytes; anything far larger is junk
    that nng may discard before we can count it */
 #define INGEST_MAX_MSG   (256 * 1024)
-#define INGEST_RECVBUF   1024
+
+/* batches queued in nng while the collector is busy: at most ~10 MB;
+   beyond it the workers' non-blocking sends fail and count drops */
+#define INGEST_RECVBUF   256
 
 
 struct ingest_s {
@@ -282,6 +286,7 @@ ingest_thread(void *arg)
         }
         if (rv != 0) {
             log_warn("ingest: receive failed: %s", nng_strerror(rv));
+            nng_msleep(100);
             continue;
         }
 
