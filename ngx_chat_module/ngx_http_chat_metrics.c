@@ -128,7 +128,10 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     rv = nng_push0_open(&m->sock);
 
     if (rv == 0) {
-        (void) nng_socket_set_int(m->sock, NNG_OPT_SENDBUF, 64);
+        /* a short sidecar outage is bridged by nng's queue; a longer
+         * one fills it, and from then on batches are dropped and counted */
+        (void) nng_socket_set_int(m->sock, NNG_OPT_SENDBUF,
+                                  (int) cmcf->metrics_queue);
         (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMINT, 100);
         (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMAXT, 1000);
 

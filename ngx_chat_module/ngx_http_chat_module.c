@@ -49,6 +49,10 @@ static ngx_conf_num_bounds_t  ngx_http_chat_batch_bounds = {
     ngx_conf_check_num_bounds, 1, 128
 };
 
+static ngx_conf_num_bounds_t  ngx_http_chat_metrics_queue_bounds = {
+    ngx_conf_check_num_bounds, 1, 8192
+};
+
 static ngx_conf_num_bounds_t  ngx_http_chat_page_bounds = {
     ngx_conf_check_num_bounds, 1, 1000
 };
@@ -101,6 +105,13 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_chat_main_conf_t, metrics_batch),
       &ngx_http_chat_batch_bounds },
+
+    { ngx_string("chat_metrics_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_chat_main_conf_t, metrics_queue),
+      &ngx_http_chat_metrics_queue_bounds },
 
     { ngx_string("chat_jwt_secret"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -422,6 +433,7 @@ ngx_http_chat_create_main_conf(ngx_conf_t *cf)
     cmcf->db_timeout = NGX_CONF_UNSET_MSEC;
     cmcf->metrics_flush = NGX_CONF_UNSET_MSEC;
     cmcf->metrics_batch = NGX_CONF_UNSET_UINT;
+    cmcf->metrics_queue = NGX_CONF_UNSET_UINT;
     cmcf->jwt_leeway = NGX_CONF_UNSET;
 
     return cmcf;
@@ -436,6 +448,7 @@ ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(cmcf->db_timeout, 5000);
     ngx_conf_init_msec_value(cmcf->metrics_flush, 100);
     ngx_conf_init_uint_value(cmcf->metrics_batch, 64);
+    ngx_conf_init_uint_value(cmcf->metrics_queue, 64);
     ngx_conf_init_value(cmcf->jwt_leeway, 30);
 
     if (cmcf->db_timeout < 100) {

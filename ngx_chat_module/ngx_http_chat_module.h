@@ -41,6 +41,7 @@ typedef struct {
     ngx_str_t                  metrics_address;  /* nng URL of the sidecar */
     ngx_msec_t                 metrics_flush;
     ngx_uint_t                 metrics_batch;
+    ngx_uint_t                 metrics_queue;    /* batches nng may hold */
 
     ngx_str_t                  jwt_secret;
     time_t                     jwt_leeway;

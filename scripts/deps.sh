@@ -11,10 +11,11 @@ packages=(
     libpcre2-dev zlib1g-dev
     # run: dashboard credentials, scripts
     apache2-utils openssl curl jq procps
-    # tests: Test::Nginx's dependencies, WebSocket client, sanitizers
+    # tests: Test::Nginx's dependencies, WebSocket client, sanitizers,
+    # promtool (checks the Prometheus exposition)
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
     libhttp-message-perl libprotocol-websocket-perl libjson-pp-perl
-    clang libclang-rt-14-dev
+    clang libclang-rt-14-dev prometheus
 )
 
 missing=()

@@ -45,6 +45,8 @@ sub request {
 
     my $url = "http://127.0.0.1:$self->{port}$path";
     my $res = $self->{http}->request($method, $url, \%args);
+    die "ChatTest::Client: $method $path: $res->{content}\n"
+        if $res->{status} == 599;
 
     my $json;
     if (($res->{headers}{'content-type'} // '') =~ m{^application/json}) {
@@ -59,8 +61,10 @@ sub request {
     };
 }
 
-sub get    { my $s = shift; $s->request('GET', @_) }
-sub post   { my $s = shift; $s->request('POST', @_) }
-sub delete { my $s = shift; $s->request('DELETE', @_) }
+# get($path, %opt), delete($path, %opt), post($path, $body, %opt);
+# %opt: headers => { ... }
+sub get    { my ($s, $path, %o) = @_; $s->request('GET', $path, undef, %o) }
+sub delete { my ($s, $path, %o) = @_; $s->request('DELETE', $path, undef, %o) }
+sub post   { my ($s, $path, $body, %o) = @_; $s->request('POST', $path, $body, %o) }
 
 1;

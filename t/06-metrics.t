@@ -1,0 +1,268 @@
+# The metrics pipeline end to end: every request nginx serves is recorded
+# in the log phase, pushed over nng to the sidecar, and shows up in
+# /dashboard/api/data with exact counts, errors, slow requests and their
+# correlation IDs; WebSocket connects and disconnects too; the sidecar can
+# die and come back without nginx noticing, and the drops are counted.
+use Test::Nginx::Socket 'no_plan';
+use ChatTest::Env;
+use ChatTest::JWT;
+use ChatTest::Script;
+use ChatTest::Sidecar;
+use ChatTest::WebSocket;
+use IO::Socket::INET;
+
+no_shuffle();
+log_level('info');
+no_root_location();
+
+# An upstream that takes 1.1 s to answer: the "slow request".
+my $slow = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1',
+                                 LocalPort => 0, ReuseAddr => 1) or die $!;
+$ENV{TEST_NGINX_SLOW_PORT} = $slow->sockport;
+my $slow_pid = fork // die "fork: $!";
+if ($slow_pid == 0) {
+    while (my $c = $slow->accept) {
+        my $req = '';
+        while (<$c>) { $req .= $_; last if /^\r?\n$/ }
+        select undef, undef, undef, 1.1;
+        print $c "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nslow\n";
+        close $c;
+    }
+    exit 0;
+}
+close $slow;
+END { local $?; if ($slow_pid) { kill 'KILL', $slow_pid; waitpid $slow_pid, 0 } }
+
+ChatTest::Sidecar::start(db_refresh => 0.3);
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    $block->set_value(http_config => ($block->http_config // '') . <<'_EOC_');
+chat_mongo_uri "$TEST_NGINX_CHAT_URI";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_metrics on;
+chat_metrics_address $TEST_NGINX_IPC;
+chat_metrics_flush_interval 50ms;
+
+upstream sidecar { server $TEST_NGINX_SIDECAR; }
+upstream slow { server 127.0.0.1:$TEST_NGINX_SLOW_PORT; }
+_EOC_
+
+    $block->set_value(config => <<'_EOC_');
+location /api/chat/ { chat_api on; }
+location = /static { return 200 "static\n"; }
+location = /missing { return 404; }
+location = /boom { return 500; }
+location = /quiet { chat_metrics off; return 200 "quiet\n"; }
+location = /slow { proxy_pass http://slow; }
+
+location /dashboard {
+    auth_basic "Dashboard";
+    auth_basic_user_file $TEST_NGINX_HTPASSWD;
+    proxy_pass http://sidecar;
+}
+location = /metrics {
+    auth_basic "Dashboard";
+    auth_basic_user_file $TEST_NGINX_HTPASSWD;
+    proxy_pass http://sidecar;
+}
+location = /sidecar/health { proxy_pass http://sidecar/health; }
+_EOC_
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: the sidecar's health check answers through nginx, with the database reachable
+--- request
+GET /sidecar/health
+--- error_code: 200
+--- response_body_like: "status":"ok".*"db_healthy":true
+
+
+
+=== TEST 2: the database answers a ping through mongo-c-driver from the sidecar
+--- request
+GET /static
+--- chat_script
+my $bin = $ENV{TEST_NGINX_SIDECAR_BIN};
+is system($bin, '--ping-db', '--mongo-uri', $ENV{TEST_NGINX_CHAT_URI}, '--log-level', 'error'), 0,
+   'ping answered by the test database';
+isnt system("$bin --ping-db --mongo-uri 'mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=300' --log-level error 2>/dev/null"), 0,
+   'no server: the ping fails';
+
+
+
+=== TEST 3: dashboard, its JSON and /metrics need credentials
+--- request eval
+["GET /dashboard/api/data", "GET /dashboard", "GET /metrics", "GET /dashboard/api/data", "GET /dashboard/api/data"]
+--- more_headers eval
+["", "", "", "Authorization: Basic YWRtaW46d3Jvbmc=", "Authorization: Basic YWRtaW46czNjcmV0"]
+--- error_code eval
+[401, 401, 401, 401, 200]
+--- response_body_like eval
+["401 Authorization Required", "401 Authorization Required", "401 Authorization Required", "401 Authorization Required", '^\{"timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"']
+
+
+
+=== TEST 4: exact counts, errors, slow requests and endpoint rows after real traffic
+--- request
+GET /static
+--- timeout: 30
+--- chat_script
+use Time::HiRes qw(sleep);
+my $c = client(undef);
+sleep 0.3;        # the block's first request reaches the sidecar
+my $d0 = ChatTest::Sidecar::data();
+my %rows0 = map { $_->{endpoint} => $_ } @{ $d0->{endpoints} };
+
+$c->get('/static') for 1 .. 20;
+$c->get('/missing', headers => { 'X-Correlation-ID' => "miss-$_" }) for 1 .. 5;
+$c->get('/boom', headers => { 'X-Correlation-ID' => 'boom-1' }) for 1 .. 2;
+$c->get('/quiet');                                      # not recorded
+my $s = $c->get('/slow', headers => { 'X-Correlation-ID' => 'slow-1' });
+is $s->{status}, 200, 'the slow location answered';
+
+my $d = ChatTest::Sidecar::wait_for(sub {
+    $_[0]{performance}{total_requests} >= $d0->{performance}{total_requests} + 28 });
+my $p = $d->{performance};
+is $p->{total_requests} - $d0->{performance}{total_requests}, 28, 'exactly the 28 recorded requests';
+is $p->{total_errors} - $d0->{performance}{total_errors}, 7, '5 x 404 + 2 x 500 are errors';
+is $p->{requests_dropped}, 0, 'nothing dropped';
+
+my %errors = map { $_->{correlation_id} => $_ } @{ $d->{recent_activity}{recent_errors} };
+ok $errors{"miss-$_"}, "404 with correlation_id miss-$_ among the recent errors" for 1 .. 5;
+is $errors{'miss-1'}{status_code}, 404, 'its status';
+is $errors{'boom-1'}{status_code}, 500, 'a 500 too';
+
+my ($slow) = grep { $_->{correlation_id} eq 'slow-1' } @{ $p->{recent_slow_requests} };
+ok $slow, 'the slow request is listed with its correlation id';
+cmp_ok $slow->{duration_ms}, '>=', 1000, 'taking over a second' if $slow;
+is $slow->{very_slow}, JSON::PP::false, 'not very slow' if $slow;
+is $slow->{method}, 'GET', 'method' if $slow;
+
+my %rows = map { $_->{endpoint} => $_ } @{ $d->{endpoints} };
+is $rows{'GET /static'}{request_count} - ($rows0{'GET /static'}{request_count} // 0), 20, 'GET /static row';
+is $rows{'GET /missing'}{error_count} - ($rows0{'GET /missing'}{error_count} // 0), 5, 'GET /missing errors';
+ok !$rows{'GET /quiet'}, 'a location with chat_metrics off is not recorded';
+
+
+
+=== TEST 5: API routes report their template, never the ids in the URI
+--- request
+GET /static
+--- chat_script
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'metrics' })->{json}{id};
+$alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 3;
+$alice->get("/api/chat/groups/$g/messages");
+my $d = ChatTest::Sidecar::wait_for(sub {
+    grep { $_->{endpoint} eq 'POST /api/chat/groups/{group_id}/messages' } @{ $_[0]{endpoints} } });
+my %rows = map { $_->{endpoint} => $_ } @{ $d->{endpoints} };
+ok $rows{'POST /api/chat/groups/{group_id}/messages'}, 'POST messages row by template';
+ok $rows{'GET /api/chat/groups/{group_id}/messages'}, 'GET messages row by template';
+ok !(grep { /$g/ } keys %rows), 'no row carries a group id';
+
+
+
+=== TEST 6: WebSocket connects and disconnects reach the dashboard, with message_broadcast events
+--- request
+GET /static
+--- chat_script
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'live' })->{json}{id};
+my $t = ChatTest::JWT::token('bob');
+my @ws = map { ChatTest::WebSocket->connect(port => port(), path => "/api/chat/ws/$g?token=$t") } 1 .. 2;
+is $_->status, 101, 'subscribed' for @ws;
+
+my $d = ChatTest::Sidecar::wait_for(sub {
+    my ($row) = grep { $_->{group_id} eq $g } @{ $_[0]{websockets}{connections_per_group} };
+    $row && $row->{connection_count} == 2 });
+my ($row) = grep { $_->{group_id} eq $g } @{ $d->{websockets}{connections_per_group} };
+is $row && $row->{connection_count}, 2, 'two connections in the group';
+my @ev = grep { $_->{group_id} eq $g } @{ $d->{websockets}{recent_events} };
+is scalar(grep { $_->{event_type} eq 'connected' && $_->{user_id} eq 'bob' } @ev), 2, 'two connected events by bob';
+
+$alice->post("/api/chat/groups/$g/messages", { content => 'hello' });
+$ws[0]->expect(qr/"content":"hello"/, timeout => 2);
+$d = ChatTest::Sidecar::wait_for(sub {
+    grep { $_->{event_type} eq 'message_broadcast' } @{ $_[0]{custom_events} // [] } });
+my @b = grep { $_->{event_type} eq 'message_broadcast' } @{ $d->{custom_events} };
+ok @b, 'a message_broadcast event';
+
+$ws[1]->close(code => 1000);
+$ws[1]->recv_close(timeout => 2);
+$d = ChatTest::Sidecar::wait_for(sub {
+    my ($r) = grep { $_->{group_id} eq $g } @{ $_[0]{websockets}{connections_per_group} };
+    $r && $r->{connection_count} == 1 });
+($row) = grep { $_->{group_id} eq $g } @{ $d->{websockets}{connections_per_group} };
+is $row && $row->{connection_count}, 1, 'one left after a close';
+ok scalar(grep { $_->{group_id} eq $g && $_->{event_type} eq 'disconnected' } @{ $d->{websockets}{recent_events} }),
+   'a disconnected event';
+
+
+
+=== TEST 7: /metrics through nginx is valid Prometheus text
+--- request
+GET /metrics
+--- more_headers
+Authorization: Basic YWRtaW46czNjcmV0
+--- error_code: 200
+--- chat_script
+my $r = client(undef)->get('/metrics', headers => { Authorization => 'Basic YWRtaW46czNjcmV0' });
+like $r->{body}, qr/^# TYPE \S+ (counter|gauge|histogram)$/m, 'typed metrics';
+like $r->{body}, qr/_bucket\{.*le="\+Inf"/, 'a histogram with le buckets';
+like $r->{body}, qr/dropped/, 'the dropped-record counter';
+SKIP: {
+    skip 'promtool not installed', 1 unless -x '/usr/bin/promtool';
+    open my $p, '|-', '/usr/bin/promtool check metrics >/dev/null 2>&1' or die $!;
+    print $p $r->{body};
+    close $p;
+    is $?, 0, 'promtool check metrics passes';
+}
+
+
+
+=== TEST 8: killing the sidecar: nginx keeps serving, drops are counted, counters resume
+--- http_config
+chat_metrics_batch 1;
+chat_metrics_queue 1;
+--- request
+GET /static
+--- timeout: 40
+--- chat_script
+use Time::HiRes qw(sleep);
+my $c = client(undef);
+sleep 0.3;
+ChatTest::Sidecar::stop('KILL');
+sleep 0.5;                         # nng notices the closed pipe
+my $ok = 0;
+for (1 .. 30) { $ok++ if $c->get('/static')->{status} == 200 }
+is $ok, 30, 'every request served while the sidecar is dead';
+sleep 0.3;                         # the flush timer has given up on them
+
+ChatTest::Sidecar::start();
+
+# workers reconnect on their own (nng retries within a second): keep
+# serving until the new sidecar sees records again
+my ($after, $d) = (0);
+for (1 .. 100) {
+    $c->get('/static');
+    $after++;
+    sleep 0.1;
+    $d = ChatTest::Sidecar::data();
+    last if $d->{performance}{total_requests} > 0;
+}
+cmp_ok $d->{performance}{total_requests}, '>', 0, 'recording resumed after the restart';
+
+my $served = 1 + 30 + $after;
+$d = ChatTest::Sidecar::wait_for(sub { $_[0]{pipeline}{requests_served} >= $served }, 8);
+my ($p, $pl) = ($d->{performance}, $d->{pipeline});
+is $pl->{requests_served}, $served, "the workers account for all $served requests served";
+cmp_ok $p->{requests_dropped}, '>=', 25, 'most of the 30 requests served without a sidecar are counted as dropped (nng held one batch)';
+is $pl->{requests_served}, $p->{total_requests} + $p->{requests_dropped} + $pl->{requests_not_received},
+   'served = received + dropped + lost with the dead sidecar';
+--- error_log
+chat metrics: sidecar not accepting records
