@@ -86,3 +86,7 @@ token:
 
 clean:
 	rm -rf $(BUILD) t/servroot*
+
+# further targets, one concern a file (fuzzing, sanitizers, benchmarks,
+# browser tests)
+-include mk/*.mk
