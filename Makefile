@@ -64,11 +64,11 @@ $(DEVDB_BIN): $(DEVDB_SOURCES)
 deps:
 	@scripts/deps.sh
 
-run: deps all devdb
+run: deps all $(if $(MONGO_URI),,devdb)
 	@PORT=$(PORT) MONGO_URI="$(MONGO_URI)" DASHBOARD_PASSWORD="$(DASHBOARD_PASSWORD)" \
 	    scripts/run.sh
 
-test: deps all devdb
+test: deps all $(if $(MONGO_URI),,devdb)
 	@scripts/test.sh
 
 test-unit: sidecar
