@@ -75,8 +75,8 @@ fi
 export TEST_NGINX_MONGO_URI=$uri
 export TEST_NGINX_DEVDB_PID_FILE=$db_pid_file
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
-export TEST_NGINX_LOAD_MODULES=$root/build/ngx_chat_module.so
-export TEST_NGINX_SIDECAR_BIN=$root/build/sidecar/chat-sidecar
+export TEST_NGINX_LOAD_MODULES=${TEST_NGINX_LOAD_MODULES:-$root/build/ngx_chat_module.so}
+export TEST_NGINX_SIDECAR_BIN=${TEST_NGINX_SIDECAR_BIN:-$root/build/sidecar/chat-sidecar}
 export TEST_NGINX_HTML_DIR=$root/html
 export TEST_NGINX_ROOT=$root
 export TEST_NGINX_RANDOMIZE=1
