@@ -238,7 +238,8 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
     workers_expire(c->workers, mono_us, c->cfg.worker_timeout_us);
 
     w = workers_batch(c->workers, b, wall_us, mono_us);
-    if (w != NULL && b->snapshot) {
+    /* a snapshot replaces the worker's groups: cleared on its first part */
+    if (w != NULL && b->snapshot && !b->snapshot_cont) {
         workers_clear_groups(w);
     }
 

@@ -250,6 +250,8 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
     out->records_dropped = hdr.records_dropped;
     out->requests_dropped = hdr.requests_dropped;
     out->snapshot = (hdr.flags & CHAT_BATCH_SNAPSHOT) != 0;
+    out->snapshot_cont = out->snapshot
+                         && (hdr.flags & CHAT_BATCH_SNAPSHOT_CONT) != 0;
     out->invalid = 0;
     out->count = 0;
 

@@ -89,6 +89,7 @@ typedef struct {
     uint64_t       records_dropped;
     uint64_t       requests_dropped;
     int            snapshot;            /* CHAT_BATCH_SNAPSHOT was set */
+    int            snapshot_cont;       /* a later part of a snapshot */
     uint32_t       invalid;             /* records skipped: unknown type or
                                            event */
     uint32_t       count;

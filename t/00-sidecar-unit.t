@@ -7,8 +7,10 @@ use strict;
 use warnings;
 use Test::More;
 use FindBin;
+use Cwd qw(abs_path);
 
-my $root = "$FindBin::Bin/..";
+# one spelling of the path, or make's dependency files would not match
+my $root = abs_path("$FindBin::Bin/..");
 
 sub run_suite {
     my ($name, $cmd) = @_;

@@ -27,7 +27,7 @@
 
 
 #define CHAT_WIRE_MAGIC              0x54414843u   /* "CHAT" little-endian */
-#define CHAT_WIRE_VERSION            1
+#define CHAT_WIRE_VERSION            2
 
 /* a batch never carries more records than this; a full batch is flushed */
 #define CHAT_WIRE_MAX_RECORDS        128
@@ -59,10 +59,15 @@ typedef enum {
 } chat_wire_ws_event_e;
 
 
-/* batch flags */
-#define CHAT_BATCH_SNAPSHOT  0x0001  /* records are this worker's complete
-                                        per-group WebSocket counts: replace
-                                        what the reader knew of the worker */
+/*
+ * Batch flags.  A snapshot is this worker's complete per-group WebSocket
+ * counts: the reader replaces what it knew of the worker.  It may take
+ * several consecutive batches (more than CHAT_WIRE_MAX_RECORDS groups): the
+ * first has CHAT_BATCH_SNAPSHOT alone, the following ones also
+ * CHAT_BATCH_SNAPSHOT_CONT, so the reader clears on the first part only.
+ */
+#define CHAT_BATCH_SNAPSHOT       0x0001
+#define CHAT_BATCH_SNAPSHOT_CONT  0x0002
 
 
 typedef struct {

@@ -321,6 +321,47 @@ collector_snapshot_batch_replaces_a_workers_counts(void)
 }
 
 
+/* more groups than one batch holds: the parts after the first add up */
+static void
+collector_snapshot_in_several_parts_replaces_once(void)
+{
+    char              id[32];
+    int               i;
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b;
+    coll_snapshot_t  *s;
+
+    b = batch(100, 1, 1);
+    add_ws(b, 1, "old", 7);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    b = batch(100, 1, 2);
+    b->snapshot = 1;
+    for (i = 0; i < CHAT_WIRE_MAX_RECORDS; i++) {
+        snprintf(id, sizeof(id), "a%d", i);
+        add_snap(b, id, 1);
+    }
+    collector_apply(c, b, WALL0 + SEC, MONO0 + SEC);
+    free(b);
+
+    b = batch(100, 1, 3);
+    b->snapshot = 1;
+    b->snapshot_cont = 1;
+    add_snap(b, "b0", 2);
+    collector_apply(c, b, WALL0 + SEC, MONO0 + SEC);
+    free(b);
+
+    s = snap(c, 2 * SEC);
+    CHECK(group_count(s, "old") == 0);          /* cleared by part one */
+    CHECK(group_count(s, "a0") == 1);           /* kept by part two */
+    CHECK(group_count(s, "b0") == 2);
+    CHECK(s->ws_total == CHAT_WIRE_MAX_RECORDS + 2);
+    collector_snapshot_free(s);
+    collector_free(c);
+}
+
+
 static void
 collector_forgets_a_silent_worker_after_the_timeout(void)
 {
@@ -689,6 +730,7 @@ suite_collector(void)
     RUN(collector_endpoint_cap_adds_an_overflow_row);
     RUN(collector_ws_connection_count_spans_workers);
     RUN(collector_snapshot_batch_replaces_a_workers_counts);
+    RUN(collector_snapshot_in_several_parts_replaces_once);
     RUN(collector_forgets_a_silent_worker_after_the_timeout);
     RUN(collector_recovers_ws_state_from_snapshots_after_restart);
     RUN(collector_detects_seq_gaps_and_regressions);
