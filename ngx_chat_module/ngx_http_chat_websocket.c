@@ -59,8 +59,10 @@ typedef struct {
 
 
 typedef struct {
+    ngx_queue_t                 queue;          /* while waiting */
     ngx_http_chat_ws_t         *ws;
     ngx_pool_t                 *pool;
+    ngx_http_chat_op_t         *op;
 } ngx_http_chat_ws_pending_t;
 
 
@@ -86,9 +88,12 @@ static ngx_int_t ngx_http_chat_ws_frame(ngx_http_chat_ws_t *ws,
 static ngx_int_t ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws,
     ngx_uint_t opcode, u_char *p, size_t len);
 static void ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op);
+static void ngx_http_chat_ws_post_next(ngx_http_chat_ws_t *ws);
 static void ngx_http_chat_ws_send_event(ngx_http_chat_ws_t *ws,
     const char *type, const char *detail);
 static void ngx_http_chat_ws_close(ngx_http_chat_ws_t *ws, ngx_uint_t code,
+    const char *reason);
+static void ngx_http_chat_ws_fail(ngx_http_chat_ws_t *ws, ngx_uint_t code,
     const char *reason);
 static ngx_int_t ngx_http_chat_ws_flush(ngx_http_chat_ws_t *ws);
 static void ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws);
@@ -100,6 +105,16 @@ static u_char  ngx_http_chat_ws_rbuf[NGX_HTTP_CHAT_WS_READ_SIZE];
 
 static ngx_str_t  ngx_http_chat_ws_guid =
     ngx_string("258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+
+/*
+ * A connection's messages are stored one at a time, in the order they
+ * came, so that acks, broadcasts and the stored order all follow the
+ * order sent: the one being stored is on the thread pool, the others
+ * (at most NGX_HTTP_CHAT_WS_MAX_PENDING - 1 per connection) wait here.
+ */
+static ngx_queue_t  ngx_http_chat_ws_waiting = {
+    &ngx_http_chat_ws_waiting, &ngx_http_chat_ws_waiting
+};
 
 
 /* --- the opening handshake ------------------------------------------------ */
@@ -598,7 +613,13 @@ ngx_http_chat_ws_upgrade(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ws->partial_len) {
+    /*
+     * Frames (or the peer's FIN) that arrived while the group was looked
+     * up: the request blocked reading meanwhile, and an edge-triggered
+     * event will not come again for them.
+     */
+
+    if (ws->partial_len || c->read->ready) {
         ngx_post_event(c->read, &ngx_posted_events);
 
     } else if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
@@ -774,12 +795,9 @@ ngx_http_chat_ws_consume(ngx_http_chat_ws_t *ws, u_char *p, size_t len,
         }
 
         if (rc == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
-                          "chat ws: protocol error, closing with %ui, "
-                          "correlation_id=%V", f.close_code, &ws->cid);
-            ngx_http_chat_ws_close(ws, f.close_code,
-                                   f.close_code == NGX_HTTP_CHAT_WS_TOO_BIG
-                                   ? "frame too big" : "protocol error");
+            ngx_http_chat_ws_fail(ws, f.close_code,
+                                  f.close_code == NGX_HTTP_CHAT_WS_TOO_BIG
+                                  ? "frame too big" : "protocol error");
             return NGX_DONE;
         }
 
@@ -823,12 +841,19 @@ ngx_http_chat_ws_frame(ngx_http_chat_ws_t *ws, ngx_http_chat_ws_frame_t *f,
     case NGX_HTTP_CHAT_WS_BINARY:
 
         if (ws->msg) {
-            ngx_http_chat_ws_close(ws, NGX_HTTP_CHAT_WS_PROTOCOL,
-                                   "expected a continuation frame");
+            ngx_http_chat_ws_fail(ws, NGX_HTTP_CHAT_WS_PROTOCOL,
+                                  "expected a continuation frame");
             return NGX_DONE;
         }
 
         if (f->fin) {
+            /* a message in one frame: the message limit holds too */
+            if (len > ws->conf->ws_max_message) {
+                ngx_http_chat_ws_fail(ws, NGX_HTTP_CHAT_WS_TOO_BIG,
+                                      "message too big");
+                return NGX_DONE;
+            }
+
             return ngx_http_chat_ws_message(ws, f->opcode, payload, len);
         }
 
@@ -846,14 +871,14 @@ ngx_http_chat_ws_frame(ngx_http_chat_ws_t *ws, ngx_http_chat_ws_frame_t *f,
     case NGX_HTTP_CHAT_WS_CONT:
 
         if (ws->msg == NULL) {
-            ngx_http_chat_ws_close(ws, NGX_HTTP_CHAT_WS_PROTOCOL,
-                                   "continuation without a message");
+            ngx_http_chat_ws_fail(ws, NGX_HTTP_CHAT_WS_PROTOCOL,
+                                  "continuation without a message");
             return NGX_DONE;
         }
 
         if (ws->msg_len + len > ws->conf->ws_max_message) {
-            ngx_http_chat_ws_close(ws, NGX_HTTP_CHAT_WS_TOO_BIG,
-                                   "message too big");
+            ngx_http_chat_ws_fail(ws, NGX_HTTP_CHAT_WS_TOO_BIG,
+                                  "message too big");
             return NGX_DONE;
         }
 
@@ -908,7 +933,7 @@ ngx_http_chat_ws_frame(ngx_http_chat_ws_t *ws, ngx_http_chat_ws_frame_t *f,
         if (ngx_http_chat_ws_check_close_payload(payload, len, &code)
             != NGX_OK)
         {
-            ngx_http_chat_ws_close(ws, code, "invalid close frame");
+            ngx_http_chat_ws_fail(ws, code, "invalid close frame");
             return NGX_DONE;
         }
 
@@ -938,7 +963,7 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
     u_char *p, size_t len)
 {
     cJSON                       *json, *type, *content;
-    u_char                      *copy;
+    u_char                      *copy, *s, buf[96];
     size_t                       clen;
     ngx_str_t                    body;
     ngx_pool_t                  *pool;
@@ -947,8 +972,8 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
     ngx_http_chat_ws_pending_t  *pending;
 
     if (opcode == NGX_HTTP_CHAT_WS_TEXT && !ngx_http_chat_utf8_valid(p, len)) {
-        ngx_http_chat_ws_close(ws, NGX_HTTP_CHAT_WS_BAD_DATA,
-                               "text is not valid UTF-8");
+        ngx_http_chat_ws_fail(ws, NGX_HTTP_CHAT_WS_BAD_DATA,
+                              "text is not valid UTF-8");
         return NGX_DONE;
     }
 
@@ -975,19 +1000,39 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
     content = cJSON_GetObjectItemCaseSensitive(json, "content");
     detail = NULL;
 
+    clen = 0;
+
+    /* the checks and the words of a POST (ngx_http_chat_text_field) */
+
     if (!cJSON_IsString(type) || ngx_strcmp(type->valuestring, "message")) {
         detail = "\"type\" must be \"message\"";
+
+    } else if (content == NULL) {
+        detail = "field \"content\" is required";
 
     } else if (!cJSON_IsString(content)) {
         detail = "field \"content\" must be a string";
 
-    } else if ((clen = ngx_strlen(content->valuestring)) == 0) {
-        detail = "field \"content\" must not be empty";
+    } else {
+        clen = ngx_strlen(content->valuestring);
 
-    } else if (clen > ws->conf->max_content) {
-        detail = "field \"content\" is too long";
+        for (s = (u_char *) content->valuestring; *s; s++) {
+            if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') {
+                break;
+            }
+        }
 
-    } else if (ws->pending_ops >= NGX_HTTP_CHAT_WS_MAX_PENDING) {
+        if (*s == '\0') {
+            detail = "field \"content\" must not be empty";
+
+        } else if (clen > ws->conf->max_content) {
+            ngx_snprintf(buf, sizeof(buf) - 1, "field \"content\" is longer "
+                         "than %uz bytes%Z", ws->conf->max_content);
+            detail = (const char *) buf;
+        }
+    }
+
+    if (detail == NULL && ws->pending_ops >= NGX_HTTP_CHAT_WS_MAX_PENDING) {
         detail = "too many messages waiting to be stored; wait for acks";
     }
 
@@ -997,9 +1042,13 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
         return ws->closed ? NGX_ERROR : NGX_OK;
     }
 
-    /* stored exactly like a POST: same op, same thread pool */
+    /*
+     * Stored exactly like a POST: same op, same thread pool.  The op may
+     * outlive the connection (and its log, in the connection's pool): it
+     * is stored even if the client goes away meanwhile.
+     */
 
-    pool = ngx_create_pool(1024, ws->connection->log);
+    pool = ngx_create_pool(1024, ngx_cycle->log);
     if (pool == NULL) {
         cJSON_Delete(json);
         ngx_http_chat_ws_finalize(ws);
@@ -1036,10 +1085,17 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
 
     pending->ws = ws;
     pending->pool = pool;
+    pending->op = op;
 
     op->done = ngx_http_chat_ws_message_stored;
     op->data = pending;
-    op->log = ws->connection->log;
+
+    if (ws->pending_ops) {
+        /* one at a time: it is posted once the previous one is stored */
+        ngx_queue_insert_tail(&ngx_http_chat_ws_waiting, &pending->queue);
+        ws->pending_ops++;
+        return NGX_OK;
+    }
 
     if (ngx_http_chat_op_post(op) != NGX_OK) {
         ngx_destroy_pool(pool);
@@ -1068,22 +1124,18 @@ ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
     ws = pending->ws;
     pool = pending->pool;
 
-    ws->pending_ops--;
+    /*
+     * ws->pending_ops still counts this op until the end: ws stays
+     * allocated even if a delivery below (the sender is a subscriber of
+     * the group too) finalizes the connection.
+     */
 
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
         ngx_http_chat_broadcast_publish(ws->group_id, op->event_json,
                                         op->event_json_len);
     }
 
-    if (ws->closed) {
-        if (ws->pending_ops == 0) {
-            ngx_free(ws);
-        }
-
-        goto done;
-    }
-
-    if (ws->close_sent) {
+    if (ws->closed || ws->close_sent) {
         goto done;
     }
 
@@ -1129,6 +1181,60 @@ done:
 
     ngx_http_chat_op_release(op);
     ngx_destroy_pool(pool);
+
+    /* the next message of the connection, stored even if it has gone */
+    ngx_http_chat_ws_post_next(ws);
+
+    if (--ws->pending_ops == 0 && ws->closed) {
+        ngx_free(ws);
+    }
+}
+
+
+/* posts the connection's oldest waiting message, if any */
+
+static void
+ngx_http_chat_ws_post_next(ngx_http_chat_ws_t *ws)
+{
+    ngx_queue_t                 *q;
+    ngx_http_chat_ws_pending_t  *next;
+
+    for ( ;; ) {
+
+        for (q = ngx_queue_head(&ngx_http_chat_ws_waiting);
+             q != ngx_queue_sentinel(&ngx_http_chat_ws_waiting);
+             q = ngx_queue_next(q))
+        {
+            next = ngx_queue_data(q, ngx_http_chat_ws_pending_t, queue);
+
+            if (next->ws == ws) {
+                break;
+            }
+        }
+
+        if (q == ngx_queue_sentinel(&ngx_http_chat_ws_waiting)) {
+            return;
+        }
+
+        ngx_queue_remove(q);
+
+        if (ngx_http_chat_op_post(next->op) == NGX_OK) {
+            return;
+        }
+
+        /*
+         * refused like a first message would be; the caller's op still
+         * counts in ws->pending_ops, so ws stays
+         */
+
+        ngx_destroy_pool(next->pool);
+        ws->pending_ops--;
+
+        if (!ws->closed && !ws->close_sent) {
+            ngx_http_chat_ws_send_event(ws, "error", "server busy, try "
+                                        "again later");
+        }
+    }
 }
 
 
@@ -1456,6 +1562,24 @@ ngx_http_chat_ws_close(ngx_http_chat_ws_t *ws, ngx_uint_t code,
     if (ws->out_count == 1) {
         (void) ngx_http_chat_ws_flush(ws);
     }
+}
+
+
+/* a protocol error: logged, then the closing handshake with its code */
+
+static void
+ngx_http_chat_ws_fail(ngx_http_chat_ws_t *ws, ngx_uint_t code,
+    const char *reason)
+{
+    if (ws->closed || ws->close_sent) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+                  "chat ws: protocol error, closing with %ui: %s, "
+                  "correlation_id=%V", code, reason, &ws->cid);
+
+    ngx_http_chat_ws_close(ws, code, reason);
 }
 
 
