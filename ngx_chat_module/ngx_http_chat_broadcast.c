@@ -71,7 +71,8 @@ static void ngx_http_chat_group_maybe_free(ngx_http_chat_group_t *g);
 static ngx_uint_t ngx_http_chat_deliver(const u_char *group_id,
     const u_char *json, size_t len);
 static void ngx_http_chat_bus_read(ngx_event_t *rev);
-static ngx_uint_t ngx_http_chat_snapshot(void *records, ngx_uint_t max);
+static ngx_uint_t ngx_http_chat_snapshot(void *records, ngx_uint_t max,
+    void **cursor);
 static void ngx_http_chat_bus_address(char *buf, size_t size,
     ngx_uint_t slot);
 
@@ -447,7 +448,7 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
 /* the worker's per-group counts for the sidecar (metrics snapshot) */
 
 static ngx_uint_t
-ngx_http_chat_snapshot(void *records, ngx_uint_t max)
+ngx_http_chat_snapshot(void *records, ngx_uint_t max, void **cursor)
 {
     ngx_uint_t                  n;
     ngx_rbtree_node_t          *node, *root, *sentinel;
@@ -462,18 +463,24 @@ ngx_http_chat_snapshot(void *records, ngx_uint_t max)
     root = b->tree.root;
     sentinel = b->tree.sentinel;
 
-    if (root == sentinel) {
+    if (root == NULL || root == sentinel) {
+        *cursor = NULL;
         return 0;
     }
 
-    for (node = ngx_rbtree_min(root, sentinel);
-         node && n < max;
-         node = ngx_rbtree_next(&b->tree, node))
-    {
+    /* the tree does not change between the parts of one snapshot */
+    node = *cursor ? *cursor : ngx_rbtree_min(root, sentinel);
+
+    for ( /* void */ ; node; node = ngx_rbtree_next(&b->tree, node)) {
         g = (ngx_http_chat_group_t *) node;
 
         if (g->count == 0) {
             continue;
+        }
+
+        if (n == max) {
+            *cursor = node;              /* the next part starts here */
+            return n;
         }
 
         ngx_memzero(&rec[n], sizeof(chat_wire_record_t));
@@ -484,6 +491,8 @@ ngx_http_chat_snapshot(void *records, ngx_uint_t max)
         ngx_memcpy(rec[n].u.ws_snapshot.group_id, g->group_id, 24);
         n++;
     }
+
+    *cursor = NULL;
 
     return n;
 }

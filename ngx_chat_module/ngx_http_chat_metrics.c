@@ -482,10 +482,15 @@ ngx_http_chat_metrics_flush_handler(ngx_event_t *ev)
 }
 
 
+/* at most this many parts (x 128 groups) per snapshot */
+#define NGX_HTTP_CHAT_SNAPSHOT_PARTS  64
+
 static void
 ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
 {
-    ngx_uint_t                n;
+    void                     *cursor;
+    uint16_t                  flags;
+    ngx_uint_t                n, parts;
     chat_wire_batch_t        *batch;
     ngx_http_chat_metrics_t  *m;
 
@@ -495,15 +500,26 @@ ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
     ngx_http_chat_metrics_flush();
 
     batch = (chat_wire_batch_t *) ngx_http_chat_snapshot_buf;
+    cursor = NULL;
+    flags = CHAT_BATCH_SNAPSHOT;
+    parts = 0;
 
-    n = 0;
-    if (m->snapshot) {
-        n = m->snapshot(ngx_http_chat_snapshot_buf
-                        + sizeof(chat_wire_batch_t),
-                        CHAT_WIRE_MAX_RECORDS);
-    }
+    /* one batch holds 128 groups: more go in parts, which the sidecar
+     * adds up after clearing on the first */
 
-    ngx_http_chat_metrics_send(batch, n, 0, CHAT_BATCH_SNAPSHOT);
+    do {
+        n = 0;
+
+        if (m->snapshot) {
+            n = m->snapshot(ngx_http_chat_snapshot_buf
+                            + sizeof(chat_wire_batch_t),
+                            CHAT_WIRE_MAX_RECORDS, &cursor);
+        }
+
+        ngx_http_chat_metrics_send(batch, n, 0, flags);
+        flags |= CHAT_BATCH_SNAPSHOT_CONT;
+
+    } while (cursor != NULL && ++parts < NGX_HTTP_CHAT_SNAPSHOT_PARTS);
 
     if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
         ngx_add_timer(ev, NGX_HTTP_CHAT_SNAPSHOT_INTERVAL);

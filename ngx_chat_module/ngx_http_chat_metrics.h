@@ -17,10 +17,13 @@ typedef struct {
 } ngx_http_chat_kv_t;
 
 
-/* fills a snapshot batch with this worker's per-group WebSocket counts;
- * returns the number of records written, at most max */
+/*
+ * Fills one part of a snapshot with this worker's per-group WebSocket
+ * counts: at most max records, starting where *cursor says (NULL: from the
+ * start); sets *cursor to where the next part starts, NULL after the last.
+ */
 typedef ngx_uint_t (*ngx_http_chat_snapshot_pt)(void *records,
-    ngx_uint_t max);
+    ngx_uint_t max, void **cursor);
 
 
 ngx_int_t ngx_http_chat_metrics_check_address(ngx_str_t *addr);

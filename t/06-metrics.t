@@ -14,6 +14,7 @@ use IO::Socket::INET;
 no_shuffle();
 log_level('info');
 no_root_location();
+worker_connections(1024);
 
 # An upstream that takes 1.1 s to answer: the "slow request".
 my $slow = IO::Socket::INET->new(Listen => 16, LocalAddr => '127.0.0.1',
@@ -266,3 +267,32 @@ is $pl->{requests_served}, $p->{total_requests} + $p->{requests_dropped} + $pl->
    'served = received + dropped + lost with the dead sidecar';
 --- error_log
 chat metrics: sidecar not accepting records
+
+
+
+=== TEST 9: after a sidecar restart the WebSocket view reconverges from the workers' snapshots, more than one batch of groups included
+--- request
+GET /static
+--- timeout: 60
+--- chat_script
+use Time::HiRes qw(sleep);
+my $alice = client('alice');
+my $t = ChatTest::JWT::token('carol');
+my (@ws, %mine);
+for my $i (1 .. 130) {                   # one snapshot batch holds 128
+    my $g = $alice->post('/api/chat/groups', { name => "snap $i" })->{json}{id};
+    $mine{$g} = 1;
+    push @ws, ChatTest::WebSocket->connect(port => port(), path => "/api/chat/ws/$g?token=$t");
+}
+is scalar(grep { $_->status == 101 } @ws), 130, '130 subscribers in 130 groups';
+
+ChatTest::Sidecar::stop('KILL');
+ChatTest::Sidecar::start();
+
+# nothing is replayed: only the 5 s snapshots can tell the new sidecar
+my $d = ChatTest::Sidecar::wait_for(sub {
+    scalar(grep { $mine{ $_->{group_id} } } @{ $_[0]{websockets}{connections_per_group} }) == 130 }, 15);
+my @rows = grep { $mine{ $_->{group_id} } } @{ $d->{websockets}{connections_per_group} };
+is scalar @rows, 130, 'all 130 groups known again';
+is scalar(grep { $_->{connection_count} == 1 } @rows), 130, 'one connection each';
+$_->disconnect for @ws;
