@@ -72,6 +72,8 @@ static void ngx_http_chat_op_fail(ngx_http_chat_op_t *op,
 static void ngx_http_chat_op_output(ngx_http_chat_op_t *op, cJSON *json);
 static cJSON *ngx_http_chat_group_json(const bson_t *doc);
 static cJSON *ngx_http_chat_message_json(const bson_t *doc);
+static void ngx_http_chat_field(cJSON *o, const bson_t *doc,
+    const char *field, const char *key);
 static void ngx_http_chat_add_time(cJSON *obj, const char *key, int64_t ms);
 static void ngx_http_chat_add_oid(cJSON *obj, const char *key,
     const bson_oid_t *oid);
@@ -928,33 +930,41 @@ ngx_http_chat_op_output(ngx_http_chat_op_t *op, cJSON *json)
 }
 
 
+/* copies one field of a document into the JSON output, if it has it */
+
+static void
+ngx_http_chat_field(cJSON *o, const bson_t *doc, const char *field,
+    const char *key)
+{
+    bson_iter_t  it;
+
+    if (!bson_iter_init_find(&it, doc, field)) {
+        return;
+    }
+
+    if (BSON_ITER_HOLDS_OID(&it)) {
+        ngx_http_chat_add_oid(o, key, bson_iter_oid(&it));
+
+    } else if (BSON_ITER_HOLDS_UTF8(&it)) {
+        cJSON_AddStringToObject(o, key, bson_iter_utf8(&it, NULL));
+
+    } else if (BSON_ITER_HOLDS_DATE_TIME(&it)) {
+        ngx_http_chat_add_time(o, key, bson_iter_date_time(&it));
+    }
+}
+
+
 static cJSON *
 ngx_http_chat_group_json(const bson_t *doc)
 {
-    cJSON        *o;
-    bson_iter_t   it;
+    cJSON  *o;
 
     o = cJSON_CreateObject();
 
-    if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it)) {
-        ngx_http_chat_add_oid(o, "id", bson_iter_oid(&it));
-    }
-
-    if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it)) {
-        cJSON_AddStringToObject(o, "name", bson_iter_utf8(&it, NULL));
-    }
-
-    if (bson_iter_init_find(&it, doc, "created_at")
-        && BSON_ITER_HOLDS_DATE_TIME(&it))
-    {
-        ngx_http_chat_add_time(o, "created_at", bson_iter_date_time(&it));
-    }
-
-    if (bson_iter_init_find(&it, doc, "created_by")
-        && BSON_ITER_HOLDS_UTF8(&it))
-    {
-        cJSON_AddStringToObject(o, "created_by", bson_iter_utf8(&it, NULL));
-    }
+    ngx_http_chat_field(o, doc, "_id", "id");
+    ngx_http_chat_field(o, doc, "name", "name");
+    ngx_http_chat_field(o, doc, "created_at", "created_at");
+    ngx_http_chat_field(o, doc, "created_by", "created_by");
 
     return o;
 }
@@ -963,38 +973,15 @@ ngx_http_chat_group_json(const bson_t *doc)
 static cJSON *
 ngx_http_chat_message_json(const bson_t *doc)
 {
-    cJSON        *o;
-    bson_iter_t   it;
+    cJSON  *o;
 
     o = cJSON_CreateObject();
 
-    if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it)) {
-        ngx_http_chat_add_oid(o, "id", bson_iter_oid(&it));
-    }
-
-    if (bson_iter_init_find(&it, doc, "group_id")
-        && BSON_ITER_HOLDS_OID(&it))
-    {
-        ngx_http_chat_add_oid(o, "group_id", bson_iter_oid(&it));
-    }
-
-    if (bson_iter_init_find(&it, doc, "user_id")
-        && BSON_ITER_HOLDS_UTF8(&it))
-    {
-        cJSON_AddStringToObject(o, "user_id", bson_iter_utf8(&it, NULL));
-    }
-
-    if (bson_iter_init_find(&it, doc, "content")
-        && BSON_ITER_HOLDS_UTF8(&it))
-    {
-        cJSON_AddStringToObject(o, "content", bson_iter_utf8(&it, NULL));
-    }
-
-    if (bson_iter_init_find(&it, doc, "created_at")
-        && BSON_ITER_HOLDS_DATE_TIME(&it))
-    {
-        ngx_http_chat_add_time(o, "created_at", bson_iter_date_time(&it));
-    }
+    ngx_http_chat_field(o, doc, "_id", "id");
+    ngx_http_chat_field(o, doc, "group_id", "group_id");
+    ngx_http_chat_field(o, doc, "user_id", "user_id");
+    ngx_http_chat_field(o, doc, "content", "content");
+    ngx_http_chat_field(o, doc, "created_at", "created_at");
 
     return o;
 }
