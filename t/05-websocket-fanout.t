@@ -1,0 +1,512 @@
+# WebSockets across workers: with three workers and a master, subscribers
+# are pinned to different workers (each connection's worker is read from
+# the "joined group" line that carries its correlation ID), and events go
+# from one worker to the others over the nng bus: multi-client
+# conversations with per-sender order, per-group isolation, a slow
+# consumer cut off (1008, logged and counted) while the others keep
+# receiving, a worker killed and restarted, and a reload.
+use Test::Nginx::Socket 'no_plan';
+use ChatTest::Env;
+use ChatTest::JWT;
+use ChatTest::Client;
+use ChatTest::Sidecar;
+use ChatTest::WebSocket;
+use JSON::PP ();
+use Time::HiRes ();
+
+ChatTest::WebSocket::install_ws_script_hook();
+ChatTest::Sidecar::start(db_refresh => 0.5);
+
+master_on();
+workers(3);
+worker_connections(1024);
+no_shuffle();
+log_level('info');
+no_root_location();
+
+# WebSockets use a second server with "reuseport": the kernel spreads its
+# connections over the workers by address hash, not by who wakes first.
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    $block->set_value(http_config => <<'_EOC_' . ($block->http_config // ''));
+chat_mongo_uri "$TEST_NGINX_CHAT_URI";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 3s;
+chat_metrics on;
+chat_metrics_address $TEST_NGINX_IPC;
+chat_metrics_flush_interval 50ms;
+
+server {
+    listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1 reuseport;
+    location /api/chat/ { chat_api on; }
+}
+_EOC_
+
+    $block->set_value(config => <<'_EOC_') unless defined $block->config;
+location /api/chat/ { chat_api on; }
+location = /t { return 200 "ok\n"; }
+_EOC_
+
+    $block->set_value(request => "GET /t\n") unless defined $block->request;
+    $block->set_value(timeout => 30) unless defined $block->timeout;
+});
+
+our $JSON = JSON::PP->new->utf8->canonical;
+our $Seq = 0;
+
+sub ws_port { $ENV{TEST_NGINX_RAND_PORT_1} }
+
+sub http { ChatTest::Client->new(port => server_port(), user => $_[0] // 'owner') }
+
+sub json_text { $JSON->encode($_[0]) }
+
+sub new_group {
+    my $r = http()->post('/api/chat/groups', { name => $_[0] // 'fan-out' });
+    die "cannot create a group: $r->{status} $r->{body}\n"
+        unless $r->{status} == 201;
+    return $r->{json}{id};
+}
+
+# Waits until the error log has a line matching $re (whose line it is
+# must not be in $skip); returns the captures, or () after the timeout.
+sub wait_log {
+    my ($re, $timeout, $skip) = @_;
+    my $deadline = Time::HiRes::time + ($timeout // 2);
+    my $log = server_root() . '/logs/error.log';
+    while (1) {
+        if (open my $fh, '<', $log) {
+            while (my $line = <$fh>) {
+                my @m = $line =~ $re or next;
+                return @m unless $skip && $skip->(@m);
+            }
+        }
+        return () if Time::HiRes::time > $deadline;
+        Time::HiRes::sleep(0.02);
+    }
+}
+
+our $bus_line = qr/ (\d+)#\d+: chat broadcast: worker slot \d+ of \d+ joined the bus/;
+
+# pids of the workers that joined the bus so far
+sub bus_members {
+    open my $fh, '<', server_root() . '/logs/error.log' or return ();
+    my %pid = map { $_ =~ $bus_line ? ($1 => 1) : () } <$fh>;
+    return keys %pid;
+}
+
+sub count_log {
+    my $re = shift;
+    open my $fh, '<', server_root() . '/logs/error.log' or return 0;
+    return scalar grep { $_ =~ $re } <$fh>;
+}
+
+# A subscriber: its WebSocket, user, worker pid and every event it got.
+{
+    package Peer;
+
+    sub new { my ($class, %a) = @_; bless { %a, events => [] }, $class }
+    sub ws   { $_[0]{ws} }
+    sub user { $_[0]{user} }
+    sub pid  { $_[0]{pid} }
+
+    # reads one event (pings are answered); undef on timeout
+    sub pump {
+        my ($self, $timeout) = @_;
+        my $f = $self->{ws}->recv_message(timeout => $timeout // 2)
+            or return undef;
+        my $e = $f->{type} eq 'text'
+            ? (eval { $JSON->decode($f->{payload}) }
+               // { type => '<not JSON>', payload => $f->{payload} })
+            : { type => "<$f->{type}>", code => $f->{code} };
+        push @{ $self->{events} }, $e;
+        return $e;
+    }
+
+    # the first event so far, or to come within $timeout, for which
+    # $pred is true
+    sub wait_for {
+        my ($self, $pred, $timeout) = @_;
+        my $deadline = Time::HiRes::time + ($timeout // 3);
+        for my $e (@{ $self->{events} }) { return $e if $pred->($e) }
+        while ((my $left = $deadline - Time::HiRes::time) > 0) {
+            my $e = $self->pump($left) or return undef;
+            return $e if $pred->($e);
+        }
+        return undef;
+    }
+
+    sub send_message {
+        my ($self, $content) = @_;
+        $self->{ws}->send_text(main::json_text({ type => 'message', content => $content }));
+    }
+
+    sub acked {
+        my ($self, $content, $timeout) = @_;
+        return $self->wait_for(sub {
+            $_[0]{type} eq 'ack' && $_[0]{message}{content} eq $content
+                || $_[0]{type} eq 'error' }, $timeout);
+    }
+
+    sub heard {
+        my ($self, $content, $timeout) = @_;
+        return $self->wait_for(sub {
+            $_[0]{type} eq 'message' && $_[0]{message}{content} eq $content },
+            $timeout);
+    }
+
+    # contents of the message events, sync traffic left out
+    sub contents {
+        my ($self, $re) = @_;
+        return grep { !/^sync / && (!$re || $_ =~ $re) }
+               map { $_->{message}{content} }
+               grep { $_->{type} eq 'message' } @{ $self->{events} };
+    }
+
+    sub forget { $_[0]{events} = [] }
+}
+
+# A WebSocket of $user in $group, kept only once the kernel gave it to
+# the worker $opt{on} (a pid), or to a worker not in @{$opt{not}}.
+sub join_worker {
+    my ($user, $group, %opt) = @_;
+    my $path = "/api/chat/ws/$group?token=" . ChatTest::JWT::token($user);
+    for (1 .. 64) {
+        my $cid = "pin-$user-" . ++$Seq;
+        my $ws = ws_connect(port => ws_port(), path => $path, name => $user,
+                            headers => { 'X-Correlation-ID' => $cid });
+        die "$user could not join: " . ($ws->error // '?') . "\n"
+            unless $ws->is_open;
+        my ($pid) = wait_log(qr/ (\d+)#\d+: \*\d+ chat ws: "\Q$user\E" joined group \Q$group\E .*correlation_id=\Q$cid\E(?:[\s,]|$)/)
+            or die "no \"joined group\" line for $cid\n";
+        return Peer->new(ws => $ws, user => $user, pid => $pid)
+            if (!$opt{on} || $pid == $opt{on})
+               && !grep { $pid == $_ } @{ $opt{not} // [] };
+        $ws->disconnect;
+    }
+    die "64 connections and none on the wanted worker\n";
+}
+
+# Every pipe of the bus between the peers' workers is up: each peer sends
+# "sync" messages until all the others heard one from it; then a last one
+# from each, heard by all, leaves no sync traffic in flight.  (A worker
+# that just started is dialed by the others with a back-off.)
+sub bus_ready {
+    my @peers = @_;
+    for my $from (@peers) {
+        my $ok;
+        for my $try (1 .. 30) {
+            my $c = "sync " . $from->user . " $try";
+            $from->send_message($c);
+            $from->acked($c) or die "sync: no ack for $c\n";
+            $ok = !grep { !$_->heard($c, 0.2) } grep { $_ != $from } @peers;
+            last if $ok;
+        }
+        die "sync: the others never heard " . $from->user . "\n" unless $ok;
+    }
+    for my $from (@peers) {
+        my $c = "sync done " . $from->user;
+        $from->send_message($c);
+        $from->acked($c) or die "sync: no ack for $c\n";
+    }
+    for my $p (@peers) {
+        for my $from (@peers) {
+            $p->heard("sync done " . $from->user)
+                or die "sync: " . $p->user . " never heard the end of " . $from->user . "\n";
+        }
+        $p->forget;
+    }
+}
+
+# Each peer sends its messages back to back, at most 8 unacknowledged
+# (the chat's limit), all peers at the same time:
+# converse([ $alice, \@contents ], [ $bob, \@contents ], ...).
+sub converse {
+    my @todo = map { { peer => $_->[0], list => [ @{ $_->[1] } ] } } @_;
+    while (grep { @{ $_->{list} } } @todo) {
+        for my $t (@todo) {
+            $t->{window} = [ splice @{ $t->{list} }, 0, 8 ];
+            $t->{peer}->send_message($_) for @{ $t->{window} };
+        }
+        for my $t (@todo) {
+            for my $c (@{ $t->{window} }) {
+                my $a = $t->{peer}->acked($c, 5);
+                die $t->{peer}->user . ": '$c' not acked: "
+                    . ($a ? $a->{detail} : 'nothing came') . "\n"
+                    unless $a && $a->{type} eq 'ack';
+            }
+        }
+    }
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a conversation across two workers: every message reaches every subscriber on both workers, in the order its sender sent it
+--- ws_script
+my $g = new_group();
+my $alice = join_worker('alice', $g);
+my $bob = join_worker('bob', $g, not => [ $alice->pid ]);
+my $carol = join_worker('carol', $g, on => $alice->pid);
+my $dave = join_worker('dave', $g, on => $bob->pid);
+isnt $alice->pid, $bob->pid, 'alice and bob are served by two different workers';
+is $carol->pid, $alice->pid, 'carol shares alice\'s worker';
+is $dave->pid, $bob->pid, 'dave shares bob\'s worker';
+bus_ready($alice, $bob);
+
+my @a = map { "alice $_" } 1 .. 20;
+my @b = map { "bob $_" } 1 .. 20;
+converse([ $alice, \@a ], [ $bob, \@b ]);
+
+for my $p ($alice, $bob, $carol, $dave) {
+    $p->heard('alice 20', 3);
+    $p->heard('bob 20', 3);
+    is_deeply [ $p->contents(qr/^alice/) ], \@a, $p->user . ": alice's 20 messages, in order";
+    is_deeply [ $p->contents(qr/^bob/) ], \@b, $p->user . ": bob's 20 messages, in order";
+    is scalar $p->contents, 40, $p->user . ': nothing else';
+}
+is_deeply [ $alice->contents ], [ $carol->contents ],
+    'alice and carol (one worker) saw the same interleaving';
+is_deeply [ $bob->contents ], [ $dave->contents ],
+    'bob and dave (the other worker) saw the same interleaving';
+
+my $ack = $alice->acked('alice 7');
+is_deeply $dave->heard('alice 7')->{message}, $ack->{message},
+    'a message reaches the other worker as its sender\'s ack has it';
+
+my $r = http('erin')->post("/api/chat/groups/$g/messages", { content => 'over HTTP' });
+is $r->{status}, 201, 'a POST over HTTP';
+for my $p ($alice, $bob, $carol, $dave) {
+    my $e = $p->heard('over HTTP');
+    is_deeply $e && $e->{message}, $r->{json}, $p->user . ': gets the POSTed message';
+}
+my $d = http('erin')->delete("/api/chat/groups/$g/messages/$r->{json}{id}");
+is $d->{status}, 200, 'a DELETE over HTTP';
+for my $p ($alice, $bob, $carol, $dave) {
+    my $e = $p->wait_for(sub { $_[0]{type} eq 'message_deleted' });
+    is_deeply $e, { type => 'message_deleted', message_id => $r->{json}{id}, group_id => $g },
+        $p->user . ': gets message_deleted';
+}
+
+my $stored = http()->get("/api/chat/groups/$g/messages?limit=100")->{json}{messages};
+my @stored = reverse grep { !/^sync / } map { $_->{content} } @$stored;
+is_deeply [ grep { /^alice/ } @stored ], \@a, 'stored in the order alice sent';
+is_deeply [ grep { /^bob/ } @stored ], \@b, 'stored in the order bob sent';
+--- no_error_log
+[crit]
+[alert]
+not sent to the other workers
+
+
+
+=== TEST 2: groups are isolated across workers: subscribers on either worker get their group's messages and none of the other's
+--- ws_script
+my ($g1, $g2) = (new_group('one'), new_group('two'));
+my $alice = join_worker('alice', $g1);
+my $bob = join_worker('bob', $g1, not => [ $alice->pid ]);
+my $eve = join_worker('eve', $g2, on => $alice->pid);
+my $frank = join_worker('frank', $g2, on => $bob->pid);
+isnt $alice->pid, $bob->pid, 'two workers, a subscriber of each group on each';
+bus_ready($alice, $bob);
+
+# interleaved on each worker; the last marker of a group comes after
+# every message of the other one on the same bus pipe, so reading up to
+# it shows any leak without waiting for "nothing"
+for my $round ([ $alice, $eve ], [ $bob, $frank ]) {
+    my ($p1, $p2) = @$round;
+    for my $i (1 .. 5) {
+        $p1->send_message("g1 " . $p1->user . " $i");
+        $p1->acked("g1 " . $p1->user . " $i") or die;
+        $p2->send_message("g2 " . $p2->user . " $i");
+        $p2->acked("g2 " . $p2->user . " $i") or die;
+    }
+}
+$bob->send_message('g1 end');
+$bob->acked('g1 end') or die;
+$frank->send_message('g2 end');
+$frank->acked('g2 end') or die;
+
+my @g1 = ((map { "g1 alice $_" } 1 .. 5), (map { "g1 bob $_" } 1 .. 5), 'g1 end');
+my @g2 = ((map { "g2 eve $_" } 1 .. 5), (map { "g2 frank $_" } 1 .. 5), 'g2 end');
+for my $p ($alice, $bob) {
+    ok $p->heard('g1 end'), $p->user . ': got to the end of group one';
+    is_deeply [ $p->contents ], \@g1, $p->user . ': exactly group one\'s messages';
+}
+for my $p ($eve, $frank) {
+    ok $p->heard('g2 end'), $p->user . ': got to the end of group two';
+    is_deeply [ $p->contents ], \@g2, $p->user . ': exactly group two\'s messages';
+}
+
+
+
+=== TEST 3: a slow consumer is closed with 1008 (logged and counted) while fast ones on both workers get every message
+--- http_config
+chat_ws_send_queue 8;
+chat_ws_close_timeout 20s;
+chat_max_content_length 512k;
+--- ws_script
+my $g = new_group();
+my $fast1 = join_worker('fast1', $g);
+my $fast2 = join_worker('fast2', $g, not => [ $fast1->pid ]);
+bus_ready($fast1, $fast2);
+my $slow = join_worker('slow', $g);      # then never reads
+my $client = http('poster');
+
+# 400 KB messages until the slow one's socket buffers and its 8 queued
+# frames are full
+my $big = 'x' x 400_000;
+my ($n, $cut) = (0, 0);
+while (!$cut && $n < 80) {
+    $n++;
+    my $r = $client->post("/api/chat/groups/$g/messages",
+                          { content => sprintf('%03d %s', $n, $big) });
+    die "post $n: $r->{status}\n" unless $r->{status} == 201;
+    for my $p ($fast1, $fast2) {
+        $p->ws->expect(qr/^\{"type":"message","message":\{[^}]*"content":"0*$n /,
+                       timeout => 5, name => $p->user . " got $n")
+            or die "fast subscriber fell behind\n";
+    }
+    $cut = count_log(qr/closing the slow consumer with 1008/);
+}
+ok $cut, "the slow consumer was cut off after $n messages of 400 KB";
+is $cut, 1, 'only the slow one';
+ok count_log(qr/chat ws: "slow" in group \Q$g\E is 8 frames behind, closing the slow consumer with 1008/),
+   'logged: who, which group, how far behind';
+
+my $d = ChatTest::Sidecar::wait_for(sub {
+    grep { $_->{event_type} eq 'ws_slow_consumer_closed' && $_->{group_id} eq $g }
+         @{ $_[0]{custom_events} // [] } });
+ok scalar(grep { $_->{event_type} eq 'ws_slow_consumer_closed' && $_->{group_id} eq $g }
+               @{ $d->{custom_events} }), 'counted: a ws_slow_consumer_closed event';
+
+for my $m ($n + 1 .. $n + 3) {
+    my $r = $client->post("/api/chat/groups/$g/messages", { content => "$m after" });
+    for my $p ($fast1, $fast2) {
+        $p->ws->expect(qr/"content":"$m after"/, timeout => 3,
+                       name => $p->user . " still gets message $m");
+    }
+}
+
+# now the slow one reads: a prefix of the messages, intact and in order,
+# then the close frame
+my (@got, $close);
+while (my $f = $slow->ws->recv(timeout => 5)) {
+    next if $f->{type} eq 'ping';
+    if ($f->{type} eq 'close') { $close = $f; last }
+    push @got, $f->{payload} =~ /"content":"(\d+) / ? $1 + 0 : "bad frame";
+}
+cmp_ok scalar @got, '<', $n, 'the slow one got only part of the messages';
+is_deeply \@got, [ 1 .. @got ], 'those it got are whole and in order, with no gap';
+is $close && $close->{code}, 1008, 'then a close frame with 1008';
+is $close && $close->{reason}, 'send queue full', 'saying why';
+ok $slow->ws->wait_for_eof(timeout => 3), 'and the connection ends';
+
+
+
+=== TEST 4: a worker that is killed: the other two keep exchanging every message, and its replacement rejoins the bus
+--- ws_script
+my $g = new_group();
+my $alice = join_worker('alice', $g);
+my $bob = join_worker('bob', $g, not => [ $alice->pid ]);
+my $carol = join_worker('carol', $g, not => [ $alice->pid, $bob->pid ]);
+bus_ready($alice, $bob, $carol);
+
+my %old = map { $_->pid => 1 } $alice, $bob, $carol;
+is scalar keys %old, 3, 'three subscribers on three workers';
+kill 'KILL', $carol->pid;
+ok $carol->ws->wait_for_eof(timeout => 3), 'the killed worker\'s subscriber is disconnected';
+
+# while it is gone and being replaced
+my @a = map { "alice $_" } 1 .. 12;
+my @b = map { "bob $_" } 1 .. 12;
+converse([ $alice, \@a ], [ $bob, \@b ]);
+for my $p ($alice, $bob) {
+    $p->heard('alice 12', 3);
+    $p->heard('bob 12', 3);
+    is_deeply [ $p->contents(qr/^alice/) ], \@a, $p->user . ': none of alice\'s lost meanwhile';
+    is_deeply [ $p->contents(qr/^bob/) ], \@b, $p->user . ': none of bob\'s lost meanwhile';
+}
+
+my ($new) = wait_log($::bus_line, 5, sub { $old{ $_[0] } });
+ok $new, 'a new worker joined the bus';
+my $carol2 = join_worker('carol2', $g, on => $new);
+bus_ready($alice, $bob, $carol2);
+pass('the new worker hears both others and they hear it');
+
+my @a2 = map { "alice later $_" } 1 .. 10;
+my @b2 = map { "bob later $_" } 1 .. 10;
+my @c2 = map { "carol later $_" } 1 .. 10;
+converse([ $alice, \@a2 ], [ $bob, \@b2 ], [ $carol2, \@c2 ]);
+for my $p ($alice, $bob, $carol2) {
+    $p->heard($_, 3) for 'alice later 10', 'bob later 10', 'carol later 10';
+    is_deeply [ $p->contents(qr/^alice later/) ], \@a2, $p->user . ': every later message of alice';
+    is_deeply [ $p->contents(qr/^bob later/) ], \@b2, $p->user . ': every later message of bob';
+    is_deeply [ $p->contents(qr/^carol later/) ], \@c2, $p->user . ': every later message of carol2';
+}
+--- error_log
+exited on signal 9
+--- no_error_log
+[crit]
+
+
+
+=== TEST 5: reloads: each time the old workers close their WebSockets with 1001, exit cleanly, and the new ones form a bus of their own
+--- ws_script
+my $g = new_group();
+my %current = map { $_ => 1 } bus_members();
+my %retired;
+is scalar keys %current, 3, 'three workers on the bus';
+open my $fh, '<', server_root() . '/logs/nginx.pid' or die "no pid file: $!\n";
+chomp(my $master = <$fh>);
+
+for my $round (1 .. 3) {
+    my $alice = join_worker("alice$round", $g, not => [ keys %retired ]);
+    my $bob = join_worker("bob$round", $g, not => [ keys %retired, $alice->pid ]);
+    ok $current{ $alice->pid } && $current{ $bob->pid },
+       "round $round: two subscribers on two workers of this generation";
+    bus_ready($alice, $bob);
+    my @a = map { "alice$round $_" } 1 .. 3;
+    my @b = map { "bob$round $_" } 1 .. 3;
+    converse([ $alice, \@a ], [ $bob, \@b ]);
+    for my $p ($alice, $bob) {
+        $p->heard($_, 3) for $a[-1], $b[-1];
+        is_deeply [ sort $p->contents ], [ sort @a, @b ],
+            "round $round: " . $p->user . ' got every message';
+    }
+
+    kill 'HUP', $master;
+    for my $p ($alice, $bob) {
+        my ($code) = $p->ws->recv_close(timeout => 5);
+        is $code, 1001, "round $round: " . $p->user . ' closed with 1001 by its old worker';
+        ok $p->ws->wait_for_eof(timeout => 3), "round $round: " . $p->user . ': connection ended';
+    }
+    %retired = (%retired, %current);
+    %current = ();
+    for (1 .. 3) {
+        my ($pid) = wait_log($::bus_line, 5,
+                             sub { $retired{ $_[0] } || $current{ $_[0] } });
+        $current{$pid} = 1 if $pid;
+    }
+    is scalar keys %current, 3, "round $round: three new workers joined a new bus";
+}
+
+# more generations, to give a worker every chance to die on its way out
+for my $round (4 .. 8) {
+    kill 'HUP', $master;
+    %retired = (%retired, %current);
+    %current = ();
+    for (1 .. 3) {
+        my ($pid) = wait_log($::bus_line, 5,
+                             sub { $retired{ $_[0] } || $current{ $_[0] } });
+        $current{$pid} = 1 if $pid;
+    }
+    is scalar keys %current, 3, "reload $round: three new workers on the bus";
+}
+my @unclean = grep { !wait_log(qr/worker process $_ exited with code 0/, 5) }
+              sort keys %retired;
+is scalar keys %retired, 24, 'eight reloads replaced 24 workers';
+is "@unclean", '', 'each of them exited with code 0';
+--- no_error_log
+[crit]
+[alert]
