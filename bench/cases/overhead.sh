@@ -1,0 +1,46 @@
+#!/bin/bash
+# Target 1: recording overhead. One worker, "return 200", access_log off
+# (the strictest baseline: nothing else costs anything), the chat module's
+# metrics on (B) against the module not loaded (A), wrk -t1 -c32, rounds
+# alternating A B / B A; then callgrind: instructions per request from the
+# difference of two runs (N1 and N2 requests) of each variant.
+source "$(dirname "$0")/../lib.sh"
+trap bench_cleanup EXIT
+case=overhead
+dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
+RESULTS_JSONL=$dir/results.jsonl
+
+rounds=$(q 2 5); dur=$(q 3s 10s)
+MICRO_INGEST="ipc://$dir/metrics.ipc"
+read -r spid sport < <(start_sidecar "$dir/sidecar" "$MICRO_INGEST" "mongodb://127.0.0.1:9/chat") || exit 1
+emit "{\"case\":\"$case\",\"kind\":\"meta\",\"rounds\":$rounds,\"duration\":\"$dur\",\"sidecar_rss_kb_start\":$(rss_kb "$spid")}"
+
+port=$(free_port)
+for r in $(seq "$rounds"); do
+    order="A B C"; [ $((r % 2)) = 0 ] && order="C B A"
+    for v in $order; do
+        conf=$(micro_conf "$dir/ngx-$v" "$port" "$v")
+        s0=$(cpu_ns "$spid")
+        wrk_round "$case" "$v" "$r" "$conf" "$dir/ngx-$v" "$port" \
+            "\"sidecar_cpu_ns\":SIDECAR," \
+            -t1 -c32 -d"$dur" --latency -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/" || exit 1
+        s1=$(cpu_ns "$spid")
+        sed -i "\$s/SIDECAR/$((s1 - s0))/" "$RESULTS_JSONL"
+    done
+done
+j=$(sidecar_json "$sport")
+emit "{\"case\":\"$case\",\"kind\":\"sidecar\",\"rss_kb\":$(rss_kb "$spid"),\"total_requests\":$(echo "$j" | jq .performance.total_requests),\"requests_served\":$(echo "$j" | jq .performance.requests_served),\"requests_dropped\":$(echo "$j" | jq .performance.requests_dropped)}"
+
+n1=$(q 500 1000); n2=$(q 2500 11000)
+for v in A B C; do
+    for n in "$n1" "$n2"; do
+        callgrind_run "$case" "$v" "$n" 0 0 || exit 1
+    done
+done
+# where B's instructions go (the larger run), for the report
+callgrind_annotate --inclusive=yes "$dir"/cg-B-"$n2"/callgrind.out.*-01 2>/dev/null | head -60 > "$dir/annotate-B.txt"
+callgrind_annotate --inclusive=no "$dir"/cg-B-"$n2"/callgrind.out.*-01 2>/dev/null | head -60 > "$dir/annotate-B-self.txt"
+callgrind_annotate --inclusive=no "$dir"/cg-A-"$n2"/callgrind.out.*-01 2>/dev/null | head -60 > "$dir/annotate-A-self.txt"
+# per-request profile of B: the difference of the two run lengths
+python3 "$BENCH_DIR/tools/cgdiff.py" "$dir/cg-B-$n1" "$dir/cg-B-$n2" $((n2 - n1)) > "$dir/per-request-B.txt"
+python3 "$BENCH_DIR/tools/cgdiff.py" "$dir/cg-A-$n1" "$dir/cg-A-$n2" $((n2 - n1)) > "$dir/per-request-A.txt"

@@ -1,0 +1,301 @@
+# bench/lib.sh - helpers for the benchmark scripts (sourced, bash).
+#
+# Every process a benchmark starts is recorded by pid in $BENCH_PIDS and
+# stopped by pid (bench_cleanup, also on EXIT); nothing is ever killed by
+# name.  All traffic goes to 127.0.0.1.
+
+set -uo pipefail
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=$BENCH_ROOT/bench
+OUT=${BENCH_OUT:-$BENCH_DIR/out}
+BIN=$OUT/bin
+NGINX=${NGINX:-/usr/sbin/nginx}
+QUICK=${QUICK:-0}
+
+BENCH_PIDS=()
+BENCH_NGINX_MASTERS=()
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+q() {   # q QUICK_VALUE FULL_VALUE
+    if [ "$QUICK" = 1 ]; then echo "$1"; else echo "$2"; fi
+}
+
+free_port() {
+    python3 - <<'EOF'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+EOF
+}
+
+wait_port() {   # wait_port PORT [PID] - until something accepts on it
+    local port=$1 pid=${2:-} i
+    for i in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# --- nginx ------------------------------------------------------------------
+
+# start_nginx CONF PREFIX -> master pid on stdout; daemon off, so the
+# master is our child and its pid is known without reading a pid file
+start_nginx() {
+    local conf=$1 prefix=$2 port
+    mkdir -p "$prefix/logs" "$prefix/tmp"
+    "$NGINX" -p "$prefix" -c "$conf" -t -q || { log "nginx -t failed: $conf"; return 1; }
+    "$NGINX" -p "$prefix" -c "$conf" -g 'daemon off;' \
+        >>"$prefix/logs/stdout.log" 2>&1 &
+    local pid=$!
+    BENCH_PIDS+=("$pid")
+    BENCH_NGINX_MASTERS+=("$pid")
+    port=$(sed -n 's/.*listen *127\.0\.0\.1:\([0-9]*\).*/\1/p' "$conf" | head -1)
+    if ! wait_port "$port" "$pid"; then
+        log "nginx did not start: $conf"; tail -5 "$prefix/logs/error.log" >&2
+        return 1
+    fi
+    # workers forked and initialised (nng sockets, thread pools)
+    local i
+    for i in $(seq 100); do
+        [ -n "$(worker_pids "$pid")" ] && break
+        sleep 0.05
+    done
+    sleep 0.3
+    echo "$pid"
+}
+
+worker_pids() {     # children of the master, comma-separated
+    ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' | paste -sd, -
+}
+
+stop_pid() {    # stop_pid PID [SIGNAL] - signal, wait up to 10 s, then KILL
+    local pid=$1 sig=${2:-TERM} i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -"$sig" "$pid" 2>/dev/null
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+stop_nginx() { stop_pid "$1" QUIT; }
+
+# --- sidecar and database ---------------------------------------------------
+
+# start_sidecar DIR INGEST_URL MONGO_URI [NGINX_PID_FILE] -> "pid port"
+start_sidecar() {
+    local dir=$1 ingest=$2 mongo=$3 pidfile=${4:-} port
+    mkdir -p "$dir"
+    port=$(free_port)
+    "$BIN/chat-sidecar" --listen "127.0.0.1:$port" --ingest "$ingest" \
+        --mongo-uri "$mongo" ${pidfile:+--nginx-pid-file "$pidfile"} \
+        --html-dir "$BENCH_ROOT/html" --log-level warn \
+        >>"$dir/sidecar.log" 2>&1 &
+    local pid=$!
+    BENCH_PIDS+=("$pid")
+    wait_port "$port" "$pid" || { log "sidecar did not start"; tail -5 "$dir/sidecar.log" >&2; return 1; }
+    echo "$pid $port"
+}
+
+# start_db DATA_DIR -> URI (pid file DATA_DIR.pid)
+start_db() {
+    local data=$1
+    mkdir -p "$(dirname "$data")"
+    "$BENCH_ROOT/devdb/run-db.sh" start "$data" 0 "$data.pid"
+}
+
+stop_db() { "$BENCH_ROOT/devdb/run-db.sh" stop "$1.pid" >/dev/null 2>&1 || true; }
+
+# --- measurements -----------------------------------------------------------
+
+cpu_ns() {      # cpu_ns PID[,PID...] - run time of every thread, ns
+    local p t total=0 v
+    for p in ${1//,/ }; do
+        for t in /proc/"$p"/task/*/schedstat; do
+            [ -r "$t" ] || continue
+            read -r v _ < "$t" 2>/dev/null || continue
+            total=$((total + v))
+        done
+    done
+    echo "$total"
+}
+
+rss_kb() {      # rss_kb PID[,PID...] - summed VmRSS
+    local p total=0 v
+    for p in ${1//,/ }; do
+        v=$(awk '/^VmRSS:/ {print $2}' /proc/"$p"/status 2>/dev/null)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# --- configurations ---------------------------------------------------------
+
+# example_conf PREFIX PORT MONGO_URI INGEST SIDECAR_PORT HTPASSWD JWT_FILE
+# nginx.conf.example with its placeholders replaced (as scripts/run.sh
+# does), plus benchmark locations inserted before "location = / {":
+#   /bench/static   a small static file
+#   /bench/return   return 200
+#   /bench/stub     stub_status, not recorded, not logged
+example_conf() {
+    local prefix=$1 port=$2 mongo=$3 ingest=$4 sport=$5 htpasswd=$6 jwt=$7
+    mkdir -p "$prefix/html/bench" "$prefix/logs" "$prefix/tmp"
+    echo "ok" > "$prefix/html/bench/static"
+    sed -e "s|@MODULE@|$BIN/ngx_chat_module.so|g" \
+        -e "s|@PREFIX@|$prefix|g" \
+        -e "s|@PORT@|$port|g" \
+        -e "s|@MONGO_URI@|$mongo|g" \
+        -e "s|@JWT_SECRET_FILE@|$jwt|g" \
+        -e "s|@METRICS_ADDRESS@|$ingest|g" \
+        -e "s|@SIDECAR@|127.0.0.1:$sport|g" \
+        -e "s|@HTPASSWD@|$htpasswd|g" \
+        "$BENCH_ROOT/nginx.conf.example" |
+    awk -v prefix="$prefix" '
+        /^ *location = \/ \{/ && !done {
+            print "        # --- added by bench/lib.sh ---"
+            print "        location = /bench/static { root " prefix "/html; }"
+            print "        location = /bench/return { return 200 \"ok\\n\"; }"
+            print "        location = /bench/stub {"
+            print "            stub_status; chat_metrics off; access_log off;"
+            print "            allow 127.0.0.1; deny all;"
+            print "        }"
+            done = 1
+        }
+        { print }'
+}
+
+# secrets for the example configuration: JWT secret, htpasswd (bcrypt, as
+# scripts/run.sh makes it), a token, the Basic credentials
+make_secrets() {    # make_secrets DIR
+    local dir=$1
+    mkdir -p "$dir"
+    [ -s "$dir/jwt-secret" ] || (umask 077; openssl rand -hex 32 > "$dir/jwt-secret")
+    chmod 644 "$dir/jwt-secret"
+    htpasswd -cbB "$dir/htpasswd" admin benchpass 2>/dev/null
+    chmod 644 "$dir/htpasswd"
+    CHAT_JWT_SECRET_FILE=$dir/jwt-secret "$BENCH_ROOT/scripts/mint-jwt.sh" bench 86400 > "$dir/token"
+    printf 'Authorization: Basic %s' "$(printf 'admin:benchpass' | base64 -w0)" > "$dir/basic"
+}
+
+# create_groups PORT TOKEN N FILE - N groups through the API, ids in FILE
+create_groups() {
+    local port=$1 token=$2 n=$3 file=$4 i
+    : > "$file"
+    for i in $(seq "$n"); do
+        curl -sf -X POST -H "Authorization: Bearer $token" \
+            -H 'Content-Type: application/json' \
+            -d "{\"name\":\"bench-$i\"}" \
+            "http://127.0.0.1:$port/api/chat/groups" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("id") or d.get("_id") or d["group"]["id"])' >> "$file" ||
+        { log "group creation failed"; return 1; }
+    done
+}
+
+sidecar_json() {    # sidecar_json PORT
+    curl -sf "http://127.0.0.1:$1/dashboard/api/data"
+}
+
+# --- cleanup ----------------------------------------------------------------
+
+bench_cleanup() {
+    local pid i
+    for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${BENCH_PIDS[$i]}
+        if printf '%s\n' "${BENCH_NGINX_MASTERS[@]}" | grep -qx "$pid"; then
+            stop_pid "$pid" QUIT
+        else
+            stop_pid "$pid" TERM
+        fi
+    done
+    BENCH_PIDS=()
+}
+
+emit() {    # emit JSON - one result line for the report
+    echo "$1" >> "$RESULTS_JSONL"
+}
+
+# --- targets 1 and 2: micro configurations, wrk, callgrind -----------------
+
+# micro_conf PREFIX PORT VARIANT [ENDPOINT_URI] - A: no module; B: metrics on
+micro_conf() {
+    local prefix=$1 port=$2 variant=$3 per_uri=${4:-0} load="" chat=""
+    mkdir -p "$prefix/logs" "$prefix/tmp"
+    if [ "$variant" = C ]; then
+        # the module loaded, metrics off: correlation IDs and the request
+        # context only (separates their cost from the recording's)
+        load="load_module $BIN/ngx_chat_module.so;"
+    fi
+    if [ "$variant" = B ]; then
+        load="load_module $BIN/ngx_chat_module.so;"
+        chat="chat_metrics on; chat_metrics_address $MICRO_INGEST; chat_metrics_flush_interval 100ms;"
+        [ "$per_uri" = 1 ] && chat="$chat chat_metrics_endpoint \$uri;"
+    fi
+    sed -e "s|@LOAD@|$load|" -e "s|@CHAT@|$chat|" -e "s|@PREFIX@|$prefix|g" \
+        -e "s|@PORT@|$port|g" "$BENCH_DIR/conf/micro.conf.in" > "$prefix/nginx.conf"
+    echo "$prefix/nginx.conf"
+}
+
+# run_wrk OUTFILE ARGS... -> the WRKJSON object on stdout
+run_wrk() {
+    local out=$1; shift
+    BENCH_LUA=$BENCH_DIR/lua wrk "$@" > "$out" 2>&1
+    sed -n 's/^WRKJSON //p' "$out" | tail -1
+}
+
+# one wrk round against a fresh nginx; emits a JSON result line
+# wrk_round CASE VARIANT ROUND CONF PREFIX PORT EXTRA_JSON WRK_ARGS...
+wrk_round() {
+    local case=$1 variant=$2 round=$3 conf=$4 prefix=$5 port=$6 extra=$7
+    shift 7
+    local m w c0 c1 j
+    m=$(start_nginx "$conf" "$prefix") || return 1
+    w=$(worker_pids "$m")
+    run_wrk "$prefix/warmup.txt" -t1 -c32 -d1s -s "$BENCH_DIR/lua/plain.lua" \
+        "http://127.0.0.1:$port/" > /dev/null
+    c0=$(cpu_ns "$w")
+    j=$(run_wrk "$prefix/wrk-$round.txt" "$@")
+    c1=$(cpu_ns "$w")
+    stop_nginx "$m"
+    [ -n "$j" ] || { log "wrk gave no result"; cat "$prefix/wrk-$round.txt" >&2; return 1; }
+    emit "{\"case\":\"$case\",\"variant\":\"$variant\",\"round\":$round,\"worker_cpu_ns\":$((c1 - c0)),$extra\"wrk\":$j}"
+    log "  $case $variant round $round: $(echo "$j" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f req/s p99 %d us" % (d["requests"]/(d["duration_us"]/1e6), d["p99_us"]))')"
+}
+
+# callgrind_run CASE VARIANT N DISTINCT PER_URI - nginx as one process under
+# callgrind, N sequential keep-alive requests; emits the instruction totals
+callgrind_run() {
+    local case=$1 variant=$2 n=$3 distinct=$4 per_uri=$5
+    local dir=$OUT/$case/cg-$variant-$n port conf pid
+    rm -rf "$dir"; mkdir -p "$dir"
+    port=$(free_port)
+    conf=$(micro_conf "$dir" "$port" "$variant" "$per_uri")
+    valgrind --tool=callgrind --separate-threads=yes \
+        --callgrind-out-file="$dir/callgrind.out.%p" \
+        "$NGINX" -p "$dir" -c "$conf" -g 'daemon off; master_process off;' \
+        > "$dir/valgrind.log" 2>&1 &
+    pid=$!
+    BENCH_PIDS+=("$pid")
+    wait_port "$port" "$pid" || { log "nginx under callgrind did not start"; return 1; }
+    sleep 1
+    local path=/ dargs=()
+    [ "$distinct" -gt 0 ] && { path=/r/; dargs=(-D "$distinct"); }
+    "$BIN/hreq" -p "$port" -n "$n" -u "$path" "${dargs[@]}" > "$dir/hreq.json"
+    sleep 0.5     # let the flush timer fire
+    stop_pid "$pid" QUIT
+    # totals of every thread; the first file (-01) is nginx's own thread
+    local total main
+    total=$(for f in "$dir"/callgrind.out.*; do awk '/^(summary|totals):/ {print $2; exit}' "$f"; done | awk '{s += $1} END {print s+0}')
+    main=$(awk '/^(summary|totals):/ {print $2; exit}' "$(ls "$dir"/callgrind.out.*-01 | head -1)")
+    emit "{\"case\":\"$case\",\"kind\":\"callgrind\",\"variant\":\"$variant\",\"n\":$n,\"distinct\":$distinct,\"per_uri\":$per_uri,\"ir_total\":$total,\"ir_main\":${main:-0},\"threads\":$(ls "$dir"/callgrind.out.* | wc -l),\"hreq\":$(cat "$dir/hreq.json")}"
+    log "  callgrind $variant n=$n distinct=$distinct: total $total main $main"
+}

@@ -1,0 +1,770 @@
+/*
+ * wsbench.c - WebSocket fan-out load client for `make bench` (loopback only).
+ *
+ * Opens N WebSocket subscribers spread round-robin over G groups (the chat
+ * module's /api/chat/ws/{group_id}?token=..., or nchan's /sub/{channel}),
+ * then publishes messages over HTTP POST at one or more fixed rates
+ * (/api/chat/groups/{group_id}/messages, or nchan's /pub/{channel}), each
+ * carrying "BT:<seq>:<monotonic ns>", and measures on every subscriber:
+ * delivered/expected, delivery latency (POST written -> frame read), the
+ * POST response time, and the nginx workers' CPU (all threads, schedstat)
+ * and RSS given with -P.  One epoll loop, one thread, no dependencies.
+ *
+ * Output: one JSON object per line on stdout (phase "connect", then one
+ * per rate step).  Exit status 0 unless setup failed.
+ */
+
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_GROUPS   1000
+#define RBUF         65536
+
+enum { M_CHAT, M_NCHAN };
+enum { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
+
+typedef struct {
+    int        fd;
+    int        kind;         /* 0 subscriber, 1 publisher */
+    int        state;
+    int        group;
+    uint8_t   *part;         /* unparsed bytes kept between reads */
+    size_t     part_len;
+    /* publisher */
+    int        busy;
+    uint64_t   sent_ns;
+    size_t     resp_len;
+    char      *resp;
+    size_t     resp_cap;
+    int        wpend;        /* request bytes not yet written */
+    char      *wbuf;
+    size_t     wlen, wpos;
+} conn_t;
+
+static int        mode = M_CHAT;
+static const char *host = "127.0.0.1";
+static int        port = 8001;
+static char      *groups[MAX_GROUPS];
+static int        ngroups;
+static int        nsubs;
+static const char *token = "";
+static double     rates[32];
+static int        nrates;
+static double     step_sec = 5;
+static int        npub = 8;
+static int        pids[64];
+static int        npids;
+static double     idle_sec = 0;
+static double     grace_sec = 2;
+static int        max_handshakes = 200;
+static int        stop_on_loss = 1;
+
+static int        ep;
+static conn_t    *subs;
+static conn_t    *pubs;
+static int        subs_open, subs_failed, subs_closed_by_server;
+static int        group_subs[MAX_GROUPS];   /* open subscribers per group */
+
+/* per message: expected and received counts */
+static uint32_t  *msg_expected, *msg_received;
+static uint32_t   msg_cap;
+static uint32_t   next_seq;
+
+/* per step */
+static uint32_t  *lat_us;
+static size_t     lat_n, lat_cap;
+static uint32_t  *post_us;
+static size_t     post_n, post_cap;
+static uint64_t   post_ok, post_err, dup_count;
+static uint64_t   pings_answered;
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void
+die(const char *m)
+{
+    fprintf(stderr, "wsbench: %s: %s\n", m, strerror(errno));
+    exit(1);
+}
+
+static void
+push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 65536;
+        *a = realloc(*a, *cap * sizeof(uint32_t));
+        if (*a == NULL) die("realloc");
+    }
+    (*a)[(*n)++] = v;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static double
+pct(uint32_t *a, size_t n, double p)
+{
+    size_t i;
+    if (n == 0) return -1;
+    i = (size_t) (p / 100.0 * (double) (n - 1) + 0.5);
+    if (i >= n) i = n - 1;
+    return a[i] / 1000.0;          /* ms */
+}
+
+/* CPU of every thread of the given pids, in ns (schedstat) */
+static uint64_t
+cpu_ns(void)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < npids; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/task", pids[i]);
+        DIR *d = opendir(path);
+        if (d == NULL) continue;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.') continue;
+            char p2[320];
+            snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", pids[i],
+                     e->d_name);
+            FILE *f = fopen(p2, "r");
+            if (f == NULL) continue;
+            unsigned long long run = 0;
+            if (fscanf(f, "%llu", &run) == 1) total += run;
+            fclose(f);
+        }
+        closedir(d);
+    }
+    return total;
+}
+
+static long
+rss_kb(int pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+static void
+print_rss(const char *key)
+{
+    long total = 0;
+    printf("\"%s\":[", key);
+    for (int i = 0; i < npids; i++) {
+        long kb = rss_kb(pids[i]);
+        total += kb;
+        printf("%s%ld", i ? "," : "", kb);
+    }
+    printf("],\"%s_total\":%ld", key, total);
+}
+
+static int
+tcp_connect(void)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, host, &a.sin_addr);
+    if (connect(fd, (struct sockaddr *) &a, sizeof(a)) < 0
+        && errno != EINPROGRESS)
+    {
+        die("connect");
+    }
+    return fd;
+}
+
+static void
+ep_add(conn_t *c, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = c };
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
+}
+
+static void
+ep_mod(conn_t *c, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = c };
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
+}
+
+static void
+sub_close(conn_t *c, int by_server)
+{
+    if (c->state == S_CLOSED) return;
+    if (c->state == S_OPEN) {
+        subs_open--;
+        group_subs[c->group]--;
+        if (by_server) subs_closed_by_server++;
+    } else {
+        subs_failed++;
+    }
+    c->state = S_CLOSED;
+    close(c->fd);
+    c->fd = -1;
+    free(c->part);
+    c->part = NULL;
+    c->part_len = 0;
+}
+
+static void
+sub_start(conn_t *c, int group)
+{
+    c->fd = tcp_connect();
+    c->kind = 0;
+    c->group = group;
+    c->state = S_CONNECTING;
+    ep_add(c, EPOLLOUT | EPOLLIN);
+}
+
+static void
+sub_send_handshake(conn_t *c)
+{
+    char req[1024];
+    int n;
+    if (mode == M_CHAT) {
+        n = snprintf(req, sizeof(req),
+                     "GET /api/chat/ws/%s?token=%s HTTP/1.1\r\n"
+                     "Host: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     groups[c->group], token, host, port);
+    } else {
+        n = snprintf(req, sizeof(req),
+                     "GET /sub/%s HTTP/1.1\r\n"
+                     "Host: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     groups[c->group], host, port);
+    }
+    if (write(c->fd, req, n) != n) {
+        sub_close(c, 0);
+        return;
+    }
+    c->state = S_HANDSHAKE;
+    ep_mod(c, EPOLLIN);
+}
+
+static void
+on_payload(const uint8_t *p, size_t len, uint64_t t)
+{
+    const uint8_t *m = memmem(p, len, "BT:", 3);
+    if (m == NULL) return;
+    char *end;
+    unsigned long seq = strtoul((const char *) m + 3, &end, 10);
+    if (*end != ':') return;
+    unsigned long long sent = strtoull(end + 1, NULL, 10);
+    if (seq >= msg_cap) return;
+    if (msg_received[seq]++ >= msg_expected[seq]) dup_count++;
+    uint64_t d = t > sent ? t - sent : 0;
+    push_u32(&lat_us, &lat_n, &lat_cap, (uint32_t) (d / 1000));
+}
+
+/* parses frames from buf; returns bytes consumed */
+static size_t
+parse_frames(conn_t *c, const uint8_t *b, size_t len, uint64_t t)
+{
+    size_t pos = 0;
+    while (len - pos >= 2) {
+        const uint8_t *f = b + pos;
+        int op = f[0] & 0x0f;
+        int masked = f[1] & 0x80;
+        uint64_t plen = f[1] & 0x7f;
+        size_t h = 2;
+        if (plen == 126) {
+            if (len - pos < 4) break;
+            plen = ((uint64_t) f[2] << 8) | f[3];
+            h = 4;
+        } else if (plen == 127) {
+            if (len - pos < 10) break;
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = (plen << 8) | f[2 + i];
+            h = 10;
+        }
+        if (masked) h += 4;
+        if (len - pos < h + plen) break;
+        const uint8_t *pl = f + h;
+        if (op == 0x1 || op == 0x2 || op == 0x0) {
+            on_payload(pl, plen, t);
+        } else if (op == 0x9) {
+            /* pong with the ping's payload, masked with a zero key */
+            uint8_t out[2 + 4 + 125];
+            size_t n = plen > 125 ? 125 : plen;
+            out[0] = 0x8a;
+            out[1] = 0x80 | (uint8_t) n;
+            memset(out + 2, 0, 4);
+            memcpy(out + 6, pl, n);
+            if (write(c->fd, out, 6 + n) < 0) { /* closed below */ }
+            pings_answered++;
+        } else if (op == 0x8) {
+            sub_close(c, 1);
+            return len;
+        }
+        pos += h + plen;
+    }
+    return pos;
+}
+
+static void
+sub_read(conn_t *c)
+{
+    static uint8_t buf[RBUF + 65536];
+    for (;;) {
+        size_t have = c->part_len;
+        if (have) memcpy(buf, c->part, have);
+        ssize_t n = read(c->fd, buf + have, RBUF);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n <= 0) { sub_close(c, 1); return; }
+        uint64_t t = now_ns();
+        size_t len = have + n, used = 0;
+
+        if (c->state == S_HANDSHAKE) {
+            uint8_t *e = memmem(buf, len, "\r\n\r\n", 4);
+            if (e == NULL) {
+                if (len > 4096) { sub_close(c, 0); return; }
+                goto keep;
+            }
+            if (len < 12 || memcmp(buf + 9, "101", 3) != 0) {
+                fprintf(stderr, "wsbench: handshake refused: %.*s\n",
+                        (int) (len < 200 ? len : 200), buf);
+                sub_close(c, 0);
+                return;
+            }
+            c->state = S_OPEN;
+            subs_open++;
+            group_subs[c->group]++;
+            used = (e + 4) - buf;
+        }
+        used += parse_frames(c, buf + used, len - used, t);
+        if (c->state == S_CLOSED) return;
+    keep:
+        free(c->part);
+        c->part = NULL;
+        c->part_len = len - used;
+        if (c->part_len) {
+            c->part = malloc(c->part_len);
+            memcpy(c->part, buf + used, c->part_len);
+        }
+        if ((size_t) n < RBUF) return;
+    }
+}
+
+/* --- publisher ------------------------------------------------------------ */
+
+static void
+pub_open(conn_t *c)
+{
+    c->fd = tcp_connect();
+    c->kind = 1;
+    c->state = S_OPEN;
+    c->busy = 0;
+    c->resp_len = 0;
+    ep_add(c, EPOLLIN);
+}
+
+static void
+pub_flush(conn_t *c)
+{
+    while (c->wpos < c->wlen) {
+        ssize_t n = write(c->fd, c->wbuf + c->wpos, c->wlen - c->wpos);
+        if (n < 0 && errno == EAGAIN) {
+            ep_mod(c, EPOLLIN | EPOLLOUT);
+            return;
+        }
+        if (n <= 0) return;        /* the read side reports the error */
+        c->wpos += n;
+    }
+    ep_mod(c, EPOLLIN);
+}
+
+static void
+pub_send(conn_t *c, uint32_t seq, int group)
+{
+    char body[128], hdr[1024];
+    uint64_t t = now_ns();
+    int bl, hl;
+    if (mode == M_CHAT) {
+        bl = snprintf(body, sizeof(body), "{\"content\":\"BT:%u:%llu\"}", seq,
+                      (unsigned long long) t);
+        hl = snprintf(hdr, sizeof(hdr),
+                      "POST /api/chat/groups/%s/messages HTTP/1.1\r\n"
+                      "Host: %s:%d\r\nAuthorization: Bearer %s\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: %d\r\n\r\n",
+                      groups[group], host, port, token, bl);
+    } else {
+        bl = snprintf(body, sizeof(body), "BT:%u:%llu", seq,
+                      (unsigned long long) t);
+        hl = snprintf(hdr, sizeof(hdr),
+                      "POST /pub/%s HTTP/1.1\r\n"
+                      "Host: %s:%d\r\nContent-Type: text/plain\r\n"
+                      "Accept: text/plain\r\n"
+                      "Content-Length: %d\r\n\r\n", groups[group], host, port,
+                      bl);
+    }
+    free(c->wbuf);
+    c->wbuf = malloc(hl + bl);
+    memcpy(c->wbuf, hdr, hl);
+    memcpy(c->wbuf + hl, body, bl);
+    c->wlen = hl + bl;
+    c->wpos = 0;
+    c->busy = 1;
+    c->sent_ns = t;
+    c->resp_len = 0;
+    msg_expected[seq] = group_subs[group];
+    pub_flush(c);
+}
+
+/* returns 1 when a complete response was consumed */
+static int
+pub_response_done(conn_t *c)
+{
+    char *e = memmem(c->resp, c->resp_len, "\r\n\r\n", 4);
+    if (e == NULL) return 0;
+    size_t hlen = e + 4 - c->resp;
+    char *cl = memmem(c->resp, hlen, "Content-Length:", 15);
+    if (cl == NULL) cl = memmem(c->resp, hlen, "content-length:", 15);
+    if (cl) {
+        size_t blen = strtoul(cl + 15, NULL, 10);
+        return c->resp_len >= hlen + blen;
+    }
+    if (memmem(c->resp, hlen, "chunked", 7)) {
+        return c->resp_len >= 5
+               && memcmp(c->resp + c->resp_len - 5, "0\r\n\r\n", 5) == 0;
+    }
+    return 1;
+}
+
+static void
+pub_read(conn_t *c)
+{
+    for (;;) {
+        if (c->resp_cap - c->resp_len < 4096) {
+            c->resp_cap = c->resp_cap ? c->resp_cap * 2 : 8192;
+            c->resp = realloc(c->resp, c->resp_cap);
+        }
+        ssize_t n = read(c->fd, c->resp + c->resp_len,
+                         c->resp_cap - c->resp_len);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        if (n <= 0) {
+            if (c->busy) post_err++;
+            epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+            close(c->fd);
+            pub_open(c);
+            return;
+        }
+        c->resp_len += n;
+    }
+    if (c->busy && pub_response_done(c)) {
+        int status = c->resp_len > 12 ? atoi(c->resp + 9) : 0;
+        uint64_t d = now_ns() - c->sent_ns;
+        if (status >= 200 && status < 300) {
+            post_ok++;
+            push_u32(&post_us, &post_n, &post_cap, (uint32_t) (d / 1000));
+        } else {
+            post_err++;
+            if (post_err < 5)
+                fprintf(stderr, "wsbench: POST answered %.*s\n",
+                        (int) (c->resp_len < 300 ? c->resp_len : 300),
+                        c->resp);
+        }
+        c->busy = 0;
+        c->resp_len = 0;
+    }
+}
+
+/* --- event loop ------------------------------------------------------------ */
+
+static void
+dispatch(struct epoll_event *ev)
+{
+    conn_t *c = ev->data.ptr;
+    if (c->kind == 0) {
+        if (c->state == S_CONNECTING) {
+            if (ev->events & (EPOLLERR | EPOLLHUP)) { sub_close(c, 0); return; }
+            if (ev->events & EPOLLOUT) sub_send_handshake(c);
+            return;
+        }
+        if (c->state == S_CLOSED) return;
+        sub_read(c);
+    } else {
+        if (ev->events & EPOLLOUT) pub_flush(c);
+        if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP)) pub_read(c);
+    }
+}
+
+static void
+loop_for(int ms)
+{
+    struct epoll_event evs[512];
+    int n = epoll_wait(ep, evs, 512, ms);
+    for (int i = 0; i < n; i++) dispatch(&evs[i]);
+}
+
+static void
+run_until(uint64_t deadline)
+{
+    for (;;) {
+        uint64_t t = now_ns();
+        if (t >= deadline) return;
+        uint64_t ms = (deadline - t) / 1000000;
+        loop_for(ms > 100 ? 100 : (int) ms);
+    }
+}
+
+static void
+parse_list(const char *s, void (*add)(const char *))
+{
+    char *copy = strdup(s), *save, *tok;
+    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        add(tok);
+    free(copy);
+}
+
+static void add_rate(const char *s) { if (nrates < 32) rates[nrates++] = atof(s); }
+static void add_pid(const char *s) { if (npids < 64) pids[npids++] = atoi(s); }
+
+static void
+load_groups(const char *file, int limit)
+{
+    FILE *f = fopen(file, "r");
+    char line[256];
+    if (f == NULL) die(file);
+    while (fgets(line, sizeof(line), f) && ngroups < MAX_GROUPS
+           && (limit == 0 || ngroups < limit))
+    {
+        line[strcspn(line, "\r\n ")] = '\0';
+        if (line[0]) groups[ngroups++] = strdup(line);
+    }
+    fclose(f);
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr,
+        "usage: wsbench -p PORT -g GROUPS_FILE [-G N] -n SUBS [-m chat|nchan]\n"
+        "       [-t TOKEN] [-r RATE[,RATE...]] [-d STEP_SEC] [-c PUB_CONNS]\n"
+        "       [-P PID,...] [-i IDLE_SEC] [-w GRACE_SEC] [-H HANDSHAKES] [-k]\n");
+    exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+    int opt, glimit = 0;
+    const char *gfile = NULL;
+
+    while ((opt = getopt(argc, argv, "h:p:m:g:G:n:t:r:d:c:P:i:w:H:k")) != -1) {
+        switch (opt) {
+        case 'h': host = optarg; break;
+        case 'p': port = atoi(optarg); break;
+        case 'm': mode = strcmp(optarg, "nchan") == 0 ? M_NCHAN : M_CHAT; break;
+        case 'g': gfile = optarg; break;
+        case 'G': glimit = atoi(optarg); break;
+        case 'n': nsubs = atoi(optarg); break;
+        case 't': token = optarg; break;
+        case 'r': parse_list(optarg, add_rate); break;
+        case 'd': step_sec = atof(optarg); break;
+        case 'c': npub = atoi(optarg); break;
+        case 'P': parse_list(optarg, add_pid); break;
+        case 'i': idle_sec = atof(optarg); break;
+        case 'w': grace_sec = atof(optarg); break;
+        case 'H': max_handshakes = atoi(optarg); break;
+        case 'k': stop_on_loss = 0; break;
+        default: usage();
+        }
+    }
+    if (gfile == NULL) usage();
+    load_groups(gfile, glimit);
+    if (ngroups == 0) { fprintf(stderr, "wsbench: no groups\n"); return 1; }
+
+    struct rlimit rl = { 200000, 200000 };
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    subs = calloc(nsubs ? nsubs : 1, sizeof(conn_t));
+    pubs = calloc(npub, sizeof(conn_t));
+
+    /* --- connect ---------------------------------------------------------- */
+    long rss0[64];
+    for (int i = 0; i < npids; i++) rss0[i] = rss_kb(pids[i]);
+    uint64_t t0 = now_ns();
+    int started = 0;
+    uint64_t give_up = t0 + 120ull * 1000000000ull;
+    while (subs_open + subs_failed < nsubs && now_ns() < give_up) {
+        while (started < nsubs
+               && started - subs_open - subs_failed < max_handshakes)
+        {
+            sub_start(&subs[started], started % ngroups);
+            started++;
+        }
+        loop_for(10);
+    }
+    double connect_s = (now_ns() - t0) / 1e9;
+    run_until(now_ns() + (uint64_t) (idle_sec * 1e9) + 500000000ull);
+
+    printf("{\"phase\":\"connect\",\"mode\":\"%s\",\"subscribers\":%d,"
+           "\"groups\":%d,\"open\":%d,\"failed\":%d,\"connect_s\":%.3f,"
+           "\"rss_before_kb\":[", mode == M_CHAT ? "chat" : "nchan", nsubs,
+           ngroups, subs_open, subs_failed, connect_s);
+    long tot0 = 0;
+    for (int i = 0; i < npids; i++) {
+        printf("%s%ld", i ? "," : "", rss0[i]);
+        tot0 += rss0[i];
+    }
+    printf("],\"rss_before_kb_total\":%ld,", tot0);
+    print_rss("rss_idle_kb");
+    printf("}\n");
+    fflush(stdout);
+
+    if (nrates == 0) {
+        for (int i = 0; i < nsubs; i++) if (subs[i].state != S_CLOSED) close(subs[i].fd);
+        return 0;
+    }
+
+    for (int i = 0; i < npub; i++) pub_open(&pubs[i]);
+    run_until(now_ns() + 200000000ull);
+
+    msg_cap = 0;
+    for (int s = 0; s < nrates; s++) msg_cap += (uint32_t) (rates[s] * step_sec) + 16;
+    msg_expected = calloc(msg_cap, sizeof(uint32_t));
+    msg_received = calloc(msg_cap, sizeof(uint32_t));
+
+    /* --- rate steps ------------------------------------------------------- */
+    for (int s = 0; s < nrates; s++) {
+        double rate = rates[s];
+        uint32_t first = next_seq, count = (uint32_t) (rate * step_sec);
+        lat_n = post_n = 0;
+        post_ok = post_err = dup_count = 0;
+        int closed0 = subs_closed_by_server;
+        uint64_t cpu0 = cpu_ns();
+        uint64_t start = now_ns();
+        uint64_t late = 0, max_lag_ns = 0;
+
+        while (next_seq < first + count) {
+            uint64_t due = start + (uint64_t) ((next_seq - first) * 1e9 / rate);
+            uint64_t t = now_ns();
+            if (t >= due) {
+                conn_t *free_c = NULL;
+                for (int i = 0; i < npub; i++)
+                    if (!pubs[i].busy) { free_c = &pubs[i]; break; }
+                if (free_c) {
+                    if (t - due > 1000000) late++;
+                    if (t - due > max_lag_ns) max_lag_ns = t - due;
+                    pub_send(free_c, next_seq, next_seq % ngroups);
+                    next_seq++;
+                    continue;
+                }
+                loop_for(1);
+                continue;
+            }
+            uint64_t ms = (due - t) / 1000000;
+            loop_for(ms > 50 ? 50 : (int) ms);
+        }
+        uint64_t pub_end = now_ns();
+        double achieved = count / ((pub_end - start) / 1e9);
+
+        /* wait for the stragglers: until all delivered or grace is over */
+        uint64_t deadline = now_ns() + (uint64_t) (grace_sec * 1e9);
+        uint64_t expected = 0, received = 0;
+        for (;;) {
+            int busy = 0;
+            for (int i = 0; i < npub; i++) busy |= pubs[i].busy;
+            expected = received = 0;
+            for (uint32_t q = first; q < first + count; q++) {
+                expected += msg_expected[q];
+                received += msg_received[q] < msg_expected[q]
+                            ? msg_received[q] : msg_expected[q];
+            }
+            if ((!busy && received >= expected) || now_ns() >= deadline) break;
+            loop_for(20);
+        }
+        uint64_t cpu1 = cpu_ns();
+        double cpu_s = (cpu1 - cpu0) / 1e9;
+
+        qsort(lat_us, lat_n, sizeof(uint32_t), cmp_u32);
+        qsort(post_us, post_n, sizeof(uint32_t), cmp_u32);
+        double ratio = expected ? (double) received / expected : 1.0;
+
+        printf("{\"phase\":\"step\",\"mode\":\"%s\",\"rate\":%g,"
+               "\"achieved_rate\":%.1f,\"late_sends\":%llu,"
+               "\"max_send_lag_ms\":%.2f,"
+               "\"subscribers_open\":%d,\"closed_by_server\":%d,"
+               "\"published\":%u,\"post_ok\":%llu,\"post_err\":%llu,"
+               "\"expected\":%llu,\"delivered\":%llu,\"duplicates\":%llu,"
+               "\"delivered_ratio\":%.6f,"
+               "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,"
+               "\"lat_max_ms\":%.3f,"
+               "\"post_p50_ms\":%.3f,\"post_p99_ms\":%.3f,\"post_max_ms\":%.3f,"
+               "\"nginx_cpu_s\":%.4f,\"cpu_us_per_delivery\":%.3f,"
+               "\"cpu_us_per_publish\":%.1f,\"pings_answered\":%llu,",
+               mode == M_CHAT ? "chat" : "nchan", rate, achieved,
+               (unsigned long long) late, max_lag_ns / 1e6, subs_open,
+               subs_closed_by_server - closed0, count,
+               (unsigned long long) post_ok, (unsigned long long) post_err,
+               (unsigned long long) expected, (unsigned long long) received,
+               (unsigned long long) dup_count, ratio,
+               pct(lat_us, lat_n, 50), pct(lat_us, lat_n, 90),
+               pct(lat_us, lat_n, 99), lat_n ? lat_us[lat_n - 1] / 1000.0 : -1,
+               pct(post_us, post_n, 50), pct(post_us, post_n, 99),
+               post_n ? post_us[post_n - 1] / 1000.0 : -1,
+               cpu_s, received ? cpu_s * 1e6 / received : -1,
+               count ? cpu_s * 1e6 / count : -1,
+               (unsigned long long) pings_answered);
+        print_rss("rss_kb");
+        printf("}\n");
+        fflush(stdout);
+
+        if (stop_on_loss && s + 1 < nrates
+            && (received < expected || post_err || achieved < 0.95 * rate))
+        {
+            break;
+        }
+    }
+
+    for (int i = 0; i < nsubs; i++) if (subs[i].state != S_CLOSED) close(subs[i].fd);
+    for (int i = 0; i < npub; i++) close(pubs[i].fd);
+    return 0;
+}
