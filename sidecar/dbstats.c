@@ -479,6 +479,23 @@ db_thread(void *arg)
         ok = db_refresh(d, fresh, err, sizeof(err)) == 0;
         db_publish(d, ok, fresh, err, wall, mono);
 
+        /*
+         * A single-threaded mongoc client that failed to reach a server
+         * waits out a 5 s cooldown before it tries that server again; a
+         * new client has no such memory, so the dashboard sees the
+         * database back at the next refresh instead.
+         */
+        if (!ok) {
+            char              cerr[1024];
+            mongoc_client_t  *fresh_client;
+
+            fresh_client = db_client(d->uri, cerr, sizeof(cerr));
+            if (fresh_client != NULL) {
+                mongoc_client_destroy(d->client);
+                d->client = fresh_client;
+            }
+        }
+
         /* log state changes, not every failed refresh */
         if (ok != last_ok) {
             if (ok) {

@@ -160,7 +160,8 @@ my $g = $alice->post('/api/chat/groups', { name => 'metrics' })->{json}{id};
 $alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 3;
 $alice->get("/api/chat/groups/$g/messages");
 my $d = ChatTest::Sidecar::wait_for(sub {
-    grep { $_->{endpoint} eq 'POST /api/chat/groups/{group_id}/messages' } @{ $_[0]{endpoints} } });
+    my %e = map { $_->{endpoint} => 1 } @{ $_[0]{endpoints} };
+    $e{'POST /api/chat/groups/{group_id}/messages'} && $e{'GET /api/chat/groups/{group_id}/messages'} });
 my %rows = map { $_->{endpoint} => $_ } @{ $d->{endpoints} };
 ok $rows{'POST /api/chat/groups/{group_id}/messages'}, 'POST messages row by template';
 ok $rows{'GET /api/chat/groups/{group_id}/messages'}, 'GET messages row by template';
