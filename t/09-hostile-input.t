@@ -157,7 +157,10 @@ sub raw_http {
         last unless $sel->can_read($deadline - Time::HiRes::time());
         my $n = sysread $s, $buf, 65536, length $buf;
         if (!$n) { $eof = 1; last }
-        last if $opt{head_only} && $buf =~ /\r\n\r\n/;
+        if ($opt{head_only} && $buf =~ /\r\n\r\n/) {
+        my ($cl) = $buf =~ /^Content-Length:\s*(\d+)/mi;
+        last if !defined $cl || length($buf) - index($buf, "\r\n\r\n") - 4 >= $cl;
+    }
     }
     my ($head, $body) = split /\r\n\r\n/, $buf, 2;
     my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d{3})};
@@ -288,6 +291,13 @@ SKIP: {
     my $s = IO::Socket::INET->new(PeerAddr => $mine[0], PeerPort => $ENV{TEST_NGINX_SIDECAR_PORT}, Timeout => 2);
     ok !$s, "$mine[0]:$ENV{TEST_NGINX_SIDECAR_PORT} refuses: " . ($s ? 'connected!' : $!);
 }
+my @mine6 = grep { !/^(::1|fe80:)/ } map { /inet6 ([0-9a-f:]+)\// ? $1 : () } `ip -o -6 addr show 2>/dev/null`;
+SKIP: {
+    skip 'no non-loopback IPv6 address on this host', 1 unless @mine6;
+    require IO::Socket::IP;
+    my $s = IO::Socket::IP->new(PeerHost => $mine6[0], PeerPort => $ENV{TEST_NGINX_SIDECAR_PORT}, Timeout => 2);
+    ok !$s, "[$mine6[0]]:$ENV{TEST_NGINX_SIDECAR_PORT} refuses: " . ($s ? 'connected!' : $!);
+}
 
 # and it refuses to be configured otherwise
 for my $addr ('0.0.0.0:0', '[::]:0', (@mine ? "$mine[0]:0" : ())) {
@@ -295,3 +305,405 @@ for my $addr ('0.0.0.0:0', '[::]:0', (@mine ? "$mine[0]:0" : ())) {
     is $? >> 8, 2, "--listen $addr: refused (exit 2)";
     like $out, qr/non-loopback|loopback/, "--listen $addr: says why";
 }
+
+
+
+=== TEST 3: oversized headers: a header line over the buffers is a 400, a request line a 414, too many big headers a 400, an oversized token a 401; each logged, each with a fresh correlation ID
+--- ws_script
+my @w = worker_pids();
+my $ok = "GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+my $r = raw_http($port, $ok . 'X-Big: ' . ('a' x 9000) . "\r\n\r\n");
+is $r->{status}, 400, 'a 9000-byte header line: 400';
+like $r->{body}, qr/Request Header Or Cookie Too Large/, 'says so';
+like header_of($r, 'X-Correlation-ID') // '', $::UUID, 'with a fresh correlation ID';
+logged(qr/client sent too long header line/, 'too long header line');
+
+$r = raw_http($port, 'GET /t?' . ('q' x 9000) . " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+is $r->{status}, 414, 'a 9000-byte request line: 414';
+like header_of($r, 'X-Correlation-ID') // '', $::UUID, 'with a fresh correlation ID';
+logged(qr/client sent too long URI/, 'too long URI');
+
+$r = raw_http($port, $ok . join('', map { "X-H$_: " . ('b' x 7000) . "\r\n" } 1 .. 6) . "\r\n");
+is $r->{status}, 400, 'six 7000-byte headers (over 4 x 8k): 400';
+like $r->{body}, qr/Request Header Or Cookie Too Large/, 'says so';
+
+$r = raw_http($port, "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . 'Authorization: Bearer ' . ('A' x 7000) . ".b.c\r\n\r\n");
+is $r->{status}, 401, 'a 7000-byte bearer token: 401';
+like $r->{body}, qr/"detail":"token is empty or too long"/, 'says why, in JSON';
+logged(qr/chat api: 401 GET \/api\/chat\/groups: token is empty or too long/, '401 with its reason');
+
+$r = raw_http($port, $ok . join('', map { "X-N$_: v\r\n" } 1 .. 2000) . "\r\n");
+is $r->{status}, 400, '2000 small headers: 400';
+logged(qr/client sent too many header lines/, 'too many header lines');
+healthy($port, \@w);
+
+
+
+=== TEST 4: oversized bodies: over the module's limit 413 in JSON (with Content-Length, chunked, or only announced), over client_max_body_size nginx's 413, a body that never comes 408; nothing stored
+--- ws_script
+my @w = worker_pids();
+my $g = new_group($port);
+my $t = ChatTest::JWT::token('alice');
+my $head = "POST /api/chat/groups/$g/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+         . "Authorization: Bearer $t\r\nContent-Type: application/json\r\n";
+my $big = '{"content":"' . ('x' x 30000) . '"}';
+
+my $r = raw_http($port, $head . 'Content-Length: ' . length($big) . "\r\nX-Correlation-ID: big-1\r\n\r\n$big");
+is $r->{status}, 413, '30 kB body: 413';
+is $r->{body}, '{"detail":"request body is larger than 25600 bytes","correlation_id":"big-1"}', 'in JSON, with the limit and the correlation ID'
+    or diag $r->{body};
+logged(qr/chat api: 413 POST \/api\/chat\/groups\/[0-9a-f]{24}\/messages: .*correlation_id=big-1/, '413 with the correlation ID');
+
+my $chunked = join '', map { sprintf("%x\r\n%s\r\n", 1000, substr($big . (' ' x 1000), $_ * 1000, 1000)) } 0 .. 29;
+$r = raw_http($port, $head . "Transfer-Encoding: chunked\r\n\r\n$chunked" . "0\r\n\r\n");
+is $r->{status}, 413, '30 kB chunked: 413';
+like $r->{body}, qr/"detail":"request body is larger than 25600 bytes"/, 'in JSON';
+
+$r = raw_http($port, $head . "Content-Length: 1000000\r\n\r\n" . '{"content":"', head_only => 1);
+is $r->{status}, 413, 'a body of 1 MB announced, 12 bytes sent: 413';
+cmp_ok $r->{elapsed}, '<', 0.9, 'at once, without waiting for the body (client_body_timeout is 1 s)';
+
+$r = raw_http($port, $head . "Content-Length: 40000000\r\n\r\n" . '{"content":"');
+is $r->{status}, 413, '40 MB announced (over client_max_body_size): 413';
+logged(qr/client intended to send too large body: 40000000 bytes/, 'nginx says so');
+
+$r = raw_http($port, $head . "Content-Length: 100\r\n\r\n" . '{"content":"', timeout => 5);
+ok $r->{eof}, 'a body that never comes: the connection is closed';
+cmp_ok $r->{elapsed}, '<', 3, sprintf('after client_body_timeout (1 s), in %.2f s', $r->{elapsed});
+# nginx logs no error line for a body timeout: the access log line is it
+like ::cid_log(), qr/^408 "POST \/api\/chat\/groups\/[0-9a-f]{24}\/messages HTTP\/1\.1"/m, 'and the access log has a 408';
+
+is message_count($port, $g), 0, 'nothing stored';
+healthy($port, \@w);
+
+
+
+=== TEST 5: invalid UTF-8 in a body, a group name, a token's subject and a WebSocket message: 400, 401 or close 1007, each logged; nothing stored
+--- ws_script
+my @w = worker_pids();
+my $g = new_group($port);
+my $c = ChatTest::Client->new(port => $port, user => 'alice');
+my %bad = (
+    'a 0xff byte'           => "\xff",
+    'an overlong slash'     => "\xc0\xaf",
+    'a UTF-16 surrogate'    => "\xed\xa0\x80",
+    'beyond U+10FFFF'       => "\xf4\x90\x80\x80",
+    'a cut sequence'        => "ab\xe2\x82",
+    'a lone continuation'   => "\x80abc",
+);
+for my $name (sort keys %bad) {
+    my $r = $c->post("/api/chat/groups/$g/messages", qq({"content":"$bad{$name}"}),
+                     headers => { 'X-Correlation-ID' => "utf8-$name" =~ s/\W+/-/gr });
+    is $r->{status}, 400, "message with $name: 400";
+    like $r->{json}{detail} // '', qr/UTF-8/, "message with $name: says UTF-8";
+    $r = $c->post('/api/chat/groups', qq({"name":"g$bad{$name}"}));
+    is $r->{status}, 400, "group name with $name: 400";
+}
+logged(qr/chat api: 400 POST \/api\/chat\/groups\/[0-9a-f]{24}\/messages: [^\n]*UTF-8[^\n]*correlation_id=utf8-a-0xff-byte/, 'a 400 with its reason');
+
+my $r = ChatTest::Client->new(port => $port, token => ChatTest::JWT::token("bad\xff"))->get('/api/chat/groups');
+is $r->{status}, 401, 'a token whose subject is not UTF-8: 401';
+like $r->{json}{detail} // '', qr/UTF-8/, 'says why';
+
+for my $name ('a 0xff byte', 'a UTF-16 surrogate', 'a cut sequence') {
+    my $ws = join_ws($port, $g, 'mallory');
+    $ws->send_frame(frame(type => 'text', payload => qq({"type":"message","content":"$bad{$name}"})));
+    is scalar $ws->recv_close(timeout => 2), 1007, "WebSocket text with $name: closed with 1007";
+    ok $ws->wait_for_eof(timeout => 2), 'then disconnected';
+}
+logged(qr/chat ws: protocol error, closing with 1007/, 'the 1007');
+is message_count($port, $g), 0, 'nothing stored';
+healthy($port, \@w);
+
+
+
+=== TEST 6: WebSocket frames: unmasked 1002, oversized 1009, an absurd length 1002, truncated then EOF cleaned up; each logged
+--- ws_script
+my @w = worker_pids();
+my $g = new_group($port);
+my @cases = (
+    [ 'an unmasked text frame', frame(type => 'text', payload => '{}', masked => 0), 1002 ],
+    [ 'an unmasked close', frame(type => 'close', payload => pack('n', 1000), masked => 0), 1002 ],
+    [ 'a 1025-byte frame (limit 1k)', frame(type => 'text', payload => 'x' x 1025), 1009 ],
+    [ 'a frame announcing 1 TB', raw_frame(byte0 => 0x81, declared => 2**40, form => 64), 1009 ],
+    [ 'a 64-bit length with the top bit set', raw_frame(byte0 => 0x81, declared => 2**63 + 5, form => 64), 1002 ],
+    [ 'a message of 3 x 1000 bytes (limit 2k)', raw_frame(byte0 => 0x01, payload => 'x' x 1000)
+        . raw_frame(byte0 => 0x00, payload => 'x' x 1000) . raw_frame(byte0 => 0x80, payload => 'x' x 1000), 1009 ],
+    [ 'a 200-byte ping', raw_frame(byte0 => 0x89, payload => 'p' x 200), 1002 ],
+    [ 'opcode 0xB', raw_frame(byte0 => 0x8b, payload => 'x'), 1002 ],
+);
+for my $c (@cases) {
+    my ($name, $bytes, $code) = @$c;
+    my $ws = join_ws($port, $g, 'mallory');
+    $ws->send_frame($bytes);
+    is scalar $ws->recv_close(timeout => 2), $code, "$name: closed with $code";
+    ok $ws->wait_for_eof(timeout => 2), "$name: then disconnected";
+}
+logged(qr/chat ws: protocol error, closing with 1002/, 'the 1002s');
+logged(qr/chat ws: protocol error, closing with 1009/, 'the 1009s');
+
+# truncated: half a frame, then the client goes away
+my $before = () = error_log() =~ /chat ws: "trunc" left group/g;
+for my $cut (1, 2, 6, 20) {
+    my $ws = join_ws($port, $g, 'trunc');
+    my $f = frame(type => 'text', payload => '{"type":"message","content":"' . ('t' x 40) . '"}');
+    $ws->send_frame(substr $f, 0, $cut);
+    shutdown $ws->{sock}, 1;
+    ok $ws->wait_for_eof(timeout => 2), "a frame cut after $cut bytes, then EOF: the server closes too";
+}
+my $deadline = Time::HiRes::time() + 2;
+my $after;
+do { $after = () = error_log() =~ /chat ws: "trunc" left group/g } until $after - $before >= 4 || Time::HiRes::time() > $deadline;
+is $after - $before, 4, 'each truncated connection logged as having left its group';
+my $d = ChatTest::Sidecar::wait_for(sub {
+    !grep { $_->{group_id} eq $g && $_->{connection_count} } @{ $_[0]{websockets}{connections_per_group} } }, 3);
+ok !grep({ $_->{group_id} eq $g && $_->{connection_count} } @{ $d->{websockets}{connections_per_group} }),
+   'and the dashboard counts none of them any more';
+is message_count($port, $g), 0, 'nothing stored';
+healthy($port, \@w);
+
+
+
+=== TEST 7: WebSocket: a truncated frame and then silence is dropped after chat_ws_idle_timeout
+--- config
+location /api/chat/ {
+    chat_api on;
+    chat_ws_ping_interval 300ms;
+    chat_ws_idle_timeout 1s;
+}
+location = /t { return 200 "ok\n"; }
+--- ws_script
+my @w = worker_pids();
+my $g = new_group($port);
+my $ws = join_ws($port, $g, 'stall');
+$ws->send_frame(substr frame(type => 'text', payload => 'x' x 100), 0, 10);
+my $t0 = Time::HiRes::time();
+ok $ws->wait_for_eof(timeout => 4), 'a frame cut short and a silent peer: dropped';
+my $dt = Time::HiRes::time() - $t0;
+cmp_ok $dt, '<', 3, sprintf('after the 1 s idle timeout (%.2f s)', $dt);
+logged(qr/chat ws: "stall" silent for \d+ ms, closing/, 'silent peer');
+healthy($port, \@w);
+
+
+
+=== TEST 8: slowloris: requests and WebSocket handshakes trickled byte by byte are cut off by client_header_timeout while the server answers everyone else at once
+--- ws_script
+my @w = worker_pids();
+my $g = new_group($port);
+my $t = ChatTest::JWT::token('slow');
+my @texts = (
+    "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $t\r\nX-Pad: " . ('p' x 200),
+    "GET /api/chat/ws/$g?token=$t HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" . ('X-Pad: p' x 30),
+    "POST /api/chat/groups HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nX-Pad: " . ('p' x 200),
+);
+my (@slow, %off);
+for my $i (0 .. 23) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die "connect: $!";
+    $s->blocking(0);
+    # the request line at once, then the headers a byte at a time
+    my $text = $texts[$i % 3];
+    my $first = index($text, "\r\n") + 2;
+    syswrite $s, substr($text, 0, $first);
+    push @slow, { sock => $s, text => substr($text, $first), pos => 0, i => $i };
+}
+# plus connections that never send anything
+my @idle = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die $! } 1 .. 4;
+
+my $t0 = Time::HiRes::time();
+my ($worst, $served) = (0, 0);
+my $c = ChatTest::Client->new(port => $port);
+local $SIG{PIPE} = 'IGNORE';
+while (Time::HiRes::time() - $t0 < 4 && keys(%off) < @slow) {
+    for my $x (@slow) {
+        next if $off{ $x->{i} };
+        my $n = sysread $x->{sock}, my $buf, 4096;
+        if (defined $n && $n == 0 or !defined syswrite $x->{sock}, substr($x->{text}, $x->{pos}++ % length $x->{text}, 1)) {
+            $off{ $x->{i} } = Time::HiRes::time() - $t0;
+        }
+    }
+    my $t1 = Time::HiRes::time();
+    $served++ if $c->get('/t')->{status} == 200;
+    my $dt = Time::HiRes::time() - $t1;
+    $worst = $dt if $dt > $worst;
+    Time::HiRes::sleep(0.1);
+}
+is scalar(keys %off), scalar @slow, 'every trickling connection was closed by the server although it kept sending';
+my @late = grep { $_ > 2.5 } values %off;
+is scalar @late, 0, 'each within client_header_timeout (1 s) plus a margin';
+cmp_ok $served, '>=', 5, "meanwhile the server answered $served other requests";
+cmp_ok $worst, '<', 0.5, sprintf('each at once (worst %.3f s)', $worst);
+for my $s (@idle) {
+    my $sel = IO::Select->new($s);
+    my $n = $sel->can_read(2) ? sysread($s, my $buf, 10) : undef;
+    ok defined $n && $n == 0, 'a connection that never sent a byte is closed too';
+}
+logged(qr/client timed out \(110: Connection timed out\) while reading client request headers/, 'header timeout');
+my $l = ::cid_log();
+my $n408 = () = $l =~ /^408 /mg;
+cmp_ok $n408, '>=', scalar @slow, "the access log has a 408 for each of them ($n408)";
+healthy($port, \@w);
+
+
+
+=== TEST 9: path traversal at /dashboard: normalized away by nginx, refused by nginx or by the sidecar, never a file; 401 first without credentials; each in the access log
+--- ws_script
+my @w = worker_pids();
+# path, status without credentials, with them; nginx refuses what climbs
+# above the root (400, "client sent invalid request"); what stays inside
+# /dashboard needs credentials (401) and the sidecar serves no such path
+# (404); what normalizes to outside /dashboard matches no location (404)
+my @cases = (
+    [ '/dashboard/../../../../etc/passwd',                     400, 400 ],
+    [ '/dashboard/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd',     400, 400 ],
+    [ '/dashboard/..%2f..%2f..%2f..%2fetc%2fpasswd',           400, 400 ],
+    [ '/dashboard/api/data/../../../../proc/self/environ',     400, 400 ],
+    [ '/dashboard/api/data%00.html',                           400, 400 ],
+    [ '/dashboard/%252e%252e/%252e%252e/etc/passwd',           401, 404 ],
+    [ '/dashboard/....//....//etc/passwd',                     401, 404 ],
+    [ '/dashboard/..;/..;/etc/passwd',                         401, 404 ],
+    [ '/dashboard/..%5c..%5c..%5cetc%5cpasswd',                401, 404 ],
+    [ '/dashboard/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd',       401, 404 ],
+    [ '/dashboard/dashboard.html',                             401, 404 ],
+    [ '/dashboard/..%2fdashboard.html',                        401, 404 ],
+    [ '/dashboard//etc/passwd',                                401, 404 ],
+    [ '/dashboard/api/../../sidecar.log',                      404, 404 ],
+    [ '/dashboard/api/data/%2e%2e/%2e%2e/%2e%2e/etc/shadow',   404, 404 ],
+);
+for my $c (@cases) {
+    my ($path, @want) = @$c;
+    for my $auth (undef, $::ADMIN) {
+        my $who = defined $auth ? 'with credentials' : 'without';
+        my $want = $want[ defined $auth ? 1 : 0 ];
+        my $r = raw_http($port, "GET $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            . (defined $auth ? "Authorization: $auth\r\n" : '') . "\r\n");
+        is $r->{status}, $want, "$path $who: $want";
+        unlike $r->{body}, qr/root:.*:0:0:|PATH=|TEST_NGINX|"performance"/, "$path $who: no file, no data";
+    }
+}
+my $log = ::cid_log();
+my @missing = grep { my ($p, @s) = @$_; grep { $log !~ /^$_ "GET \Q$p\E HTTP\/1\.1" correlation_id=\S+$/m } @s } @cases;
+is_deeply [ map { $_->[0] } @missing ], [], 'each request in the access log with its status';
+my $err = error_log();
+my @unlogged = grep { $_->[1] == 400 && $err !~ /client sent invalid request while reading client request line, .*request: "GET \Q$_->[0]\E HTTP\/1\.1"/ } @cases;
+is_deeply [ map { $_->[0] } @unlogged ], [], 'each 400 in the error log';
+healthy($port, \@w);
+
+
+
+=== TEST 10: correlation IDs cannot inject into headers or logs: CR/LF, quotes, spaces, long or non-ASCII values are replaced by a fresh ID, logged by size only
+--- ws_script
+my @w = worker_pids();
+my $g = new_group($port);
+my $t = ChatTest::JWT::token('alice');
+my $long = 'L' x 65;
+my @unsafe = (
+    [ 'a double quote',    'abc"def' ],
+    [ 'a single quote',    "abc'def" ],
+    [ 'a space',           'abc def' ],
+    [ 'a tab',             "abc\tdef" ],
+    [ 'encoded CRLF',      'abc%0d%0aSet-Cookie:%20pwned=1' ],
+    [ '65 characters',     $long ],
+    [ '4000 characters',   'M' x 4000 ],
+    [ 'UTF-8',             "caf\xc3\xa9" ],
+    [ 'Latin-1',           "caf\xe9" ],
+    [ 'log-looking text',  'x,correlation_id=forged' ],
+    [ 'a template',        '${jndi:ldap://x/a}' ],
+    [ 'HTML',              '<script>alert(1)</script>' ],
+    [ 'a backslash',       'abc\\def' ],
+    [ 'a semicolon',       'abc;def' ],
+);
+my @seen;
+for my $c (@unsafe) {
+    my ($name, $v) = @$c;
+    for my $path ('/t', "/api/chat/groups/$g/messages", '/api/chat/groups/5f0000000000000000000000') {
+        my $r = raw_http($port, "GET $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            . "Authorization: Bearer $t\r\nX-Correlation-ID: $v\r\n\r\n");
+        my $cid = header_of($r, 'X-Correlation-ID') // '';
+        like $cid, $::UUID, "$name, $path: replaced by a fresh ID";
+        push @seen, $cid;
+        if ($path =~ /5f0000/) {
+            is $r->{status}, 404, "$name: the API's 404";
+            my $j = eval { $::JSON->decode($r->{body}) } // {};
+            is $j->{correlation_id}, $cid, "$name: the JSON error carries the fresh ID";
+        }
+        unlike $r->{head}, qr/pwned|Set-Cookie|forged|jndi|<script/i, "$name, $path: nothing of it in the response head";
+    }
+}
+my @dup = do { my %n; grep { $n{$_}++ } @seen };
+is scalar @dup, 0, 'every fresh ID is unique';
+
+# the limits: 64 safe characters are kept, the whole alphabet too
+for my $v ('K' x 64, 'Az09._:-', 'req:2026-11-27T09:00:00.123Z') {
+    my $r = raw_http($port, "GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Correlation-ID: $v\r\n\r\n");
+    is header_of($r, 'X-Correlation-ID'), $v, "a safe ID of " . length($v) . ' characters is kept';
+}
+
+# raw CR, NUL, obs-fold: nginx refuses the request before anything echoes it
+for my $c ([ 'a bare CR', "abc\rSet-Cookie: pwned=1" ], [ 'a NUL', "abc\0def" ]) {
+    my $r = raw_http($port, "GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Correlation-ID: $c->[1]\r\n\r\n");
+    is $r->{status}, 400, "$c->[0]: 400";
+    like header_of($r, 'X-Correlation-ID') // '', $::UUID, "$c->[0]: a fresh ID";
+    unlike $r->{head}, qr/pwned/, "$c->[0]: no injected header";
+}
+# a bare LF ends the header line: the rest is a request header of its own,
+# never a response header
+my $r = raw_http($port, "GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Correlation-ID: lf-1\nSet-Cookie: pwned=1\r\n\r\n");
+is $r->{status}, 200, 'a bare LF: a request with one more header';
+is header_of($r, 'X-Correlation-ID'), 'lf-1', 'the ID before it is kept';
+unlike $r->{head}, qr/pwned/, 'no injected response header';
+$r = raw_http($port, "GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Correlation-ID: fold\r\n Set-Cookie: pwned=1\r\n\r\n");
+unlike $r->{head}, qr/pwned/, "obs-fold ($r->{status}): no injected response header";
+
+# a WebSocket handshake with an unsafe ID
+my $ws = ws_connect(port => $port, path => "/api/chat/ws/$g?token=$t",
+                    headers => { 'X-Correlation-ID' => 'ws"id,correlation_id=forged' });
+is $ws->status, 101, 'a WebSocket with an unsafe ID is upgraded';
+my $wcid = $ws->header('X-Correlation-ID') // '';
+like $wcid, $::UUID, 'under a fresh ID';
+logged(qr/chat ws: "alice" joined group $g \(\d+ here\), correlation_id=\Q$wcid\E/, 'the join, under the fresh ID');
+
+# the logs: each replacement said by size, never by content
+logged(qr/chat correlation: ignored unsafe "X-Correlation-ID" header of 65 bytes, generating a new ID/, 'the 65-byte ID, by size');
+logged(qr/chat correlation: ignored unsafe "X-Correlation-ID" header of 4000 bytes/, 'the 4000-byte ID, by size');
+my $err = error_log();
+my $acc = ::cid_log();
+for my $c (@unsafe) {
+    my $v = $c->[1];
+    ok index($err, $v) < 0 && index($acc, $v) < 0, "$c->[0]: never written to the error or access log";
+}
+unlike $acc, qr/forged|pwned/, 'the access log has none of the injected text';
+my @bad = grep { !/ correlation_id=[A-Za-z0-9._:-]{1,64}$/ } split /\n/, $acc;
+is_deeply \@bad, [], 'every access log line ends with a safe correlation ID';
+
+# nor the dashboard
+my $d = ChatTest::Sidecar::wait_for(sub { 0 }, 0.5);
+my @rows = (@{ $d->{recent_activity}{recent_requests} // [] }, @{ $d->{recent_activity}{recent_errors} // [] });
+ok scalar @rows, 'the dashboard lists recent requests';
+is_deeply [ grep { ($_->{correlation_id} // '') !~ $::SAFE_CID } @rows ], [], 'each with a safe correlation ID';
+healthy($port, \@w);
+
+
+
+=== TEST 11: BUG (module): a token subject with a newline forges error log lines
+# Fails for a real bug, reported: the WebSocket log lines (joined, left,
+# silent, slow consumer) print the token's "sub" with %V, as is, and the
+# module accepts any UTF-8 of 1 to 64 bytes there, newlines and quotes
+# included; whoever picks a user name picks a line of nginx's error log.
+# Correlation IDs are safe (TEST 10); user ids should be escaped the same
+# way when logged.
+--- ws_script
+my @w = worker_pids();
+my $g = new_group($port);
+my $sub = "eve\" x\n2026/01/01 00:00:00 [alert] 1#1: FORGED LINE";
+my $ws = ws_connect(port => $port, path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token($sub));
+is $ws->status, 101, 'a subject with a newline is accepted (1 to 64 bytes of UTF-8)';
+logged(qr/chat ws: "eve[^\n]*\n[^\n]* joined group/, 'the join');
+$ws->close(code => 1000);
+$ws->recv_close(timeout => 2);
+logged(qr/ left group $g/, 'the leave');
+my @forged = grep { /^2026\/01\/01 00:00:00 \[alert\] 1#1: FORGED LINE/ } split /\n/, error_log();
+ok !@forged, 'no line of the error log is written by the token subject'
+    or diag join "\n", 'forged lines:', @forged;
+healthy($port, \@w);
