@@ -444,7 +444,7 @@ def wire_seeds():
 
 
 def collector_seeds():
-    # fuzz_collector.c: a sequence of [u16 length][clock step][batch]
+    # fuzz_collector.c: a size byte, then [u16 length][clock step][batch]...
     b = wire_batches()
 
     def step(data, clock=0):
@@ -469,7 +469,8 @@ def collector_seeds():
         "bad-utf8": step(b["bad-utf8"]) + step(b["lengths-over"]),
     }
     for name, data in seqs.items():
-        put("collector", name, data)
+        put("collector", name, b"\x00" + data)          # default sizes
+        put("collector", name + "-small", b"\x01" + data)  # tiny sizes
 
 
 def main():

@@ -35,10 +35,10 @@ fuzz_one() {
     [ -f "$here/dict/$t.dict" ] && dict=(-dict="$here/dict/$t.dict")
     [ -d "$here/regressions/$t" ] && reg=("$here/regressions/$t")
 
-    "$bin" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb="$FUZZ_RSS_MB" \
+    ( "$bin" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb="$FUZZ_RSS_MB" \
         -timeout="$FUZZ_TIMEOUT" -print_final_stats=1 \
         -artifact_prefix="$art/" "${dict[@]}" \
-        "$work/corpus" "${reg[@]}" >"$work/log" 2>&1
+        "$work/corpus" "${reg[@]}"; exit $? ) >"$work/log" 2>&1
     echo $? >"$work/rc"
 }
 
@@ -62,7 +62,7 @@ report_one() {
 
     echo "FOUND (exit $rc)"
     for f in $found; do echo "    $f"; done
-    grep -m1 -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|ngx_shim:)' \
+    grep -m2 -E '^(==[0-9]+==ERROR|SUMMARY: (Address|Undefined|Leak)|.*runtime error|.*invariant failed|ngx_shim:)' \
         "$work/log" | sed 's/^/    /'
     echo "    log: $work/log"
     return 1
@@ -93,28 +93,38 @@ fuzz)
     ;;
 
 regress)
+    # the corpus in one run, each kept regression input in a run of its own
+    # (libFuzzer stops at the first failing input)
     passed=0 failed=0
     for t in "$@"; do
-        files=()
-        while IFS= read -r f; do files+=("$f"); done < <(
-            find "$here/corpus/$t" "$here/regressions/$t" -maxdepth 1 \
-                 -type f 2>/dev/null | sort)
-        [ ${#files[@]} = 0 ] && continue
+        bin="$out/fuzz_$t"
+        runs=()
+        [ -d "$here/corpus/$t" ] && runs+=("$here/corpus/$t")
+        while IFS= read -r f; do runs+=("$f"); done < <(
+            find "$here/regressions/$t" -maxdepth 1 -type f 2>/dev/null | sort)
 
-        log="$out/regress-$t.log"
-        if "$out/fuzz_$t" -rss_limit_mb="$FUZZ_RSS_MB" \
-               -timeout="$FUZZ_TIMEOUT" "${files[@]}" >"$log" 2>&1; then
-            printf 'fuzz-regress %-13s %4d inputs ok\n' "$t" ${#files[@]}
-            passed=$((passed + 1))
-        else
-            printf 'fuzz-regress %-13s FAILED on %s\n' "$t" \
-                "$(sed -n 's/^Running: //p' "$log" | tail -1)"
-            grep -m3 -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|ngx_shim:)' \
-                "$log" | sed 's/^/    /'
-            echo "    log: $log"
-            failed=$((failed + 1))
-            status=1
-        fi
+        for r in "${runs[@]}"; do
+            if [ -d "$r" ]; then
+                files=("$r"/*) what="corpus ($(count "$r") inputs)"
+            else
+                files=("$r") what="regressions/$t/${r##*/}"
+            fi
+            log="$out/regress-$t.log"
+            if ( "$bin" -rss_limit_mb="$FUZZ_RSS_MB" -timeout="$FUZZ_TIMEOUT" \
+                     "${files[@]}"; exit $? ) >"$log" 2>&1; then
+                printf 'fuzz-regress %-13s ok      %s\n' "$t" "$what"
+                passed=$((passed + 1))
+            else
+                printf 'fuzz-regress %-13s FAILED  %s\n' "$t" "$what"
+                [ -d "$r" ] && sed -n 's/^Running: /    input: /p' "$log" | tail -1
+                grep -m2 -E '^(==[0-9]+==ERROR|SUMMARY: (Address|Undefined|Leak)|.*runtime error|.*invariant failed|ngx_shim:)' \
+                    "$log" | sed 's/^/    /'
+                cp "$log" "$out/regress-$t-${r##*/}.log"
+                echo "    log: $out/regress-$t-${r##*/}.log"
+                failed=$((failed + 1))
+                status=1
+            fi
+        done
     done
     echo "fuzz-regress: $passed passed, $failed failed"
     ;;

@@ -87,8 +87,7 @@ fuzz-deps:
 	        >/dev/null; } || { echo "fuzz: cannot install$$missing" >&2; \
 	        exit 1; }; fi
 
-fuzz-build: fuzz-deps
-	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+fuzz-build: $(FUZZ_BINS)
 
 fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RSS_MB=$(FUZZ_RSS_MB) \
@@ -113,25 +112,25 @@ $(FUZZ_OBJ)/ngx/ngx_http_chat_correlation.o: FUZZ_EXTRA := $(FUZZ_NO_GLOBALS)
 $(FUZZ_OBJ)/fuzz/fuzz_route.o: FUZZ_EXTRA := $(FUZZ_NO_GLOBALS)
 
 # the module objects need nginx's generated headers (objs/ngx_auto_*.h)
-$(FUZZ_OBJ)/ngx/%.o: ngx_chat_module/%.c $(NGX_BUILD)/objs/Makefile
+$(FUZZ_OBJ)/ngx/%.o: ngx_chat_module/%.c $(NGX_BUILD)/objs/Makefile | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_EXTRA) $(FUZZ_NGX_INCS) -MMD -MP -c -o $@ $<
 
-$(FUZZ_OBJ)/fuzz/ngx_shim.o: fuzz/ngx_shim.c $(NGX_BUILD)/objs/Makefile
+$(FUZZ_OBJ)/fuzz/ngx_shim.o: fuzz/ngx_shim.c $(NGX_BUILD)/objs/Makefile | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror $(FUZZ_NGX_INCS) -MMD -MP -c -o $@ $<
 
-$(FUZZ_OBJ)/sidecar/%.o: sidecar/%.c
+$(FUZZ_OBJ)/sidecar/%.o: sidecar/%.c | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c11 $(FUZZ_CFLAGS) $(FUZZ_SC_INCS) -MMD -MP -c -o $@ $<
 
 # harnesses: the nginx ones need the configured tree, the sidecar ones not
-$(FUZZ_OBJ)/fuzz/fuzz_%.o: fuzz/fuzz_%.c $(NGX_BUILD)/objs/Makefile
+$(FUZZ_OBJ)/fuzz/fuzz_%.o: fuzz/fuzz_%.c $(NGX_BUILD)/objs/Makefile | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_EXTRA) $(FUZZ_NGX_INCS) -MMD -MP -c -o $@ $<
 
 $(FUZZ_SIDE_TARGETS:%=$(FUZZ_OBJ)/fuzz/fuzz_%.o): $(FUZZ_OBJ)/fuzz/fuzz_%.o: \
-        fuzz/fuzz_%.c
+        fuzz/fuzz_%.c | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c11 $(FUZZ_CFLAGS) $(FUZZ_SC_INCS) -MMD -MP -c -o $@ $<
 
