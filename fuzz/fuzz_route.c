@@ -53,11 +53,10 @@ ref_route(u_char *uri, size_t len, ref_route_t *rt)
 
     if (last[-1] == '/') {
         last--;
-        if (last > p && last[-1] == '/') {      /* the "//" leniency */
-            last--;
-        }
     }
 
+    /* a slash right before last ends the loop without an empty segment:
+     * that is the "//" leniency, the same in the module */
     while (p < last) {
         s = memchr(p, '/', last - p);
         if (s == NULL) {

@@ -35,11 +35,13 @@ fuzz_one() {
     [ -f "$here/dict/$t.dict" ] && dict=(-dict="$here/dict/$t.dict")
     [ -d "$here/regressions/$t" ] && reg=("$here/regressions/$t")
 
+    date +%s >"$work/start"
     ( "$bin" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb="$FUZZ_RSS_MB" \
         -timeout="$FUZZ_TIMEOUT" -print_final_stats=1 \
         -artifact_prefix="$art/" "${dict[@]}" \
         "$work/corpus" "${reg[@]}"; exit $? ) >"$work/log" 2>&1
     echo $? >"$work/rc"
+    date +%s >"$work/end"
 }
 
 report_one() {
@@ -48,7 +50,9 @@ report_one() {
 
     rc=$(cat "$work/rc" 2>/dev/null || echo 1)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
-    secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$work/log" | tail -1)
+    # a crash ends the run before the stats: the last status line counts
+    [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$work/log" | tail -1 | tr -d '#')
+    secs=$(( $(cat "$work/end") - $(cat "$work/start") ))
     found=$(find "$art" -type f | sort)
 
     printf 'fuzz %-13s %12s execs in %4ss, corpus %4d -> %5d: ' "$t" \
