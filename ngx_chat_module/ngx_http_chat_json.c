@@ -3,8 +3,10 @@
  *
  * Parsing is cJSON's (Debian libcjson).  Two checks are ours because cJSON
  * leaves them to the caller: it passes bytes through without validating
- * UTF-8, and it stores strings as C strings, so a "\u0000" escape would
- * silently cut a message short; both are rejected before parsing.
+ * UTF-8, and it stores strings as C strings, so anything it decodes to a
+ * NUL byte would silently cut a message short: a "\u0000" escape, a raw
+ * NUL byte, and a "\u" escape without four hexadecimal digits (cJSON reads
+ * those as code point 0); all are rejected before parsing.
  */
 
 #include <ngx_config.h>
@@ -17,7 +19,7 @@
 
 
 static void ngx_http_chat_free(void *data);
-static ngx_int_t ngx_http_chat_has_nul_escape(const u_char *p, size_t len);
+static const char *ngx_http_chat_nul_check(const u_char *p, size_t len);
 
 
 static ngx_str_t  ngx_http_chat_json_type = ngx_string("application/json");
@@ -285,8 +287,8 @@ ngx_http_chat_parse_object(ngx_str_t *body, const char **detail)
         return NULL;
     }
 
-    if (ngx_http_chat_has_nul_escape(body->data, body->len)) {
-        *detail = "strings must not contain \\u0000";
+    *detail = ngx_http_chat_nul_check(body->data, body->len);
+    if (*detail) {
         return NULL;
     }
 
@@ -375,28 +377,50 @@ ngx_http_chat_utf8_valid(const u_char *p, size_t len)
 }
 
 
-/* finds a \u0000 escape, stepping over escaped backslashes */
+/*
+ * Finds what cJSON would decode to a NUL byte: a raw NUL, a \u0000
+ * escape, or a \u escape whose next four bytes are not all hexadecimal
+ * digits (cJSON's parse_hex4() returns 0 for those).  Escaped backslashes
+ * are stepped over.  Returns the detail for the client, or NULL.
+ */
 
-static ngx_int_t
-ngx_http_chat_has_nul_escape(const u_char *p, size_t len)
+static const char *
+ngx_http_chat_nul_check(const u_char *p, size_t len)
 {
+    ngx_uint_t     i;
     const u_char  *last;
 
     last = p + len;
 
     while (p < last) {
+        if (*p == '\0') {
+            return "request body must not contain NUL bytes";
+        }
+
         if (*p++ != '\\' || p == last) {
             continue;
         }
 
-        if (*p == 'u' && last - p >= 5
-            && p[1] == '0' && p[2] == '0' && p[3] == '0' && p[4] == '0')
-        {
-            return 1;
+        if (*p == 'u') {
+            if (last - p < 5) {
+                return "request body is not valid JSON";
+            }
+
+            for (i = 1; i <= 4; i++) {
+                if (!((p[i] >= '0' && p[i] <= '9')
+                      || ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f')))
+                {
+                    return "request body is not valid JSON";
+                }
+            }
+
+            if (p[1] == '0' && p[2] == '0' && p[3] == '0' && p[4] == '0') {
+                return "strings must not contain \\u0000";
+            }
         }
 
         p++;   /* the escaped character, whatever it is */
     }
 
-    return 0;
+    return NULL;
 }

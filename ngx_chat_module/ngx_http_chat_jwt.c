@@ -29,6 +29,7 @@
 static ngx_int_t ngx_http_chat_jwt_b64(ngx_pool_t *pool, u_char *p,
     size_t len, ngx_str_t *out);
 static ngx_int_t ngx_http_chat_jwt_numeric_date(cJSON *v, time_t *t);
+static ngx_int_t ngx_http_chat_jwt_printable(const u_char *p, size_t len);
 
 
 ngx_int_t
@@ -172,9 +173,11 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
 
     if (claims->sub.len == 0 || claims->sub.len > NGX_HTTP_CHAT_USER_ID_MAX
         || !ngx_http_chat_utf8_valid((u_char *) v->valuestring,
-                                     claims->sub.len))
+                                     claims->sub.len)
+        || !ngx_http_chat_jwt_printable((u_char *) v->valuestring,
+                                        claims->sub.len))
     {
-        *detail = "token \"sub\" must be 1 to 64 bytes of UTF-8";
+        *detail = "token \"sub\" must be 1 to 64 bytes of printable UTF-8";
         goto done;
     }
 
@@ -288,4 +291,25 @@ ngx_http_chat_jwt_numeric_date(cJSON *v, time_t *t)
     *t = (time_t) d;
 
     return NGX_OK;
+}
+
+
+/*
+ * The user id ends up in log lines, the dashboard and the metrics record:
+ * no control characters (a newline would forge log lines), no quote or
+ * backslash (they delimit it in logs).
+ */
+
+static ngx_int_t
+ngx_http_chat_jwt_printable(const u_char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7f || p[i] == '"' || p[i] == '\\') {
+            return 0;
+        }
+    }
+
+    return 1;
 }

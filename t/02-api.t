@@ -439,3 +439,27 @@ is $r->{status}, 200, 'the worker still answers';
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 29: anything cJSON would turn into a NUL is refused, so nothing is stored cut short (found by fuzzing)
+--- request eval
+["POST /api/chat/groups\n{\"name\":\"hello\\u00zzsecret\"}", "POST /api/chat/groups\n{\"name\":\"a\x00b\"}", "POST /api/chat/groups\n{\"name\":\"a\\u12\"}"]
+--- more_headers eval
+["$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct"]
+--- error_code eval
+[400, 400, 400]
+--- response_body_like eval
+['"detail":"request body is not valid JSON"', '"detail":"request body must not contain NUL bytes"', '"detail":"request body is not valid JSON"']
+
+
+
+=== TEST 30: a token subject with a newline or a quote is refused (it would forge log lines)
+--- request eval
+["GET /api/chat/groups", "GET /api/chat/groups"]
+--- more_headers eval
+["Authorization: Bearer " . ChatTest::JWT::token("eve\n2026/01/01 [alert] forged"), "Authorization: Bearer " . ChatTest::JWT::token("eve\" x=1")]
+--- error_code eval
+[401, 401]
+--- response_body_like eval
+['"detail":"token \\\\"sub\\\\" must be 1 to 64 bytes of printable UTF-8"', '"detail":"token \\\\"sub\\\\" must be 1 to 64 bytes of printable UTF-8"']
