@@ -24,6 +24,8 @@
 
 #include "ngx_http_chat_websocket.c"
 
+#include <sys/socket.h>
+
 #include "fuzz_common.h"
 #include "ngx_shim.h"
 
@@ -31,6 +33,26 @@
 /* --- the fake event loop ------------------------------------------------ */
 
 ngx_rbtree_t   ngx_event_timer_rbtree;
+ngx_queue_t    ngx_posted_events;
+
+
+/* ngx_event_process_posted(), after every step like after every epoll
+ * round; an event that keeps posting itself is a livelock */
+static void
+run_posted(void)
+{
+    int           n;
+    ngx_queue_t  *q;
+    ngx_event_t  *ev;
+
+    for (n = 0; !ngx_queue_empty(&ngx_posted_events); n++) {
+        FUZZ_CHECK(n < 1000);
+        q = ngx_queue_head(&ngx_posted_events);
+        ev = ngx_queue_data(q, ngx_event_t, queue);
+        ngx_delete_posted_event(ev);
+        ev->handler(ev);
+    }
+}
 
 #define FAKE_TIMERS  8
 
@@ -120,6 +142,19 @@ enum { SEND_ALL, SEND_PART, SEND_AGAIN, SEND_FAIL };
 
 static ngx_connection_t  *conn;
 static int                send_mode;
+static int                sock = -1;     /* for ngx_shutdown_socket() */
+
+
+/* what shutdown(fd, SHUT_WR) sees: a socket, or none once the peer has
+ * reset the connection (then send fails too) */
+static void
+set_send_mode(int mode)
+{
+    send_mode = mode;
+    if (conn) {
+        conn->fd = (mode == SEND_FAIL) ? -1 : sock;
+    }
+}
 
 static u_char            *rx;            /* what the peer sent, not read */
 static size_t             rx_len, rx_pos, rx_chunk;
@@ -210,12 +245,20 @@ ngx_reusable_connection(ngx_connection_t *c, ngx_uint_t reusable)
 }
 
 
-/* frees what nginx would free: any later use is a use-after-free */
+/* frees what nginx would free: any later use is a use-after-free;
+ * like ngx_close_connection(), takes its events off the posted queue */
 void
 ngx_http_close_connection(ngx_connection_t *c)
 {
     FUZZ_CHECK(c == conn);
     FUZZ_CHECK(!c->read->timer_set && !c->write->timer_set);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
 
     free(c->read);
     free(c->write);
@@ -499,6 +542,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conf.ws_idle_timeout = 30000;
     conf.ws_close_timeout = 5000;
 
+    if (sock == -1) {
+        int  sv[2];
+
+        FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+        sock = sv[0];
+    }
+
+    ngx_queue_init(&ngx_posted_events);
     ngx_current_msec = 1000000;
     send_mode = SEND_ALL;
     post_busy = 0;
@@ -516,8 +567,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn->read->data = conn;
     conn->write->data = conn;
     conn->log = shim_log_get();
+    conn->read->log = conn->log;
+    conn->write->log = conn->log;
     conn->send = fake_send;
     conn->recv = fake_recv;
+    conn->fd = sock;
 
     ws = ngx_calloc(sizeof(ngx_http_chat_ws_t), conn->log);
     ws->connection = conn;
@@ -580,12 +634,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
 
         case 2:         /* the socket becomes writable */
-            send_mode = (ctl >> 3) & 3;
+            set_send_mode((ctl >> 3) & 3);
             write_event();
             break;
 
         case 3:         /* how send() behaves from now on */
-            send_mode = (ctl >> 3) & 3;
+            set_send_mode((ctl >> 3) & 3);
             break;
 
         case 4:         /* time passes */
@@ -613,40 +667,51 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             break;
         }
+
+        run_posted();
     }
 
     /* the end: storage finishes, the socket drains, nginx shuts down and
      * the close timeout passes; the connection must be gone after it */
 
-    send_mode = SEND_ALL;
+    set_send_mode(SEND_ALL);
     post_busy = 0;
 
     for (i = 0; i < 4 * FAKE_OPS && nops; i++) {
         complete_op(0);
+        run_posted();
     }
 
     write_event();
+    run_posted();
 
     if (conn) {
         conn->close = 1;
         read_event();
+        run_posted();
     }
 
     for (i = 0; i < 20 && timers_armed(); i++) {
         ngx_current_msec += 10000;
         expire_timers();
+        run_posted();
         write_event();
+        run_posted();
     }
 
     for (i = 0; i < 4 * FAKE_OPS && nops; i++) {
         complete_op(0);
+        run_posted();
     }
+
+    run_posted();
 
     FUZZ_CHECK(conn == NULL);
     FUZZ_CHECK(timers_armed() == 0);
     FUZZ_CHECK(nops == 0);
     FUZZ_CHECK(!subscribed);
     FUZZ_CHECK(ngx_queue_empty(&ngx_http_chat_ws_waiting));
+    FUZZ_CHECK(ngx_queue_empty(&ngx_posted_events));
 
     check_output(0);
 
