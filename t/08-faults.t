@@ -279,6 +279,7 @@ sub start_load {
                         : $c->get("/api/chat/groups/$group/messages?limit=5");
                 };
                 $st{ $res ? $res->{status} : 'died' }++;
+                Time::HiRes::sleep(0.004);   # load, not a stampede: others test on this machine too
             }
             print $w $JSON->encode(\%st);
             close $w;
@@ -487,8 +488,7 @@ my $back = Time::HiRes::time();
 $d = ChatTest::Sidecar::wait_for(sub { $_[0]{system}{mongodb_healthy} }, 15);
 my $rec = Time::HiRes::time() - $back;
 ok $d->{system}{mongodb_healthy}, sprintf('the dashboard recovered by itself in %.2f s', $rec);
-# not "within one refresh": see TEST 3 (mongoc's 5 s cooldown, a bug)
-cmp_ok $rec, '<=', $refresh + 5 + 1.5, "within one refresh ($refresh s) plus mongoc's 5 s cooldown plus the query time";
+cmp_ok $rec, '<=', $refresh + 3, "within one refresh ($refresh s) plus the time of the refresh itself (generous)";
 
 my $ok;
 for (1 .. 50) {
@@ -507,18 +507,13 @@ chat api: 503 POST /api/chat/groups/
 
 
 
-=== TEST 3: BUG (sidecar): after the database returns, the dashboard should recover within one refresh; it waits out mongoc's 5 s cooldown instead
-# Fails for a real bug, reported: the sidecar's db thread keeps one
-# single-threaded mongoc_client_t, which does not rescan a server for 5 s
-# after a failed check ("No servers yet eligible for rescan"), so with a
-# refresh below 5 s the recovery takes up to 5 s, not one refresh.  The
-# database is started again right after the first failed connection, so
-# nearly all of the cooldown is still ahead: deterministic.  Reproduce by
-# hand: sidecar with --db-refresh 0.3 on a devdb, stop the devdb, start it
-# again on the same port, poll /dashboard/api/data: mongodb_healthy comes
-# back 0 to 5 s later, the status alternating "No servers yet eligible for
-# rescan" and a cached "connection refused" meanwhile.
---- private_db
+=== TEST 3: the dashboard sees the database back at the next refresh even right after a failed connection (no 5 s mongoc cooldown)
+# A regression test: the sidecar's single-threaded mongoc client used to
+# wait out mongoc's 5 s cooldown after a failed connection ("No servers yet
+# eligible for rescan"), so with a refresh under 5 s the recovery took up
+# to 5 s.  The database is started again right after the sidecar's first
+# failed connection, when all of such a cooldown would still be ahead.
+# nginx does not use this database here: the sidecar is its only client.
 --- timeout: 30
 --- ws_script
 unless ($::DB) { pass('skipped: no embedded database to stop (MONGO_URI)'); return }
@@ -527,16 +522,24 @@ ChatTest::Sidecar::stop();
 ChatTest::Sidecar::start(db_refresh => $refresh, mongo_uri => $ENV{TEST_NGINX_PRIVATE_URI},
                          args => { 'worker-timeout' => 8 });
 ChatTest::Sidecar::wait_for(sub { $_[0]{system}{mongodb_healthy} }, 5);
-$::DB->stop;
-# the first "connection refused" is the check that starts the cooldown
-my $d = ChatTest::Sidecar::wait_for(sub { $_[0]{system}{mongodb_status} =~ /connection refused/ }, 8);
-like $d->{system}{mongodb_status}, qr/connection refused/, "a failed check: $d->{system}{mongodb_status}";
+$::DB->stop_begin;
+# the first "connection refused" after a healthy state is a real attempt
+my $d;
+my $deadline = Time::HiRes::time() + 10;
+while (Time::HiRes::time() < $deadline) {
+    $d = ChatTest::Sidecar::data();
+    last if $d->{system}{mongodb_status} =~ /connection refused/;
+    Time::HiRes::sleep(0.01);
+}
+like $d->{system}{mongodb_status}, qr/connection refused/, "a failed connection: $d->{system}{mongodb_status}";
+$::DB->stop_wait;
 $::DB->restart;
 my $back = Time::HiRes::time();
 $d = ChatTest::Sidecar::wait_for(sub { $_[0]{system}{mongodb_healthy} }, 8);
 my $rec = Time::HiRes::time() - $back;
 ok $d->{system}{mongodb_healthy}, sprintf('recovered by itself, in %.2f s', $rec);
-cmp_ok $rec, '<=', $refresh + 1, "within one refresh ($refresh s) plus a second";
+# generous for a loaded machine, still well under the old 5 s
+cmp_ok $rec, '<=', $refresh + 3, "within one refresh ($refresh s) plus the refresh itself, not mongoc's 5 s cooldown";
 
 
 
@@ -582,6 +585,21 @@ my $d = ChatTest::Sidecar::wait_for(sub {
     group_count($_[0], $g) == @new && $_[0]{websockets}{total_active_connections} == @new }, 8);
 is group_count($d, $g), scalar @new, 'the dashboard counts the new connections once, the old ones not at all';
 is $d->{websockets}{total_active_connections}, scalar @new, 'total connections too';
+$_->{ws}->disconnect for @new;
+
+# reload after reload: every generation's workers leave cleanly (nng's
+# threads must be gone before nginx unloads the module: see no_error_log)
+my $cycles = 0;
+for (1 .. 8) {
+    my %old = map { $_ => 1 } serving_workers();
+    kill 'HUP', master_pid();
+    $cycles++ if wait_until(sub {
+        my @w = serving_workers();
+        my $k = children();
+        @w == 2 && !grep({ $old{$_} } keys %$k) }, 10);
+}
+is $cycles, 8, '8 more reloads, each old generation gone';
+is scalar @{ bus_listeners() }, 2, 'still one bus listener a worker';
 --- no_error_log
 [alert]
 [crit]
@@ -613,7 +631,6 @@ my $fresh_w = wait_until(sub {
     my @now = serving_workers();
     @now == 2 && !grep({ $_ == $victim } @now) ? (grep { $_ != $survivor } @now)[0] : undef }, 5);
 ok $fresh_w, 'the master started a new worker';
-is_deeply bus_listeners(), [ sort map { "$_" } @{ bus_listeners() } ], 'bus listeners listed';
 is scalar @{ wait_until(sub { my $l = bus_listeners(); @$l == 2 ? $l : undef }, 3) || [] }, 2,
    'two bus listeners again, no stale one';
 

@@ -686,24 +686,56 @@ healthy($port, \@w);
 
 
 
-=== TEST 11: BUG (module): a token subject with a newline forges error log lines
-# Fails for a real bug, reported: the WebSocket log lines (joined, left,
-# silent, slow consumer) print the token's "sub" with %V, as is, and the
-# module accepts any UTF-8 of 1 to 64 bytes there, newlines and quotes
-# included; whoever picks a user name picks a line of nginx's error log.
-# Correlation IDs are safe (TEST 10); user ids should be escaped the same
-# way when logged.
+=== TEST 11: a token subject cannot forge log lines: control characters, quotes and backslashes are refused with 401 (API and WebSocket), printable UTF-8 is logged as is
+# A regression test: the WebSocket log lines print the user id between
+# quotes, and a subject with a newline once wrote lines of its own into
+# the error log.
 --- ws_script
 my @w = worker_pids();
 my $g = new_group($port);
-my $sub = "eve\" x\n2026/01/01 00:00:00 [alert] 1#1: FORGED LINE";
-my $ws = ws_connect(port => $port, path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token($sub));
-is $ws->status, 101, 'a subject with a newline is accepted (1 to 64 bytes of UTF-8)';
-logged(qr/chat ws: "eve[^\n]*\n[^\n]* joined group/, 'the join');
+my %bad = (
+    'a newline'   => "eve\n2026/01/01 00:00:00 [alert] 1#1: FORGED LINE",
+    'a CR'        => "eve\rFORGED",
+    'a quote'     => 'eve" FORGED',
+    'a backslash' => 'eve\\FORGED',
+    'a tab'       => "eve\tFORGED",
+    'a DEL'       => "eve\x7fFORGED",
+);
+for my $name (sort keys %bad) {
+    my $t = ChatTest::JWT::token($bad{$name});
+    my $r = ChatTest::Client->new(port => $port, token => $t)->get('/api/chat/groups');
+    is $r->{status}, 401, "a subject with $name: 401 from the API";
+    like $r->{json}{detail} // '', qr/"sub" must be/, 'says why';
+    my $ws = ws_connect(port => $port, path => "/api/chat/ws/$g?token=$t");
+    is $ws->status, 401, "a subject with $name: no WebSocket either";
+}
+my $ok = "zo\x{eb} (admin) <b>&amp;";
+utf8::encode($ok);
+my $ws = ws_connect(port => $port, path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token($ok));
+is $ws->status, 101, 'a printable UTF-8 subject with spaces, parentheses and markup is fine';
+logged(qr/chat ws: "\Q$ok\E" joined group $g/, 'and logged as is, on its line');
 $ws->close(code => 1000);
 $ws->recv_close(timeout => 2);
-logged(qr/ left group $g/, 'the leave');
-my @forged = grep { /^2026\/01\/01 00:00:00 \[alert\] 1#1: FORGED LINE/ } split /\n/, error_log();
-ok !@forged, 'no line of the error log is written by the token subject'
-    or diag join "\n", 'forged lines:', @forged;
+my @forged = grep { /FORGED/ } split /\n/, error_log();
+ok !@forged, 'nothing of the refused subjects is in the error log'
+    or diag join "\n", 'lines:', @forged;
+healthy($port, \@w);
+
+
+
+=== TEST 12: BUG (module): a token subject with \u0000 is cut at the NUL, so "admin\u0000mallory" acts as "admin"
+# Fails for a real bug, reported: the JWT payload is parsed with cJSON and
+# the subject's length taken with ngx_strlen(), so "\u0000" ends it early:
+# whoever may hold a token for "admin\u0000anything" creates groups and
+# messages as "admin" and deletes admin's messages.  A subject with a NUL
+# should be refused with 401, as bodies with \u0000 are refused with 400.
+--- ws_script
+my @w = worker_pids();
+my $t = ChatTest::JWT::token("admin\x00mallory");
+my $r = ChatTest::Client->new(port => $port, token => $t)->post('/api/chat/groups', { name => 'nul' });
+is $r->{status}, 401, 'a subject with \u0000: 401';
+isnt $r->{json}{created_by} // '', 'admin', 'and never acting as the user before the NUL';
+my $g = new_group($port);
+my $ws = ws_connect(port => $port, path => "/api/chat/ws/$g?token=$t");
+is $ws->status, 401, 'no WebSocket either';
 healthy($port, \@w);

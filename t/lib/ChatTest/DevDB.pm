@@ -12,6 +12,7 @@ package ChatTest::DevDB;
 #   $db->uri_for('chat');      # mongodb://127.0.0.1:PORT/chat
 #   $db->port; $db->pid; $db->is_running;
 #   $db->stop;                 # SIGTERM by pid (devdb/run-db.sh stop)
+#   $db->stop_begin; ...; $db->stop_wait;   # the same, watched meanwhile
 #   $db->restart;              # the SAME data dir and the SAME port, so a
 #                              # URI nginx was configured with still works
 #
@@ -24,6 +25,7 @@ use warnings;
 use Carp qw(croak);
 use File::Spec;
 use File::Temp qw(tempdir);
+use POSIX ();
 use Time::HiRes qw(time sleep);
 
 my $ROOT = $ENV{TEST_NGINX_ROOT}
@@ -112,8 +114,33 @@ sub is_running {
 sub stop {
     my $self = shift;
     return 0 unless $self->{pid} && $$ == $self->{owner};
-    my $t0 = time;
-    system("'$RUN_DB' stop '$self->{pidfile}' >/dev/null 2>&1");
+    $self->stop_begin;
+    return $self->stop_wait;
+}
+
+# run-db.sh stop in a child process: returns at once (FerretDB gives its
+# open connections up to 3 s), so that a test can watch the outage begin.
+sub stop_begin {
+    my $self = shift;
+    return unless $self->{pid} && $$ == $self->{owner} && !$self->{stopper};
+    $self->{stop_t0} = time;
+    my $kid = fork // croak "ChatTest::DevDB: fork: $!";
+    if ($kid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        { no warnings 'exec'; exec $RUN_DB, 'stop', $self->{pidfile} }   # no END blocks here
+        POSIX::_exit(127);
+    }
+    $self->{stopper} = $kid;
+}
+
+# waits for stop_begin's end; returns the seconds the stop took
+sub stop_wait {
+    my $self = shift;
+    return 0 unless $self->{pid} && $$ == $self->{owner};
+    $self->stop_begin unless $self->{stopper};
+    waitpid delete $self->{stopper}, 0;
+    my $t0 = delete $self->{stop_t0};
     # run-db.sh checks /proc; wait for the process itself as well
     my $deadline = time + 15;
     while (kill(0, $self->{pid}) && !_zombie($self->{pid}) && time < $deadline) {
