@@ -16,10 +16,12 @@
  * falls further behind is closed with 1008 instead of growing memory.
  *
  * Closing: a close frame is answered with the same code, a protocol error
- * closes with its code (1002, 1007, 1009), and the TCP connection goes
- * once the close frame is out and the peer's has arrived, or after
- * chat_ws_close_timeout.  The connection is "idle" in nginx's sense while
- * open, so a graceful shutdown or reload closes it with 1001.
+ * closes with its code (1002, 1007, 1009) and stops reading the peer.
+ * Once our close frame is out and the peer's has arrived (or the peer's
+ * input failed), our FIN goes and the connection lingers, discarding
+ * input, until the peer's FIN or chat_ws_close_timeout.  The connection is
+ * "idle" in nginx's sense while open, so a graceful shutdown or reload
+ * closes it with 1001.
  */
 
 #include <ngx_config.h>
@@ -96,7 +98,9 @@ static void ngx_http_chat_ws_close(ngx_http_chat_ws_t *ws, ngx_uint_t code,
 static void ngx_http_chat_ws_fail(ngx_http_chat_ws_t *ws, ngx_uint_t code,
     const char *reason);
 static ngx_int_t ngx_http_chat_ws_flush(ngx_http_chat_ws_t *ws);
+static ngx_int_t ngx_http_chat_ws_linger(ngx_http_chat_ws_t *ws);
 static void ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws);
+static void ngx_http_chat_ws_free_handler(ngx_event_t *ev);
 static void ngx_http_chat_ws_drop_queue(ngx_http_chat_ws_t *ws,
     ngx_uint_t keep_head);
 
@@ -942,7 +946,7 @@ ngx_http_chat_ws_frame(ngx_http_chat_ws_t *ws, ngx_http_chat_ws_frame_t *f,
         if (ws->close_sent) {
             /* the answer to our close: the handshake is complete */
             if (ws->out_count == 0) {
-                ngx_http_chat_ws_finalize(ws);
+                (void) ngx_http_chat_ws_linger(ws);
             }
 
             return NGX_DONE;
@@ -1185,7 +1189,7 @@ done:
     /* the next message of the connection, stored even if it has gone */
     ngx_http_chat_ws_post_next(ws);
 
-    if (--ws->pending_ops == 0 && ws->closed) {
+    if (--ws->pending_ops == 0 && ws->closed && !ws->timer.posted) {
         ngx_free(ws);
     }
 }
@@ -1475,9 +1479,36 @@ ngx_http_chat_ws_flush(ngx_http_chat_ws_t *ws)
     }
 
     if (ws->close_sent && ws->close_received) {
+        return ngx_http_chat_ws_linger(ws);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Both close frames are through (or the peer's input failed and is not
+ * read any more): our FIN, then the peer's input is read and discarded
+ * until its FIN, or until chat_ws_close_timeout.  Closing the socket at
+ * once would answer whatever it still sends with a RST, which may destroy
+ * our close frame before the peer has read it.
+ */
+
+static ngx_int_t
+ngx_http_chat_ws_linger(ngx_http_chat_ws_t *ws)
+{
+    ngx_connection_t  *c;
+
+    c = ws->connection;
+
+    if (ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1) {
+        /* the peer is gone already */
         ngx_http_chat_ws_finalize(ws);
         return NGX_ERROR;
     }
+
+    /* what is already there, with the peer's FIN, comes with no new event */
+    ngx_post_event(c->read, &ngx_posted_events);
 
     return NGX_OK;
 }
@@ -1579,6 +1610,15 @@ ngx_http_chat_ws_fail(ngx_http_chat_ws_t *ws, ngx_uint_t code,
                   "chat ws: protocol error, closing with %ui: %s, "
                   "correlation_id=%V", code, reason, &ws->cid);
 
+    /*
+     * The peer's input is not parsed any more (after a framing error it
+     * cannot be), so its close frame is not waited for (RFC 6455, 7.1.7):
+     * close_received makes the rest be discarded and the connection linger
+     * once our close frame is out.
+     */
+
+    ws->close_received = 1;
+
     ngx_http_chat_ws_close(ws, code, reason);
 }
 
@@ -1679,7 +1719,30 @@ ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws)
     ws->connection = NULL;
     ngx_http_close_connection(c);
 
-    /* a message still being stored needs the struct for its ack */
+    /*
+     * ws itself goes later: the callers up the stack (a send in a frame
+     * handler, a delivery to the group) still look at ws->closed.  The
+     * timer event is free now; it is posted to run once they are done.
+     */
+
+    ws->timer.handler = ngx_http_chat_ws_free_handler;
+    ws->timer.log = ngx_cycle->log;
+    ngx_post_event(&ws->timer, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_chat_ws_free_handler(ngx_event_t *ev)
+{
+    ngx_http_chat_ws_t  *ws;
+
+    ws = ev->data;
+
+    /*
+     * a message still being stored needs the struct for its ack: then
+     * ngx_http_chat_ws_message_stored() frees it
+     */
+
     if (ws->pending_ops == 0) {
         ngx_free(ws);
     }

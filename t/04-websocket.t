@@ -59,7 +59,7 @@ sub ws_path {
 # An open WebSocket of $user in $group (token in the query string).
 sub join_group {
     my ($port, $user, $group, %opt) = @_;
-    my $ws = ws_connect(port => $port, name => $user,
+    my $ws = ws_connect(port => $port, name => $user, timeout => 5,
                         path => ws_path($group, $user), %opt);
     die "$user could not join: " . ($ws->error // '?') . "\n"
         unless $ws->is_open;
@@ -69,7 +69,7 @@ sub join_group {
 # The next text message, decoded; pings are answered on the way.
 sub next_event {
     my ($ws, $timeout) = @_;
-    my $f = $ws->recv_message(timeout => $timeout // 2)
+    my $f = $ws->recv_message(timeout => $timeout // 5)
         or return { type => '<nothing>' };
     return { type => "<$f->{type} frame>", code => $f->{code} }
         if $f->{type} ne 'text';
@@ -109,27 +109,35 @@ sub protocol_error {
     my ($port, $group, $bytes, $code, $name) = @_;
     my $ws = join_group($port, 'mallory', $group);
     $ws->send_frame($bytes);
-    my ($got) = $ws->recv_close(timeout => 2);
+    my ($got) = $ws->recv_close(timeout => 5);
     is $got, $code, "$name: closed with $code";
-    ok $ws->wait_for_eof(timeout => 2), "$name: then the TCP connection";
+    ok $ws->wait_for_eof(timeout => 5), "$name: then the TCP connection";
 }
 
 # A plain HTTP exchange on a socket of our own (for what the WebSocket
-# client cannot send): status, head and body.
+# client cannot send): status, head, body and the socket.  The body is
+# read up to its Content-Length, the end of the stream, or (after a 101)
+# until it matches $opt{until} (nothing is waited for without it).
 sub raw_http {
-    my ($port, $request) = @_;
+    my ($port, $request, %opt) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
         or die "connect: $!\n";
     $s->syswrite($request);
-    my ($buf, $sel, $deadline) = ('', IO::Select->new($s), time + 3);
-    while (time < $deadline && $sel->can_read(0.5)) {
-        my $n = $s->sysread($buf, 65536, length $buf);
-        last unless $n;
+    my ($buf, $sel) = ('', IO::Select->new($s));
+    my $deadline = Time::HiRes::time + ($opt{timeout} // 5);
+    while ((my $left = $deadline - Time::HiRes::time) > 0) {
         if ($buf =~ /\r\n\r\n/) {
             my ($head, $body) = split /\r\n\r\n/, $buf, 2;
-            my ($cl) = $head =~ /^Content-Length:\s*(\d+)/mi;
-            last if defined $cl && length $body >= $cl;
+            if ($head =~ m{^HTTP/1\.1 101 }) {
+                last if !$opt{until} || $body =~ $opt{until};
+            } else {
+                my ($cl) = $head =~ /^Content-Length:\s*(\d+)/mi;
+                last if defined $cl && length $body >= $cl;
+            }
         }
+        last unless $sel->can_read($left);
+        my $n = $s->sysread($buf, 65536, length $buf);
+        last unless $n;
     }
     my ($head, $body) = split /\r\n\r\n/, $buf, 2;
     my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d{3})};
@@ -140,7 +148,7 @@ sub raw_http {
 # Waits until the error log has a line matching $re; returns it.
 sub wait_log {
     my ($re, $timeout) = @_;
-    my $deadline = Time::HiRes::time + ($timeout // 2);
+    my $deadline = Time::HiRes::time + ($timeout // 5);
     my $log = server_root() . '/logs/error.log';
     while (1) {
         if (open my $fh, '<', $log) {
@@ -387,7 +395,33 @@ ok $ws->is_open, 'still open';
 
 
 
-=== TEST 10: frames: the close handshake echoes the peer's code, then the server drops the connection
+=== TEST 10: frames: peers that send a ping and reset the connection at once do not hurt the worker
+The pong cannot be sent: the connection ends inside the ping's handler.
+--- ws_script
+use Socket qw(SOL_SOCKET SO_LINGER);
+my $g = new_group($port);
+my $hs = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    . "Sec-WebSocket-Version: 13\r\n\r\n";
+for my $i (1 .. 20) {
+    my $r = raw_http($port, "GET " . ws_path($g, "rst$i") . " HTTP/1.1\r\n$hs");
+    die "not upgraded\n" unless $r->{status} == 101;
+    $r->{sock}->syswrite(frame(type => 'ping', payload => "p$i"));
+    $r->{sock}->setsockopt(SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+    close $r->{sock};
+}
+my $ws = join_group($port, 'alice', $g);
+$ws->ping('still');
+my $f = $ws->recv(timeout => 2);
+is $f && "$f->{type} $f->{payload}", 'pong still', 'the worker still answers';
+ok wait_log(qr/"rst20" left group/, 2), 'the reset connections are gone';
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 11: frames: the close handshake echoes the peer's code, then the server drops the connection
 --- ws_script
 my $g = new_group($port);
 for my $code (1000, 1001, 3000, 4999) {
@@ -396,17 +430,20 @@ for my $code (1000, 1001, 3000, 4999) {
     is scalar $ws->recv_close(timeout => 2), $code, "close $code echoed";
     ok $ws->wait_for_eof(timeout => 2), "close $code: connection closed";
 }
-my $ws = join_group($port, 'alice', $g);
+my $ws = join_group($port, 'alice', $g, headers => { 'X-Correlation-ID' => 'bye-1' });
 $ws->close;
 my ($code) = $ws->recv_close(timeout => 2);
 is $code, 1000, 'a close without a code is answered with 1000';
 ok $ws->wait_for_eof(timeout => 2), 'connection closed';
+$ws->disconnect;
+ok wait_log(qr/"alice" left group .*correlation_id=bye-1\b/, 2),
+   'the server lets go as soon as the peer has closed its side too';
 --- error_log
 chat ws: "alice" left group
 
 
 
-=== TEST 11: frames: an unmasked client frame is closed with 1002
+=== TEST 12: frames: an unmasked client frame is closed with 1002
 --- ws_script
 my $g = new_group($port);
 protocol_error($port, $g, frame(type => 'text', payload => '{}', masked => 0),
@@ -418,7 +455,7 @@ chat ws: protocol error, closing with 1002
 
 
 
-=== TEST 12: frames: reserved bits and reserved opcodes are closed with 1002
+=== TEST 13: frames: reserved bits and reserved opcodes are closed with 1002
 --- ws_script
 my $g = new_group($port);
 for my $rsv (0x40, 0x20, 0x10) {
@@ -432,7 +469,7 @@ for my $op (0x3, 0x7, 0xb, 0xf) {
 
 
 
-=== TEST 13: frames: control frames over 125 bytes or fragmented are closed with 1002
+=== TEST 14: frames: control frames over 125 bytes or fragmented are closed with 1002
 --- ws_script
 my $g = new_group($port);
 protocol_error($port, $g, raw_frame(byte0 => 0x89, payload => 'x' x 126),
@@ -448,7 +485,7 @@ protocol_error($port, $g, raw_frame(byte0 => 0x08, payload => pack('n', 1000)),
 
 
 
-=== TEST 14: frames: a close frame with a bad code or length is closed with 1002, a non-UTF-8 reason with 1007
+=== TEST 15: frames: a close frame with a bad code or length is closed with 1002, a non-UTF-8 reason with 1007
 --- ws_script
 my $g = new_group($port);
 protocol_error($port, $g, frame(type => 'close', payload => "\x03"), 1002,
@@ -462,7 +499,7 @@ protocol_error($port, $g, frame(type => 'close', payload => pack('n', 1000) . "\
 
 
 
-=== TEST 15: frames: length fields must be minimal (1002); a 64-bit length with the top bit set is refused (1002)
+=== TEST 16: frames: length fields must be minimal (1002); a 64-bit length with the top bit set is refused (1002)
 --- ws_script
 my $g = new_group($port);
 protocol_error($port, $g, raw_frame(byte0 => 0x81, payload => '{}', form => 16),
@@ -474,7 +511,7 @@ protocol_error($port, $g, raw_frame(byte0 => 0x81, declared => 2**63 + 5, form =
 
 
 
-=== TEST 16: frames: continuation frames out of place are closed with 1002
+=== TEST 17: frames: continuation frames out of place are closed with 1002
 --- ws_script
 my $g = new_group($port);
 protocol_error($port, $g, raw_frame(byte0 => 0x80, payload => 'x'), 1002,
@@ -490,7 +527,13 @@ protocol_error($port, $g, raw_frame(byte0 => 0x02, payload => 'ab')
 
 
 
-=== TEST 17: fragmentation: a message in fragments is reassembled, control frames may come between, UTF-8 may be split across fragments
+=== TEST 18: fragmentation: a message in fragments is reassembled, control frames may come between, UTF-8 may be split across fragments; frames may straddle reads
+--- config
+location /api/chat/ {
+    chat_api on;
+    chat_max_content_length 60k;
+}
+location = /t { return 200 "ok\n"; }
 --- ws_script
 my $g = new_group($port);
 my $ws = join_group($port, 'alice', $g);
@@ -528,9 +571,22 @@ $e = next_event($ws) if $e->{type} eq 'message';
 is $e->{type} . ' ' . ($e->{message}{content} // ''), 'ack slowly',
    'a frame that arrives in pieces is parsed once complete';
 
+# three 50 KB frames in one write: more than one read (64 KB) each time
+my @big = map { "$_ " . (chr(96 + $_) x 50_000) } 1 .. 3;
+$ws->send_frame(join '', map {
+    frame(type => 'text', payload => json_text({ type => 'message', content => $_ }))
+} @big);
+my @acked;
+while (@acked < 3) {
+    my $e = next_event($ws, 5);
+    last if $e->{type} =~ /^</;
+    push @acked, $e->{message}{content} if $e->{type} eq 'ack';
+}
+is_deeply \@acked, \@big, 'frames straddling reads: each whole, in order';
 
 
-=== TEST 18: UTF-8: text that is not UTF-8 is closed with 1007, in one frame or across fragments
+
+=== TEST 19: UTF-8: text that is not UTF-8 is closed with 1007, in one frame or across fragments
 --- ws_script
 my $g = new_group($port);
 protocol_error($port, $g, frame(type => 'text', payload => "{\"x\":\"\xff\"}"),
@@ -559,7 +615,7 @@ chat ws: protocol error, closing with 1007
 
 
 
-=== TEST 19: size limits: a frame over chat_ws_max_frame_size or a message over chat_ws_max_message_size is closed with 1009
+=== TEST 20: size limits: a frame over chat_ws_max_frame_size or a message over chat_ws_max_message_size is closed with 1009
 --- config
 location /api/chat/ {
     chat_api on;
@@ -607,7 +663,7 @@ chat ws: protocol error, closing with 1009
 
 
 
-=== TEST 20: size limits: a message in a single frame is held to chat_ws_max_message_size too (1009)
+=== TEST 21: size limits: a message in a single frame is held to chat_ws_max_message_size too (1009)
 --- config
 location /api/chat/ {
     chat_api on;
@@ -629,7 +685,7 @@ chat ws: protocol error, closing with 1009: message too big
 
 
 
-=== TEST 21: frames sent in the same packet as the handshake are processed
+=== TEST 22: frames sent in the same packet as the handshake are processed
 --- ws_script
 my $g = new_group($port);
 my $key = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -637,14 +693,15 @@ my $path = ws_path($g, 'alice');
 my $r = raw_http($port, "GET $path HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
     . "Connection: Upgrade\r\nSec-WebSocket-Key: $key\r\n"
     . "Sec-WebSocket-Version: 13\r\n\r\n"
-    . frame(type => 'ping', payload => 'early') . frame(type => 'close', payload => pack('n', 1000)));
+    . frame(type => 'ping', payload => 'early') . frame(type => 'close', payload => pack('n', 1000)),
+    until => qr/\x88\x02\x03\xe8/);
 is $r->{status}, 101, 'upgraded';
 # pong "early", then the close echoed
 is $r->{body}, "\x8a\x05early\x88\x02\x03\xe8", 'the ping answered, the close echoed';
 
 
 
-=== TEST 22: frames and a FIN that arrive while the group is looked up (before the 101) are not lost
+=== TEST 23: frames and a FIN that arrive while the group is looked up (before the 101) are not lost
 --- ws_script
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 my $g = new_group($port);
@@ -678,7 +735,7 @@ my $pongs = 0;
 for (1 .. 10) {
     my $s = $early_socket->();
     $s->syswrite(frame(type => 'ping', payload => 'early'));
-    my ($buf) = $read_for->($s, 2, qr/\x8a\x05early/);
+    my ($buf) = $read_for->($s, 5, qr/\x8a\x05early/);
     $pongs++ if $buf =~ /^HTTP\/1\.1 101 .*\r\n\r\n\x8a\x05early/s;
 }
 is $pongs, 10, 'each early ping is answered after the 101';
@@ -688,19 +745,19 @@ my $closed = 0;
 for (1 .. 5) {
     my $s = $early_socket->();
     shutdown $s, 1;
-    my ($buf, $eof) = $read_for->($s, 2);
+    my ($buf, $eof) = $read_for->($s, 5);
     $closed++ if $eof && $buf =~ /^HTTP\/1\.1 101 /;
 }
 is $closed, 5, 'each is dropped at once, not at the next keepalive ping';
 
 
 
-=== TEST 23: keepalive: the server pings an idle peer, keeps one that answers and drops one that does not (chat_ws_ping_interval, chat_ws_idle_timeout)
+=== TEST 24: keepalive: the server pings an idle peer, keeps one that answers and drops one that does not (chat_ws_ping_interval, chat_ws_idle_timeout)
 --- config
 location /api/chat/ {
     chat_api on;
-    chat_ws_ping_interval 200ms;
-    chat_ws_idle_timeout 700ms;
+    chat_ws_ping_interval 300ms;
+    chat_ws_idle_timeout 1500ms;
 }
 location = /t { return 200 "ok\n"; }
 --- ws_script
@@ -712,17 +769,17 @@ my $f = $dead->recv(timeout => 2);
 is $f && $f->{type}, 'ping', 'an idle peer gets a ping';
 is $f && $f->{payload}, 'ka', 'with a payload of its own';
 
-# the live one answers every ping for three idle timeouts
+# the live one answers every ping for twice the idle timeout
 my $t0 = Time::HiRes::time;
 my $pings = 0;
-while (Time::HiRes::time - $t0 < 2.1) {
+while (Time::HiRes::time - $t0 < 3.2) {
     my $f = $live->recv(timeout => 0.1) or next;
     next unless $f->{type} eq 'ping';
     $pings++;
     $live->pong($f->{payload});
 }
 cmp_ok $pings, '>=', 2, 'the live peer was pinged again and again';
-ok $dead->wait_for_eof(timeout => 2), 'the silent peer was dropped';
+ok $dead->wait_for_eof(timeout => 5), 'the silent peer was dropped';
 ok $live->is_open, 'the live peer is still connected';
 $live->send_text(json_text({ type => 'message', content => 'still here' }));
 my $e = next_event($live);
@@ -733,7 +790,7 @@ chat ws: "bob" silent for
 
 
 
-=== TEST 24: close timeout: a peer that never answers our close frame is dropped after chat_ws_close_timeout
+=== TEST 25: close timeout: after a protocol error the close frame and a FIN go at once; a peer that never closes its side is dropped after chat_ws_close_timeout
 --- config
 location /api/chat/ {
     chat_api on;
@@ -742,19 +799,21 @@ location /api/chat/ {
 location = /t { return 200 "ok\n"; }
 --- ws_script
 my $g = new_group($port);
-my $ws = join_group($port, 'alice', $g);
+my $ws = join_group($port, 'alice', $g, headers => { 'X-Correlation-ID' => 'linger-1' });
 my $t0 = Time::HiRes::time;
 $ws->send_frame(frame(type => 'text', payload => '{}', masked => 0));
-# wait_for_eof reads without parsing: our close answer is never sent
-ok $ws->wait_for_eof(timeout => 3), 'dropped';
-my $dt = Time::HiRes::time - $t0;
-cmp_ok $dt, '>=', 0.25, 'not before the close timeout';
+# wait_for_eof reads without parsing: no close frame is sent back
+ok $ws->wait_for_eof(timeout => 5), 'the server half-closes right after its close frame';
 my ($code) = $ws->recv_close(timeout => 0.1);
-is $code, 1002, 'the close frame had been sent first';
+is $code, 1002, 'the close frame came first';
+ok wait_log(qr/"alice" left group .*correlation_id=linger-1\b/, 3),
+   'the connection is dropped';
+cmp_ok Time::HiRes::time - $t0, '>=', 0.25,
+   'once the close timeout is over, as the peer kept its side open';
 
 
 
-=== TEST 25: chat: a message sent over the WebSocket is acked, stored like a POST and broadcast to its group only
+=== TEST 26: chat: a message sent over the WebSocket is acked, stored like a POST and broadcast to its group only
 --- ws_script
 my $g = new_group($port, 'room');
 my $other = new_group($port, 'other room');
@@ -789,7 +848,7 @@ is_deeply $l->{json}{messages}, [ $m ], 'stored: GET lists the same message';
 
 
 
-=== TEST 26: chat: invalid messages get an error event with the connection's correlation ID, like a POST gets a 4xx, and nothing is stored
+=== TEST 27: chat: invalid messages get an error event with the connection's correlation ID, like a POST gets a 4xx, and nothing is stored
 --- ws_script
 my $g = new_group($port);
 my $alice = join_group($port, 'alice', $g, headers => { 'X-Correlation-ID' => 'alice-ws' });
@@ -842,7 +901,7 @@ is scalar @{ $l->{json}{messages} }, 1, 'only the valid message was stored';
 
 
 
-=== TEST 27: chat: messages POSTed and DELETEd over HTTP reach WebSocket subscribers
+=== TEST 28: chat: messages POSTed and DELETEd over HTTP reach WebSocket subscribers
 --- ws_script
 my $g = new_group($port);
 my $bob = join_group($port, 'bob', $g);
@@ -869,7 +928,7 @@ $bob->expect_nothing(timeout => 0.3, name => 'a failed delete announces nothing'
 
 
 
-=== TEST 28: chat: messages sent back to back by one client are acked and broadcast in the order sent
+=== TEST 29: chat: messages sent back to back by one client are acked and broadcast in the order sent
 --- ws_script
 my $g = new_group($port);
 my $alice = join_group($port, 'alice', $g);
@@ -899,7 +958,7 @@ is_deeply [ reverse map { $_->{content} } @{ $l->{json}{messages} } ], \@sent,
 
 
 
-=== TEST 29: a sender whose connection breaks while its own message is being broadcast does not crash the worker
+=== TEST 30: a sender whose connection breaks while its own message is being broadcast does not crash the worker
 The worker is kept busy (a 16 MB message to parse) while the message of
 another client is stored and that client resets its connection: the
 completion then runs before the reset is seen, and the broadcast to the
@@ -939,7 +998,7 @@ for my $i (1 .. 3) {
     my $e = next_event($bulky, 10);
     like $e->{type}, qr/^(error|message)$/, "round $i: the worker still answers";
 }
-my $alice = join_group($port, 'alice', $g);
+my $alice = join_group($port, 'alice', $g, timeout => 10);
 $alice->send_text(json_text({ type => 'message', content => 'after' }));
 $watcher->expect(qr/"content":"after"/, timeout => 3, skip_others => 1,
                  name => 'the group still works afterwards');

@@ -72,7 +72,7 @@ sub new_group {
 # must not be in $skip); returns the captures, or () after the timeout.
 sub wait_log {
     my ($re, $timeout, $skip) = @_;
-    my $deadline = Time::HiRes::time + ($timeout // 2);
+    my $deadline = Time::HiRes::time + ($timeout // 5);
     my $log = server_root() . '/logs/error.log';
     while (1) {
         if (open my $fh, '<', $log) {
@@ -88,11 +88,19 @@ sub wait_log {
 
 our $bus_line = qr/ (\d+)#\d+: chat broadcast: worker slot \d+ of \d+ joined the bus/;
 
-# pids of the workers that joined the bus so far
+# pids of the workers that joined the bus so far (waiting for $n of them)
 sub bus_members {
-    open my $fh, '<', server_root() . '/logs/error.log' or return ();
-    my %pid = map { $_ =~ $bus_line ? ($1 => 1) : () } <$fh>;
-    return keys %pid;
+    my $n = shift // 0;
+    my $deadline = Time::HiRes::time + 5;
+    while (1) {
+        my %pid;
+        if (open my $fh, '<', server_root() . '/logs/error.log') {
+            %pid = map { $_ =~ $bus_line ? ($1 => 1) : () } <$fh>;
+        }
+        return keys %pid
+            if keys %pid >= $n || Time::HiRes::time > $deadline;
+        Time::HiRes::sleep(0.02);
+    }
 }
 
 sub count_log {
@@ -113,7 +121,7 @@ sub count_log {
     # reads one event (pings are answered); undef on timeout
     sub pump {
         my ($self, $timeout) = @_;
-        my $f = $self->{ws}->recv_message(timeout => $timeout // 2)
+        my $f = $self->{ws}->recv_message(timeout => $timeout // 5)
             or return undef;
         my $e = $f->{type} eq 'text'
             ? (eval { $JSON->decode($f->{payload}) }
@@ -127,7 +135,7 @@ sub count_log {
     # $pred is true
     sub wait_for {
         my ($self, $pred, $timeout) = @_;
-        my $deadline = Time::HiRes::time + ($timeout // 3);
+        my $deadline = Time::HiRes::time + ($timeout // 5);
         for my $e (@{ $self->{events} }) { return $e if $pred->($e) }
         while ((my $left = $deadline - Time::HiRes::time) > 0) {
             my $e = $self->pump($left) or return undef;
@@ -174,6 +182,7 @@ sub join_worker {
     for (1 .. 64) {
         my $cid = "pin-$user-" . ++$Seq;
         my $ws = ws_connect(port => ws_port(), path => $path, name => $user,
+                            timeout => 5,
                             headers => { 'X-Correlation-ID' => $cid });
         die "$user could not join: " . ($ws->error // '?') . "\n"
             unless $ws->is_open;
@@ -400,7 +409,7 @@ cmp_ok scalar @got, '<', $n, 'the slow one got only part of the messages';
 is_deeply \@got, [ 1 .. @got ], 'those it got are whole and in order, with no gap';
 is $close && $close->{code}, 1008, 'then a close frame with 1008';
 is $close && $close->{reason}, 'send queue full', 'saying why';
-ok $slow->ws->wait_for_eof(timeout => 3), 'and the connection ends';
+ok $slow->ws->wait_for_eof(timeout => 5), 'and the connection ends';
 
 
 
@@ -415,7 +424,7 @@ bus_ready($alice, $bob, $carol);
 my %old = map { $_->pid => 1 } $alice, $bob, $carol;
 is scalar keys %old, 3, 'three subscribers on three workers';
 kill 'KILL', $carol->pid;
-ok $carol->ws->wait_for_eof(timeout => 3), 'the killed worker\'s subscriber is disconnected';
+ok $carol->ws->wait_for_eof(timeout => 5), 'the killed worker\'s subscriber is disconnected';
 
 # while it is gone and being replaced
 my @a = map { "alice $_" } 1 .. 12;
@@ -454,7 +463,7 @@ exited on signal 9
 === TEST 5: reloads: each time the old workers close their WebSockets with 1001, exit cleanly, and the new ones form a bus of their own
 --- ws_script
 my $g = new_group();
-my %current = map { $_ => 1 } bus_members();
+my %current = map { $_ => 1 } bus_members(3);
 my %retired;
 is scalar keys %current, 3, 'three workers on the bus';
 open my $fh, '<', server_root() . '/logs/nginx.pid' or die "no pid file: $!\n";
@@ -479,7 +488,7 @@ for my $round (1 .. 3) {
     for my $p ($alice, $bob) {
         my ($code) = $p->ws->recv_close(timeout => 5);
         is $code, 1001, "round $round: " . $p->user . ' closed with 1001 by its old worker';
-        ok $p->ws->wait_for_eof(timeout => 3), "round $round: " . $p->user . ': connection ended';
+        ok $p->ws->wait_for_eof(timeout => 5), "round $round: " . $p->user . ': connection ended';
     }
     %retired = (%retired, %current);
     %current = ();
