@@ -15,7 +15,7 @@ packages=(
     # promtool (checks the Prometheus exposition)
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
     libhttp-message-perl libprotocol-websocket-perl libjson-pp-perl
-    clang libclang-rt-14-dev prometheus
+    clang libclang-rt-14-dev lld-14 prometheus
 )
 
 missing=()
