@@ -185,9 +185,27 @@ before(async () => {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
-  stack = await Stack.start({ sidecarArgs: ['--slow-ms', String(SLOW_MS), '--very-slow-ms', String(VERY_SLOW_MS)] });
-  traffic = await makeTraffic(stack, { slowMs: SLOW_MS, verySlowMs: VERY_SLOW_MS });
-  browser = await launching;
+  let err = null;
+  try {
+    stack = await Stack.start({ sidecarArgs: ['--slow-ms', String(SLOW_MS), '--very-slow-ms', String(VERY_SLOW_MS)] });
+    traffic = await makeTraffic(stack, { slowMs: SLOW_MS, verySlowMs: VERY_SLOW_MS });
+    // wait until the sidecar has it all, the database figures included
+    const done = Date.now();
+    const end = done + 10000;
+    for (;;) {
+      const d = (await stack.request('GET', '/dashboard/api/data', { auth: true })).json;
+      if (d.websockets.total_active_connections === 2
+          && d.performance.slow_requests_count >= traffic.slowCids.length
+          && d.performance.very_slow_requests_count >= 1
+          && Date.parse(d.database.refreshed_at) > done) break;
+      if (Date.now() > end) throw new Error(`the traffic did not show up in the sidecar's data: ${JSON.stringify(d)}`);
+      await sleep(100);
+    }
+  } catch (e) {
+    err = e;
+  }
+  browser = await launching;          // closed by after() in any case
+  if (err) throw err;
 });
 
 after(async () => {

@@ -86,7 +86,7 @@ async function main() {
   for (const [name, width] of [['dashboard-desktop', 1440], ['dashboard-1000px', 1000]]) {
     const ctx = await browser.newContext({ viewport: { width, height: 900 }, httpCredentials: stack.auth, timezoneId: 'UTC' });
     const page = await ctx.newPage();
-    await page.goto(stack.url('/dashboard?refresh=3600'));
+    await page.goto(stack.url('/dashboard'));
     await page.waitForFunction(() => Number(document.body.dataset.renders || 0) >= 1);
     await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true });
     await ctx.close();

@@ -29,17 +29,36 @@ function wsConnect(port, path, { correlationId } = {}) {
       sock.setTimeout(0);
       const head = buf.slice(0, end);
       if (!/^HTTP\/1\.1 101 /.test(head)) return fail(new Error(`WebSocket ${path}: ${head.split('\r\n')[0]}`));
-      sock.on('data', () => {});          // broadcasts: not needed here
+      // server frames: answer pings (the module closes idle clients), drop the rest
+      let rx = Buffer.from(buf.slice(end + 4), 'latin1');
+      const frame = (opcode, payload) => {
+        const mask = crypto.randomBytes(4);
+        const body = Buffer.from(payload).map((x, i) => x ^ mask[i % 4]);
+        return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | body.length]), mask, body]);
+      };
+      const parse = () => {
+        for (;;) {
+          if (rx.length < 2) return;
+          let len = rx[1] & 0x7f;
+          let off = 2;
+          if (len === 126) { if (rx.length < 4) return; len = rx.readUInt16BE(2); off = 4; }
+          else if (len === 127) { if (rx.length < 10) return; len = Number(rx.readBigUInt64BE(2)); off = 10; }
+          if (rx.length < off + len) return;
+          const opcode = rx[0] & 0x0f;
+          const payload = rx.subarray(off, off + len);
+          rx = rx.subarray(off + len);
+          if (opcode === 0x9 && !sock.destroyed) sock.write(frame(0xa, payload.subarray(0, 125)));
+        }
+      };
+      sock.on('data', (d) => { rx = Buffer.concat([rx, d]); parse(); });
       sock.on('error', () => {});
+      parse();
       resolve({
         close() {
           return new Promise((res) => {
             if (sock.destroyed) return res();
             sock.once('close', res);
-            // masked close frame, status 1000
-            const mask = crypto.randomBytes(4);
-            const payload = Buffer.from([0x03, 0xe8]).map((b, i) => b ^ mask[i % 4]);
-            sock.write(Buffer.concat([Buffer.from([0x88, 0x80 | 2]), mask, payload]));
+            sock.write(frame(0x8, [0x03, 0xe8]));      // close, status 1000
             setTimeout(() => sock.destroy(), 1000).unref();
           });
         },
