@@ -417,6 +417,16 @@ test('layout: 2 columns on a desktop, 1 under 1200 px, tables scroll sideways on
     return { id: p.id, x: Math.round(r.x), y: Math.round(r.y), w: Math.round(r.width) };
   }));
   const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  // the sparklines one under the other, none on top of another, each wide enough
+  const sparks = async (page, label) => {
+    const r = await page.$$eval('#sparklines svg', (ss) => ss.map((x) => {
+      const b = x.getBoundingClientRect();
+      return { top: b.top, bottom: b.bottom, w: b.width };
+    }));
+    assert.equal(r.length, 5, `${label}: 5 sparklines`);
+    for (let i = 1; i < r.length; i++) assert.ok(r[i].top >= r[i - 1].bottom, `${label}: sparkline ${i} below ${i - 1}`);
+    assert.ok(r.every((x) => x.w >= 200), `${label}: sparklines ${r.map((x) => Math.round(x.w))} px wide`);
+  };
 
   // desktop
   const { page: desk } = live;
@@ -426,6 +436,7 @@ test('layout: 2 columns on a desktop, 1 under 1200 px, tables scroll sideways on
   assert.ok(b[1].x > b[0].x && b[2].y > b[0].y && b[2].x === b[0].x, 'two columns');
   assert.ok(b.every((x) => x.w >= 500), `panels at least 500 px: ${b.map((x) => x.w)}`);
   assert.equal(await overflow(desk), 0, 'no sideways scrolling');
+  await sparks(desk, 'desktop');
   const f1 = await shot(desk, 'dashboard-desktop');
 
   // 1000 px
@@ -435,6 +446,7 @@ test('layout: 2 columns on a desktop, 1 under 1200 px, tables scroll sideways on
   assert.ok(b[1].y > b[0].y && b[2].y > b[1].y && b[3].y > b[2].y, 'stacked');
   assert.ok(b.every((x) => x.w >= 500), 'panels at least 500 px');
   assert.equal(await overflow(mid.page), 0, 'no sideways scrolling');
+  await sparks(mid.page, '1000 px');
   const f2 = await shot(mid.page, 'dashboard-1000px');
 
   // exactly at the breakpoint: 1200 px still has two columns, 1199 has one
@@ -448,6 +460,7 @@ test('layout: 2 columns on a desktop, 1 under 1200 px, tables scroll sideways on
   // a phone: the page does not scroll sideways, the wide tables do
   const phone = await open('?refresh=3600', { viewport: { width: 390, height: 844 } });
   assert.equal(await overflow(phone.page), 0, 'the page fits a phone');
+  await sparks(phone.page, 'phone');
   const tables = await phone.page.$$eval('.wide-table', (ts) => ts.map((tb) => {
     const s = tb.parentElement;
     return { id: tb.id || tb.closest('section').id, scrolls: s.scrollWidth > s.clientWidth, ox: getComputedStyle(s).overflowX };
@@ -457,8 +470,9 @@ test('layout: 2 columns on a desktop, 1 under 1200 px, tables scroll sideways on
   t.diagnostic(`screenshots: ${path.relative(ROOT, f1)}, ${path.relative(ROOT, f2)}`);
 }));
 
-test('the countdown ticks and a refresh updates the values (?refresh=2)', withPages('countdown', async (t, open) => {
-  const { page, data: first } = await open('?refresh=2');
+test('the countdown ticks and a refresh updates the values (/dashboard/?refresh=2)', withPages('countdown', async (t, open) => {
+  // with a trailing slash: the page finds its JSON all the same
+  const { page, data: first } = await open('/?refresh=2');
   assert.equal(await page.textContent('#refresh-every'), '(every 2s)');
   const cd = await page.textContent('#countdown');
   assert.ok(['2s', '1s'].includes(cd), `countdown right after the load: ${cd}`);
