@@ -1,6 +1,6 @@
 # bench/lib.sh - helpers for the benchmark scripts (sourced, bash).
 #
-# Every process a benchmark starts is recorded by pid in $BENCH_PIDS and
+# Every process a benchmark starts is recorded by pid in $BENCH_PIDFILE and
 # stopped by pid (bench_cleanup, also on EXIT); nothing is ever killed by
 # name.  All traffic goes to 127.0.0.1.
 
@@ -13,8 +13,10 @@ BIN=$OUT/bin
 NGINX=${NGINX:-/usr/sbin/nginx}
 QUICK=${QUICK:-0}
 
-BENCH_PIDS=()
-BENCH_NGINX_MASTERS=()
+# pids are kept in a file, since most starts run in $(...) subshells
+BENCH_PIDFILE=${BENCH_PIDFILE:-$(mktemp /tmp/bench-pids.XXXXXX)}
+export BENCH_PIDFILE
+track() { echo "$1 $2" >> "$BENCH_PIDFILE"; }    # track PID SIGNAL
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -53,8 +55,7 @@ start_nginx() {
     "$NGINX" -p "$prefix" -c "$conf" -g 'daemon off;' \
         >>"$prefix/logs/stdout.log" 2>&1 &
     local pid=$!
-    BENCH_PIDS+=("$pid")
-    BENCH_NGINX_MASTERS+=("$pid")
+    track "$pid" QUIT
     port=$(sed -n 's/.*listen *127\.0\.0\.1:\([0-9]*\).*/\1/p' "$conf" | head -1)
     if ! wait_port "$port" "$pid"; then
         log "nginx did not start: $conf"; tail -5 "$prefix/logs/error.log" >&2
@@ -102,7 +103,7 @@ start_sidecar() {
         --html-dir "$BENCH_ROOT/html" --log-level warn \
         >>"$dir/sidecar.log" 2>&1 &
     local pid=$!
-    BENCH_PIDS+=("$pid")
+    track "$pid" TERM
     wait_port "$port" "$pid" || { log "sidecar did not start"; tail -5 "$dir/sidecar.log" >&2; return 1; }
     echo "$pid $port"
 }
@@ -208,16 +209,12 @@ sidecar_json() {    # sidecar_json PORT
 # --- cleanup ----------------------------------------------------------------
 
 bench_cleanup() {
-    local pid i
-    for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${BENCH_PIDS[$i]}
-        if printf '%s\n' "${BENCH_NGINX_MASTERS[@]}" | grep -qx "$pid"; then
-            stop_pid "$pid" QUIT
-        else
-            stop_pid "$pid" TERM
-        fi
+    local pid sig
+    [ -f "$BENCH_PIDFILE" ] || return 0
+    tac "$BENCH_PIDFILE" | while read -r pid sig; do
+        stop_pid "$pid" "$sig"
     done
-    BENCH_PIDS=()
+    rm -f "$BENCH_PIDFILE"
 }
 
 emit() {    # emit JSON - one result line for the report
@@ -267,7 +264,7 @@ wrk_round() {
     c1=$(cpu_ns "$w")
     stop_nginx "$m"
     [ -n "$j" ] || { log "wrk gave no result"; cat "$prefix/wrk-$round.txt" >&2; return 1; }
-    emit "{\"case\":\"$case\",\"variant\":\"$variant\",\"round\":$round,\"worker_cpu_ns\":$((c1 - c0)),$extra\"wrk\":$j}"
+    emit "{\"case\":\"$case\",\"variant\":\"$variant\",\"round\":$round,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),$extra\"wrk\":$j}"
     log "  $case $variant round $round: $(echo "$j" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f req/s p99 %d us" % (d["requests"]/(d["duration_us"]/1e6), d["p99_us"]))')"
 }
 
@@ -284,7 +281,7 @@ callgrind_run() {
         "$NGINX" -p "$dir" -c "$conf" -g 'daemon off; master_process off;' \
         > "$dir/valgrind.log" 2>&1 &
     pid=$!
-    BENCH_PIDS+=("$pid")
+    track "$pid" QUIT
     wait_port "$port" "$pid" || { log "nginx under callgrind did not start"; return 1; }
     sleep 1
     local path=/ dargs=()

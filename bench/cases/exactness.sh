@@ -31,7 +31,7 @@ t0=$(date +%s.%N)
 BENCH_LIMIT=$((total / 2)) BENCH_LUA=$BENCH_DIR/lua wrk -t2 -c64 -d300s --latency \
     -s "$BENCH_DIR/lua/stopat.lua" "http://127.0.0.1:$port/bench/return" > "$dir/wrk.txt" 2>&1 &
 wpid=$!
-BENCH_PIDS+=("$wpid")
+track "$wpid" INT
 while kill -0 "$wpid" 2>/dev/null; do
     sleep 0.1
     n=$(stub); polls=$((polls + 1))

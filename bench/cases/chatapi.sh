@@ -1,0 +1,56 @@
+#!/bin/bash
+# Target 5: the chat API on the real (embedded FerretDB) database, 2
+# workers, nginx.conf.example.  wrk -t1 -c32 with bench/lua/chatapi.lua:
+# GET a page of messages (limit=50) and POST a message, over 10 groups of
+# 100 seeded messages each.  Meanwhile a probe fetches /bench/static 100x/s
+# on its own connection; its p99 is compared with the probe's p99 with no
+# load (rounds: idle, GET, POST, alternating).
+source "$(dirname "$0")/../lib.sh"
+trap bench_cleanup EXIT
+case=chatapi
+dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
+RESULTS_JSONL=$dir/results.jsonl
+
+rounds=$(q 1 3); dur=$(q 4 10)
+uri=$(start_db "$dir/db") || exit 1
+dbpid=$(cat "$dir/db.pid")
+trap 'bench_cleanup; stop_db "$dir/db"' EXIT
+mongo="${uri%/}/chat"
+make_secrets "$dir/sec"
+token=$(cat "$dir/sec/token")
+ingest="ipc://$dir/metrics.ipc"
+read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
+port=$(free_port)
+example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" > "$dir/nginx.conf"
+m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
+w=$(worker_pids "$m")
+create_groups "$port" "$token" 10 "$dir/groups" || exit 1
+for g in $(cat "$dir/groups"); do
+    for i in $(seq 100); do echo "{\"content\":\"seed $i\"}"; done |
+    while read -r body; do
+        curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+            -d "$body" "http://127.0.0.1:$port/api/chat/groups/$g/messages" || exit 1
+    done
+done
+log "  chatapi: 10 groups x 100 messages seeded"
+
+for r in $(seq "$rounds"); do
+    for v in idle get post; do
+        "$BIN/hreq" -p "$port" -r 100 -d "$dur" -u /bench/static > "$dir/probe-$v-$r.json" &
+        pp=$!
+        c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid")
+        j=null
+        if [ "$v" != idle ]; then
+            j=$(BENCH_OP=$v BENCH_TOKEN=$token BENCH_GROUPS=$dir/groups \
+                run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --latency -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
+        else
+            sleep "$dur"
+        fi
+        wait "$pp"
+        c1=$(cpu_ns "$w"); d1=$(cpu_ns "$dbpid")
+        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"worker_cpu_ns\":$((c1 - c0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"probe\":$(cat "$dir/probe-$v-$r.json")}"
+        log "  chatapi $v round $r: $( [ "$j" != null ] && echo "$j" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status}') probe $(jq -c '{p50_ms, p99_ms}' "$dir/probe-$v-$r.json")"
+    done
+done
+sj=$(sidecar_json "$sport")
+emit "{\"case\":\"$case\",\"kind\":\"end\",\"endpoints\":$(echo "$sj" | jq -c '[.endpoints[] | {endpoint, count: (.count // .total_requests), avg_response_time_ms, p95_response_time_ms}]' 2>/dev/null || echo null),\"db_rss_kb\":$(rss_kb "$dbpid")}"

@@ -1,0 +1,76 @@
+#!/bin/bash
+# Target 6: WebSocket fan-out, the chat module against nchan, same client
+# (bench/tools/wsbench.c), 2 workers each, worker_connections 16384.
+#   one:   1,000 subscribers on one group, 100 msg/s, then rising rates
+#          until a step loses a message (or the publisher cannot keep up)
+#   many:  1,000 subscribers over 100 groups (10 each), the same
+#   post:  POST response time at 20 msg/s with 0, 1,000, 5,000 subscribers
+#          on one group
+# Per step: delivered/expected, delivery latency (POST written -> frame
+# read), POST response time, nginx CPU (all worker threads) per delivery
+# and per publish; per connect: worker RSS before and after (idle).
+source "$(dirname "$0")/../lib.sh"
+trap bench_cleanup EXIT
+case=fanout
+dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
+RESULTS_JSONL=$dir/results.jsonl
+
+step=$(q 3 5); base=$(q 4 10)
+rates=$(q "200,800" "200,400,800,1600,3200")
+bigsubs=$(q 2000 5000)
+
+run_ws() {      # run_ws SYSTEM SCENARIO ARGS... -> JSON lines tagged
+    local sys=$1 sc=$2; shift 2
+    "$BIN/wsbench" "$@" 2> "$dir/wsbench-$sys-$sc.err" |
+    while read -r line; do
+        emit "{\"case\":\"$case\",\"system\":\"$sys\",\"scenario\":\"$sc\",${line#\{}"
+        log "  $sys $sc: $(echo "$line" | jq -c '{phase, rate, open, delivered_ratio, lat_p50_ms, lat_p99_ms, post_p50_ms, cpu_us_per_delivery, cpu_us_per_publish}')"
+    done
+}
+
+scenarios() {   # scenarios SYSTEM PORT GROUPS_FILE PIDS [-t TOKEN]
+    local sys=$1 port=$2 gf=$3 pids=$4; shift 4
+    # first, on the fresh server: memory of idle subscribers
+    run_ws "$sys" "idle-$bigsubs" -p "$port" -g "$gf" -G 100 -n "$bigsubs" "$@" -P "$pids" -i 3
+    # the publish alone (no subscriber) at 100/s: for chat, the database write
+    run_ws "$sys" post0-100 -p "$port" -g "$gf" -G 100 -n 0 "$@" -r 100 -d "$base" -P "$pids"
+    run_ws "$sys" one-100 -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r 100 -d "$base" -P "$pids" -i 1
+    run_ws "$sys" one-max -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
+    run_ws "$sys" many-100 -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r 100 -d "$base" -P "$pids" -i 1
+    run_ws "$sys" many-max -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
+    # POST response time against subscribers: a low rate, so that the
+    # machine is not saturated and only the POST's own path is measured
+    for n in 0 1000 "$bigsubs"; do
+        run_ws "$sys" "post-$n" -p "$port" -g "$gf" -G 1 -n "$n" "$@" -r 5 -d "$base" -c 1 -P "$pids" -i 1
+    done
+}
+
+# --- the chat module -------------------------------------------------------
+uri=$(start_db "$dir/db") || exit 1
+trap 'bench_cleanup; stop_db "$dir/db"' EXIT
+mongo="${uri%/}/chat"
+make_secrets "$dir/sec"
+token=$(cat "$dir/sec/token")
+ingest="ipc://$dir/metrics.ipc"
+read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
+port=$(free_port)
+example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
+    sed -e 's/worker_connections  4096;/worker_connections  16384;/' \
+        -e 's/^worker_processes  2;/worker_processes  2;\nworker_rlimit_nofile  65536;/' > "$dir/nginx.conf"
+m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
+w=$(worker_pids "$m")
+create_groups "$port" "$token" 100 "$dir/groups" || exit 1
+scenarios chat "$port" "$dir/groups" "$w" -t "$token"
+stop_nginx "$m"
+stop_pid "$spid"
+stop_db "$dir/db"
+
+# --- nchan -----------------------------------------------------------------
+port=$(free_port)
+mkdir -p "$dir/nchan/logs" "$dir/nchan/tmp"
+sed -e "s|@PREFIX@|$dir/nchan|g" -e "s|@PORT@|$port|g" -e "s|@WORKER_CONNECTIONS@|16384|g" \
+    "$BENCH_DIR/conf/nchan.conf.in" > "$dir/nchan.conf"
+m=$(start_nginx "$dir/nchan.conf" "$dir/nchan") || exit 1
+w=$(worker_pids "$m")
+for i in $(seq 100); do echo "ch$i"; done > "$dir/channels"
+scenarios nchan "$port" "$dir/channels" "$w" -m nchan

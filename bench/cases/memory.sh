@@ -1,0 +1,41 @@
+#!/bin/bash
+# Target 7 (part 1): memory after 10,000 idle WebSockets (100 groups, 100
+# each), nginx.conf.example with worker_connections raised to 16384: RSS
+# of each worker and of the sidecar before, with them open (idle 10 s,
+# pings answered), and after they are gone.
+source "$(dirname "$0")/../lib.sh"
+trap bench_cleanup EXIT
+case=memory
+dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
+RESULTS_JSONL=$dir/results.jsonl
+
+n=$(q 2000 10000); idle=$(q 3 10)
+uri=$(start_db "$dir/db") || exit 1
+trap 'bench_cleanup; stop_db "$dir/db"' EXIT
+mongo="${uri%/}/chat"
+make_secrets "$dir/sec"
+token=$(cat "$dir/sec/token")
+ingest="ipc://$dir/metrics.ipc"
+read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
+port=$(free_port)
+example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
+    sed -e 's/worker_connections  4096;/worker_connections  16384;/' \
+        -e 's/^worker_processes  2;/worker_processes  2;\nworker_rlimit_nofile  65536;/' > "$dir/nginx.conf"
+m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
+w=$(worker_pids "$m")
+create_groups "$port" "$token" 100 "$dir/groups" || exit 1
+sleep 1
+per_worker() { local p out=""; for p in ${w//,/ }; do out="$out${out:+,}$(rss_kb "$p")"; done; echo "[$out]"; }
+before_w=$(per_worker); before_s=$(rss_kb "$spid")
+"$BIN/wsbench" -p "$port" -g "$dir/groups" -n "$n" -t "$token" -P "$w" -i "$idle" > "$dir/ws.json" 2> "$dir/ws.err" &
+wp=$!
+track "$wp" TERM
+# sample while they are open (the client holds them for $idle s)
+sleep $((idle / 2 + 3))
+open_w=$(per_worker); open_s=$(rss_kb "$spid")
+sj=$(sidecar_json "$sport")
+wait "$wp"
+sleep 2
+after_w=$(per_worker); after_s=$(rss_kb "$spid")
+emit "{\"case\":\"$case\",\"subscribers\":$n,\"client\":$(cat "$dir/ws.json"),\"worker_rss_kb_before\":$before_w,\"worker_rss_kb_open\":$open_w,\"worker_rss_kb_after\":$after_w,\"sidecar_rss_kb_before\":$before_s,\"sidecar_rss_kb_open\":$open_s,\"sidecar_rss_kb_after\":$after_s,\"dashboard_ws\":$(echo "$sj" | jq -c '.websockets | {total_active_connections, live_workers}')}"
+log "  memory: $(tail -1 "$RESULTS_JSONL" | cut -c1-400)"

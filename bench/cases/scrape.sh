@@ -1,0 +1,96 @@
+#!/bin/bash
+# Target 4: scraping is free.  nginx.conf.example (2 workers), the sidecar
+# on a devdb holding 1,000,000 messages in 1,000 groups (seeded once by
+# bench/tools/seed.c, cached in bench/out/cache), its statistics refreshed
+# in the background (default --db-refresh 10 s; at this size one refresh
+# takes minutes on devdb's full scans).  wrk -t1 -c32 on /bench/return;
+# A: no polling; B: /dashboard/api/data and /metrics each polled 10x/s
+# through nginx as deployed (basic auth, proxy); C: the same polls sent to
+# the sidecar's own port.  Rounds alternate.
+source "$(dirname "$0")/../lib.sh"
+trap bench_cleanup EXIT
+case=scrape
+dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
+RESULTS_JSONL=$dir/results.jsonl
+
+msgs=$(q 100000 1000000); groups=1000
+rounds=$(q 1 3); dur=$(q 4 10)
+cache=$OUT/cache/db-$msgs
+if [ ! -f "$cache.seeded" ]; then
+    rm -rf "$cache"
+    uri=$(start_db "$cache") || exit 1
+    t0=$(date +%s.%N)
+    "$BIN/seed" "${uri%/}/?serverSelectionTimeoutMS=5000" chat "$groups" "$msgs" || { stop_db "$cache"; exit 1; }
+    t1=$(date +%s.%N)
+    stop_db "$cache"
+    echo "$(echo "$t1 - $t0" | bc)" > "$cache.seeded"
+fi
+emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$groups,\"seed_seconds\":$(cat "$cache.seeded")}"
+
+uri=$(start_db "$cache") || exit 1
+dbpid=$(cat "$cache.pid")
+trap 'bench_cleanup; stop_db "$cache"' EXIT
+mongo="${uri%/}/chat"
+make_secrets "$dir/sec"
+ingest="ipc://$dir/metrics.ipc"
+read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
+port=$(free_port)
+example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" > "$dir/nginx.conf"
+m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
+w=$(worker_pids "$m")
+basic=$(cat "$dir/sec/basic")
+run_wrk "$dir/warmup.txt" -t1 -c32 -d2s -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return" > /dev/null
+
+# the polls alone, nothing else running: their own latency
+for via in nginx sidecar; do
+    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(); fi
+    "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /dashboard/api/data "${hh[@]}" > "$dir/idle-data.json" &
+    p1=$!
+    "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /metrics "${hh[@]}" > "$dir/idle-metrics.json"
+    wait "$p1"
+    emit "{\"case\":\"$case\",\"kind\":\"idle_poll\",\"via\":\"$via\",\"poll_data\":$(cat "$dir/idle-data.json"),\"poll_metrics\":$(cat "$dir/idle-metrics.json")}"
+done
+# one bcrypt check of the deployed htpasswd (auth_basic does one per request)
+emit "{\"case\":\"$case\",\"kind\":\"bcrypt\",\"ms\":$(python3 "$BENCH_DIR/tools/bcrypt_time.py" "$dir/sec/htpasswd" benchpass)}"
+
+for r in $(seq "$rounds"); do
+    order="A B C"; [ $((r % 2)) = 0 ] && order="C B A"
+    for v in $order; do
+        pp=()
+        if [ "$v" = B ]; then
+            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /dashboard/api/data -H "$basic" > "$dir/poll-data-$r.json" & pp+=($!)
+            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /metrics -H "$basic" > "$dir/poll-metrics-$r.json" & pp+=($!)
+        elif [ "$v" = C ]; then
+            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /dashboard/api/data > "$dir/poll-data-$r.json" & pp+=($!)
+            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /metrics > "$dir/poll-metrics-$r.json" & pp+=($!)
+        fi
+        c0=$(cpu_ns "$w"); s0=$(cpu_ns "$spid"); d0=$(cpu_ns "$dbpid")
+        j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --latency -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return")
+        c1=$(cpu_ns "$w"); s1=$(cpu_ns "$spid"); d1=$(cpu_ns "$dbpid")
+        polls='null,"poll_metrics":null'
+        if [ ${#pp[@]} -gt 0 ]; then
+            wait "${pp[@]}"
+            polls="$(cat "$dir/poll-data-$r.json"),\"poll_metrics\":$(cat "$dir/poll-metrics-$r.json")"
+        fi
+        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"worker_cpu_ns\":$((c1 - c0)),\"sidecar_cpu_ns\":$((s1 - s0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"poll_data\":$polls}"
+        log "  scrape $v round $r: $(echo "$j" | jq '.requests / (.duration_us / 1e6) | floor') req/s; polls: $(echo "$polls" | tr -d '\n' | head -c 200)"
+    done
+done
+sj=$(sidecar_json "$sport")
+echo "$sj" > "$dir/dashboard.json"
+db_json=$(echo "$sj" | jq -c '.database | {total_messages, total_groups, stale, refreshed_at, last_attempt_at, refresh_duration_ms}')
+db_status=$(echo "$sj" | jq -c .system.mongodb_status)
+
+# the worst case the sidecar allows: its endpoint table full (256 rows +
+# overflow), filled through its ingest like a worker would; polls idle
+"$BIN/send-test-batch" -u "$ingest" -r -n 64 -b 20 > /dev/null 2>&1
+sleep 0.5
+for via in nginx sidecar; do
+    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(); fi
+    "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /dashboard/api/data "${hh[@]}" > "$dir/full-data.json" &
+    p1=$!
+    "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /metrics "${hh[@]}" > "$dir/full-metrics.json"
+    wait "$p1"
+    emit "{\"case\":\"$case\",\"kind\":\"full_table_poll\",\"via\":\"$via\",\"endpoints_tracked\":$(sidecar_json "$sport" | jq .pipeline.endpoints_tracked),\"json_bytes\":$(curl -s "http://127.0.0.1:$sport/dashboard/api/data" | wc -c),\"metrics_bytes\":$(curl -s "http://127.0.0.1:$sport/metrics" | wc -c),\"poll_data\":$(cat "$dir/full-data.json"),\"poll_metrics\":$(cat "$dir/full-metrics.json")}"
+done
+emit "{\"case\":\"$case\",\"kind\":\"db\",\"database\":$db_json,\"mongodb_status\":$db_status,\"db_rss_kb\":$(rss_kb "$dbpid"),\"sidecar_rss_kb\":$(rss_kb "$spid"),\"json_bytes\":$(curl -s "http://127.0.0.1:$sport/dashboard/api/data" | wc -c),\"metrics_bytes\":$(curl -s "http://127.0.0.1:$sport/metrics" | wc -c)}"

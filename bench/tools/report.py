@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""report.py OUT_DIR RESULTS_MD - writes bench/RESULTS.md from the JSON
+lines the cases left in OUT_DIR/<case>/results.jsonl (a case that has not
+run is reported as such), the machine facts in OUT_DIR/machine.txt, and
+the hand-written analysis in bench/findings.md."""
+import json, os, statistics, sys, time
+
+out, dest = sys.argv[1], sys.argv[2]
+here = os.path.dirname(os.path.abspath(__file__))
+L = []          # output lines
+verdicts = []   # (target, PASS/MISS, text)
+
+
+def w(s=""):
+    L.append(s)
+
+
+def load(case):
+    p = os.path.join(out, case, "results.jsonl")
+    if not os.path.exists(p):
+        return None, None
+    rows = []
+    for line in open(p):
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    return rows, time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(os.path.getmtime(p)))
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def rps(wrk):
+    return wrk["requests"] / (wrk["duration_us"] / 1e6)
+
+
+def f(x, fmt="%.0f"):
+    return "n/a" if x is None else fmt % x
+
+
+def verdict(target, ok, text):
+    verdicts.append((target, "PASS" if ok else "MISS", text))
+    return "**%s** (%s)" % ("PASS" if ok else "MISS", text)
+
+
+def header(title, case, date, cmd):
+    w("## %s" % title)
+    w()
+    w("Run: %s. Command: `%s` (raw data: `bench/out/%s/`)." % (date, cmd, case))
+    w()
+
+
+def cg_per_request(rows, variant, distinct=0):
+    cg = sorted((r for r in rows if r.get("kind") == "callgrind"
+                 and r["variant"] == variant and r["distinct"] == distinct),
+                key=lambda r: r["n"])
+    if len(cg) < 2:
+        return None, None
+    a, b = cg[0], cg[-1]
+    n = b["n"] - a["n"]
+    return (b["ir_total"] - a["ir_total"]) / n, (b["ir_main"] - a["ir_main"]) / n
+
+
+def wrk_table(rows, variants, extra=None):
+    w("| round | variant | load avg | req/s | p50 µs | p99 µs | nginx worker CPU µs/req |%s" %
+      ("" if extra is None else " %s |" % extra[0]))
+    w("|---|---|---|---|---|---|---|%s" % ("" if extra is None else "---|"))
+    for r in rows:
+        if r.get("variant") and r["variant"] in variants and r.get("wrk"):
+            x = r["wrk"]
+            cpu = r["worker_cpu_ns"] / 1e3 / x["requests"] if x["requests"] else None
+            w("| %s | %s | %s | %.0f | %d | %d | %s |%s" % (
+                r["round"], r["variant"], r.get("loadavg", ""), rps(x), x["p50_us"], x["p99_us"], f(cpu, "%.2f"),
+                "" if extra is None else " %s |" % extra[1](r)))
+    w()
+
+
+def medians(rows, variant, **match):
+    sel = [r for r in rows if r.get("variant") == variant and r.get("wrk")
+           and all(r.get(k) == v for k, v in match.items())]
+    return {
+        "rps": med([rps(r["wrk"]) for r in sel]),
+        "p50": med([r["wrk"]["p50_us"] for r in sel]),
+        "p99": med([r["wrk"]["p99_us"] for r in sel]),
+        "cpu": med([r["worker_cpu_ns"] / 1e3 / r["wrk"]["requests"] for r in sel]),
+        "n": len(sel),
+        "load": med([r.get("loadavg") for r in sel]),
+    }
+
+
+def ratio_verdict(target, A, B, limit):
+    """wall-clock throughput ratio; when the machine was contended (load
+    average >= 1.5 on 2 cores during the rounds) it is not a measurement of
+    nginx any more, and the verdict uses the worker-CPU-per-request ratio"""
+    wall = B["rps"] / A["rps"] if A["rps"] and B["rps"] else None
+    cpu = A["cpu"] / B["cpu"] if A["cpu"] and B["cpu"] else None
+    load = max(x for x in (A["load"], B["load"], 0) if x is not None)
+    if load >= 1.5 and cpu is not None:
+        return cpu, verdict(target, cpu >= limit, "CPU-per-request ratio %.3f vs >= %.2f (wall-clock ratio %s "
+                            "not used: median load average %.1f on 2 cores during the rounds)" % (
+                                cpu, limit, f(wall, "%.3f"), load))
+    return wall, verdict(target, wall is not None and wall >= limit, "throughput ratio %s vs >= %.2f (CPU-per-request ratio %s)" % (
+        f(wall, "%.3f"), limit, f(cpu, "%.3f")))
+
+
+# --- 1 ----------------------------------------------------------------------
+
+def overhead():
+    rows, date = load("overhead")
+    if not rows:
+        w("## 1. Recording overhead\n\nNot run yet (`make bench BENCH=overhead`).\n")
+        return
+    meta = next(r for r in rows if r.get("kind") == "meta")
+    header("1. Recording overhead (target: ratio >= 0.97, <= 500 instructions/request)",
+           "overhead", date, "make bench BENCH=overhead")
+    w("nginx 1 worker, `location / { return 200; }`, `access_log off` in every "
+      "variant (the strictest baseline). A: the module not loaded. B: "
+      "`chat_metrics on` (+ sidecar on ipc). C: the module loaded with metrics "
+      "off (correlation ID + request context only). `wrk -t1 -c32 -d%s --latency`, "
+      "%d rounds, order A B C / C B A alternating, fresh nginx each round, 1 s "
+      "warm-up." % (meta["duration"], meta["rounds"]))
+    w()
+    wrk_table(rows, "ABC", ("sidecar CPU µs/req", lambda r: f(
+        r.get("sidecar_cpu_ns", 0) / 1e3 / r["wrk"]["requests"], "%.2f") if r["variant"] == "B" else ""))
+    A, B, C = (medians(rows, v) for v in "ABC")
+    ratio = B["rps"] / A["rps"] if A["rps"] and B["rps"] else None
+    w("| median | A (no module) | B (metrics on) | C (module, metrics off) | B/A | C/A |")
+    w("|---|---|---|---|---|---|")
+    w("| req/s | %s | %s | %s | **%s** | %s |" % (f(A["rps"]), f(B["rps"]), f(C["rps"]), f(ratio, "%.3f"),
+                                                  f(C["rps"] / A["rps"] if A["rps"] and C["rps"] else None, "%.3f")))
+    w("| p99 µs | %s | %s | %s | | |" % (f(A["p99"]), f(B["p99"]), f(C["p99"])))
+    w("| worker CPU µs/req | %s | %s | %s | %s | %s |" % (
+        f(A["cpu"], "%.2f"), f(B["cpu"], "%.2f"), f(C["cpu"], "%.2f"),
+        f(B["cpu"] / A["cpu"] if A["cpu"] and B["cpu"] else None, "%.3f"), f(C["cpu"] / A["cpu"] if A["cpu"] and C["cpu"] else None, "%.3f")))
+    w()
+    ta, ma = cg_per_request(rows, "A")
+    tb, mb = cg_per_request(rows, "B")
+    tc, mc = cg_per_request(rows, "C")
+    cg = [r for r in rows if r.get("kind") == "callgrind"]
+    ns = sorted(set(r["n"] for r in cg))
+    w("callgrind (user space, every thread; nginx as one process, `master_process off`), "
+      "instructions per request = (Ir(%s requests) - Ir(%s requests)) / %d, sequential "
+      "keep-alive requests (bench/tools/hreq.c):" % (ns[-1], ns[0], ns[-1] - ns[0]) if len(ns) > 1 else "")
+    w()
+    w("| | A | B | C | B - A | C - A | B - C (recording alone) |")
+    w("|---|---|---|---|---|---|---|")
+    if ta and tb and tc:
+        w("| all threads | %.0f | %.0f | %.0f | **%.0f** | %.0f | %.0f |" % (ta, tb, tc, tb - ta, tc - ta, tb - tc))
+        w("| nginx thread only | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |" % (ma, mb, mc, mb - ma, mc - ma, mb - mc))
+    w()
+    w("Reference (VTS, same method): +1,048 over 8,136; throughput ratio 0.949.")
+    w()
+    ok2 = tb is not None and tb - ta <= 500
+    w("- throughput: %s" % ratio_verdict("1 ratio", A, B, 0.97)[1])
+    w("- instructions: %s" % verdict("1 instructions", ok2, "+%.0f per request vs <= 500" % ((tb or 0) - (ta or 0))))
+    sc = next((r for r in rows if r.get("kind") == "sidecar"), None)
+    if sc:
+        w()
+        w("Sidecar after the B rounds: total_requests %d = requests_served %d, dropped %d; RSS %.1f MB." % (
+            sc["total_requests"], sc["requests_served"], sc["requests_dropped"], sc["rss_kb"] / 1024))
+    p = os.path.join(out, "overhead", "per-request-B.txt")
+    if os.path.exists(p):
+        w()
+        w("Per-request profile of B (nginx thread, callgrind difference of the two runs, top entries):")
+        w()
+        w("```")
+        lines = open(p).read().splitlines()
+        w("\n".join(lines[:16] + ["..."] + [l for l in lines if "<-" in l or "large copies" in l]))
+        w("```")
+    w()
+
+
+# --- 2 ----------------------------------------------------------------------
+
+def cardinality():
+    rows, date = load("cardinality")
+    if not rows:
+        w("## 2. Cardinality\n\nNot run yet.\n")
+        return
+    header("2. Cardinality (target: ratio >= 0.95, sidecar RSS flat)", "cardinality", date,
+           "make bench BENCH=cardinality")
+    w("As target 1, every request a new URI (`/r/<k>`, bench/lua/randpath.lua: a "
+      "permutation, so N consecutive requests are N distinct URIs); B keys the "
+      "endpoint by URI (`chat_metrics_endpoint $uri`). One sidecar for all B rounds.")
+    w()
+    oks = []
+    w("| distinct URIs | A req/s (median) | B req/s (median) | B/A | A CPU µs/req | B CPU µs/req | rounds |")
+    w("|---|---|---|---|---|---|---|")
+    for d in (5000, 1000000):
+        A, B = medians(rows, "A", distinct=d), medians(rows, "B", distinct=d)
+        ratio = B["rps"] / A["rps"] if A["rps"] and B["rps"] else None
+        oks.append((d, A, B))
+        w("| %s | %s | %s | **%s** | %s | %s | %d |" % (f"{d:,}", f(A["rps"]), f(B["rps"]), f(ratio, "%.3f"),
+                                                     f(A["cpu"], "%.2f"), f(B["cpu"], "%.2f"), A["n"]))
+    w()
+    rss = [r for r in rows if r.get("kind") == "rss"]
+    w("| sidecar | RSS MB | total_requests | endpoints_tracked | overflow-row requests | dropped |")
+    w("|---|---|---|---|---|---|")
+    for r in rss:
+        w("| %s | %.1f | %s | %s | %s | %s |" % (r["at"], r["sidecar_rss_kb"] / 1024, r.get("total_requests", ""),
+                                                r.get("endpoints_tracked", ""), r.get("endpoint_overflow_requests", ""),
+                                                r.get("requests_dropped", "")))
+    w()
+    after = [r["sidecar_rss_kb"] for r in rss if r["at"] != "start"]
+    flat = len(after) >= 2 and (max(after) - after[0]) <= 0.05 * after[0]
+    ta, _ = cg_per_request(rows, "A", 5000)
+    tb, _ = cg_per_request(rows, "B", 5000)
+    if ta and tb:
+        w("callgrind with a per-URI key (5,000 distinct URIs): A %.0f, B %.0f instructions/request, "
+          "**+%.0f** (VTS: +2,396)." % (ta, tb, tb - ta))
+        w()
+    for d, A, B in oks:
+        w("- %s distinct: %s" % (f"{d:,}", ratio_verdict("2 ratio %s" % f"{d:,}", A, B, 0.95)[1]))
+    w("- sidecar RSS: %s" % verdict("2 RSS flat", flat, "%s MB after the first B round, max %s MB" % (
+        f(after[0] / 1024 if after else None, "%.1f"), f(max(after) / 1024 if after else None, "%.1f"))))
+    w()
+
+
+# --- 3 ----------------------------------------------------------------------
+
+def exactness():
+    rows, date = load("exactness")
+    if not rows:
+        w("## 3. Exactness under load\n\nNot run yet.\n")
+        return
+    r = rows[-1]
+    header("3. Exactness under load (target: total_requests = served, dropped = 0)", "exactness", date,
+           "make bench BENCH=exactness")
+    p = r["performance"]
+    w("nginx.conf.example as deployed (2 workers, access log, metrics on), "
+      "`wrk -t2 -c64` on `/bench/return`, each wrk thread stopping after half of "
+      "%s responses; nginx's count from `stub_status` (its own polls subtracted)." % f"{r['target']:,}")
+    w()
+    w("| served (stub_status) | access.log lines | total_requests | requests_served | dropped | records dropped | not received | seq gaps | wall s | req/s | worker CPU µs/req | sidecar CPU µs/req |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    q = r["pipeline"]
+    w("| %d | %d | %d | %d | %d | %d | %d | %d | %.2f | %.0f | %.2f | %.2f |" % (
+        r["served_stub_status"], r["access_log_lines"], p["total_requests"], p["requests_served"],
+        p["requests_dropped"], q["records_dropped"], q["requests_not_received"], q["batch_seq_gaps"],
+        r["wall_s"], r["served_stub_status"] / r["wall_s"], r["worker_cpu_ns"] / 1e3 / r["served_stub_status"],
+        r["sidecar_cpu_ns"] / 1e3 / r["served_stub_status"]))
+    w()
+    ok = p["total_requests"] == r["served_stub_status"] and p["requests_dropped"] == 0
+    w(verdict("3 exactness", ok, "%d recorded of %d served, %d dropped" % (
+        p["total_requests"], r["served_stub_status"], p["requests_dropped"])))
+    w()
+
+
+# --- 4 ----------------------------------------------------------------------
+
+def scrape():
+    rows, date = load("scrape")
+    if not rows:
+        w("## 4. Scraping\n\nNot run yet.\n")
+        return
+    header("4. Scraping is free (target: drop <= 2 %, p99 <= 5 ms at 1M messages)", "scrape", date,
+           "make bench BENCH=scrape")
+    seed = next((r for r in rows if r.get("kind") == "seed"), {})
+    w("nginx.conf.example (2 workers); devdb seeded with %s messages in %s groups "
+      "(bench/tools/seed.c, %s s, cached in bench/out/cache); the sidecar refreshes "
+      "its statistics in the background. `wrk -t1 -c32` on `/bench/return`. A: no "
+      "polling. B: `/dashboard/api/data` and `/metrics` each polled 10x/s through "
+      "nginx as deployed (basic auth, proxy_pass). C: the same polls straight to "
+      "the sidecar." % (f"{seed.get('messages', 0):,}", seed.get("groups"), seed.get("seed_seconds")))
+    w()
+    w("| round | variant | req/s | p99 µs | data p50/p99 ms | metrics p50/p99 ms | sidecar CPU s | devdb CPU s |")
+    w("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r.get("variant"):
+            d, m = r.get("poll_data"), r.get("poll_metrics")
+            w("| %s | %s | %.0f | %d | %s | %s | %.2f | %.2f |" % (
+                r["round"], r["variant"], rps(r["wrk"]), r["wrk"]["p99_us"],
+                "%.2f / %.2f" % (d["p50_ms"], d["p99_ms"]) if d else "",
+                "%.2f / %.2f" % (m["p50_ms"], m["p99_ms"]) if m else "",
+                r["sidecar_cpu_ns"] / 1e9, r["db_cpu_ns"] / 1e9))
+    w()
+    A, B, C = (medians(rows, v) for v in "ABC")
+    rb = B["rps"] / A["rps"] if A["rps"] else None
+    rc = C["rps"] / A["rps"] if A["rps"] else None
+    pb = [r for r in rows if r.get("variant") == "B"]
+    p99d = med([r["poll_data"]["p99_ms"] for r in pb])
+    p99m = med([r["poll_metrics"]["p99_ms"] for r in pb])
+    w("Medians: A %s, B %s (B/A **%s**), C %s (C/A %s) req/s; polled through nginx under load: "
+      "data p99 %s ms, metrics p99 %s ms." % (f(A["rps"]), f(B["rps"]), f(rb, "%.3f"), f(C["rps"]),
+                                              f(rc, "%.3f"), f(p99d, "%.2f"), f(p99m, "%.2f")))
+    w()
+    for r in rows:
+        if r.get("kind") == "idle_poll":
+            w("- polls with nothing else running, via %s: data p50 %.2f / p99 %.2f ms, metrics p50 %.2f / p99 %.2f ms" % (
+                r["via"], r["poll_data"]["p50_ms"], r["poll_data"]["p99_ms"], r["poll_metrics"]["p50_ms"],
+                r["poll_metrics"]["p99_ms"]))
+        if r.get("kind") == "full_table_poll":
+            w("- worst case, the endpoint table full (%s rows; JSON %d bytes, /metrics %d bytes), polls idle via %s: "
+              "data p50 %.2f / p99 %.2f ms, metrics p50 %.2f / p99 %.2f ms" % (
+                  r["endpoints_tracked"], r["json_bytes"], r["metrics_bytes"], r["via"], r["poll_data"]["p50_ms"],
+                  r["poll_data"]["p99_ms"], r["poll_metrics"]["p50_ms"], r["poll_metrics"]["p99_ms"]))
+        if r.get("kind") == "bcrypt":
+            w("- one bcrypt check of the deployed htpasswd (`htpasswd -B`, as scripts/run.sh makes it): "
+              "%.2f ms of CPU, done by nginx's auth_basic on the event loop for every poll" % r["ms"])
+        if r.get("kind") == "db":
+            d = r["database"]
+            w("- database statistics at the end: stale %s, refreshed_at %s, last refresh attempt took %s ms "
+              "(%s); devdb RSS %.0f MB; JSON %d bytes, /metrics %d bytes" % (
+                  d["stale"], d["refreshed_at"], d["refresh_duration_ms"], r["mongodb_status"],
+                  r["db_rss_kb"] / 1024, r["json_bytes"], r["metrics_bytes"]))
+    w()
+    ok1 = rb is not None and rb >= 0.98
+    ok2 = p99d is not None and p99m is not None and max(p99d, p99m) <= 5
+    w("- throughput: %s" % verdict("4 drop", ok1, "B/A %s vs >= 0.98" % f(rb, "%.3f")))
+    w("- poll p99: %s" % verdict("4 p99", ok2, "%s / %s ms vs <= 5 ms" % (f(p99d, "%.2f"), f(p99m, "%.2f"))))
+    w()
+
+
+# --- 5 ----------------------------------------------------------------------
+
+def chatapi():
+    rows, date = load("chatapi")
+    if not rows:
+        w("## 5. Chat API\n\nNot run yet.\n")
+        return
+    header("5. Chat API (target: static p99 under load within 2x of unloaded)", "chatapi", date,
+           "make bench BENCH=chatapi")
+    w("nginx.conf.example (2 workers, 16 pool threads), devdb (embedded FerretDB, "
+      "SQLite: every query but `_id` lookups is a full collection scan, see "
+      "devdb/README.md), 10 groups x 100 messages, then growing by the POST rounds. "
+      "`wrk -t1 -c32` with bench/lua/chatapi.lua; a probe fetches `/bench/static` "
+      "(a 3-byte file) 100x/s on its own connection during each round.")
+    w()
+    w("| round | load | req/s | p50 ms | p99 ms | non-2xx | probe p50 ms | probe p99 ms | worker CPU s | devdb CPU s |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r.get("variant"):
+            x = r["wrk"]
+            w("| %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.2f | %.2f |" % (
+                r["round"], r["variant"], f(rps(x)) if x else "", "%.1f" % (x["p50_us"] / 1e3) if x else "",
+                "%.1f" % (x["p99_us"] / 1e3) if x else "", x["err_status"] if x else "",
+                r["probe"]["p50_ms"], r["probe"]["p99_ms"], r["worker_cpu_ns"] / 1e9, r["db_cpu_ns"] / 1e9))
+    w()
+    idle = med([r["probe"]["p99_ms"] for r in rows if r.get("variant") == "idle"])
+    res = []
+    for v in ("get", "post"):
+        sel = [r for r in rows if r.get("variant") == v]
+        m = medians(rows, v)
+        pr = med([r["probe"]["p99_ms"] for r in sel])
+        res.append((v, m, pr))
+        w("- %s: median %s req/s, p50 %s ms, p99 %s ms; probe p99 %s ms vs %s ms unloaded: %s" % (
+            "GET a page of messages" if v == "get" else "POST a message", f(m["rps"]), f(m["p50"] and m["p50"] / 1e3, "%.1f"),
+            f(m["p99"] and m["p99"] / 1e3, "%.1f"), f(pr, "%.2f"), f(idle, "%.2f"),
+            verdict("5 event loop (%s)" % v, pr is not None and idle and pr <= 2 * idle,
+                    "%s x" % f(pr / idle if pr and idle else None, "%.2f"))))
+    w()
+
+
+# --- 6 ----------------------------------------------------------------------
+
+def fanout():
+    rows, date = load("fanout")
+    if not rows:
+        w("## 6. WebSocket fan-out\n\nNot run yet.\n")
+        return
+    header("6. WebSocket fan-out: the chat module vs nchan", "fanout", date, "make bench BENCH=fanout")
+    w("Both: 2 workers, worker_connections 16384, the same client (bench/tools/wsbench.c: "
+      "one epoll thread; subscribers round-robin over the groups; publisher: 8 keep-alive "
+      "connections, one POST in flight each, paced at the rate; each message carries "
+      "its send time). Chat: nginx.conf.example on devdb, POST "
+      "`/api/chat/groups/{id}/messages` (stored, then broadcast), WebSocket "
+      "`/api/chat/ws/{id}`. nchan: `nchan_publisher http` on `/pub/{ch}`, "
+      "`nchan_subscriber websocket` on `/sub/{ch}`, no database. Latency = POST "
+      "written -> frame read by the subscriber; CPU = every thread of both workers "
+      "(schedstat), so chat's includes the database client work of the pool threads.")
+    w()
+    w("| system | scenario | subs | rate/s (achieved) | delivered/expected | lat p50 / p99 / max ms | POST p50 / p99 ms | CPU µs/delivery | CPU µs/publish | closed by server |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    steps = [r for r in rows if r.get("phase") == "step"]
+    conns = {(r["system"], r["scenario"]): r for r in rows if r.get("phase") == "connect"}
+    for r in steps:
+        c = conns.get((r["system"], r["scenario"]), {})
+        w("| %s | %s | %s | %g (%.0f) | %d/%d = %.4f | %.2f / %.2f / %.2f | %.2f / %.2f | %s | %.0f | %d |" % (
+            r["system"], r["scenario"], c.get("open", ""), r["rate"], r["achieved_rate"], r["delivered"],
+            r["expected"], r["delivered_ratio"], r["lat_p50_ms"], r["lat_p99_ms"], r["lat_max_ms"],
+            r["post_p50_ms"], r["post_p99_ms"],
+            "%.2f" % r["cpu_us_per_delivery"] if r["cpu_us_per_delivery"] >= 0 else "-",
+            r["cpu_us_per_publish"], r["closed_by_server"]))
+    w()
+
+    def maxrate(sysname, prefix):
+        ok = [r["rate"] for r in steps if r["system"] == sysname and r["scenario"].startswith(prefix)
+              and r["delivered_ratio"] >= 1 and r["post_err"] == 0 and r["achieved_rate"] >= 0.95 * r["rate"]]
+        return max(ok) if ok else None
+
+    def step(sysname, sc):
+        return next((r for r in steps if r["system"] == sysname and r["scenario"] == sc), None)
+
+    w("Highest rate with 100 % delivered and the publisher keeping the pace (>= 95 % of the rate; 8 "
+      "publisher connections at 100/s, 32 in the rising steps), of the steps tried:")
+    w()
+    w("| scenario | chat | nchan |")
+    w("|---|---|---|")
+    for sc, label in (("one-", "1,000 subscribers, one group"), ("many-", "1,000 subscribers, 100 groups")):
+        w("| %s | %s | %s |" % (label, f(maxrate("chat", sc), "%g"), f(maxrate("nchan", sc), "%g")))
+    w()
+    w("Memory per idle subscriber: the first thing each fresh server does is accept these "
+      "subscribers and hold them idle 3 s (workers' RSS after minus before, per subscriber):")
+    w()
+    w("| system | subscribers | RSS before KB | RSS idle KB | KB per subscriber |")
+    w("|---|---|---|---|---|")
+    per = {}
+    for (s_, sc), c in sorted(conns.items()):
+        if sc.startswith("idle-") and c["open"]:
+            k = (c["rss_idle_kb_total"] - c["rss_before_kb_total"]) / c["open"]
+            per[s_] = k
+            w("| %s | %d | %d | %d | %.2f |" % (s_, c["open"], c["rss_before_kb_total"], c["rss_idle_kb_total"], k))
+    w()
+    w("POST response time against the number of subscribers of the group (5 msg/s, one publisher "
+      "connection, so that the machine is not saturated):")
+    w()
+    w("| system | subscribers | POST p50 ms | POST p99 ms | delivery p50 / p99 ms |")
+    w("|---|---|---|---|---|")
+    posts = {}
+    for r in steps:
+        if r["scenario"].startswith("post-"):
+            n = int(r["scenario"][5:])
+            posts.setdefault(r["system"], {})[n] = r
+            w("| %s | %d | %.2f | %.2f | %s |" % (r["system"], n, r["post_p50_ms"], r["post_p99_ms"],
+                                                "%.2f / %.2f" % (r["lat_p50_ms"], r["lat_p99_ms"]) if r["lat_p99_ms"] >= 0 else "-"))
+    w()
+    # verdicts
+    one, p0 = step("chat", "one-100"), step("chat", "post0-100")
+    if one:
+        net = None
+        if p0:
+            net = (one["nginx_cpu_s"] * 1e6 - p0["cpu_us_per_publish"] * one["published"]) / max(one["delivered"], 1)
+        n1 = step("nchan", "one-100")
+        w("- CPU per delivery, 1,000 subscribers on one group at 100/s: %s" % verdict(
+            "6 CPU/delivery", one["cpu_us_per_delivery"] <= 2,
+            "%.2f µs vs <= 2; %s µs net of the publish's own cost (%s µs per POST with no subscriber, "
+            "mostly the database client); nchan here: %s" % (
+                one["cpu_us_per_delivery"], f(net, "%.2f"), f(p0 and p0["cpu_us_per_publish"]),
+                f(n1 and n1["cpu_us_per_delivery"], "%.2f"))))
+    if "chat" in per:
+        w("- memory per idle subscriber: %s" % verdict("6 memory", per["chat"] <= 4, "%.2f KB vs <= 4 (nchan here: %s KB)" % (
+            per["chat"], f(per.get("nchan"), "%.2f"))))
+    chat100 = [r for r in steps if r["system"] == "chat" and r["rate"] == 100 and r["expected"]]
+    if chat100:
+        ok = all(r["delivered_ratio"] >= 1 for r in chat100)
+        w("- 100 %% delivered at 100/s: %s" % verdict("6 delivered", ok, ", ".join(
+            "%s %d/%d" % (r["scenario"], r["delivered"], r["expected"]) for r in chat100)))
+    if "chat" in posts and 0 in posts["chat"]:
+        q0 = posts["chat"][0]["post_p50_ms"]
+        nmax = max(posts["chat"])
+        qm = posts["chat"][nmax]["post_p50_ms"]
+        nq = posts.get("nchan", {})
+        w("- POST independent of subscribers: %s" % verdict(
+            "6 POST", qm <= 1.2 * q0 + 1, "p50 %.2f ms with 0, %.2f ms with %d subscribers (nchan: %s -> %s ms)" % (
+                q0, qm, nmax, f(nq.get(0, {}).get("post_p50_ms"), "%.2f"), f(nq.get(nmax, {}).get("post_p50_ms"), "%.2f"))))
+    for sc in ("many-100", "one-100"):
+        c, n = step("chat", sc), step("nchan", sc)
+        if c and n and p0:
+            lim = n["lat_p99_ms"] + p0["post_p99_ms"]
+            w("- delivery p99, %s: %s" % (sc, verdict(
+                "6 latency %s" % sc, c["lat_p99_ms"] <= lim,
+                "chat %.2f ms vs nchan %.2f ms + our POST p99 with no subscriber at 100/s %.2f ms = %.2f ms" % (
+                    c["lat_p99_ms"], n["lat_p99_ms"], p0["post_p99_ms"], lim))))
+    w()
+
+
+# --- 7 ----------------------------------------------------------------------
+
+def memory():
+    rows, date = load("memory")
+    if not rows:
+        w("## 7. Memory\n\nNot run yet.\n")
+    else:
+        r = rows[-1]
+        header("7. Memory: 10,000 idle WebSockets, and the soak", "memory", date, "make bench BENCH=memory")
+        n = r["client"]["open"]
+        w("nginx.conf.example (worker_connections raised to 16384 for this), %d subscribers over "
+          "100 groups, open %s s (pings answered)." % (n, "10"))
+        w()
+        w("| | before | %d open | after they closed |" % n)
+        w("|---|---|---|---|")
+        for i, (b, o, a) in enumerate(zip(r["worker_rss_kb_before"], r["worker_rss_kb_open"], r["worker_rss_kb_after"])):
+            w("| worker %d RSS KB | %d | %d | %d |" % (i + 1, b, o, a))
+        w("| sidecar RSS KB | %d | %d | %d |" % (r["sidecar_rss_kb_before"], r["sidecar_rss_kb_open"], r["sidecar_rss_kb_after"]))
+        w()
+        k = (sum(r["worker_rss_kb_open"]) - sum(r["worker_rss_kb_before"])) / max(n, 1)
+        w("Workers: %.2f KB per open WebSocket (connected %d of %d, failed %d; the dashboard counted %s)." % (
+            k, n, r["subscribers"], r["client"]["failed"], r["dashboard_ws"]))
+        w()
+        ok = n == r["subscribers"] and k <= 4 and r["sidecar_rss_kb_open"] - r["sidecar_rss_kb_before"] < 2048
+        w(verdict("7 10k idle", ok, "%.2f KB per WebSocket, sidecar +%d KB" % (
+            k, r["sidecar_rss_kb_open"] - r["sidecar_rss_kb_before"])))
+        w()
+    rows, date = load("soak")
+    if not rows:
+        w("### Soak\n\nNot run yet (`make bench-soak`, 10 minutes).\n")
+        return
+    end = next((x for x in rows if x.get("kind") == "end"), None)
+    samples = [x for x in rows if x.get("kind") == "sample"]
+    w("### Soak (`make bench-soak`), run %s" % date)
+    w()
+    w("Mixed traffic for %s s: bench/lua/mixed.lua (wrk -t1 -c8, paced) and WebSocket churn "
+      "(500 subscribers over 10 groups, 20 msg/s, reconnecting every 50 s). RSS every 10 s:" % (
+          end["seconds"] if end else "?"))
+    w()
+    if samples:
+        nw = len(samples[0]["worker_rss_kb"])
+        w("| | first | after 1 min | last | max |")
+        w("|---|---|---|---|---|")
+        idx1 = min(6, len(samples) - 1)
+        series = [("worker %d" % (i + 1), [s["worker_rss_kb"][i] for s in samples]) for i in range(nw)]
+        series += [("sidecar", [s["sidecar_rss_kb"] for s in samples]), ("devdb", [s["db_rss_kb"] for s in samples])]
+        flat = True
+        for name, xs in series:
+            w("| %s RSS KB | %d | %d | %d | %d |" % (name, xs[0], xs[idx1], xs[-1], max(xs)))
+            if name != "devdb" and xs[-1] > xs[idx1] * 1.05 + 512:
+                flat = False
+        w()
+        if end:
+            x = end["wrk"]
+            w("HTTP: %d requests (%d non-2xx: the 404s of the mix), p99 %.1f ms; WebSocket steps %d, "
+              "lowest delivered ratio %s; sidecar total_requests %s, dropped %s." % (
+                  x["requests"], x["err_status"], x["p99_us"] / 1e3, end["ws_steps"], end["ws_delivered_ratio_min"],
+                  end["total_requests"], end["requests_dropped"]))
+            w()
+        w(verdict("7 soak flat", flat, "workers and sidecar within 5 %% + 512 KB of their 1-minute value"))
+        w()
+
+
+def summary_table():
+    w("## Summary")
+    w()
+    w("| target | result | number |")
+    w("|---|---|---|")
+    for t, v, text in verdicts:
+        w("| %s | **%s** | %s |" % (t, v, text))
+    w()
+
+
+body_start = len(L)
+overhead(); cardinality(); exactness(); scrape(); chatapi(); fanout(); memory()
+body = L[body_start:]
+del L[body_start:]
+
+w("# Benchmark results")
+w()
+w("Generated by `make bench` (bench/run.sh, bench/tools/report.py); the analysis "
+  "at the end is bench/findings.md. How to run: `make bench` (all, ~20 min), "
+  "`make bench BENCH=name` (one of overhead cardinality exactness scrape chatapi "
+  "fanout memory), `make bench QUICK=1` (a ~3-minute smoke run: shorter, fewer "
+  "rounds, smaller sizes — its numbers are not the ones reported), `make bench-soak` "
+  "(10 minutes). Everything is on 127.0.0.1; every process is started and "
+  "stopped by pid.")
+w()
+w("Noise: other teammates' tests run on this 2-core machine at the same time. "
+  "A/B variants are therefore alternated (A B / B A) over several rounds with a "
+  "fresh nginx each round, and medians are reported; single rounds can be off "
+  "by 10-20 %.")
+w()
+mt = os.path.join(out, "machine.txt")
+if os.path.exists(mt):
+    w("## Machine")
+    w()
+    w("```")
+    w(open(mt).read().rstrip())
+    w("```")
+    w()
+summary_table()
+L.extend(body)
+fp = os.path.join(here, "..", "findings.md")
+if os.path.exists(fp):
+    L.append(open(fp).read())
+open(dest, "w").write("\n".join(L) + "\n")
+print("wrote %s (%d verdicts)" % (dest, len(verdicts)))
