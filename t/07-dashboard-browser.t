@@ -38,9 +38,9 @@ if (@missing) {
 
 # npm ci when the lock file changed (quiet); not under the parent's jobserver
 {
-    local $ENV{MAKEFLAGS};
-    local $ENV{MFLAGS};
-    local $ENV{MAKELEVEL};
+    delete local $ENV{MAKEFLAGS};
+    delete local $ENV{MFLAGS};
+    delete local $ENV{MAKELEVEL};
     my $out = `make -s -C $root browser-deps CHROMIUM=$chromium 2>&1`;
     if ($? != 0) {
         fail('make browser-deps');
