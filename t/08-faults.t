@@ -342,6 +342,7 @@ ChatTest::Sidecar::stop('KILL');
 my $gone = shift @one;
 $gone->{ws}->close(code => 1000);
 $gone->{ws}->recv_close(timeout => 2);
+$gone->{ws}->disconnect;                   # as a client does once the handshake is done
 push @two, join_ws($port, $g2, 'late');
 $served++;
 Time::HiRes::sleep(1);
@@ -411,7 +412,6 @@ for my $i (1 .. 20) {
 }
 is scalar @acked, 20, '20 messages acknowledged with 201 before the outage';
 my @ws = (join_ws($port, $g, 'bob'), join_ws($port, $g, 'carol'));
-next_content($_->{ws}) for @ws;   # nothing pending
 
 my $took = $::DB->stop;
 diag sprintf 'database stopped in %.2f s', $took;
@@ -559,6 +559,7 @@ kill 'HUP', master_pid();
 my @codes = map { scalar $_->{ws}->recv_close(timeout => 5) // 'none' } @old;
 is_deeply \@codes, [ (1001) x @old ], 'every WebSocket of the old workers closed with 1001 (' . scalar(@old) . ')';
 is scalar(grep { $_->{ws}->wait_for_eof(timeout => 3) } @old), scalar @old, 'then disconnected';
+$_->{ws}->disconnect for @old;             # our FIN: the old workers need not linger
 
 my %was = map { $_ => 1 } @old_w;
 my $new_w = wait_until(sub {
