@@ -19,7 +19,6 @@
 
 
 static void ngx_http_chat_free(void *data);
-static const char *ngx_http_chat_nul_check(const u_char *p, size_t len);
 
 
 static ngx_str_t  ngx_http_chat_json_type = ngx_string("application/json");
@@ -287,7 +286,7 @@ ngx_http_chat_parse_object(ngx_str_t *body, const char **detail)
         return NULL;
     }
 
-    *detail = ngx_http_chat_nul_check(body->data, body->len);
+    *detail = ngx_http_chat_json_nul_check(body->data, body->len);
     if (*detail) {
         return NULL;
     }
@@ -384,8 +383,8 @@ ngx_http_chat_utf8_valid(const u_char *p, size_t len)
  * are stepped over.  Returns the detail for the client, or NULL.
  */
 
-static const char *
-ngx_http_chat_nul_check(const u_char *p, size_t len)
+const char *
+ngx_http_chat_json_nul_check(const u_char *p, size_t len)
 {
     ngx_uint_t     i;
     const u_char  *last;

@@ -38,6 +38,12 @@ ngx_int_t ngx_http_chat_body(ngx_http_request_t *r, ngx_str_t *body);
  */
 cJSON *ngx_http_chat_parse_object(ngx_str_t *body, const char **detail);
 
+/*
+ * What cJSON would silently turn into a NUL (raw NUL, \u0000, a \u
+ * without four hex digits): the detail for the client, or NULL.
+ */
+const char *ngx_http_chat_json_nul_check(const u_char *p, size_t len);
+
 /* strict UTF-8: no overlongs, no surrogates, nothing past U+10FFFF */
 ngx_int_t ngx_http_chat_utf8_valid(const u_char *p, size_t len);
 

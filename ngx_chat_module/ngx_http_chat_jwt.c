@@ -127,6 +127,12 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
         return NGX_DECLINED;
     }
 
+    /* cJSON would cut "eve\u0000admin" to "eve": refuse what it cuts */
+    if (ngx_http_chat_json_nul_check(payload_json.data, payload_json.len)) {
+        *detail = "token payload is not acceptable JSON";
+        return NGX_DECLINED;
+    }
+
     payload = cJSON_ParseWithLength((const char *) payload_json.data,
                                     payload_json.len);
     if (payload == NULL || !cJSON_IsObject(payload)) {

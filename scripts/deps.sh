@@ -16,7 +16,13 @@ packages=(
     libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
     libhttp-message-perl libprotocol-websocket-perl libjson-pp-perl
     clang libclang-rt-14-dev lld-14 prometheus
+    # browser tests (t/07-dashboard-browser.t): Debian's chromium, node
+    chromium nodejs
 )
+
+# NodeSource's nodejs carries npm and conflicts with Debian's npm package;
+# Debian's nodejs does not carry it
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
