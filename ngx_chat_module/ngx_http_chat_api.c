@@ -774,6 +774,15 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
                    "chat op %d done: result %d in %uLus", op->kind,
                    op->result, ngx_http_chat_monotonic_us() - op->posted_us);
 
+    rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+
+    if (!c->error) {
+        /* the response first: its bytes are on the socket before the
+         * fan-out starts, so the POST never waits for the subscribers */
+        ctx = ngx_http_chat_get_ctx(r);
+        rc = ngx_http_chat_respond(r, ctx->api, op);
+    }
+
     /* what was stored is announced even if its author has gone away */
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
         u_char  gid[25];
@@ -783,16 +792,6 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
                                         op->event_json_len);
     }
 
-    if (c->error) {
-        ngx_http_chat_op_release(op);
-        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
-    ctx = ngx_http_chat_get_ctx(r);
-
-    rc = ngx_http_chat_respond(r, ctx->api, op);
     ngx_http_chat_op_release(op);
 
     ngx_http_finalize_request(r, rc);
