@@ -15,13 +15,13 @@
  * worker) and queued up to chat_ws_send_queue frames: a consumer that
  * falls further behind is closed with 1008 instead of growing memory.
  *
- * Closing: a close frame is answered with the same code, a protocol error
- * closes with its code (1002, 1007, 1009) and stops reading the peer.
- * Once our close frame is out and the peer's has arrived (or the peer's
- * input failed), our FIN goes and the connection lingers, discarding
- * input, until the peer's FIN or chat_ws_close_timeout.  The connection is
- * "idle" in nginx's sense while open, so a graceful shutdown or reload
- * closes it with 1001.
+ * Closing: a close frame is answered with the same code, and the TCP
+ * connection goes once our close frame is out and the peer's has arrived,
+ * or after chat_ws_close_timeout.  A protocol error closes with its code
+ * (1002, 1007, 1009) and stops reading the peer: once our close frame is
+ * out, our FIN goes and the input is discarded until the peer's FIN or
+ * the timeout.  The connection is "idle" in nginx's sense while open, so
+ * a graceful shutdown or reload closes it with 1001.
  */
 
 #include <ngx_config.h>
@@ -44,6 +44,9 @@
 
 #define NGX_HTTP_CHAT_WS_MAX_PENDING   8      /* messages being stored */
 #define NGX_HTTP_CHAT_WS_READ_SIZE     65536
+
+/* in ws->msg_opcode once no message can come: the peer's input failed */
+#define NGX_HTTP_CHAT_WS_FAILED        0xff
 
 
 typedef struct {
@@ -946,7 +949,7 @@ ngx_http_chat_ws_frame(ngx_http_chat_ws_t *ws, ngx_http_chat_ws_frame_t *f,
         if (ws->close_sent) {
             /* the answer to our close: the handshake is complete */
             if (ws->out_count == 0) {
-                (void) ngx_http_chat_ws_linger(ws);
+                ngx_http_chat_ws_finalize(ws);
             }
 
             return NGX_DONE;
@@ -1479,7 +1482,12 @@ ngx_http_chat_ws_flush(ngx_http_chat_ws_t *ws)
     }
 
     if (ws->close_sent && ws->close_received) {
-        return ngx_http_chat_ws_linger(ws);
+        if (ws->msg_opcode == NGX_HTTP_CHAT_WS_FAILED) {
+            return ngx_http_chat_ws_linger(ws);
+        }
+
+        ngx_http_chat_ws_finalize(ws);
+        return NGX_ERROR;
     }
 
     return NGX_OK;
@@ -1487,11 +1495,11 @@ ngx_http_chat_ws_flush(ngx_http_chat_ws_t *ws)
 
 
 /*
- * Both close frames are through (or the peer's input failed and is not
- * read any more): our FIN, then the peer's input is read and discarded
- * until its FIN, or until chat_ws_close_timeout.  Closing the socket at
- * once would answer whatever it still sends with a RST, which may destroy
- * our close frame before the peer has read it.
+ * Our close frame is out after the peer's input failed: our FIN, then the
+ * input is read and discarded until the peer's FIN, or until
+ * chat_ws_close_timeout.  Closing the socket at once would answer the
+ * rest of what it sends (say, a frame too big) with a RST, which may
+ * destroy our close frame before the peer has read it.
  */
 
 static ngx_int_t
@@ -1613,10 +1621,16 @@ ngx_http_chat_ws_fail(ngx_http_chat_ws_t *ws, ngx_uint_t code,
     /*
      * The peer's input is not parsed any more (after a framing error it
      * cannot be), so its close frame is not waited for (RFC 6455, 7.1.7):
-     * close_received makes the rest be discarded and the connection linger
-     * once our close frame is out.
+     * close_received makes the rest be discarded, and the connection
+     * lingers once our close frame is out.
      */
 
+    if (ws->msg) {
+        ngx_free(ws->msg);
+        ws->msg = NULL;
+    }
+
+    ws->msg_opcode = NGX_HTTP_CHAT_WS_FAILED;
     ws->close_received = 1;
 
     ngx_http_chat_ws_close(ws, code, reason);
