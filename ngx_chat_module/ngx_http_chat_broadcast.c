@@ -75,7 +75,6 @@ static ngx_uint_t ngx_http_chat_snapshot(void *records, ngx_uint_t max,
     void **cursor);
 static void ngx_http_chat_bus_address(char *buf, size_t size,
     ngx_uint_t slot);
-static void ngx_http_chat_nng_fini(void *data);
 
 
 static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
@@ -104,24 +103,10 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     ngx_event_t                *rev;
     ngx_core_conf_t            *ccf;
     ngx_connection_t           *c;
-    ngx_pool_cleanup_t         *cln;
     ngx_http_chat_broadcast_t  *b;
 
     b = &ngx_http_chat_broadcast;
     ngx_memzero(b, sizeof(ngx_http_chat_broadcast_t));
-
-    /*
-     * Added after load_module's cleanup, so it runs before it: once every
-     * exit_process handler has closed its nng socket (the bus here, the
-     * metrics' one), and before the module is unloaded.
-     */
-
-    cln = ngx_pool_cleanup_add(cycle->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_chat_nng_fini;
 
     ngx_rbtree_init(&b->tree, &b->sentinel, ngx_http_chat_group_insert);
 
@@ -221,21 +206,6 @@ ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
         (void) nng_close(b->bus);
         b->bus_open = 0;
     }
-}
-
-
-/*
- * nng's threads outlive nng_close().  When a worker exits, nginx unloads
- * the module, and with it libnng, loaded for the module alone: a thread
- * of nng that wakes up after that runs unmapped code (a SIGSEGV in
- * workers leaving after a reload).  nng_fini() stops them all; nng asks
- * for it "just before dlclose()".
- */
-
-static void
-ngx_http_chat_nng_fini(void *data)
-{
-    nng_fini();
 }
 
 

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include <mongoc/mongoc.h>
+#include <nng/nng.h>
 
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_correlation.h"
@@ -27,6 +28,7 @@ static char *ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_http_chat_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_chat_init_process(ngx_cycle_t *cycle);
 static void ngx_http_chat_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_chat_nng_fini(void *data);
 
 static char *ngx_http_chat_mongo_uri(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -967,6 +969,7 @@ ngx_http_chat_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_chat_init_process(ngx_cycle_t *cycle)
 {
+    ngx_pool_cleanup_t         *cln;
     ngx_http_chat_main_conf_t  *cmcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -976,9 +979,22 @@ ngx_http_chat_init_process(ngx_cycle_t *cycle)
     }
 
     cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_chat_module);
-    if (cmcf == NULL) {
+    if (cmcf == NULL || !(cmcf->metrics_used || cmcf->api_used)) {
         return NGX_OK;
     }
+
+    /*
+     * Added after load_module's cleanup, so it runs before it: once every
+     * exit_process handler has closed its nng socket, and before the
+     * module (and libnng, loaded for it alone) is unloaded.
+     */
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_chat_nng_fini;
 
     if (cmcf->metrics_used
         && ngx_http_chat_metrics_init_process(cycle, cmcf) != NGX_OK)
@@ -1015,4 +1031,18 @@ ngx_http_chat_exit_process(ngx_cycle_t *cycle)
     if (cmcf->metrics_used) {
         ngx_http_chat_metrics_exit_process(cycle);
     }
+}
+
+
+/*
+ * nng's threads outlive nng_close().  When a worker exits, nginx unloads
+ * the module, and with it libnng: a thread of nng that wakes up after that
+ * runs unmapped code (a SIGSEGV in workers leaving after a reload).
+ * nng_fini() stops them all; nng asks for it "just before dlclose()".
+ */
+
+static void
+ngx_http_chat_nng_fini(void *data)
+{
+    nng_fini();
 }
