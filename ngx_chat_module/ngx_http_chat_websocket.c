@@ -45,8 +45,6 @@
 #define NGX_HTTP_CHAT_WS_MAX_PENDING   8      /* messages being stored */
 #define NGX_HTTP_CHAT_WS_READ_SIZE     65536
 
-/* in ws->msg_opcode once no message can come: the peer's input failed */
-#define NGX_HTTP_CHAT_WS_FAILED        0xff
 
 
 typedef struct {
@@ -119,9 +117,7 @@ static ngx_str_t  ngx_http_chat_ws_guid =
  * order sent: the one being stored is on the thread pool, the others
  * (at most NGX_HTTP_CHAT_WS_MAX_PENDING - 1 per connection) wait here.
  */
-static ngx_queue_t  ngx_http_chat_ws_waiting = {
-    &ngx_http_chat_ws_waiting, &ngx_http_chat_ws_waiting
-};
+
 
 
 /* --- the opening handshake ------------------------------------------------ */
@@ -490,6 +486,7 @@ ngx_http_chat_ws_upgrade(ngx_http_request_t *r,
     ws->connection = c;
     ws->conf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
     ngx_queue_init(&ws->out);
+    ngx_queue_init(&ws->waiting);
     ngx_queue_init(&ws->group_link);
 
     ngx_memcpy(ws->group_id, hs->group_id.data, 24);
@@ -1099,7 +1096,7 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
 
     if (ws->pending_ops) {
         /* one at a time: it is posted once the previous one is stored */
-        ngx_queue_insert_tail(&ngx_http_chat_ws_waiting, &pending->queue);
+        ngx_queue_insert_tail(&ws->waiting, &pending->queue);
         ws->pending_ops++;
         return NGX_OK;
     }
@@ -1208,20 +1205,12 @@ ngx_http_chat_ws_post_next(ngx_http_chat_ws_t *ws)
 
     for ( ;; ) {
 
-        for (q = ngx_queue_head(&ngx_http_chat_ws_waiting);
-             q != ngx_queue_sentinel(&ngx_http_chat_ws_waiting);
-             q = ngx_queue_next(q))
-        {
-            next = ngx_queue_data(q, ngx_http_chat_ws_pending_t, queue);
-
-            if (next->ws == ws) {
-                break;
-            }
-        }
-
-        if (q == ngx_queue_sentinel(&ngx_http_chat_ws_waiting)) {
+        if (ngx_queue_empty(&ws->waiting)) {
             return;
         }
+
+        q = ngx_queue_head(&ws->waiting);
+        next = ngx_queue_data(q, ngx_http_chat_ws_pending_t, queue);
 
         ngx_queue_remove(q);
 
@@ -1482,7 +1471,7 @@ ngx_http_chat_ws_flush(ngx_http_chat_ws_t *ws)
     }
 
     if (ws->close_sent && ws->close_received) {
-        if (ws->msg_opcode == NGX_HTTP_CHAT_WS_FAILED) {
+        if (ws->input_failed) {
             return ngx_http_chat_ws_linger(ws);
         }
 
@@ -1630,7 +1619,7 @@ ngx_http_chat_ws_fail(ngx_http_chat_ws_t *ws, ngx_uint_t code,
         ws->msg = NULL;
     }
 
-    ws->msg_opcode = NGX_HTTP_CHAT_WS_FAILED;
+    ws->input_failed = 1;
     ws->close_received = 1;
 
     ngx_http_chat_ws_close(ws, code, reason);

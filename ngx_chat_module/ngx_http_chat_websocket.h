@@ -85,13 +85,17 @@ struct ngx_http_chat_ws_s {
     ngx_event_t                timer;           /* ping, idle, close wait */
     ngx_msec_t                 last_recv;
 
-    ngx_uint_t                 pending_ops;     /* messages being stored */
+    ngx_uint_t                 pending_ops;     /* messages being stored
+                                                   or waiting to be */
+    ngx_queue_t                waiting;         /* stored one at a time,
+                                                   in the order sent */
 
     unsigned                   close_sent:1;
     unsigned                   close_received:1;
     unsigned                   closed:1;        /* TCP gone, struct kept
                                                    for pending ops */
     unsigned                   subscribed:1;
+    unsigned                   input_failed:1;  /* no message can come */
 };
 
 
