@@ -577,6 +577,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ws->connection = conn;
     ws->conf = &conf;
     ngx_queue_init(&ws->out);
+    ngx_queue_init(&ws->waiting);
     ngx_queue_init(&ws->group_link);
     memcpy(ws->group_id, "0123456789abcdef01234567", 24);
     ws->user_id.data = ws->user_buf;
