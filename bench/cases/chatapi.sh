@@ -34,23 +34,30 @@ for g in $(cat "$dir/groups"); do
 done
 log "  chatapi: 10 groups x 100 messages seeded"
 
-for r in $(seq "$rounds"); do
-    for v in idle get post; do
+# GET rounds first: devdb scans the whole collection for a page, and the
+# POST rounds grow it by thousands of messages
+for v_r in $(for v in get post; do for r in $(seq "$rounds"); do echo "idle-$v:$r busy-$v:$r $v:$r"; done; done); do
+    v=${v_r%%:*}; r=${v_r##*:}
+    {
         "$BIN/hreq" -p "$port" -r 100 -d "$dur" -u /bench/static > "$dir/probe-$v-$r.json" &
         pp=$!
         c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid")
         j=null
-        if [ "$v" != idle ]; then
+        if [ "${v#busy}" != "$v" ]; then
+            # control: one core kept busy by a plain loop (what devdb does
+            # under the API load), no requests: CPU contention alone
+            timeout "$dur" bash -c 'while :; do :; done'
+        elif [ "${v#idle}" = "$v" ]; then
             j=$(BENCH_OP=$v BENCH_TOKEN=$token BENCH_GROUPS=$dir/groups \
-                run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --latency -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
+                run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --timeout 10s --latency -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
         else
             sleep "$dur"
         fi
         wait "$pp"
         c1=$(cpu_ns "$w"); d1=$(cpu_ns "$dbpid")
-        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"worker_cpu_ns\":$((c1 - c0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"probe\":$(cat "$dir/probe-$v-$r.json")}"
+        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"probe\":$(cat "$dir/probe-$v-$r.json")}"
         log "  chatapi $v round $r: $( [ "$j" != null ] && echo "$j" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status}') probe $(jq -c '{p50_ms, p99_ms}' "$dir/probe-$v-$r.json")"
-    done
+    }
 done
 sj=$(sidecar_json "$sport")
 emit "{\"case\":\"$case\",\"kind\":\"end\",\"endpoints\":$(echo "$sj" | jq -c '[.endpoints[] | {endpoint, count: (.count // .total_requests), avg_response_time_ms, p95_response_time_ms}]' 2>/dev/null || echo null),\"db_rss_kb\":$(rss_kb "$dbpid")}"

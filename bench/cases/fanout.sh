@@ -34,15 +34,16 @@ scenarios() {   # scenarios SYSTEM PORT GROUPS_FILE PIDS [-t TOKEN]
     run_ws "$sys" "idle-$bigsubs" -p "$port" -g "$gf" -G 100 -n "$bigsubs" "$@" -P "$pids" -i 3
     # the publish alone (no subscriber) at 100/s: for chat, the database write
     run_ws "$sys" post0-100 -p "$port" -g "$gf" -G 100 -n 0 "$@" -r 100 -d "$base" -P "$pids"
-    run_ws "$sys" one-100 -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r 100 -d "$base" -P "$pids" -i 1
-    run_ws "$sys" one-max -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
     run_ws "$sys" many-100 -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r 100 -d "$base" -P "$pids" -i 1
-    run_ws "$sys" many-max -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
+    run_ws "$sys" one-100 -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r 100 -d "$base" -P "$pids" -i 1
     # POST response time against subscribers: a low rate, so that the
     # machine is not saturated and only the POST's own path is measured
     for n in 0 1000 "$bigsubs"; do
         run_ws "$sys" "post-$n" -p "$port" -g "$gf" -G 1 -n "$n" "$@" -r 5 -d "$base" -c 1 -P "$pids" -i 1
     done
+    # last, the rising rates that end in overload
+    run_ws "$sys" many-max -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
+    run_ws "$sys" one-max -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
 }
 
 # --- the chat module -------------------------------------------------------
@@ -55,8 +56,7 @@ ingest="ipc://$dir/metrics.ipc"
 read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
 port=$(free_port)
 example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
-    sed -e 's/worker_connections  4096;/worker_connections  16384;/' \
-        -e 's/^worker_processes  2;/worker_processes  2;\nworker_rlimit_nofile  65536;/' > "$dir/nginx.conf"
+    sed -e 's/worker_connections  4096;/worker_connections  16384;/' > "$dir/nginx.conf"
 m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
 w=$(worker_pids "$m")
 create_groups "$port" "$token" 100 "$dir/groups" || exit 1

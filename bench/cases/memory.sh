@@ -19,8 +19,7 @@ ingest="ipc://$dir/metrics.ipc"
 read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
 port=$(free_port)
 example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
-    sed -e 's/worker_connections  4096;/worker_connections  16384;/' \
-        -e 's/^worker_processes  2;/worker_processes  2;\nworker_rlimit_nofile  65536;/' > "$dir/nginx.conf"
+    sed -e 's/worker_connections  4096;/worker_connections  16384;/' > "$dir/nginx.conf"
 m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
 w=$(worker_pids "$m")
 create_groups "$port" "$token" 100 "$dir/groups" || exit 1

@@ -683,7 +683,11 @@ main(int argc, char **argv)
         uint64_t start = now_ns();
         uint64_t late = 0, max_lag_ns = 0;
 
-        while (next_seq < first + count) {
+        /* the step ends on time even if the publisher fell behind: the
+           messages it could not send are simply not sent (and reported as
+           a lower achieved rate) */
+        uint64_t stop_at = start + (uint64_t) (step_sec * 1e9);
+        while (next_seq < first + count && now_ns() < stop_at) {
             uint64_t due = start + (uint64_t) ((next_seq - first) * 1e9 / rate);
             uint64_t t = now_ns();
             if (t >= due) {
@@ -704,6 +708,8 @@ main(int argc, char **argv)
             loop_for(ms > 50 ? 50 : (int) ms);
         }
         uint64_t pub_end = now_ns();
+        uint32_t planned = count;
+        count = next_seq - first;
         double achieved = count / ((pub_end - start) / 1e9);
 
         /* wait for the stragglers: until all delivered or grace is over */
@@ -732,7 +738,7 @@ main(int argc, char **argv)
                "\"achieved_rate\":%.1f,\"late_sends\":%llu,"
                "\"max_send_lag_ms\":%.2f,"
                "\"subscribers_open\":%d,\"closed_by_server\":%d,"
-               "\"published\":%u,\"post_ok\":%llu,\"post_err\":%llu,"
+               "\"planned\":%u,\"published\":%u,\"post_ok\":%llu,\"post_err\":%llu,"
                "\"expected\":%llu,\"delivered\":%llu,\"duplicates\":%llu,"
                "\"delivered_ratio\":%.6f,"
                "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,"
@@ -742,7 +748,7 @@ main(int argc, char **argv)
                "\"cpu_us_per_publish\":%.1f,\"pings_answered\":%llu,",
                mode == M_CHAT ? "chat" : "nchan", rate, achieved,
                (unsigned long long) late, max_lag_ns / 1e6, subs_open,
-               subs_closed_by_server - closed0, count,
+               subs_closed_by_server - closed0, planned, count,
                (unsigned long long) post_ok, (unsigned long long) post_err,
                (unsigned long long) expected, (unsigned long long) received,
                (unsigned long long) dup_count, ratio,
