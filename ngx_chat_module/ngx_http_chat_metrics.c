@@ -535,7 +535,10 @@ ngx_http_chat_copy(char *dst, size_t size, ngx_str_t *src)
     size_t  n;
 
     n = ngx_min(src->len, size);
-    ngx_memcpy(dst, src->data, n);
+
+    if (n) {                       /* an empty ngx_str_t may have no data */
+        ngx_memcpy(dst, src->data, n);
+    }
 
     return n;
 }

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 reports=$(mktemp -d /tmp/chat-asan.XXXXXX)
+chmod 1777 "$reports"        # nginx workers may run as another user
 wrapper=$root/build/asan/nginx-asan
 libasan=$(gcc -print-file-name=libasan.so)
 

@@ -25,9 +25,11 @@ plan skip_all => 'SKIP_BROWSER_TESTS is set: the browser tests were left out'
 my @missing;
 push @missing, 'node (apt-get install nodejs npm)' if system('command -v node >/dev/null 2>&1') != 0;
 push @missing, "$chromium (apt-get install chromium)" unless -x $chromium;
-for (['build/ngx_chat_module.so', 'make'], ['build/sidecar/chat-sidecar', 'make'],
-     ['build/devdb', 'make devdb']) {
-    push @missing, "$_->[0] ($_->[1])" unless -e "$root/$_->[0]";
+my $module = (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} // '')[0]
+             // "$root/build/ngx_chat_module.so";
+my $sidecar = $ENV{TEST_NGINX_SIDECAR_BIN} // "$root/build/sidecar/chat-sidecar";
+for ([$module, 'make'], [$sidecar, 'make'], ["$root/build/devdb", 'make devdb']) {
+    push @missing, "$_->[0] ($_->[1])" unless -e $_->[0];
 }
 if (@missing) {
     fail('browser test prerequisites');

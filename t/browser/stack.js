@@ -21,9 +21,13 @@ const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const NGINX = process.env.NGINX || '/usr/sbin/nginx';
-const MODULE = path.join(ROOT, 'build', 'ngx_chat_module.so');
-const SIDECAR = path.join(ROOT, 'build', 'sidecar', 'chat-sidecar');
+// the suite's choices win (make test-asan runs the sanitizer builds)
+const NGINX = process.env.TEST_NGINX_BINARY || process.env.NGINX
+              || '/usr/sbin/nginx';
+const MODULE = (process.env.TEST_NGINX_LOAD_MODULES || '').split(' ')[0]
+               || path.join(ROOT, 'build', 'ngx_chat_module.so');
+const SIDECAR = process.env.TEST_NGINX_SIDECAR_BIN
+                || path.join(ROOT, 'build', 'sidecar', 'chat-sidecar');
 const RUN_DB = path.join(ROOT, 'devdb', 'run-db.sh');
 const DEVDB = path.join(ROOT, 'build', 'devdb');
 
