@@ -79,6 +79,8 @@ static void ngx_http_chat_add_oid(cJSON *obj, const char *key,
     const bson_oid_t *oid);
 static void ngx_http_chat_maxtime(bson_t *opts);
 
+static void ngx_http_chat_mongoc_log(mongoc_log_level_t level,
+    const char *domain, const char *message, void *data);
 static void ngx_http_chat_index_handler(ngx_event_t *ev);
 static void ngx_http_chat_index_done(ngx_http_chat_op_t *op);
 
@@ -112,6 +114,9 @@ ngx_http_chat_storage_init_process(ngx_cycle_t *cycle,
                        sizeof(st->db));
 
     mongoc_init();
+
+    /* the driver's own messages go to nginx's error log, not to stderr */
+    mongoc_log_set_handler(ngx_http_chat_mongoc_log, NULL);
 
     st->uri = mongoc_uri_new_with_error((const char *) cmcf->mongo_uri.data,
                                         &error);
@@ -1028,6 +1033,35 @@ ngx_http_chat_maxtime(bson_t *opts)
 {
     BSON_APPEND_INT64(opts, "maxTimeMS",
                       (int64_t) ngx_http_chat_storage.timeout_ms);
+}
+
+
+/*
+ * mongoc logs from its own threads too; like nginx's thread pool threads,
+ * they write to the cycle's log.  Its chatter (debug, info, message) is
+ * dropped: with the database down it would repeat twice a second.
+ */
+
+static void
+ngx_http_chat_mongoc_log(mongoc_log_level_t level, const char *domain,
+    const char *message, void *data)
+{
+    ngx_uint_t  ngx_level;
+
+    switch (level) {
+    case MONGOC_LOG_LEVEL_ERROR:
+    case MONGOC_LOG_LEVEL_CRITICAL:
+        ngx_level = NGX_LOG_ERR;
+        break;
+    case MONGOC_LOG_LEVEL_WARNING:
+        ngx_level = NGX_LOG_WARN;
+        break;
+    default:
+        return;
+    }
+
+    ngx_log_error(ngx_level, ngx_cycle->log, 0, "chat mongoc %s: %s",
+                  domain, message);
 }
 
 

@@ -17,6 +17,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 PORT=${PORT:-8001}
+# mongo-c-driver's shared-memory counters would leave /dev/shm/mongoc-PID
+# behind every killed nginx master; nothing here reads them
+export MONGOC_DISABLE_SHM=1
 SIDECAR_PORT=${SIDECAR_PORT:-0}
 DASHBOARD_USER=${DASHBOARD_USER:-admin}
 var=$root/var

@@ -73,6 +73,9 @@ else
 fi
 
 export TEST_NGINX_MONGO_URI=$uri
+# mongo-c-driver's shared-memory counters would leave /dev/shm/mongoc-PID
+# behind every killed nginx master; nothing here reads them
+export MONGOC_DISABLE_SHM=1
 export TEST_NGINX_DEVDB_PID_FILE=$db_pid_file
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export TEST_NGINX_LOAD_MODULES=${TEST_NGINX_LOAD_MODULES:-$root/build/ngx_chat_module.so}
