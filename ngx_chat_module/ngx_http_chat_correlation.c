@@ -257,28 +257,53 @@ ngx_http_chat_cid_next(void)
 }
 
 
+/* 8 bytes as 16 lowercase hex digits, two digits per table lookup */
+
+static u_char *
+ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes)
+{
+    static const char  digits[] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
+    ngx_uint_t  i, b;
+
+    for (i = 0; i < bytes; i++) {
+        b = (v >> (8 * (bytes - 1 - i))) & 0xff;
+        *p++ = digits[2 * b];
+        *p++ = digits[2 * b + 1];
+    }
+
+    return p;
+}
+
+
+/* a UUIDv4-shaped ID from 128 random bits: 8-4-4-4-12 hex digits */
+
 static void
 ngx_http_chat_cid_generate(u_char *buf)
 {
-    u_char    bytes[16];
     uint64_t  a, b;
 
     a = ngx_http_chat_cid_next();
     b = ngx_http_chat_cid_next();
 
-    ngx_memcpy(bytes, &a, 8);
-    ngx_memcpy(bytes + 8, &b, 8);
+    a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  /* version 4 */
+    b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  /* variant */
 
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;          /* version 4 */
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;          /* RFC 4122 variant */
-
-    buf = ngx_hex_dump(buf, bytes, 4);
+    buf = ngx_http_chat_hex64(buf, a >> 32, 4);
     *buf++ = '-';
-    buf = ngx_hex_dump(buf, bytes + 4, 2);
+    buf = ngx_http_chat_hex64(buf, (a >> 16) & 0xffff, 2);
     *buf++ = '-';
-    buf = ngx_hex_dump(buf, bytes + 6, 2);
+    buf = ngx_http_chat_hex64(buf, a & 0xffff, 2);
     *buf++ = '-';
-    buf = ngx_hex_dump(buf, bytes + 8, 2);
+    buf = ngx_http_chat_hex64(buf, b >> 48, 2);
     *buf++ = '-';
-    (void) ngx_hex_dump(buf, bytes + 10, 6);
+    (void) ngx_http_chat_hex64(buf, b & 0xffffffffffffULL, 6);
 }

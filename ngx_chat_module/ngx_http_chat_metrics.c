@@ -38,10 +38,14 @@ typedef struct {
     ngx_uint_t                  batch_limit;
     ngx_msec_t                  flush_interval;
 
-    /* the batch being filled: header followed by records */
+    /* the batch being filled, in place in the nng message it will be
+     * sent as (no copy): header followed by records */
+    nng_msg                    *msg;
     chat_wire_batch_t          *batch;
     chat_wire_record_t         *records;
+    ngx_uint_t                  count;
     ngx_uint_t                  batch_requests;
+    ngx_flag_t                  inited;
 
     uint64_t                    worker_start_us;
     uint64_t                    batch_seq;
@@ -60,8 +64,10 @@ typedef struct {
 
 static chat_wire_record_t *ngx_http_chat_metrics_next(uint16_t type);
 static void ngx_http_chat_metrics_flush(void);
-static void ngx_http_chat_metrics_send(chat_wire_batch_t *batch,
-    ngx_uint_t count, ngx_uint_t requests, uint16_t flags);
+static void ngx_http_chat_metrics_header(chat_wire_batch_t *batch,
+    ngx_uint_t count, uint16_t flags);
+static void ngx_http_chat_metrics_sent(int rv, ngx_uint_t count,
+    ngx_uint_t requests);
 static void ngx_http_chat_metrics_flush_handler(ngx_event_t *ev);
 static void ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev);
 static size_t ngx_http_chat_copy(char *dst, size_t size, ngx_str_t *src);
@@ -69,9 +75,7 @@ static size_t ngx_http_chat_copy(char *dst, size_t size, ngx_str_t *src);
 
 static ngx_http_chat_metrics_t  ngx_http_chat_metrics;
 
-/* one batch buffer for requests, one for snapshots, per worker */
-static u_char  ngx_http_chat_batch_buf[CHAT_WIRE_BATCH_SIZE(
-                                           CHAT_WIRE_MAX_RECORDS)];
+/* snapshots (every 5 s) are built here and copied by nng_send() */
 static u_char  ngx_http_chat_snapshot_buf[CHAT_WIRE_BATCH_SIZE(
                                               CHAT_WIRE_MAX_RECORDS)];
 
@@ -113,9 +117,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     m->batch_limit = cmcf->metrics_batch;
     m->flush_interval = cmcf->metrics_flush;
     m->worker_start_us = ngx_http_chat_realtime_us();
-    m->batch = (chat_wire_batch_t *) ngx_http_chat_batch_buf;
-    m->records = (chat_wire_record_t *) (ngx_http_chat_batch_buf
-                                         + sizeof(chat_wire_batch_t));
+    m->inited = 1;
 
     /*
      * nng starts its own threads: they must not take signals meant for the
@@ -179,11 +181,16 @@ ngx_http_chat_metrics_exit_process(ngx_cycle_t *cycle)
 
     m = &ngx_http_chat_metrics;
 
-    if (m->batch == NULL) {
+    if (!m->inited) {
         return;
     }
 
     ngx_http_chat_metrics_flush();
+
+    if (m->msg) {
+        nng_msg_free(m->msg);
+        m->msg = NULL;
+    }
 
     if (m->open) {
         (void) nng_close(m->sock);
@@ -213,11 +220,17 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
 
-    if (!lcf->metrics || ngx_http_chat_metrics.batch == NULL) {
+    if (!lcf->metrics || !ngx_http_chat_metrics.inited) {
         return NGX_OK;
     }
 
     rec = ngx_http_chat_metrics_next(CHAT_REC_REQUEST);
+    if (rec == NULL) {
+        ngx_http_chat_metrics.records_dropped++;
+        ngx_http_chat_metrics.requests_dropped++;
+        return NGX_OK;
+    }
+
     req = &rec->u.request;
 
     ctx = ngx_http_chat_get_ctx(r);
@@ -288,9 +301,7 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
     ngx_http_chat_metrics.batch_requests++;
     ngx_http_chat_metrics.requests_recorded++;
 
-    if (ngx_http_chat_metrics.batch->count
-        >= ngx_http_chat_metrics.batch_limit)
-    {
+    if (ngx_http_chat_metrics.count >= ngx_http_chat_metrics.batch_limit) {
         ngx_http_chat_metrics_flush();
     }
 
@@ -305,11 +316,16 @@ ngx_http_chat_metrics_ws_event(ngx_uint_t connected, ngx_str_t *group_id,
     chat_wire_record_t    *rec;
     chat_wire_ws_event_t  *ev;
 
-    if (ngx_http_chat_metrics.batch == NULL) {
+    if (!ngx_http_chat_metrics.inited) {
         return;
     }
 
     rec = ngx_http_chat_metrics_next(CHAT_REC_WS_EVENT);
+    if (rec == NULL) {
+        ngx_http_chat_metrics.records_dropped++;
+        return;
+    }
+
     ev = &rec->u.ws_event;
 
     ev->event = connected ? CHAT_WS_CONNECTED : CHAT_WS_DISCONNECTED;
@@ -321,9 +337,7 @@ ngx_http_chat_metrics_ws_event(ngx_uint_t connected, ngx_str_t *group_id,
                                                    CHAT_WIRE_USER_ID_LEN,
                                                    user_id);
 
-    if (ngx_http_chat_metrics.batch->count
-        >= ngx_http_chat_metrics.batch_limit)
-    {
+    if (ngx_http_chat_metrics.count >= ngx_http_chat_metrics.batch_limit) {
         ngx_http_chat_metrics_flush();
     }
 }
@@ -337,11 +351,16 @@ ngx_http_chat_metrics_custom(ngx_str_t *event_type, ngx_http_chat_kv_t *kv,
     chat_wire_record_t  *rec;
     chat_wire_custom_t  *c;
 
-    if (ngx_http_chat_metrics.batch == NULL) {
+    if (!ngx_http_chat_metrics.inited) {
         return;
     }
 
     rec = ngx_http_chat_metrics_next(CHAT_REC_CUSTOM);
+    if (rec == NULL) {
+        ngx_http_chat_metrics.records_dropped++;
+        return;
+    }
+
     c = &rec->u.custom;
 
     c->event_type_len = (uint8_t) ngx_http_chat_copy(c->event_type,
@@ -359,26 +378,43 @@ ngx_http_chat_metrics_custom(ngx_str_t *event_type, ngx_http_chat_kv_t *kv,
                                                           &kv[i].value);
     }
 
-    if (ngx_http_chat_metrics.batch->count
-        >= ngx_http_chat_metrics.batch_limit)
-    {
+    if (ngx_http_chat_metrics.count >= ngx_http_chat_metrics.batch_limit) {
         ngx_http_chat_metrics_flush();
     }
 }
 
 
-/* the next free record of the current batch; arms the flush timer */
+/*
+ * The next free record of the current batch, written in place in the nng
+ * message the batch will be sent as; arms the flush timer.  NULL when no
+ * message can be had (out of memory): the caller counts a drop.
+ */
 
 static chat_wire_record_t *
 ngx_http_chat_metrics_next(uint16_t type)
 {
+    u_char                   *body;
     ngx_time_t               *tp;
     chat_wire_record_t       *rec;
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
 
-    rec = &m->records[m->batch->count++];
+    if (m->msg == NULL) {
+        if (nng_msg_alloc(&m->msg, CHAT_WIRE_BATCH_SIZE(m->batch_limit))
+            != 0)
+        {
+            m->msg = NULL;
+            return NULL;
+        }
+
+        body = nng_msg_body(m->msg);
+        m->batch = (chat_wire_batch_t *) body;
+        m->records = (chat_wire_record_t *) (body + sizeof(chat_wire_batch_t));
+        m->count = 0;
+    }
+
+    rec = &m->records[m->count++];
 
     rec->type = type;
     rec->pad0 = 0;
@@ -401,6 +437,7 @@ ngx_http_chat_metrics_next(uint16_t type)
 static void
 ngx_http_chat_metrics_flush(void)
 {
+    int                       rv;
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
@@ -409,23 +446,36 @@ ngx_http_chat_metrics_flush(void)
         ngx_del_timer(&m->flush_ev);
     }
 
-    if (m->batch->count == 0) {
+    if (m->msg == NULL || m->count == 0) {
         return;
     }
 
-    ngx_http_chat_metrics_send(m->batch, m->batch->count, m->batch_requests,
-                               0);
+    ngx_http_chat_metrics_header(m->batch, m->count, 0);
 
-    m->batch->count = 0;
+    /* shrinking only marks the tail unused: no copy */
+    (void) nng_msg_realloc(m->msg, CHAT_WIRE_BATCH_SIZE(m->count));
+
+    rv = m->open ? nng_sendmsg(m->sock, m->msg, NNG_FLAG_NONBLOCK)
+                 : NNG_ECLOSED;
+
+    if (rv != 0) {
+        nng_msg_free(m->msg);
+    }
+
+    /* sent, nng owns it; or freed */
+    m->msg = NULL;
+
+    ngx_http_chat_metrics_sent(rv, m->count, m->batch_requests);
+
+    m->count = 0;
     m->batch_requests = 0;
 }
 
 
 static void
-ngx_http_chat_metrics_send(chat_wire_batch_t *batch, ngx_uint_t count,
-    ngx_uint_t requests, uint16_t flags)
+ngx_http_chat_metrics_header(chat_wire_batch_t *batch, ngx_uint_t count,
+    uint16_t flags)
 {
-    int                       rv;
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
@@ -441,10 +491,17 @@ ngx_http_chat_metrics_send(chat_wire_batch_t *batch, ngx_uint_t count,
     batch->requests_recorded = m->requests_recorded;
     batch->records_dropped = m->records_dropped;
     batch->requests_dropped = m->requests_dropped;
+}
 
-    rv = m->open ? nng_send(m->sock, batch, CHAT_WIRE_BATCH_SIZE(count),
-                            NNG_FLAG_NONBLOCK)
-                 : NNG_ECLOSED;
+
+/* the accounting after a send: rv 0, or the records are dropped */
+
+static void
+ngx_http_chat_metrics_sent(int rv, ngx_uint_t count, ngx_uint_t requests)
+{
+    ngx_http_chat_metrics_t  *m;
+
+    m = &ngx_http_chat_metrics;
 
     if (rv == 0) {
         if (m->drop_logged) {
@@ -516,7 +573,12 @@ ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
                             CHAT_WIRE_MAX_RECORDS, &cursor);
         }
 
-        ngx_http_chat_metrics_send(batch, n, 0, flags);
+        ngx_http_chat_metrics_header(batch, n, flags);
+        ngx_http_chat_metrics_sent(m->open
+                                   ? nng_send(m->sock, batch,
+                                              CHAT_WIRE_BATCH_SIZE(n),
+                                              NNG_FLAG_NONBLOCK)
+                                   : NNG_ECLOSED, n, 0);
         flags |= CHAT_BATCH_SNAPSHOT_CONT;
 
     } while (cursor != NULL && ++parts < NGX_HTTP_CHAT_SNAPSHOT_PARTS);
