@@ -100,7 +100,7 @@ start_sidecar() {
     port=$(free_port)
     "$BIN/chat-sidecar" --listen "127.0.0.1:$port" --ingest "$ingest" \
         --mongo-uri "$mongo" ${pidfile:+--nginx-pid-file "$pidfile"} \
-        --html-dir "$BENCH_ROOT/html" --log-level warn \
+        --html-dir "$BENCH_ROOT/html" --log-level warn ${SIDECAR_EXTRA:-} \
         >>"$dir/sidecar.log" 2>&1 &
     local pid=$!
     track "$pid" TERM
@@ -129,6 +129,15 @@ cpu_ns() {      # cpu_ns PID[,PID...] - run time of every thread, ns
         done
     done
     echo "$total"
+}
+
+sched_main() {  # sched_main PID[,PID...] - "run_ns wait_ns slices" of the main
+    local p r=0 wt=0 n=0 a b c      # threads (the event loops) summed
+    for p in ${1//,/ }; do
+        read -r a b c < /proc/"$p"/schedstat 2>/dev/null || continue
+        r=$((r + a)); wt=$((wt + b)); n=$((n + c))
+    done
+    echo "$r $wt $n"
 }
 
 rss_kb() {      # rss_kb PID[,PID...] - summed VmRSS
