@@ -300,9 +300,11 @@ ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
 
     b = &ngx_http_chat_broadcast;
 
-    (void) ngx_http_chat_deliver(group_id_hex, (const u_char *) json, len);
+    /* the other workers first: they fan out while this one does */
 
     if (!b->bus_open) {
+        (void) ngx_http_chat_deliver(group_id_hex, (const u_char *) json,
+                                     len);
         return;
     }
 
@@ -324,15 +326,17 @@ ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
 
     if (rv == 0) {
         b->bus_sent++;
-        return;
+
+    } else {
+        b->bus_send_failed++;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "chat broadcast: event for group %*s not sent to the "
+                      "other workers: %s (%uL so far)", (size_t) 24,
+                      group_id_hex, nng_strerror(rv), b->bus_send_failed);
     }
 
-    b->bus_send_failed++;
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "chat broadcast: event for group %*s not sent to the "
-                  "other workers: %s (%uL so far)", (size_t) 24,
-                  group_id_hex, nng_strerror(rv), b->bus_send_failed);
+    (void) ngx_http_chat_deliver(group_id_hex, (const u_char *) json, len);
 }
 
 

@@ -113,6 +113,19 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
 }
 
 
+/* bounded copy of a C string, always terminated (snprintf "%s" without
+ * the format parsing) */
+static void
+copy_cstr(char *dst, size_t size, const char *src)
+{
+    size_t  n;
+
+    n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+
 static void
 ingest_request(const chat_wire_request_t *in, coll_request_t *out)
 {
@@ -141,8 +154,9 @@ ingest_request(const chat_wire_request_t *in, coll_request_t *out)
     if (mlen > 0 && strncmp(endpoint, method, mlen) == 0
         && endpoint[mlen] == ' ')
     {
-        snprintf(out->path, sizeof(out->path), "%s", endpoint + mlen + 1);
-        snprintf(out->endpoint, sizeof(out->endpoint), "%s", endpoint);
+        /* the common case, on every record: plain copies, no printf */
+        copy_cstr(out->path, sizeof(out->path), endpoint + mlen + 1);
+        copy_cstr(out->endpoint, sizeof(out->endpoint), endpoint);
 
     } else {
         snprintf(out->path, sizeof(out->path), "%s", endpoint);
