@@ -3,6 +3,7 @@
  */
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +25,30 @@
 #define CT_TEXT             "text/plain; charset=utf-8"
 #define CT_HTML             "text/html; charset=utf-8"
 
+/*
+ * A rendering of /dashboard/api/data or /metrics is served again for this
+ * long: ten polls a second cost one render (a full endpoint table takes
+ * milliseconds to print) and a poll costs a copy.  The page refreshes
+ * every 10 s and Prometheus scrapes every 15 s or more; 250 ms is never
+ * seen as staleness.
+ */
+#define ROUTES_CACHE_US     250000
+
+
+typedef struct {
+    char               *body;
+    size_t              len;
+    uint64_t            at_us;          /* monotonic, 0: empty */
+} routes_cached_t;
+
 
 struct http_routes_s {
     nng_http_server    *server;
     nng_url            *url;
     http_routes_ctx_t   ctx;
+
+    pthread_mutex_t     cache_lock;     /* nng's HTTP threads share it */
+    routes_cached_t     cache[3];       /* indexed like route_render() */
 };
 
 
@@ -139,6 +159,50 @@ routes_view(http_routes_t *r, routes_view_t *rv, int want_snapshot)
 }
 
 
+/* a copy of a fresh enough rendering, or NULL */
+static char *
+routes_cache_get(http_routes_t *r, int which, size_t *len)
+{
+    char             *body = NULL;
+    routes_cached_t  *c = &r->cache[which];
+
+    pthread_mutex_lock(&r->cache_lock);
+
+    if (c->body != NULL && isotime_mono_us() - c->at_us < ROUTES_CACHE_US) {
+        body = malloc(c->len ? c->len : 1);
+        if (body != NULL) {
+            memcpy(body, c->body, c->len);
+            *len = c->len;
+        }
+    }
+
+    pthread_mutex_unlock(&r->cache_lock);
+
+    return body;
+}
+
+
+static void
+routes_cache_put(http_routes_t *r, int which, const char *body, size_t len)
+{
+    char             *copy;
+    routes_cached_t  *c = &r->cache[which];
+
+    copy = malloc(len ? len : 1);
+    if (copy == NULL) {
+        return;
+    }
+    memcpy(copy, body, len);
+
+    pthread_mutex_lock(&r->cache_lock);
+    free(c->body);
+    c->body = copy;
+    c->len = len;
+    c->at_us = isotime_mono_us();
+    pthread_mutex_unlock(&r->cache_lock);
+}
+
+
 static void
 route_render(nng_aio *aio, int which)
 {
@@ -152,27 +216,37 @@ route_render(nng_aio *aio, int which)
         return;
     }
 
-    rv = malloc(sizeof(*rv));
-    if (rv == NULL || routes_view(r, rv, which != 0) != 0) {
+    if (which != 0) {
+        body = routes_cache_get(r, which, &len);
+    }
+
+    if (body == NULL) {
+        rv = malloc(sizeof(*rv));
+        if (rv == NULL || routes_view(r, rv, which != 0) != 0) {
+            free(rv);
+            routes_text(aio, 500, "out of memory\n");
+            return;
+        }
+
+        switch (which) {
+        case 0:
+            body = dashboard_json_health(&rv->view, &len);
+            break;
+        case 1:
+            body = dashboard_json_render(&rv->view, &len);
+            break;
+        default:
+            body = prometheus_render(&rv->view, &len);
+            break;
+        }
+
+        collector_snapshot_free(rv->snap);
         free(rv);
-        routes_text(aio, 500, "out of memory\n");
-        return;
-    }
 
-    switch (which) {
-    case 0:
-        body = dashboard_json_health(&rv->view, &len);
-        break;
-    case 1:
-        body = dashboard_json_render(&rv->view, &len);
-        break;
-    default:
-        body = prometheus_render(&rv->view, &len);
-        break;
+        if (body != NULL && which != 0) {
+            routes_cache_put(r, which, body, len);
+        }
     }
-
-    collector_snapshot_free(rv->snap);
-    free(rv);
 
     if (body == NULL) {
         routes_text(aio, 500, "out of memory\n");
@@ -298,6 +372,7 @@ http_routes_start(http_routes_t **out, const char *listen_url,
         return -1;
     }
     r->ctx = *ctx;
+    pthread_mutex_init(&r->cache_lock, NULL);
 
     if ((rv = nng_url_parse(&r->url, listen_url)) != 0) {
         snprintf(err, errlen, "listen address \"%s\": %s", listen_url,
@@ -343,6 +418,7 @@ http_routes_start(http_routes_t **out, const char *listen_url,
 fail:
     nng_http_server_release(r->server);
     nng_url_free(r->url);
+    pthread_mutex_destroy(&r->cache_lock);
     free(r);
     return -1;
 }
@@ -354,8 +430,16 @@ http_routes_stop(http_routes_t *r)
     if (r == NULL) {
         return;
     }
+    int  i;
+
     nng_http_server_stop(r->server);
     nng_http_server_release(r->server);
     nng_url_free(r->url);
+
+    for (i = 0; i < 3; i++) {
+        free(r->cache[i].body);
+    }
+
+    pthread_mutex_destroy(&r->cache_lock);
     free(r);
 }
