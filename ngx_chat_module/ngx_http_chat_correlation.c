@@ -5,8 +5,9 @@
  * An incoming ID is kept only when it is a short token of [A-Za-z0-9._:-]:
  * anything else could smuggle CR/LF into headers, quotes into logs or
  * unbounded data into the metrics pipeline, so it is replaced.  Generated
- * IDs are UUIDv4-shaped, from a per-worker generator seeded by the kernel:
- * unique, cheap (no syscall per request), not meant to be secret.
+ * IDs are UUIDv4-shaped: a per-worker random prefix seeded by the kernel
+ * and a counter; unique, cheap (no syscall, a copy and six table lookups
+ * per request), not meant to be secret.
  */
 
 #include <ngx_config.h>
@@ -284,26 +285,42 @@ ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes)
 }
 
 
-/* a UUIDv4-shaped ID from 128 random bits: 8-4-4-4-12 hex digits */
+/*
+ * A UUID-shaped ID (8-4-4-4-12 hex digits, version 4, RFC 4122 variant):
+ * the first 80 bits are drawn once per worker, the last 48 count
+ * requests from a random start.  Unique across workers and restarts
+ * without 128 fresh bits per request; an ID is a label, not a secret.
+ */
 
 static void
 ngx_http_chat_cid_generate(u_char *buf)
 {
+    static u_char     prefix[24];
+    static uint64_t   seq;
+    static ngx_pid_t  pid;
+
     uint64_t  a, b;
 
-    a = ngx_http_chat_cid_next();
-    b = ngx_http_chat_cid_next();
+    if (pid != ngx_pid) {
+        a = ngx_http_chat_cid_next();
+        b = ngx_http_chat_cid_next();
 
-    a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  /* version 4 */
-    b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  /* variant */
+        a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL; /* v4 */
+        b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* var */
 
-    buf = ngx_http_chat_hex64(buf, a >> 32, 4);
-    *buf++ = '-';
-    buf = ngx_http_chat_hex64(buf, (a >> 16) & 0xffff, 2);
-    *buf++ = '-';
-    buf = ngx_http_chat_hex64(buf, a & 0xffff, 2);
-    *buf++ = '-';
-    buf = ngx_http_chat_hex64(buf, b >> 48, 2);
-    *buf++ = '-';
-    (void) ngx_http_chat_hex64(buf, b & 0xffffffffffffULL, 6);
+        (void) ngx_http_chat_hex64(prefix, a >> 32, 4);
+        prefix[8] = '-';
+        (void) ngx_http_chat_hex64(prefix + 9, (a >> 16) & 0xffff, 2);
+        prefix[13] = '-';
+        (void) ngx_http_chat_hex64(prefix + 14, a & 0xffff, 2);
+        prefix[18] = '-';
+        (void) ngx_http_chat_hex64(prefix + 19, b >> 48, 2);
+        prefix[23] = '-';
+
+        seq = ngx_http_chat_cid_next();
+        pid = ngx_pid;
+    }
+
+    buf = ngx_cpymem(buf, prefix, sizeof(prefix));
+    (void) ngx_http_chat_hex64(buf, seq++ & 0xffffffffffffULL, 6);
 }
