@@ -37,9 +37,11 @@ scenarios() {   # scenarios SYSTEM PORT GROUPS_FILE PIDS [-t TOKEN]
     run_ws "$sys" many-100 -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r 100 -d "$base" -P "$pids" -i 1
     run_ws "$sys" one-100 -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r 100 -d "$base" -P "$pids" -i 1
     # POST response time against subscribers: a low rate, so that the
-    # machine is not saturated and only the POST's own path is measured
+    # machine is not saturated and only the POST's own path is measured;
+    # 8 publisher connections used in turn, so that POSTs reach both
+    # workers (the one holding more of the group's subscribers, too)
     for n in 0 1000 "$bigsubs"; do
-        run_ws "$sys" "post-$n" -p "$port" -g "$gf" -G 1 -n "$n" "$@" -r 5 -d "$base" -c 1 -P "$pids" -i 1
+        run_ws "$sys" "post-$n" -p "$port" -g "$gf" -G 1 -n "$n" "$@" -r 5 -d "$base" -c 8 -P "$pids" -i 1
     done
     # last, the rising rates that end in overload
     run_ws "$sys" many-max -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"

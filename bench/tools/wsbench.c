@@ -476,6 +476,8 @@ pub_response_done(conn_t *c)
     return 1;
 }
 
+static void pub_complete(conn_t *c);
+
 static void
 pub_read(conn_t *c)
 {
@@ -488,6 +490,9 @@ pub_read(conn_t *c)
                          c->resp_cap - c->resp_len);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
         if (n <= 0) {
+            /* a response may be complete right before the close
+               (keepalive_requests reached): count it first */
+            if (c->busy && pub_response_done(c)) pub_complete(c);
             if (c->busy) post_err++;
             epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
             close(c->fd);
@@ -496,7 +501,13 @@ pub_read(conn_t *c)
         }
         c->resp_len += n;
     }
-    if (c->busy && pub_response_done(c)) {
+    if (c->busy && pub_response_done(c)) pub_complete(c);
+}
+
+static void
+pub_complete(conn_t *c)
+{
+    {
         int status = c->resp_len > 12 ? atoi(c->resp + 9) : 0;
         uint64_t d = now_ns() - c->sent_ns;
         if (status >= 200 && status < 300) {
@@ -691,9 +702,14 @@ main(int argc, char **argv)
             uint64_t due = start + (uint64_t) ((next_seq - first) * 1e9 / rate);
             uint64_t t = now_ns();
             if (t >= due) {
+                /* round robin over the free connections, so that the
+                   POSTs spread over every worker the connections landed on */
+                static int rr;
                 conn_t *free_c = NULL;
-                for (int i = 0; i < npub; i++)
-                    if (!pubs[i].busy) { free_c = &pubs[i]; break; }
+                for (int k = 0; k < npub; k++) {
+                    int i = (rr + k) % npub;
+                    if (!pubs[i].busy) { free_c = &pubs[i]; rr = i + 1; break; }
+                }
                 if (free_c) {
                     if (t - due > 1000000) late++;
                     if (t - due > max_lag_ns) max_lag_ns = t - due;
@@ -743,7 +759,7 @@ main(int argc, char **argv)
                "\"delivered_ratio\":%.6f,"
                "\"lat_p50_ms\":%.3f,\"lat_p90_ms\":%.3f,\"lat_p99_ms\":%.3f,"
                "\"lat_max_ms\":%.3f,"
-               "\"post_p50_ms\":%.3f,\"post_p99_ms\":%.3f,\"post_max_ms\":%.3f,"
+               "\"post_p50_ms\":%.3f,\"post_p90_ms\":%.3f,\"post_p99_ms\":%.3f,\"post_max_ms\":%.3f,"
                "\"nginx_cpu_s\":%.4f,\"cpu_us_per_delivery\":%.3f,"
                "\"cpu_us_per_publish\":%.1f,\"pings_answered\":%llu,",
                mode == M_CHAT ? "chat" : "nchan", rate, achieved,
@@ -754,7 +770,8 @@ main(int argc, char **argv)
                (unsigned long long) dup_count, ratio,
                pct(lat_us, lat_n, 50), pct(lat_us, lat_n, 90),
                pct(lat_us, lat_n, 99), lat_n ? lat_us[lat_n - 1] / 1000.0 : -1,
-               pct(post_us, post_n, 50), pct(post_us, post_n, 99),
+               pct(post_us, post_n, 50), pct(post_us, post_n, 90),
+               pct(post_us, post_n, 99),
                post_n ? post_us[post_n - 1] / 1000.0 : -1,
                cpu_s, received ? cpu_s * 1e6 / received : -1,
                count ? cpu_s * 1e6 / count : -1,
