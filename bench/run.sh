@@ -1,12 +1,16 @@
 #!/bin/bash
 # bench/run.sh [CASE...] - `make bench`: build the load tools, snapshot the
 # module and the sidecar, run the cases (default: all but the soak), and
-# write bench/RESULTS.md.  QUICK=1: a ~3-minute smoke run.  Cases:
+# write bench/RESULTS.md.  QUICK=1: a ~3-minute smoke run into
+# bench/out/quick/ (its report: bench/out/quick/RESULTS.md).  Cases:
 #   overhead cardinality exactness scrape chatapi fanout memory   (+ soak)
 # Bounded: every case has fixed durations and request counts; all traffic
 # on 127.0.0.1; processes started here are stopped by pid.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# a QUICK run is a smoke test: its data and report stay apart from the
+# reported ones (bench/out/quick/, bench/out/quick/RESULTS.md)
+[ "${QUICK:-0}" = 1 ] && export BENCH_OUT=${BENCH_OUT:-$here/out/quick}
 source "$here/lib.sh"
 
 cases=("$@")
@@ -73,5 +77,8 @@ for c in "${cases[@]}"; do
     "$BENCH_DIR/cases/$c.sh" || { log "case $c failed"; status=1; }
     log "== $c done in $((SECONDS - t0)) s"
 done
-python3 "$BENCH_DIR/tools/report.py" "$OUT" "$BENCH_DIR/RESULTS.md" || status=1
+report=$BENCH_DIR/RESULTS.md
+[ "$QUICK" = 1 ] && report=$OUT/RESULTS.md
+python3 "$BENCH_DIR/tools/report.py" "$OUT" "$report" || status=1
+log "report: $report"
 exit $status

@@ -25,14 +25,15 @@ example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" 
 m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
 w=$(worker_pids "$m")
 create_groups "$port" "$token" 10 "$dir/groups" || exit 1
+per_group=$(q 20 100)
 for g in $(cat "$dir/groups"); do
-    for i in $(seq 100); do echo "{\"content\":\"seed $i\"}"; done |
+    for i in $(seq "$per_group"); do echo "{\"content\":\"seed $i\"}"; done |
     while read -r body; do
         curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
             -d "$body" "http://127.0.0.1:$port/api/chat/groups/$g/messages" || exit 1
     done
 done
-log "  chatapi: 10 groups x 100 messages seeded"
+log "  chatapi: 10 groups x $per_group messages seeded"
 
 # GET rounds first: devdb scans the whole collection for a page, and the
 # POST rounds grow it by thousands of messages

@@ -16,7 +16,7 @@ dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
 step=$(q 3 5); base=$(q 4 10)
-rates=$(q "200,800" "200,400,800,1600,3200")
+rates=$(q "400" "200,400,800,1600,3200")
 bigsubs=$(q 2000 5000)
 
 run_ws() {      # run_ws SYSTEM SCENARIO ARGS... -> JSON lines tagged
