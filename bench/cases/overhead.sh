@@ -28,6 +28,32 @@ for r in $(seq "$rounds"); do
         sed -i "\$s/SIDECAR/$((s1 - s0))/" "$RESULTS_JSONL"
     done
 done
+# where the CPU goes, per thread of the worker (A and B, 5 s each): run
+# time and context switches of every thread, from /proc/PID/task/*
+for v in A B; do
+    conf=$(micro_conf "$dir/ngx-$v" "$port" "$v")
+    m=$(start_nginx "$conf" "$dir/ngx-$v") || exit 1
+    w=$(worker_pids "$m")
+    run_wrk "$dir/warmup.txt" -t1 -c32 -d1s -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/" > /dev/null
+    snap() {
+        local t
+        for t in /proc/"$w"/task/*; do
+            echo "$(basename "$t") $(cat "$t/comm" | tr ' ' _) $(awk '{print $1}' "$t/schedstat") $(awk '/^voluntary_ctxt/ {v=$2} /^nonvoluntary_ctxt/ {n=$2} END {print v, n}' "$t/status")"
+        done
+    }
+    snap > "$dir/threads-$v.0"
+    s0=$(cpu_ns "$spid")
+    j=$(run_wrk "$dir/wrk-threads-$v.txt" -t1 -c32 -d5s -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/")
+    s1=$(cpu_ns "$spid")
+    snap > "$dir/threads-$v.1"
+    stop_nginx "$m"
+    n=$(echo "$j" | jq .requests)
+    th=$(join <(sort "$dir/threads-$v.0") <(sort "$dir/threads-$v.1") | awk -v n="$n" '
+        { run = $7 - $3; if (run < 1000000) next
+          printf "%s{\"thread\":\"%s\",\"ns_per_req\":%.1f,\"voluntary\":%d,\"involuntary\":%d}", sep, $2, run / n, $8 - $4, $9 - $5; sep = "," }')
+    emit "{\"case\":\"$case\",\"kind\":\"threads\",\"variant\":\"$v\",\"requests\":$n,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"sidecar_ns_per_req\":$(( (s1 - s0) / n )),\"threads\":[$th]}"
+done
+
 j=$(sidecar_json "$sport")
 emit "{\"case\":\"$case\",\"kind\":\"sidecar\",\"rss_kb\":$(rss_kb "$spid"),\"total_requests\":$(echo "$j" | jq .performance.total_requests),\"requests_served\":$(echo "$j" | jq .performance.requests_served),\"requests_dropped\":$(echo "$j" | jq .performance.requests_dropped)}"
 
