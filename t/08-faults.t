@@ -713,7 +713,8 @@ for my $round (1 .. 4) {
         select undef, undef, undef, 0.2;
     }
     cmp_ok $d->{performance}{total_requests}, '>', 0, "restart $round ($sig): records arrive again";
-    cmp_ok $d->{performance}{total_requests}, '<=', 10 + $extra, "restart $round ($sig): none twice";
+    # (no upper bound per sidecar: batches the previous one never took
+    # may reach this one; the workers' own counts below are exact)
 }
 
 $d = ChatTest::Sidecar::wait_for(sub {
