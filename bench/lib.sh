@@ -234,7 +234,7 @@ emit() {    # emit JSON - one result line for the report
 
 # micro_conf PREFIX PORT VARIANT [ENDPOINT_URI] - A: no module; B: metrics on
 micro_conf() {
-    local prefix=$1 port=$2 variant=$3 per_uri=${4:-0} load="" chat=""
+    local prefix=$1 port=$2 variant=$3 per_uri=${4:-0} load="" chat="" loc=""
     mkdir -p "$prefix/logs" "$prefix/tmp"
     if [ "$variant" = C ]; then
         # the module loaded, metrics off: correlation IDs and the request
@@ -244,9 +244,9 @@ micro_conf() {
     if [ "$variant" = B ]; then
         load="load_module $BIN/ngx_chat_module.so;"
         chat="chat_metrics on; chat_metrics_address $MICRO_INGEST; chat_metrics_flush_interval 100ms;"
-        [ "$per_uri" = 1 ] && chat="$chat chat_metrics_endpoint \$uri;"
+        [ "$per_uri" = 1 ] && loc="chat_metrics_endpoint \$uri;"
     fi
-    sed -e "s|@LOAD@|$load|" -e "s|@CHAT@|$chat|" -e "s|@PREFIX@|$prefix|g" \
+    sed -e "s|@LOAD@|$load|" -e "s|@CHAT@|$chat|" -e "s|@LOC@|$loc|" -e "s|@PREFIX@|$prefix|g" \
         -e "s|@PORT@|$port|g" "$BENCH_DIR/conf/micro.conf.in" > "$prefix/nginx.conf"
     echo "$prefix/nginx.conf"
 }
