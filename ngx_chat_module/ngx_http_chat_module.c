@@ -496,13 +496,8 @@ ngx_http_chat_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    /*
-     * set by ngx_pcalloc():
-     *
-     *     clcf->endpoint = NULL;
-     */
-
     clcf->api = NGX_CONF_UNSET;
+    clcf->endpoint = NGX_CONF_UNSET_PTR;
     clcf->metrics = NGX_CONF_UNSET;
     clcf->max_content = NGX_CONF_UNSET_SIZE;
     clcf->max_name = NGX_CONF_UNSET_SIZE;

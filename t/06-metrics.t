@@ -297,3 +297,18 @@ my @rows = grep { $mine{ $_->{group_id} } } @{ $d->{websockets}{connections_per_
 is scalar @rows, 130, 'all 130 groups known again';
 is scalar(grep { $_->{connection_count} == 1 } @rows), 130, 'one connection each';
 $_->disconnect for @ws;
+
+
+
+=== TEST 10: chat_metrics_endpoint set at http level is inherited by the locations below
+--- http_config
+chat_metrics_endpoint "inherited-$request_method";
+--- request
+GET /static
+--- chat_script
+client(undef)->get('/static') for 1 .. 3;
+my $d = ChatTest::Sidecar::wait_for(sub {
+    grep { $_->{endpoint} eq 'GET inherited-GET' && $_->{request_count} >= 4 } @{ $_[0]{endpoints} } });
+my ($row) = grep { $_->{endpoint} eq 'GET inherited-GET' } @{ $d->{endpoints} };
+ok $row, 'the location reports the inherited name';
+cmp_ok $row && $row->{request_count}, '>=', 4, 'for each request';
