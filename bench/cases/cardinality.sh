@@ -19,7 +19,7 @@ emit "{\"case\":\"$case\",\"kind\":\"rss\",\"at\":\"start\",\"sidecar_rss_kb\":$
 
 port=$(free_port)
 for distinct in 5000 1000000; do
-    dur=$(q 4s 10s); [ "$distinct" = 1000000 ] && dur=$(q 6s 20s)
+    dur=$(q 3s 10s); [ "$distinct" = 1000000 ] && dur=$(q 3s 20s)
     for r in $(seq "$rounds"); do
         order="A B"; [ $((r % 2)) = 0 ] && order="B A"
         for v in $order; do

@@ -11,7 +11,7 @@ case=chatapi
 dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
-rounds=$(q 1 3); dur=$(q 4 10)
+rounds=$(q 1 3); dur=$(q 3 10)
 uri=$(start_db "$dir/db") || exit 1
 dbpid=$(cat "$dir/db.pid")
 trap 'bench_cleanup; stop_db "$dir/db"' EXIT

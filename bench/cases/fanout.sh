@@ -15,9 +15,9 @@ case=fanout
 dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
-step=$(q 3 5); base=$(q 4 10)
+step=$(q 3 5); base=$(q 3 10)
 rates=$(q "400" "200,400,800,1600,3200")
-bigsubs=$(q 2000 5000)
+bigsubs=$(q 1000 5000)
 
 run_ws() {      # run_ws SYSTEM SCENARIO ARGS... -> JSON lines tagged
     local sys=$1 sc=$2; shift 2
@@ -40,11 +40,11 @@ scenarios() {   # scenarios SYSTEM PORT GROUPS_FILE PIDS [-t TOKEN]
     # machine is not saturated and only the POST's own path is measured;
     # 8 publisher connections used in turn, so that POSTs reach both
     # workers (the one holding more of the group's subscribers, too)
-    for n in 0 1000 "$bigsubs"; do
+    for n in 0 $(q "" 1000) "$bigsubs"; do
         run_ws "$sys" "post-$n" -p "$port" -g "$gf" -G 1 -n "$n" "$@" -r 5 -d "$base" -c 8 -P "$pids" -i 1
     done
     # last, the rising rates that end in overload
-    run_ws "$sys" many-max -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
+    [ "$QUICK" = 1 ] || run_ws "$sys" many-max -p "$port" -g "$gf" -G 100 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
     run_ws "$sys" one-max -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
 }
 

@@ -10,7 +10,7 @@ case=overhead
 dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
-rounds=$(q 2 5); dur=$(q 3s 10s)
+rounds=$(q 1 5); dur=$(q 3s 10s); tdur=$(q 2s 5s)
 MICRO_INGEST="ipc://$dir/metrics.ipc"
 read -r spid sport < <(start_sidecar "$dir/sidecar" "$MICRO_INGEST" "mongodb://127.0.0.1:9/chat") || exit 1
 emit "{\"case\":\"$case\",\"kind\":\"meta\",\"rounds\":$rounds,\"duration\":\"$dur\",\"sidecar_rss_kb_start\":$(rss_kb "$spid")}"
@@ -43,7 +43,7 @@ for v in A B; do
     }
     snap > "$dir/threads-$v.0"
     s0=$(cpu_ns "$spid")
-    j=$(run_wrk "$dir/wrk-threads-$v.txt" -t1 -c32 -d5s -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/")
+    j=$(run_wrk "$dir/wrk-threads-$v.txt" -t1 -c32 -d"$tdur" -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/")
     s1=$(cpu_ns "$spid")
     snap > "$dir/threads-$v.1"
     stop_nginx "$m"

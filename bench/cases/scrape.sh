@@ -46,9 +46,9 @@ run_wrk "$dir/warmup.txt" -t1 -c32 -d2s -s "$BENCH_DIR/lua/plain.lua" "http://12
 # the polls alone, nothing else running: their own latency
 for via in nginx sidecar; do
     if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(); fi
-    "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /dashboard/api/data "${hh[@]}" > "$dir/idle-data.json" &
+    "$BIN/hreq" -p "$pport" -r 10 -d "$(q 2 3)" -u /dashboard/api/data "${hh[@]}" > "$dir/idle-data.json" &
     p1=$!
-    "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /metrics "${hh[@]}" > "$dir/idle-metrics.json"
+    "$BIN/hreq" -p "$pport" -r 10 -d "$(q 2 3)" -u /metrics "${hh[@]}" > "$dir/idle-metrics.json"
     wait "$p1"
     emit "{\"case\":\"$case\",\"kind\":\"idle_poll\",\"via\":\"$via\",\"poll_data\":$(cat "$dir/idle-data.json"),\"poll_metrics\":$(cat "$dir/idle-metrics.json")}"
 done
