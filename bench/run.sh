@@ -74,6 +74,14 @@ for c in "${cases[@]}"; do
     [ -x "$BENCH_DIR/cases/$c.sh" ] || { log "no such case: $c"; status=1; continue; }
     log "== $c"
     t0=$SECONDS
+    # which code this case measures: teammates commit while benchmarks run
+    mkdir -p "$OUT/$c"
+    {
+        echo "commit $(git -C "$BENCH_ROOT" log -1 --format='%h %cd' --date=format:'%Y-%m-%d %H:%M:%S' 2>/dev/null)"
+        echo "uncommitted_files $(git -C "$BENCH_ROOT" status --porcelain -- ngx_chat_module sidecar wire config 2>/dev/null | wc -l)"
+        echo "module_sha256 $(sha256sum "$BIN/ngx_chat_module.so" | cut -c1-12)"
+        echo "sidecar_sha256 $(sha256sum "$BIN/chat-sidecar" | cut -c1-12)"
+    } > "$OUT/$c.build"
     "$BENCH_DIR/cases/$c.sh" || { log "case $c failed"; status=1; }
     log "== $c done in $((SECONDS - t0)) s"
 done

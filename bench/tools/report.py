@@ -51,7 +51,15 @@ def verdict(target, ok, text):
 def header(title, case, date, cmd):
     w("## %s" % title)
     w()
-    w("Run: %s. Command: `%s` (raw data: `bench/out/%s/`)." % (date, cmd, case))
+    build = ""
+    bp = os.path.join(out, case + ".build")
+    if os.path.exists(bp):
+        b = dict(l.split(" ", 1) for l in open(bp).read().splitlines() if " " in l)
+        build = " Code measured: commit %s%s (module .so %s, sidecar %s)." % (
+            b.get("commit", "?"), "" if b.get("uncommitted_files", "0").strip() == "0"
+            else " + %s uncommitted module/sidecar files" % b["uncommitted_files"].strip(),
+            b.get("module_sha256", "?"), b.get("sidecar_sha256", "?"))
+    w("Run: %s. Command: `%s` (raw data: `bench/out/%s/`).%s" % (date, cmd, case, build))
     w()
 
 
