@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/run.sh [CASE...] - `make bench`: build the load tools, snapshot the
 # module and the sidecar, run the cases (default: all but the soak), and
-# write bench/RESULTS.md.  QUICK=1: a ~3-minute smoke run into
+# write bench/RESULTS.md.  QUICK=1: a ~4-5 minute smoke run into
 # bench/out/quick/ (its report: bench/out/quick/RESULTS.md).  Cases:
 #   overhead cardinality exactness scrape chatapi fanout memory   (+ soak)
 # Bounded: every case has fixed durations and request counts; all traffic

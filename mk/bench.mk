@@ -2,7 +2,7 @@
 #
 #   make bench                  every case (~20 min), writes bench/RESULTS.md
 #   make bench BENCH=fanout     one case (or several: BENCH="scrape chatapi")
-#   make bench QUICK=1          a ~3-minute smoke run into bench/out/quick/
+#   make bench QUICK=1          a ~4-5 minute smoke run into bench/out/quick/
 #                               (its own report there; not the reported numbers)
 #   make bench-soak             the 10-minute soak of target 7
 #
