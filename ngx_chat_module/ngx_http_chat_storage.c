@@ -786,7 +786,6 @@ ngx_http_chat_op_ensure_indexes(ngx_http_chat_op_t *op,
     };
 
     bson_t                cmd, arr, idx, *keys;
-    char                  key[16];
     size_t                i;
     bson_error_t          error;
     mongoc_database_t    *db;
@@ -805,8 +804,7 @@ ngx_http_chat_op_ensure_indexes(ngx_http_chat_op_t *op,
         bson_init(&cmd);
         BSON_APPEND_UTF8(&cmd, "createIndexes", indexes[i].coll);
         BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &arr);
-        snprintf(key, sizeof(key), "0");
-        BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &idx);
+        BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &idx);
         BSON_APPEND_DOCUMENT(&idx, "key", keys);
         BSON_APPEND_UTF8(&idx, "name", indexes[i].name);
         bson_append_document_end(&arr, &idx);
