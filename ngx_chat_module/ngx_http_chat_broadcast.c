@@ -15,6 +15,14 @@
  * after a reload the new workers form a mesh of their own (the old ones
  * close their WebSockets with 1001).  The bus is read through its
  * NNG_OPT_RECVFD descriptor in nginx's event loop: no thread, no timer.
+ *
+ * A bus message only reaches the workers whose pipe is up when it is
+ * sent.  So that no subscriber joins a worker the others cannot reach
+ * yet, a starting worker waits in init_process, before its event loop
+ * accepts anything, until it has a pipe to every other slot (nng's pipe
+ * callbacks count them), at most NGX_HTTP_CHAT_BUS_JOIN_WAIT; a slot
+ * still missing then is a worker that is not running, and it will dial
+ * or be dialed when it comes.
  */
 
 #include <ngx_config.h>
@@ -37,6 +45,7 @@
 #define NGX_HTTP_CHAT_BUS_MAGIC      "CHB1"
 #define NGX_HTTP_CHAT_BUS_HEADER     (4 + 24)
 #define NGX_HTTP_CHAT_BUS_BUF        1024       /* messages per pipe */
+#define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
 
 
 typedef struct {
@@ -60,6 +69,11 @@ typedef struct {
     uint64_t                   bus_sent;
     uint64_t                   bus_send_failed;
     uint64_t                   bus_received;
+
+    /* pipes to other workers, counted by nng's threads */
+    pthread_mutex_t            peers_lock;
+    pthread_cond_t             peers_cond;
+    ngx_uint_t                 peers;
 } ngx_http_chat_broadcast_t;
 
 
@@ -75,6 +89,10 @@ static ngx_uint_t ngx_http_chat_snapshot(void *records, ngx_uint_t max,
     void **cursor);
 static void ngx_http_chat_bus_address(char *buf, size_t size,
     ngx_uint_t slot);
+static void ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
+    void *data);
+static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
+    ngx_msec_t timeout);
 
 
 static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
@@ -99,7 +117,8 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     int                         rv, fd;
     char                        addr[128];
     sigset_t                    all, saved;
-    ngx_uint_t                  slot, n;
+    ngx_uint_t                  slot, n, peers;
+    ngx_msec_t                  started;
     ngx_event_t                *rev;
     ngx_core_conf_t            *ccf;
     ngx_connection_t           *c;
@@ -118,8 +137,18 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
         return NGX_OK;                      /* nobody to fan out to */
     }
 
-    n = ccf->worker_processes;
     slot = ngx_worker;
+    ngx_http_chat_bus_address(addr, sizeof(addr), slot);
+
+    if (pthread_mutex_init(&b->peers_lock, NULL) != 0
+        || pthread_cond_init(&b->peers_cond, NULL) != 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "chat broadcast: cannot create the bus's peer lock");
+        return NGX_ERROR;
+    }
+
+    started = ngx_current_msec;
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &saved);
@@ -131,10 +160,22 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
                                   NGX_HTTP_CHAT_BUS_BUF);
         (void) nng_socket_set_int(b->bus, NNG_OPT_RECVBUF,
                                   NGX_HTTP_CHAT_BUS_BUF);
-        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMINT, 50);
-        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMAXT, 500);
 
-        ngx_http_chat_bus_address(addr, sizeof(addr), slot);
+        /* a slot that is coming is redialed soon; a dead one costs a
+         * refused connect on an abstract socket every 100 ms */
+        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMINT, 10);
+        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMAXT, 100);
+
+        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_ADD_POST,
+                             ngx_http_chat_bus_pipe_event, b);
+    }
+
+    if (rv == 0) {
+        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_REM_POST,
+                             ngx_http_chat_bus_pipe_event, b);
+    }
+
+    if (rv == 0) {
         rv = nng_listen(b->bus, addr, NULL, 0);
     }
 
@@ -180,11 +221,88 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
+    n = ccf->worker_processes - 1;
+    peers = ngx_http_chat_bus_wait_peers(n, NGX_HTTP_CHAT_BUS_JOIN_WAIT);
+
+    ngx_time_update();
+
+    if (peers < n) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "chat broadcast: worker slot %ui of %i reaches %ui "
+                      "of its %ui peers after %M ms; the others are not "
+                      "running and will join when they start",
+                      slot, ccf->worker_processes, peers, n,
+                      ngx_current_msec - started);
+    }
+
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
-                  "chat broadcast: worker slot %ui of %i joined the bus",
-                  slot, ccf->worker_processes);
+                  "chat broadcast: worker slot %ui of %i joined the bus "
+                  "(%ui of %ui peers in %M ms)",
+                  slot, ccf->worker_processes, peers, n,
+                  ngx_current_msec - started);
 
     return NGX_OK;
+}
+
+
+/* nng's thread: counts the pipes; touches nothing of nginx's */
+
+static void
+ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
+{
+    ngx_http_chat_broadcast_t  *b = data;
+
+    (void) pipe;
+
+    pthread_mutex_lock(&b->peers_lock);
+
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+        b->peers++;
+        pthread_cond_broadcast(&b->peers_cond);
+
+    } else if (b->peers > 0) {
+        b->peers--;
+    }
+
+    pthread_mutex_unlock(&b->peers_lock);
+}
+
+
+/* before the event loop runs: waits for pipes to the other workers */
+
+static ngx_uint_t
+ngx_http_chat_bus_wait_peers(ngx_uint_t want, ngx_msec_t timeout)
+{
+    ngx_uint_t                  peers;
+    struct timespec             deadline;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+
+    (void) clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout / 1000;
+    deadline.tv_nsec += (long) (timeout % 1000) * 1000000;
+
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+
+    pthread_mutex_lock(&b->peers_lock);
+
+    while (b->peers < want) {
+        if (pthread_cond_timedwait(&b->peers_cond, &b->peers_lock, &deadline)
+            == ETIMEDOUT)
+        {
+            break;
+        }
+    }
+
+    peers = b->peers;
+
+    pthread_mutex_unlock(&b->peers_lock);
+
+    return peers;
 }
 
 
@@ -203,7 +321,7 @@ ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
     }
 
     if (b->bus_open) {
-        (void) nng_close(b->bus);
+        (void) nng_close(b->bus);   /* no pipe callback runs after it */
         b->bus_open = 0;
     }
 }

@@ -89,7 +89,7 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 
 echo "== Test::Nginx suite"
-prove -j"${TEST_JOBS:-2}" "${harness_inc[@]}" -I "$root/t/lib" "${files[@]}" \
+prove ${PROVE_FLAGS:-} -j"${TEST_JOBS:-2}" "${harness_inc[@]}" -I "$root/t/lib" "${files[@]}" \
     || status=1
 
 exit $status
