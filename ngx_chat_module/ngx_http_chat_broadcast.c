@@ -23,6 +23,11 @@
  * callbacks count them), at most NGX_HTTP_CHAT_BUS_JOIN_WAIT; a slot
  * still missing then is a worker that is not running, and it will dial
  * or be dialed when it comes.
+ *
+ * Abstract sockets have no file permissions: any local process could dial
+ * a worker's name.  A pipe is kept only if the process at its other end
+ * (SO_PEERCRED, through nng) is a child of this nginx's master, that is
+ * another worker; anything else is closed before it can send a message.
  */
 
 #include <ngx_config.h>
@@ -70,10 +75,13 @@ typedef struct {
     uint64_t                   bus_send_failed;
     uint64_t                   bus_received;
 
-    /* pipes to other workers, counted by nng's threads */
+    /* pipes to other workers, kept by nng's threads */
     pthread_mutex_t            peers_lock;
     pthread_cond_t             peers_cond;
+    uint32_t                  *peer_pipes;      /* ids of the kept pipes */
     ngx_uint_t                 peers;
+    ngx_uint_t                 max_peers;
+    ngx_uint_t                 refused;         /* pipes of strangers */
 } ngx_http_chat_broadcast_t;
 
 
@@ -91,6 +99,8 @@ static void ngx_http_chat_bus_address(char *buf, size_t size,
     ngx_uint_t slot);
 static void ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
     void *data);
+static ngx_pid_t ngx_http_chat_bus_peer_parent(nng_pipe pipe,
+    ngx_pid_t *pid);
 static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
     ngx_msec_t timeout);
 
@@ -140,6 +150,14 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     slot = ngx_worker;
     ngx_http_chat_bus_address(addr, sizeof(addr), slot);
 
+    /* room for every other slot, and one more while a dead worker's
+     * pipe is being torn down as its replacement dials in */
+    b->max_peers = ccf->worker_processes;
+    b->peer_pipes = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
+    if (b->peer_pipes == NULL) {
+        return NGX_ERROR;
+    }
+
     if (pthread_mutex_init(&b->peers_lock, NULL) != 0
         || pthread_cond_init(&b->peers_cond, NULL) != 0)
     {
@@ -166,6 +184,11 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
         (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMINT, 10);
         (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMAXT, 100);
 
+        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_ADD_PRE,
+                             ngx_http_chat_bus_pipe_event, b);
+    }
+
+    if (rv == 0) {
         rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_ADD_POST,
                              ngx_http_chat_bus_pipe_event, b);
     }
@@ -245,26 +268,109 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
 }
 
 
-/* nng's thread: counts the pipes; touches nothing of nginx's */
+/*
+ * nng's threads: refuses strangers, keeps the ids of the workers' pipes.
+ * Touches nothing of nginx's but its log (as nginx's own threads do).
+ */
 
 static void
 ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
 {
+    uint32_t                    id;
+    ngx_pid_t                   pid, parent;
+    ngx_uint_t                  i;
     ngx_http_chat_broadcast_t  *b = data;
 
-    (void) pipe;
+    id = (uint32_t) nng_pipe_id(pipe);
+
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        parent = ngx_http_chat_bus_peer_parent(pipe, &pid);
+
+        if (parent != ngx_http_chat_bus_master) {
+            pthread_mutex_lock(&b->peers_lock);
+            i = ++b->refused;
+            pthread_mutex_unlock(&b->peers_lock);
+
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "chat broadcast: refused a bus connection from "
+                          "pid %P (parent %P): not a worker of this nginx "
+                          "(%ui refused so far)", pid, parent, i);
+
+            (void) nng_pipe_close(pipe);
+        }
+
+        return;
+    }
 
     pthread_mutex_lock(&b->peers_lock);
 
     if (ev == NNG_PIPE_EV_ADD_POST) {
-        b->peers++;
-        pthread_cond_broadcast(&b->peers_cond);
+        if (b->peers < b->max_peers) {
+            b->peer_pipes[b->peers++] = id;
+            pthread_cond_broadcast(&b->peers_cond);
+        }
 
-    } else if (b->peers > 0) {
-        b->peers--;
+    } else {
+        /* a refused pipe, or one that never got here, is not found */
+        for (i = 0; i < b->peers; i++) {
+            if (b->peer_pipes[i] == id) {
+                b->peer_pipes[i] = b->peer_pipes[--b->peers];
+                break;
+            }
+        }
     }
 
     pthread_mutex_unlock(&b->peers_lock);
+}
+
+
+/* the parent pid of the process at the pipe's other end, or -1 */
+
+static ngx_pid_t
+ngx_http_chat_bus_peer_parent(nng_pipe pipe, ngx_pid_t *pid)
+{
+    int        fd;
+    char       path[64], buf[512], *p;
+    ssize_t    n;
+    uint64_t   peer;
+    ngx_pid_t  parent;
+
+    *pid = -1;
+
+    if (nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer) != 0
+        || peer == 0 || peer > (uint64_t) NGX_MAX_INT32_VALUE)
+    {
+        return -1;
+    }
+
+    *pid = (ngx_pid_t) peer;
+
+    /* /proc/PID/stat: "PID (comm) S PPID ...", comm may hold ") " */
+
+    (void) ngx_sprintf((u_char *) path, "/proc/%P/stat%Z", *pid);
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return -1;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) close(fd);
+
+    if (n <= 0) {
+        return -1;
+    }
+
+    buf[n] = '\0';
+
+    p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == '\0' || p[3] != ' ') {
+        return -1;
+    }
+
+    parent = (ngx_pid_t) strtol(p + 4, NULL, 10);
+
+    return parent > 0 ? parent : -1;
 }
 
 
@@ -323,6 +429,11 @@ ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
     if (b->bus_open) {
         (void) nng_close(b->bus);   /* no pipe callback runs after it */
         b->bus_open = 0;
+    }
+
+    if (b->peer_pipes) {
+        ngx_free(b->peer_pipes);
+        b->peer_pipes = NULL;
     }
 }
 

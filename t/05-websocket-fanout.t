@@ -519,3 +519,57 @@ is "@unclean", '', 'each of them exited with code 0';
 --- no_error_log
 [crit]
 [alert]
+
+
+
+=== TEST 6: a process that is not a worker of this nginx cannot join the bus: its connection is refused and logged, its message reaches nobody
+--- ws_script
+use Socket qw(AF_UNIX SOCK_STREAM pack_sockaddr_un);
+my $g = new_group();
+my $alice = join_worker('alice', $g);
+my $bob = join_worker('bob', $g, not => [ $alice->pid ]);
+bus_ready($alice, $bob);
+
+# the workers' bus names, from the kernel's table of Unix sockets
+open my $pf, '<', server_root() . '/logs/nginx.pid' or die "no pid file: $!\n";
+chomp(my $master = <$pf>);
+open my $nu, '<', '/proc/net/unix' or die "/proc/net/unix: $!\n";
+my %names = map { /\s\@(ngx-chat-\Q$master\E-\d+-\d+)$/ ? ($1 => 1) : () } <$nu>;
+is scalar keys %names, 3, 'three workers listen on the bus';
+
+my $event = json_text({ type => 'message', message => {
+    id => 'f' x 24, group_id => $g, user_id => 'mallory',
+    content => 'forged', created_at => '2026-01-01T00:00:00Z' } });
+my $sent = 0;
+for my $name (sort keys %names) {
+    socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!\n";
+    connect($s, pack_sockaddr_un("\0$name")) or die "connect $name: $!\n";
+    # SP header of a bus0 peer and one message in nng's ipc framing, in
+    # one write: all of it is there before the worker can say no
+    local $SIG{PIPE} = 'IGNORE';
+    my $body = 'CHB1' . $g . $event;
+    my $bytes = "\0SP\0\x00\x70\0\0\x01" . pack('Q>', length $body) . $body;
+    $sent++ if (syswrite($s, $bytes) // 0) == length $bytes;
+    my $eof = '';
+    vec(my $rin = '', fileno $s, 1) = 1;
+    # the worker answers its own header, then closes the pipe
+    while (select(my $r = $rin, undef, undef, 2)) {
+        sysread($s, my $buf, 4096) or do { $eof = 1; last };
+    }
+    ok $eof, "$name: closed the stranger's connection";
+    close $s;
+}
+is $sent, 3, 'a forged event was offered to each worker';
+is count_log(qr/chat broadcast: refused a bus connection from pid $$ \(parent \d+\): not a worker of this nginx/), 3,
+   'each worker logged the refusal with the stranger\'s pid';
+
+$alice->send_message('after the forgery');
+$alice->acked('after the forgery') or die "no ack\n";
+for my $p ($alice, $bob) {
+    ok $p->heard('after the forgery'), $p->user . ': real messages still flow';
+    is scalar(grep { $_->{type} eq 'message' && $_->{message}{content} eq 'forged' }
+                   @{ $p->{events} }), 0, $p->user . ': never got the forged one';
+}
+--- no_error_log
+[crit]
+[alert]
