@@ -49,6 +49,7 @@ typedef struct {
 
 static void ngx_http_chat_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_chat_op_event(ngx_event_t *ev);
+static void ngx_http_chat_op_guard(ngx_event_t *ev);
 
 static void ngx_http_chat_op_create_group(ngx_http_chat_op_t *op,
     mongoc_client_t *client);
@@ -246,6 +247,12 @@ ngx_http_chat_op_post(ngx_http_chat_op_t *op)
         return NGX_BUSY;
     }
 
+    /* done() cannot run before we return: it is posted to this loop */
+    op->guard.handler = ngx_http_chat_op_guard;
+    op->guard.data = op;
+    op->guard.log = op->log;
+    ngx_add_timer(&op->guard, (ngx_msec_t) st->timeout_ms);
+
     return NGX_OK;
 }
 
@@ -268,7 +275,38 @@ ngx_http_chat_op_event(ngx_event_t *ev)
 
     op = ev->data;
 
+    if (op->guard.timer_set) {
+        ngx_del_timer(&op->guard);
+    }
+
     op->done(op);
+}
+
+
+/*
+ * Each call on the thread is bounded by chat_db_timeout, but an op may
+ * make several: past one timeout it is still waited for (its client and
+ * its request are in use), and said so.
+ */
+
+static void
+ngx_http_chat_op_guard(ngx_event_t *ev)
+{
+    ngx_http_chat_op_t       *op;
+    ngx_http_chat_storage_t  *st;
+
+    op = ev->data;
+    st = &ngx_http_chat_storage;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "chat storage: database operation %d still running after "
+                  "%uL ms (chat_db_timeout %d ms); waiting for it",
+                  (int) op->kind,
+                  (uint64_t) ((ngx_http_chat_monotonic_us() - op->posted_us)
+                              / 1000),
+                  (int) st->timeout_ms);
+
+    ngx_add_timer(ev, (ngx_msec_t) st->timeout_ms);
 }
 
 

@@ -75,6 +75,10 @@ struct ngx_http_chat_op_s {
 
     ngx_thread_task_t         *task;
     uint64_t                   posted_us;
+
+    /* armed while the thread runs: a worker that is shutting down exits
+     * only when no timer is left, so this keeps it until done() ran */
+    ngx_event_t                guard;
 };
 
 

@@ -618,6 +618,18 @@ ngx_http_chat_ws_upgrade(ngx_http_request_t *r,
     }
 
     /*
+     * The worker began to shut down while the group was looked up: nginx
+     * closed its idle connections already, so this one is told now, or
+     * its pings would keep the old worker alive.
+     */
+
+    if (ngx_exiting || ngx_terminate) {
+        c->close = 1;
+        ngx_post_event(c->read, &ngx_posted_events);
+        return NGX_OK;
+    }
+
+    /*
      * Frames (or the peer's FIN) that arrived while the group was looked
      * up: the request blocked reading meanwhile, and an edge-triggered
      * event will not come again for them.

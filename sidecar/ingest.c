@@ -14,6 +14,7 @@
 #include "ingest.h"
 #include "isotime.h"
 #include "log.h"
+#include "procstats.h"
 
 /* a batch is at most 56 + 128 * 320 bytes; anything far larger is junk
    that nng may discard before we can count it */
@@ -30,8 +31,40 @@ struct ingest_s {
     pthread_t      thread;
     collector_t   *collector;
     coll_batch_t  *batch;
+    procstats_t   *peers;          /* who may push; NULL: anyone */
+    unsigned long  refused;        /* pipes of other processes */
     int            started;
 };
+
+
+/*
+ * nng's thread, before a new pipe carries anything: with --ingest-peers
+ * nginx, only the monitored master's children (its workers), or nginx
+ * itself when it runs with master_process off, may push; any
+ * other local process that can reach the socket is cut off and logged.
+ */
+static void
+ingest_pipe_check(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    ingest_t  *in = arg;
+    uint64_t   pid = 0;
+    int        rv;
+
+    (void) ev;
+
+    rv = nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &pid);
+    if (rv == 0 && pid > 0 && pid <= 0x7fffffff
+        && procstats_is_nginx_process(in->peers, (pid_t) pid) == 1)
+    {
+        return;
+    }
+
+    log_warn("ingest: refused a connection from pid %llu: not a worker of "
+             "the nginx in the pid file (%lu refused so far)",
+             (unsigned long long) pid,
+             __atomic_add_fetch(&in->refused, 1, __ATOMIC_RELAXED));
+    (void) nng_pipe_close(pipe);
+}
 
 
 /* length of the valid UTF-8 sequence at s (at most n bytes), 0 if none */
@@ -330,7 +363,7 @@ ingest_thread(void *arg)
 
 int
 ingest_start(ingest_t **out, const char *url, int ipc_mode, collector_t *c,
-    char *err, size_t errlen)
+    procstats_t *peers, char *err, size_t errlen)
 {
     ingest_t  *in;
     int        rv;
@@ -342,6 +375,7 @@ ingest_start(ingest_t **out, const char *url, int ipc_mode, collector_t *c,
     }
 
     in->collector = c;
+    in->peers = peers;
     in->batch = malloc(sizeof(coll_batch_t));
     if (in->batch == NULL) {
         free(in);
@@ -356,6 +390,15 @@ ingest_start(ingest_t **out, const char *url, int ipc_mode, collector_t *c,
 
     (void) nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, INGEST_MAX_MSG);
     (void) nng_socket_set_int(in->sock, NNG_OPT_RECVBUF, INGEST_RECVBUF);
+
+    if (peers != NULL
+        && (rv = nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_PRE,
+                                 ingest_pipe_check, in)) != 0)
+    {
+        snprintf(err, errlen, "ingest: cannot watch new pipes: %s",
+                 nng_strerror(rv));
+        goto fail_sock;
+    }
 
     if ((rv = nng_listener_create(&in->listener, in->sock, url)) != 0) {
         snprintf(err, errlen, "ingest address \"%s\": %s", url,

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "collector.h"
+#include "procstats.h"
 #include "records.h"
 
 typedef struct ingest_s  ingest_t;
@@ -26,9 +27,13 @@ typedef struct ingest_s  ingest_t;
  */
 int ingest_decode(const void *buf, size_t len, coll_batch_t *out);
 
-/* Starts listening and the receive thread; -1 with a message in err. */
+/*
+ * Starts listening and the receive thread; -1 with a message in err.
+ * With peers, a connection is kept only if procstats_is_nginx_process()
+ * says its process is a worker of the monitored nginx.
+ */
 int ingest_start(ingest_t **out, const char *url, int ipc_mode,
-    collector_t *c, char *err, size_t errlen);
+    collector_t *c, procstats_t *peers, char *err, size_t errlen);
 
 /* Closes the socket (which wakes the thread) and joins it. */
 void ingest_stop(ingest_t *in);

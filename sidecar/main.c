@@ -102,7 +102,8 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
         goto done;
     }
 
-    if (ingest_start(&ingest, o->ingest, o->ingest_mode, collector, err,
+    if (ingest_start(&ingest, o->ingest, o->ingest_mode, collector,
+                     o->ingest_check_peers ? proc : NULL, err,
                      sizeof(err)) != 0)
     {
         log_error("%s", err);
@@ -127,8 +128,9 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
         goto done;
     }
 
-    log_info("started %s: http on %s (port %d), ingest on %s, nginx pid "
-             "file %s", SIDECAR_VERSION, o->listen_url, port, o->ingest,
+    log_info("started %s: http on %s (port %d), ingest on %s from %s, "
+             "nginx pid file %s", SIDECAR_VERSION, o->listen_url, port,
+             o->ingest, o->ingest_check_peers ? "nginx's workers" : "anyone",
              o->nginx_pid_file[0] ? o->nginx_pid_file : "(none)");
 
     for ( ;; ) {

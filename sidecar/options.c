@@ -49,6 +49,10 @@ static const opt_def_t  opt_defs[] = {
     { "ingest-mode", T_OCTAL, O(ingest_mode), 0, 0777, "MODE",
       "permissions of the ipc socket file (default 0666: nginx workers "
       "often run as another user)" },
+    { "ingest-peers", T_STR, O(ingest_peers), 0, 0, "WHO",
+      "who may push records: nginx (the process in --nginx-pid-file and its "
+      "children; ipc:// and abstract:// only) or any (default: nginx when "
+      "both are given, else any)" },
     { "mongo-uri", T_STR, O(mongo_uri), 0, 0, "URI",
       "MongoDB URI; the database is its path (default "
       "mongodb://127.0.0.1:27017/chat)" },
@@ -396,7 +400,7 @@ options_validate(sidecar_options_t *o, char *err, size_t errlen)
 {
     char   host[256];
     long   port;
-    int    v6;
+    int    v6, local;
 
     if (split_host_port(o->listen, host, sizeof(host), &port) != 0) {
         snprintf(err, errlen, "--listen \"%s\": expected 127.0.0.1:PORT, "
@@ -435,6 +439,29 @@ options_validate(sidecar_options_t *o, char *err, size_t errlen)
     } else {
         snprintf(err, errlen, "--ingest \"%s\": use ipc://PATH, "
                  "abstract://NAME or tcp://127.0.0.1:PORT", o->ingest);
+        return -1;
+    }
+
+    /* a tcp peer has no credentials the kernel could tell us */
+    local = strncmp(o->ingest, "tcp://", 6) != 0;
+
+    if (o->ingest_peers[0] == '\0') {
+        o->ingest_check_peers = local && o->nginx_pid_file[0] != '\0';
+
+    } else if (strcmp(o->ingest_peers, "any") == 0) {
+        o->ingest_check_peers = 0;
+
+    } else if (strcmp(o->ingest_peers, "nginx") == 0) {
+        if (!local || o->nginx_pid_file[0] == '\0') {
+            snprintf(err, errlen, "--ingest-peers nginx needs an ipc:// or "
+                     "abstract:// --ingest and an --nginx-pid-file");
+            return -1;
+        }
+        o->ingest_check_peers = 1;
+
+    } else {
+        snprintf(err, errlen, "--ingest-peers \"%s\": expected nginx or any",
+                 o->ingest_peers);
         return -1;
     }
 

@@ -28,6 +28,8 @@ typedef struct {
     double         db_refresh_s;
     int            db_timeout_ms;
     char           nginx_pid_file[OPT_STR_SZ];
+    char           ingest_peers[OPT_STR_SZ]; /* "nginx", "any" or "" */
+    int            ingest_check_peers;       /* derived by validate */
     char           html_dir[OPT_STR_SZ];
     char           pid_file[OPT_STR_SZ];
     int            log_level;                /* log_level_e */

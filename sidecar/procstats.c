@@ -170,6 +170,28 @@ read_pid_file(const char *path)
 }
 
 
+int
+procstats_is_nginx_process(const procstats_t *p, pid_t pid)
+{
+    pid_t    master;
+    pstat_t  st;
+
+    if (p->pid_file == NULL) {
+        return -1;
+    }
+
+    /* read each time: nginx may have been restarted since */
+    master = read_pid_file(p->pid_file);
+
+    if (master <= 0 || pid <= 0) {
+        return 0;
+    }
+
+    return pid == master
+           || (read_pstat(p, pid, &st) == 0 && st.ppid == master);
+}
+
+
 static void
 read_meminfo(const procstats_t *p, proc_sample_t *out)
 {

@@ -47,4 +47,9 @@ void procstats_free(procstats_t *p);
 
 void procstats_sample(procstats_t *p, proc_sample_t *out);
 
+/* 1 if pid is the process named in the pid file (nginx with
+   master_process off) or a child of it (a worker), 0 if it is not, -1 if
+   there is no pid file; thread safe */
+int procstats_is_nginx_process(const procstats_t *p, pid_t pid);
+
 #endif /* SIDECAR_PROCSTATS_H */

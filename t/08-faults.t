@@ -34,6 +34,65 @@ if (ChatTest::DevDB::available()) {
     $ENV{TEST_NGINX_PRIVATE_URI} = $ENV{TEST_NGINX_CHAT_URI};
 }
 
+# A "stalled database" for the graceful-shutdown block: accepts
+# connections and never answers (a child of this test, stopped by pid).
+our $StallPid;
+{
+    require IO::Socket::INET;
+    my $stall = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
+                                      LocalPort => 0, ReuseAddr => 1)
+        or die "cannot listen: $!";
+    $ENV{TEST_NGINX_STALL_URI} = 'mongodb://127.0.0.1:' . $stall->sockport . '/chat';
+    $StallPid = fork // die "fork: $!";
+    if ($StallPid == 0) {
+        my @held;
+        while (my $c = $stall->accept) { push @held, $c }
+        POSIX::_exit(0);
+    }
+    close $stall;
+}
+END { local $?; if ($StallPid) { kill 'KILL', $StallPid; waitpid $StallPid, 0 } }
+
+# A "pausable database": a forwarding proxy to the suite's database (one
+# host), a child of this test; SIGSTOP holds every reply, SIGCONT lets
+# them through.  Stopped by pid at the end.
+our $ProxyPid;
+if ($ENV{TEST_NGINX_CHAT_URI} =~ m{^mongodb://(127\.0\.0\.1|localhost):(\d+)/([^?,]+)$}) {
+    my ($dbhost, $dbport, $dbname) = ($1, $2, $3);
+    require IO::Select;
+    my $l = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+        or die "cannot listen: $!";
+    $ENV{TEST_NGINX_PAUSABLE_URI} = 'mongodb://127.0.0.1:' . $l->sockport . "/$dbname";
+    $ProxyPid = fork // die "fork: $!";
+    if ($ProxyPid == 0) {
+        my $sel = IO::Select->new($l);
+        my %peer;
+        while (1) {
+            for my $s ($sel->can_read) {
+                if ($s == $l) {
+                    my $c = $l->accept or next;
+                    my $u = IO::Socket::INET->new(PeerAddr => $dbhost, PeerPort => $dbport)
+                        or do { close $c; next };
+                    @peer{$c, $u} = ($u, $c);
+                    $sel->add($c, $u);
+                    next;
+                }
+                my $n = sysread $s, my $buf, 65536;
+                my $o = $peer{$s};
+                if (!$n || !defined syswrite($o, $buf)) {
+                    $sel->remove($s, $o);
+                    delete @peer{$s, $o};
+                    close $s;
+                    close $o;
+                }
+            }
+        }
+    }
+    close $l;
+}
+END { local $?; if ($ProxyPid) { kill 'CONT', $ProxyPid; kill 'KILL', $ProxyPid; waitpid $ProxyPid, 0 } }
+
 # A worker timeout above the module's 5 s snapshot interval, short enough
 # for a SIGKILLed worker's WebSocket counts to expire within the block.
 ChatTest::Sidecar::start(db_refresh => 0.3, args => { 'worker-timeout' => 8 });
@@ -41,7 +100,12 @@ ChatTest::Sidecar::start(db_refresh => 0.3, args => { 'worker-timeout' => 8 });
 add_block_preprocessor(sub {
     my $block = shift;
     my $uri = $block->can('private_db') && defined $block->private_db
-        ? '$TEST_NGINX_PRIVATE_URI' : '$TEST_NGINX_CHAT_URI';
+        ? '$TEST_NGINX_PRIVATE_URI'
+        : $block->can('stalled_db') && defined $block->stalled_db
+        ? '$TEST_NGINX_STALL_URI'
+        : $block->can('pausable_db') && defined $block->pausable_db
+          && $ENV{TEST_NGINX_PAUSABLE_URI}
+        ? '$TEST_NGINX_PAUSABLE_URI' : '$TEST_NGINX_CHAT_URI';
 
     $block->set_value(http_config => <<"_EOC_" . ($block->http_config // ''));
 chat_mongo_uri "$uri";
@@ -724,3 +788,95 @@ is $d->{pipeline}{requests_dropped}, 0, 'none dropped';
 is $d->{pipeline}{requests_not_received}, $served - $d->{performance}{total_requests},
    'the rest went to the sidecars that are gone';
 is group_count($d, $g), 1, 'the WebSocket opened before any sidecar ran is counted, once';
+
+
+
+=== TEST 7: a reload while API requests wait on a stalled database: the old worker stays until each has its answer (503), then exits cleanly
+--- stalled_db
+--- ws_script
+require IO::Select;
+my @old = two_workers();
+is scalar @old, 2, 'two workers';
+my $token = ChatTest::JWT::token('alice');
+my $sel = IO::Select->new;
+my %buf;
+for my $i (1 .. 6) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port())
+        or die "connect: $!\n";
+    print $s "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           . "Authorization: Bearer $token\r\n\r\n";
+    $sel->add($s);
+    $buf{$s} = '';
+}
+Time::HiRes::sleep(0.3);          # their operations wait on the database
+my $t0 = Time::HiRes::time();
+kill 'HUP', master_pid();
+
+my $done = 0;
+while ($sel->count && Time::HiRes::time() - $t0 < 10) {
+    for my $s ($sel->can_read(0.5)) {
+        my $n = sysread $s, my $chunk, 65536;
+        if ($n) { $buf{$s} .= $chunk; next }
+        $sel->remove($s);
+        close $s;
+        $done++;
+    }
+}
+is $done, 6, 'every request ended';
+is_deeply [ sort map { /^HTTP\/1\.1 (\d+)/ ? $1 : 'no answer' } values %buf ],
+          [ (503) x 6 ], 'each got its 503 from the worker that was shutting down';
+for my $pid (@old) {
+    ok wait_until(sub { error_log() =~ /worker process $pid exited with code 0/ }, 5),
+       "old worker $pid exited with code 0";
+}
+--- no_error_log
+[alert]
+[crit]
+open socket
+
+
+
+=== TEST 8: a WebSocket handshake that a reload catches waiting on the database: the old worker finishes it, then closes it with 1001 at once and exits
+--- pausable_db
+--- ws_script
+SKIP: {
+skip 'needs the suite\'s database on one local host (not MONGO_URI with several)', 5
+    unless $ENV{TEST_NGINX_PAUSABLE_URI};
+my $g = ChatTest::Client->new(port => server_port(), user => 'alice')
+    ->post('/api/chat/groups', { name => 'reload' });
+is $g->{status}, 201, 'a group (the database answers through the proxy)';
+my @old = two_workers();
+
+kill 'STOP', $main::ProxyPid;          # every reply held from now on
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port())
+    or die "connect: $!\n";
+print $s "GET /api/chat/ws/$g->{json}{id}?token=" . ChatTest::JWT::token('alice')
+       . " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+       . "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+Time::HiRes::sleep(0.3);               # the group lookup waits on the database
+kill 'HUP', master_pid();
+Time::HiRes::sleep(0.5);               # the old worker is shutting down
+kill 'CONT', $main::ProxyPid;
+
+my $buf = '';
+my $deadline = Time::HiRes::time() + 8;
+while (Time::HiRes::time() < $deadline) {
+    my $rin = '';
+    vec($rin, fileno $s, 1) = 1;
+    select(my $r = $rin, undef, undef, 0.5) or next;
+    sysread($s, $buf, 65536, length $buf) or last;
+}
+like $buf, qr{^HTTP/1\.1 101 }, 'the handshake is answered: 101';
+my ($frames) = $buf =~ /\r\n\r\n(.*)\z/s;
+my ($op, $len, $code) = unpack 'C C n', $frames // '';
+is sprintf('%#x %d', $op // 0, $code // 0), '0x88 1001',
+   'then at once a close frame with 1001 (going away)';
+for my $pid (@old) {
+    ok wait_until(sub { error_log() =~ /worker process $pid exited with code 0/ }, 8),
+       "old worker $pid exited with code 0";
+}
+}
+--- no_error_log
+[alert]
+[crit]
+open socket

@@ -35,7 +35,7 @@ ingest="ipc://$dir/metrics.ipc"
 # --db-refresh 1: the statistics queries run back to back (each refresh
 # takes seconds at this size), so the database load is the same in every
 # round instead of following the 10 s refresh cycle
-read -r spid sport < <(SIDECAR_EXTRA="--db-refresh 1" start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
+read -r spid sport < <(SIDECAR_EXTRA="--db-refresh 1 --ingest-peers any" start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
 port=$(free_port)
 example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" > "$dir/nginx.conf"
 m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1

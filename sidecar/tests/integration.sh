@@ -56,7 +56,7 @@ fi
 mkdir -p "$tmp/html"
 "$bin/chat-sidecar" --listen 127.0.0.1:0 --ingest "$ipc" --mongo-uri "$uri" \
     --db-refresh 1 --html-dir "$tmp/html" --nginx-pid-file "$tmp/none.pid" \
-    >"$tmp/sidecar.log" 2>&1 &
+    --ingest-peers any >"$tmp/sidecar.log" 2>&1 &
 sidecar_pid=$!
 port=""
 for _ in $(seq 50); do
@@ -146,6 +146,38 @@ rc=$?
 sidecar_pid=""
 check "SIGTERM: clean exit" test "$rc" -eq 0
 check "SIGTERM: ipc socket removed" test ! -e "$tmp/ingest.ipc"
+
+# --- who may push: --ingest-peers nginx (the default with a pid file) -----
+# send-test-batch is a child of this shell: it passes as a "worker" while
+# the pid file names this shell as the master, and is refused otherwise
+echo $$ >"$tmp/master.pid"
+"$bin/chat-sidecar" --listen 127.0.0.1:0 --ingest "$ipc" --mongo-uri "$uri" \
+    --html-dir "$tmp/html" --nginx-pid-file "$tmp/master.pid" \
+    >"$tmp/peers.log" 2>&1 &
+sidecar_pid=$!
+port=""
+for _ in $(seq 50); do
+    port=$(grep -o 'port [0-9]*' "$tmp/peers.log" | awk '{print $2}')
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+url=http://127.0.0.1:$port
+$S -p 201 -s 1 -n 5 >/dev/null
+echo 1 >"$tmp/master.pid"           # now the pusher's parent is not nginx
+$S -p 202 -s 1 -n 7 >/dev/null 2>&1    # gives up after 2 s
+sleep 0.3
+curl -s "$url/dashboard/api/data" >"$tmp/peers.json"
+check "ingest from nginx only: by default with a pid file" \
+    grep -q "ingest on $ipc from nginx's workers" "$tmp/peers.log"
+check "ingest from nginx only: a child of the master is heard" \
+    jq -e '.performance.total_requests == 5' "$tmp/peers.json"
+check "ingest from nginx only: another process is refused and logged" \
+    grep -q "ingest: refused a connection from pid [0-9]*: not a worker of the nginx in the pid file (1 refused so far)" "$tmp/peers.log"
+check "--ingest-peers nginx over tcp: refused at start" \
+    bash -c "! '$bin/chat-sidecar' -t --ingest tcp://127.0.0.1:9 --ingest-peers nginx --nginx-pid-file '$tmp/master.pid'"
+kill -TERM "$sidecar_pid"
+wait "$sidecar_pid"
+sidecar_pid=""
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -157,6 +157,45 @@ options_refuse_bad_values(void)
 }
 
 
+static void
+options_ingest_peers_default_to_nginx_with_a_pid_file(void)
+{
+    static sidecar_options_t  o;
+    char                      err[512];
+
+    CHECK(parse(&o, err, sizeof(err), NULL) == OPTIONS_RUN);
+    CHECK(o.ingest_check_peers == 0);       /* no pid file: cannot tell */
+
+    CHECK(parse(&o, err, sizeof(err), "--nginx-pid-file", "/run/nginx.pid",
+                NULL) == OPTIONS_RUN);
+    CHECK(o.ingest_check_peers == 1);
+
+    CHECK(parse(&o, err, sizeof(err), "--nginx-pid-file", "/run/nginx.pid",
+                "--ingest", "abstract://chat", NULL) == OPTIONS_RUN);
+    CHECK(o.ingest_check_peers == 1);
+
+    CHECK(parse(&o, err, sizeof(err), "--nginx-pid-file", "/run/nginx.pid",
+                "--ingest-peers", "any", NULL) == OPTIONS_RUN);
+    CHECK(o.ingest_check_peers == 0);
+
+    CHECK(parse(&o, err, sizeof(err), "--nginx-pid-file", "/run/nginx.pid",
+                "--ingest", "tcp://127.0.0.1:7000", NULL) == OPTIONS_RUN);
+    CHECK(o.ingest_check_peers == 0);       /* tcp has no peer pid */
+
+    CHECK(parse(&o, err, sizeof(err), "--nginx-pid-file", "/run/nginx.pid",
+                "--ingest", "tcp://127.0.0.1:7000", "--ingest-peers", "nginx",
+                NULL) == OPTIONS_ERROR);
+    CHECK(strstr(err, "--ingest-peers nginx needs") != NULL);
+
+    CHECK(parse(&o, err, sizeof(err), "--ingest-peers", "nginx", NULL)
+          == OPTIONS_ERROR);                /* no pid file */
+
+    CHECK(parse(&o, err, sizeof(err), "--ingest-peers", "all", NULL)
+          == OPTIONS_ERROR);
+    CHECK(strstr(err, "expected nginx or any") != NULL);
+}
+
+
 void
 suite_options(void)
 {
@@ -165,4 +204,5 @@ suite_options(void)
     RUN(options_accept_loopback_forms);
     RUN(options_config_file_then_command_line);
     RUN(options_refuse_bad_values);
+    RUN(options_ingest_peers_default_to_nginx_with_a_pid_file);
 }

@@ -116,9 +116,46 @@ procstats_unreadable_proc_degrades_to_missing(void)
 }
 
 
+/* the ingest's peer check: a worker is a child of the pid file's master */
+static void
+procstats_tells_nginx_children_from_others(void)
+{
+    char          root[] = "/tmp/sidecar-procXXXXXX", pidf[600];
+    procstats_t  *p;
+
+    CHECK(mkdtemp(root) != NULL);
+    fake_proc(root, 500, 1, "nginx", 0, 0, 0, 1);
+    fake_proc(root, 501, 500, "nginx", 0, 0, 0, 1);
+    fake_proc(root, 502, 501, "sh", 0, 0, 0, 1);       /* a grandchild */
+    fake_proc(root, 600, 1, "intruder", 0, 0, 0, 1);
+    snprintf(pidf, sizeof(pidf), "%s/nginx.pid", root);
+    write_file(root, "nginx.pid", "500\n");
+
+    p = procstats_create(pidf, root);
+    CHECK(procstats_is_nginx_process(p, 501) == 1);
+    CHECK(procstats_is_nginx_process(p, 502) == 0);
+    CHECK(procstats_is_nginx_process(p, 600) == 0);
+    CHECK(procstats_is_nginx_process(p, 500) == 1);   /* master_process off */
+    CHECK(procstats_is_nginx_process(p, 777) == 0);       /* gone */
+    CHECK(procstats_is_nginx_process(p, 0) == 0);
+
+    /* nginx restarted under another master: read again, 501 is out */
+    write_file(root, "nginx.pid", "600\n");
+    CHECK(procstats_is_nginx_process(p, 501) == 0);
+    write_file(root, "nginx.pid", "garbage\n");
+    CHECK(procstats_is_nginx_process(p, 501) == 0);
+    procstats_free(p);
+
+    p = procstats_create(NULL, root);
+    CHECK(procstats_is_nginx_process(p, 501) == -1);     /* cannot tell */
+    procstats_free(p);
+}
+
+
 void
 suite_procstats(void)
 {
     RUN(procstats_sums_master_and_children);
     RUN(procstats_unreadable_proc_degrades_to_missing);
+    RUN(procstats_tells_nginx_children_from_others);
 }

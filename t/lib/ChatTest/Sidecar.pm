@@ -30,7 +30,7 @@ use Time::HiRes qw(sleep time);
 use Test::Nginx::Socket ();
 
 my ($pid, $port, %last_opt);
-my $dir = tempdir('chat-sidecar-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $dir = tempdir('chat-sidecar-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TEST_NGINX_NO_CLEAN});
 my $http = HTTP::Tiny->new(timeout => 5);
 
 sub free_port {
