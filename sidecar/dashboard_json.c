@@ -175,6 +175,11 @@ j_database(cJSON *root, const sidecar_view_t *v)
 
     /* added */
     cJSON_AddBoolToObject(o, "stale", db->stale);
+    if (db->stale && db->stale_reason[0] != '\0') {
+        cJSON_AddStringToObject(o, "stale_reason", db->stale_reason);
+    } else {
+        cJSON_AddNullToObject(o, "stale_reason");
+    }
     j_time(o, "refreshed_at", db->refreshed_at_us);
     j_time(o, "last_attempt_at", db->attempted_at_us);
     j_num(o, "refresh_duration_ms", db->refresh_ms);

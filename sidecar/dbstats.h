@@ -8,7 +8,11 @@
  * timeouts; then it publishes the whole result under a mutex, in one copy.
  * Readers (HTTP handlers) take a copy under that mutex and never wait on
  * MongoDB.  A failed refresh keeps the last good figures and marks them
- * stale.
+ * stale.  The totals come from collStats (metadata on MongoDB, cheap on
+ * FerretDB); a filtered count or the top-groups aggregation that runs past
+ * maxTimeMS on a large collection keeps only its own figure from before:
+ * the server is still "connected", the figures are marked stale, and
+ * stale_reason says which query was too slow.
  */
 
 #ifndef SIDECAR_DBSTATS_H
@@ -32,15 +36,19 @@ typedef struct {
 } db_top_group_t;
 
 typedef struct {
-    int             healthy;                 /* the last refresh succeeded */
+    int             healthy;                 /* the server answered the last
+                                                refresh (ping, totals) */
     char            status[DB_STATUS_SZ];    /* "connected" or the error */
     int             have_data;               /* one refresh ever succeeded */
     int             stale;                   /* figures are older than the
                                                 last attempt */
-    uint64_t        refreshed_at_us;         /* wall, last success, 0 never */
+    char            stale_reason[DB_STATUS_SZ]; /* "" or the first query
+                                                that failed */
+    uint64_t        refreshed_at_us;         /* wall, last full success */
     uint64_t        attempted_at_us;         /* wall, last attempt */
     double          refresh_ms;              /* duration of the last one */
     uint64_t        refreshes_ok;
+    uint64_t        refreshes_partial;       /* some figures kept */
     uint64_t        refreshes_failed;
 
     int64_t         total_groups;

@@ -212,7 +212,7 @@ static void
 p_database(sbuf_t *b, const db_stats_t *db)
 {
     metric(b, "chat_mongodb_up", "gauge",
-           "1 when the last database refresh succeeded.", db->healthy);
+           "1 when the database answered the last refresh.", db->healthy);
     metric(b, "chat_db_stats_stale", "gauge",
            "1 when the database figures are from an earlier refresh.",
            db->stale);
@@ -223,6 +223,9 @@ p_database(sbuf_t *b, const db_stats_t *db)
     }
     metric(b, "chat_db_refresh_failures_total", "counter",
            "Database refreshes that failed.", (double) db->refreshes_failed);
+    metric(b, "chat_db_refresh_partial_total", "counter",
+           "Database refreshes that kept some figures (a query too slow).",
+           (double) db->refreshes_partial);
 
     if (!db->have_data) {
         return;

@@ -118,6 +118,36 @@ if [ -n "$db_started" ]; then
     check "database healthy and figures fresh" j '.system.mongodb_healthy and (.database.stale|not)'
 fi
 
+# --- a large collection: counts past maxTimeMS keep their figure ---------
+if [ -n "$db_started" ]; then
+    "$bin/seed" "$uri" chat 20 30000 >/dev/null 2>&1
+    "$bin/chat-sidecar" --listen 127.0.0.1:0 --ingest "ipc://$tmp/slow.ipc" \
+        --mongo-uri "$uri" --db-refresh 1 --db-timeout-ms 100 \
+        --html-dir "$tmp/html" >"$tmp/slow.log" 2>&1 &
+    slow_pid=$!
+    sport=""
+    for _ in $(seq 50); do
+        sport=$(grep -o 'port [0-9]*' "$tmp/slow.log" | awk '{print $2}')
+        [ -n "$sport" ] && break
+        sleep 0.1
+    done
+    sleep 2
+    curl -s "http://127.0.0.1:$sport/dashboard/api/data" >"$tmp/slow.json"
+    kill -TERM "$slow_pid"; wait "$slow_pid"
+    # the seed adds 20 groups and 30,000 messages to what the batches above
+    # left (none: they are metrics, not chat data)
+    check "slow counts: the server is still healthy and connected" \
+        jq -e '.system.mongodb_healthy and .system.mongodb_status == "connected"' "$tmp/slow.json"
+    check "slow counts: totals from collStats, exact" \
+        jq -e '.database.total_groups == 20 and .database.total_messages == 30000' "$tmp/slow.json"
+    check "slow counts: stale, and stale_reason names the query" \
+        jq -e '.database.stale and (.database.stale_reason|test("count of active messages failed: .*time limit"))' "$tmp/slow.json"
+    check "slow counts: logged once as kept figures" \
+        grep -q "db: connected, some statistics kept from before: count of active messages failed" "$tmp/slow.log"
+    check "slow counts: Prometheus counts partial refreshes" \
+        bash -c "curl -s '$url/metrics' | grep -q '^chat_db_refresh_partial_total 0'"
+fi
+
 # --- HTTP surface --------------------------------------------------------
 check "health" bash -c "curl -sf '$url/health' | jq -e '.status == \"ok\"'"
 check "405 with Allow" bash -c "curl -si -X POST '$url/metrics' | grep -q '^Allow: GET, HEAD'"
