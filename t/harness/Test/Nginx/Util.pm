@@ -551,6 +551,10 @@ sub randomize_ports {
 randomize_ports();
 export_server_env();
 
+# A write to a connection the server closed must fail with EPIPE, not kill
+# the test before it stops the nginx (and the sidecar) it started.
+$SIG{PIPE} = 'IGNORE';
+
 for my $signal (qw(INT TERM HUP)) {
     $SIG{$signal} = sub {
         stop_nginx();
