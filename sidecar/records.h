@@ -52,7 +52,9 @@ typedef struct {
 
 typedef struct {
     char      group_id[COLL_GROUP_SZ];
-    uint32_t  count;
+    uint64_t  count;    /* a worker's is the wire's u32; a snapshot's row
+                           sums the workers' (the fuzzer found a u32 sum
+                           wrap below the u64 total) */
 } coll_ws_count_t;
 
 

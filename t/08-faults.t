@@ -462,7 +462,12 @@ $d = ChatTest::Sidecar::wait_for(sub {
 my $rx = $d->{performance}{total_requests} - $rx0;
 cmp_ok $rx, '>', 0, "metrics resumed: $rx of the 20 new requests received";
 is $rx + $d->{pipeline}{requests_dropped} - $dr0, 20, 'and the others counted as dropped';
-is $d->{pipeline}{requests_served}, $served, "served still exact ($served)";
+is $d->{pipeline}{requests_served}, $served, "served still exact ($served)"
+    or do {                                 # what each worker sent
+        diag explain [ map { { %$_{qw(worker_pid live batches last_seq requests_recorded requests_dropped)} } }
+                       @{ $d->{pipeline}{workers} } ];
+        diag grep { /chat metrics|refused/ } split /^/, error_log();
+    };
 --- error_log
 chat metrics: sidecar not accepting records
 

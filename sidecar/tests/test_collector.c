@@ -282,6 +282,31 @@ collector_ws_connection_count_spans_workers(void)
 }
 
 
+/* each worker's count is a u32 from the wire; their sum is not */
+static void
+collector_group_sums_across_workers_do_not_wrap(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b1 = batch(100, 1, 1), *b2 = batch(200, 2, 1);
+    coll_snapshot_t  *s;
+
+    add_snap(b1, "g1", 4000000000u);
+    collector_apply(c, b1, WALL0, MONO0);
+    add_snap(b2, "g1", 300000007u);
+    collector_apply(c, b2, WALL0, MONO0);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 4300000007ull);
+    CHECK(s->ngroups == 1);
+    CHECK(s->groups[0].count == 4300000007ull);
+
+    collector_snapshot_free(s);
+    collector_free(c);
+    free(b1);
+    free(b2);
+}
+
+
 static void
 collector_snapshot_batch_replaces_a_workers_counts(void)
 {
@@ -729,6 +754,7 @@ suite_collector(void)
     RUN(collector_retention_matches_the_spec_sizes);
     RUN(collector_endpoint_cap_adds_an_overflow_row);
     RUN(collector_ws_connection_count_spans_workers);
+    RUN(collector_group_sums_across_workers_do_not_wrap);
     RUN(collector_snapshot_batch_replaces_a_workers_counts);
     RUN(collector_snapshot_in_several_parts_replaces_once);
     RUN(collector_forgets_a_silent_worker_after_the_timeout);
