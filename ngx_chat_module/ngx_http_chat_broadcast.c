@@ -129,6 +129,7 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     sigset_t                    all, saved;
     ngx_uint_t                  slot, n, peers;
     ngx_msec_t                  started;
+    pthread_condattr_t          cattr;
     ngx_event_t                *rev;
     ngx_core_conf_t            *ccf;
     ngx_connection_t           *c;
@@ -158,13 +159,18 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    if (pthread_mutex_init(&b->peers_lock, NULL) != 0
-        || pthread_cond_init(&b->peers_cond, NULL) != 0)
+    /* the wait's deadline is on the monotonic clock, immune to date(1) */
+    if (pthread_condattr_init(&cattr) != 0
+        || pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC) != 0
+        || pthread_mutex_init(&b->peers_lock, NULL) != 0
+        || pthread_cond_init(&b->peers_cond, &cattr) != 0)
     {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                       "chat broadcast: cannot create the bus's peer lock");
         return NGX_ERROR;
     }
+
+    (void) pthread_condattr_destroy(&cattr);
 
     started = ngx_current_msec;
 
@@ -385,7 +391,7 @@ ngx_http_chat_bus_wait_peers(ngx_uint_t want, ngx_msec_t timeout)
 
     b = &ngx_http_chat_broadcast;
 
-    (void) clock_gettime(CLOCK_REALTIME, &deadline);
+    (void) clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout / 1000;
     deadline.tv_nsec += (long) (timeout % 1000) * 1000000;
 
