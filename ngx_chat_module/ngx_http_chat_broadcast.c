@@ -51,6 +51,7 @@
 #define NGX_HTTP_CHAT_BUS_HEADER     (4 + 24)
 #define NGX_HTTP_CHAT_BUS_BUF        1024       /* messages per pipe */
 #define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
+#define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
 
 
 typedef struct {
@@ -82,6 +83,8 @@ typedef struct {
     ngx_uint_t                 peers;
     ngx_uint_t                 max_peers;
     ngx_uint_t                 refused;         /* pipes of strangers */
+    uint32_t                   gone[NGX_HTTP_CHAT_BUS_GONE];
+    ngx_uint_t                 ngone;           /* ring of removed ids */
 } ngx_http_chat_broadcast_t;
 
 
@@ -107,16 +110,24 @@ static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
 
 static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
 
-/* set in the master at each configuration load, inherited by workers */
-static ngx_pid_t   ngx_http_chat_bus_master;
-static ngx_uint_t  ngx_http_chat_bus_generation;
+/*
+ * The bus's name: the master's pid and the configuration's generation.
+ * The generation is kept in the cycle's configuration, so that a reload
+ * that fails leaves the running cycle's workers (and any of them the
+ * master respawns) on the name they share.  The master's pid is taken in
+ * the worker (getppid()): at the first configuration load nginx has not
+ * daemonized yet, and ngx_pid is still the pid of the process that exits.
+ */
+
+static ngx_uint_t  ngx_http_chat_bus_loads;
+static ngx_pid_t   ngx_http_chat_bus_master;        /* in a worker */
+static ngx_uint_t  ngx_http_chat_bus_generation;    /* in a worker */
 
 
 void
-ngx_http_chat_broadcast_configured(void)
+ngx_http_chat_broadcast_configured(ngx_http_chat_main_conf_t *cmcf)
 {
-    ngx_http_chat_bus_master = ngx_pid;
-    ngx_http_chat_bus_generation++;
+    cmcf->bus_generation = ++ngx_http_chat_bus_loads;
 }
 
 
@@ -149,6 +160,11 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     }
 
     slot = ngx_worker;
+
+    /* before nng's threads exist: they read these in the pipe callback */
+    ngx_http_chat_bus_master = getppid();
+    ngx_http_chat_bus_generation = cmcf->bus_generation;
+
     ngx_http_chat_bus_address(addr, sizeof(addr), slot);
 
     /* room for every other slot, and one more while a dead worker's
@@ -165,7 +181,7 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
         || pthread_mutex_init(&b->peers_lock, NULL) != 0
         || pthread_cond_init(&b->peers_cond, &cattr) != 0)
     {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "chat broadcast: cannot create the bus's peer lock");
         return NGX_ERROR;
     }
@@ -297,10 +313,14 @@ ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
             i = ++b->refused;
             pthread_mutex_unlock(&b->peers_lock);
 
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "chat broadcast: refused a bus connection from "
-                          "pid %P (parent %P): not a worker of this nginx "
-                          "(%ui refused so far)", pid, parent, i);
+            /* a stranger redials at will: the 1st-10th, then 16th, 32nd.. */
+            if (i <= 10 || (i & (i - 1)) == 0) {
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                              "chat broadcast: refused a bus connection "
+                              "from pid %P (parent %P): not a worker of "
+                              "this nginx (%ui refused so far)",
+                              pid, parent, i);
+            }
 
             (void) nng_pipe_close(pipe);
         }
@@ -311,20 +331,39 @@ ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
     pthread_mutex_lock(&b->peers_lock);
 
     if (ev == NNG_PIPE_EV_ADD_POST) {
+
+        /*
+         * nng's reaper may run a pipe's REM_POST before the thread that
+         * started it runs its ADD_POST (a pipe that closes at once): a
+         * pipe already removed is not counted.  Ids are never reused.
+         */
+
+        for (i = 0; i < NGX_HTTP_CHAT_BUS_GONE; i++) {
+            if (b->gone[i] == id) {
+                b->gone[i] = 0;
+                goto done;
+            }
+        }
+
         if (b->peers < b->max_peers) {
             b->peer_pipes[b->peers++] = id;
             pthread_cond_broadcast(&b->peers_cond);
         }
 
-    } else {
-        /* a refused pipe, or one that never got here, is not found */
-        for (i = 0; i < b->peers; i++) {
-            if (b->peer_pipes[i] == id) {
-                b->peer_pipes[i] = b->peer_pipes[--b->peers];
-                break;
-            }
+        goto done;
+    }
+
+    for (i = 0; i < b->peers; i++) {
+        if (b->peer_pipes[i] == id) {
+            b->peer_pipes[i] = b->peer_pipes[--b->peers];
+            goto done;
         }
     }
+
+    /* refused, or not added yet */
+    b->gone[b->ngone++ % NGX_HTTP_CHAT_BUS_GONE] = id;
+
+done:
 
     pthread_mutex_unlock(&b->peers_lock);
 }

@@ -23,8 +23,8 @@ ngx_uint_t ngx_http_chat_broadcast_unsubscribe(ngx_http_chat_ws_t *ws);
 void ngx_http_chat_broadcast_publish(const u_char *group_id_hex,
     const char *json, size_t len);
 
-/* called in the master at each configuration load: names the bus */
-void ngx_http_chat_broadcast_configured(void);
+/* called at each configuration load: gives the cycle's bus its name */
+void ngx_http_chat_broadcast_configured(ngx_http_chat_main_conf_t *cmcf);
 
 
 #endif /* _NGX_HTTP_CHAT_BROADCAST_H_INCLUDED_ */

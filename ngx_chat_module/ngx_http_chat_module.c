@@ -469,7 +469,7 @@ ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf)
         cmcf->thread_pool_name = ngx_http_chat_default_pool;
     }
 
-    ngx_http_chat_broadcast_configured();
+    ngx_http_chat_broadcast_configured(cmcf);
 
     if (cmcf->cid_header.len == 0) {
         cmcf->cid_header = ngx_http_chat_default_cid;

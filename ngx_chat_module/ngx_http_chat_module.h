@@ -42,6 +42,7 @@ typedef struct {
     ngx_msec_t                 metrics_flush;
     ngx_uint_t                 metrics_batch;
     ngx_uint_t                 metrics_queue;    /* batches nng may hold */
+    ngx_uint_t                 bus_generation;   /* names this cycle's bus */
 
     ngx_str_t                  jwt_secret;
     time_t                     jwt_leeway;

@@ -299,8 +299,9 @@ ngx_http_chat_op_guard(ngx_event_t *ev)
     st = &ngx_http_chat_storage;
 
     ngx_log_error(NGX_LOG_WARN, ev->log, 0,
-                  "chat storage: database operation %d still running after "
-                  "%uL ms (chat_db_timeout %d ms); waiting for it",
+                  "chat storage: database operation %d not done %uL ms "
+                  "after it was queued (chat_db_timeout %d ms); waiting "
+                  "for it",
                   (int) op->kind,
                   (uint64_t) ((ngx_http_chat_monotonic_us() - op->posted_us)
                               / 1000),

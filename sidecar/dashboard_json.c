@@ -137,28 +137,45 @@ j_database(cJSON *root, const sidecar_view_t *v)
 {
     const db_stats_t  *db = v->db;
     cJSON             *o, *h, *arr, *g;
-    int64_t            deleted;
     size_t             i;
+    unsigned           have;
 
     o = cJSON_AddObjectToObject(root, "database");
-    deleted = db->total_messages - db->active_messages;
-    if (deleted < 0) {
-        deleted = 0;
-    }
+
+    /* 0 before any refresh (as documented); once the totals came, a
+     * figure no query has returned yet is unknown, not 0 */
+    have = db->have_data ? db->measured : ~0u;
 
     j_int(o, "total_groups", (uint64_t) db->total_groups);
     j_int(o, "total_messages", (uint64_t) db->total_messages);
-    j_int(o, "active_messages", (uint64_t) db->active_messages);
-    j_int(o, "deleted_messages", (uint64_t) deleted);
-    j_num(o, "deletion_rate_percent",
-          pct((uint64_t) deleted, (uint64_t) db->total_messages));
+
+    if (have & DB_HAVE_ACTIVE) {
+        j_int(o, "active_messages", (uint64_t) db->active_messages);
+        j_int(o, "deleted_messages", (uint64_t) db->deleted_messages);
+        j_num(o, "deletion_rate_percent",
+              pct((uint64_t) db->deleted_messages,
+                  (uint64_t) db->deleted_of));
+    } else {
+        cJSON_AddNullToObject(o, "active_messages");
+        cJSON_AddNullToObject(o, "deleted_messages");
+        cJSON_AddNullToObject(o, "deletion_rate_percent");
+    }
+
     j_num(o, "avg_messages_per_group",
           db->total_groups > 0
           ? (double) db->total_messages / (double) db->total_groups : 0.0);
 
     h = cJSON_AddObjectToObject(o, "last_24h");
-    j_int(h, "new_groups", (uint64_t) db->new_groups_24h);
-    j_int(h, "new_messages", (uint64_t) db->new_messages_24h);
+    if (have & DB_HAVE_NEW_GROUPS) {
+        j_int(h, "new_groups", (uint64_t) db->new_groups_24h);
+    } else {
+        cJSON_AddNullToObject(h, "new_groups");
+    }
+    if (have & DB_HAVE_NEW_MESSAGES) {
+        j_int(h, "new_messages", (uint64_t) db->new_messages_24h);
+    } else {
+        cJSON_AddNullToObject(h, "new_messages");
+    }
 
     arr = cJSON_AddArrayToObject(o, "top_active_groups");
     for (i = 0; i < db->ntop; i++) {

@@ -441,20 +441,31 @@ db_refresh(dbstats_t *d, db_stats_t *out, char *err, size_t errlen,
 
     /* the rest: one too slow for maxTimeMS keeps its last value */
 
-#define db_figure(field, expr)                                              \
-    if ((n = (expr)) >= 0) {                                                \
-        out->field = n;                                                     \
-    } else if (failed++ == 0) {                                             \
-        snprintf(why, whylen, "%s", qerr);                                  \
-    }
+#define db_figure(field, have, expr)                                        \
+    do {                                                                    \
+        if ((n = (expr)) >= 0) {                                            \
+            out->field = n;                                                 \
+            out->measured |= (have);                                        \
+        } else if (failed++ == 0) {                                         \
+            snprintf(why, whylen, "%s", qerr);                              \
+        }                                                                   \
+    } while (0)
 
-    db_figure(active_messages,
+    db_figure(active_messages, DB_HAVE_ACTIVE,
               db_count(messages, live, opts, "active messages", qerr,
                        sizeof(qerr)));
-    db_figure(new_groups_24h,
+
+    /* deleted = total - active only when both are of this refresh */
+    if (n >= 0) {
+        out->deleted_messages = out->total_messages > n
+                                ? out->total_messages - n : 0;
+        out->deleted_of = out->total_messages;
+    }
+
+    db_figure(new_groups_24h, DB_HAVE_NEW_GROUPS,
               db_count(groups, recent, opts, "new groups", qerr,
                        sizeof(qerr)));
-    db_figure(new_messages_24h,
+    db_figure(new_messages_24h, DB_HAVE_NEW_MESSAGES,
               db_count(messages, recent, opts, "new messages", qerr,
                        sizeof(qerr)));
 
@@ -468,14 +479,10 @@ db_refresh(dbstats_t *d, db_stats_t *out, char *err, size_t errlen,
         for (i = 0; i < ntop; i++) {
             out->top[i] = top[i].row;
         }
+        out->measured |= DB_HAVE_TOP;
 
     } else if (failed++ == 0) {
         snprintf(why, whylen, "%s", qerr);
-    }
-
-    /* a kept figure may lag the fresh total */
-    if (out->active_messages > out->total_messages) {
-        out->active_messages = out->total_messages;
     }
 
     rc = failed ? 1 : 0;
@@ -502,9 +509,12 @@ db_publish(dbstats_t *d, int rc, const db_stats_t *fresh, const char *err,
     pthread_mutex_lock(&d->lock);
 
     if (rc >= 0) {
+        p->measured = fresh->measured;
         p->total_groups = fresh->total_groups;
         p->total_messages = fresh->total_messages;
         p->active_messages = fresh->active_messages;
+        p->deleted_messages = fresh->deleted_messages;
+        p->deleted_of = fresh->deleted_of;
         p->new_groups_24h = fresh->new_groups_24h;
         p->new_messages_24h = fresh->new_messages_24h;
         p->ntop = fresh->ntop;

@@ -26,6 +26,12 @@
 #define DB_GROUP_NAME_SZ  256
 #define DB_STATUS_SZ      1024
 
+/* db_stats_t.measured: figures a query has returned at least once */
+#define DB_HAVE_ACTIVE        0x01      /* and deleted_messages */
+#define DB_HAVE_NEW_GROUPS    0x02
+#define DB_HAVE_NEW_MESSAGES  0x04
+#define DB_HAVE_TOP           0x08
+
 typedef struct {
     char      group_id[DB_GROUP_ID_SZ];      /* 24 hex chars for ObjectId */
     char      name[DB_GROUP_NAME_SZ];
@@ -51,9 +57,12 @@ typedef struct {
     uint64_t        refreshes_partial;       /* some figures kept */
     uint64_t        refreshes_failed;
 
+    unsigned        measured;                /* DB_HAVE_* */
     int64_t         total_groups;
     int64_t         total_messages;
     int64_t         active_messages;
+    int64_t         deleted_messages;        /* both from one refresh: */
+    int64_t         deleted_of;              /* total_messages then */
     int64_t         new_groups_24h;
     int64_t         new_messages_24h;
     size_t          ntop;

@@ -46,9 +46,10 @@ struct ingest_s {
 static void
 ingest_pipe_check(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
-    ingest_t  *in = arg;
-    uint64_t   pid = 0;
-    int        rv;
+    ingest_t       *in = arg;
+    uint64_t        pid = 0;
+    unsigned long   n;
+    int             rv;
 
     (void) ev;
 
@@ -59,10 +60,19 @@ ingest_pipe_check(nng_pipe pipe, nng_pipe_ev ev, void *arg)
         return;
     }
 
-    log_warn("ingest: refused a connection from pid %llu: not a worker of "
-             "the nginx in the pid file (%lu refused so far)",
-             (unsigned long long) pid,
-             __atomic_add_fetch(&in->refused, 1, __ATOMIC_RELAXED));
+    n = __atomic_add_fetch(&in->refused, 1, __ATOMIC_RELAXED);
+
+    /* a process may redial at will: the 1st-10th, then 16th, 32nd... */
+    if (pid == 0 && (n <= 10 || (n & (n - 1)) == 0)) {
+        log_warn("ingest: refused a connection without a peer pid (a "
+                 "process in another pid namespace?  --ingest-peers any "
+                 "accepts it) (%lu refused so far)", n);
+
+    } else if (n <= 10 || (n & (n - 1)) == 0) {
+        log_warn("ingest: refused a connection from pid %llu: not a worker "
+                 "of the nginx in the pid file (%lu refused so far)",
+                 (unsigned long long) pid, n);
+    }
     (void) nng_pipe_close(pipe);
 }
 

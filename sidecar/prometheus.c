@@ -235,8 +235,10 @@ p_database(sbuf_t *b, const db_stats_t *db)
     metric(b, "chat_db_messages", "gauge",
            "Messages in the database, deleted included.",
            (double) db->total_messages);
-    metric(b, "chat_db_active_messages", "gauge",
-           "Messages not soft-deleted.", (double) db->active_messages);
+    if (db->measured & DB_HAVE_ACTIVE) {
+        metric(b, "chat_db_active_messages", "gauge",
+               "Messages not soft-deleted.", (double) db->active_messages);
+    }
 }
 
 

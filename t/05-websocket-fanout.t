@@ -573,3 +573,51 @@ for my $p ($alice, $bob) {
 --- no_error_log
 [crit]
 [alert]
+
+
+
+=== TEST 7: nginx as deployed (daemon on): the workers, children of the daemonized master, accept each other on the bus
+--- ws_script
+# The harness runs nginx with "daemon off"; this block starts a second
+# nginx of its own the way a service manager does, and stops it by pid.
+use File::Temp ();
+my $dir = File::Temp::tempdir('chat-daemon-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+mkdir "$dir/logs";
+my $p = ChatTest::Sidecar::free_port();
+my $modules = join '', map { "load_module $_;\n" } split ' ', $ENV{TEST_NGINX_LOAD_MODULES};
+open my $cf, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!\n";
+print $cf <<"_CONF_";
+$modules
+daemon on;
+master_process on;
+worker_processes 3;
+pid $dir/logs/nginx.pid;
+error_log $dir/logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    chat_mongo_uri "$ENV{TEST_NGINX_CHAT_URI}";
+    chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
+    server {
+        listen 127.0.0.1:$p;
+        location /api/chat/ { chat_api on; }
+    }
+}
+_CONF_
+close $cf;
+my $bin = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
+is system($bin, '-p', "$dir/", '-c', "$dir/nginx.conf"), 0, 'nginx started as a daemon';
+my $log = sub { open my $fh, '<', "$dir/logs/error.log" or return ''; local $/; <$fh> // '' };
+my $deadline = Time::HiRes::time() + 10;
+Time::HiRes::sleep(0.05)
+    while Time::HiRes::time() < $deadline && (() = $log->() =~ /joined the bus/g) < 3;
+my @joined = $log->() =~ /joined the bus \((\d+ of \d+) peers/g;
+is_deeply \@joined, [ ('2 of 2') x 3 ], 'each of its three workers reached its two peers';
+unlike $log->(), qr/refused a bus connection/, 'no worker refused another';
+unlike $log->(), qr/reaches \d+ of its/, 'none waited in vain';
+open my $pf, '<', "$dir/logs/nginx.pid" or die "no pid file: $!\n";
+chomp(my $master = <$pf>);
+kill 'QUIT', $master;
+$deadline = Time::HiRes::time() + 10;
+Time::HiRes::sleep(0.05) while Time::HiRes::time() < $deadline && kill 0, $master;
+ok !kill(0, $master), 'and it stopped';

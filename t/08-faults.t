@@ -432,7 +432,7 @@ $served += $n;
 cmp_ok $n, '>', 20, "load ran ($n requests)";
 is_deeply [ sort grep { !/^(200|201)$/ } keys %$st ], [],
     'every API request got a 200 or 201 while the sidecar was killed and restarted'
-    or diag explain $st;
+    or diag $main::JSON->encode($st);
 
 # the snapshots (every 5 s per worker) rebuild the WebSocket picture
 $d = ChatTest::Sidecar::wait_for(sub {
@@ -464,8 +464,8 @@ cmp_ok $rx, '>', 0, "metrics resumed: $rx of the 20 new requests received";
 is $rx + $d->{pipeline}{requests_dropped} - $dr0, 20, 'and the others counted as dropped';
 is $d->{pipeline}{requests_served}, $served, "served still exact ($served)"
     or do {                                 # what each worker sent
-        diag explain [ map { { %$_{qw(worker_pid live batches last_seq requests_recorded requests_dropped)} } }
-                       @{ $d->{pipeline}{workers} } ];
+        diag $main::JSON->encode([ map { +{ %$_{qw(worker_pid live batches last_seq requests_recorded requests_dropped)} } }
+                             @{ $d->{pipeline}{workers} } ]);
         diag grep { /chat metrics|refused/ } split /^/, error_log();
     };
 --- error_log

@@ -140,6 +140,8 @@ if [ -n "$db_started" ]; then
         jq -e '.system.mongodb_healthy and .system.mongodb_status == "connected"' "$tmp/slow.json"
     check "slow counts: totals from collStats, exact" \
         jq -e '.database.total_groups == 20 and .database.total_messages == 30000' "$tmp/slow.json"
+    check "slow counts: a figure never measured is null, not 0 (no 100 % deletion rate)" \
+        jq -e '.database.active_messages == null and .database.deleted_messages == null and .database.deletion_rate_percent == null' "$tmp/slow.json"
     check "slow counts: stale, and stale_reason names the query" \
         jq -e '.database.stale and (.database.stale_reason|test("count of active messages failed: .*time limit"))' "$tmp/slow.json"
     check "slow counts: logged once as kept figures" \

@@ -150,6 +150,10 @@ fx_init(fixture_t *f, int requests, int ws)
     f->db.total_groups = 15;
     f->db.total_messages = 1234;
     f->db.active_messages = 1200;
+    f->db.deleted_messages = 34;
+    f->db.deleted_of = 1234;
+    f->db.measured = DB_HAVE_ACTIVE | DB_HAVE_NEW_GROUPS
+                     | DB_HAVE_NEW_MESSAGES | DB_HAVE_TOP;
     f->db.new_groups_24h = 2;
     f->db.new_messages_24h = 145;
     f->db.ntop = 1;
@@ -444,6 +448,53 @@ json_db_down_keeps_last_figures_and_says_stale(void)
 }
 
 
+/* a count past maxTimeMS keeps its figure; one never measured is null */
+static void
+json_db_partial_refresh_keeps_or_nulls_each_figure(void)
+{
+    fixture_t  f;
+    cJSON     *root;
+
+    /* the active count ran once (1200 of 1234), then timed out while the
+     * total grew to 2000: deleted stays the measured 34 of 1234 */
+    fx_init(&f, 1, 0);
+    f.db.total_messages = 2000;
+    f.db.stale = 1;
+    snprintf(f.db.stale_reason, sizeof(f.db.stale_reason),
+             "count of active messages failed: time limit");
+    root = render(&f);
+    CHECK(cJSON_IsTrue(jget(root, "system.mongodb_healthy")));
+    CHECK(jget(root, "database.total_messages")->valuedouble == 2000);
+    CHECK(jget(root, "database.active_messages")->valuedouble == 1200);
+    CHECK(jget(root, "database.deleted_messages")->valuedouble == 34);
+    CHECK(jget(root, "database.deletion_rate_percent")->valuedouble == 2.76);
+    CHECK(strstr(jget(root, "database.stale_reason")->valuestring,
+                 "time limit") != NULL);
+    cJSON_Delete(root);
+
+    /* never measured: unknown, not 0 (not a 100 % deletion rate) */
+    f.db.measured = DB_HAVE_TOP;
+    root = render(&f);
+    CHECK(cJSON_IsNull(jget(root, "database.active_messages")));
+    CHECK(cJSON_IsNull(jget(root, "database.deleted_messages")));
+    CHECK(cJSON_IsNull(jget(root, "database.deletion_rate_percent")));
+    CHECK(cJSON_IsNull(jget(root, "database.last_24h.new_groups")));
+    CHECK(cJSON_IsNull(jget(root, "database.last_24h.new_messages")));
+    CHECK(jget(root, "database.total_messages")->valuedouble == 2000);
+    cJSON_Delete(root);
+
+    /* before any refresh: the documented zeros */
+    f.db.have_data = 0;
+    f.db.measured = 0;
+    root = render(&f);
+    CHECK(jtype(root, "database.active_messages", 'n'));
+    CHECK(jtype(root, "database.last_24h.new_messages", 'n'));
+    cJSON_Delete(root);
+
+    fx_free(&f);
+}
+
+
 static void
 json_missing_proc_figures_are_null(void)
 {
@@ -526,6 +577,7 @@ suite_json(void)
     RUN(json_values_follow_the_spec_arithmetic);
     RUN(json_timestamps_are_iso_utc_with_millis);
     RUN(json_db_down_keeps_last_figures_and_says_stale);
+    RUN(json_db_partial_refresh_keeps_or_nulls_each_figure);
     RUN(json_missing_proc_figures_are_null);
     RUN(json_custom_events_spread_their_key_values);
     RUN(json_health_says_ok);
