@@ -15,16 +15,37 @@ root=$(cd "$here/.." && pwd)
 bin=${1:-$root/build/sidecar}
 tmp=$(mktemp -d /tmp/sidecar-it.XXXXXX)
 ipc="ipc://$tmp/ingest.ipc"
-pass=0 fail=0 sidecar_pid="" db_started=""
+pass=0 fail=0 sidecar_pid="" slow_pid="" db_started=""
 
 cleanup() {
     [ -n "$sidecar_pid" ] && kill -TERM "$sidecar_pid" 2>/dev/null &&
         wait "$sidecar_pid" 2>/dev/null
+    [ -n "$slow_pid" ] && kill -TERM "$slow_pid" 2>/dev/null &&
+        wait "$slow_pid" 2>/dev/null
     [ -n "$db_started" ] && "$root/devdb/run-db.sh" stop "$tmp/db.pid" \
         >/dev/null 2>&1
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+# start_sidecar LOG ARGS...: a sidecar on a free port, reading "$uri";
+# sets started_pid and started_port, or exits with its log
+start_sidecar() {
+    local log=$1
+    shift
+    "$bin/chat-sidecar" --listen 127.0.0.1:0 --mongo-uri "$uri" \
+        --html-dir "$tmp/html" "$@" >"$log" 2>&1 &
+    started_pid=$!
+    started_port=""
+    for _ in $(seq 50); do
+        started_port=$(grep -o 'port [0-9]*' "$log" | awk '{print $2}')
+        [ -n "$started_port" ] && return 0
+        sleep 0.1
+    done
+    cat "$log" >&2
+    kill -TERM "$started_pid"
+    exit 1
+}
 
 check() {   # check NAME COMMAND...
     local name=$1
@@ -54,18 +75,10 @@ if [ -x "$root/build/devdb" ] && [ -x "$root/devdb/run-db.sh" ]; then
 fi
 
 mkdir -p "$tmp/html"
-"$bin/chat-sidecar" --listen 127.0.0.1:0 --ingest "$ipc" --mongo-uri "$uri" \
-    --db-refresh 1 --html-dir "$tmp/html" --nginx-pid-file "$tmp/none.pid" \
-    --ingest-peers any >"$tmp/sidecar.log" 2>&1 &
-sidecar_pid=$!
-port=""
-for _ in $(seq 50); do
-    port=$(grep -o 'port [0-9]*' "$tmp/sidecar.log" | awk '{print $2}')
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { cat "$tmp/sidecar.log" >&2; exit 1; }
-url=http://127.0.0.1:$port
+start_sidecar "$tmp/sidecar.log" --ingest "$ipc" --db-refresh 1 \
+    --nginx-pid-file "$tmp/none.pid" --ingest-peers any
+sidecar_pid=$started_pid
+url=http://127.0.0.1:$started_port
 
 check "refuses a non-loopback listen address" \
     bash -c "! '$bin/chat-sidecar' -t --listen 0.0.0.0:80"
@@ -121,19 +134,13 @@ fi
 # --- a large collection: counts past maxTimeMS keep their figure ---------
 if [ -n "$db_started" ]; then
     "$bin/seed" "$uri" chat 20 30000 >/dev/null 2>&1
-    "$bin/chat-sidecar" --listen 127.0.0.1:0 --ingest "ipc://$tmp/slow.ipc" \
-        --mongo-uri "$uri" --db-refresh 1 --db-timeout-ms 100 \
-        --html-dir "$tmp/html" >"$tmp/slow.log" 2>&1 &
-    slow_pid=$!
-    sport=""
-    for _ in $(seq 50); do
-        sport=$(grep -o 'port [0-9]*' "$tmp/slow.log" | awk '{print $2}')
-        [ -n "$sport" ] && break
-        sleep 0.1
-    done
+    start_sidecar "$tmp/slow.log" --ingest "ipc://$tmp/slow.ipc" \
+        --db-refresh 1 --db-timeout-ms 100
+    slow_pid=$started_pid
     sleep 2
-    curl -s "http://127.0.0.1:$sport/dashboard/api/data" >"$tmp/slow.json"
+    curl -s "http://127.0.0.1:$started_port/dashboard/api/data" >"$tmp/slow.json"
     kill -TERM "$slow_pid"; wait "$slow_pid"
+    slow_pid=""
     # the seed adds 20 groups and 30,000 messages to what the batches above
     # left (none: they are metrics, not chat data)
     check "slow counts: the server is still healthy and connected" \
@@ -185,17 +192,9 @@ check "SIGTERM: ipc socket removed" test ! -e "$tmp/ingest.ipc"
 # send-test-batch is a child of this shell: it passes as a "worker" while
 # the pid file names this shell as the master, and is refused otherwise
 echo $$ >"$tmp/master.pid"
-"$bin/chat-sidecar" --listen 127.0.0.1:0 --ingest "$ipc" --mongo-uri "$uri" \
-    --html-dir "$tmp/html" --nginx-pid-file "$tmp/master.pid" \
-    >"$tmp/peers.log" 2>&1 &
-sidecar_pid=$!
-port=""
-for _ in $(seq 50); do
-    port=$(grep -o 'port [0-9]*' "$tmp/peers.log" | awk '{print $2}')
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-url=http://127.0.0.1:$port
+start_sidecar "$tmp/peers.log" --ingest "$ipc" --nginx-pid-file "$tmp/master.pid"
+sidecar_pid=$started_pid
+url=http://127.0.0.1:$started_port
 $S -p 201 -s 1 -n 5 >/dev/null
 echo 1 >"$tmp/master.pid"           # now the pusher's parent is not nginx
 $S -p 202 -s 1 -n 7 >/dev/null 2>&1    # gives up after 2 s
