@@ -107,10 +107,12 @@ add_block_preprocessor(sub {
           && $ENV{TEST_NGINX_PAUSABLE_URI}
         ? '$TEST_NGINX_PAUSABLE_URI' : '$TEST_NGINX_CHAT_URI';
 
+    my $db_timeout = $block->can('db_timeout') && $block->db_timeout || '1s';
+
     $block->set_value(http_config => <<"_EOC_" . ($block->http_config // ''));
 chat_mongo_uri "$uri";
 chat_jwt_secret \$TEST_NGINX_JWT_SECRET;
-chat_db_timeout 1s;
+chat_db_timeout $db_timeout;
 chat_metrics on;
 chat_metrics_address \$TEST_NGINX_IPC;
 chat_metrics_flush_interval 50ms;
@@ -843,6 +845,7 @@ open socket
 
 === TEST 8: a WebSocket handshake that a reload catches waiting on the database: the old worker finishes it, then closes it with 1001 at once and exits
 --- pausable_db
+--- db_timeout: 5s
 --- ws_script
 SKIP: {
 skip 'needs the suite\'s database on one local host (not MONGO_URI with several)', 5
