@@ -22,6 +22,7 @@
 #include "log.h"
 
 #define DB_DEFAULT_NAME        "chat"
+#define DB_MAX_TIME_EXPIRED    50       /* the server's MaxTimeMSExpired */
 #define DB_SELECT_TIMEOUT_MS   2000
 #define DB_CONNECT_TIMEOUT_MS  2000
 
@@ -200,6 +201,7 @@ db_count(mongoc_collection_t *coll, const bson_t *filter, const bson_t *opts,
                                           &error);
     if (n < 0) {
         snprintf(err, errlen, "count of %s failed: %s", what, error.message);
+        return error.code == DB_MAX_TIME_EXPIRED ? -2 : -1;
     }
     return n;
 }
@@ -245,7 +247,7 @@ db_cursor_done(mongoc_cursor_t *cursor, const char *what, char *err,
 
     if (mongoc_cursor_error(cursor, &error)) {
         snprintf(err, errlen, "%s failed: %s", what, error.message);
-        rc = -1;
+        rc = error.code == DB_MAX_TIME_EXPIRED ? -2 : -1;
     }
     mongoc_cursor_destroy(cursor);
     return rc;
@@ -299,8 +301,10 @@ db_top_groups(dbstats_t *d, mongoc_collection_t *messages,
     }
 
     *ntop = n;
-    if (db_cursor_done(cursor, "top groups aggregation", err, errlen) != 0) {
-        return -1;
+    if ((rc = db_cursor_done(cursor, "top groups aggregation", err, errlen))
+        != 0)
+    {
+        return rc;
     }
 
     /* the latest live message of each group: an indexed find, limit 1 */
@@ -328,8 +332,10 @@ db_top_groups(dbstats_t *d, mongoc_collection_t *messages,
         bson_destroy(filter);
         bson_destroy(fopts);
 
-        if (db_cursor_done(cursor, "latest message find", err, errlen) != 0) {
-            return -1;
+        if ((rc = db_cursor_done(cursor, "latest message find", err, errlen))
+            != 0)
+        {
+            return rc;
         }
     }
 
@@ -441,11 +447,18 @@ db_refresh(dbstats_t *d, db_stats_t *out, char *err, size_t errlen,
 
     /* the rest: one too slow for maxTimeMS keeps its last value */
 
+/*
+ * A query that ran out of maxTimeMS (-2) keeps its figure and makes the
+ * refresh partial; any other error (-1: the server went away) fails it.
+ */
 #define db_figure(field, have, expr)                                        \
     do {                                                                    \
         if ((n = (expr)) >= 0) {                                            \
             out->field = n;                                                 \
             out->measured |= (have);                                        \
+        } else if (n == -1) {                                               \
+            snprintf(err, errlen, "%s", qerr);                              \
+            goto done;                                                      \
         } else if (failed++ == 0) {                                         \
             snprintf(why, whylen, "%s", qerr);                              \
         }                                                                   \
@@ -471,10 +484,15 @@ db_refresh(dbstats_t *d, db_stats_t *out, char *err, size_t errlen,
 
 #undef db_figure
 
-    if (db_top_groups(d, messages, groups, opts, top, &ntop, qerr,
-                      sizeof(qerr))
-        == 0)
-    {
+    n = db_top_groups(d, messages, groups, opts, top, &ntop, qerr,
+                      sizeof(qerr));
+
+    if (n == -1) {
+        snprintf(err, errlen, "%s", qerr);
+        goto done;
+    }
+
+    if (n == 0) {
         out->ntop = ntop;
         for (i = 0; i < ntop; i++) {
             out->top[i] = top[i].row;

@@ -137,8 +137,14 @@ if [ -n "$db_started" ]; then
     start_sidecar "$tmp/slow.log" --ingest "ipc://$tmp/slow.ipc" \
         --db-refresh 1 --db-timeout-ms 100
     slow_pid=$started_pid
-    sleep 2
-    curl -s "http://127.0.0.1:$started_port/dashboard/api/data" >"$tmp/slow.json"
+    # until its first refresh is in (a few hundred ms; more under load)
+    for _ in $(seq 100); do
+        curl -s "http://127.0.0.1:$started_port/dashboard/api/data" >"$tmp/slow.json"
+        jq -e '.database.last_attempt_at != null and .database.total_messages > 0' \
+            "$tmp/slow.json" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -s "http://127.0.0.1:$started_port/metrics" >"$tmp/slow.prom"
     kill -TERM "$slow_pid"; wait "$slow_pid"
     slow_pid=""
     # the seed adds 20 groups and 30,000 messages to what the batches above
@@ -154,7 +160,7 @@ if [ -n "$db_started" ]; then
     check "slow counts: logged once as kept figures" \
         grep -q "db: connected, some statistics kept from before: count of active messages failed" "$tmp/slow.log"
     check "slow counts: Prometheus counts partial refreshes" \
-        bash -c "curl -s '$url/metrics' | grep -q '^chat_db_refresh_partial_total 0'"
+        grep -q '^chat_db_refresh_partial_total [1-9]' "$tmp/slow.prom"
 fi
 
 # --- HTTP surface --------------------------------------------------------
