@@ -211,6 +211,27 @@ create_groups() {
     done
 }
 
+# start_example_stack DB_DATA [WORKER_CONNECTIONS]: the stack as deployed
+# under $dir: devdb (data in DB_DATA), secrets, sidecar (SIDECAR_EXTRA
+# applies) and nginx from nginx.conf.example; stopped at exit.  Sets uri
+# mongo dbpid token ingest spid sport port m w.
+start_example_stack() {
+    local data=$1 wc=${2:-}
+    uri=$(start_db "$data") || return 1
+    dbpid=$(cat "$data.pid")
+    trap "bench_cleanup; stop_db '$data'" EXIT
+    mongo="${uri%/}/chat"
+    make_secrets "$dir/sec"
+    token=$(cat "$dir/sec/token")
+    ingest="ipc://$dir/metrics.ipc"
+    read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || return 1
+    port=$(free_port)
+    example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
+        sed -e "${wc:+s/worker_connections  4096;/worker_connections  $wc;/}" > "$dir/nginx.conf"
+    m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || return 1
+    w=$(worker_pids "$m")
+}
+
 sidecar_json() {    # sidecar_json PORT
     curl -sf "http://127.0.0.1:$1/dashboard/api/data"
 }

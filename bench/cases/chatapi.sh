@@ -12,18 +12,7 @@ dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
 rounds=$(q 1 3); dur=$(q 3 10)
-uri=$(start_db "$dir/db") || exit 1
-dbpid=$(cat "$dir/db.pid")
-trap 'bench_cleanup; stop_db "$dir/db"' EXIT
-mongo="${uri%/}/chat"
-make_secrets "$dir/sec"
-token=$(cat "$dir/sec/token")
-ingest="ipc://$dir/metrics.ipc"
-read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
-port=$(free_port)
-example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" > "$dir/nginx.conf"
-m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
-w=$(worker_pids "$m")
+start_example_stack "$dir/db" || exit 1
 create_groups "$port" "$token" 10 "$dir/groups" || exit 1
 per_group=$(q 20 100)
 for g in $(cat "$dir/groups"); do
@@ -49,8 +38,9 @@ for v_r in $(for v in get post; do for r in $(seq "$rounds"); do echo "idle-$v:$
             # takes ~1.7 cores under the GET load), no requests: CPU
             # contention alone
             timeout "$dur" bash -c 'while :; do :; done' &
+            burner=$!
             timeout "$dur" bash -c 'while :; do :; done'
-            wait
+            wait "$burner"          # the probe is waited for below
         elif [ "${v#idle}" = "$v" ]; then
             # prio-*: the same load with the workers' event-loop threads at
             # nice -5 (renice -p changes the main thread only; nginx's

@@ -49,18 +49,7 @@ scenarios() {   # scenarios SYSTEM PORT GROUPS_FILE PIDS [-t TOKEN]
 }
 
 # --- the chat module -------------------------------------------------------
-uri=$(start_db "$dir/db") || exit 1
-trap 'bench_cleanup; stop_db "$dir/db"' EXIT
-mongo="${uri%/}/chat"
-make_secrets "$dir/sec"
-token=$(cat "$dir/sec/token")
-ingest="ipc://$dir/metrics.ipc"
-read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
-port=$(free_port)
-example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
-    sed -e 's/worker_connections  4096;/worker_connections  16384;/' > "$dir/nginx.conf"
-m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
-w=$(worker_pids "$m")
+start_example_stack "$dir/db" 16384 || exit 1
 create_groups "$port" "$token" 100 "$dir/groups" || exit 1
 scenarios chat "$port" "$dir/groups" "$w" -t "$token"
 stop_nginx "$m"

@@ -26,20 +26,11 @@ if [ ! -f "$cache.seeded" ]; then
 fi
 emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$groups,\"seed_seconds\":$(cat "$cache.seeded")}"
 
-uri=$(start_db "$cache") || exit 1
-dbpid=$(cat "$cache.pid")
-trap 'bench_cleanup; stop_db "$cache"' EXIT
-mongo="${uri%/}/chat"
-make_secrets "$dir/sec"
-ingest="ipc://$dir/metrics.ipc"
 # --db-refresh 1: the statistics queries run back to back (each refresh
 # takes seconds at this size), so the database load is the same in every
-# round instead of following the 10 s refresh cycle
-read -r spid sport < <(SIDECAR_EXTRA="--db-refresh 1 --ingest-peers any" start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
-port=$(free_port)
-example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" > "$dir/nginx.conf"
-m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
-w=$(worker_pids "$m")
+# round instead of following the 10 s refresh cycle; --ingest-peers any:
+# send-test-batch fills the endpoint table below
+SIDECAR_EXTRA="--db-refresh 1 --ingest-peers any" start_example_stack "$cache" || exit 1
 basic=$(cat "$dir/sec/basic")
 run_wrk "$dir/warmup.txt" -t1 -c32 -d2s -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return" > /dev/null
 

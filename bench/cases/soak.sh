@@ -12,19 +12,7 @@ dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
 total=${SOAK_SECONDS:-$(q 60 600)}
-uri=$(start_db "$dir/db") || exit 1
-dbpid=$(cat "$dir/db.pid")
-trap 'bench_cleanup; stop_db "$dir/db"' EXIT
-mongo="${uri%/}/chat"
-make_secrets "$dir/sec"
-token=$(cat "$dir/sec/token")
-ingest="ipc://$dir/metrics.ipc"
-read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || exit 1
-port=$(free_port)
-example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
-    sed -e 's/worker_connections  4096;/worker_connections  16384;/' > "$dir/nginx.conf"
-m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || exit 1
-w=$(worker_pids "$m")
+start_example_stack "$dir/db" 16384 || exit 1
 create_groups "$port" "$token" 10 "$dir/groups" || exit 1
 
 BENCH_TOKEN=$token BENCH_BASIC="$(sed 's/^Authorization: //' "$dir/sec/basic")" BENCH_GROUPS=$dir/groups BENCH_DELAY_MS=2 \
