@@ -4,6 +4,7 @@
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
 use ChatTest::JWT;
+use ChatTest::Client;
 use ChatTest::Script;
 use IO::Socket::INET;
 
@@ -72,21 +73,13 @@ location = /static { return 200 "static\n"; }
 GET /static
 --- timeout: 20
 --- chat_script
-use IO::Socket::INET;
-use IO::Select;
 use Time::HiRes qw(time sleep);
 
 my $token = ChatTest::JWT::token('alice');
-my $sel = IO::Select->new;
-my %buf;
 my $t0 = time;
-for my $i (1 .. 8) {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port()) or die $!;
-    print $s "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-           . "Authorization: Bearer $token\r\n\r\n";
-    $sel->add($s);
-    $buf{$s} = '';
-}
+my @socks = ChatTest::Client::send_raw(port(), (
+    "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Authorization: Bearer $token\r\n\r\n") x 8);
 
 # while those wait on the database, the worker must still serve
 my $static = client(undef);
@@ -100,19 +93,10 @@ for (1 .. 20) {
 }
 cmp_ok $worst, '<', 0.5, 'every static request answered well within the 2 s database timeout';
 
-my $done = 0;
-while ($sel->count && time - $t0 < 15) {
-    for my $s ($sel->can_read(0.5)) {
-        my $n = sysread $s, my $chunk, 65536;
-        if ($n) { $buf{$s} .= $chunk; next }
-        $sel->remove($s);
-        close $s;
-        $done++;
-    }
-}
+my @responses = ChatTest::Client::read_until_closed(15 - (time - $t0), @socks);
 my $elapsed = time - $t0;
-is $done, 8, 'every API request finished';
-my @statuses = map { /^HTTP\/1\.1 (\d+)/ ? $1 : 'none' } values %buf;
+is scalar(grep { defined } @responses), 8, 'every API request finished';
+my @statuses = map { ($_ // '') =~ /^HTTP\/1\.1 (\d+)/ ? $1 : 'none' } @responses;
 is_deeply [ sort @statuses ], [ (503) x 8 ], 'each got a 503';
-ok scalar(grep { /\r\nRetry-After: 5\r\n/ } values %buf) == 8, 'each with Retry-After';
+ok scalar(grep { ($_ // '') =~ /\r\nRetry-After: 5\r\n/ } @responses) == 8, 'each with Retry-After';
 cmp_ok $elapsed, '<', 10, 'none hung past its timeout';

@@ -512,19 +512,11 @@ cmp_ok $dt, '<', 3, sprintf('answered in %.2f s, within the 1 s timeout plus a g
 
 # several requests waiting on the database at once, while the worker
 # keeps serving everything else
-use IO::Socket::INET;
-use IO::Select;
 my $token = ChatTest::JWT::token('alice');
-my $sel = IO::Select->new;
-my %buf;
 my @paths = ("/api/chat/groups/$g/messages", "/api/chat/groups/$g", '/api/chat/groups');
-for my $i (0 .. 5) {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die $!;
-    print $s "GET $paths[$i % 3] HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-           . "Authorization: Bearer $token\r\n\r\n";
-    $sel->add($s);
-    $buf{$s} = '';
-}
+my @socks = ChatTest::Client::send_raw($port, map {
+    "GET $paths[$_ % 3] HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Authorization: Bearer $token\r\n\r\n" } 0 .. 5);
 $t = Time::HiRes::time();
 my $plain = ChatTest::Client->new(port => $port);
 my $worst = 0;
@@ -535,18 +527,10 @@ for (1 .. 10) {
     $worst = $x if $x > $worst;
 }
 cmp_ok $worst, '<', 0.75, 'a static location answers at once meanwhile';
-my $done = 0;
-while ($sel->count && Time::HiRes::time() - $t < 10) {
-    for my $s ($sel->can_read(0.5)) {
-        my $n = sysread $s, my $chunk, 65536;
-        if ($n) { $buf{$s} .= $chunk; next }
-        $sel->remove($s);
-        $done++;
-    }
-}
+my @responses = ChatTest::Client::read_until_closed(10 - (Time::HiRes::time() - $t), @socks);
 $dt = Time::HiRes::time() - $t;
-is $done, 6, 'every waiting request finished';
-is_deeply [ map { /^HTTP\/1\.1 (\d+)/ ? $1 : 'none' } values %buf ], [ (503) x 6 ], 'each with a 503';
+is scalar(grep { defined } @responses), 6, 'every waiting request finished';
+is_deeply [ map { ($_ // '') =~ /^HTTP\/1\.1 (\d+)/ ? $1 : 'none' } @responses ], [ (503) x 6 ], 'each with a 503';
 cmp_ok $dt, '<', 4, sprintf('all within %.2f s: nothing hangs', $dt);
 
 my $late = ws_connect(port => $port, path => "/api/chat/ws/$g?token=$token");
@@ -801,36 +785,18 @@ is group_count($d, $g), 1, 'the WebSocket opened before any sidecar ran is count
 === TEST 7: a reload while API requests wait on a stalled database: the old worker stays until each has its answer (503), then exits cleanly
 --- stalled_db
 --- ws_script
-require IO::Select;
 my @old = two_workers();
 is scalar @old, 2, 'two workers';
 my $token = ChatTest::JWT::token('alice');
-my $sel = IO::Select->new;
-my %buf;
-for my $i (1 .. 6) {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port())
-        or die "connect: $!\n";
-    print $s "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-           . "Authorization: Bearer $token\r\n\r\n";
-    $sel->add($s);
-    $buf{$s} = '';
-}
+my @socks = ChatTest::Client::send_raw(server_port(), (
+    "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Authorization: Bearer $token\r\n\r\n") x 6);
 Time::HiRes::sleep(0.3);          # their operations wait on the database
-my $t0 = Time::HiRes::time();
 kill 'HUP', master_pid();
 
-my $done = 0;
-while ($sel->count && Time::HiRes::time() - $t0 < 10) {
-    for my $s ($sel->can_read(0.5)) {
-        my $n = sysread $s, my $chunk, 65536;
-        if ($n) { $buf{$s} .= $chunk; next }
-        $sel->remove($s);
-        close $s;
-        $done++;
-    }
-}
-is $done, 6, 'every request ended';
-is_deeply [ sort map { /^HTTP\/1\.1 (\d+)/ ? $1 : 'no answer' } values %buf ],
+my @responses = ChatTest::Client::read_until_closed(10, @socks);
+is scalar(grep { defined } @responses), 6, 'every request ended';
+is_deeply [ sort map { ($_ // '') =~ /^HTTP\/1\.1 (\d+)/ ? $1 : 'no answer' } @responses ],
           [ (503) x 6 ], 'each got its 503 from the worker that was shutting down';
 for my $pid (@old) {
     ok wait_until(sub { error_log() =~ /worker process $pid exited with code 0/ }, 5),

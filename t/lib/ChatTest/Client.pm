@@ -67,4 +67,40 @@ sub get    { my ($s, $path, %o) = @_; $s->request('GET', $path, undef, %o) }
 sub delete { my ($s, $path, %o) = @_; $s->request('DELETE', $path, undef, %o) }
 sub post   { my ($s, $path, $body, %o) = @_; $s->request('POST', $path, $body, %o) }
 
+# Many requests in flight at once, for what must happen to all of them
+# (a stalled database, a reload):
+#   my @s = ChatTest::Client::send_raw($port, ($raw_request) x 6);
+#   my @responses = ChatTest::Client::read_until_closed(10, @s);
+# Each response is what its socket read until the server closed it, or
+# undef if it was still open when the timeout (seconds) ran out.
+
+sub send_raw {             # one connection per raw request
+    my ($port, @raws) = @_;
+    require IO::Socket::INET;
+    return map {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+            or die "connect to $port: $!\n";
+        print $s $_;
+        $s;
+    } @raws;
+}
+
+sub read_until_closed {
+    my ($timeout, @socks) = @_;
+    require IO::Select;
+    require Time::HiRes;
+    my $sel = IO::Select->new(@socks);
+    my (%buf, %closed);
+    my $deadline = Time::HiRes::time() + $timeout;
+    while ($sel->count && Time::HiRes::time() < $deadline) {
+        for my $s ($sel->can_read(0.5)) {
+            my $n = sysread $s, my $chunk, 65536;
+            if ($n) { $buf{$s} .= $chunk; next }
+            $sel->remove($s);
+            $closed{$s} = 1;
+        }
+    }
+    return map { $closed{$_} ? $buf{$_} // '' : undef } @socks;
+}
+
 1;
