@@ -161,7 +161,8 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
 
     slot = ngx_worker;
 
-    /* before nng's threads exist: they read these in the pipe callback */
+    /* set before the pipe callbacks are registered: nng's threads read
+     * them there (nng_pipe_notify() orders the writes before) */
     ngx_http_chat_bus_master = getppid();
     ngx_http_chat_bus_generation = cmcf->bus_generation;
 
