@@ -50,7 +50,7 @@ $(MODULE_SO): $(NGX_BUILD)/objs/Makefile $(MODULE_SOURCES)
 	cp $(NGX_BUILD)/objs/ngx_http_chat_module.so $@.tmp && mv -f $@.tmp $@
 
 sidecar:
-	$(MAKE) -s -C sidecar BUILD_DIR=$(CURDIR)/$(BUILD)/sidecar
+	$(MAKE) -s -C sidecar all tools BUILD_DIR=$(CURDIR)/$(BUILD)/sidecar
 
 devdb: $(DEVDB_BIN)
 

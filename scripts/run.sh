@@ -88,12 +88,14 @@ fi
 
 # --- sidecar ----------------------------------------------------------------
 ingest="ipc://$var/run/chat-metrics.ipc"
+events="ipc://$var/run/chat-events.ipc"
 if [ "$SIDECAR_PORT" = 0 ]; then
     SIDECAR_PORT=$(devdb/run-db.sh free-port)
 fi
 build/sidecar/chat-sidecar \
     --listen "127.0.0.1:$SIDECAR_PORT" \
     --ingest "$ingest" \
+    --events "$events" \
     --mongo-uri "$mongo_uri" \
     --nginx-pid-file "$var/logs/nginx.pid" \
     --html-dir "$root/html" \
@@ -138,6 +140,8 @@ cat <<MSG
   Prometheus    http://127.0.0.1:$PORT/metrics
   user          $DASHBOARD_USER
   password      $password_note
+
+  custom events build/sidecar/send-test-batch -u $events -n 0 -C TYPE -k KEY=VALUE
 
   logs in var/logs/ (access.log, error.log, sidecar.log, dashboard-audit.log)
   Ctrl-C stops nginx, the sidecar and the database.
