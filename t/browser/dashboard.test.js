@@ -856,6 +856,17 @@ test('bidirectional controls anywhere in the data are shown, not applied; values
     const iso = await page.$$eval('[data-field], td, button.cid', (es) => es.filter((e) => getComputedStyle(e).unicodeBidi !== 'isolate').length);
     assert.equal(iso, 0, 'every value is isolated');
     assert.equal(await page.$eval('#toast bdi', (b) => b.textContent), shown(cid), 'the toast isolates the id');
+
+    // a marker means a control: the marker's text typed literally is plain text
+    const sel = '#panel-system [data-field="system.mongodb_status"]';
+    assert.equal(await page.$$eval(`${sel} .ctl`, (m) => m.length), 2, 'two markers');
+    const d2 = structuredClone(d);
+    d2.system.mongodb_status = shown(d.system.mongodb_status);
+    await page.unroute('**/dashboard/api/data');
+    await page.route('**/dashboard/api/data', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(d2) }));
+    await refreshNow(page);
+    assert.equal(await page.textContent(sel), '⟨U+202E⟩connected⟨U+202C⟩');
+    assert.equal(await page.$$eval(`${sel} .ctl`, (m) => m.length), 0, 'literal text, no markers');
   } catch (e) {
     await shot(p.page, 'failed-bidi-crafted').catch(() => {});
     throw e;
