@@ -1,11 +1,13 @@
 #!/bin/bash
-# deps.sh [run|test] [--list] - install the Debian packages this project
-# needs, when missing.  Idempotent; uses sudo only when not root.
+# deps.sh [run|test|deb] [--list] - install the Debian packages this
+# project needs, when missing.  Idempotent; uses sudo only when not root.
 #
 #   run    build and run (make run, make deps): the module against Debian's
 #          nginx, the sidecar, the tools run.sh and the README's examples use
 #   test   all of run, plus what the test suites use (make test, make
-#          test-asan, make fuzz, make deps-test)
+#          test-asan, make fuzz, make deps-test), including what deb has
+#   deb    all of run, plus Debian's packaging tools (make deb, make
+#          test-deb): debhelper, dpkg-dev, fakeroot, lintian
 #
 # --list prints the profile's packages, one a line, and installs nothing.
 set -euo pipefail
@@ -14,9 +16,9 @@ profile=run
 list=0
 for arg in "$@"; do
     case $arg in
-        run|test) profile=$arg ;;
+        run|test|deb) profile=$arg ;;
         --list)   list=1 ;;
-        *) echo "usage: deps.sh [run|test] [--list]" >&2; exit 2 ;;
+        *) echo "usage: deps.sh [run|test|deb] [--list]" >&2; exit 2 ;;
     esac
 done
 
@@ -28,6 +30,14 @@ packages=(
     # run: dashboard credentials, scripts, the README's examples
     apache2-utils openssl curl jq procps
 )
+
+if [ "$profile" = deb ] || [ "$profile" = test ]; then
+    packages+=(
+        # make deb: debian/ builds with dh and nginx-dev's dh-sequence-nginx;
+        # make test-deb starts the packaged sidecar as its user (setpriv)
+        debhelper dpkg-dev fakeroot lintian util-linux
+    )
+fi
 
 if [ "$profile" = test ]; then
     packages+=(
