@@ -1,6 +1,7 @@
 /*
  * ngx_http_chat_correlation.c - correlation IDs for every request nginx
- * serves (not only the chat API).
+ * serves (not only the chat API) in an http block that uses the module
+ * (ngx_http_chat_init() registers nothing otherwise).
  *
  * An incoming ID is kept only when it is a short token of [A-Za-z0-9._:-]:
  * anything else could smuggle CR/LF into headers, quotes into logs or

@@ -430,6 +430,7 @@ ngx_http_chat_create_main_conf(ngx_conf_t *cf)
      *     cmcf->cid_header = { 0, NULL };
      *     cmcf->api_used = 0;
      *     cmcf->metrics_used = 0;
+     *     cmcf->cid_used = 0;
      */
 
     cmcf->db_timeout = NGX_CONF_UNSET_MSEC;
@@ -840,6 +841,8 @@ ngx_http_chat_cid_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_strlow(cmcf->cid_header_lc.data, value[1].data, value[1].len);
 
+    cmcf->cid_used = 1;
+
     return NGX_CONF_OK;
 }
 
@@ -932,6 +935,16 @@ ngx_http_chat_init(ngx_conf_t *cf)
                            "\"chat_metrics_address\" is not set in the "
                            "http block");
         return NGX_ERROR;
+    }
+
+    /*
+     * Loaded but not used (Debian enables a packaged module for every
+     * configuration of the system's nginx): no handler, no header filter,
+     * every request left alone.
+     */
+
+    if (!cmcf->api_used && !cmcf->metrics_used && !cmcf->cid_used) {
+        return NGX_OK;
     }
 
     hcmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);

@@ -1,5 +1,7 @@
 # The module loads, its directives are validated by `nginx -t` with clear
-# messages, and every response carries a correlation ID.
+# messages, and every response of an http block that uses the module
+# carries a correlation ID; loaded and unused (a Debian package enables it
+# for the system's nginx), it leaves responses alone.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
 
@@ -10,6 +12,8 @@ run_tests();
 __DATA__
 
 === TEST 1: the module loads; a plain location answers with a correlation ID
+--- http_config
+chat_correlation_header X-Correlation-ID;
 --- config
 location = /t { return 200 "ok\n"; }
 --- request
@@ -22,6 +26,8 @@ X-Correlation-ID: [0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 
 
 === TEST 2: a safe incoming correlation ID is kept, echoed and exposed as a variable
+--- http_config
+chat_correlation_header X-Correlation-ID;
 --- config
 location = /t { return 200 "cid=$chat_correlation_id\n"; }
 --- request
@@ -89,6 +95,8 @@ X-Request-ID: req-42
 
 
 === TEST 7: error pages carry the correlation ID too
+--- http_config
+chat_correlation_header X-Correlation-ID;
 --- config
 location = /t { return 404; }
 --- request
@@ -222,3 +230,17 @@ ok
 --- wait: 1
 --- error_log
 chat storage: indexes are in place
+
+
+
+=== TEST 20: loaded with no chat_* directive, the module leaves responses alone
+--- config
+location = /t { return 200 "ok\n"; }
+--- request
+GET /t
+--- more_headers
+X-Correlation-ID: abc-1
+--- response_body
+ok
+--- response_headers
+!X-Correlation-ID
