@@ -158,6 +158,44 @@ check "the module package depends on nginx's ABI" \
 ok $? "the system's nginx configuration still passes nginx -t, module enabled" \
     || diag < "$scratch/nginx-t.log"
 
+# what the system's nginx now runs: Debian's nginx.conf includes
+# modules-enabled/*.conf; a site that uses no chat_* directive must answer
+# exactly as before (no handler, no header)
+plain_port=$(devdb/run-db.sh free-port)
+mkdir -p "$scratch/plain/logs"
+cat > "$scratch/plain/nginx.conf" <<CONF
+include /etc/nginx/modules-enabled/*.conf;
+error_log $scratch/plain/logs/error.log;
+pid $scratch/plain/logs/nginx.pid;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $scratch/plain/body;
+    proxy_temp_path $scratch/plain/proxy;
+    fastcgi_temp_path $scratch/plain/fastcgi;
+    uwsgi_temp_path $scratch/plain/uwsgi;
+    scgi_temp_path $scratch/plain/scgi;
+    server {
+        listen 127.0.0.1:$plain_port;
+        location / { return 200 "plain\n"; }
+    }
+}
+CONF
+/usr/sbin/nginx -c "$scratch/plain/nginx.conf" -g 'daemon off;' 2>/dev/null &
+plain_pid=$!
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$plain_port") 2>/dev/null && break
+    sleep 0.1
+done
+curl -s -D "$scratch/plain/headers" -H 'X-Correlation-ID: abc-1' \
+    "http://127.0.0.1:$plain_port/" > "$scratch/plain/body.txt"
+check "a site of the system's nginx without chat_* answers as before" \
+    grep -qx plain "$scratch/plain/body.txt"
+check "... with no X-Correlation-ID header" \
+    sh -c "! grep -qi '^X-Correlation-ID' '$scratch/plain/headers'"
+kill -QUIT "$plain_pid" 2>/dev/null
+wait "$plain_pid" 2>/dev/null
+
 check "system user chat-sidecar" sh -c \
     'getent passwd chat-sidecar | awk -F: '"'"'$3 < 1000 && $7 ~ /nologin|false/ {f=1} END {exit !f}'"'"
 check "its own group" getent group chat-sidecar
