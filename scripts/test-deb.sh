@@ -217,8 +217,11 @@ if command -v systemd-analyze >/dev/null; then
 fi
 
 # --- the database -------------------------------------------------------------
-if [ -n "${MONGO_URI:-}" ]; then
-    base=${MONGO_URI%%\?*}
+# MONGO_URI's server, or the suite's (scripts/test.sh), with a database of
+# this run's own; else the embedded one
+server_uri=${MONGO_URI:-${TEST_NGINX_MONGO_URI:-}}
+if [ -n "$server_uri" ]; then
+    base=${server_uri%%\?*}
     hosts=${base#mongodb://}
     mongo_uri="mongodb://${hosts%%/*}/chat_test_deb_$$"
 else
