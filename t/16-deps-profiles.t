@@ -31,11 +31,20 @@ for my $p (qw(chromium nodejs prometheus clang libclang-rt-14-dev lld-14
 }
 ok !(grep { !$test->{$_} } keys %$run), 'test installs everything run does';
 
+my $deb = profile('deb');
+for my $p (qw(debhelper dpkg-dev fakeroot lintian)) {
+    ok !$run->{$p}, "run does not install $p (packaging only)";
+    ok $deb->{$p}, "deb installs $p";
+}
+ok !(grep { !$deb->{$_} } keys %$run), 'deb installs everything run does (build dependencies)';
+ok !(grep { !$test->{$_} } keys %$deb), 'test installs everything deb does (t/17-deb.t)';
+
 # which profile each make target asks for (make -n runs nothing)
 my $dry = sub { scalar `make -n -C '$root' $_[0] 2>/dev/null` };
 like $dry->('run'), qr{scripts/deps\.sh run\b}, 'make run installs the run profile';
 unlike $dry->('run'), qr{scripts/deps\.sh test\b}, '... and not the test one';
 like $dry->('test'), qr{scripts/deps\.sh test\b}, 'make test installs the test profile';
 like $dry->('test-asan'), qr{scripts/deps\.sh test\b}, 'make test-asan too';
+like $dry->('deb'), qr{scripts/deps\.sh deb\b}, 'make deb installs the deb profile';
 
 done_testing;
