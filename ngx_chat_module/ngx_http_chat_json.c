@@ -19,9 +19,15 @@
 
 
 static void ngx_http_chat_free(void *data);
+static int ngx_libc_cdecl ngx_http_chat_key_cmp(const void *a, const void *b);
 
 
 static ngx_str_t  ngx_http_chat_json_type = ngx_string("application/json");
+
+/* the detail naming a duplicate key: the worker is single-threaded and
+ * the detail is used before the next body is parsed */
+static u_char     ngx_http_chat_dup_detail[sizeof("duplicate key \"\" in "
+                                                  "JSON object") + 64];
 
 
 ngx_int_t
@@ -273,8 +279,10 @@ ngx_http_chat_body(ngx_http_request_t *r, ngx_str_t *body)
 cJSON *
 ngx_http_chat_parse_object(ngx_str_t *body, const char **detail)
 {
+    u_char      *p, c;
+    size_t       dlen, i;
     cJSON       *json;
-    const char  *end;
+    const char  *end, *key;
 
     if (body->len == 0) {
         *detail = "request body is empty; expected a JSON object";
@@ -319,7 +327,121 @@ ngx_http_chat_parse_object(ngx_str_t *body, const char **detail)
         return NULL;
     }
 
+    /*
+     * cJSON keeps every member of an object, and its lookups return the
+     * first of a name: {"name":"a","name":"b"} would mean "a" here and
+     * "b" to most other parsers.  Neither is guessed.
+     */
+
+    key = ngx_http_chat_json_duplicate_key(json);
+
+    if (key) {
+        /* the name goes to the client and to the error log: at most 64
+         * bytes, cut on a character boundary, with no control character,
+         * quote or backslash */
+
+        dlen = ngx_strlen(key);
+        if (dlen > 64) {
+            dlen = 64;
+            while (dlen && ((u_char) key[dlen] & 0xc0) == 0x80) {
+                dlen--;
+            }
+        }
+
+        p = ngx_cpymem(ngx_http_chat_dup_detail, "duplicate key \"",
+                       sizeof("duplicate key \"") - 1);
+
+        for (i = 0; i < dlen; i++) {
+            c = (u_char) key[i];
+            *p++ = (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+                   ? '?' : c;
+        }
+
+        (void) ngx_cpystrn(p, (u_char *) "\" in JSON object",
+                           sizeof("\" in JSON object"));
+
+        cJSON_Delete(json);
+        *detail = (const char *) ngx_http_chat_dup_detail;
+        return NULL;
+    }
+
     return json;
+}
+
+
+/*
+ * The first name that appears twice in one object, at any depth, or NULL.
+ * A small object is compared pair by pair; a large one (a hostile body may
+ * hold thousands of members) through a sorted copy of its names.
+ */
+
+const char *
+ngx_http_chat_json_duplicate_key(cJSON *json)
+{
+    char        **names;
+    cJSON        *a, *b;
+    ngx_uint_t    n, i;
+    const char   *dup;
+
+    if (!(cJSON_IsObject(json) || cJSON_IsArray(json))) {
+        return NULL;
+    }
+
+    n = 0;
+
+    for (a = json->child; a; a = a->next) {
+        dup = ngx_http_chat_json_duplicate_key(a);
+        if (dup) {
+            return dup;
+        }
+
+        n++;
+    }
+
+    if (!cJSON_IsObject(json) || n < 2) {
+        return NULL;
+    }
+
+    names = (n > 16) ? ngx_alloc(n * sizeof(char *), ngx_cycle->log) : NULL;
+
+    if (names == NULL) {
+        for (a = json->child; a; a = a->next) {
+            for (b = a->next; b; b = b->next) {
+                if (ngx_strcmp(a->string, b->string) == 0) {
+                    return a->string;
+                }
+            }
+        }
+
+        return NULL;
+    }
+
+    i = 0;
+    for (a = json->child; a; a = a->next) {
+        names[i++] = a->string;
+    }
+
+    ngx_qsort(names, n, sizeof(char *), ngx_http_chat_key_cmp);
+
+    dup = NULL;
+
+    for (i = 1; i < n; i++) {
+        if (ngx_strcmp(names[i - 1], names[i]) == 0) {
+            dup = names[i];
+            break;
+        }
+    }
+
+    ngx_free(names);
+
+    return dup;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_chat_key_cmp(const void *a, const void *b)
+{
+    return ngx_strcmp(*(char **) a, *(char **) b);
 }
 
 

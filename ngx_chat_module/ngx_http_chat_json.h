@@ -34,9 +34,14 @@ ngx_int_t ngx_http_chat_body(ngx_http_request_t *r, ngx_str_t *body);
 
 /*
  * Parses a JSON object body.  On failure returns NULL and points *detail
- * at a message for the client.  The caller frees with cJSON_Delete().
+ * at a message for the client (valid until the next call).  A name given
+ * twice in one object, at any depth, is a failure that names the key.
+ * The caller frees with cJSON_Delete().
  */
 cJSON *ngx_http_chat_parse_object(ngx_str_t *body, const char **detail);
+
+/* the first member name given twice in one object, at any depth, or NULL */
+const char *ngx_http_chat_json_duplicate_key(cJSON *json);
 
 /*
  * What cJSON would silently turn into a NUL (raw NUL, \u0000, a \u

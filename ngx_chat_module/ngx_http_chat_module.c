@@ -304,6 +304,51 @@ ngx_http_chat_realtime_us(void)
 }
 
 
+/*
+ * A query argument, like ngx_http_arg() (names compared without case),
+ * but one given twice is an error: "limit=1&limit=2" would mean 1 here
+ * and 2 to another parser, so neither is guessed.  NGX_OK with the raw
+ * value, NGX_DECLINED when absent, NGX_BUSY when given more than once.
+ */
+
+ngx_int_t
+ngx_http_chat_arg(ngx_http_request_t *r, const char *name, ngx_str_t *value)
+{
+    size_t       len;
+    u_char      *p, *last, *amp, *eq;
+    ngx_uint_t   found;
+
+    len = ngx_strlen(name);
+    p = r->args.data;
+    last = p + r->args.len;
+    found = 0;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        if ((size_t) ((eq ? eq : amp) - p) == len
+            && ngx_strncasecmp(p, (u_char *) name, len) == 0)
+        {
+            if (found++) {
+                return NGX_BUSY;
+            }
+
+            value->data = eq ? eq + 1 : amp;
+            value->len = amp - value->data;
+        }
+
+        p = amp + 1;
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
 /* the per-request context */
 
 ngx_http_chat_ctx_t *

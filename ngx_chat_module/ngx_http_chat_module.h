@@ -96,6 +96,8 @@ extern ngx_module_t  ngx_http_chat_module;
 
 ngx_http_chat_ctx_t *ngx_http_chat_get_ctx(ngx_http_request_t *r);
 ngx_http_chat_ctx_t *ngx_http_chat_create_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_chat_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 uint64_t ngx_http_chat_monotonic_us(void);
 uint64_t ngx_http_chat_realtime_us(void);
 

@@ -463,3 +463,60 @@ is $r->{status}, 200, 'the worker still answers';
 [401, 401]
 --- response_body_like eval
 ['"detail":"token \\\\"sub\\\\" must be 1 to 64 bytes of printable UTF-8"', '"detail":"token \\\\"sub\\\\" must be 1 to 64 bytes of printable UTF-8"']
+
+
+
+=== TEST 31: a key given twice in a body answers 400 naming the key, at any depth, and stores nothing
+--- request eval
+["POST /api/chat/groups\n{\"name\":\"dup-a\",\"name\":\"dup-b\"}", "POST /api/chat/groups\n{\"name\":\"x\",\"meta\":{\"k\":1,\"k\":2}}", "POST /api/chat/groups\n{\"name\":\"x\",\"list\":[{\"a\":1},{\"b\":1,\"b\":2}]}", "POST /api/chat/groups/$::nogroup/messages\n{\"content\":\"a\",\"content\":\"b\"}", "POST /api/chat/groups\n{" . CORE::join(",", map { "\"k$_\":1" } 1 .. 300) . ",\"k150\":2,\"name\":\"many\"}", "POST /api/chat/groups\n{\"na\\u006de\":\"a\",\"name\":\"b\"}", "GET /api/chat/groups?limit=100"]
+--- more_headers eval
+["$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", $::alice]
+--- error_code eval
+[400, 400, 400, 400, 400, 400, 200]
+--- response_body_like eval
+['^\{"detail":"duplicate key \\\\"name\\\\" in JSON object","correlation_id":"[^"]+"\}$', '"detail":"duplicate key \\\\"k\\\\" in JSON object"', '"detail":"duplicate key \\\\"b\\\\" in JSON object"', '"detail":"duplicate key \\\\"content\\\\" in JSON object"', '"detail":"duplicate key \\\\"k150\\\\" in JSON object"', '"detail":"duplicate key \\\\"name\\\\" in JSON object"', '^(?!.*"name":"dup-)']
+
+
+
+=== TEST 32: a query parameter given twice answers 400 naming it (any case), for every parameter
+--- request eval
+["GET /api/chat/groups?limit=1&limit=2", "GET /api/chat/groups?page=1&limit=5&PAGE=2", "GET /api/chat/groups/$::nogroup/messages?before=5f0000000000000000000001&before=5f0000000000000000000002", "GET /api/chat/groups/$::nogroup/messages?limit=1&limit", "GET /api/chat/groups?limit=2&x=1&x=2"]
+--- more_headers eval
+[$::alice, $::alice, $::alice, $::alice, $::alice]
+--- error_code eval
+[400, 400, 400, 400, 200]
+--- response_body_like eval
+['^\{"detail":"query parameter \\\\"limit\\\\" is given more than once","correlation_id":"[^"]+"\}$', '"detail":"query parameter \\\\"page\\\\" is given more than once"', '"detail":"query parameter \\\\"before\\\\" is given more than once"', '"detail":"query parameter \\\\"limit\\\\" is given more than once"', '"limit":2']
+
+
+
+=== TEST 33: a token with a claim given twice is refused; a WebSocket token given twice too
+--- request eval
+["GET /api/chat/groups", "GET /api/chat/ws/$::nogroup?token=a&token=b"]
+--- more_headers eval
+["Authorization: Bearer " . ChatTest::JWT::token('alice', raw_payload => '{"sub":"alice","sub":"admin","exp":' . (time + 3600) . '}'), "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Version: 13\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]
+--- error_code eval
+[401, 401]
+--- response_body_like eval
+['"detail":"token payload has a duplicate claim"', '"detail":"query parameter \\\\"token\\\\" is given more than once"']
+
+
+
+=== TEST 34: a WebSocket message with a key given twice answers an error event naming it, and stores nothing
+--- request
+GET /t
+--- chat_script
+use ChatTest::WebSocket;
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'ws-dup' })->{json}{id};
+my $ws = ChatTest::WebSocket->connect(port => port(),
+    path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token('alice'));
+is $ws->status, 101, 'subscribed';
+$ws->send_text('{"type":"message","content":"a","content":"b"}');
+$ws->expect(qr/^\{"type":"error","detail":"duplicate key \\"content\\" in JSON object","correlation_id":"[^"]+"\}$/,
+            timeout => 3);
+$ws->send_text('{"type":"message","content":"fine"}');
+$ws->expect(qr/"content":"fine"/, timeout => 3);
+my $l = $alice->get("/api/chat/groups/$g/messages");
+is_deeply [ map { $_->{content} } @{ $l->{json}{messages} } ], ['fine'], 'only the valid message is stored';
+$ws->close(code => 1000);

@@ -100,3 +100,54 @@ my @statuses = map { ($_ // '') =~ /^HTTP\/1\.1 (\d+)/ ? $1 : 'none' } @response
 is_deeply [ sort @statuses ], [ (503) x 8 ], 'each got a 503';
 ok scalar(grep { ($_ // '') =~ /\r\nRetry-After: 5\r\n/ } @responses) == 8, 'each with Retry-After';
 cmp_ok $elapsed, '<', 10, 'none hung past its timeout';
+
+
+
+=== TEST 3: requests queued behind a stalled operation get their 503 within chat_db_timeout too, each
+--- main_config
+thread_pool chat_one threads=1;
+--- http_config
+chat_mongo_uri "mongodb://127.0.0.1:$TEST_NGINX_STALL_PORT/chat";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 1s;
+chat_thread_pool chat_one;
+--- config
+location /api/chat/ { chat_api on; }
+location = /static { return 200 "static\n"; }
+--- request
+GET /static
+--- timeout: 20
+--- chat_script
+use Time::HiRes qw(time);
+use IO::Select;
+
+# one pool thread: the first operation stalls on the database, the others
+# wait in the pool's queue behind it; the bound is every request's own
+my $token = ChatTest::JWT::token('alice');
+my @req = map {
+    "GET /api/chat/groups" . ($_ % 2 ? "" : "/5f0000000000000000000000")
+    . " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "X-Correlation-ID: queued-$_\r\nAuthorization: Bearer $token\r\n\r\n"
+} 1 .. 4;
+my $t0 = time;
+my @socks = ChatTest::Client::send_raw(port(), @req);
+my $sel = IO::Select->new(@socks);
+my (%buf, %took);
+while ($sel->count && time - $t0 < 15) {
+    for my $s ($sel->can_read(0.2)) {
+        my $n = sysread $s, my $chunk, 65536;
+        if ($n) { $buf{$s} .= $chunk; next }
+        $took{$s} = time - $t0;
+        $sel->remove($s);
+    }
+}
+for my $i (0 .. $#socks) {
+    my $s = $socks[$i];
+    like $buf{$s} // '', qr{^HTTP/1\.1 503 .*\r\nRetry-After: 5\r\n.*"correlation_id":"queued-@{[$i + 1]}"}s,
+         "request " . ($i + 1) . ": 503 with Retry-After and its JSON";
+    ok defined $took{$s} && $took{$s} < 1.6,
+       sprintf "request %d answered in %.2f s, within chat_db_timeout (1 s) + 0.6 s",
+               $i + 1, $took{$s} // -1;
+}
+--- error_log
+after it was queued (chat_db_timeout 1000 ms): answered now; it was still queued and will not run
