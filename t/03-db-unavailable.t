@@ -151,3 +151,60 @@ for my $i (0 .. $#socks) {
 }
 --- error_log
 after it was queued (chat_db_timeout 1000 ms): answered now; it was still queued and will not run
+
+
+
+=== TEST 4: the thread pool's queue full: 503 with Retry-After at once, the operations already queued keep their bound
+--- main_config
+thread_pool chat_tiny threads=1 max_queue=1;
+--- http_config
+chat_mongo_uri "mongodb://127.0.0.1:$TEST_NGINX_STALL_PORT/chat";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 2s;
+chat_thread_pool chat_tiny;
+--- config
+location /api/chat/ { chat_api on; }
+location = /static { return 200 "static\n"; }
+--- request
+GET /static
+--- timeout: 20
+--- chat_script
+use Time::HiRes qw(time);
+use IO::Select;
+
+# one thread (stalled on the database) and room for one task in the
+# queue: of 6 requests at once, at least 4 find the queue full
+my $token = ChatTest::JWT::token('alice');
+my @req = map {
+    "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "X-Correlation-ID: full-$_\r\nAuthorization: Bearer $token\r\n\r\n"
+} 1 .. 6;
+my $t0 = time;
+my @socks = ChatTest::Client::send_raw(port(), @req);
+my $sel = IO::Select->new(@socks);
+my (%buf, %took);
+while ($sel->count && time - $t0 < 15) {
+    for my $s ($sel->can_read(0.2)) {
+        my $n = sysread $s, my $chunk, 65536;
+        if ($n) { $buf{$s} .= $chunk; next }
+        $took{$s} = time - $t0;
+        $sel->remove($s);
+    }
+}
+my @busy = grep { ($buf{$_} // '') =~ /"detail":"server busy: too many database operations queued"/ } @socks;
+my @slow = grep { ($buf{$_} // '') =~ /"detail":"database unavailable, try again later"/ } @socks;
+cmp_ok scalar(@busy), '>=', 4, scalar(@busy) . ' requests found the queue full';
+is scalar(@busy) + scalar(@slow), 6, 'the others waited for the database';
+for my $s (@busy) {
+    like $buf{$s}, qr{^HTTP/1\.1 503 Service }, 'queue full: 503';
+    like $buf{$s}, qr{\r\nRetry-After: 1\r\n}, 'with Retry-After: 1';
+    like $buf{$s}, qr{\r\nContent-Type: application/json\r\n.*"correlation_id":"full-\d"\}\z}s, 'a JSON body with its correlation id';
+    cmp_ok $took{$s}, '<', 0.5, sprintf 'answered at once (%.2f s)', $took{$s};
+}
+for my $s (@slow) {
+    like $buf{$s}, qr{\r\nRetry-After: 5\r\n}, 'a queued one: Retry-After: 5';
+    cmp_ok $took{$s}, '<', 2.6, sprintf 'within chat_db_timeout (%.2f s)', $took{$s};
+}
+--- error_log eval
+[qr/\[error\] .*thread pool "chat_tiny" queue overflow: 1 tasks waiting/,
+ qr/\[error\] .*chat api: 503 GET \/api\/chat\/groups: server busy: too many database operations queued, correlation_id=full-\d/]
