@@ -388,6 +388,29 @@ ngx_http_chat_method_allowed(ngx_http_request_t *r, ngx_http_chat_route_t *rt,
 }
 
 
+/*
+ * For a response nginx itself makes on the API (ngx_http_chat_json.c):
+ * the endpoint name of r->uri's route for the metrics, and the methods
+ * for an Allow header; NGX_DECLINED (endpoint "{unknown}") if no route.
+ */
+
+ngx_int_t
+ngx_http_chat_api_route_names(ngx_http_request_t *r, ngx_str_t *endpoint,
+    ngx_str_t *allow)
+{
+    ngx_http_chat_route_t  rt;
+
+    if (r->uri.len == 0 || ngx_http_chat_route(r, &rt) != NGX_OK) {
+        ngx_str_set(endpoint, "/api/chat/{unknown}");
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_http_chat_method_allowed(r, &rt, endpoint, allow);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_chat_send_405(ngx_http_request_t *r, ngx_str_t *allow)
 {

@@ -18,6 +18,13 @@
 #define NGX_HTTP_CHAT_UPGRADE_REQUIRED   426
 
 
+/*
+ * Installs the filters that turn nginx's own error pages (a 413 above
+ * client_max_body_size, a 400 for a bad URI, TRACE's 405, ...) into the
+ * API's JSON on chat_api locations and under /api/chat/ of their servers.
+ */
+ngx_int_t ngx_http_chat_json_filter_init(ngx_conf_t *cf);
+
 /* sends {"detail": ..., "correlation_id": ...} with the status; logs it */
 ngx_int_t ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *detail);

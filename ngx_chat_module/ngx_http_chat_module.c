@@ -16,6 +16,7 @@
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_storage.h"
 #include "ngx_http_chat_api.h"
+#include "ngx_http_chat_json.h"
 #include "ngx_http_chat_broadcast.h"
 
 
@@ -751,7 +752,9 @@ ngx_http_chat_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_chat_loc_conf_t *clcf = conf;
 
     char                       *rv;
+    ngx_http_core_srv_conf_t   *cscf;
     ngx_http_core_loc_conf_t   *hclcf;
+    ngx_http_chat_loc_conf_t   *slcf;
     ngx_http_chat_main_conf_t  *cmcf;
 
     rv = ngx_conf_set_flag_slot(cf, cmd, conf);
@@ -768,6 +771,17 @@ ngx_http_chat_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_chat_module);
     cmcf->api_used = 1;
+
+    /*
+     * nginx rejects some requests (a bad URI, TRACE, a header too large)
+     * before it picks a location, with the server's configuration: mark
+     * it, so that those under /api/chat/ are answered in JSON too
+     * (ngx_http_chat_json.c)
+     */
+
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+    slcf = cscf->ctx->loc_conf[ngx_http_chat_module.ctx_index];
+    slcf->api_server = 1;
 
     return NGX_CONF_OK;
 }
@@ -987,6 +1001,10 @@ ngx_http_chat_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_chat_post_read_handler;
+
+    if (cmcf->api_used && ngx_http_chat_json_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (cmcf->metrics_used) {
         h = ngx_array_push(&hcmcf->phases[NGX_HTTP_LOG_PHASE].handlers);

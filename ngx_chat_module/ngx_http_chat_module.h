@@ -57,6 +57,9 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                 api;
+    ngx_flag_t                 api_server;       /* server{} level: one of
+                                                    its locations has
+                                                    chat_api on */
     ngx_flag_t                 metrics;
     ngx_http_complex_value_t  *endpoint;
 
@@ -88,6 +91,10 @@ typedef struct {
     ngx_str_t                  endpoint;         /* route template, if any */
 
     void                      *api;              /* ngx_http_chat_api.c */
+
+    ngx_buf_t                 *error_body;       /* JSON for nginx's own
+                                                    error page */
+    unsigned                   error_sent:1;
 } ngx_http_chat_ctx_t;
 
 
