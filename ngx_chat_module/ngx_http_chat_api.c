@@ -851,6 +851,13 @@ ngx_http_chat_op_expired(ngx_http_chat_op_t *op)
 static void
 ngx_http_chat_op_done_late(ngx_http_chat_op_t *op)
 {
+    /* the driver's own reason, for the operator, when it comes */
+    if (op->result != NGX_HTTP_CHAT_RES_OK && !op->cancelled) {
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "chat storage: %s (its request was answered 503 "
+                      "at chat_db_timeout)", op->error);
+    }
+
     ngx_http_chat_publish(op);
     ngx_http_chat_op_release(op);
 }
