@@ -82,3 +82,35 @@ my @recent = grep { $_->{endpoint} =~ m{^/api/chat/} } @{ $d->{recent_activity}{
 for my $r (@recent) {
     unlike $r->{endpoint}, qr/^(?:GET|OTHER|\*) /, "recent request $r->{method} $r->{endpoint}: a bare path";
 }
+
+
+
+=== TEST 2: errors nginx makes itself on the API are named like the API's: method + template
+--- request
+GET /static
+--- timeout: 20
+--- chat_script
+use IO::Socket::INET;
+my $tok = ChatTest::JWT::token('alice');
+my $big = '{"name":"' . ('x' x 30000) . '"}';
+my @raw = (
+    [ "TRACE /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 'TRACE /api/chat/groups' ],
+    [ "GET /api/chat/groups%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 'GET /api/chat/{unknown}' ],
+    [ "POST /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer $tok\r\n"
+      . "Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n", 'POST /api/chat/groups' ],
+);
+for my $c (@raw) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port()) or die "connect: $!";
+    print $s $c->[0];
+    my $line = <$s>;
+    like $line // '', qr{^HTTP/1\.1 (?:405|400|413) }, "$c->[1]: refused by nginx";
+    close $s;
+}
+my %want = map { $_->[1] => 1 } @raw;
+my $d = ChatTest::Sidecar::wait_for(sub {
+    my %e = map { $_->{endpoint} => 1 } @{ $_[0]{endpoints} };
+    !grep { !$e{$_} } keys %want }, 10);
+my %rows = map { $_->{endpoint} => $_ } @{ $d->{endpoints} };
+ok $rows{$_} && $rows{$_}{error_count} >= 1, "a row \"$_\" with its error" for sort keys %want;
+ok !(grep { m{ /api/chat/$| \(unmatched\)$} } keys %rows), 'no row named after the location or "(unmatched)"'
+    or diag join ', ', sort keys %rows;
