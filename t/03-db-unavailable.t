@@ -306,3 +306,60 @@ do { $r = client('alice')->get('/api/chat/groups?limit=1') }
 is $r->{status}, 200, sprintf 'the database answers again once it resumes (after %.1f s)', time - $t0
     or diag $r->{body};
 }
+
+
+
+=== TEST 6: a WebSocket handshake queued behind a stalled operation gets its 503 within chat_db_timeout too
+--- main_config
+thread_pool chat_one threads=1;
+--- http_config
+chat_mongo_uri "mongodb://127.0.0.1:$TEST_NGINX_STALL_PORT/chat";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 1s;
+chat_thread_pool chat_one;
+--- config
+location /api/chat/ { chat_api on; }
+location = /static { return 200 "static\n"; }
+--- request
+GET /static
+--- timeout: 20
+--- chat_script
+use Time::HiRes qw(time);
+use IO::Select;
+
+my $token = ChatTest::JWT::token('alice');
+my @req = (
+    "GET /api/chat/groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Authorization: Bearer $token\r\n\r\n",
+    map {
+        "GET /api/chat/ws/5f000000000000000000000$_?token=$token HTTP/1.1\r\nHost: x\r\n"
+        . "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Correlation-ID: ws-queued-$_\r\n\r\n"
+    } 1 .. 2);
+my $t0 = time;
+my @socks = ChatTest::Client::send_raw(port(), @req);
+my $sel = IO::Select->new(@socks);
+my (%buf, %took);
+while ($sel->count && time - $t0 < 15) {
+    for my $s ($sel->can_read(0.2)) {
+        my $n = sysread $s, my $chunk, 65536;
+        if ($n) {
+            $buf{$s} .= $chunk;
+            # a complete answer: the handshake's connection may stay open
+            if ($buf{$s} =~ /\r\n\r\n/ && $buf{$s} =~ /"correlation_id":"[^"]*"\}\z/) {
+                $took{$s} //= time - $t0;
+                $sel->remove($s);
+            }
+            next;
+        }
+        $took{$s} //= time - $t0;
+        $sel->remove($s);
+    }
+}
+for my $i (1 .. 2) {
+    my $s = $socks[$i];
+    like $buf{$s} // '', qr{^HTTP/1\.1 503 .*"detail":"database unavailable, try again later","correlation_id":"ws-queued-$i"\}\z}s,
+         "handshake $i: 503 in JSON";
+    ok defined $took{$s} && $took{$s} < 1.6,
+       sprintf "handshake %d answered in %.2f s, within chat_db_timeout (1 s) + 0.6 s", $i, $took{$s} // -1;
+}
