@@ -135,6 +135,17 @@ side_deb=$(ls "$debs"/${side_pkg}_"${version}"_*.deb 2>/dev/null | head -1)
 [ -n "$mod_deb" ] && [ -n "$side_deb" ] \
     || bail "no $mod_pkg/$side_pkg $version .deb in $debs (make deb)"
 
+# no path of the checkout or of the build directory inside any package
+leaks=
+for d in "$debs"/*_"$version"_*.deb; do
+    for p in "$root" "$(realpath "$debs")"; do
+        if dpkg-deb --fsys-tarfile "$d" | grep -aqF "$p"; then
+            leaks="$leaks $(basename "$d"):$p"
+        fi
+    done
+done
+ok $([ -z "$leaks" ]; echo $?) "no build path in the packages${leaks:+:$leaks}"
+
 check "the system's nginx configuration passes nginx -t before" /usr/sbin/nginx -t -q
 
 # --- 1. install ---------------------------------------------------------------
@@ -195,6 +206,35 @@ check "... with no X-Correlation-ID header" \
     sh -c "! grep -qi '^X-Correlation-ID' '$scratch/plain/headers'"
 kill -QUIT "$plain_pid" 2>/dev/null
 wait "$plain_pid" 2>/dev/null
+
+# the site the module package ships for sites-available: nginx -t with it
+# in Debian's nginx.conf layout (its secret, htpasswd and logs moved here)
+site=/usr/share/doc/$mod_pkg/examples/chat-site.conf
+mkdir -p "$scratch/site/logs"
+(umask 077; openssl rand -hex 32 > "$scratch/site/jwt-secret")
+sed -e "s|/etc/nginx/chat-jwt-secret|$scratch/site/jwt-secret|" \
+    -e "s|/etc/nginx/chat-dashboard.htpasswd|$scratch/site/htpasswd|" \
+    -e "s|/var/log/nginx/|$scratch/site/logs/|" \
+    -e "s|listen  *80;|listen 127.0.0.1:$plain_port;|" \
+    "$site" > "$scratch/site/chat"
+cat > "$scratch/site/nginx.conf" <<CONF
+include /etc/nginx/modules-enabled/*.conf;
+error_log $scratch/site/logs/error.log;
+pid $scratch/site/logs/nginx.pid;
+events {}
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path $scratch/site/body;
+    proxy_temp_path $scratch/site/proxy;
+    fastcgi_temp_path $scratch/site/fastcgi;
+    uwsgi_temp_path $scratch/site/uwsgi;
+    scgi_temp_path $scratch/site/scgi;
+    include $scratch/site/chat;
+}
+CONF
+/usr/sbin/nginx -t -q -c "$scratch/site/nginx.conf" > "$scratch/site/t.log" 2>&1
+ok $? "the shipped examples/chat-site.conf passes nginx -t" || diag < "$scratch/site/t.log"
 
 check "system user chat-sidecar" sh -c \
     'getent passwd chat-sidecar | awk -F: '"'"'$3 < 1000 && $7 ~ /nologin|false/ {f=1} END {exit !f}'"'"
