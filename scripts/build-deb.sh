@@ -39,7 +39,7 @@ echo "deb: building $source $version in $out" >&2
 changes=$out/${source}_${version}_$arch.changes
 # lintian's exit status is non-zero on errors only (warnings are listed)
 lintian_status=0
-lintian --info --tag-display-limit 0 "$changes" > "$out/lintian.raw" 2>&1 \
+lintian --display-info --tag-display-limit 0 "$changes" > "$out/lintian.raw" 2>&1 \
     || lintian_status=$?
 grep -v '^running with root privileges' "$out/lintian.raw" > "$out/lintian.txt" || true
 rm -f "$out/lintian.raw"
