@@ -246,6 +246,15 @@ CONF
 /usr/sbin/nginx -t -q -c "$scratch/site/nginx.conf" > "$scratch/site/t.log" 2>&1
 ok $? "the shipped examples/chat-site.conf passes nginx -t" || diag < "$scratch/site/t.log"
 
+# the packages ship no logrotate file: the sidecar logs to the journal, and
+# the site's logs are in /var/log/nginx/, which nginx-common rotates
+logs=$(sed -n 's/^ *\(access\|error\)_log *\([^ ;]*\).*/\2/p' "$site" | sort -u)
+others=$(grep -v '^/var/log/nginx/[^/]*\.log$' <<< "$logs")
+ok $([ -n "$logs" ] && [ -z "$others" ]; echo $?) \
+    "the site's logs are all /var/log/nginx/*.log ($(echo $logs))"
+check "... which /etc/logrotate.d/nginx rotates" \
+    grep -qx '/var/log/nginx/\*\.log {' /etc/logrotate.d/nginx
+
 check "system user chat-sidecar" sh -c \
     'getent passwd chat-sidecar | awk -F: '"'"'$3 < 1000 && $7 ~ /nologin|false/ {f=1} END {exit !f}'"'"
 check "its own group" getent group chat-sidecar
