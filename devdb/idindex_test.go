@@ -536,3 +536,63 @@ func TestIDIndexSQL(t *testing.T) {
 		t.Errorf("CREATE INDEX IF NOT EXISTS twice: %v", err)
 	}
 }
+
+// TestIDIndexConcurrent: collections created and written to by several
+// clients at once, while the watcher adds its indexes next to them: no
+// write fails, every collection ends up indexed, no failure is logged.
+func TestIDIndexConcurrent(t *testing.T) {
+	bin := devdbBin(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	s := startDevdb(t, bin, dir)
+	c := s.client(t)
+
+	const workers, colls, batches = 4, 8, 10
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			for i := 0; i < colls; i++ {
+				coll := c.Database("chat_conc").Collection(
+					fmt.Sprintf("c%d_%d", w, i))
+				for b := 0; b < batches; b++ {
+					docs := make([]any, 50)
+					for k := range docs {
+						docs[k] = bson.D{{Key: "_id",
+							Value: primitive.NewObjectID()},
+							{Key: "k", Value: k}}
+					}
+					if _, err := coll.InsertMany(context.Background(), docs); err != nil {
+						errs <- fmt.Errorf("%s: %v", coll.Name(), err)
+						return
+					}
+					// and a lookup, whose table may be changing under it
+					if err := coll.FindOne(context.Background(),
+						bson.D{{Key: "_id", Value: docs[7].(bson.D)[0].Value}}).Err(); err != nil {
+						errs <- fmt.Errorf("%s: find: %v", coll.Name(), err)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+
+	db := openFile(t, filepath.Join(dir, "chat_conc.sqlite"))
+	for w := 0; w < workers; w++ {
+		for i := 0; i < colls; i++ {
+			table := tableOf(t, db, fmt.Sprintf("c%d_%d", w, i))
+			waitIndex(t, db, table, 5*time.Second)
+		}
+	}
+	log := s.log()
+	if n := countLines(log, "devdb: indexed _id of chat_conc."); n != workers*colls {
+		t.Errorf("%d 'indexed' lines, want %d", n, workers*colls)
+	}
+	if strings.Contains(log, "could not") || strings.Contains(log, "cannot") {
+		t.Errorf("failures logged:\n%s", log)
+	}
+}
