@@ -59,6 +59,11 @@ const (
 	// idIndexInterval: how often the files' sizes and times are checked.
 	idIndexInterval = 250 * time.Millisecond
 
+	// idIndexRecheck: a file is read again after this long even if its
+	// size and times look unchanged (file times have the kernel's coarse
+	// clock, a few ms, and a reused WAL keeps its size).
+	idIndexRecheck = 5 * time.Second
+
 	// sqliteBusyMs: how long a statement waits for FerretDB's write lock;
 	// the same busy timeout FerretDB sets on its own connections.
 	sqliteBusyMs = 10000
@@ -73,17 +78,22 @@ type idIndexer struct {
 	out io.Writer // the launcher's log (stderr)
 
 	mu     sync.Mutex
-	seen   map[string]fileSig // file => signature when it was last complete
-	failed map[string]string  // file + "\x00" + table => last error logged
+	seen   map[string]seenFile // file => when it was last looked at
+	failed map[string]string   // file + "\x00" + table => last error logged
 }
 
 func newIDIndexer(dir string, out io.Writer) *idIndexer {
 	return &idIndexer{
 		dir:    dir,
 		out:    out,
-		seen:   map[string]fileSig{},
+		seen:   map[string]seenFile{},
 		failed: map[string]string{},
 	}
+}
+
+type seenFile struct {
+	sig fileSig
+	at  time.Time
 }
 
 // fileSig identifies the state of a database's files: any committed
@@ -127,7 +137,7 @@ func (x *idIndexer) run(ctx context.Context, interval time.Duration) {
 }
 
 // sweep indexes what is missing in every database file that changed
-// since it was last complete.
+// since it was last looked at (or longer ago than idIndexRecheck).
 func (x *idIndexer) sweep(ctx context.Context) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -146,7 +156,8 @@ func (x *idIndexer) sweep(ctx context.Context) {
 		if err != nil {
 			continue // dropped meanwhile
 		}
-		if old, ok := x.seen[f]; ok && old == sig {
+		if old, ok := x.seen[f]; ok && old.sig == sig &&
+			time.Since(old.at) < idIndexRecheck {
 			continue
 		}
 
@@ -154,8 +165,10 @@ func (x *idIndexer) sweep(ctx context.Context) {
 			return
 		}
 
+		// sig was taken before the file is read: a change after it
+		// makes the next sweep look again.
 		if x.indexFile(ctx, f) {
-			x.seen[f] = sig
+			x.seen[f] = seenFile{sig: sig, at: time.Now()}
 		} else {
 			delete(x.seen, f)
 		}
@@ -171,7 +184,10 @@ func (x *idIndexer) sweep(ctx context.Context) {
 type collTable struct{ name, table string }
 
 // indexFile creates the missing indexes in one database file. It returns
-// true if nothing is left to do there (until the file changes).
+// false if it should be looked at again at the next sweep, true if only
+// after it changed (or idIndexRecheck): when everything is indexed, and
+// also after a failure, which is retried when the database changes rather
+// than every interval.
 func (x *idIndexer) indexFile(ctx context.Context, path string) bool {
 	dbName := strings.TrimSuffix(filepath.Base(path), dbFileExt)
 
@@ -188,17 +204,23 @@ func (x *idIndexer) indexFile(ctx context.Context, path string) bool {
 	db.SetMaxOpenConns(1)
 
 	missing, err := missingIDIndexes(ctx, db)
-	if err != nil {
-		// A database being created has no _ferretdb_collections yet;
-		// one being dropped is gone. Look again at the next change.
-		if !isNoSuchTable(err) && !isCantOpen(err) && ctx.Err() == nil {
-			x.logOnce(path, "", "devdb: cannot read the collections of "+
-				"database %s (%s): %v; will retry", dbName, path, err)
-		}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
 		return false
+	case isCantOpen(err):
+		// dropped meanwhile
+		return false
+	case isNoSuchTable(err):
+		// A database being created has no _ferretdb_collections yet
+		// (or the file is not FerretDB's): look again when it changes.
+		return true
+	default:
+		x.logOnce(path, "", "devdb: cannot read the collections of "+
+			"database %s (%s): %v; will retry when it changes", dbName,
+			path, err)
+		return true
 	}
-
-	complete := true
 
 	for _, c := range missing {
 		if ctx.Err() != nil {
@@ -226,14 +248,13 @@ func (x *idIndexer) indexFile(ctx context.Context, path string) bool {
 			continue
 		}
 
-		complete = false
 		x.logOnce(path, c.table, "devdb: could not index _id of %s.%s "+
 			"(table %q): %v; the collection works without it, but a "+
 			"lookup by _id scans all its documents; will retry when the "+
 			"database changes", dbName, c.name, c.table, err)
 	}
 
-	return complete
+	return true
 }
 
 // missingIDIndexes lists the collections whose table exists and has no
