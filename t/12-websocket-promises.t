@@ -349,3 +349,97 @@ is scalar(@{ http()->get("/api/chat/groups/$g/messages?limit=100")->{json}{messa
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 2: message_broadcast on the dashboard: one event per worker that delivers, with the group's id and that worker's exact number of recipients
+--- ws_script
+my %slot = three_workers();
+my $g = new_group('counted');
+my $a1 = join_worker('a1', $g);
+my $a2 = join_worker('a2', $g, on => $a1->pid);
+my $b1 = join_worker('b1', $g, not => [ $a1->pid ]);
+my ($idle) = grep { $_ != $a1->pid && $_ != $b1->pid } keys %slot;
+ok $idle, 'two subscribers on one worker, one on another, none on the third';
+
+my $r = http('poster')->post("/api/chat/groups/$g/messages", { content => 'counted' });
+is $r->{status}, 201, 'a message POSTed';
+ok $_->heard('counted'), $_->user . ' got it' for $a1, $a2, $b1;
+
+my $mine = sub { grep { $_->{event_type} eq 'message_broadcast'
+                        && ($_->{group_id} // '') eq $g } @{ $_[0]{custom_events} // [] } };
+my $d = ChatTest::Sidecar::wait_for(sub { $mine->($_[0]) >= 2 }, 5);
+my @ev = $mine->($d);
+is_deeply [ sort map { $_->{recipient_count} } @ev ], [ 1, 2 ],
+    'two events: recipient_count 2 (the worker with two) and 1 (the worker with one)';
+is_deeply [ map { $_->{group_id} } @ev ], [ $g, $g ], 'each with the group\'s id';
+like join(' ', map { $::JSON->encode($_->{recipient_count}) } @ev), qr/^\d \d$/,
+    'recipient_count is a JSON number';
+
+# the third worker has no subscriber of the group: no event of its own,
+# even after its batch had every chance to be flushed (50 ms)
+$d = ChatTest::Sidecar::wait_for(sub { $mine->($_[0]) > 2 }, 0.5);
+is scalar($mine->($d)), 2, 'no event from the worker without subscribers';
+
+# one subscriber leaves: the next delivery counts one fewer on that worker
+$a2->ws->close(code => 1000);
+$a2->ws->recv_close(timeout => 3);
+ok scalar(wait_log(qr/chat ws: "a2" left group \Q$g\E/, 5)), 'a2 left the group';
+$r = http('poster')->post("/api/chat/groups/$g/messages", { content => 'counted again' });
+ok $_->heard('counted again'), $_->user . ' got the second one' for $a1, $b1;
+$d = ChatTest::Sidecar::wait_for(sub { $mine->($_[0]) >= 4 }, 5);
+@ev = $mine->($d);
+is_deeply [ sort map { $_->{recipient_count} } @ev ], [ 1, 1, 1, 2 ],
+    'after a2 left: 1 and 1 for the second message';
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 3: a worker that just started accepts only once it reaches every other worker: the first POST it serves reaches a subscriber on another worker, and its first subscriber hears the next message another worker publishes (no retries)
+--- ws_script
+my %slot = three_workers();
+my $g = new_group('fresh');
+my $alice = join_worker('alice', $g);
+my ($victim) = grep { $_ != $alice->pid } sort keys %slot;
+my %old = %slot;
+
+# POSTs on new connections to the reuseport server from the moment the
+# worker dies: those the kernel hands to its socket wait there, and the
+# first one its replacement serves is its very first request
+kill 'KILL', $victim;
+my $client = ChatTest::Client->new(port => ws_port(), user => 'poster');
+my ($n, $first, $new) = (0);
+my $deadline = Time::HiRes::time() + 15;
+while (!$new && Time::HiRes::time() < $deadline) {
+    my $cid = 'fresh-post-' . ++$n;
+    my $r = $client->post("/api/chat/groups/$g/messages", { content => "post $n" },
+                          headers => { 'X-Correlation-ID' => $cid });
+    die "post $n: $r->{status}\n" unless $r->{status} == 201;
+    my $pid = served_by($cid) or die "no access log line for $cid\n";
+    ($first, $new) = ($n, $pid) unless exists $old{$pid};
+}
+ok $new, "the replacement worker served POST $first of $n";
+ok $alice->heard("post $first", 3),
+   'alice, on another worker, got the first message the new worker published';
+$alice->heard("post $n", 3);
+is_deeply [ $alice->contents(qr/^post /) ], [ map { "post $_" } 1 .. $n ],
+    'and every other POST, in order';
+
+# the other way: the new worker's first subscriber hears the next
+# message another worker publishes, at once
+kill 'KILL', $new;
+my %gone = (%old, $new => 1);
+my ($newer) = wait_log($::bus_line, 10, sub { exists $gone{ $_[0] } });
+ok $newer, 'another replacement joined the bus';
+my $bob = join_worker('bob', $g, on => $newer);
+$alice->send_message('first after bob joined');
+ok $alice->acked('first after bob joined'), 'alice\'s message is stored';
+ok $bob->heard('first after bob joined', 3),
+   'bob, the first subscriber of the newest worker, got it';
+--- error_log
+exited on signal 9
+--- no_error_log
+[crit]
+not sent to the other workers
