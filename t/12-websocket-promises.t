@@ -397,47 +397,90 @@ is_deeply [ sort map { $_->{recipient_count} } @ev ], [ 1, 1, 1, 2 ],
 
 
 
-=== TEST 3: a worker that just started accepts only once it reaches every other worker: the first POST it serves reaches a subscriber on another worker, and its first subscriber hears the next message another worker publishes (no retries)
+=== TEST 3: a worker that just started accepts only once it reaches every other worker: every POST its replacement serves first reaches a subscriber on another worker, and its first subscribers hear the next message another worker publishes (no retries)
 --- ws_script
 my %slot = three_workers();
 my $g = new_group('fresh');
-my $alice = join_worker('alice', $g);
-my ($victim) = grep { $_ != $alice->pid } sort keys %slot;
-my %old = %slot;
+my $master = master_pid();
+my $token = ChatTest::JWT::token('poster');
 
-# POSTs on new connections to the reuseport server from the moment the
-# worker dies: those the kernel hands to its socket wait there, and the
-# first one its replacement serves is its very first request
-kill 'KILL', $victim;
-my $client = ChatTest::Client->new(port => ws_port(), user => 'poster');
-my ($n, $first, $new) = (0);
-my $deadline = Time::HiRes::time() + 15;
-while (!$new && Time::HiRes::time() < $deadline) {
-    my $cid = 'fresh-post-' . ++$n;
-    my $r = $client->post("/api/chat/groups/$g/messages", { content => "post $n" },
-                          headers => { 'X-Correlation-ID' => $cid });
-    die "post $n: $r->{status}\n" unless $r->{status} == 201;
-    my $pid = served_by($cid) or die "no access log line for $cid\n";
-    ($first, $new) = ($n, $pid) unless exists $old{$pid};
+# the victim has the highest slot: the others dial it, and after a while
+# their dialers redial only every 100 ms (nng's back-off), the widest
+# window for a replacement that would accept before it is reached
+my ($victim) = sort { $slot{$b} <=> $slot{$a} } keys %slot;
+my $alice = join_worker('alice', $g, not => [ $victim ]);
+my %gone = %slot;
+
+my $zombie = sub { my $s = read_file("/proc/$_[0]/stat"); !$s || $s =~ /^\d+ \(.*\) Z / };
+
+# Requests on new connections to the reuseport server while the master,
+# stopped, cannot replace the worker: those the kernel hands to the dead
+# worker's socket wait there, and they are the first its replacement
+# serves, as soon as it accepts.
+my $while_replaced = sub {
+    my ($pid, @raw) = @_;
+    my @socks;
+    with_stopped([ $master ], sub {
+        kill 'KILL', $pid;
+        wait_until(sub { $zombie->($pid) }, 5) or die "$pid did not die\n";
+        Time::HiRes::sleep(0.5);        # the others' back-off reaches 100 ms
+        @socks = ChatTest::Client::send_raw(ws_port(), @raw);
+    });
+    my ($new) = wait_log($::bus_line, 10, sub { exists $gone{ $_[0] } });
+    die "no replacement joined the bus\n" unless $new;
+    $gone{$new} = 1;
+    return ($new, @socks);
+};
+
+my @cid = map { "fresh-post-$_" } 1 .. 24;
+my ($new, @socks) = $while_replaced->($victim, map {
+    my $body = json_text({ content => "message of $_" });
+    "POST /api/chat/groups/$g/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Authorization: Bearer $token\r\nContent-Type: application/json\r\n"
+    . "X-Correlation-ID: $_\r\nContent-Length: " . length($body) . "\r\n\r\n$body"
+} @cid);
+my @res = ChatTest::Client::read_until_closed(15, @socks);
+is_deeply [ map { ($_ // '') =~ m{^HTTP/1\.1 (\d+)} ? $1 : 'none' } @res ], [ (201) x 24 ],
+    '24 POSTs, each stored';
+my @by_new = grep { (served_by($cid[$_ - 1]) // 0) == $new } 1 .. 24;
+ok scalar @by_new, 'the replacement served ' . scalar(@by_new) . ' of them, its first requests';
+my @missed = grep { !$alice->heard("message of $cid[$_ - 1]", 3) } @by_new;
+is "@missed", '', 'alice, on another worker, got every message the replacement published';
+@missed = grep { !$alice->heard("message of $cid[$_ - 1]", 1) } 1 .. 24;
+is "@missed", '', 'and every other one';
+
+# the other way: the first subscribers of a replacement hear the next
+# message another worker publishes
+my $path = "/api/chat/ws/$g?token=" . ChatTest::JWT::token('bob');
+my @wcid = map { "fresh-ws-$_" } 1 .. 24;
+my ($newer, @ws) = $while_replaced->($new, map {
+    "GET $path HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    . "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    . "X-Correlation-ID: $_\r\n\r\n"
+} @wcid);
+my @on = map { served_by($_) // 0 } @wcid;
+is scalar(grep { $_ } @on), 24, 'the 24 handshakes are answered';
+my @on_newer = grep { $on[$_] == $newer } 0 .. 23;
+ok scalar @on_newer, 'the replacement took ' . scalar(@on_newer) . ' of them, its first clients';
+$alice->send_message('first after the replacement');
+ok $alice->acked('first after the replacement'), 'alice\'s message is stored';
+
+# server frames are not masked: the text is in the byte stream as is
+my $sel = IO::Select->new(@ws);
+my %got;
+my $deadline = Time::HiRes::time() + 3;
+while ($sel->count && Time::HiRes::time() < $deadline) {
+    for my $s ($sel->can_read(0.2)) {
+        my $i = (grep { $ws[$_] == $s } 0 .. 23)[0];
+        sysread($s, my $buf, 65536) or do { $sel->remove($s); next };
+        $got{$i} .= $buf;
+        $got{$i} =~ /first after the replacement/ and $sel->remove($s);
+    }
 }
-ok $new, "the replacement worker served POST $first of $n";
-ok $alice->heard("post $first", 3),
-   'alice, on another worker, got the first message the new worker published';
-$alice->heard("post $n", 3);
-is_deeply [ $alice->contents(qr/^post /) ], [ map { "post $_" } 1 .. $n ],
-    'and every other POST, in order';
-
-# the other way: the new worker's first subscriber hears the next
-# message another worker publishes, at once
-kill 'KILL', $new;
-my %gone = (%old, $new => 1);
-my ($newer) = wait_log($::bus_line, 10, sub { exists $gone{ $_[0] } });
-ok $newer, 'another replacement joined the bus';
-my $bob = join_worker('bob', $g, on => $newer);
-$alice->send_message('first after bob joined');
-ok $alice->acked('first after bob joined'), 'alice\'s message is stored';
-ok $bob->heard('first after bob joined', 3),
-   'bob, the first subscriber of the newest worker, got it';
+@missed = grep { ($got{$_} // '') !~ /first after the replacement/ } @on_newer;
+is "@missed", '', 'each subscriber of the replacement got it';
+@missed = grep { ($got{$_} // '') !~ /first after the replacement/ } 0 .. 23;
+is "@missed", '', 'and every subscriber on the other workers';
 --- error_log
 exited on signal 9
 --- no_error_log
