@@ -413,18 +413,36 @@ my %gone = %slot;
 
 my $zombie = sub { my $s = read_file("/proc/$_[0]/stat"); !$s || $s =~ /^\d+ \(.*\) Z / };
 
+# the master's children that are not in %gone
+my $fresh = sub {
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $l = read_file($stat);
+        push @kids, $1 if $l =~ /^(\d+) \(.*\) [^Z] (\d+) / && $2 == $master
+                          && !exists $gone{$1};
+    }
+    return @kids;
+};
+
 # Requests on new connections to the reuseport server while the master,
 # stopped, cannot replace the worker: those the kernel hands to the dead
 # worker's socket wait there, and they are the first its replacement
-# serves, as soon as it accepts.
+# serves, as soon as it accepts.  With $hold, that other worker stays
+# stopped for a second after the replacement has started: the two cannot
+# reach each other meanwhile.
 my $while_replaced = sub {
-    my ($pid, @raw) = @_;
+    my ($pid, $hold, @raw) = @_;
     my @socks;
-    with_stopped([ $master ], sub {
+    with_stopped([ $master, $hold // () ], sub {
         kill 'KILL', $pid;
         wait_until(sub { $zombie->($pid) }, 5) or die "$pid did not die\n";
         Time::HiRes::sleep(0.5);        # the others' back-off reaches 100 ms
         @socks = ChatTest::Client::send_raw(ws_port(), @raw);
+        if ($hold) {
+            kill 'CONT', $master;
+            wait_until(sub { $fresh->() }, 5) or die "no replacement forked\n";
+            Time::HiRes::sleep(1);      # a replacement that did not wait would serve now
+        }
     });
     my ($new) = wait_log($::bus_line, 10, sub { exists $gone{ $_[0] } });
     die "no replacement joined the bus\n" unless $new;
@@ -433,7 +451,7 @@ my $while_replaced = sub {
 };
 
 my @cid = map { "fresh-post-$_" } 1 .. 24;
-my ($new, @socks) = $while_replaced->($victim, map {
+my ($new, @socks) = $while_replaced->($victim, $alice->pid, map {
     my $body = json_text({ content => "message of $_" });
     "POST /api/chat/groups/$g/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
     . "Authorization: Bearer $token\r\nContent-Type: application/json\r\n"
@@ -453,7 +471,7 @@ is "@missed", '', 'and every other one';
 # message another worker publishes
 my $path = "/api/chat/ws/$g?token=" . ChatTest::JWT::token('bob');
 my @wcid = map { "fresh-ws-$_" } 1 .. 24;
-my ($newer, @ws) = $while_replaced->($new, map {
+my ($newer, @ws) = $while_replaced->($new, undef, map {
     "GET $path HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     . "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     . "X-Correlation-ID: $_\r\n\r\n"
