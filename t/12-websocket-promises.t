@@ -504,3 +504,89 @@ exited on signal 9
 --- no_error_log
 [crit]
 not sent to the other workers
+
+
+
+=== TEST 4: nginx -s quit: every WebSocket, on every worker, gets a close frame with 1001 at once, then the workers and the master exit cleanly
+--- ws_script
+# The harness's nginx must outlive the block: this one is a second nginx
+# of its own (daemon off, a child of this test), stopped by "nginx -s quit".
+use File::Temp ();
+my $g = new_group('quit');
+my $dir = File::Temp::tempdir('chat-quit-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+mkdir "$dir/logs";
+my $p = ChatTest::Sidecar::free_port();
+my $modules = join '', map { "load_module $_;\n" } split ' ', $ENV{TEST_NGINX_LOAD_MODULES};
+open my $cf, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!\n";
+print $cf <<"_CONF_";
+$modules
+daemon off;
+master_process on;
+worker_processes 2;
+pid $dir/logs/nginx.pid;
+error_log $dir/logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    chat_mongo_uri "$ENV{TEST_NGINX_CHAT_URI}";
+    chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
+    server {
+        listen 127.0.0.1:$p reuseport;
+        location /api/chat/ { chat_api on; }
+    }
+}
+_CONF_
+close $cf;
+my $bin = $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx';
+my $master = fork // die "fork: $!\n";
+if ($master == 0) {
+    open STDERR, '>>', "$dir/logs/stderr.log";
+    exec $bin, '-p', "$dir/", '-c', "$dir/nginx.conf" or POSIX::_exit(127);
+}
+my $log = sub { read_file("$dir/logs/error.log") };
+my $ok = eval {
+    wait_until(sub { (() = $log->() =~ /joined the bus/g) >= 2 }, 10)
+        or die "the second nginx did not start:\n" . $log->() . read_file("$dir/logs/stderr.log");
+
+    # WebSockets until each of the two workers holds some
+    my (@ws, %on);
+    my $path = "/api/chat/ws/$g?token=" . ChatTest::JWT::token('carol');
+    for my $i (1 .. 40) {
+        my $ws = ws_connect(port => $p, path => $path, name => "carol $i", timeout => 5,
+                            headers => { 'X-Correlation-ID' => "quit-$i" });
+        die "carol $i could not join: " . ($ws->error // '?') . "\n" unless $ws->is_open;
+        my $pid = wait_until(sub {
+            $log->() =~ / (\d+)#\d+: \*\d+ chat ws: "carol" joined group \S+ \(\d+ here\), correlation_id=quit-$i\b/ ? $1 : undef
+        }, 5) or die "no joined line for quit-$i\n";
+        push @ws, $ws;
+        $on{$pid}++;
+        last if @ws >= 6 && keys %on == 2;
+    }
+    is scalar keys %on, 2, scalar(@ws) . ' WebSockets on both workers';
+
+    my $t0 = Time::HiRes::time();
+    is system($bin, '-p', "$dir/", '-c', "$dir/nginx.conf", '-s', 'quit'), 0, 'nginx -s quit';
+    my @closes = map { [ $_->recv_close(timeout => 5) ] } @ws;
+    my $dt = Time::HiRes::time() - $t0;
+    is_deeply [ map { $_->[0] // 'none' } @closes ], [ (1001) x @ws ],
+        'every WebSocket got a close frame with 1001 (going away)';
+    is_deeply [ map { $_->[1] // '' } @closes ], [ ('server going away') x @ws ],
+        'saying why';
+    cmp_ok $dt, '<', 3, 'at once (not at a ping or idle timeout)';
+    is scalar(grep { $_->wait_for_eof(timeout => 5) } @ws), scalar @ws,
+        'then each connection ends';
+
+    my $reaped = wait_until(sub { waitpid($master, POSIX::WNOHANG()) == $master ? [ $? ] : undef }, 10);
+    ok $reaped, 'the master exited';
+    is $reaped && $reaped->[0], 0, 'with status 0';
+    my @exits = $log->() =~ /worker process \d+ exited with code (\d+)/g;
+    is_deeply \@exits, [ 0, 0 ], 'both workers exited with code 0';
+    unlike $log->(), qr/\[(?:alert|crit|emerg)\]/, 'no alert in its log';
+    1;
+};
+my $err = $@;
+if (kill 0, $master) { kill 'TERM', $master; waitpid $master, 0 }
+die $err unless $ok;
+--- no_error_log
+[alert]
+[crit]
