@@ -16,6 +16,13 @@
  * close their WebSockets with 1001).  The bus is read through its
  * NNG_OPT_RECVFD descriptor in nginx's event loop: no thread, no timer.
  *
+ * Each bus message carries its origin's slot, pid and a sequence number.
+ * nng's bus drops a message for a pipe whose queue is full (a worker that
+ * does not read: 1024 in its receive queue, then the socket buffer, then
+ * 16 a pipe at the sender, in nng 1.5) without telling the sender; the
+ * worker that misses events sees the gap in the numbers at the next event
+ * from the same origin, and logs how many it missed.
+ *
  * A bus message only reaches the workers whose pipe is up when it is
  * sent.  So that no subscriber joins a worker the others cannot reach
  * yet, a starting worker waits in init_process, before its event loop
@@ -47,9 +54,13 @@
 #include "ngx_http_chat_broadcast.h"
 
 
-#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB1"
-#define NGX_HTTP_CHAT_BUS_HEADER     (4 + 24)
-#define NGX_HTTP_CHAT_BUS_BUF        1024       /* messages per pipe */
+#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB2"
+#define NGX_HTTP_CHAT_BUS_SLOT       4          /* uint32_t, the origin */
+#define NGX_HTTP_CHAT_BUS_PID        8          /* uint32_t */
+#define NGX_HTTP_CHAT_BUS_SEQ        12         /* uint64_t, from 1 */
+#define NGX_HTTP_CHAT_BUS_GROUP      20         /* 24 hex digits */
+#define NGX_HTTP_CHAT_BUS_HEADER     (20 + 24)
+#define NGX_HTTP_CHAT_BUS_BUF        1024       /* send, receive queues */
 #define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
 #define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
 
@@ -64,6 +75,12 @@ typedef struct {
 
 
 typedef struct {
+    uint32_t                   pid;             /* 0: nothing heard yet */
+    uint64_t                   next;            /* the number expected */
+} ngx_http_chat_bus_origin_t;
+
+
+typedef struct {
     ngx_rbtree_t               tree;
     ngx_rbtree_node_t          sentinel;
     ngx_uint_t                 groups;
@@ -75,6 +92,10 @@ typedef struct {
     uint64_t                   bus_sent;
     uint64_t                   bus_send_failed;
     uint64_t                   bus_received;
+    uint64_t                   bus_missed;
+
+    ngx_http_chat_bus_origin_t *origins;        /* by slot */
+    ngx_uint_t                 norigins;
 
     /* pipes to other workers, kept by nng's threads */
     pthread_mutex_t            peers_lock;
@@ -106,6 +127,8 @@ static ngx_pid_t ngx_http_chat_bus_peer_parent(nng_pipe pipe,
     ngx_pid_t *pid);
 static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
     ngx_msec_t timeout);
+static void ngx_http_chat_bus_sequence(ngx_http_chat_broadcast_t *b,
+    u_char *header);
 
 
 static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
@@ -173,6 +196,13 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     b->max_peers = ccf->worker_processes;
     b->peer_pipes = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
     if (b->peer_pipes == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->norigins = ccf->worker_processes;
+    b->origins = ngx_calloc(b->norigins * sizeof(ngx_http_chat_bus_origin_t),
+                            cycle->log);
+    if (b->origins == NULL) {
         return NGX_ERROR;
     }
 
@@ -481,6 +511,11 @@ ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
         ngx_free(b->peer_pipes);
         b->peer_pipes = NULL;
     }
+
+    if (b->origins) {
+        ngx_free(b->origins);
+        b->origins = NULL;
+    }
 }
 
 
@@ -570,6 +605,8 @@ ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
     size_t len)
 {
     int                         rv;
+    uint32_t                    n;
+    uint64_t                    seq;
     nng_msg                    *msg;
     ngx_http_chat_broadcast_t  *b;
 
@@ -583,14 +620,24 @@ ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
         return;
     }
 
-    /* one message for the others: magic, group, JSON; never waits */
+    /*
+     * one message for the others: magic, origin, the number of the
+     * message among those sent (a failed send uses none), group, JSON;
+     * never waits
+     */
 
     rv = nng_msg_alloc(&msg, NGX_HTTP_CHAT_BUS_HEADER + len);
     if (rv == 0) {
         u_char  *p = nng_msg_body(msg);
 
         ngx_memcpy(p, NGX_HTTP_CHAT_BUS_MAGIC, 4);
-        ngx_memcpy(p + 4, group_id_hex, 24);
+        n = (uint32_t) ngx_worker;
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SLOT, &n, 4);
+        n = (uint32_t) ngx_pid;
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_PID, &n, 4);
+        seq = b->bus_sent + 1;
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SEQ, &seq, 8);
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_GROUP, group_id_hex, 24);
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_HEADER, json, len);
 
         rv = nng_sendmsg(b->bus, msg, NNG_FLAG_NONBLOCK);
@@ -711,7 +758,9 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
             && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
         {
             b->bus_received++;
-            (void) ngx_http_chat_deliver(p + 4, p + NGX_HTTP_CHAT_BUS_HEADER,
+            ngx_http_chat_bus_sequence(b, p);
+            (void) ngx_http_chat_deliver(p + NGX_HTTP_CHAT_BUS_GROUP,
+                                         p + NGX_HTTP_CHAT_BUS_HEADER,
                                          len - NGX_HTTP_CHAT_BUS_HEADER);
         }
 
@@ -722,6 +771,44 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
         ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
                       "chat broadcast: cannot watch the bus descriptor");
     }
+}
+
+
+/*
+ * A gap in an origin's numbers: events the bus dropped on their way here.
+ * A new pid in the slot (a worker that restarted) starts over.
+ */
+
+static void
+ngx_http_chat_bus_sequence(ngx_http_chat_broadcast_t *b, u_char *header)
+{
+    uint32_t                     slot, pid;
+    uint64_t                     seq, missed;
+    ngx_http_chat_bus_origin_t  *o;
+
+    ngx_memcpy(&slot, header + NGX_HTTP_CHAT_BUS_SLOT, 4);
+    ngx_memcpy(&pid, header + NGX_HTTP_CHAT_BUS_PID, 4);
+    ngx_memcpy(&seq, header + NGX_HTTP_CHAT_BUS_SEQ, 8);
+
+    if (slot >= b->norigins) {
+        return;
+    }
+
+    o = &b->origins[slot];
+
+    if (o->pid == pid && seq > o->next) {
+        missed = seq - o->next;
+        b->bus_missed += missed;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "chat broadcast: missed %uL events of worker slot %uD "
+                      "(pid %uD): the bus dropped them, this worker's "
+                      "queue was full (%uL missed so far)",
+                      missed, slot, pid, b->bus_missed);
+    }
+
+    o->pid = pid;
+    o->next = seq + 1;
 }
 
 

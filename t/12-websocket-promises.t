@@ -590,3 +590,54 @@ die $err unless $ok;
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 5: the bus past its queues: 1100 events for a worker that does not read (SIGSTOP); the others get all of them, it gets the first ones, in order, and logs exactly how many it missed, from which worker
+--- http_config
+chat_ws_send_queue 4096;
+--- ws_script
+my %slot = three_workers();
+my $g = new_group('flood');
+my $alice = join_worker('alice', $g);
+my $bob = join_worker('bob', $g, not => [ $alice->pid ]);
+my $carol = join_worker('carol', $g, not => [ $alice->pid, $bob->pid ]);
+my $n = 1100;
+my @flood = map { sprintf 'flood %04d', $_ } 1 .. $n;
+
+with_stopped([ $bob->pid ], sub {
+    my @todo = @flood;
+    while (my @window = splice @todo, 0, 8) {
+        $alice->send_message($_) for @window;
+        for my $c (@window) {
+            my $a = $alice->acked($c, 10);
+            die "'$c' not acked: " . ($a ? $a->{detail} : 'nothing came') . "\n"
+                unless $a && $a->{type} eq 'ack';
+        }
+        $alice->forget;
+        $carol->drain;
+    }
+});
+
+$alice->send_message('after the flood');
+ok $alice->acked('after the flood', 10), 'a last message once bob\'s worker runs again';
+ok $carol->heard('after the flood', 10), 'carol got to the last one';
+is_deeply [ $carol->contents ], [ @flood, 'after the flood' ],
+    "carol, on a worker that reads, got all $n events and the last one, in order";
+
+ok $bob->heard('after the flood', 10), 'bob got the last one too';
+my @got = $bob->contents;
+pop @got;
+my $k = @got;
+cmp_ok $k, '<', $n, "bob's worker got only the first $k of the $n flood events";
+cmp_ok $k, '>', 16, 'at least a pipe\'s queue of them';
+is_deeply \@got, [ @flood[0 .. $k - 1] ], 'those are the first ones, in order, none missing between';
+
+my ($missed, $total) = wait_log(qr/ \Q${\ $bob->pid }\E#\d+: chat broadcast: missed (\d+) events of worker slot \Q$slot{ $alice->pid }\E \(pid \Q${\ $alice->pid }\E\): the bus dropped them, this worker's queue was full \((\d+) missed so far\)/, 5);
+is $missed, $n - $k, "bob's worker logged that it missed exactly the " . ($n - $k) . ' others, from alice\'s worker';
+is $total, $n - $k, 'with the count so far';
+is scalar(() = error_log() =~ /chat broadcast: missed/g), 1,
+   'no other worker missed any';
+--- no_error_log
+[alert]
+[crit]
