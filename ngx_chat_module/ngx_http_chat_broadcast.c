@@ -28,8 +28,10 @@
  * yet, a starting worker waits in init_process, before its event loop
  * accepts anything, until it has a pipe to every other slot (nng's pipe
  * callbacks count them), at most NGX_HTTP_CHAT_BUS_JOIN_WAIT; a slot
- * still missing then is a worker that is not running, and it will dial
- * or be dialed when it comes.
+ * still missing then is a worker that is not running (or does not
+ * answer), and it will dial or be dialed when it comes.  The warning
+ * names it: a pipe's dialer tells the slots above this one apart; the
+ * slots below dial in, and are named when none of them did.
  *
  * Abstract sockets have no file permissions: any local process could dial
  * a worker's name.  A pipe is kept only if the process at its other end
@@ -101,6 +103,8 @@ typedef struct {
     pthread_mutex_t            peers_lock;
     pthread_cond_t             peers_cond;
     uint32_t                  *peer_pipes;      /* ids of the kept pipes */
+    uint32_t                  *peer_dialers;    /* and of their dialers */
+    uint32_t                  *dialers;         /* ours, by slot */
     ngx_uint_t                 peers;
     ngx_uint_t                 max_peers;
     ngx_uint_t                 refused;         /* pipes of strangers */
@@ -129,6 +133,10 @@ static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
     ngx_msec_t timeout);
 static void ngx_http_chat_bus_sequence(ngx_http_chat_broadcast_t *b,
     u_char *header);
+static u_char *ngx_http_chat_bus_missing(u_char *p, u_char *last,
+    ngx_uint_t slot, ngx_uint_t workers);
+static ngx_uint_t ngx_http_chat_bus_dialed(ngx_http_chat_broadcast_t *b,
+    ngx_uint_t slot);
 
 
 static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
@@ -160,6 +168,8 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
 {
     int                         rv, fd;
     char                        addr[128];
+    u_char                      missing[256], *last;
+    nng_dialer                  dialer;
     sigset_t                    all, saved;
     ngx_uint_t                  slot, n, peers;
     ngx_msec_t                  started;
@@ -195,7 +205,13 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
      * pipe is being torn down as its replacement dials in */
     b->max_peers = ccf->worker_processes;
     b->peer_pipes = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
-    if (b->peer_pipes == NULL) {
+    b->peer_dialers = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
+    b->dialers = ngx_calloc(ccf->worker_processes * sizeof(uint32_t),
+                            cycle->log);
+
+    if (b->peer_pipes == NULL || b->peer_dialers == NULL
+        || b->dialers == NULL)
+    {
         return NGX_ERROR;
     }
 
@@ -258,7 +274,16 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     if (rv == 0) {
         for (n = slot + 1; n < (ngx_uint_t) ccf->worker_processes; n++) {
             ngx_http_chat_bus_address(addr, sizeof(addr), n);
-            rv = nng_dial(b->bus, addr, NULL, NNG_FLAG_NONBLOCK);
+
+            /* its id is known before any of its pipes can come up */
+            rv = nng_dialer_create(&dialer, b->bus, addr);
+            if (rv != 0) {
+                break;
+            }
+
+            b->dialers[n] = (uint32_t) nng_dialer_id(dialer);
+
+            rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK);
             if (rv != 0) {
                 break;
             }
@@ -303,12 +328,16 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     ngx_time_update();
 
     if (peers < n) {
+        last = ngx_http_chat_bus_missing(missing, missing + sizeof(missing),
+                                         slot, ccf->worker_processes);
+
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "chat broadcast: worker slot %ui of %i reaches %ui "
-                      "of its %ui peers after %M ms; the others are not "
-                      "running and will join when they start",
+                      "of its %ui peers after %M ms, not %*s: they are not "
+                      "running or do not answer; this worker serves now, "
+                      "and each joins when it answers",
                       slot, ccf->worker_processes, peers, n,
-                      ngx_current_msec - started);
+                      ngx_current_msec - started, last - missing, missing);
     }
 
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
@@ -377,6 +406,8 @@ ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
         }
 
         if (b->peers < b->max_peers) {
+            b->peer_dialers[b->peers] =
+                             (uint32_t) nng_dialer_id(nng_pipe_dialer(pipe));
             b->peer_pipes[b->peers++] = id;
             pthread_cond_broadcast(&b->peers_cond);
         }
@@ -386,7 +417,9 @@ ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
 
     for (i = 0; i < b->peers; i++) {
         if (b->peer_pipes[i] == id) {
-            b->peer_pipes[i] = b->peer_pipes[--b->peers];
+            b->peers--;
+            b->peer_pipes[i] = b->peer_pipes[b->peers];
+            b->peer_dialers[i] = b->peer_dialers[b->peers];
             goto done;
         }
     }
@@ -488,6 +521,86 @@ ngx_http_chat_bus_wait_peers(ngx_uint_t want, ngx_msec_t timeout)
 }
 
 
+/*
+ * The slots that have no pipe to this one: "slot 2", "slots 0, 2", or
+ * "1 of slots 0-2" when only some of those below (which dial in, through
+ * the listener, so cannot be told apart) have.
+ */
+
+static u_char *
+ngx_http_chat_bus_missing(u_char *p, u_char *last, ngx_uint_t slot,
+    ngx_uint_t workers)
+{
+    ngx_uint_t                  n, dialed, below, named;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+
+    pthread_mutex_lock(&b->peers_lock);
+
+    dialed = 0;
+    named = 0;
+
+    for (n = slot + 1; n < workers; n++) {
+        if (ngx_http_chat_bus_dialed(b, n)) {
+            dialed++;
+
+        } else {
+            named++;
+        }
+    }
+
+    /* the pipes that are not ours came from below */
+    below = slot - ngx_min(slot, b->peers - dialed);
+
+    if (below == slot) {
+        named += slot;
+    }
+
+    if (named) {
+        p = ngx_slprintf(p, last, named == 1 ? "slot " : "slots ");
+    }
+
+    named = 0;
+
+    for (n = 0; n < workers; n++) {
+        if (n == slot) {
+            continue;
+        }
+
+        if (n < slot ? below == slot : !ngx_http_chat_bus_dialed(b, n)) {
+            p = ngx_slprintf(p, last, "%s%ui", named++ ? ", " : "", n);
+        }
+    }
+
+    if (below && below != slot) {
+        p = ngx_slprintf(p, last, "%s%ui of slots 0-%ui",
+                         named ? " and " : "", below, slot - 1);
+    }
+
+    pthread_mutex_unlock(&b->peers_lock);
+
+    return p;
+}
+
+
+/* a pipe of our dialer to that slot is up; under peers_lock */
+
+static ngx_uint_t
+ngx_http_chat_bus_dialed(ngx_http_chat_broadcast_t *b, ngx_uint_t slot)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < b->peers; i++) {
+        if (b->peer_dialers[i] == b->dialers[slot]) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 void
 ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
 {
@@ -510,6 +623,16 @@ ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
     if (b->peer_pipes) {
         ngx_free(b->peer_pipes);
         b->peer_pipes = NULL;
+    }
+
+    if (b->peer_dialers) {
+        ngx_free(b->peer_dialers);
+        b->peer_dialers = NULL;
+    }
+
+    if (b->dialers) {
+        ngx_free(b->dialers);
+        b->dialers = NULL;
     }
 
     if (b->origins) {

@@ -641,3 +641,70 @@ is scalar(() = error_log() =~ /chat broadcast: missed/g), 1,
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 6: the bus start-up wait: a replacement worker that cannot reach a peer (SIGSTOPped) waits 3 s at most, warns naming the missing slot, then serves; the peer joins once it answers
+--- ws_script
+my %slot = three_workers();
+my %pid_of = reverse %slot;
+my %gone = %slot;
+my $g = new_group('late');
+my $alice = join_worker('alice', $g, on => $pid_of{0});
+
+# kills $victim while $stopped cannot answer; returns the replacement's
+# pid once it joined the bus, and its warning's wait and missing slots
+my $replace = sub {
+    my ($victim, $stopped) = @_;
+    my $new;
+    with_stopped([ $stopped ], sub {
+        kill 'KILL', $victim;
+        ($new) = wait_log($::bus_line, 10, sub { exists $gone{ $_[0] } });
+    });
+    die "no replacement joined the bus\n" unless $new;
+    $gone{$new} = 1;
+    my ($ms, $not) = wait_log(qr/ \Q$new\E#\d+: chat broadcast: worker slot 1 of 3 reaches 1 of its 2 peers after (\d+) ms, not (.*?): they are not running or do not answer; this worker serves now, and each joins when it answers/, 1);
+    my ($joined) = wait_log(qr/ \Q$new\E#\d+: chat broadcast: worker slot 1 of 3 joined the bus \((\d+ of \d+) peers in \d+ ms\)/, 1);
+    return ($new, $ms, $not, $joined);
+};
+
+# slot 1 replaced while slot 2, which it dials, is stopped
+my ($b1, $ms, $not, $joined) = $replace->($pid_of{1}, $pid_of{2});
+ok defined $ms, 'the replacement of slot 1 warned that it reaches 1 of its 2 peers';
+cmp_ok $ms // 0, '>=', 3000, "after waiting 3 s ($ms ms)";
+cmp_ok $ms // 9999, '<', 4000, 'and not much longer';
+is $not, 'slot 2', 'naming the slot it cannot reach';
+is $joined, '1 of 2', 'then joined the bus with the peer it has';
+
+my $bob = join_worker('bob', $g, on => $b1);
+pass('and accepts clients');
+$alice->send_message('to the late one');
+ok $alice->acked('to the late one'), 'alice\'s message is stored';
+ok $bob->heard('to the late one', 3), 'bob, on the replacement, got it from alice\'s worker';
+
+# slot 2 runs again: it answers the replacement's dialer (eventually, so
+# this part may try more than once)
+my $carol = join_worker('carol', $g, on => $pid_of{2});
+my $heard;
+for my $try (1 .. 50) {
+    $bob->send_message("knock $try");
+    $bob->acked("knock $try") or die "no ack for knock $try\n";
+    last if $heard = $carol->heard("knock $try", 0.1);
+}
+ok $heard, 'once slot 2 answers, it hears the replacement';
+
+# slot 1 replaced again while slot 0, which dials it, is stopped
+my ($b2, $ms2, $not2, $joined2) = $replace->($b1, $pid_of{0});
+ok defined $ms2, 'the next replacement of slot 1 warned too';
+cmp_ok $ms2 // 0, '>=', 3000, "after waiting 3 s ($ms2 ms)";
+cmp_ok $ms2 // 9999, '<', 4000, 'and not much longer';
+is $not2, 'slot 0', 'naming the slot below it that has not dialed in';
+is $joined2, '1 of 2', 'then joined the bus';
+my $dave = join_worker('dave', $g, on => $b2);
+$carol->send_message('from slot 2');
+ok $carol->acked('from slot 2'), 'carol\'s message is stored';
+ok $dave->heard('from slot 2', 3), 'the replacement serves, and hears the peer it reached';
+--- error_log
+exited on signal 9
+--- no_error_log
+[crit]
