@@ -925,8 +925,8 @@ ngx_http_chat_bus_sequence(ngx_http_chat_broadcast_t *b, u_char *header)
 
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "chat broadcast: missed %uL events of worker slot %uD "
-                      "(pid %uD): the bus dropped them, this worker's "
-                      "queue was full (%uL missed so far)",
+                      "(pid %uD): the bus dropped them while this worker's "
+                      "queue was full or its pipe down (%uL missed so far)",
                       missed, slot, pid, b->bus_missed);
     }
 

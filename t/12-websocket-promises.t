@@ -633,7 +633,7 @@ cmp_ok $k, '<', $n, "bob's worker got only the first $k of the $n flood events";
 cmp_ok $k, '>', 16, 'at least a pipe\'s queue of them';
 is_deeply \@got, [ @flood[0 .. $k - 1] ], 'those are the first ones, in order, none missing between';
 
-my ($missed, $total) = wait_log(qr/ \Q${\ $bob->pid }\E#\d+: chat broadcast: missed (\d+) events of worker slot \Q$slot{ $alice->pid }\E \(pid \Q${\ $alice->pid }\E\): the bus dropped them, this worker's queue was full \((\d+) missed so far\)/, 5);
+my ($missed, $total) = wait_log(qr/ \Q${\ $bob->pid }\E#\d+: chat broadcast: missed (\d+) events of worker slot \Q$slot{ $alice->pid }\E \(pid \Q${\ $alice->pid }\E\): the bus dropped them while this worker's queue was full or its pipe down \((\d+) missed so far\)/, 5);
 is $missed, $n - $k, "bob's worker logged that it missed exactly the " . ($n - $k) . ' others, from alice\'s worker';
 is $total, $n - $k, 'with the count so far';
 is scalar(() = error_log() =~ /chat broadcast: missed/g), 1,
