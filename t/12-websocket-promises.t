@@ -565,7 +565,10 @@ my $ok = eval {
     is scalar keys %on, 2, scalar(@ws) . ' WebSockets on both workers';
 
     my $t0 = Time::HiRes::time();
-    is system($bin, '-p', "$dir/", '-c', "$dir/nginx.conf", '-s', 'quit'), 0, 'nginx -s quit';
+    # its "signal process started" notice goes to the second nginx's stderr log
+    is system(join(' ', map { quotemeta } $bin, '-p', "$dir/", '-c', "$dir/nginx.conf",
+                   '-s', 'quit') . ' 2>>' . quotemeta("$dir/logs/stderr.log")), 0,
+       'nginx -s quit';
     my @closes = map { [ $_->recv_close(timeout => 5) ] } @ws;
     my $dt = Time::HiRes::time() - $t0;
     is_deeply [ map { $_->[0] // 'none' } @closes ], [ (1001) x @ws ],
