@@ -36,7 +36,8 @@ no_root_location();
 
 # A "pausable database": a forwarding proxy to the suite's database (one
 # local host), a child of this test; SIGSTOP holds every reply, SIGCONT
-# lets them through.  Stopped by pid at the end.
+# lets them through.  Stopped by pid at the end.  (The same as main's
+# ChatTest::PausableDB, which came later.)
 our $ProxyPid;
 if ($ENV{TEST_NGINX_CHAT_URI} =~ m{^mongodb://(127\.0\.0\.1|localhost):(\d+)/([^?,]+)$}) {
     my ($dbhost, $dbport, $dbname) = ($1, $2, $3);
@@ -46,6 +47,7 @@ if ($ENV{TEST_NGINX_CHAT_URI} =~ m{^mongodb://(127\.0\.0\.1|localhost):(\d+)/([^
     $ENV{TEST_NGINX_PAUSABLE_URI} = 'mongodb://127.0.0.1:' . $l->sockport . "/$dbname";
     $ProxyPid = fork // die "fork: $!";
     if ($ProxyPid == 0) {
+        $SIG{PIPE} = 'IGNORE';          # a peer the driver closed: drop it
         my $sel = IO::Select->new($l);
         my %peer;
         while (1) {
@@ -58,8 +60,8 @@ if ($ENV{TEST_NGINX_CHAT_URI} =~ m{^mongodb://(127\.0\.0\.1|localhost):(\d+)/([^
                     $sel->add($c, $u);
                     next;
                 }
+                my $o = $peer{$s} or next;   # closed with its peer just now
                 my $n = sysread $s, my $buf, 65536;
-                my $o = $peer{$s};
                 if (!$n || !defined syswrite($o, $buf)) {
                     $sel->remove($s, $o);
                     delete @peer{$s, $o};
