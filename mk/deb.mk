@@ -4,7 +4,7 @@
 #                   build/deb/ (debian/, dpkg-buildpackage, lintian)
 #   make test-deb   build them, install both on this machine, run the
 #                   packaged stack on a private port, purge, check nothing
-#                   is left (t/19-deb.t runs it in make test, as root)
+#                   is left (t/90-deb.t runs it in make test, as root)
 #   make deps-deb   install the packaging tools (scripts/deps.sh deb)
 
 DEB_OUT ?= $(BUILD)/deb

@@ -37,7 +37,7 @@ for my $p (qw(debhelper dpkg-dev fakeroot lintian)) {
     ok $deb->{$p}, "deb installs $p";
 }
 ok !(grep { !$deb->{$_} } keys %$run), 'deb installs everything run does (build dependencies)';
-ok !(grep { !$test->{$_} } keys %$deb), 'test installs everything deb does (t/19-deb.t)';
+ok !(grep { !$test->{$_} } keys %$deb), 'test installs everything deb does (t/90-deb.t)';
 
 # which profile each make target asks for (make -n runs nothing)
 my $dry = sub { scalar `make -n -C '$root' $_[0] 2>/dev/null` };

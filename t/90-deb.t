@@ -3,7 +3,8 @@
 # packaged module run on a private port, then purged, nothing left.
 # scripts/test-deb.sh does it all and prints TAP; it skips itself when not
 # root or when either package is installed already (an operator's).
-# SKIP_DEB_TEST=1 skips it here (make test-deb still runs it).
+# SKIP_DEB_TEST=1 skips it here (make test-deb still runs it).  Numbered
+# apart from the suite (90): it tests the machine-wide installation.
 use strict;
 use warnings;
 use FindBin;
