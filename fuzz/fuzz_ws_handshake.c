@@ -4,8 +4,9 @@
  * (ngx_http_chat_ws_header), "Upgrade: websocket", the "upgrade" token of
  * Connection (ngx_http_chat_ws_has_token), version 13, the key and its
  * accept value (ngx_http_chat_ws_accept_key), the Origin allow-list
- * (ngx_http_chat_ws_origin_allowed).  The module file is #included for
- * its static functions.
+ * (ngx_http_chat_ws_origin_allowed).  The handshake file is #included for
+ * its static functions (the header lookup and the Origin check); the
+ * codec is linked.
  *
  * Input: a first line with the allowed origins (space separated; empty:
  * no chat_ws_origins), then header lines "Name: value" (CRLF or LF).  The
@@ -17,7 +18,7 @@
  * lookup against a plain search, and ASan on every read.
  */
 
-#include "ngx_http_chat_websocket.c"
+#include "ngx_http_chat_ws_handshake.c"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>

@@ -9,7 +9,10 @@
  *   ngx_http_chat_storage.c      MongoDB operations on the thread pool
  *   ngx_http_chat_json.c         request bodies in, JSON responses out
  *   ngx_http_chat_jwt.c          bearer token verification
- *   ngx_http_chat_websocket.c    RFC 6455: handshake, frames, close
+ *   ngx_http_chat_ws_handshake.c   WebSocket: the opening handshake
+ *   ngx_http_chat_ws_connection.c  WebSocket: frames in and out, closing
+ *   ngx_http_chat_ws_messages.c    WebSocket: chat messages from clients
+ *   ngx_http_chat_ws_codec.c       RFC 6455 without I/O (also the fuzzers')
  *   ngx_http_chat_broadcast.c    subscribers per group, fan-out to workers
  */
 

@@ -1,0 +1,349 @@
+/*
+ * ngx_http_chat_ws_messages.c - the chat over a WebSocket: a client's
+ * {"type":"message","content":"..."} is checked as a POST would be,
+ * stored through the same op on the thread pool, broadcast to the group
+ * and answered with {"type":"ack","message":{...}} or an error event.
+ *
+ * A connection's messages are stored one at a time, in the order they
+ * came, so that acks, broadcasts and the stored order all follow the
+ * order sent: the one being stored is on the thread pool, the others
+ * (at most NGX_HTTP_CHAT_WS_MAX_PENDING - 1 per connection) wait in the
+ * connection's queue.  The frames and the connection are
+ * ngx_http_chat_ws_connection.c's.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <bson/bson.h>
+#include <cjson/cJSON.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_json.h"
+#include "ngx_http_chat_storage.h"
+#include "ngx_http_chat_websocket.h"
+#include "ngx_http_chat_broadcast.h"
+
+
+#define NGX_HTTP_CHAT_WS_MAX_PENDING   8      /* messages being stored
+                                                 or waiting to be */
+
+
+typedef struct {
+    ngx_queue_t                 queue;          /* while waiting */
+    ngx_http_chat_ws_t         *ws;
+    ngx_pool_t                 *pool;
+    ngx_http_chat_op_t         *op;
+} ngx_http_chat_ws_pending_t;
+
+
+static void ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op);
+static void ngx_http_chat_ws_post_next(ngx_http_chat_ws_t *ws);
+
+
+/* a whole message: the chat protocol speaks JSON text */
+
+ngx_int_t
+ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
+    u_char *p, size_t len)
+{
+    cJSON                       *json, *type, *content;
+    u_char                      *copy, *s, buf[96];
+    size_t                       clen;
+    ngx_str_t                    body;
+    ngx_pool_t                  *pool;
+    const char                  *detail;
+    ngx_http_chat_op_t          *op;
+    ngx_http_chat_ws_pending_t  *pending;
+
+    if (opcode == NGX_HTTP_CHAT_WS_TEXT && !ngx_http_chat_utf8_valid(p, len)) {
+        ngx_http_chat_ws_fail(ws, NGX_HTTP_CHAT_WS_BAD_DATA,
+                              "text is not valid UTF-8");
+        return NGX_DONE;
+    }
+
+    if (ws->close_sent) {
+        return NGX_OK;
+    }
+
+    if (opcode == NGX_HTTP_CHAT_WS_BINARY) {
+        ngx_http_chat_ws_send_event(ws, "error", "binary messages are not "
+                                    "supported: send JSON text");
+        return ws->closed ? NGX_ERROR : NGX_OK;
+    }
+
+    body.data = p;
+    body.len = len;
+
+    json = ngx_http_chat_parse_object(&body, &detail);
+    if (json == NULL) {
+        ngx_http_chat_ws_send_event(ws, "error", detail);
+        return ws->closed ? NGX_ERROR : NGX_OK;
+    }
+
+    type = cJSON_GetObjectItemCaseSensitive(json, "type");
+    content = cJSON_GetObjectItemCaseSensitive(json, "content");
+    detail = NULL;
+
+    clen = 0;
+
+    /* the checks and the words of a POST (ngx_http_chat_text_field) */
+
+    if (!cJSON_IsString(type) || ngx_strcmp(type->valuestring, "message")) {
+        detail = "\"type\" must be \"message\"";
+
+    } else if (content == NULL) {
+        detail = "field \"content\" is required";
+
+    } else if (!cJSON_IsString(content)) {
+        detail = "field \"content\" must be a string";
+
+    } else {
+        clen = ngx_strlen(content->valuestring);
+
+        for (s = (u_char *) content->valuestring; *s; s++) {
+            if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') {
+                break;
+            }
+        }
+
+        if (*s == '\0') {
+            detail = "field \"content\" must not be empty";
+
+        } else if (clen > ws->conf->max_content) {
+            ngx_snprintf(buf, sizeof(buf) - 1, "field \"content\" is longer "
+                         "than %uz bytes%Z", ws->conf->max_content);
+            detail = (const char *) buf;
+        }
+    }
+
+    if (detail == NULL && ws->pending_ops >= NGX_HTTP_CHAT_WS_MAX_PENDING) {
+        detail = "too many messages waiting to be stored; wait for acks";
+    }
+
+    if (detail) {
+        cJSON_Delete(json);
+        ngx_http_chat_ws_send_event(ws, "error", detail);
+        return ws->closed ? NGX_ERROR : NGX_OK;
+    }
+
+    /*
+     * Stored exactly like a POST: same op, same thread pool.  The op may
+     * outlive the connection (and its log, in the connection's pool): it
+     * is stored even if the client goes away meanwhile.
+     */
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        cJSON_Delete(json);
+        ngx_http_chat_ws_finalize(ws);
+        return NGX_ERROR;
+    }
+
+    op = ngx_http_chat_op_create(pool);
+    pending = ngx_palloc(pool, sizeof(ngx_http_chat_ws_pending_t));
+    copy = ngx_pnalloc(pool, clen + 1 + ws->user_id.len + 1 + 25);
+
+    if (op == NULL || pending == NULL || copy == NULL) {
+        cJSON_Delete(json);
+        ngx_destroy_pool(pool);
+        ngx_http_chat_ws_finalize(ws);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(copy, content->valuestring, clen + 1);
+    cJSON_Delete(json);
+
+    op->kind = NGX_HTTP_CHAT_OP_CREATE_MESSAGE;
+    op->text = (const char *) copy;
+    op->text_len = clen;
+    copy += clen + 1;
+
+    ngx_memcpy(copy, ws->user_id.data, ws->user_id.len);
+    copy[ws->user_id.len] = '\0';
+    op->user_id = (const char *) copy;
+    copy += ws->user_id.len + 1;
+
+    ngx_memcpy(copy, ws->group_id, 24);
+    copy[24] = '\0';
+    bson_oid_init_from_string(&op->group_id, (const char *) copy);
+
+    pending->ws = ws;
+    pending->pool = pool;
+    pending->op = op;
+
+    op->done = ngx_http_chat_ws_message_stored;
+    op->data = pending;
+
+    if (ws->pending_ops) {
+        /* one at a time: it is posted once the previous one is stored */
+        ngx_queue_insert_tail(&ws->waiting, &pending->queue);
+        ws->pending_ops++;
+        return NGX_OK;
+    }
+
+    if (ngx_http_chat_op_post(op) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        ngx_http_chat_ws_send_event(ws, "error", "server busy, try again "
+                                    "later");
+        return ws->closed ? NGX_ERROR : NGX_OK;
+    }
+
+    ws->pending_ops++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
+{
+    u_char                      *p;
+    size_t                       len;
+    ngx_pool_t                  *pool;
+    ngx_http_chat_ws_t          *ws;
+    ngx_http_chat_frame_t       *frame;
+    ngx_http_chat_ws_pending_t  *pending;
+
+    pending = op->data;
+    ws = pending->ws;
+    pool = pending->pool;
+
+    /*
+     * ws->pending_ops still counts this op until the end: ws stays
+     * allocated even if a delivery below (the sender is a subscriber of
+     * the group too) finalizes the connection.
+     */
+
+    if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
+        ngx_http_chat_broadcast_publish(ws->group_id, op->event_json,
+                                        op->event_json_len);
+    }
+
+    if (ws->closed || ws->close_sent) {
+        goto done;
+    }
+
+    if (op->result != NGX_HTTP_CHAT_RES_OK || op->json == NULL) {
+        if (op->result == NGX_HTTP_CHAT_RES_UNAVAILABLE
+            || op->result == NGX_HTTP_CHAT_RES_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ERR, ws->connection->log, 0,
+                          "chat storage: %s", op->error);
+        }
+
+        ngx_http_chat_ws_send_event(ws, "error",
+                                    op->result == NGX_HTTP_CHAT_RES_NOT_FOUND
+                                    ? "group not found"
+                                    : op->result
+                                      == NGX_HTTP_CHAT_RES_UNAVAILABLE
+                                      ? "database unavailable, try again "
+                                        "later"
+                                      : "internal error");
+        goto done;
+    }
+
+    /* {"type":"ack","message":{...}} */
+
+    len = sizeof("{\"type\":\"ack\",\"message\":}") - 1 + op->json_len;
+
+    frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, NULL, len);
+    if (frame == NULL) {
+        ngx_http_chat_ws_finalize(ws);
+        goto done;
+    }
+
+    p = frame->data + frame->len - len;
+    p = ngx_cpymem(p, "{\"type\":\"ack\",\"message\":",
+                   sizeof("{\"type\":\"ack\",\"message\":") - 1);
+    p = ngx_cpymem(p, op->json, op->json_len);
+    *p = '}';
+
+    ngx_http_chat_ws_send_frame(ws, frame);
+    ngx_http_chat_frame_release(frame);
+
+done:
+
+    ngx_http_chat_op_release(op);
+    ngx_destroy_pool(pool);
+
+    /* the next message of the connection, stored even if it has gone */
+    ngx_http_chat_ws_post_next(ws);
+
+    if (--ws->pending_ops == 0 && ws->closed && !ws->timer.posted) {
+        ngx_free(ws);
+    }
+}
+
+
+/* posts the connection's oldest waiting message, if any */
+
+static void
+ngx_http_chat_ws_post_next(ngx_http_chat_ws_t *ws)
+{
+    ngx_queue_t                 *q;
+    ngx_http_chat_ws_pending_t  *next;
+
+    for ( ;; ) {
+
+        if (ngx_queue_empty(&ws->waiting)) {
+            return;
+        }
+
+        q = ngx_queue_head(&ws->waiting);
+        next = ngx_queue_data(q, ngx_http_chat_ws_pending_t, queue);
+
+        ngx_queue_remove(q);
+
+        if (ngx_http_chat_op_post(next->op) == NGX_OK) {
+            return;
+        }
+
+        /*
+         * refused like a first message would be; the caller's op still
+         * counts in ws->pending_ops, so ws stays
+         */
+
+        ngx_destroy_pool(next->pool);
+        ws->pending_ops--;
+
+        if (!ws->closed && !ws->close_sent) {
+            ngx_http_chat_ws_send_event(ws, "error", "server busy, try "
+                                        "again later");
+        }
+    }
+}
+
+
+/* {"type": ..., "detail": ..., "correlation_id": ...} */
+
+void
+ngx_http_chat_ws_send_event(ngx_http_chat_ws_t *ws, const char *type,
+    const char *detail)
+{
+    u_char                 *p;
+    size_t                  len, dlen;
+    ngx_http_chat_frame_t  *frame;
+
+    dlen = ngx_strlen(detail);
+
+    len = sizeof("{\"type\":\"\",\"detail\":\"\",\"correlation_id\":\"\"}") - 1
+          + ngx_strlen(type) + dlen
+          + ngx_escape_json(NULL, (u_char *) detail, dlen) + ws->cid.len;
+
+    frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, NULL, len);
+    if (frame == NULL) {
+        ngx_http_chat_ws_finalize(ws);
+        return;
+    }
+
+    p = frame->data + frame->len - len;
+    p = ngx_sprintf(p, "{\"type\":\"%s\",\"detail\":\"", type);
+    p = (u_char *) ngx_escape_json(p, (u_char *) detail, dlen);
+    p = ngx_sprintf(p, "\",\"correlation_id\":\"%V\"}", &ws->cid);
+
+    ngx_http_chat_ws_send_frame(ws, frame);
+    ngx_http_chat_frame_release(frame);
+}
+
