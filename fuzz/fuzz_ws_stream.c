@@ -284,16 +284,17 @@ ngx_http_close_connection(ngx_connection_t *c)
 static int  subscribed;
 
 ngx_uint_t
-ngx_http_chat_broadcast_subscribe(ngx_http_chat_ws_t *ws)
+ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
+    const u_char *group_id)
 {
-    FUZZ_CHECK(!subscribed);
+    FUZZ_CHECK(!subscribed && s->send != NULL);
     subscribed = 1;
     return 1;
 }
 
 
 ngx_uint_t
-ngx_http_chat_broadcast_unsubscribe(ngx_http_chat_ws_t *ws)
+ngx_http_chat_groups_leave(ngx_http_chat_subscriber_t *s)
 {
     FUZZ_CHECK(subscribed);
     subscribed = 0;
@@ -599,7 +600,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ws->conf = &conf;
     ngx_queue_init(&ws->out);
     ngx_queue_init(&ws->waiting);
-    ngx_queue_init(&ws->group_link);
     memcpy(ws->group_id, "0123456789abcdef01234567", 24);
     ws->user_id.data = ws->user_buf;
     ws->user_id.len = 5;

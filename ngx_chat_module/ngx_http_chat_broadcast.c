@@ -2,132 +2,40 @@
  * ngx_http_chat_broadcast.c - live delivery of a group's events to every
  * subscriber, whichever worker holds its connection.
  *
- * In a worker: an rbtree of the groups that have subscribers here, each
- * with its list of WebSockets.  An event is encoded into one WebSocket
- * frame and queued on every local subscriber (shared, reference-counted).
- *
- * Across workers: an nng bus socket per worker, in a full mesh of abstract
- * Unix sockets named after the master's pid, the configuration generation
- * and the worker's slot.  Worker i listens on its own name and dials every
- * slot above its own, so each pair shares exactly one pipe and a bus
- * message reaches each other worker once, in order.  A worker that
- * restarts takes its slot's name again and the others' dialers reconnect;
- * after a reload the new workers form a mesh of their own (the old ones
- * close their WebSockets with 1001).  The bus is read through its
- * NNG_OPT_RECVFD descriptor in nginx's event loop: no thread, no timer.
- *
- * A bus message only reaches the workers whose pipe is up when it is
- * sent.  So that no subscriber joins a worker the others cannot reach
- * yet, a starting worker waits in init_process, before its event loop
- * accepts anything, until it has a pipe to every other slot (nng's pipe
- * callbacks count them), at most NGX_HTTP_CHAT_BUS_JOIN_WAIT; a slot
- * still missing then is a worker that is not running, and it will dial
- * or be dialed when it comes.
- *
- * Abstract sockets have no file permissions: any local process could dial
- * a worker's name.  A pipe is kept only if the process at its other end
- * (SO_PEERCRED, through nng) is a child of this nginx's master, that is
- * another worker; anything else is closed before it can send a message.
+ * A stored event goes to the other workers through the transport
+ * (ngx_http_chat_transport.h; the nng bus of ngx_http_chat_bus.c), then to
+ * this worker's own subscribers through the registry
+ * (ngx_http_chat_groups.c); the transport hands the others' events to the
+ * registry as they come.  A worker alone (one worker, or master_process
+ * off) has no transport: its subscribers are everyone.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <signal.h>
-#include <pthread.h>
-
-#include <nng/nng.h>
-#include <nng/protocol/bus0/bus.h>
-
-#include "wire/chat_wire.h"
 #include "ngx_http_chat_module.h"
-#include "ngx_http_chat_metrics.h"
-#include "ngx_http_chat_websocket.h"
+#include "ngx_http_chat_groups.h"
+#include "ngx_http_chat_transport.h"
 #include "ngx_http_chat_broadcast.h"
 
 
-#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB1"
-#define NGX_HTTP_CHAT_BUS_HEADER     (4 + 24)
-#define NGX_HTTP_CHAT_BUS_BUF        1024       /* messages per pipe */
-#define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
-#define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
+static void ngx_http_chat_broadcast_interest(const u_char *group_id,
+    ngx_uint_t on);
 
 
-typedef struct {
-    ngx_rbtree_node_t          node;            /* key: crc32 of the id */
-    u_char                     group_id[24];
-    ngx_queue_t                subscribers;
-    ngx_uint_t                 count;
-    ngx_uint_t                 publishing;      /* free it later */
-} ngx_http_chat_group_t;
-
-
-typedef struct {
-    ngx_rbtree_t               tree;
-    ngx_rbtree_node_t          sentinel;
-    ngx_uint_t                 groups;
-
-    nng_socket                 bus;
-    ngx_flag_t                 bus_open;
-    ngx_connection_t          *bus_conn;        /* fake: nng's recv fd */
-
-    uint64_t                   bus_sent;
-    uint64_t                   bus_send_failed;
-    uint64_t                   bus_received;
-
-    /* pipes to other workers, kept by nng's threads */
-    pthread_mutex_t            peers_lock;
-    pthread_cond_t             peers_cond;
-    uint32_t                  *peer_pipes;      /* ids of the kept pipes */
-    ngx_uint_t                 peers;
-    ngx_uint_t                 max_peers;
-    ngx_uint_t                 refused;         /* pipes of strangers */
-    uint32_t                   gone[NGX_HTTP_CHAT_BUS_GONE];
-    ngx_uint_t                 ngone;           /* ring of removed ids */
-} ngx_http_chat_broadcast_t;
-
-
-static void ngx_http_chat_group_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_chat_group_t *ngx_http_chat_group_find(const u_char *id,
-    uint32_t hash);
-static void ngx_http_chat_group_maybe_free(ngx_http_chat_group_t *g);
-static ngx_uint_t ngx_http_chat_deliver(const u_char *group_id,
-    const u_char *json, size_t len);
-static void ngx_http_chat_bus_read(ngx_event_t *rev);
-static ngx_uint_t ngx_http_chat_snapshot(void *records, ngx_uint_t max,
-    void **cursor);
-static void ngx_http_chat_bus_address(char *buf, size_t size,
-    ngx_uint_t slot);
-static void ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
-    void *data);
-static ngx_pid_t ngx_http_chat_bus_peer_parent(nng_pipe pipe,
-    ngx_pid_t *pid);
-static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
-    ngx_msec_t timeout);
-
-
-static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
-
-/*
- * The bus's name: the master's pid and the configuration's generation.
- * The generation is kept in the cycle's configuration, so that a reload
- * that fails leaves the running cycle's workers (and any of them the
- * master respawns) on the name they share.  The master's pid is taken in
- * the worker (getppid()): at the first configuration load nginx has not
- * daemonized yet, and ngx_pid is still the pid of the process that exits.
- */
-
-static ngx_uint_t  ngx_http_chat_bus_loads;
-static ngx_pid_t   ngx_http_chat_bus_master;        /* in a worker */
-static ngx_uint_t  ngx_http_chat_bus_generation;    /* in a worker */
+/* the transport of this configuration, and this worker's when it fans out */
+static ngx_http_chat_transport_t  *ngx_http_chat_transport_conf =
+    &ngx_http_chat_bus_transport;
+static ngx_http_chat_transport_t  *ngx_http_chat_transport;
 
 
 void
 ngx_http_chat_broadcast_configured(ngx_http_chat_main_conf_t *cmcf)
 {
-    cmcf->bus_generation = ++ngx_http_chat_bus_loads;
+    if (ngx_http_chat_transport_conf->configured) {
+        ngx_http_chat_transport_conf->configured(cmcf);
+    }
 }
 
 
@@ -135,714 +43,59 @@ ngx_int_t
 ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf)
 {
-    int                         rv, fd;
-    char                        addr[128];
-    sigset_t                    all, saved;
-    ngx_uint_t                  slot, n, peers;
-    ngx_msec_t                  started;
-    pthread_condattr_t          cattr;
-    ngx_event_t                *rev;
-    ngx_core_conf_t            *ccf;
-    ngx_connection_t           *c;
-    ngx_http_chat_broadcast_t  *b;
+    ngx_int_t                   rc;
+    ngx_http_chat_transport_t  *t;
 
-    b = &ngx_http_chat_broadcast;
-    ngx_memzero(b, sizeof(ngx_http_chat_broadcast_t));
+    ngx_http_chat_groups_init(ngx_http_chat_broadcast_interest);
 
-    ngx_rbtree_init(&b->tree, &b->sentinel, ngx_http_chat_group_insert);
+    t = ngx_http_chat_transport_conf;
 
-    ngx_http_chat_metrics_set_snapshot(ngx_http_chat_snapshot);
+    rc = t->init_process(cycle, cmcf);
 
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
-
-    if (ngx_process == NGX_PROCESS_SINGLE || ccf->worker_processes < 2) {
+    if (rc == NGX_DECLINED) {
         return NGX_OK;                      /* nobody to fan out to */
     }
 
-    slot = ngx_worker;
-
-    /* set before the pipe callbacks are registered: nng's threads read
-     * them there (nng_pipe_notify() orders the writes before) */
-    ngx_http_chat_bus_master = getppid();
-    ngx_http_chat_bus_generation = cmcf->bus_generation;
-
-    ngx_http_chat_bus_address(addr, sizeof(addr), slot);
-
-    /* room for every other slot, and one more while a dead worker's
-     * pipe is being torn down as its replacement dials in */
-    b->max_peers = ccf->worker_processes;
-    b->peer_pipes = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
-    if (b->peer_pipes == NULL) {
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
-    /* the wait's deadline is on the monotonic clock, immune to date(1) */
-    if (pthread_condattr_init(&cattr) != 0
-        || pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC) != 0
-        || pthread_mutex_init(&b->peers_lock, NULL) != 0
-        || pthread_cond_init(&b->peers_cond, &cattr) != 0)
-    {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "chat broadcast: cannot create the bus's peer lock");
-        return NGX_ERROR;
-    }
-
-    (void) pthread_condattr_destroy(&cattr);
-
-    started = ngx_current_msec;
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &saved);
-
-    rv = nng_bus0_open(&b->bus);
-
-    if (rv == 0) {
-        (void) nng_socket_set_int(b->bus, NNG_OPT_SENDBUF,
-                                  NGX_HTTP_CHAT_BUS_BUF);
-        (void) nng_socket_set_int(b->bus, NNG_OPT_RECVBUF,
-                                  NGX_HTTP_CHAT_BUS_BUF);
-
-        /* a slot that is coming is redialed soon; a dead one costs a
-         * refused connect on an abstract socket every 100 ms */
-        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMINT, 10);
-        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMAXT, 100);
-
-        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_ADD_PRE,
-                             ngx_http_chat_bus_pipe_event, b);
-    }
-
-    if (rv == 0) {
-        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_ADD_POST,
-                             ngx_http_chat_bus_pipe_event, b);
-    }
-
-    if (rv == 0) {
-        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_REM_POST,
-                             ngx_http_chat_bus_pipe_event, b);
-    }
-
-    if (rv == 0) {
-        rv = nng_listen(b->bus, addr, NULL, 0);
-    }
-
-    if (rv == 0) {
-        for (n = slot + 1; n < (ngx_uint_t) ccf->worker_processes; n++) {
-            ngx_http_chat_bus_address(addr, sizeof(addr), n);
-            rv = nng_dial(b->bus, addr, NULL, NNG_FLAG_NONBLOCK);
-            if (rv != 0) {
-                break;
-            }
-        }
-    }
-
-    if (rv == 0) {
-        rv = nng_socket_get_int(b->bus, NNG_OPT_RECVFD, &fd);
-    }
-
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
-
-    if (rv != 0) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "chat broadcast: cannot join the workers' bus at "
-                      "\"%s\": %s", addr, nng_strerror(rv));
-        return NGX_ERROR;
-    }
-
-    b->bus_open = 1;
-
-    /* nng owns the descriptor: nginx only watches it */
-
-    c = ngx_get_connection(fd, cycle->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = b;
-    rev = c->read;
-    rev->handler = ngx_http_chat_bus_read;
-    rev->log = cycle->log;
-    b->bus_conn = c;
-
-    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    n = ccf->worker_processes - 1;
-    peers = ngx_http_chat_bus_wait_peers(n, NGX_HTTP_CHAT_BUS_JOIN_WAIT);
-
-    ngx_time_update();
-
-    if (peers < n) {
-        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                      "chat broadcast: worker slot %ui of %i reaches %ui "
-                      "of its %ui peers after %M ms; the others are not "
-                      "running and will join when they start",
-                      slot, ccf->worker_processes, peers, n,
-                      ngx_current_msec - started);
-    }
-
-    ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
-                  "chat broadcast: worker slot %ui of %i joined the bus "
-                  "(%ui of %ui peers in %M ms)",
-                  slot, ccf->worker_processes, peers, n,
-                  ngx_current_msec - started);
+    ngx_http_chat_transport = t;
 
     return NGX_OK;
-}
-
-
-/*
- * nng's threads: refuses strangers, keeps the ids of the workers' pipes.
- * Touches nothing of nginx's but its log (as nginx's own threads do).
- */
-
-static void
-ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
-{
-    uint32_t                    id;
-    ngx_pid_t                   pid, parent;
-    ngx_uint_t                  i;
-    ngx_http_chat_broadcast_t  *b = data;
-
-    id = (uint32_t) nng_pipe_id(pipe);
-
-    if (ev == NNG_PIPE_EV_ADD_PRE) {
-        parent = ngx_http_chat_bus_peer_parent(pipe, &pid);
-
-        if (parent != ngx_http_chat_bus_master) {
-            pthread_mutex_lock(&b->peers_lock);
-            i = ++b->refused;
-            pthread_mutex_unlock(&b->peers_lock);
-
-            /* a stranger redials at will: the 1st-10th, then 16th, 32nd.. */
-            if (i <= 10 || (i & (i - 1)) == 0) {
-                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                              "chat broadcast: refused a bus connection "
-                              "from pid %P (parent %P): not a worker of "
-                              "this nginx (%ui refused so far)",
-                              pid, parent, i);
-            }
-
-            (void) nng_pipe_close(pipe);
-        }
-
-        return;
-    }
-
-    pthread_mutex_lock(&b->peers_lock);
-
-    if (ev == NNG_PIPE_EV_ADD_POST) {
-
-        /*
-         * nng's reaper may run a pipe's REM_POST before the thread that
-         * started it runs its ADD_POST (a pipe that closes at once): a
-         * pipe already removed is not counted.  Ids are never reused.
-         */
-
-        for (i = 0; i < NGX_HTTP_CHAT_BUS_GONE; i++) {
-            if (b->gone[i] == id) {
-                b->gone[i] = 0;
-                goto done;
-            }
-        }
-
-        if (b->peers < b->max_peers) {
-            b->peer_pipes[b->peers++] = id;
-            pthread_cond_broadcast(&b->peers_cond);
-        }
-
-        goto done;
-    }
-
-    for (i = 0; i < b->peers; i++) {
-        if (b->peer_pipes[i] == id) {
-            b->peer_pipes[i] = b->peer_pipes[--b->peers];
-            goto done;
-        }
-    }
-
-    /* refused, or not added yet */
-    b->gone[b->ngone++ % NGX_HTTP_CHAT_BUS_GONE] = id;
-
-done:
-
-    pthread_mutex_unlock(&b->peers_lock);
-}
-
-
-/* the parent pid of the process at the pipe's other end, or -1 */
-
-static ngx_pid_t
-ngx_http_chat_bus_peer_parent(nng_pipe pipe, ngx_pid_t *pid)
-{
-    int        fd;
-    char       path[64], buf[512], *p;
-    ssize_t    n;
-    uint64_t   peer;
-    ngx_pid_t  parent;
-
-    *pid = -1;
-
-    if (nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer) != 0
-        || peer == 0 || peer > (uint64_t) NGX_MAX_INT32_VALUE)
-    {
-        return -1;
-    }
-
-    *pid = (ngx_pid_t) peer;
-
-    /* /proc/PID/stat: "PID (comm) S PPID ...", comm may hold ") " */
-
-    (void) ngx_sprintf((u_char *) path, "/proc/%P/stat%Z", *pid);
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        return -1;
-    }
-
-    n = read(fd, buf, sizeof(buf) - 1);
-    (void) close(fd);
-
-    if (n <= 0) {
-        return -1;
-    }
-
-    buf[n] = '\0';
-
-    p = strrchr(buf, ')');
-    if (p == NULL || p[1] != ' ' || p[2] == '\0' || p[3] != ' ') {
-        return -1;
-    }
-
-    parent = (ngx_pid_t) strtol(p + 4, NULL, 10);
-
-    return parent > 0 ? parent : -1;
-}
-
-
-/* before the event loop runs: waits for pipes to the other workers */
-
-static ngx_uint_t
-ngx_http_chat_bus_wait_peers(ngx_uint_t want, ngx_msec_t timeout)
-{
-    ngx_uint_t                  peers;
-    struct timespec             deadline;
-    ngx_http_chat_broadcast_t  *b;
-
-    b = &ngx_http_chat_broadcast;
-
-    (void) clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout / 1000;
-    deadline.tv_nsec += (long) (timeout % 1000) * 1000000;
-
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
-
-    pthread_mutex_lock(&b->peers_lock);
-
-    while (b->peers < want) {
-        if (pthread_cond_timedwait(&b->peers_cond, &b->peers_lock, &deadline)
-            == ETIMEDOUT)
-        {
-            break;
-        }
-    }
-
-    peers = b->peers;
-
-    pthread_mutex_unlock(&b->peers_lock);
-
-    return peers;
 }
 
 
 void
 ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_chat_broadcast_t  *b;
-
-    b = &ngx_http_chat_broadcast;
-
-    if (b->bus_conn) {
-        /* not ours to close: forget it without touching the fd */
-        b->bus_conn->fd = (ngx_socket_t) -1;
-        ngx_free_connection(b->bus_conn);
-        b->bus_conn = NULL;
+    if (ngx_http_chat_transport) {
+        ngx_http_chat_transport->exit_process(cycle);
+        ngx_http_chat_transport = NULL;
     }
-
-    if (b->bus_open) {
-        (void) nng_close(b->bus);   /* no pipe callback runs after it */
-        b->bus_open = 0;
-    }
-
-    if (b->peer_pipes) {
-        ngx_free(b->peer_pipes);
-        b->peer_pipes = NULL;
-    }
-}
-
-
-static void
-ngx_http_chat_bus_address(char *buf, size_t size, ngx_uint_t slot)
-{
-    u_char  *p;
-
-    p = ngx_snprintf((u_char *) buf, size - 1,
-                     "abstract://ngx-chat-%P-%ui-%ui",
-                     ngx_http_chat_bus_master, ngx_http_chat_bus_generation,
-                     slot);
-    *p = '\0';
-}
-
-
-ngx_uint_t
-ngx_http_chat_broadcast_subscribe(ngx_http_chat_ws_t *ws)
-{
-    uint32_t                    hash;
-    ngx_http_chat_group_t      *g;
-    ngx_http_chat_broadcast_t  *b;
-
-    b = &ngx_http_chat_broadcast;
-
-    hash = ngx_crc32_short(ws->group_id, 24);
-    g = ngx_http_chat_group_find(ws->group_id, hash);
-
-    if (g == NULL) {
-        g = ngx_calloc(sizeof(ngx_http_chat_group_t), ngx_cycle->log);
-        if (g == NULL) {
-            return 0;
-        }
-
-        g->node.key = hash;
-        ngx_memcpy(g->group_id, ws->group_id, 24);
-        ngx_queue_init(&g->subscribers);
-
-        ngx_rbtree_insert(&b->tree, &g->node);
-        b->groups++;
-    }
-
-    ngx_queue_insert_tail(&g->subscribers, &ws->group_link);
-    ws->group = g;
-
-    return ++g->count;
-}
-
-
-ngx_uint_t
-ngx_http_chat_broadcast_unsubscribe(ngx_http_chat_ws_t *ws)
-{
-    ngx_uint_t              count;
-    ngx_http_chat_group_t  *g;
-
-    g = ws->group;
-    if (g == NULL) {
-        return 0;
-    }
-
-    ngx_queue_remove(&ws->group_link);
-    ws->group = NULL;
-
-    count = --g->count;
-
-    ngx_http_chat_group_maybe_free(g);
-
-    return count;
-}
-
-
-static void
-ngx_http_chat_group_maybe_free(ngx_http_chat_group_t *g)
-{
-    if (g->count || g->publishing) {
-        return;
-    }
-
-    ngx_rbtree_delete(&ngx_http_chat_broadcast.tree, &g->node);
-    ngx_http_chat_broadcast.groups--;
-    ngx_free(g);
 }
 
 
 void
-ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
+ngx_http_chat_broadcast_publish(const u_char *group_id, const char *json,
     size_t len)
 {
-    int                         rv;
-    nng_msg                    *msg;
-    ngx_http_chat_broadcast_t  *b;
+    /* the other workers first: they fan out while this one does; a send
+     * that fails is the transport's to log and count */
 
-    b = &ngx_http_chat_broadcast;
-
-    /* the other workers first: they fan out while this one does */
-
-    if (!b->bus_open) {
-        (void) ngx_http_chat_deliver(group_id_hex, (const u_char *) json,
-                                     len);
-        return;
+    if (ngx_http_chat_transport) {
+        (void) ngx_http_chat_transport->publish(group_id,
+                                                (const u_char *) json, len);
     }
 
-    /* one message for the others: magic, group, JSON; never waits */
-
-    rv = nng_msg_alloc(&msg, NGX_HTTP_CHAT_BUS_HEADER + len);
-    if (rv == 0) {
-        u_char  *p = nng_msg_body(msg);
-
-        ngx_memcpy(p, NGX_HTTP_CHAT_BUS_MAGIC, 4);
-        ngx_memcpy(p + 4, group_id_hex, 24);
-        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_HEADER, json, len);
-
-        rv = nng_sendmsg(b->bus, msg, NNG_FLAG_NONBLOCK);
-        if (rv != 0) {
-            nng_msg_free(msg);
-        }
-    }
-
-    if (rv == 0) {
-        b->bus_sent++;
-
-    } else {
-        b->bus_send_failed++;
-
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "chat broadcast: event for group %*s not sent to the "
-                      "other workers: %s (%uL so far)", (size_t) 24,
-                      group_id_hex, nng_strerror(rv), b->bus_send_failed);
-    }
-
-    (void) ngx_http_chat_deliver(group_id_hex, (const u_char *) json, len);
-}
-
-
-/* queues one shared frame on each local subscriber of the group */
-
-static ngx_uint_t
-ngx_http_chat_deliver(const u_char *group_id, const u_char *json, size_t len)
-{
-    u_char                  id[24];
-    ngx_uint_t              n;
-    ngx_queue_t            *q, *next;
-    ngx_http_chat_ws_t     *ws;
-    ngx_http_chat_kv_t      kv[2];
-    ngx_http_chat_group_t  *g;
-    ngx_http_chat_frame_t  *frame;
-    u_char                  count[NGX_INT_T_LEN];
-    ngx_str_t               type = ngx_string("message_broadcast");
-
-    ngx_strlow(id, (u_char *) group_id, 24);
-
-    g = ngx_http_chat_group_find(id, ngx_crc32_short(id, 24));
-    if (g == NULL) {
-        return 0;
-    }
-
-    frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, json, len);
-    if (frame == NULL) {
-        return 0;
-    }
-
-    n = 0;
-    g->publishing++;
-
-    /* a subscriber may leave while we iterate (a slow one is closed) */
-
-    for (q = ngx_queue_head(&g->subscribers);
-         q != ngx_queue_sentinel(&g->subscribers);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        ws = ngx_queue_data(q, ngx_http_chat_ws_t, group_link);
-
-        ngx_http_chat_ws_send_frame(ws, frame);
-        n++;
-    }
-
-    g->publishing--;
-
-    ngx_http_chat_frame_release(frame);
-
-    ngx_str_set(&kv[0].key, "group_id");
-    kv[0].value.data = id;
-    kv[0].value.len = 24;
-    ngx_str_set(&kv[1].key, "recipient_count");
-    kv[1].value.data = count;
-    kv[1].value.len = ngx_sprintf(count, "%ui", n) - count;
-
-    ngx_http_chat_metrics_custom(&type, kv, 2);
-
-    ngx_http_chat_group_maybe_free(g);
-
-    return n;
-}
-
-
-/* edge-triggered: drain every waiting message */
-
-static void
-ngx_http_chat_bus_read(ngx_event_t *rev)
-{
-    int                         rv;
-    u_char                     *p;
-    size_t                      len;
-    nng_msg                    *msg;
-    ngx_http_chat_broadcast_t  *b;
-
-    b = &ngx_http_chat_broadcast;
-
-    for ( ;; ) {
-        rv = nng_recvmsg(b->bus, &msg, NNG_FLAG_NONBLOCK);
-
-        if (rv == NNG_EAGAIN) {
-            break;
-        }
-
-        if (rv != 0) {
-            ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
-                          "chat broadcast: receive failed: %s",
-                          nng_strerror(rv));
-            break;
-        }
-
-        p = nng_msg_body(msg);
-        len = nng_msg_len(msg);
-
-        if (len > NGX_HTTP_CHAT_BUS_HEADER
-            && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
-        {
-            b->bus_received++;
-            (void) ngx_http_chat_deliver(p + 4, p + NGX_HTTP_CHAT_BUS_HEADER,
-                                         len - NGX_HTTP_CHAT_BUS_HEADER);
-        }
-
-        nng_msg_free(msg);
-    }
-
-    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
-                      "chat broadcast: cannot watch the bus descriptor");
-    }
-}
-
-
-/* the worker's per-group counts for the sidecar (metrics snapshot) */
-
-static ngx_uint_t
-ngx_http_chat_snapshot(void *records, ngx_uint_t max, void **cursor)
-{
-    ngx_uint_t                  n;
-    ngx_rbtree_node_t          *node, *root, *sentinel;
-    chat_wire_record_t         *rec;
-    ngx_http_chat_group_t      *g;
-    ngx_http_chat_broadcast_t  *b;
-
-    b = &ngx_http_chat_broadcast;
-    rec = records;
-    n = 0;
-
-    root = b->tree.root;
-    sentinel = b->tree.sentinel;
-
-    if (root == NULL || root == sentinel) {
-        *cursor = NULL;
-        return 0;
-    }
-
-    /* the tree does not change between the parts of one snapshot */
-    node = *cursor ? *cursor : ngx_rbtree_min(root, sentinel);
-
-    for ( /* void */ ; node; node = ngx_rbtree_next(&b->tree, node)) {
-        g = (ngx_http_chat_group_t *) node;
-
-        if (g->count == 0) {
-            continue;
-        }
-
-        if (n == max) {
-            *cursor = node;              /* the next part starts here */
-            return n;
-        }
-
-        ngx_memzero(&rec[n], sizeof(chat_wire_record_t));
-        rec[n].type = CHAT_REC_WS_SNAPSHOT;
-        rec[n].timestamp_us = ngx_http_chat_realtime_us();
-        rec[n].u.ws_snapshot.group_id_len = 24;
-        rec[n].u.ws_snapshot.connection_count = (uint32_t) g->count;
-        ngx_memcpy(rec[n].u.ws_snapshot.group_id, g->group_id, 24);
-        n++;
-    }
-
-    *cursor = NULL;
-
-    return n;
+    (void) ngx_http_chat_groups_deliver(group_id, (const u_char *) json, len);
 }
 
 
 static void
-ngx_http_chat_group_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
+ngx_http_chat_broadcast_interest(const u_char *group_id, ngx_uint_t on)
 {
-    ngx_rbtree_node_t     **p;
-    ngx_http_chat_group_t  *g, *t;
-
-    g = (ngx_http_chat_group_t *) node;
-
-    for ( ;; ) {
-        t = (ngx_http_chat_group_t *) temp;
-
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            p = (ngx_memcmp(g->group_id, t->group_id, 24) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
+    if (ngx_http_chat_transport && ngx_http_chat_transport->interest) {
+        ngx_http_chat_transport->interest(group_id, on);
     }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-static ngx_http_chat_group_t *
-ngx_http_chat_group_find(const u_char *id, uint32_t hash)
-{
-    ngx_int_t               rc;
-    ngx_rbtree_node_t      *node, *sentinel;
-    ngx_http_chat_group_t  *g;
-
-    node = ngx_http_chat_broadcast.tree.root;
-    sentinel = ngx_http_chat_broadcast.tree.sentinel;
-
-    if (node == NULL) {
-        return NULL;
-    }
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        g = (ngx_http_chat_group_t *) node;
-        rc = ngx_memcmp(id, g->group_id, 24);
-
-        if (rc == 0) {
-            return g;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
 }

@@ -13,7 +13,10 @@
  *   ngx_http_chat_ws_connection.c  WebSocket: frames in and out, closing
  *   ngx_http_chat_ws_messages.c    WebSocket: chat messages from clients
  *   ngx_http_chat_ws_codec.c       RFC 6455 without I/O (also the fuzzers')
- *   ngx_http_chat_broadcast.c    subscribers per group, fan-out to workers
+ *   ngx_http_chat_broadcast.c    fan-out: a stored event here and elsewhere
+ *   ngx_http_chat_groups.c       the worker's groups and their subscribers
+ *   ngx_http_chat_transport.h    the seam to the other workers (or hosts)
+ *   ngx_http_chat_bus.c          ... the nng bus between this nginx's workers
  */
 
 #ifndef _NGX_HTTP_CHAT_MODULE_H_INCLUDED_

@@ -18,6 +18,7 @@
 
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_ws_codec.h"
+#include "ngx_http_chat_groups.h"
 
 
 typedef struct ngx_http_chat_ws_s  ngx_http_chat_ws_t;
@@ -26,9 +27,8 @@ struct ngx_http_chat_ws_s {
     ngx_connection_t          *connection;
     ngx_http_chat_loc_conf_t  *conf;
 
-    ngx_queue_t                group_link;      /* broadcast.c's list */
-    void                      *group;           /* broadcast.c's node */
-    u_char                     group_id[24];
+    ngx_http_chat_subscriber_t subscriber;      /* in its group */
+    u_char                     group_id[NGX_HTTP_CHAT_GROUP_ID_LEN];
 
     ngx_str_t                  user_id;
     u_char                     user_buf[64];

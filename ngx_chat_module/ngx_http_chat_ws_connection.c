@@ -26,7 +26,6 @@
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_websocket.h"
-#include "ngx_http_chat_broadcast.h"
 
 
 #define NGX_HTTP_CHAT_WS_READ_SIZE     65536
@@ -38,6 +37,8 @@ typedef struct {
 } ngx_http_chat_ws_out_t;
 
 
+static void ngx_http_chat_ws_deliver(ngx_http_chat_subscriber_t *s,
+    ngx_http_chat_frame_t *frame);
 static void ngx_http_chat_ws_read_handler(ngx_event_t *rev);
 static void ngx_http_chat_ws_write_handler(ngx_event_t *wev);
 static void ngx_http_chat_ws_timer_handler(ngx_event_t *ev);
@@ -82,7 +83,8 @@ ngx_http_chat_ws_open(ngx_http_chat_ws_t *ws, ngx_http_chat_frame_t *response)
     ws->timer.log = c->log;
     ngx_add_timer(&ws->timer, ws->conf->ws_ping_interval);
 
-    count = ngx_http_chat_broadcast_subscribe(ws);
+    ws->subscriber.send = ngx_http_chat_ws_deliver;
+    count = ngx_http_chat_groups_join(&ws->subscriber, ws->group_id);
     ws->subscribed = 1;
 
     ngx_http_chat_metrics_ws_event(1, &(ngx_str_t) { 24, ws->group_id },
@@ -128,6 +130,19 @@ ngx_http_chat_ws_open(ngx_http_chat_ws_t *ws, ngx_http_chat_frame_t *response)
     } else if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_http_chat_ws_finalize(ws);
     }
+}
+
+
+/* the registry's way to this subscriber: an event of its group */
+
+static void
+ngx_http_chat_ws_deliver(ngx_http_chat_subscriber_t *s,
+    ngx_http_chat_frame_t *frame)
+{
+    ngx_http_chat_ws_send_frame((ngx_http_chat_ws_t *)
+                                ((u_char *) s
+                                 - offsetof(ngx_http_chat_ws_t, subscriber)),
+                                frame);
 }
 
 
@@ -821,7 +836,7 @@ ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws)
     c = ws->connection;
 
     if (ws->subscribed) {
-        count = ngx_http_chat_broadcast_unsubscribe(ws);
+        count = ngx_http_chat_groups_leave(&ws->subscriber);
         ws->subscribed = 0;
 
         ngx_http_chat_metrics_ws_event(0, &(ngx_str_t) { 24, ws->group_id },

@@ -373,7 +373,6 @@ ngx_http_chat_ws_create(ngx_http_request_t *r,
     ws->conf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
     ngx_queue_init(&ws->out);
     ngx_queue_init(&ws->waiting);
-    ngx_queue_init(&ws->group_link);
 
     ngx_memcpy(ws->group_id, hs->group_id.data, 24);
     ngx_strlow(ws->group_id, ws->group_id, 24);

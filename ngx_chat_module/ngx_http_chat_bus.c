@@ -1,0 +1,573 @@
+/*
+ * ngx_http_chat_bus.c - the transport between the workers of one nginx
+ * (ngx_http_chat_transport.h): an nng bus socket per worker.
+ *
+ * Across workers: an nng bus socket per worker, in a full mesh of abstract
+ * Unix sockets named after the master's pid, the configuration generation
+ * and the worker's slot.  Worker i listens on its own name and dials every
+ * slot above its own, so each pair shares exactly one pipe and a bus
+ * message reaches each other worker once, in order.  A worker that
+ * restarts takes its slot's name again and the others' dialers reconnect;
+ * after a reload the new workers form a mesh of their own (the old ones
+ * close their WebSockets with 1001).  The bus is read through its
+ * NNG_OPT_RECVFD descriptor in nginx's event loop: no thread, no timer.
+ *
+ * A bus message only reaches the workers whose pipe is up when it is
+ * sent.  So that no subscriber joins a worker the others cannot reach
+ * yet, a starting worker waits in init_process, before its event loop
+ * accepts anything, until it has a pipe to every other slot (nng's pipe
+ * callbacks count them), at most NGX_HTTP_CHAT_BUS_JOIN_WAIT; a slot
+ * still missing then is a worker that is not running, and it will dial
+ * or be dialed when it comes.
+ *
+ * Abstract sockets have no file permissions: any local process could dial
+ * a worker's name.  A pipe is kept only if the process at its other end
+ * (SO_PEERCRED, through nng) is a child of this nginx's master, that is
+ * another worker; anything else is closed before it can send a message.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <signal.h>
+#include <pthread.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/bus0/bus.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_groups.h"
+#include "ngx_http_chat_transport.h"
+
+
+#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB1"
+#define NGX_HTTP_CHAT_BUS_HEADER     (4 + NGX_HTTP_CHAT_GROUP_ID_LEN)
+#define NGX_HTTP_CHAT_BUS_BUF        1024       /* messages per pipe */
+#define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
+#define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
+
+
+typedef struct {
+    nng_socket                 bus;
+    ngx_flag_t                 bus_open;
+    ngx_connection_t          *bus_conn;        /* fake: nng's recv fd */
+
+    uint64_t                   send_failed;
+
+    /* pipes to other workers, kept by nng's threads */
+    pthread_mutex_t            peers_lock;
+    pthread_cond_t             peers_cond;
+    uint32_t                  *peer_pipes;      /* ids of the kept pipes */
+    ngx_uint_t                 peers;
+    ngx_uint_t                 max_peers;
+    ngx_uint_t                 refused;         /* pipes of strangers */
+    uint32_t                   gone[NGX_HTTP_CHAT_BUS_GONE];
+    ngx_uint_t                 ngone;           /* ring of removed ids */
+} ngx_http_chat_bus_t;
+
+
+static void ngx_http_chat_bus_configured(ngx_http_chat_main_conf_t *cmcf);
+static ngx_int_t ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf);
+static void ngx_http_chat_bus_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_chat_bus_publish(const u_char *group_id,
+    const u_char *event, size_t len);
+static void ngx_http_chat_bus_read(ngx_event_t *rev);
+static void ngx_http_chat_bus_address(char *buf, size_t size,
+    ngx_uint_t slot);
+static void ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
+    void *data);
+static ngx_pid_t ngx_http_chat_bus_peer_parent(nng_pipe pipe,
+    ngx_pid_t *pid);
+static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
+    ngx_msec_t timeout);
+
+
+ngx_http_chat_transport_t  ngx_http_chat_bus_transport = {
+    "nng bus",
+    ngx_http_chat_bus_configured,
+    ngx_http_chat_bus_init_process,
+    ngx_http_chat_bus_exit_process,
+    ngx_http_chat_bus_publish,
+    NULL                                        /* every worker hears all */
+};
+
+
+static ngx_http_chat_bus_t  ngx_http_chat_bus;
+
+/*
+ * The bus's name: the master's pid and the configuration's generation.
+ * The generation is kept in the cycle's configuration, so that a reload
+ * that fails leaves the running cycle's workers (and any of them the
+ * master respawns) on the name they share.  The master's pid is taken in
+ * the worker (getppid()): at the first configuration load nginx has not
+ * daemonized yet, and ngx_pid is still the pid of the process that exits.
+ */
+
+static ngx_uint_t  ngx_http_chat_bus_loads;
+static ngx_pid_t   ngx_http_chat_bus_master;        /* in a worker */
+static ngx_uint_t  ngx_http_chat_bus_generation;    /* in a worker */
+
+
+static void
+ngx_http_chat_bus_configured(ngx_http_chat_main_conf_t *cmcf)
+{
+    cmcf->bus_generation = ++ngx_http_chat_bus_loads;
+}
+
+
+static ngx_int_t
+ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    int                         rv, fd;
+    char                        addr[128];
+    sigset_t                    all, saved;
+    ngx_uint_t                  slot, n, peers;
+    ngx_msec_t                  started;
+    pthread_condattr_t          cattr;
+    ngx_event_t                *rev;
+    ngx_core_conf_t            *ccf;
+    ngx_connection_t           *c;
+    ngx_http_chat_bus_t        *b;
+
+    b = &ngx_http_chat_bus;
+    ngx_memzero(b, sizeof(ngx_http_chat_bus_t));
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (ngx_process == NGX_PROCESS_SINGLE || ccf->worker_processes < 2) {
+        return NGX_DECLINED;                /* nobody to fan out to */
+    }
+
+    slot = ngx_worker;
+
+    /* set before the pipe callbacks are registered: nng's threads read
+     * them there (nng_pipe_notify() orders the writes before) */
+    ngx_http_chat_bus_master = getppid();
+    ngx_http_chat_bus_generation = cmcf->bus_generation;
+
+    ngx_http_chat_bus_address(addr, sizeof(addr), slot);
+
+    /* room for every other slot, and one more while a dead worker's
+     * pipe is being torn down as its replacement dials in */
+    b->max_peers = ccf->worker_processes;
+    b->peer_pipes = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
+    if (b->peer_pipes == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the wait's deadline is on the monotonic clock, immune to date(1) */
+    if (pthread_condattr_init(&cattr) != 0
+        || pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC) != 0
+        || pthread_mutex_init(&b->peers_lock, NULL) != 0
+        || pthread_cond_init(&b->peers_cond, &cattr) != 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "chat broadcast: cannot create the bus's peer lock");
+        return NGX_ERROR;
+    }
+
+    (void) pthread_condattr_destroy(&cattr);
+
+    started = ngx_current_msec;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
+
+    rv = nng_bus0_open(&b->bus);
+
+    if (rv == 0) {
+        (void) nng_socket_set_int(b->bus, NNG_OPT_SENDBUF,
+                                  NGX_HTTP_CHAT_BUS_BUF);
+        (void) nng_socket_set_int(b->bus, NNG_OPT_RECVBUF,
+                                  NGX_HTTP_CHAT_BUS_BUF);
+
+        /* a slot that is coming is redialed soon; a dead one costs a
+         * refused connect on an abstract socket every 100 ms */
+        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMINT, 10);
+        (void) nng_socket_set_ms(b->bus, NNG_OPT_RECONNMAXT, 100);
+
+        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_ADD_PRE,
+                             ngx_http_chat_bus_pipe_event, b);
+    }
+
+    if (rv == 0) {
+        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_ADD_POST,
+                             ngx_http_chat_bus_pipe_event, b);
+    }
+
+    if (rv == 0) {
+        rv = nng_pipe_notify(b->bus, NNG_PIPE_EV_REM_POST,
+                             ngx_http_chat_bus_pipe_event, b);
+    }
+
+    if (rv == 0) {
+        rv = nng_listen(b->bus, addr, NULL, 0);
+    }
+
+    if (rv == 0) {
+        for (n = slot + 1; n < (ngx_uint_t) ccf->worker_processes; n++) {
+            ngx_http_chat_bus_address(addr, sizeof(addr), n);
+            rv = nng_dial(b->bus, addr, NULL, NNG_FLAG_NONBLOCK);
+            if (rv != 0) {
+                break;
+            }
+        }
+    }
+
+    if (rv == 0) {
+        rv = nng_socket_get_int(b->bus, NNG_OPT_RECVFD, &fd);
+    }
+
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+    if (rv != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "chat broadcast: cannot join the workers' bus at "
+                      "\"%s\": %s", addr, nng_strerror(rv));
+        return NGX_ERROR;
+    }
+
+    b->bus_open = 1;
+
+    /* nng owns the descriptor: nginx only watches it */
+
+    c = ngx_get_connection(fd, cycle->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = b;
+    rev = c->read;
+    rev->handler = ngx_http_chat_bus_read;
+    rev->log = cycle->log;
+    b->bus_conn = c;
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    n = ccf->worker_processes - 1;
+    peers = ngx_http_chat_bus_wait_peers(n, NGX_HTTP_CHAT_BUS_JOIN_WAIT);
+
+    ngx_time_update();
+
+    if (peers < n) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "chat broadcast: worker slot %ui of %i reaches %ui "
+                      "of its %ui peers after %M ms; the others are not "
+                      "running and will join when they start",
+                      slot, ccf->worker_processes, peers, n,
+                      ngx_current_msec - started);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                  "chat broadcast: worker slot %ui of %i joined the bus "
+                  "(%ui of %ui peers in %M ms)",
+                  slot, ccf->worker_processes, peers, n,
+                  ngx_current_msec - started);
+
+    return NGX_OK;
+}
+
+
+/*
+ * nng's threads: refuses strangers, keeps the ids of the workers' pipes.
+ * Touches nothing of nginx's but its log (as nginx's own threads do).
+ */
+
+static void
+ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
+{
+    uint32_t                    id;
+    ngx_pid_t                   pid, parent;
+    ngx_uint_t                  i;
+    ngx_http_chat_bus_t        *b = data;
+
+    id = (uint32_t) nng_pipe_id(pipe);
+
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        parent = ngx_http_chat_bus_peer_parent(pipe, &pid);
+
+        if (parent != ngx_http_chat_bus_master) {
+            pthread_mutex_lock(&b->peers_lock);
+            i = ++b->refused;
+            pthread_mutex_unlock(&b->peers_lock);
+
+            /* a stranger redials at will: the 1st-10th, then 16th, 32nd.. */
+            if (i <= 10 || (i & (i - 1)) == 0) {
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                              "chat broadcast: refused a bus connection "
+                              "from pid %P (parent %P): not a worker of "
+                              "this nginx (%ui refused so far)",
+                              pid, parent, i);
+            }
+
+            (void) nng_pipe_close(pipe);
+        }
+
+        return;
+    }
+
+    pthread_mutex_lock(&b->peers_lock);
+
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+
+        /*
+         * nng's reaper may run a pipe's REM_POST before the thread that
+         * started it runs its ADD_POST (a pipe that closes at once): a
+         * pipe already removed is not counted.  Ids are never reused.
+         */
+
+        for (i = 0; i < NGX_HTTP_CHAT_BUS_GONE; i++) {
+            if (b->gone[i] == id) {
+                b->gone[i] = 0;
+                goto done;
+            }
+        }
+
+        if (b->peers < b->max_peers) {
+            b->peer_pipes[b->peers++] = id;
+            pthread_cond_broadcast(&b->peers_cond);
+        }
+
+        goto done;
+    }
+
+    for (i = 0; i < b->peers; i++) {
+        if (b->peer_pipes[i] == id) {
+            b->peer_pipes[i] = b->peer_pipes[--b->peers];
+            goto done;
+        }
+    }
+
+    /* refused, or not added yet */
+    b->gone[b->ngone++ % NGX_HTTP_CHAT_BUS_GONE] = id;
+
+done:
+
+    pthread_mutex_unlock(&b->peers_lock);
+}
+
+
+/* the parent pid of the process at the pipe's other end, or -1 */
+
+static ngx_pid_t
+ngx_http_chat_bus_peer_parent(nng_pipe pipe, ngx_pid_t *pid)
+{
+    int        fd;
+    char       path[64], buf[512], *p;
+    ssize_t    n;
+    uint64_t   peer;
+    ngx_pid_t  parent;
+
+    *pid = -1;
+
+    if (nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer) != 0
+        || peer == 0 || peer > (uint64_t) NGX_MAX_INT32_VALUE)
+    {
+        return -1;
+    }
+
+    *pid = (ngx_pid_t) peer;
+
+    /* /proc/PID/stat: "PID (comm) S PPID ...", comm may hold ") " */
+
+    (void) ngx_sprintf((u_char *) path, "/proc/%P/stat%Z", *pid);
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return -1;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) close(fd);
+
+    if (n <= 0) {
+        return -1;
+    }
+
+    buf[n] = '\0';
+
+    p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == '\0' || p[3] != ' ') {
+        return -1;
+    }
+
+    parent = (ngx_pid_t) strtol(p + 4, NULL, 10);
+
+    return parent > 0 ? parent : -1;
+}
+
+
+/* before the event loop runs: waits for pipes to the other workers */
+
+static ngx_uint_t
+ngx_http_chat_bus_wait_peers(ngx_uint_t want, ngx_msec_t timeout)
+{
+    ngx_uint_t                  peers;
+    struct timespec             deadline;
+    ngx_http_chat_bus_t        *b;
+
+    b = &ngx_http_chat_bus;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout / 1000;
+    deadline.tv_nsec += (long) (timeout % 1000) * 1000000;
+
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+
+    pthread_mutex_lock(&b->peers_lock);
+
+    while (b->peers < want) {
+        if (pthread_cond_timedwait(&b->peers_cond, &b->peers_lock, &deadline)
+            == ETIMEDOUT)
+        {
+            break;
+        }
+    }
+
+    peers = b->peers;
+
+    pthread_mutex_unlock(&b->peers_lock);
+
+    return peers;
+}
+
+
+
+static void
+ngx_http_chat_bus_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_chat_bus_t  *b;
+
+    b = &ngx_http_chat_bus;
+
+    if (b->bus_conn) {
+        /* not ours to close: forget it without touching the fd */
+        b->bus_conn->fd = (ngx_socket_t) -1;
+        ngx_free_connection(b->bus_conn);
+        b->bus_conn = NULL;
+    }
+
+    if (b->bus_open) {
+        (void) nng_close(b->bus);   /* no pipe callback runs after it */
+        b->bus_open = 0;
+    }
+
+    if (b->peer_pipes) {
+        ngx_free(b->peer_pipes);
+        b->peer_pipes = NULL;
+    }
+}
+
+
+static void
+ngx_http_chat_bus_address(char *buf, size_t size, ngx_uint_t slot)
+{
+    u_char  *p;
+
+    p = ngx_snprintf((u_char *) buf, size - 1,
+                     "abstract://ngx-chat-%P-%ui-%ui",
+                     ngx_http_chat_bus_master, ngx_http_chat_bus_generation,
+                     slot);
+    *p = '\0';
+}
+
+
+/* one message for the others: magic, group, JSON; never waits */
+
+static ngx_int_t
+ngx_http_chat_bus_publish(const u_char *group_id, const u_char *event,
+    size_t len)
+{
+    int                   rv;
+    u_char               *p;
+    nng_msg              *msg;
+    ngx_http_chat_bus_t  *b;
+
+    b = &ngx_http_chat_bus;
+
+    rv = nng_msg_alloc(&msg, NGX_HTTP_CHAT_BUS_HEADER + len);
+    if (rv == 0) {
+        p = nng_msg_body(msg);
+
+        ngx_memcpy(p, NGX_HTTP_CHAT_BUS_MAGIC, 4);
+        ngx_memcpy(p + 4, group_id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_HEADER, event, len);
+
+        rv = nng_sendmsg(b->bus, msg, NNG_FLAG_NONBLOCK);
+        if (rv != 0) {
+            nng_msg_free(msg);
+        }
+    }
+
+    if (rv == 0) {
+        return NGX_OK;
+    }
+
+    b->send_failed++;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "chat broadcast: event for group %*s not sent to the "
+                  "other workers: %s (%uL so far)",
+                  (size_t) NGX_HTTP_CHAT_GROUP_ID_LEN, group_id,
+                  nng_strerror(rv), b->send_failed);
+
+    return NGX_ERROR;
+}
+
+
+/* edge-triggered: drain every waiting message */
+
+static void
+ngx_http_chat_bus_read(ngx_event_t *rev)
+{
+    int                         rv;
+    u_char                     *p;
+    size_t                      len;
+    nng_msg                    *msg;
+    ngx_http_chat_bus_t        *b;
+
+    b = &ngx_http_chat_bus;
+
+    for ( ;; ) {
+        rv = nng_recvmsg(b->bus, &msg, NNG_FLAG_NONBLOCK);
+
+        if (rv == NNG_EAGAIN) {
+            break;
+        }
+
+        if (rv != 0) {
+            ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                          "chat broadcast: receive failed: %s",
+                          nng_strerror(rv));
+            break;
+        }
+
+        p = nng_msg_body(msg);
+        len = nng_msg_len(msg);
+
+        if (len > NGX_HTTP_CHAT_BUS_HEADER
+            && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
+        {
+            (void) ngx_http_chat_groups_deliver(p + 4,
+                                                p + NGX_HTTP_CHAT_BUS_HEADER,
+                                                len - NGX_HTTP_CHAT_BUS_HEADER);
+        }
+
+        nng_msg_free(msg);
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                      "chat broadcast: cannot watch the bus descriptor");
+    }
+}
+
+
