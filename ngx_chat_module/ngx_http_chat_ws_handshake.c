@@ -78,7 +78,12 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
                                         "HTTP/1.1");
     }
 
-    /* nginx 1.22 keeps neither header in headers_in: look them up */
+    /*
+     * nginx 1.22 declares headers_in.upgrade and .connection but sets
+     * neither (its Connection handler keeps only connection_type; 1.23
+     * keeps both): look them up.  Checked: with headers_in, every
+     * handshake of t/04 is a 400.
+     */
 
     h = ngx_http_chat_ws_header(r, "Upgrade");
 
