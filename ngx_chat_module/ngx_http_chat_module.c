@@ -11,6 +11,7 @@
 #include <mongoc/mongoc.h>
 #include <nng/nng.h>
 
+#include "wire/chat_wire.h"
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_correlation.h"
 #include "ngx_http_chat_metrics.h"
@@ -47,8 +48,9 @@ static ngx_int_t ngx_http_chat_post_read_handler(ngx_http_request_t *r);
 static void ngx_http_chat_ctx_cleanup(void *data);
 
 
+/* a batch is one nng message of at most CHAT_WIRE_MAX_RECORDS records */
 static ngx_conf_num_bounds_t  ngx_http_chat_batch_bounds = {
-    ngx_conf_check_num_bounds, 1, 128
+    ngx_conf_check_num_bounds, 1, CHAT_WIRE_MAX_RECORDS
 };
 
 static ngx_conf_num_bounds_t  ngx_http_chat_metrics_queue_bounds = {

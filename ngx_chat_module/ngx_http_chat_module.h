@@ -29,7 +29,6 @@
 
 
 #define NGX_HTTP_CHAT_CID_MAX         64   /* longest accepted correlation ID */
-#define NGX_HTTP_CHAT_ENDPOINT_MAX    128  /* longest endpoint name recorded */
 
 #define ngx_http_chat_isalnum(c)                                              \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z')                 \
