@@ -39,7 +39,7 @@
 #define NGX_HTTP_CHAT_REDIAL_REFUSED     5000   /* ms */
 
 /* a connection the sidecar closes sooner than this was cut, not used */
-#define NGX_HTTP_CHAT_PIPE_CUT           1000   /* ms */
+#define NGX_HTTP_CHAT_PIPE_CUT           100    /* ms */
 
 
 typedef struct {
@@ -290,7 +290,12 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
                                                    CHAT_WIRE_METHOD_LEN,
                                                    &r->method_name);
 
-    /* endpoint: "METHOD name", bounded by construction */
+    /*
+     * endpoint: "METHOD name", bounded by construction, built here and
+     * only here: the record's own (truncated) method, then the API route's
+     * template, chat_metrics_endpoint or the location's name.  The sidecar
+     * keys its rows on it as is.
+     */
 
     if (ctx && ctx->endpoint.len) {
         name = ctx->endpoint;
@@ -309,11 +314,8 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
     }
 
     p = (u_char *) req->endpoint;
-
-    if (!(ctx && ctx->endpoint.len)) {
-        p = ngx_cpymem(p, req->method, req->method_len);
-        *p++ = ' ';
-    }
+    p = ngx_cpymem(p, req->method, req->method_len);
+    *p++ = ' ';
 
     p += ngx_http_chat_copy((char *) p,
                             CHAT_WIRE_ENDPOINT_LEN - (p - (u_char *)
