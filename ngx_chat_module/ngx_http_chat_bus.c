@@ -123,7 +123,7 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
 {
     int                         rv, fd;
     char                        addr[128];
-    sigset_t                    all, saved;
+    sigset_t                    saved;
     ngx_uint_t                  slot, n, peers;
     ngx_msec_t                  started;
     pthread_condattr_t          cattr;
@@ -173,8 +173,7 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
 
     started = ngx_current_msec;
 
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    ngx_http_chat_threads_block_signals(&saved);
 
     rv = nng_bus0_open(&b->bus);
 
@@ -221,7 +220,7 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
         rv = nng_socket_get_int(b->bus, NNG_OPT_RECVFD, &fd);
     }
 
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    ngx_http_chat_threads_restore_signals(&saved);
 
     if (rv != 0) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,

@@ -12,13 +12,12 @@
 #define _NGX_HTTP_CHAT_GROUPS_H_INCLUDED_
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
+#include "ngx_http_chat_module.h"
 
 #include "ngx_http_chat_ws_codec.h"
 
 
-#define NGX_HTTP_CHAT_GROUP_ID_LEN  24          /* ObjectId in hex */
+#define NGX_HTTP_CHAT_GROUP_ID_LEN  NGX_HTTP_CHAT_OID_LEN
 
 
 typedef struct ngx_http_chat_subscriber_s  ngx_http_chat_subscriber_t;

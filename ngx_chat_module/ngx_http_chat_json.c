@@ -105,6 +105,29 @@ ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* a 503 that says when to come back (RFC 9110, 10.2.3) */
+
+ngx_int_t
+ngx_http_chat_send_unavailable(ngx_http_request_t *r, ngx_uint_t retry_after,
+    const char *detail)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+
+    if (h && p) {
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.data = p;
+        h->value.len = ngx_sprintf(p, "%ui", retry_after) - p;
+    }
+
+    return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE, detail);
+}
+
+
 /*
  * The body {"detail": ..., "correlation_id": ...} of an error, and its
  * error.log line: info for a 4xx, error for a 5xx.
@@ -804,4 +827,69 @@ ngx_http_chat_json_nul_check(const u_char *p, size_t len)
     }
 
     return NULL;
+}
+
+
+/*
+ * A required, non-blank string field of at most max bytes, the rule of a
+ * POST body and of a WebSocket message alike.  Unknown fields are
+ * ignored, as most JSON APIs do.  The value points into the cJSON string,
+ * trimmed of surrounding white space when trim is set (a group name;
+ * message content is kept as sent).  NGX_DECLINED with the reason in
+ * detail (a 422 for HTTP).
+ */
+
+ngx_int_t
+ngx_http_chat_text_field(cJSON *json, const char *name, size_t max,
+    ngx_uint_t trim, ngx_str_t *value, u_char *detail, size_t size)
+{
+    u_char  *s, *e, *p;
+    cJSON   *v;
+
+    v = cJSON_GetObjectItemCaseSensitive(json, name);
+
+    if (v == NULL) {
+        ngx_snprintf(detail, size - 1, "field \"%s\" is required%Z", name);
+        return NGX_DECLINED;
+    }
+
+    if (!cJSON_IsString(v)) {
+        ngx_snprintf(detail, size - 1, "field \"%s\" must be a string%Z",
+                     name);
+        return NGX_DECLINED;
+    }
+
+    s = (u_char *) v->valuestring;
+    e = s + ngx_strlen(s);
+
+    if (trim) {
+        while (s < e && ngx_http_chat_is_blank(*s)) {
+            s++;
+        }
+
+        while (e > s && ngx_http_chat_is_blank(e[-1])) {
+            e--;
+        }
+    }
+
+    for (p = s; p < e && ngx_http_chat_is_blank(*p); p++) {
+        /* void */
+    }
+
+    if (p == e) {
+        ngx_snprintf(detail, size - 1, "field \"%s\" must not be empty%Z",
+                     name);
+        return NGX_DECLINED;
+    }
+
+    if ((size_t) (e - s) > max) {
+        ngx_snprintf(detail, size - 1,
+                     "field \"%s\" is longer than %uz bytes%Z", name, max);
+        return NGX_DECLINED;
+    }
+
+    value->data = s;
+    value->len = e - s;
+
+    return NGX_OK;
 }

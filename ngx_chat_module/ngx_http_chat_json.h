@@ -29,6 +29,24 @@ ngx_int_t ngx_http_chat_json_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *detail);
 
+/* a 503 with Retry-After: the seconds a client should wait */
+#define NGX_HTTP_CHAT_RETRY_BUSY         1      /* thread pool queue full */
+#define NGX_HTTP_CHAT_RETRY_DATABASE     5      /* database unavailable */
+
+ngx_int_t ngx_http_chat_send_unavailable(ngx_http_request_t *r,
+    ngx_uint_t retry_after, const char *detail);
+
+/*
+ * A required, non-blank string field of at most max bytes (into value,
+ * pointing into json); NGX_DECLINED with the reason in detail.
+ */
+#define ngx_http_chat_is_blank(c)                                             \
+    ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n')
+
+ngx_int_t ngx_http_chat_text_field(cJSON *json, const char *name,
+    size_t max, ngx_uint_t trim, ngx_str_t *value, u_char *detail,
+    size_t size);
+
 /* sends a JSON body held in malloc()ed memory; takes ownership of it */
 ngx_int_t ngx_http_chat_send_json(ngx_http_request_t *r, ngx_uint_t status,
     char *json, size_t len);

@@ -133,7 +133,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf)
 {
     int                       rv;
-    sigset_t                  all, saved;
+    sigset_t                  saved;
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
@@ -151,8 +151,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
      * worker's event loop, so they are born with every signal blocked.
      */
 
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    ngx_http_chat_threads_block_signals(&saved);
 
     rv = nng_push0_open(&m->sock);
 
@@ -186,7 +185,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
         }
     }
 
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    ngx_http_chat_threads_restore_signals(&saved);
 
     if (rv != 0) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,

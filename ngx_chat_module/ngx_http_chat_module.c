@@ -8,6 +8,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <pthread.h>
+
 #include <mongoc/mongoc.h>
 #include <nng/nng.h>
 
@@ -46,7 +48,6 @@ static char *ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 static ngx_int_t ngx_http_chat_post_read_handler(ngx_http_request_t *r);
-static void ngx_http_chat_ctx_cleanup(void *data);
 
 
 /* a batch is one nng message of at most CHAT_WIRE_MAX_RECORDS records */
@@ -281,137 +282,6 @@ ngx_module_t  ngx_http_chat_module = {
 
 static ngx_str_t  ngx_http_chat_default_pool = ngx_string("default");
 static ngx_str_t  ngx_http_chat_default_cid = ngx_string("X-Correlation-ID");
-
-
-/* time helpers used by every file of the module */
-
-uint64_t
-ngx_http_chat_monotonic_us(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-
-uint64_t
-ngx_http_chat_realtime_us(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-
-/*
- * A query argument, like ngx_http_arg() (names compared without case),
- * but one given twice is an error: "limit=1&limit=2" would mean 1 here
- * and 2 to another parser, so neither is guessed.  NGX_OK with the raw
- * value, NGX_DECLINED when absent, NGX_BUSY when given more than once.
- */
-
-ngx_int_t
-ngx_http_chat_arg(ngx_http_request_t *r, const char *name, ngx_str_t *value)
-{
-    size_t       len;
-    u_char      *p, *last, *amp, *eq;
-    ngx_uint_t   found;
-
-    len = ngx_strlen(name);
-    p = r->args.data;
-    last = p + r->args.len;
-    found = 0;
-
-    while (p < last) {
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-
-        if ((size_t) ((eq ? eq : amp) - p) == len
-            && ngx_strncasecmp(p, (u_char *) name, len) == 0)
-        {
-            if (found++) {
-                return NGX_BUSY;
-            }
-
-            value->data = eq ? eq + 1 : amp;
-            value->len = amp - value->data;
-        }
-
-        p = amp + 1;
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
-}
-
-
-/* the per-request context */
-
-ngx_http_chat_ctx_t *
-ngx_http_chat_get_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_chat_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_chat_module);
-
-    if (ctx || !(r->internal || r->filter_finalize)) {
-        return ctx;
-    }
-
-    /* r->ctx was cleared by an internal redirect: find it again */
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_chat_ctx_cleanup) {
-            ctx = cln->data;
-            ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
-            break;
-        }
-    }
-
-    return ctx;
-}
-
-
-ngx_http_chat_ctx_t *
-ngx_http_chat_create_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_chat_ctx_t  *ctx;
-
-    ctx = ngx_http_chat_get_ctx(r);
-    if (ctx) {
-        return ctx;
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_chat_ctx_t));
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_chat_ctx_t));
-
-    cln->handler = ngx_http_chat_ctx_cleanup;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
-
-    return ctx;
-}
-
-
-static void
-ngx_http_chat_ctx_cleanup(void *data)
-{
-    /* only a marker for ngx_http_chat_get_ctx(): nothing to release */
-}
 
 
 /*

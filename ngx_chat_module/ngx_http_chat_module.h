@@ -3,6 +3,7 @@
  * files of the chat module.  Each .c file is one concern:
  *
  *   ngx_http_chat_module.c       directives, configuration, phases, workers
+ *   ngx_http_chat_request.c      request context, arguments, headers, clocks
  *   ngx_http_chat_correlation.c  correlation IDs (header, variable)
  *   ngx_http_chat_metrics.c      log-phase recording, batches to the sidecar
  *   ngx_http_chat_api.c          REST routing and handlers
@@ -29,6 +30,7 @@
 
 
 #define NGX_HTTP_CHAT_CID_MAX         64   /* longest accepted correlation ID */
+#define NGX_HTTP_CHAT_OID_LEN         24   /* an ObjectId in hex */
 
 #define ngx_http_chat_isalnum(c)                                              \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z')                 \
@@ -106,12 +108,25 @@ typedef struct {
 extern ngx_module_t  ngx_http_chat_module;
 
 
+/* ngx_http_chat_request.c: what every file needs of a request or of time */
+
 ngx_http_chat_ctx_t *ngx_http_chat_get_ctx(ngx_http_request_t *r);
 ngx_http_chat_ctx_t *ngx_http_chat_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_chat_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
+ngx_table_elt_t *ngx_http_chat_header_in(ngx_http_request_t *r,
+    ngx_str_t *name);
+
 uint64_t ngx_http_chat_monotonic_us(void);
 uint64_t ngx_http_chat_realtime_us(void);
+
+/*
+ * Around a call that starts a library's threads (nng, mongoc): they are
+ * born with every signal blocked, so that the worker's signals reach its
+ * event loop thread only.
+ */
+void ngx_http_chat_threads_block_signals(sigset_t *saved);
+void ngx_http_chat_threads_restore_signals(sigset_t *saved);
 
 
 #endif /* _NGX_HTTP_CHAT_MODULE_H_INCLUDED_ */

@@ -101,7 +101,7 @@ ngx_int_t
 ngx_http_chat_storage_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf)
 {
-    sigset_t                  all, saved;
+    sigset_t                  saved;
     bson_error_t              error;
     ngx_http_chat_storage_t  *st;
 
@@ -155,12 +155,11 @@ ngx_http_chat_storage_init_process(ngx_cycle_t *cycle,
 
     /* the driver's threads must not take the worker's signals */
 
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    ngx_http_chat_threads_block_signals(&saved);
 
     st->pool = mongoc_client_pool_new_with_error(st->uri, &error);
 
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    ngx_http_chat_threads_restore_signals(&saved);
 
     if (st->pool == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -286,6 +285,81 @@ ngx_http_chat_op_post(ngx_http_chat_op_t *op)
     op->guard.data = op;
     op->guard.log = op->log;
     ngx_add_timer(&op->guard, (ngx_msec_t) st->timeout_ms);
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_chat_op_status(ngx_http_chat_op_t *op, ngx_log_t *log,
+    const char **detail)
+{
+    switch (op->result) {
+
+    case NGX_HTTP_CHAT_RES_OK:
+        *detail = NULL;
+        return NGX_HTTP_OK;
+
+    case NGX_HTTP_CHAT_RES_NOT_FOUND:
+        *detail = (op->kind == NGX_HTTP_CHAT_OP_DELETE_MESSAGE)
+                  ? "message not found" : "group not found";
+        return NGX_HTTP_NOT_FOUND;
+
+    case NGX_HTTP_CHAT_RES_FORBIDDEN:
+        *detail = "only the author may delete a message";
+        return NGX_HTTP_FORBIDDEN;
+
+    case NGX_HTTP_CHAT_RES_BAD_CURSOR:
+        *detail = "before does not name a message of this group";
+        return NGX_HTTP_BAD_REQUEST;
+
+    case NGX_HTTP_CHAT_RES_UNAVAILABLE:
+        ngx_log_error(NGX_LOG_ERR, log, 0, "chat storage: %s", op->error);
+        *detail = "database unavailable, try again later";
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, log, 0, "chat storage: %s", op->error);
+        *detail = "internal error";
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+void
+ngx_http_chat_request_wait(ngx_http_request_t *r, ngx_uint_t raise_count)
+{
+    if (raise_count) {
+        r->main->count++;
+    }
+
+    r->main->blocked++;
+    r->aio = 1;
+}
+
+
+void
+ngx_http_chat_request_resume(ngx_http_request_t *r)
+{
+    r->main->blocked--;
+    r->aio = 0;
+}
+
+
+ngx_int_t
+ngx_http_chat_oid_parse(const u_char *s, size_t len, bson_oid_t *oid)
+{
+    char  buf[NGX_HTTP_CHAT_OID_LEN + 1];
+
+    if (len != NGX_HTTP_CHAT_OID_LEN
+        || !bson_oid_is_valid((const char *) s, NGX_HTTP_CHAT_OID_LEN))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, s, NGX_HTTP_CHAT_OID_LEN);
+    buf[NGX_HTTP_CHAT_OID_LEN] = '\0';
+    bson_oid_init_from_string(oid, buf);
 
     return NGX_OK;
 }

@@ -29,8 +29,6 @@ typedef struct {
 } ngx_http_chat_ws_handshake_t;
 
 
-static ngx_table_elt_t *ngx_http_chat_ws_header(ngx_http_request_t *r,
-    const char *name);
 static ngx_int_t ngx_http_chat_ws_origin_allowed(ngx_http_request_t *r,
     ngx_http_chat_loc_conf_t *lcf);
 static void ngx_http_chat_ws_group_expired(ngx_http_chat_op_t *op);
@@ -47,6 +45,15 @@ static void ngx_http_chat_ws_release_request(ngx_http_request_t *r,
     ngx_http_chat_ws_t *ws);
 static void ngx_http_chat_ws_free_header_buffers(ngx_connection_t *c,
     ngx_http_connection_t *hc);
+
+
+/* the request headers the handshake reads */
+static ngx_str_t  ngx_http_chat_hdr_upgrade = ngx_string("Upgrade");
+static ngx_str_t  ngx_http_chat_hdr_connection = ngx_string("Connection");
+static ngx_str_t  ngx_http_chat_hdr_version =
+    ngx_string("Sec-WebSocket-Version");
+static ngx_str_t  ngx_http_chat_hdr_key = ngx_string("Sec-WebSocket-Key");
+static ngx_str_t  ngx_http_chat_hdr_origin = ngx_string("Origin");
 
 
 /* --- the opening handshake ------------------------------------------------ */
@@ -86,7 +93,7 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
      * handshake of t/04 is a 400.
      */
 
-    h = ngx_http_chat_ws_header(r, "Upgrade");
+    h = ngx_http_chat_header_in(r, &ngx_http_chat_hdr_upgrade);
 
     if (h == NULL || h->value.len != sizeof("websocket") - 1
         || ngx_strncasecmp(h->value.data, (u_char *) "websocket",
@@ -96,14 +103,14 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
                                         "expected \"Upgrade: websocket\"");
     }
 
-    h = ngx_http_chat_ws_header(r, "Connection");
+    h = ngx_http_chat_header_in(r, &ngx_http_chat_hdr_connection);
 
     if (h == NULL || !ngx_http_chat_ws_has_token(&h->value, "upgrade")) {
         return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
                                         "expected \"Connection: Upgrade\"");
     }
 
-    version = ngx_http_chat_ws_header(r, "Sec-WebSocket-Version");
+    version = ngx_http_chat_header_in(r, &ngx_http_chat_hdr_version);
 
     if (version == NULL || version->value.len != 2
         || ngx_strncmp(version->value.data, "13", 2) != 0)
@@ -127,7 +134,7 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h = ngx_http_chat_ws_header(r, "Sec-WebSocket-Key");
+    h = ngx_http_chat_header_in(r, &ngx_http_chat_hdr_key);
     key = h ? h->value : (ngx_str_t) ngx_null_string;
 
     if (ngx_http_chat_ws_accept_key(&key, hs->accept) != NGX_OK) {
@@ -154,20 +161,13 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (group_id->len != 24
-        || !bson_oid_is_valid((const char *) group_id->data, 24))
+    if (ngx_http_chat_oid_parse(group_id->data, group_id->len,
+                                &op->group_id)
+        != NGX_OK)
     {
         return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
                                         "group_id is not a valid ObjectId "
                                         "(24 hexadecimal characters)");
-    }
-
-    {
-        char  buf[25];
-
-        ngx_memcpy(buf, group_id->data, 24);
-        buf[24] = '\0';
-        bson_oid_init_from_string(&op->group_id, buf);
     }
 
     hs->group_id = *group_id;
@@ -182,53 +182,16 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
 
     rc = ngx_http_chat_op_post(op);
     if (rc != NGX_OK) {
-        return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "server busy, try again later");
+        return ngx_http_chat_send_unavailable(r, NGX_HTTP_CHAT_RETRY_BUSY,
+                                              "server busy, try again later");
     }
 
-    /* the request waits for the thread: see ngx_http_chat_api.c */
-    r->main->count++;
-    r->main->blocked++;
-    r->aio = 1;
+    ngx_http_chat_request_wait(r, 1);
 
     return NGX_DONE;
 }
 
 
-static ngx_table_elt_t *
-ngx_http_chat_ws_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
-
-
-/* "keep-alive, Upgrade" has the token "upgrade" */
 static ngx_int_t
 ngx_http_chat_ws_origin_allowed(ngx_http_request_t *r,
     ngx_http_chat_loc_conf_t *lcf)
@@ -242,7 +205,7 @@ ngx_http_chat_ws_origin_allowed(ngx_http_request_t *r,
     }
 
     /* non-browser clients send no Origin; browsers always do */
-    origin = ngx_http_chat_ws_header(r, "Origin");
+    origin = ngx_http_chat_header_in(r, &ngx_http_chat_hdr_origin);
     if (origin == NULL) {
         return 1;
     }
@@ -277,13 +240,13 @@ ngx_http_chat_ws_group_expired(ngx_http_chat_op_t *op)
 
     ngx_http_chat_op_detach(op, NULL);
 
-    r->main->blocked--;
-    r->aio = 0;
+    ngx_http_chat_request_resume(r);
 
     rc = c->error ? NGX_HTTP_CLIENT_CLOSED_REQUEST
-                  : ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             "database unavailable, "
-                                             "try again later");
+                  : ngx_http_chat_send_unavailable(r,
+                                                   NGX_HTTP_CHAT_RETRY_DATABASE,
+                                                   "database unavailable, "
+                                                   "try again later");
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -293,16 +256,17 @@ ngx_http_chat_ws_group_expired(ngx_http_chat_op_t *op)
 static void
 ngx_http_chat_ws_group_checked(ngx_http_chat_op_t *op)
 {
-    ngx_int_t                      rc;
-    ngx_connection_t              *c;
-    ngx_http_request_t            *r;
-    ngx_http_chat_ctx_t           *ctx;
+    ngx_int_t             rc;
+    ngx_uint_t            status;
+    const char           *detail;
+    ngx_connection_t     *c;
+    ngx_http_request_t   *r;
+    ngx_http_chat_ctx_t  *ctx;
 
     r = op->data;
     c = r->connection;
 
-    r->main->blocked--;
-    r->aio = 0;
+    ngx_http_chat_request_resume(r);
 
     ngx_http_chat_op_release(op);
 
@@ -312,9 +276,9 @@ ngx_http_chat_ws_group_checked(ngx_http_chat_op_t *op)
         return;
     }
 
-    switch (op->result) {
+    status = ngx_http_chat_op_status(op, c->log, &detail);
 
-    case NGX_HTTP_CHAT_RES_OK:
+    if (status == NGX_HTTP_OK) {
         ctx = ngx_http_chat_get_ctx(r);
 
         if (ngx_http_chat_ws_upgrade(r, ctx->api) == NGX_OK) {
@@ -323,25 +287,13 @@ ngx_http_chat_ws_group_checked(ngx_http_chat_op_t *op)
         }
 
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        break;
 
-    case NGX_HTTP_CHAT_RES_NOT_FOUND:
-        rc = ngx_http_chat_send_error(r, NGX_HTTP_NOT_FOUND,
-                                      "group not found");
-        break;
+    } else if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        rc = ngx_http_chat_send_unavailable(r, NGX_HTTP_CHAT_RETRY_DATABASE,
+                                            detail);
 
-    case NGX_HTTP_CHAT_RES_UNAVAILABLE:
-        ngx_log_error(NGX_LOG_ERR, c->log, 0, "chat storage: %s", op->error);
-        rc = ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "database unavailable, "
-                                      "try again later");
-        break;
-
-    default:
-        ngx_log_error(NGX_LOG_ERR, c->log, 0, "chat storage: %s", op->error);
-        rc = ngx_http_chat_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal error");
-        break;
+    } else {
+        rc = ngx_http_chat_send_error(r, status, detail);
     }
 
     ngx_http_finalize_request(r, rc);

@@ -48,10 +48,9 @@ ngx_int_t
 ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
     u_char *p, size_t len)
 {
-    cJSON                       *json, *type, *content;
-    u_char                      *copy, *s, buf[96];
-    size_t                       clen;
-    ngx_str_t                    body;
+    cJSON                       *json, *type;
+    u_char                      *copy, buf[96];
+    ngx_str_t                    body, content;
     ngx_pool_t                  *pool;
     const char                  *detail;
     ngx_http_chat_op_t          *op;
@@ -83,39 +82,19 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
     }
 
     type = cJSON_GetObjectItemCaseSensitive(json, "type");
-    content = cJSON_GetObjectItemCaseSensitive(json, "content");
     detail = NULL;
 
-    clen = 0;
-
-    /* the checks and the words of a POST (ngx_http_chat_text_field) */
+    /* the checks and the words of a POST */
 
     if (!cJSON_IsString(type) || ngx_strcmp(type->valuestring, "message")) {
         detail = "\"type\" must be \"message\"";
 
-    } else if (content == NULL) {
-        detail = "field \"content\" is required";
-
-    } else if (!cJSON_IsString(content)) {
-        detail = "field \"content\" must be a string";
-
-    } else {
-        clen = ngx_strlen(content->valuestring);
-
-        for (s = (u_char *) content->valuestring; *s; s++) {
-            if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') {
-                break;
-            }
-        }
-
-        if (*s == '\0') {
-            detail = "field \"content\" must not be empty";
-
-        } else if (clen > ws->conf->max_content) {
-            ngx_snprintf(buf, sizeof(buf) - 1, "field \"content\" is longer "
-                         "than %uz bytes%Z", ws->conf->max_content);
-            detail = (const char *) buf;
-        }
+    } else if (ngx_http_chat_text_field(json, "content",
+                                        ws->conf->max_content, 0, &content,
+                                        buf, sizeof(buf))
+               != NGX_OK)
+    {
+        detail = (const char *) buf;
     }
 
     if (detail == NULL && ws->pending_ops >= NGX_HTTP_CHAT_WS_MAX_PENDING) {
@@ -143,7 +122,7 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
 
     op = ngx_http_chat_op_create(pool);
     pending = ngx_palloc(pool, sizeof(ngx_http_chat_ws_pending_t));
-    copy = ngx_pnalloc(pool, clen + 1 + ws->user_id.len + 1 + 25);
+    copy = ngx_pnalloc(pool, content.len + 1 + ws->user_id.len + 1);
 
     if (op == NULL || pending == NULL || copy == NULL) {
         cJSON_Delete(json);
@@ -152,22 +131,22 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
         return NGX_ERROR;
     }
 
-    ngx_memcpy(copy, content->valuestring, clen + 1);
+    ngx_memcpy(copy, content.data, content.len);
+    copy[content.len] = '\0';
     cJSON_Delete(json);
 
     op->kind = NGX_HTTP_CHAT_OP_CREATE_MESSAGE;
     op->text = (const char *) copy;
-    op->text_len = clen;
-    copy += clen + 1;
+    op->text_len = content.len;
+    copy += content.len + 1;
 
     ngx_memcpy(copy, ws->user_id.data, ws->user_id.len);
     copy[ws->user_id.len] = '\0';
     op->user_id = (const char *) copy;
     copy += ws->user_id.len + 1;
 
-    ngx_memcpy(copy, ws->group_id, 24);
-    copy[24] = '\0';
-    bson_oid_init_from_string(&op->group_id, (const char *) copy);
+    (void) ngx_http_chat_oid_parse(ws->group_id, NGX_HTTP_CHAT_OID_LEN,
+                                   &op->group_id);  /* checked at handshake */
 
     pending->ws = ws;
     pending->pool = pool;
@@ -202,6 +181,7 @@ ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
     u_char                      *p;
     size_t                       len;
     ngx_pool_t                  *pool;
+    const char                  *detail;
     ngx_http_chat_ws_t          *ws;
     ngx_http_chat_frame_t       *frame;
     ngx_http_chat_ws_pending_t  *pending;
@@ -225,22 +205,14 @@ ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
         goto done;
     }
 
-    if (op->result != NGX_HTTP_CHAT_RES_OK || op->json == NULL) {
-        if (op->result == NGX_HTTP_CHAT_RES_UNAVAILABLE
-            || op->result == NGX_HTTP_CHAT_RES_ERROR)
-        {
-            ngx_log_error(NGX_LOG_ERR, ws->connection->log, 0,
-                          "chat storage: %s", op->error);
-        }
+    if (op->result != NGX_HTTP_CHAT_RES_OK) {
+        (void) ngx_http_chat_op_status(op, ws->connection->log, &detail);
+        ngx_http_chat_ws_send_event(ws, "error", detail);
+        goto done;
+    }
 
-        ngx_http_chat_ws_send_event(ws, "error",
-                                    op->result == NGX_HTTP_CHAT_RES_NOT_FOUND
-                                    ? "group not found"
-                                    : op->result
-                                      == NGX_HTTP_CHAT_RES_UNAVAILABLE
-                                      ? "database unavailable, try again "
-                                        "later"
-                                      : "internal error");
+    if (op->json == NULL) {
+        ngx_http_chat_ws_send_event(ws, "error", "internal error");
         goto done;
     }
 
