@@ -55,6 +55,7 @@ FUZZ_LINK_ws_stream    := $(FUZZ_NGX_SHIM) \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_codec.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_json.o
 FUZZ_LINK_ws_handshake := $(FUZZ_NGX_SHIM) \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_request.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_codec.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_json.o
 FUZZ_LINK_jwt          := $(FUZZ_NGX_SHIM) \

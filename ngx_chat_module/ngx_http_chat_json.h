@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_chat_module.h"
+#include "ngx_http_chat_storage.h"
 
 #include <cjson/cJSON.h>
 
@@ -76,6 +77,20 @@ const char *ngx_http_chat_json_nul_check(const u_char *p, size_t len);
 
 /* strict UTF-8: no overlongs, no surrogates, nothing past U+10FFFF */
 ngx_int_t ngx_http_chat_utf8_valid(const u_char *p, size_t len);
+
+
+/*
+ * An op's failure in the client's words, the same over HTTP and over a
+ * WebSocket: the HTTP status and its detail.  A 5xx logs the driver's
+ * reason at error level.
+ */
+ngx_uint_t ngx_http_chat_op_status(ngx_http_chat_op_t *op, ngx_log_t *log,
+    const char **detail);
+
+/* NGX_OK if s is an ObjectId in hex (24 characters), into oid */
+ngx_int_t ngx_http_chat_oid_parse(const u_char *s, size_t len,
+    bson_oid_t *oid);
+
 
 
 #endif /* _NGX_HTTP_CHAT_JSON_H_INCLUDED_ */

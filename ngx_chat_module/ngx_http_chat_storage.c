@@ -290,42 +290,6 @@ ngx_http_chat_op_post(ngx_http_chat_op_t *op)
 }
 
 
-ngx_uint_t
-ngx_http_chat_op_status(ngx_http_chat_op_t *op, ngx_log_t *log,
-    const char **detail)
-{
-    switch (op->result) {
-
-    case NGX_HTTP_CHAT_RES_OK:
-        *detail = NULL;
-        return NGX_HTTP_OK;
-
-    case NGX_HTTP_CHAT_RES_NOT_FOUND:
-        *detail = (op->kind == NGX_HTTP_CHAT_OP_DELETE_MESSAGE)
-                  ? "message not found" : "group not found";
-        return NGX_HTTP_NOT_FOUND;
-
-    case NGX_HTTP_CHAT_RES_FORBIDDEN:
-        *detail = "only the author may delete a message";
-        return NGX_HTTP_FORBIDDEN;
-
-    case NGX_HTTP_CHAT_RES_BAD_CURSOR:
-        *detail = "before does not name a message of this group";
-        return NGX_HTTP_BAD_REQUEST;
-
-    case NGX_HTTP_CHAT_RES_UNAVAILABLE:
-        ngx_log_error(NGX_LOG_ERR, log, 0, "chat storage: %s", op->error);
-        *detail = "database unavailable, try again later";
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-
-    default:
-        ngx_log_error(NGX_LOG_ERR, log, 0, "chat storage: %s", op->error);
-        *detail = "internal error";
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-}
-
-
 void
 ngx_http_chat_request_wait(ngx_http_request_t *r, ngx_uint_t raise_count)
 {
@@ -343,25 +307,6 @@ ngx_http_chat_request_resume(ngx_http_request_t *r)
 {
     r->main->blocked--;
     r->aio = 0;
-}
-
-
-ngx_int_t
-ngx_http_chat_oid_parse(const u_char *s, size_t len, bson_oid_t *oid)
-{
-    char  buf[NGX_HTTP_CHAT_OID_LEN + 1];
-
-    if (len != NGX_HTTP_CHAT_OID_LEN
-        || !bson_oid_is_valid((const char *) s, NGX_HTTP_CHAT_OID_LEN))
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(buf, s, NGX_HTTP_CHAT_OID_LEN);
-    buf[NGX_HTTP_CHAT_OID_LEN] = '\0';
-    bson_oid_init_from_string(oid, buf);
-
-    return NGX_OK;
 }
 
 

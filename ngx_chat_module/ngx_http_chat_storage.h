@@ -131,14 +131,6 @@ void ngx_http_chat_op_detach(ngx_http_chat_op_t *op,
     ngx_http_chat_op_done_pt done);
 
 /*
- * An op's failure in the client's words, the same over HTTP and over a
- * WebSocket: the HTTP status and its detail.  A 5xx logs the driver's
- * reason at error level.
- */
-ngx_uint_t ngx_http_chat_op_status(ngx_http_chat_op_t *op, ngx_log_t *log,
-    const char **detail);
-
-/*
  * A request waits for its op on the thread pool: its count is raised
  * (unless a body handler did already) and "blocked" keeps
  * ngx_http_terminate_request() from freeing it while a pool thread may
@@ -147,10 +139,5 @@ ngx_uint_t ngx_http_chat_op_status(ngx_http_chat_op_t *op, ngx_log_t *log,
 void ngx_http_chat_request_wait(ngx_http_request_t *r,
     ngx_uint_t raise_count);
 void ngx_http_chat_request_resume(ngx_http_request_t *r);
-
-/* NGX_OK if s is an ObjectId in hex (24 characters), into oid */
-ngx_int_t ngx_http_chat_oid_parse(const u_char *s, size_t len,
-    bson_oid_t *oid);
-
 
 #endif /* _NGX_HTTP_CHAT_STORAGE_H_INCLUDED_ */
