@@ -601,6 +601,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_queue_init(&ws->out);
     ngx_queue_init(&ws->waiting);
     memcpy(ws->group_id, "0123456789abcdef01234567", 24);
+    ws->group.data = ws->group_id;
+    ws->group.len = 24;
     ws->user_id.data = ws->user_buf;
     ws->user_id.len = 5;
     memcpy(ws->user_buf, "alice", 5);

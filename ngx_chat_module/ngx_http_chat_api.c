@@ -51,12 +51,12 @@ typedef struct {
 } ngx_http_chat_route_t;
 
 
-typedef struct {
+struct ngx_http_chat_api_ctx_s {
     ngx_http_chat_route_t      route;
     ngx_http_chat_jwt_claims_t claims;
     ngx_http_chat_op_t        *op;
     ngx_uint_t                 created;       /* 201 on success */
-} ngx_http_chat_api_ctx_t;
+};
 
 
 static ngx_int_t ngx_http_chat_route(ngx_http_request_t *r,
@@ -771,7 +771,7 @@ ngx_http_chat_op_done_late(ngx_http_chat_op_t *op)
 static void
 ngx_http_chat_publish(ngx_http_chat_op_t *op)
 {
-    u_char  gid[25];
+    u_char  gid[NGX_HTTP_CHAT_OID_LEN + 1];
 
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
         bson_oid_to_string(&op->group_id, (char *) gid);
@@ -809,7 +809,8 @@ ngx_http_chat_respond(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        p = ngx_pnalloc(r->pool, r->uri.len + 1 + 24);
+        p = ngx_pnalloc(r->pool,
+                        r->uri.len + 1 + NGX_HTTP_CHAT_OID_LEN);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -821,7 +822,7 @@ ngx_http_chat_respond(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
         if (p[-1] != '/') {
             *p++ = '/';
         }
-        p = ngx_cpymem(p, op->id_hex, 24);
+        p = ngx_cpymem(p, op->id_hex, NGX_HTTP_CHAT_OID_LEN);
         h->value.len = p - h->value.data;
     }
 

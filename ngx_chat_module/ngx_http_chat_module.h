@@ -85,23 +85,30 @@ typedef struct {
 } ngx_http_chat_loc_conf_t;
 
 
+/* the state of an API request (_api.c), of a WebSocket handshake
+ * (_ws_handshake.c): each file's own */
+typedef struct ngx_http_chat_api_ctx_s        ngx_http_chat_api_ctx_t;
+typedef struct ngx_http_chat_ws_handshake_s   ngx_http_chat_ws_handshake_t;
+
+
 /*
  * Per-request state.  It is also registered as a pool cleanup so that it
  * can be found again after an internal redirect, which clears r->ctx (the
  * same technique as ngx_http_realip_module).
  */
 typedef struct {
-    ngx_str_t                  correlation_id;
-    u_char                     cid_buf[NGX_HTTP_CHAT_CID_MAX];
-    uint64_t                   start_us;         /* monotonic clock */
+    ngx_str_t                      correlation_id;
+    u_char                         cid_buf[NGX_HTTP_CHAT_CID_MAX];
+    uint64_t                       start_us;     /* monotonic clock */
 
-    ngx_str_t                  endpoint;         /* route template, if any */
+    ngx_str_t                      endpoint;     /* route template, if any */
 
-    void                      *api;              /* ngx_http_chat_api.c */
+    ngx_http_chat_api_ctx_t       *api;          /* a REST request */
+    ngx_http_chat_ws_handshake_t  *handshake;    /* or a handshake */
 
-    ngx_buf_t                 *error_body;       /* JSON for nginx's own
+    ngx_buf_t                     *error_body;   /* JSON for nginx's own
                                                     error page */
-    unsigned                   error_sent:1;
+    unsigned                       error_sent:1;
 } ngx_http_chat_ctx_t;
 
 

@@ -1117,6 +1117,19 @@ ngx_http_chat_group_exists(ngx_http_chat_op_t *op, mongoc_client_t *client,
 }
 
 
+/*
+ * The server's error codes that mean "not now" rather than "never"
+ * (MongoDB's src/mongo/base/error_codes.yml names them so).
+ */
+#define NGX_HTTP_CHAT_MONGO_MAX_TIME_MS_EXPIRED                  50
+#define NGX_HTTP_CHAT_MONGO_WRITE_CONCERN_FAILED                 64
+#define NGX_HTTP_CHAT_MONGO_SHUTDOWN_IN_PROGRESS                 91
+#define NGX_HTTP_CHAT_MONGO_PRIMARY_STEPPED_DOWN                 189
+#define NGX_HTTP_CHAT_MONGO_NOT_WRITABLE_PRIMARY                 10107
+#define NGX_HTTP_CHAT_MONGO_INTERRUPTED_AT_SHUTDOWN              11600
+#define NGX_HTTP_CHAT_MONGO_INTERRUPTED_DUE_TO_REPL_STATE_CHANGE 11602
+
+
 /* down, unreachable or too slow is "unavailable" (503), the rest is 500 */
 
 static void
@@ -1137,11 +1150,18 @@ ngx_http_chat_op_fail(ngx_http_chat_op_t *op, const bson_error_t *error,
     case MONGOC_ERROR_SERVER:
     case MONGOC_ERROR_QUERY:
     case MONGOC_ERROR_WRITE_CONCERN:
-        /* MaxTimeMSExpired, NotWritablePrimary, ShutdownInProgress ... */
-        unavailable = (error->code == 50 || error->code == 10107
-                       || error->code == 11600 || error->code == 11602
-                       || error->code == 91 || error->code == 189
-                       || error->code == 64);
+        switch (error->code) {
+        case NGX_HTTP_CHAT_MONGO_MAX_TIME_MS_EXPIRED:
+        case NGX_HTTP_CHAT_MONGO_NOT_WRITABLE_PRIMARY:
+        case NGX_HTTP_CHAT_MONGO_INTERRUPTED_AT_SHUTDOWN:
+        case NGX_HTTP_CHAT_MONGO_INTERRUPTED_DUE_TO_REPL_STATE_CHANGE:
+        case NGX_HTTP_CHAT_MONGO_SHUTDOWN_IN_PROGRESS:
+        case NGX_HTTP_CHAT_MONGO_PRIMARY_STEPPED_DOWN:
+        case NGX_HTTP_CHAT_MONGO_WRITE_CONCERN_FAILED:
+            unavailable = 1;
+            break;
+        }
+
         break;
 
     default:
@@ -1263,7 +1283,7 @@ ngx_http_chat_add_time(cJSON *obj, const char *key, int64_t ms)
 static void
 ngx_http_chat_add_oid(cJSON *obj, const char *key, const bson_oid_t *oid)
 {
-    char  hex[25];
+    char  hex[NGX_HTTP_CHAT_OID_LEN + 1];
 
     bson_oid_to_string(oid, hex);
     cJSON_AddStringToObject(obj, key, hex);

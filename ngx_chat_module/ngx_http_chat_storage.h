@@ -66,7 +66,8 @@ struct ngx_http_chat_op_s {
     size_t                     json_len;
     char                      *event_json;    /* broadcast payload, or NULL */
     size_t                     event_json_len;
-    char                       id_hex[25];    /* the id created/deleted */
+    char                       id_hex[NGX_HTTP_CHAT_OID_LEN + 1];
+                                              /* the id created/deleted */
 
     /* completion, on the event loop */
     ngx_http_chat_op_done_pt   done;

@@ -29,6 +29,7 @@ struct ngx_http_chat_ws_s {
 
     ngx_http_chat_subscriber_t subscriber;      /* in its group */
     u_char                     group_id[NGX_HTTP_CHAT_GROUP_ID_LEN];
+    ngx_str_t                  group;           /* group_id, as a string */
 
     ngx_str_t                  user_id;
     u_char                     user_buf[64];

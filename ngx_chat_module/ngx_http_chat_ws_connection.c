@@ -87,13 +87,12 @@ ngx_http_chat_ws_open(ngx_http_chat_ws_t *ws, ngx_http_chat_frame_t *response)
     count = ngx_http_chat_groups_join(&ws->subscriber, ws->group_id);
     ws->subscribed = 1;
 
-    ngx_http_chat_metrics_ws_event(1, &(ngx_str_t) { 24, ws->group_id },
-                                   &ws->user_id, count);
+    ngx_http_chat_metrics_ws_event(1, &ws->group, &ws->user_id, count);
 
     ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                  "chat ws: \"%V\" joined group %*s (%ui here), "
-                  "correlation_id=%V", &ws->user_id, (size_t) 24,
-                  ws->group_id, count, &ws->cid);
+                  "chat ws: \"%V\" joined group %V (%ui here), "
+                  "correlation_id=%V", &ws->user_id, &ws->group, count,
+                  &ws->cid);
 
     /* idle in nginx's sense: a graceful shutdown closes it with 1001 */
     c->idle = 1;
@@ -534,16 +533,16 @@ ngx_http_chat_ws_send_frame(ngx_http_chat_ws_t *ws,
 
     if (ws->out_count >= ws->conf->ws_send_queue) {
         ngx_log_error(NGX_LOG_WARN, ws->connection->log, 0,
-                      "chat ws: \"%V\" in group %*s is %ui frames behind, "
+                      "chat ws: \"%V\" in group %V is %ui frames behind, "
                       "closing the slow consumer with 1008, "
-                      "correlation_id=%V", &ws->user_id, (size_t) 24,
-                      ws->group_id, ws->out_count, &ws->cid);
+                      "correlation_id=%V", &ws->user_id, &ws->group,
+                      ws->out_count, &ws->cid);
 
         ngx_http_chat_metrics_custom(&(ngx_str_t)
                                      ngx_string("ws_slow_consumer_closed"),
                                      &(ngx_http_chat_kv_t) {
-                                         ngx_string("group_id"),
-                                         { 24, ws->group_id } }, 1);
+                                         ngx_string("group_id"), ws->group },
+                                     1);
 
         ngx_http_chat_ws_drop_queue(ws, 1);
         ngx_http_chat_ws_close(ws, NGX_HTTP_CHAT_WS_POLICY,
@@ -839,13 +838,12 @@ ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws)
         count = ngx_http_chat_groups_leave(&ws->subscriber);
         ws->subscribed = 0;
 
-        ngx_http_chat_metrics_ws_event(0, &(ngx_str_t) { 24, ws->group_id },
-                                       &ws->user_id, count);
+        ngx_http_chat_metrics_ws_event(0, &ws->group, &ws->user_id, count);
 
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "chat ws: \"%V\" left group %*s (%ui here), "
-                      "correlation_id=%V", &ws->user_id, (size_t) 24,
-                      ws->group_id, count, &ws->cid);
+                      "chat ws: \"%V\" left group %V (%ui here), "
+                      "correlation_id=%V", &ws->user_id, &ws->group, count,
+                      &ws->cid);
     }
 
     if (ws->timer.timer_set) {

@@ -21,12 +21,12 @@
 #include "ngx_http_chat_websocket.h"
 
 
-typedef struct {
+struct ngx_http_chat_ws_handshake_s {
     u_char                      accept[NGX_HTTP_CHAT_WS_ACCEPT_LEN];
     ngx_http_chat_jwt_claims_t  claims;
     ngx_str_t                   group_id;
     ngx_http_chat_op_t         *op;
-} ngx_http_chat_ws_handshake_t;
+};
 
 
 static ngx_int_t ngx_http_chat_ws_origin_allowed(ngx_http_request_t *r,
@@ -172,7 +172,7 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
 
     hs->group_id = *group_id;
     hs->op = op;
-    ctx->api = hs;
+    ctx->handshake = hs;
 
     op->kind = NGX_HTTP_CHAT_OP_GROUP_EXISTS;
     op->done = ngx_http_chat_ws_group_checked;
@@ -281,7 +281,7 @@ ngx_http_chat_ws_group_checked(ngx_http_chat_op_t *op)
     if (status == NGX_HTTP_OK) {
         ctx = ngx_http_chat_get_ctx(r);
 
-        if (ngx_http_chat_ws_upgrade(r, ctx->api) == NGX_OK) {
+        if (ngx_http_chat_ws_upgrade(r, ctx->handshake) == NGX_OK) {
             /* the request is gone; the connection is the WebSocket's */
             return;
         }
@@ -361,8 +361,10 @@ ngx_http_chat_ws_create(ngx_http_request_t *r,
     ngx_queue_init(&ws->out);
     ngx_queue_init(&ws->waiting);
 
-    ngx_memcpy(ws->group_id, hs->group_id.data, 24);
-    ngx_strlow(ws->group_id, ws->group_id, 24);
+    ngx_memcpy(ws->group_id, hs->group_id.data, NGX_HTTP_CHAT_OID_LEN);
+    ngx_strlow(ws->group_id, ws->group_id, NGX_HTTP_CHAT_OID_LEN);
+    ws->group.data = ws->group_id;
+    ws->group.len = NGX_HTTP_CHAT_OID_LEN;
 
     ws->user_id.len = ngx_min(hs->claims.sub.len, sizeof(ws->user_buf));
     ws->user_id.data = ws->user_buf;
