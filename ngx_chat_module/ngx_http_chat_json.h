@@ -24,7 +24,13 @@
  * client_max_body_size, a 400 for a bad URI, TRACE's 405, ...) into the
  * API's JSON on chat_api locations and under /api/chat/ of their servers.
  */
-ngx_int_t ngx_http_chat_json_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_chat_error_pages_init(ngx_conf_t *cf);
+
+extern ngx_str_t  ngx_http_chat_json_type;          /* application/json */
+
+/* {"detail", "correlation_id"} of an error, and its log line */
+ngx_buf_t *ngx_http_chat_error_body(ngx_http_request_t *r,
+    ngx_uint_t status, const char *detail);
 
 /* sends {"detail": ..., "correlation_id": ...} with the status; logs it */
 ngx_int_t ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,

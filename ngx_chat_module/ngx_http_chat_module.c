@@ -18,6 +18,7 @@
 #include "ngx_http_chat_correlation.h"
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_storage.h"
+#include "ngx_http_chat_jwt.h"
 #include "ngx_http_chat_api.h"
 #include "ngx_http_chat_json.h"
 #include "ngx_http_chat_broadcast.h"
@@ -664,70 +665,19 @@ ngx_http_chat_jwt_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_chat_main_conf_t *cmcf = conf;
 
-    u_char           *p, *last;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t        *value, name;
-    ngx_file_info_t   fi;
+    ngx_str_t  *value;
 
     if (cmcf->jwt_secret.data) {
         return "is duplicate (chat_jwt_secret or chat_jwt_secret_file)";
     }
 
     value = cf->args->elts;
-    name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 4096)
+    if (ngx_http_chat_jwt_secret_read(cf, &value[1], &cmcf->jwt_secret)
+        != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "chat_jwt_secret_file \"%V\" is unreadable "
-                           "or larger than 4096 bytes", &name);
-        (void) ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
-
-    p = ngx_pnalloc(cf->pool, 4096);
-    if (p == NULL) {
-        (void) ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_fd(fd, p, 4096);
-    (void) ngx_close_file(fd);
-
-    if (n <= 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "chat_jwt_secret_file \"%V\" is empty", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    /* a trailing newline is an editor's, not part of the secret */
-
-    last = p + n;
-    while (last > p && (last[-1] == '\n' || last[-1] == '\r')) {
-        last--;
-    }
-
-    if (last == p) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "chat_jwt_secret_file \"%V\" is empty", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    cmcf->jwt_secret.data = p;
-    cmcf->jwt_secret.len = last - p;
 
     return NGX_CONF_OK;
 }
@@ -874,7 +824,7 @@ ngx_http_chat_init(ngx_conf_t *cf)
 
     *h = ngx_http_chat_post_read_handler;
 
-    if (cmcf->api_used && ngx_http_chat_json_filter_init(cf) != NGX_OK) {
+    if (cmcf->api_used && ngx_http_chat_error_pages_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

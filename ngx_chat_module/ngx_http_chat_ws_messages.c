@@ -22,6 +22,7 @@
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_json.h"
 #include "ngx_http_chat_storage.h"
+#include "ngx_http_chat_render.h"
 #include "ngx_http_chat_websocket.h"
 #include "ngx_http_chat_broadcast.h"
 
@@ -178,7 +179,6 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
 static void
 ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
 {
-    u_char                      *p;
     size_t                       len;
     ngx_pool_t                  *pool;
     const char                  *detail;
@@ -216,9 +216,7 @@ ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
         goto done;
     }
 
-    /* {"type":"ack","message":{...}} */
-
-    len = sizeof("{\"type\":\"ack\",\"message\":}") - 1 + op->json_len;
+    len = ngx_http_chat_render_ack_size(op->json_len);
 
     frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, NULL, len);
     if (frame == NULL) {
@@ -226,11 +224,8 @@ ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
         goto done;
     }
 
-    p = frame->data + frame->len - len;
-    p = ngx_cpymem(p, "{\"type\":\"ack\",\"message\":",
-                   sizeof("{\"type\":\"ack\",\"message\":") - 1);
-    p = ngx_cpymem(p, op->json, op->json_len);
-    *p = '}';
+    (void) ngx_http_chat_render_ack(frame->data + frame->len - len,
+                                    op->json, op->json_len);
 
     ngx_http_chat_ws_send_frame(ws, frame);
     ngx_http_chat_frame_release(frame);
@@ -294,15 +289,10 @@ void
 ngx_http_chat_ws_send_event(ngx_http_chat_ws_t *ws, const char *type,
     const char *detail)
 {
-    u_char                 *p;
-    size_t                  len, dlen;
+    size_t                  len;
     ngx_http_chat_frame_t  *frame;
 
-    dlen = ngx_strlen(detail);
-
-    len = sizeof("{\"type\":\"\",\"detail\":\"\",\"correlation_id\":\"\"}") - 1
-          + ngx_strlen(type) + dlen
-          + ngx_escape_json(NULL, (u_char *) detail, dlen) + ws->cid.len;
+    len = ngx_http_chat_render_error_size(type, detail, &ws->cid);
 
     frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, NULL, len);
     if (frame == NULL) {
@@ -310,10 +300,8 @@ ngx_http_chat_ws_send_event(ngx_http_chat_ws_t *ws, const char *type,
         return;
     }
 
-    p = frame->data + frame->len - len;
-    p = ngx_sprintf(p, "{\"type\":\"%s\",\"detail\":\"", type);
-    p = (u_char *) ngx_escape_json(p, (u_char *) detail, dlen);
-    p = ngx_sprintf(p, "\",\"correlation_id\":\"%V\"}", &ws->cid);
+    (void) ngx_http_chat_render_error(frame->data + frame->len - len, type,
+                                      detail, &ws->cid);
 
     ngx_http_chat_ws_send_frame(ws, frame);
     ngx_http_chat_frame_release(frame);
