@@ -1,11 +1,12 @@
 /*
  * fuzz_ws_handshake.c - the checks of a WebSocket opening handshake, in
  * the order ngx_http_chat_ws_handler() makes them: header lookup
- * (ngx_http_chat_ws_header), "Upgrade: websocket", the "upgrade" token of
+ * (ngx_http_chat_header_in), "Upgrade: websocket", the "upgrade" token of
  * Connection (ngx_http_chat_ws_has_token), version 13, the key and its
  * accept value (ngx_http_chat_ws_accept_key), the Origin allow-list
- * (ngx_http_chat_ws_origin_allowed).  The module file is #included for
- * its static functions.
+ * (ngx_http_chat_ws_origin_allowed).  The handshake file is #included for
+ * its static functions (the header lookup and the Origin check); the
+ * codec is linked.
  *
  * Input: a first line with the allowed origins (space separated; empty:
  * no chat_ws_origins), then header lines "Name: value" (CRLF or LF).  The
@@ -17,7 +18,7 @@
  * lookup against a plain search, and ASan on every read.
  */
 
-#include "ngx_http_chat_websocket.c"
+#include "ngx_http_chat_ws_handshake.c"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -152,7 +153,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     u_char                      ref[29];
     size_t                      n, i, nh;
     ngx_int_t                   rc;
-    ngx_str_t                  *o, key;
+    ngx_str_t                  *o, key, name;
     ngx_pool_t                 *pool;
     ngx_array_t                 origins;
     ngx_list_part_t            *part, **next;
@@ -283,17 +284,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         "Sec-WebSocket-Version", "Sec-WebSocket-Key", "Origin", "upgrade" };
 
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        FUZZ_CHECK(ngx_http_chat_ws_header(&r, names[i])
+        name.data = (u_char *) names[i];
+        name.len = strlen(names[i]);
+        FUZZ_CHECK(ngx_http_chat_header_in(&r, &name)
                    == ref_header(all, nh, names[i]));
     }
 
-    h = ngx_http_chat_ws_header(&r, "Connection");
+    h = ngx_http_chat_header_in(&r, &ngx_http_chat_hdr_connection);
     if (h) {
         FUZZ_CHECK(!!ngx_http_chat_ws_has_token(&h->value, "upgrade")
                    == ref_has_token(&h->value, "upgrade"));
     }
 
-    h = ngx_http_chat_ws_header(&r, "Sec-WebSocket-Key");
+    h = ngx_http_chat_header_in(&r, &ngx_http_chat_hdr_key);
     key = h ? h->value : (ngx_str_t) ngx_null_string;
 
     /* the key alone too, exactly sized, so that ASan sees any overread */
@@ -306,7 +309,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(memcmp(accept, ref, 28) == 0);
     }
 
-    h = ngx_http_chat_ws_header(&r, "Origin");
+    h = ngx_http_chat_header_in(&r, &ngx_http_chat_hdr_origin);
 
     {
         int  want = 1;

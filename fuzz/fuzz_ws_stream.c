@@ -3,8 +3,9 @@
  * through the module's own event handlers: ngx_http_chat_ws_read_handler()
  * (recv -> ngx_http_chat_ws_input -> _consume -> _frame -> _message),
  * the write handler, the timer, and storage completions
- * (ngx_http_chat_ws_message_stored).  The module file is #included so
- * that its static functions are reachable; it is compiled as it is.
+ * (ngx_http_chat_ws_message_stored).  The connection is opened with
+ * ngx_http_chat_ws_open(), as the upgrade leaves it; the module's
+ * connection, messages and codec files are linked as they are.
  *
  * The event loop around it is faked here, each fake as strict as the
  * real thing where it matters: the connection is freed when the module
@@ -22,9 +23,20 @@
  * leaks.
  */
 
-#include "ngx_http_chat_websocket.c"
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
 
 #include <sys/socket.h>
+
+#include <cjson/cJSON.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_json.h"
+#include "ngx_http_chat_storage.h"
+#include "ngx_http_chat_metrics.h"
+#include "ngx_http_chat_websocket.h"
+#include "ngx_http_chat_broadcast.h"
 
 #include "fuzz_common.h"
 #include "ngx_shim.h"
@@ -272,7 +284,17 @@ ngx_http_close_connection(ngx_connection_t *c)
 static int  subscribed;
 
 ngx_uint_t
-ngx_http_chat_broadcast_unsubscribe(ngx_http_chat_ws_t *ws)
+ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
+    const u_char *group_id)
+{
+    FUZZ_CHECK(!subscribed && s->send != NULL);
+    subscribed = 1;
+    return 1;
+}
+
+
+ngx_uint_t
+ngx_http_chat_groups_leave(ngx_http_chat_subscriber_t *s)
 {
     FUZZ_CHECK(subscribed);
     subscribed = 0;
@@ -578,8 +600,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ws->conf = &conf;
     ngx_queue_init(&ws->out);
     ngx_queue_init(&ws->waiting);
-    ngx_queue_init(&ws->group_link);
     memcpy(ws->group_id, "0123456789abcdef01234567", 24);
+    ws->group.data = ws->group_id;
+    ws->group.len = 24;
     ws->user_id.data = ws->user_buf;
     ws->user_id.len = 5;
     memcpy(ws->user_buf, "alice", 5);
@@ -587,27 +610,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ws->cid.len = 6;
     memcpy(ws->cid_buf, "cid-42", 6);
 
-    conn->data = ws;
-    conn->read->handler = ngx_http_chat_ws_read_handler;
-    conn->write->handler = ngx_http_chat_ws_write_handler;
-
-    ws->last_recv = ngx_current_msec;
-    ws->timer.handler = ngx_http_chat_ws_timer_handler;
-    ws->timer.data = ws;
-    ws->timer.log = conn->log;
-    ngx_add_timer(&ws->timer, conf.ws_ping_interval);
-
-    ws->subscribed = 1;
-    subscribed = 1;
-    conn->idle = 1;
-
     frame = ngx_alloc(sizeof(ngx_http_chat_frame_t) + sizeof(preamble),
                       conn->log);
     memcpy(frame->data, preamble, sizeof(preamble) - 1);
     frame->len = sizeof(preamble) - 1;
     frame->refs = 1;
-    ngx_http_chat_ws_send_frame(ws, frame);
-    ngx_http_chat_frame_release(frame);
+
+    conn->data = ws;
+    ngx_http_chat_ws_open(ws, frame);
+    FUZZ_CHECK(subscribed && conn->idle);
     ws = NULL;                 /* from here on only the module holds it */
 
     while (in.n) {

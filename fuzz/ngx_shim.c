@@ -49,6 +49,8 @@ volatile ngx_msec_t    ngx_current_msec = 1000000;
 static ngx_time_t      shim_time = { 1762691696, 0, 0 };
 volatile ngx_time_t   *ngx_cached_time = &shim_time;
 ngx_uint_t             ngx_pagesize = 4096;
+ngx_uint_t             ngx_exiting;         /* a worker not shutting down */
+sig_atomic_t           ngx_terminate;
 
 
 __attribute__((constructor)) static void

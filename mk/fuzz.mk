@@ -47,11 +47,17 @@ FUZZ_SC_INCS   := -I$(CURDIR) -I$(CURDIR)/sidecar -I$(CURDIR)/fuzz \
 # harness #includes, to reach static functions, are not listed)
 FUZZ_NGX_SHIM      := $(FUZZ_OBJ)/fuzz/ngx_shim.o
 FUZZ_LINK_ws_frame     := $(FUZZ_NGX_SHIM) \
-                          $(FUZZ_OBJ)/ngx/ngx_http_chat_websocket.o \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_codec.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_json.o
 FUZZ_LINK_ws_stream    := $(FUZZ_NGX_SHIM) \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_connection.o \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_messages.o \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_render.o \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_codec.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_json.o
 FUZZ_LINK_ws_handshake := $(FUZZ_NGX_SHIM) \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_request.o \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_codec.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_json.o
 FUZZ_LINK_jwt          := $(FUZZ_NGX_SHIM) \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_jwt.o \

@@ -51,12 +51,12 @@ typedef struct {
 } ngx_http_chat_route_t;
 
 
-typedef struct {
+struct ngx_http_chat_api_ctx_s {
     ngx_http_chat_route_t      route;
     ngx_http_chat_jwt_claims_t claims;
     ngx_http_chat_op_t        *op;
     ngx_uint_t                 created;       /* 201 on success */
-} ngx_http_chat_api_ctx_t;
+};
 
 
 static ngx_int_t ngx_http_chat_route(ngx_http_request_t *r,
@@ -67,7 +67,6 @@ static ngx_int_t ngx_http_chat_send_405(ngx_http_request_t *r,
     ngx_str_t *allow);
 static ngx_int_t ngx_http_chat_authenticate(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, const char **detail);
-static ngx_int_t ngx_http_chat_parse_oid(ngx_str_t *s, bson_oid_t *oid);
 static ngx_int_t ngx_http_chat_query_int(ngx_http_request_t *r,
     const char *name, int64_t min, int64_t max, int64_t dflt,
     int64_t *value, ngx_int_t *rc);
@@ -76,15 +75,11 @@ static ngx_int_t ngx_http_chat_read_json_body(ngx_http_request_t *r,
 static void ngx_http_chat_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_chat_body_to_op(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, cJSON *json, u_char *detail);
-static ngx_int_t ngx_http_chat_text_field(ngx_http_request_t *r,
-    cJSON *json, const char *name, size_t max, ngx_uint_t trim,
-    ngx_http_chat_op_t *op, u_char *detail);
 static ngx_int_t ngx_http_chat_start(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_uint_t in_body_handler);
 static void ngx_http_chat_op_done(ngx_http_chat_op_t *op);
 static void ngx_http_chat_op_expired(ngx_http_chat_op_t *op);
 static void ngx_http_chat_op_done_late(ngx_http_chat_op_t *op);
-static ngx_int_t ngx_http_chat_send_unavailable(ngx_http_request_t *r);
 static void ngx_http_chat_publish(ngx_http_chat_op_t *op);
 static ngx_int_t ngx_http_chat_respond(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_http_chat_op_t *op);
@@ -151,7 +146,8 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
     op->user_id = (const char *) actx->claims.sub.data;
 
     if (actx->route.group_id.len
-        && ngx_http_chat_parse_oid(&actx->route.group_id, &op->group_id)
+        && ngx_http_chat_oid_parse(actx->route.group_id.data,
+                                   actx->route.group_id.len, &op->group_id)
            != NGX_OK)
     {
         return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -160,7 +156,9 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
     }
 
     if (actx->route.message_id.len
-        && ngx_http_chat_parse_oid(&actx->route.message_id, &op->message_id)
+        && ngx_http_chat_oid_parse(actx->route.message_id.data,
+                                   actx->route.message_id.len,
+                                   &op->message_id)
            != NGX_OK)
     {
         return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -216,7 +214,9 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
         }
 
         if (rc == NGX_OK) {
-            if (ngx_http_chat_parse_oid(&arg, &op->before_id) != NGX_OK) {
+            if (ngx_http_chat_oid_parse(arg.data, arg.len, &op->before_id)
+                != NGX_OK)
+            {
                 return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                 "before is not a valid "
                                                 "message id (ObjectId)");
@@ -454,24 +454,6 @@ ngx_http_chat_authenticate(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_chat_parse_oid(ngx_str_t *s, bson_oid_t *oid)
-{
-    char  buf[25];
-
-    if (s->len != 24 || !bson_oid_is_valid((const char *) s->data, 24)) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(buf, s->data, 24);
-    buf[24] = '\0';
-
-    bson_oid_init_from_string(oid, buf);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
 ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
     int64_t max, int64_t dflt, int64_t *value, ngx_int_t *rc)
 {
@@ -635,97 +617,32 @@ static ngx_int_t
 ngx_http_chat_body_to_op(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
     cJSON *json, u_char *detail)
 {
+    u_char                    *copy;
+    ngx_str_t                  value;
     ngx_http_chat_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
 
-    if (actx->op->kind == NGX_HTTP_CHAT_OP_CREATE_GROUP) {
-        return ngx_http_chat_text_field(r, json, "name", lcf->max_name, 1,
-                                        actx->op, detail);
-    }
-
-    return ngx_http_chat_text_field(r, json, "content", lcf->max_content, 0,
-                                    actx->op, detail);
-}
-
-
-/*
- * A required, non-blank string field of at most max bytes.  Unknown
- * fields are ignored, as most JSON APIs do.  The value is stored as sent
- * (a name is trimmed of surrounding white space, content is not).
- * NGX_DECLINED with detail (96 bytes) filled when the field is invalid.
- */
-
-static ngx_int_t
-ngx_http_chat_text_field(ngx_http_request_t *r, cJSON *json,
-    const char *name, size_t max, ngx_uint_t trim, ngx_http_chat_op_t *op,
-    u_char *detail)
-{
-    u_char  *s, *e, *copy;
-    size_t   len;
-    cJSON   *v;
-
-    v = cJSON_GetObjectItemCaseSensitive(json, name);
-
-    if (v == NULL) {
-        ngx_snprintf(detail, 95,
-                     "field \"%s\" is required%Z", name);
+    if ((actx->op->kind == NGX_HTTP_CHAT_OP_CREATE_GROUP
+         ? ngx_http_chat_text_field(json, "name", lcf->max_name, 1, &value,
+                                    detail, 96)
+         : ngx_http_chat_text_field(json, "content", lcf->max_content, 0,
+                                    &value, detail, 96))
+        != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
-    if (!cJSON_IsString(v)) {
-        ngx_snprintf(detail, 95,
-                     "field \"%s\" must be a string%Z", name);
-        return NGX_DECLINED;
-    }
-
-    s = (u_char *) v->valuestring;
-    e = s + ngx_strlen(s);
-
-    if (trim) {
-        while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'
-                         || *s == '\n'))
-        {
-            s++;
-        }
-
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'
-                         || e[-1] == '\n'))
-        {
-            e--;
-        }
-    }
-
-    len = e - s;
-
-    for (copy = s; copy < e; copy++) {
-        if (*copy != ' ' && *copy != '\t' && *copy != '\r' && *copy != '\n') {
-            break;
-        }
-    }
-
-    if (copy == e) {
-        ngx_snprintf(detail, 95,
-                     "field \"%s\" must not be empty%Z", name);
-        return NGX_DECLINED;
-    }
-
-    if (len > max) {
-        ngx_snprintf(detail, 95,
-                     "field \"%s\" is longer than %uz bytes%Z", name, max);
-        return NGX_DECLINED;
-    }
-
-    copy = ngx_pnalloc(r->pool, len + 1);
+    copy = ngx_pnalloc(r->pool, value.len + 1);
     if (copy == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
-    ngx_memcpy(copy, s, len);
-    copy[len] = '\0';
+    ngx_memcpy(copy, value.data, value.len);
+    copy[value.len] = '\0';
 
-    op->text = (const char *) copy;
-    op->text_len = len;
+    actx->op->text = (const char *) copy;
+    actx->op->text_len = value.len;
 
     return NGX_OK;
 }
@@ -743,7 +660,6 @@ ngx_http_chat_start(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
     ngx_uint_t in_body_handler)
 {
     ngx_int_t            rc;
-    ngx_table_elt_t     *h;
     ngx_http_chat_op_t  *op;
 
     op = actx->op;
@@ -755,26 +671,14 @@ ngx_http_chat_start(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
     rc = ngx_http_chat_op_post(op);
 
     if (rc != NGX_OK) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h) {
-            h->hash = 1;
-            ngx_str_set(&h->key, "Retry-After");
-            ngx_str_set(&h->value, "1");
-        }
-
-        return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        rc == NGX_BUSY
-                                        ? "server busy: too many database "
-                                          "operations queued"
-                                        : "storage is not available");
+        return ngx_http_chat_send_unavailable(r, NGX_HTTP_CHAT_RETRY_BUSY,
+                                              rc == NGX_BUSY
+                                              ? "server busy: too many "
+                                                "database operations queued"
+                                              : "storage is not available");
     }
 
-    if (!in_body_handler) {
-        r->main->count++;
-    }
-
-    r->main->blocked++;
-    r->aio = 1;
+    ngx_http_chat_request_wait(r, !in_body_handler);
 
     return NGX_DONE;
 }
@@ -791,8 +695,7 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
     r = op->data;
     c = r->connection;
 
-    r->main->blocked--;
-    r->aio = 0;
+    ngx_http_chat_request_resume(r);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "chat op %d done: result %d in %uLus", op->kind,
@@ -837,11 +740,13 @@ ngx_http_chat_op_expired(ngx_http_chat_op_t *op)
 
     ngx_http_chat_op_detach(op, ngx_http_chat_op_done_late);
 
-    r->main->blocked--;
-    r->aio = 0;
+    ngx_http_chat_request_resume(r);
 
     rc = c->error ? NGX_HTTP_CLIENT_CLOSED_REQUEST
-                  : ngx_http_chat_send_unavailable(r);
+                  : ngx_http_chat_send_unavailable(r,
+                                                   NGX_HTTP_CHAT_RETRY_DATABASE,
+                                                   "database unavailable, "
+                                                   "try again later");
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -866,7 +771,7 @@ ngx_http_chat_op_done_late(ngx_http_chat_op_t *op)
 static void
 ngx_http_chat_publish(ngx_http_chat_op_t *op)
 {
-    u_char  gid[25];
+    u_char  gid[NGX_HTTP_CHAT_OID_LEN + 1];
 
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
         bson_oid_to_string(&op->group_id, (char *) gid);
@@ -877,62 +782,25 @@ ngx_http_chat_publish(ngx_http_chat_op_t *op)
 
 
 static ngx_int_t
-ngx_http_chat_send_unavailable(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h) {
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "5");
-    }
-
-    return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "database unavailable, "
-                                    "try again later");
-}
-
-
-static ngx_int_t
 ngx_http_chat_respond(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
     ngx_http_chat_op_t *op)
 {
     u_char           *p;
     char             *json;
+    ngx_uint_t        status;
+    const char       *detail;
     ngx_table_elt_t  *h;
 
-    switch (op->result) {
+    if (op->result != NGX_HTTP_CHAT_RES_OK) {
+        status = ngx_http_chat_op_status(op, r->connection->log, &detail);
 
-    case NGX_HTTP_CHAT_RES_OK:
-        break;
+        if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+            return ngx_http_chat_send_unavailable(r,
+                                                  NGX_HTTP_CHAT_RETRY_DATABASE,
+                                                  detail);
+        }
 
-    case NGX_HTTP_CHAT_RES_NOT_FOUND:
-        return ngx_http_chat_send_error(r, NGX_HTTP_NOT_FOUND,
-                   op->kind == NGX_HTTP_CHAT_OP_DELETE_MESSAGE
-                   ? "message not found" : "group not found");
-
-    case NGX_HTTP_CHAT_RES_FORBIDDEN:
-        return ngx_http_chat_send_error(r, NGX_HTTP_FORBIDDEN,
-                                        "only the author may delete "
-                                        "a message");
-
-    case NGX_HTTP_CHAT_RES_BAD_CURSOR:
-        return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                        "before does not name a message "
-                                        "of this group");
-
-    case NGX_HTTP_CHAT_RES_UNAVAILABLE:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "chat storage: %s", op->error);
-
-        return ngx_http_chat_send_unavailable(r);
-
-    default:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "chat storage: %s", op->error);
-        return ngx_http_chat_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "internal error");
+        return ngx_http_chat_send_error(r, status, detail);
     }
 
     if (actx->created && op->id_hex[0]) {
@@ -941,7 +809,8 @@ ngx_http_chat_respond(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        p = ngx_pnalloc(r->pool, r->uri.len + 1 + 24);
+        p = ngx_pnalloc(r->pool,
+                        r->uri.len + 1 + NGX_HTTP_CHAT_OID_LEN);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -953,7 +822,7 @@ ngx_http_chat_respond(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
         if (p[-1] != '/') {
             *p++ = '/';
         }
-        p = ngx_cpymem(p, op->id_hex, 24);
+        p = ngx_cpymem(p, op->id_hex, NGX_HTTP_CHAT_OID_LEN);
         h->value.len = p - h->value.data;
     }
 

@@ -96,8 +96,6 @@ ngx_int_t
 ngx_http_chat_correlation_settle(ngx_http_request_t *r,
     ngx_http_chat_ctx_t *ctx)
 {
-    ngx_uint_t                  i;
-    ngx_list_part_t            *part;
     ngx_table_elt_t            *h;
     ngx_http_chat_main_conf_t  *cmcf;
 
@@ -107,42 +105,20 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    h = ngx_http_chat_header_in(r, &cmcf->cid_header_lc);
 
-    for (i = 0; /* void */; i++) {
+    if (h && ngx_http_chat_correlation_is_safe(h->value.data, h->value.len)) {
+        ngx_memcpy(ctx->cid_buf, h->value.data, h->value.len);
+        ctx->correlation_id.data = ctx->cid_buf;
+        ctx->correlation_id.len = h->value.len;
+        return NGX_OK;
+    }
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != cmcf->cid_header_lc.len
-            || ngx_strncasecmp(h[i].key.data, cmcf->cid_header_lc.data,
-                               h[i].key.len) != 0)
-        {
-            continue;
-        }
-
-        if (ngx_http_chat_correlation_is_safe(h[i].value.data,
-                                              h[i].value.len))
-        {
-            ngx_memcpy(ctx->cid_buf, h[i].value.data, h[i].value.len);
-            ctx->correlation_id.data = ctx->cid_buf;
-            ctx->correlation_id.len = h[i].value.len;
-            return NGX_OK;
-        }
-
+    if (h) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "chat correlation: ignored unsafe \"%V\" header "
                       "of %uz bytes, generating a new ID",
-                      &cmcf->cid_header, h[i].value.len);
-        break;
+                      &cmcf->cid_header, h->value.len);
     }
 
     ngx_http_chat_cid_generate(ctx->cid_buf);

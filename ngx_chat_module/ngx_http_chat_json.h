@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_chat_module.h"
+#include "ngx_http_chat_storage.h"
 
 #include <cjson/cJSON.h>
 
@@ -23,11 +24,35 @@
  * client_max_body_size, a 400 for a bad URI, TRACE's 405, ...) into the
  * API's JSON on chat_api locations and under /api/chat/ of their servers.
  */
-ngx_int_t ngx_http_chat_json_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_chat_error_pages_init(ngx_conf_t *cf);
+
+extern ngx_str_t  ngx_http_chat_json_type;          /* application/json */
+
+/* {"detail", "correlation_id"} of an error, and its log line */
+ngx_buf_t *ngx_http_chat_error_body(ngx_http_request_t *r,
+    ngx_uint_t status, const char *detail);
 
 /* sends {"detail": ..., "correlation_id": ...} with the status; logs it */
 ngx_int_t ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *detail);
+
+/* a 503 with Retry-After: the seconds a client should wait */
+#define NGX_HTTP_CHAT_RETRY_BUSY         1      /* thread pool queue full */
+#define NGX_HTTP_CHAT_RETRY_DATABASE     5      /* database unavailable */
+
+ngx_int_t ngx_http_chat_send_unavailable(ngx_http_request_t *r,
+    ngx_uint_t retry_after, const char *detail);
+
+/*
+ * A required, non-blank string field of at most max bytes (into value,
+ * pointing into json); NGX_DECLINED with the reason in detail.
+ */
+#define ngx_http_chat_is_blank(c)                                             \
+    ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n')
+
+ngx_int_t ngx_http_chat_text_field(cJSON *json, const char *name,
+    size_t max, ngx_uint_t trim, ngx_str_t *value, u_char *detail,
+    size_t size);
 
 /* sends a JSON body held in malloc()ed memory; takes ownership of it */
 ngx_int_t ngx_http_chat_send_json(ngx_http_request_t *r, ngx_uint_t status,
@@ -58,6 +83,20 @@ const char *ngx_http_chat_json_nul_check(const u_char *p, size_t len);
 
 /* strict UTF-8: no overlongs, no surrogates, nothing past U+10FFFF */
 ngx_int_t ngx_http_chat_utf8_valid(const u_char *p, size_t len);
+
+
+/*
+ * An op's failure in the client's words, the same over HTTP and over a
+ * WebSocket: the HTTP status and its detail.  A 5xx logs the driver's
+ * reason at error level.
+ */
+ngx_uint_t ngx_http_chat_op_status(ngx_http_chat_op_t *op, ngx_log_t *log,
+    const char **detail);
+
+/* NGX_OK if s is an ObjectId in hex (24 characters), into oid */
+ngx_int_t ngx_http_chat_oid_parse(const u_char *s, size_t len,
+    bson_oid_t *oid);
+
 
 
 #endif /* _NGX_HTTP_CHAT_JSON_H_INCLUDED_ */

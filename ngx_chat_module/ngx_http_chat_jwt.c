@@ -341,3 +341,76 @@ ngx_http_chat_jwt_printable(const u_char *p, size_t len)
 
     return 1;
 }
+
+
+/*
+ * chat_jwt_secret_file: the secret is the file's content, at most 4096
+ * bytes, less a trailing newline (an editor's, not the secret's).  Errors
+ * are logged with the configuration's file and line.
+ */
+
+ngx_int_t
+ngx_http_chat_jwt_secret_read(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *secret)
+{
+    u_char           *p, *last;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         name;
+    ngx_file_info_t   fi;
+
+    name = *file;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > NGX_HTTP_CHAT_JWT_SECRET_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_jwt_secret_file \"%V\" is unreadable "
+                           "or larger than %d bytes", &name,
+                           NGX_HTTP_CHAT_JWT_SECRET_MAX);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, NGX_HTTP_CHAT_JWT_SECRET_MAX);
+    if (p == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_fd(fd, p, NGX_HTTP_CHAT_JWT_SECRET_MAX);
+    (void) ngx_close_file(fd);
+
+    if (n <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "chat_jwt_secret_file \"%V\" is empty", &name);
+        return NGX_ERROR;
+    }
+
+    last = p + n;
+    while (last > p && (last[-1] == '\n' || last[-1] == '\r')) {
+        last--;
+    }
+
+    if (last == p) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_jwt_secret_file \"%V\" is empty", &name);
+        return NGX_ERROR;
+    }
+
+    secret->data = p;
+    secret->len = last - p;
+
+    return NGX_OK;
+}

@@ -11,6 +11,7 @@
 
 #define NGX_HTTP_CHAT_JWT_MAX        4096   /* longest token accepted */
 #define NGX_HTTP_CHAT_USER_ID_MAX    64     /* longest "sub" accepted */
+#define NGX_HTTP_CHAT_JWT_SECRET_MAX 4096   /* chat_jwt_secret_file */
 
 
 typedef struct {
@@ -36,6 +37,11 @@ ngx_int_t ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
  */
 ngx_int_t ngx_http_chat_jwt_from_request(ngx_http_request_t *r,
     ngx_uint_t allow_query, ngx_str_t *token, const char **detail);
+
+
+/* reads chat_jwt_secret_file (configuration time); logs what fails */
+ngx_int_t ngx_http_chat_jwt_secret_read(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *secret);
 
 
 #endif /* _NGX_HTTP_CHAT_JWT_H_INCLUDED_ */

@@ -27,6 +27,7 @@
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_correlation.h"
 #include "ngx_http_chat_metrics.h"
+#include "ngx_http_chat_groups.h"
 
 
 #define NGX_HTTP_CHAT_SNAPSHOT_INTERVAL  5000   /* ms */
@@ -66,7 +67,6 @@ typedef struct {
 
     ngx_event_t                 flush_ev;
     ngx_event_t                 snapshot_ev;
-    ngx_http_chat_snapshot_pt   snapshot;
 
     ngx_log_t                  *log;
     ngx_uint_t                  drop_logged;
@@ -91,6 +91,8 @@ static void ngx_http_chat_metrics_sent(int rv, ngx_uint_t count,
     ngx_uint_t requests);
 static void ngx_http_chat_metrics_flush_handler(ngx_event_t *ev);
 static void ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_http_chat_metrics_snapshot_part(
+    chat_wire_record_t *rec, ngx_uint_t max, ngx_http_chat_group_t **cursor);
 static void ngx_http_chat_metrics_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
     void *data);
 static void ngx_http_chat_metrics_watch_refusal(ngx_http_chat_metrics_t *m);
@@ -131,7 +133,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf)
 {
     int                       rv;
-    sigset_t                  all, saved;
+    sigset_t                  saved;
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
@@ -149,8 +151,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
      * worker's event loop, so they are born with every signal blocked.
      */
 
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    ngx_http_chat_threads_block_signals(&saved);
 
     rv = nng_push0_open(&m->sock);
 
@@ -184,7 +185,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
         }
     }
 
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    ngx_http_chat_threads_restore_signals(&saved);
 
     if (rv != 0) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
@@ -235,13 +236,6 @@ ngx_http_chat_metrics_exit_process(ngx_cycle_t *cycle)
         (void) nng_close(m->sock);
         m->open = 0;
     }
-}
-
-
-void
-ngx_http_chat_metrics_set_snapshot(ngx_http_chat_snapshot_pt handler)
-{
-    ngx_http_chat_metrics.snapshot = handler;
 }
 
 
@@ -586,10 +580,10 @@ ngx_http_chat_metrics_flush_handler(ngx_event_t *ev)
 static void
 ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
 {
-    void                     *cursor;
     uint16_t                  flags;
     ngx_uint_t                n, parts;
     chat_wire_batch_t        *batch;
+    ngx_http_chat_group_t    *cursor;
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
@@ -608,13 +602,11 @@ ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
      * adds up after clearing on the first */
 
     do {
-        n = 0;
-
-        if (m->snapshot) {
-            n = m->snapshot(ngx_http_chat_snapshot_buf
-                            + sizeof(chat_wire_batch_t),
-                            CHAT_WIRE_MAX_RECORDS, &cursor);
-        }
+        n = ngx_http_chat_metrics_snapshot_part((chat_wire_record_t *)
+                                                (ngx_http_chat_snapshot_buf
+                                                 + sizeof(chat_wire_batch_t)),
+                                                CHAT_WIRE_MAX_RECORDS,
+                                                &cursor);
 
         ngx_http_chat_metrics_header(batch, n, flags);
         ngx_http_chat_metrics_sent(m->open
@@ -740,6 +732,53 @@ ngx_http_chat_metrics_watch_refusal(ngx_http_chat_metrics_t *m)
                                  NGX_HTTP_CHAT_REDIAL_MAX);
         m->refused = 0;
     }
+}
+
+
+/*
+ * One part of a snapshot: the worker's WebSocket count of each group, at
+ * most max records, from *cursor on (NULL: the first group); *cursor is
+ * where the next part starts, NULL after the last.  The groups do not
+ * change between the parts: they are all built in one event.
+ */
+
+static ngx_uint_t
+ngx_http_chat_metrics_snapshot_part(chat_wire_record_t *rec, ngx_uint_t max,
+    ngx_http_chat_group_t **cursor)
+{
+    uint64_t                now;
+    ngx_uint_t              n;
+    ngx_http_chat_group_t  *g;
+
+    now = ngx_http_chat_realtime_us();
+    n = 0;
+
+    for (g = *cursor ? *cursor : ngx_http_chat_groups_next(NULL);
+         g;
+         g = ngx_http_chat_groups_next(g))
+    {
+        if (g->count == 0) {
+            continue;                   /* being freed after a delivery */
+        }
+
+        if (n == max) {
+            *cursor = g;
+            return n;
+        }
+
+        ngx_memzero(&rec[n], sizeof(chat_wire_record_t));
+        rec[n].type = CHAT_REC_WS_SNAPSHOT;
+        rec[n].timestamp_us = now;
+        rec[n].u.ws_snapshot.group_id_len = NGX_HTTP_CHAT_GROUP_ID_LEN;
+        rec[n].u.ws_snapshot.connection_count = (uint32_t) g->count;
+        ngx_memcpy(rec[n].u.ws_snapshot.group_id, g->id,
+                   NGX_HTTP_CHAT_GROUP_ID_LEN);
+        n++;
+    }
+
+    *cursor = NULL;
+
+    return n;
 }
 
 

@@ -17,15 +17,6 @@ typedef struct {
 } ngx_http_chat_kv_t;
 
 
-/*
- * Fills one part of a snapshot with this worker's per-group WebSocket
- * counts: at most max records, starting where *cursor says (NULL: from the
- * start); sets *cursor to where the next part starts, NULL after the last.
- */
-typedef ngx_uint_t (*ngx_http_chat_snapshot_pt)(void *records,
-    ngx_uint_t max, void **cursor);
-
-
 ngx_int_t ngx_http_chat_metrics_check_address(ngx_str_t *addr);
 ngx_int_t ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf);
@@ -37,7 +28,6 @@ void ngx_http_chat_metrics_ws_event(ngx_uint_t connected, ngx_str_t *group_id,
     ngx_str_t *user_id, ngx_uint_t worker_group_count);
 void ngx_http_chat_metrics_custom(ngx_str_t *event_type,
     ngx_http_chat_kv_t *kv, ngx_uint_t n);
-void ngx_http_chat_metrics_set_snapshot(ngx_http_chat_snapshot_pt handler);
 
 
 #endif /* _NGX_HTTP_CHAT_METRICS_H_INCLUDED_ */

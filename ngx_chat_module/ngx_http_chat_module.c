@@ -8,13 +8,17 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <pthread.h>
+
 #include <mongoc/mongoc.h>
 #include <nng/nng.h>
 
+#include "wire/chat_wire.h"
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_correlation.h"
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_storage.h"
+#include "ngx_http_chat_jwt.h"
 #include "ngx_http_chat_api.h"
 #include "ngx_http_chat_json.h"
 #include "ngx_http_chat_broadcast.h"
@@ -45,11 +49,11 @@ static char *ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 static ngx_int_t ngx_http_chat_post_read_handler(ngx_http_request_t *r);
-static void ngx_http_chat_ctx_cleanup(void *data);
 
 
+/* a batch is one nng message of at most CHAT_WIRE_MAX_RECORDS records */
 static ngx_conf_num_bounds_t  ngx_http_chat_batch_bounds = {
-    ngx_conf_check_num_bounds, 1, 128
+    ngx_conf_check_num_bounds, 1, CHAT_WIRE_MAX_RECORDS
 };
 
 static ngx_conf_num_bounds_t  ngx_http_chat_metrics_queue_bounds = {
@@ -279,137 +283,6 @@ ngx_module_t  ngx_http_chat_module = {
 
 static ngx_str_t  ngx_http_chat_default_pool = ngx_string("default");
 static ngx_str_t  ngx_http_chat_default_cid = ngx_string("X-Correlation-ID");
-
-
-/* time helpers used by every file of the module */
-
-uint64_t
-ngx_http_chat_monotonic_us(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-
-uint64_t
-ngx_http_chat_realtime_us(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-
-/*
- * A query argument, like ngx_http_arg() (names compared without case),
- * but one given twice is an error: "limit=1&limit=2" would mean 1 here
- * and 2 to another parser, so neither is guessed.  NGX_OK with the raw
- * value, NGX_DECLINED when absent, NGX_BUSY when given more than once.
- */
-
-ngx_int_t
-ngx_http_chat_arg(ngx_http_request_t *r, const char *name, ngx_str_t *value)
-{
-    size_t       len;
-    u_char      *p, *last, *amp, *eq;
-    ngx_uint_t   found;
-
-    len = ngx_strlen(name);
-    p = r->args.data;
-    last = p + r->args.len;
-    found = 0;
-
-    while (p < last) {
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-
-        if ((size_t) ((eq ? eq : amp) - p) == len
-            && ngx_strncasecmp(p, (u_char *) name, len) == 0)
-        {
-            if (found++) {
-                return NGX_BUSY;
-            }
-
-            value->data = eq ? eq + 1 : amp;
-            value->len = amp - value->data;
-        }
-
-        p = amp + 1;
-    }
-
-    return found ? NGX_OK : NGX_DECLINED;
-}
-
-
-/* the per-request context */
-
-ngx_http_chat_ctx_t *
-ngx_http_chat_get_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_chat_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_chat_module);
-
-    if (ctx || !(r->internal || r->filter_finalize)) {
-        return ctx;
-    }
-
-    /* r->ctx was cleared by an internal redirect: find it again */
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_chat_ctx_cleanup) {
-            ctx = cln->data;
-            ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
-            break;
-        }
-    }
-
-    return ctx;
-}
-
-
-ngx_http_chat_ctx_t *
-ngx_http_chat_create_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_chat_ctx_t  *ctx;
-
-    ctx = ngx_http_chat_get_ctx(r);
-    if (ctx) {
-        return ctx;
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_chat_ctx_t));
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_chat_ctx_t));
-
-    cln->handler = ngx_http_chat_ctx_cleanup;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
-
-    return ctx;
-}
-
-
-static void
-ngx_http_chat_ctx_cleanup(void *data)
-{
-    /* only a marker for ngx_http_chat_get_ctx(): nothing to release */
-}
 
 
 /*
@@ -793,70 +666,19 @@ ngx_http_chat_jwt_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_chat_main_conf_t *cmcf = conf;
 
-    u_char           *p, *last;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_str_t        *value, name;
-    ngx_file_info_t   fi;
+    ngx_str_t  *value;
 
     if (cmcf->jwt_secret.data) {
         return "is duplicate (chat_jwt_secret or chat_jwt_secret_file)";
     }
 
     value = cf->args->elts;
-    name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 4096)
+    if (ngx_http_chat_jwt_secret_read(cf, &value[1], &cmcf->jwt_secret)
+        != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "chat_jwt_secret_file \"%V\" is unreadable "
-                           "or larger than 4096 bytes", &name);
-        (void) ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
-
-    p = ngx_pnalloc(cf->pool, 4096);
-    if (p == NULL) {
-        (void) ngx_close_file(fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_fd(fd, p, 4096);
-    (void) ngx_close_file(fd);
-
-    if (n <= 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "chat_jwt_secret_file \"%V\" is empty", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    /* a trailing newline is an editor's, not part of the secret */
-
-    last = p + n;
-    while (last > p && (last[-1] == '\n' || last[-1] == '\r')) {
-        last--;
-    }
-
-    if (last == p) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "chat_jwt_secret_file \"%V\" is empty", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    cmcf->jwt_secret.data = p;
-    cmcf->jwt_secret.len = last - p;
 
     return NGX_CONF_OK;
 }
@@ -1015,7 +837,7 @@ ngx_http_chat_init(ngx_conf_t *cf)
 
     *h = ngx_http_chat_post_read_handler;
 
-    if (cmcf->api_used && ngx_http_chat_json_filter_init(cf) != NGX_OK) {
+    if (cmcf->api_used && ngx_http_chat_error_pages_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -3,14 +3,21 @@
  * files of the chat module.  Each .c file is one concern:
  *
  *   ngx_http_chat_module.c       directives, configuration, phases, workers
+ *   ngx_http_chat_request.c      request context, arguments, headers, clocks
  *   ngx_http_chat_correlation.c  correlation IDs (header, variable)
  *   ngx_http_chat_metrics.c      log-phase recording, batches to the sidecar
  *   ngx_http_chat_api.c          REST routing and handlers
  *   ngx_http_chat_storage.c      MongoDB operations on the thread pool
  *   ngx_http_chat_json.c         request bodies in, JSON responses out
  *   ngx_http_chat_jwt.c          bearer token verification
- *   ngx_http_chat_websocket.c    RFC 6455: handshake, frames, close
- *   ngx_http_chat_broadcast.c    subscribers per group, fan-out to workers
+ *   ngx_http_chat_ws_handshake.c   WebSocket: the opening handshake
+ *   ngx_http_chat_ws_connection.c  WebSocket: frames in and out, closing
+ *   ngx_http_chat_ws_messages.c    WebSocket: chat messages from clients
+ *   ngx_http_chat_ws_codec.c       RFC 6455 without I/O (also the fuzzers')
+ *   ngx_http_chat_broadcast.c    fan-out: a stored event here and elsewhere
+ *   ngx_http_chat_groups.c       the worker's groups and their subscribers
+ *   ngx_http_chat_transport.h    the seam to the other workers (or hosts)
+ *   ngx_http_chat_bus.c          ... the nng bus between this nginx's workers
  */
 
 #ifndef _NGX_HTTP_CHAT_MODULE_H_INCLUDED_
@@ -23,7 +30,7 @@
 
 
 #define NGX_HTTP_CHAT_CID_MAX         64   /* longest accepted correlation ID */
-#define NGX_HTTP_CHAT_ENDPOINT_MAX    128  /* longest endpoint name recorded */
+#define NGX_HTTP_CHAT_OID_LEN         24   /* an ObjectId in hex */
 
 #define ngx_http_chat_isalnum(c)                                              \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z')                 \
@@ -79,35 +86,55 @@ typedef struct {
 } ngx_http_chat_loc_conf_t;
 
 
+/* the state of an API request (_api.c), of a WebSocket handshake
+ * (_ws_handshake.c): each file's own */
+typedef struct ngx_http_chat_api_ctx_s        ngx_http_chat_api_ctx_t;
+typedef struct ngx_http_chat_ws_handshake_s   ngx_http_chat_ws_handshake_t;
+
+
 /*
  * Per-request state.  It is also registered as a pool cleanup so that it
  * can be found again after an internal redirect, which clears r->ctx (the
  * same technique as ngx_http_realip_module).
  */
 typedef struct {
-    ngx_str_t                  correlation_id;
-    u_char                     cid_buf[NGX_HTTP_CHAT_CID_MAX];
-    uint64_t                   start_us;         /* monotonic clock */
+    ngx_str_t                      correlation_id;
+    u_char                         cid_buf[NGX_HTTP_CHAT_CID_MAX];
+    uint64_t                       start_us;     /* monotonic clock */
 
-    ngx_str_t                  endpoint;         /* route template, if any */
+    ngx_str_t                      endpoint;     /* route template, if any */
 
-    void                      *api;              /* ngx_http_chat_api.c */
+    ngx_http_chat_api_ctx_t       *api;          /* a REST request */
+    ngx_http_chat_ws_handshake_t  *handshake;    /* or a handshake */
 
-    ngx_buf_t                 *error_body;       /* JSON for nginx's own
+    ngx_buf_t                     *error_body;   /* JSON for nginx's own
                                                     error page */
-    unsigned                   error_sent:1;
+    unsigned                       error_sent:1;
 } ngx_http_chat_ctx_t;
 
 
 extern ngx_module_t  ngx_http_chat_module;
 
 
+/* ngx_http_chat_request.c: what every file needs of a request or of time */
+
 ngx_http_chat_ctx_t *ngx_http_chat_get_ctx(ngx_http_request_t *r);
 ngx_http_chat_ctx_t *ngx_http_chat_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_chat_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
+ngx_table_elt_t *ngx_http_chat_header_in(ngx_http_request_t *r,
+    ngx_str_t *name);
+
 uint64_t ngx_http_chat_monotonic_us(void);
 uint64_t ngx_http_chat_realtime_us(void);
+
+/*
+ * Around a call that starts a library's threads (nng, mongoc): they are
+ * born with every signal blocked, so that the worker's signals reach its
+ * event loop thread only.
+ */
+void ngx_http_chat_threads_block_signals(sigset_t *saved);
+void ngx_http_chat_threads_restore_signals(sigset_t *saved);
 
 
 #endif /* _NGX_HTTP_CHAT_MODULE_H_INCLUDED_ */

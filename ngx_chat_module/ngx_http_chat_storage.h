@@ -66,7 +66,8 @@ struct ngx_http_chat_op_s {
     size_t                     json_len;
     char                      *event_json;    /* broadcast payload, or NULL */
     size_t                     event_json_len;
-    char                       id_hex[25];    /* the id created/deleted */
+    char                       id_hex[NGX_HTTP_CHAT_OID_LEN + 1];
+                                              /* the id created/deleted */
 
     /* completion, on the event loop */
     ngx_http_chat_op_done_pt   done;
@@ -130,5 +131,14 @@ void ngx_http_chat_op_release(ngx_http_chat_op_t *op);
 void ngx_http_chat_op_detach(ngx_http_chat_op_t *op,
     ngx_http_chat_op_done_pt done);
 
+/*
+ * A request waits for its op on the thread pool: its count is raised
+ * (unless a body handler did already) and "blocked" keeps
+ * ngx_http_terminate_request() from freeing it while a pool thread may
+ * still write into the op; resumed by the op's done() or expire().
+ */
+void ngx_http_chat_request_wait(ngx_http_request_t *r,
+    ngx_uint_t raise_count);
+void ngx_http_chat_request_resume(ngx_http_request_t *r);
 
 #endif /* _NGX_HTTP_CHAT_STORAGE_H_INCLUDED_ */

@@ -2,6 +2,11 @@
  * ngx_http_chat_websocket.h - the WebSocket path: RFC 6455 on the server
  * side, from the handshake at /api/chat/ws/{group_id} to the close.
  *
+ *   ngx_http_chat_ws_handshake.c   the opening handshake and the upgrade
+ *   ngx_http_chat_ws_connection.c  frames in and out, pings, closing
+ *   ngx_http_chat_ws_messages.c    chat messages sent over the WebSocket
+ *   ngx_http_chat_ws_codec.c       the protocol without I/O
+ *
  * After the 101 response the HTTP request is freed (and logged) and the
  * connection belongs to an ngx_http_chat_ws_t of its own: an idle
  * subscriber costs its connection, its connection pool and this struct.
@@ -12,46 +17,8 @@
 
 
 #include "ngx_http_chat_module.h"
-
-
-/* opcodes */
-#define NGX_HTTP_CHAT_WS_CONT        0x0
-#define NGX_HTTP_CHAT_WS_TEXT        0x1
-#define NGX_HTTP_CHAT_WS_BINARY      0x2
-#define NGX_HTTP_CHAT_WS_CLOSE       0x8
-#define NGX_HTTP_CHAT_WS_PING        0x9
-#define NGX_HTTP_CHAT_WS_PONG        0xa
-
-/* close codes */
-#define NGX_HTTP_CHAT_WS_NORMAL      1000
-#define NGX_HTTP_CHAT_WS_GOING_AWAY  1001
-#define NGX_HTTP_CHAT_WS_PROTOCOL    1002
-#define NGX_HTTP_CHAT_WS_UNSUPPORTED 1003
-#define NGX_HTTP_CHAT_WS_BAD_DATA    1007
-#define NGX_HTTP_CHAT_WS_POLICY      1008
-#define NGX_HTTP_CHAT_WS_TOO_BIG     1009
-#define NGX_HTTP_CHAT_WS_TRY_LATER   1013
-
-
-/* a frame encoded once and shared by every connection that sends it */
-typedef struct {
-    ngx_uint_t                 refs;
-    size_t                     len;
-    u_char                     data[1];
-} ngx_http_chat_frame_t;
-
-
-/* a parsed frame header */
-typedef struct {
-    ngx_uint_t                 fin;
-    ngx_uint_t                 rsv;
-    ngx_uint_t                 opcode;
-    ngx_uint_t                 masked;
-    uint64_t                   payload_len;
-    u_char                     mask[4];
-    size_t                     header_len;
-    ngx_uint_t                 close_code;      /* set on NGX_ERROR */
-} ngx_http_chat_ws_frame_t;
+#include "ngx_http_chat_ws_codec.h"
+#include "ngx_http_chat_groups.h"
 
 
 typedef struct ngx_http_chat_ws_s  ngx_http_chat_ws_t;
@@ -60,9 +27,9 @@ struct ngx_http_chat_ws_s {
     ngx_connection_t          *connection;
     ngx_http_chat_loc_conf_t  *conf;
 
-    ngx_queue_t                group_link;      /* broadcast.c's list */
-    void                      *group;           /* broadcast.c's node */
-    u_char                     group_id[24];
+    ngx_http_chat_subscriber_t subscriber;      /* in its group */
+    u_char                     group_id[NGX_HTTP_CHAT_GROUP_ID_LEN];
+    ngx_str_t                  group;           /* group_id, as a string */
 
     ngx_str_t                  user_id;
     u_char                     user_buf[64];
@@ -107,16 +74,28 @@ ngx_int_t ngx_http_chat_ws_handler(ngx_http_request_t *r,
 void ngx_http_chat_ws_send_frame(ngx_http_chat_ws_t *ws,
     ngx_http_chat_frame_t *frame);
 
-ngx_http_chat_frame_t *ngx_http_chat_frame_create(ngx_uint_t opcode,
-    const u_char *payload, size_t len);
-void ngx_http_chat_frame_release(ngx_http_chat_frame_t *frame);
 
-/* protocol pieces without I/O (also what the fuzzers call) */
-ngx_int_t ngx_http_chat_ws_parse_frame(const u_char *p, size_t len,
-    size_t max_payload, ngx_http_chat_ws_frame_t *f);
-ngx_int_t ngx_http_chat_ws_check_close_payload(const u_char *p, size_t len,
-    ngx_uint_t *code);
-ngx_int_t ngx_http_chat_ws_accept_key(ngx_str_t *key, u_char *accept);
+/* between the WebSocket files */
+
+/* the connection after the upgrade: handlers, timers, the group; the 101
+ * response is its first frame out */
+void ngx_http_chat_ws_open(ngx_http_chat_ws_t *ws,
+    ngx_http_chat_frame_t *response);
+
+/* a protocol error: logged, then the closing handshake with its code */
+void ngx_http_chat_ws_fail(ngx_http_chat_ws_t *ws, ngx_uint_t code,
+    const char *reason);
+
+/* the end: unsubscribe, report, close the socket; ws goes later */
+void ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws);
+
+/* a whole message from the client; NGX_OK to keep reading */
+ngx_int_t ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws,
+    ngx_uint_t opcode, u_char *p, size_t len);
+
+/* {"type": ..., "detail": ..., "correlation_id": ...} */
+void ngx_http_chat_ws_send_event(ngx_http_chat_ws_t *ws, const char *type,
+    const char *detail);
 
 
 #endif /* _NGX_HTTP_CHAT_WEBSOCKET_H_INCLUDED_ */

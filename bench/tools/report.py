@@ -622,8 +622,10 @@ if os.path.exists(mt):
     w()
 summary_table()
 L.extend(body)
-fp = os.path.join(here, "..", "findings.md")
-if os.path.exists(fp):
-    L.append(open(fp).read())
+# the analysis is kept in one place, bench/findings.md: linked, not copied
+# (a copy drifts from the file as soon as either is edited)
+L.append("## Analysis")
+L.append("")
+L.append("What the numbers mean, what remains and why: [findings.md](findings.md).")
 open(dest, "w").write("\n".join(L) + "\n")
 print("wrote %s (%d verdicts)" % (dest, len(verdicts)))

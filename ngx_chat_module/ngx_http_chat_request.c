@@ -1,0 +1,196 @@
+/*
+ * ngx_http_chat_request.c - what every file of the module needs of a
+ * request or of time: the request's chat context (found again after an
+ * internal redirect), a query argument, a request header, the clocks, and
+ * the signal mask around library threads.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <pthread.h>
+
+#include "ngx_http_chat_module.h"
+
+
+static void ngx_http_chat_ctx_cleanup(void *data);
+
+
+uint64_t
+ngx_http_chat_monotonic_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+
+void
+ngx_http_chat_threads_block_signals(sigset_t *saved)
+{
+    sigset_t  all;
+
+    sigfillset(&all);
+    (void) pthread_sigmask(SIG_BLOCK, &all, saved);
+}
+
+
+void
+ngx_http_chat_threads_restore_signals(sigset_t *saved)
+{
+    (void) pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
+
+
+uint64_t
+ngx_http_chat_realtime_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+
+/*
+ * A query argument, like ngx_http_arg() (names compared without case),
+ * but one given twice is an error: "limit=1&limit=2" would mean 1 here
+ * and 2 to another parser, so neither is guessed.  NGX_OK with the raw
+ * value, NGX_DECLINED when absent, NGX_BUSY when given more than once.
+ */
+
+ngx_int_t
+ngx_http_chat_arg(ngx_http_request_t *r, const char *name, ngx_str_t *value)
+{
+    size_t       len;
+    u_char      *p, *last, *amp, *eq;
+    ngx_uint_t   found;
+
+    len = ngx_strlen(name);
+    p = r->args.data;
+    last = p + r->args.len;
+    found = 0;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        if ((size_t) ((eq ? eq : amp) - p) == len
+            && ngx_strncasecmp(p, (u_char *) name, len) == 0)
+        {
+            if (found++) {
+                return NGX_BUSY;
+            }
+
+            value->data = eq ? eq + 1 : amp;
+            value->len = amp - value->data;
+        }
+
+        p = amp + 1;
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* the per-request context */
+
+ngx_http_chat_ctx_t *
+ngx_http_chat_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_chat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_chat_module);
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    /* r->ctx was cleared by an internal redirect: find it again */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_chat_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
+            break;
+        }
+    }
+
+    return ctx;
+}
+
+
+ngx_http_chat_ctx_t *
+ngx_http_chat_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_chat_ctx_t  *ctx;
+
+    ctx = ngx_http_chat_get_ctx(r);
+    if (ctx) {
+        return ctx;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_chat_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_chat_ctx_t));
+
+    cln->handler = ngx_http_chat_ctx_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_chat_ctx_cleanup(void *data)
+{
+    /* only a marker for ngx_http_chat_get_ctx(): nothing to release */
+}
+
+
+/* the first request header of that name (any case), or NULL */
+
+ngx_table_elt_t *
+ngx_http_chat_header_in(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
