@@ -67,6 +67,54 @@ write_pid_file(const char *path)
 }
 
 
+/*
+ * The key nginx adds to every request it passes (X-Sidecar-Key): read
+ * once at start; its characters need no quoting in nginx.conf.
+ */
+static int
+read_key_file(const char *path, char *key, size_t size)
+{
+    FILE    *f;
+    size_t   n, i;
+
+    if (path[0] == '\0') {
+        log_error("no --http-key-file: the sidecar serves only requests "
+                  "carrying the key nginx adds (see docs/SECURITY.md)");
+        return -1;
+    }
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        log_error("cannot read --http-key-file %s: %s", path,
+                  strerror(errno));
+        return -1;
+    }
+    n = fread(key, 1, size - 1, f);
+    fclose(f);
+    key[n] = '\0';
+
+    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r'
+                     || key[n - 1] == ' '))
+    {
+        key[--n] = '\0';
+    }
+
+    for (i = 0; i < n; i++) {
+        if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789._~+/=-", key[i]) == NULL)
+        {
+            break;
+        }
+    }
+    if (n < HTTP_ROUTES_KEY_MIN || n == size - 1 || i < n) {
+        log_error("--http-key-file %s: expected one line of 16 to 256 "
+                  "characters of A-Z a-z 0-9 . _ ~ + / = -", path);
+        return -1;
+    }
+    return 0;
+}
+
+
 static int
 run(const sidecar_options_t *o, const sigset_t *sigs)
 {
@@ -77,9 +125,13 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     http_routes_t      *http = NULL;
     http_routes_ctx_t   ctx;
     dbstats_config_t    dbc;
-    char                err[1024];
+    char                err[1024], key[258];
     int                 sig, port, rc = 1;
     uint64_t            mono = isotime_mono_us();
+
+    if (read_key_file(o->http_key_file, key, sizeof(key)) != 0) {
+        return 1;
+    }
 
     collector = collector_create(&o->coll, isotime_wall_us(), mono);
     if (collector == NULL) {
@@ -116,6 +168,7 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     ctx.html_dir = o->html_dir;
     ctx.ingest_url = o->ingest;
     ctx.start_mono_us = mono;
+    ctx.key = key;
 
     if (http_routes_start(&http, o->listen_url, &ctx, &port, err,
                           sizeof(err)) != 0)

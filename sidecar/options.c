@@ -43,6 +43,9 @@ static const opt_def_t  opt_defs[] = {
     { "listen", T_STR, O(listen), 0, 0, "ADDR",
       "HTTP address, loopback only: 127.0.0.1:PORT, [::1]:PORT or PORT "
       "(default 127.0.0.1:9180; port 0 picks a free one)" },
+    { "http-key-file", T_STR, O(http_key_file), 0, 0, "PATH",
+      "file holding the key nginx sends as X-Sidecar-Key (16 to 256 "
+      "characters of A-Z a-z 0-9 . _ ~ + / = -); required to serve" },
     { "ingest", T_STR, O(ingest), 0, 0, "URL",
       "nng PULL address for worker batches: ipc://PATH, abstract://NAME "
       "or tcp://127.0.0.1:PORT (default ipc:///tmp/chat-sidecar.ipc)" },
