@@ -210,7 +210,8 @@ collector_ws_event(collector_t *c, worker_t *w, const coll_ws_event_t *ev)
     e = *ev;
 
     if (w != NULL) {
-        (void) workers_set_group(c->workers, w, e.group_id, e.worker_count);
+        (void) workers_set_group(c->workers, w, e.group_id, e.worker_count,
+                                 e.connected ? 1 : -1);
     }
 
     e.connection_count = workers_group_total(c->workers, e.group_id);
@@ -261,7 +262,7 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
         case CHAT_REC_WS_SNAPSHOT:
             if (w != NULL) {
                 (void) workers_set_group(c->workers, w, r->u.ws_count.group_id,
-                                         r->u.ws_count.count);
+                                         r->u.ws_count.count, 0);
             }
             break;
 

@@ -346,6 +346,105 @@ collector_snapshot_batch_replaces_a_workers_counts(void)
 }
 
 
+/*
+ * --max-ws-groups at its limit: groups past it have no row of their own
+ * but their connections stay in the worker's and the global totals, from
+ * events (+1 / -1) and from snapshots alike.
+ */
+static void
+collector_groups_past_the_limit_are_folded_into_totals(void)
+{
+    coll_config_t     cfg;
+    collector_t      *c;
+    coll_batch_t     *b;
+    coll_snapshot_t  *s;
+
+    collector_config_defaults(&cfg);
+    cfg.max_groups = 2;
+    c = mk(&cfg);
+
+    b = batch(100, 1, 1);
+    add_ws(b, 1, "g1", 1);
+    add_ws(b, 1, "g2", 1);
+    add_ws(b, 1, "g3", 1);          /* past the limit */
+    add_ws(b, 1, "g3", 2);
+    add_ws(b, 1, "g4", 1);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ngroups == 2);
+    CHECK(group_count(s, "g1") == 1 && group_count(s, "g2") == 1);
+    CHECK(s->ws_total == 5);
+    CHECK(s->nworkers == 1 && s->workers[0].ws_connections == 5);
+    CHECK(s->ws_group_overflows == 3);
+    collector_snapshot_free(s);
+
+    /* g1 leaves: its row goes; g3 is still one of the untracked ones */
+    b = batch(100, 1, 2);
+    add_ws(b, 0, "g1", 0);
+    add_ws(b, 0, "g3", 1);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 3);
+    CHECK(s->ngroups == 1 && group_count(s, "g2") == 1);
+    collector_snapshot_free(s);
+
+    /* a snapshot states it all again: two rows, the rest in the total */
+    b = batch(100, 1, 3);
+    b->snapshot = 1;
+    add_snap(b, "g2", 1);
+    add_snap(b, "g3", 1);
+    add_snap(b, "g4", 1);
+    add_snap(b, "g5", 4);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 7);
+    CHECK(s->ngroups == 2);
+    collector_snapshot_free(s);
+
+    /* every connection leaves: nothing is left, nothing goes negative */
+    b = batch(100, 1, 4);
+    add_ws(b, 0, "g5", 3);
+    add_ws(b, 0, "g5", 2);
+    add_ws(b, 0, "g5", 1);
+    add_ws(b, 0, "g5", 0);
+    add_ws(b, 0, "g4", 0);
+    add_ws(b, 0, "g3", 0);
+    add_ws(b, 0, "g2", 0);
+    add_ws(b, 0, "g9", 0);          /* a stray one */
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 0);
+    CHECK(s->ngroups == 0);
+    collector_snapshot_free(s);
+
+    /* and a snapshot that fits ends the folding: rows for all again */
+    b = batch(100, 1, 5);
+    b->snapshot = 1;
+    add_snap(b, "g7", 2);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+    b = batch(100, 1, 6);
+    add_ws(b, 1, "g8", 1);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 3);
+    CHECK(s->ngroups == 2 && group_count(s, "g8") == 1);
+    collector_snapshot_free(s);
+
+    collector_free(c);
+}
+
+
 /* more groups than one batch holds: the parts after the first add up */
 static void
 collector_snapshot_in_several_parts_replaces_once(void)
@@ -757,6 +856,7 @@ suite_collector(void)
     RUN(collector_group_sums_across_workers_do_not_wrap);
     RUN(collector_snapshot_batch_replaces_a_workers_counts);
     RUN(collector_snapshot_in_several_parts_replaces_once);
+    RUN(collector_groups_past_the_limit_are_folded_into_totals);
     RUN(collector_forgets_a_silent_worker_after_the_timeout);
     RUN(collector_recovers_ws_state_from_snapshots_after_restart);
     RUN(collector_detects_seq_gaps_and_regressions);
