@@ -320,3 +320,52 @@ my $d = ChatTest::Sidecar::wait_for(sub {
 my ($row) = grep { $_->{endpoint} eq 'GET inherited-GET' } @{ $d->{endpoints} };
 ok $row, 'the location reports the inherited name';
 cmp_ok $row && $row->{request_count}, '>=', 4, 'for each request';
+
+
+
+=== TEST 11: credentials in MONGO_URI reach mongo-c-driver intact: user, percent-encoded password and authSource, from --ping-db and from the running sidecar
+--- request
+GET /static
+--- timeout: 30
+--- chat_script
+use ChatTest::FakeMongo;
+use MIME::Base64 qw(encode_base64);
+use Time::HiRes qw(sleep time);
+my $bin = $ENV{TEST_NGINX_SIDECAR_BIN};
+my $fake = ChatTest::FakeMongo->start;
+my $at = "127.0.0.1:$fake->{port}";
+
+# SCRAM (the default): the server is asked for that user in that database
+my $out = `$bin --ping-db --mongo-uri 'mongodb://chat-user:p%40ss\@$at/chat?authSource=admin' 2>&1`;
+isnt $?, 0, 'a refused login fails the ping';
+like $out, qr/Authentication failed/, 'with the server\'s answer: ' . ($out =~ s/\s+$//r);
+my $got = $fake->received;
+like $got, qr/saslSupportedMechs\x00.{4}admin\.chat-user\x00/s, 'the user, in the authSource database';
+like $got, qr/n,,n=chat-user,r=/, 'the SCRAM exchange starts for that user';
+
+# PLAIN sends the password itself: percent-decoded, byte for byte
+my $pw = "p\@ss:w/rd %";
+my $payload = encode_base64("\0chat-user\0$pw", '');
+$out = `$bin --ping-db --mongo-uri 'mongodb://chat-user:p%40ss%3Aw%2Frd%20%25\@$at/chat?authMechanism=PLAIN&authSource=%24external' 2>&1`;
+like $out, qr/Authentication failed/, 'PLAIN: refused by the server';
+like $fake->received, qr/\Q$payload\E/, 'PLAIN: the password the server got is the decoded one';
+
+# the daemon passes the same URI to its database thread
+my $ipc = "ipc://" . File::Spec->tmpdir . "/chat-cred-$$.ipc";
+my $pid = fork // die;
+if (!$pid) {
+    open STDOUT, '>', '/dev/null'; open STDERR, '>&', \*STDOUT;
+    exec $bin, '--listen', '127.0.0.1:0', '--ingest', $ipc,
+         '--http-key-file', $ENV{TEST_NGINX_SIDECAR_KEY_FILE}, '--db-refresh', '0.2',
+         '--mongo-uri', "mongodb://daemon-user:s%40cret\@$at/chat?authMechanism=PLAIN&authSource=%24external"
+        or POSIX::_exit(127);
+}
+my $want = encode_base64("\0daemon-user\0s\@cret", '');
+my $seen;
+for (my $end = time + 10; time < $end && !$seen; sleep 0.05) {
+    $seen = $fake->received =~ /\Q$want\E/;
+}
+kill 'TERM', $pid;
+waitpid $pid, 0;
+ok $seen, 'the running sidecar logs in as that user with that password';
+$fake->stop;
