@@ -4,6 +4,7 @@
  */
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,6 +283,60 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
     minute->ws_connections = workers_total_connections(c->workers);
 
     pthread_mutex_unlock(&c->lock);
+}
+
+
+static int
+collector_id_add(char (*ids)[COLL_GROUP_SZ], size_t *n, size_t max,
+    const char *id)
+{
+    size_t  i;
+
+    if (*n == max) {
+        return -1;
+    }
+    for (i = 0; i < *n; i++) {
+        if (strcmp(ids[i], id) == 0) {
+            return 0;
+        }
+    }
+    snprintf(ids[(*n)++], COLL_GROUP_SZ, "%s", id);
+    return 0;
+}
+
+
+size_t
+collector_ws_group_ids(collector_t *c, char (*ids)[COLL_GROUP_SZ],
+    size_t max, size_t recent)
+{
+    size_t                  i, j, n = 0, len;
+    const worker_t         *w;
+    const coll_ws_event_t  *e;
+
+    pthread_mutex_lock(&c->lock);
+
+    len = ring_len(c->ws_events);
+    for (i = 0; i < recent && i < len; i++) {
+        e = ring_at(c->ws_events, len - 1 - i);
+        if (collector_id_add(ids, &n, max, e->group_id) != 0) {
+            goto done;
+        }
+    }
+
+    for (i = 0; (w = workers_at(c->workers, i)) != NULL; i++) {
+        if (!w->live) {
+            continue;
+        }
+        for (j = 0; j < w->ngroups; j++) {
+            if (collector_id_add(ids, &n, max, w->groups[j].group_id) != 0) {
+                goto done;
+            }
+        }
+    }
+
+done:
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }
 
 

@@ -134,6 +134,14 @@ coll_snapshot_t *collector_snapshot(collector_t *c, uint64_t wall_us,
     uint64_t mono_us);
 void collector_snapshot_free(coll_snapshot_t *s);
 
+/*
+ * The group ids the WebSocket panel shows: those of the last `recent`
+ * events (newest first), then groups with live connections, each once,
+ * at most max.  For the database thread, which looks their names up.
+ */
+size_t collector_ws_group_ids(collector_t *c, char (*ids)[COLL_GROUP_SZ],
+    size_t max, size_t recent);
+
 /* the spec: errors are 4xx and 5xx */
 int collector_is_error(unsigned status);
 

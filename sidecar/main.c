@@ -18,6 +18,7 @@
 #include <mongoc/mongoc.h>
 
 #include "collector.h"
+#include "dashboard_json.h"
 #include "dbstats.h"
 #include "http_routes.h"
 #include "ingest.h"
@@ -115,6 +116,27 @@ read_key_file(const char *path, char *key, size_t size)
 }
 
 
+/* the database thread names the groups of the last 20 events and the
+   live ones (dashboard_json shows 20 events) */
+static size_t
+ws_group_ids(void *arg, char (*ids)[DB_GROUP_ID_SZ], size_t max)
+{
+    static char  buf[DB_NAMES_MAX][COLL_GROUP_SZ];
+    size_t       i, n;
+
+    if (max > DB_NAMES_MAX) {
+        max = DB_NAMES_MAX;
+    }
+    _Static_assert(COLL_GROUP_SZ <= DB_GROUP_ID_SZ, "group id sizes");
+
+    n = collector_ws_group_ids(arg, buf, max, DASH_RECENT_WS_EVENTS);
+    for (i = 0; i < n; i++) {
+        memcpy(ids[i], buf[i], COLL_GROUP_SZ);
+    }
+    return n;
+}
+
+
 static int
 run(const sidecar_options_t *o, const sigset_t *sigs)
 {
@@ -149,6 +171,8 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     dbc.uri = o->mongo_uri;
     dbc.refresh_us = (uint64_t) (o->db_refresh_s * 1e6);
     dbc.query_timeout_ms = o->db_timeout_ms;
+    dbc.want_names = ws_group_ids;
+    dbc.want_arg = collector;
     if (dbstats_start(&db, &dbc, err, sizeof(err)) != 0) {
         log_error("%s", err);
         goto done;

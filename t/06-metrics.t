@@ -369,3 +369,28 @@ kill 'TERM', $pid;
 waitpid $pid, 0;
 ok $seen, 'the running sidecar logs in as that user with that password';
 $fake->stop;
+
+
+
+=== TEST 12: WebSocket groups are named from the groups collection, before any message: connections_per_group and recent_events carry group_name
+--- request
+GET /static
+--- timeout: 20
+--- chat_script
+my $alice = client('alice');
+my $name = "Lobby \x{e9}t\x{e9} $$";
+my $g = $alice->post('/api/chat/groups', { name => $name })->{json}{id};
+my $t = ChatTest::JWT::token('dora');
+my $ws = ChatTest::WebSocket->connect(port => port(), path => "/api/chat/ws/$g?token=$t");
+is $ws->status, 101, 'subscribed to a group without messages';
+my $d = ChatTest::Sidecar::wait_for(sub {
+    my ($r) = grep { $_->{group_id} eq $g } @{ $_[0]{websockets}{connections_per_group} };
+    $r && defined $r->{group_name} }, 10);
+my ($row) = grep { $_->{group_id} eq $g } @{ $d->{websockets}{connections_per_group} };
+is $row && $row->{group_name}, $name, 'its row has the name';
+ok !(grep { $_->{group_id} eq $g } @{ $d->{database}{top_active_groups} }),
+   'while the group is not among the top groups (no message)';
+my ($ev) = grep { $_->{group_id} eq $g && $_->{event_type} eq 'connected' } @{ $d->{websockets}{recent_events} };
+is $ev && $ev->{group_name}, $name, 'the connected event has it too';
+$ws->close(code => 1000);
+$ws->recv_close(timeout => 2);
