@@ -110,7 +110,8 @@ routes_begin(http_routes_t *r, const httpd_req_t *req, httpd_res_t *res)
 {
     unsigned long  n;
 
-    if (!routes_key_ok(r, req->key)) {
+    /* a scraper may send it as a bearer token (Prometheus: authorization) */
+    if (!routes_key_ok(r, req->key) && !routes_key_ok(r, req->bearer)) {
         n = __atomic_add_fetch(&r->refused, 1, __ATOMIC_RELAXED);
         if (n <= 10 || (n & (n - 1)) == 0) {
             log_warn("http: refused %s %s: %s X-Sidecar-Key (%lu refused "

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "httpd.h"
@@ -211,6 +213,11 @@ httpd_header(char *name, char *value, httpd_req_t *req, unsigned line)
 
     } else if (strcasecmp(name, "X-Sidecar-Key") == 0) {
         req->key = value;
+
+    } else if (strcasecmp(name, "Authorization") == 0
+               && strncasecmp(value, "Bearer ", 7) == 0)
+    {
+        req->bearer = value + 7;
     }
 
     return 0;
@@ -343,21 +350,46 @@ httpd_head_end(const char *buf, size_t len)
 }
 
 
+/* header and body in one go (two writes would meet Nagle and a delayed
+   ACK: 40 ms per keep-alive response) */
 static int
-httpd_send_all(int fd, const char *p, size_t len)
+httpd_send_all(int fd, const char *hdr, size_t hlen, const char *body,
+    size_t blen)
 {
-    ssize_t  n;
+    struct iovec   iov[2];
+    struct msghdr  msg;
+    ssize_t        n;
+    int            i = 0;
 
-    while (len > 0) {
-        n = send(fd, p, len, MSG_NOSIGNAL);
+    iov[0].iov_base = (void *) hdr;
+    iov[0].iov_len = hlen;
+    iov[1].iov_base = (void *) body;
+    iov[1].iov_len = blen;
+
+    while (i < 2) {
+        if (iov[i].iov_len == 0) {
+            i++;
+            continue;
+        }
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = &iov[i];
+        msg.msg_iovlen = (size_t) (2 - i);
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
             return -1;
         }
-        p += n;
-        len -= (size_t) n;
+        while (i < 2 && (size_t) n >= iov[i].iov_len) {
+            n -= (ssize_t) iov[i].iov_len;
+            iov[i].iov_len = 0;
+            i++;
+        }
+        if (i < 2) {
+            iov[i].iov_base = (char *) iov[i].iov_base + n;
+            iov[i].iov_len -= (size_t) n;
+        }
     }
     return 0;
 }
@@ -385,13 +417,8 @@ httpd_respond(int fd, const httpd_res_t *res, int head, int keep)
         return -1;
     }
 
-    if (httpd_send_all(fd, hdr, (size_t) n) != 0) {
-        return -1;
-    }
-    if (!head && res->len > 0) {
-        return httpd_send_all(fd, res->body, res->len);
-    }
-    return 0;
+    return httpd_send_all(fd, hdr, (size_t) n, res->body,
+                          head ? 0 : res->len);
 }
 
 
@@ -553,7 +580,7 @@ httpd_conn_thread(void *arg)
 static void
 httpd_accepted(httpd_t *h, int fd)
 {
-    int              i, slot = -1;
+    int              i, slot = -1, one = 1;
     unsigned long    n;
     struct timeval   tv = { HTTPD_TIMEOUT_S, 0 };
     pthread_t        tid;
@@ -562,6 +589,7 @@ httpd_accepted(httpd_t *h, int fd)
 
     (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     pthread_mutex_lock(&h->lock);
     for (i = 0; i < HTTPD_MAX_CONNS && !h->stopping; i++) {

@@ -33,6 +33,7 @@ typedef struct {
     const char  *method;
     const char  *path;          /* the target up to '?' (origin form) */
     const char  *key;           /* X-Sidecar-Key, or NULL */
+    const char  *bearer;        /* Authorization: Bearer TOKEN, or NULL */
     int          minor;         /* HTTP/1.minor */
     int          close;         /* the client asked for Connection: close */
     int          keep_alive;    /* ... or (1.0) for keep-alive */

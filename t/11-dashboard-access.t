@@ -152,8 +152,9 @@ for (@bad) {
 === TEST 4: the sidecar answers only nginx: a local process without the key, or with a wrong one, gets 403 on every route, and each refusal is logged
 --- chat_script
 my $port = $ENV{TEST_NGINX_SIDECAR_PORT};
+my $st;
 for my $p ('/health', '/dashboard', '/dashboard/', '/dashboard/api/data', '/metrics') {
-    my ($st, undef, $body) = main::raw_get($port, $p);
+    ($st, undef, my $body) = main::raw_get($port, $p);
     is $st, 403, "$p without the key: 403";
     like $body, qr/answers nginx only/, 'says why';
     unlike $body, qr/"timestamp"|chat_http|<html/i, 'and nothing else';
@@ -162,13 +163,17 @@ for my $p ('/health', '/dashboard', '/dashboard/', '/dashboard/api/data', '/metr
     ($st) = main::raw_get($port, $p, 'X-Sidecar-Key: ' . $ENV{TEST_NGINX_SIDECAR_KEY} . 'x');
     is $st, 403, "$p with the key and more: 403";
 }
+($st) = main::raw_get($port, '/metrics', "Authorization: Bearer $ENV{TEST_NGINX_SIDECAR_KEY}");
+is $st, 200, 'a scraper may send the key as a bearer token';
+($st) = main::raw_get($port, '/metrics', "Authorization: Bearer x$ENV{TEST_NGINX_SIDECAR_KEY}");
+is $st, 403, 'not another one';
 my $r = ChatTest::Sidecar::get('/dashboard/api/data', without_key => 1);
 is $r->{status}, 403, 'the test helper, without the key: 403 too';
 like ChatTest::Sidecar::log_text(), qr/\[warn\] chat-sidecar: http: refused GET \/health: no X-Sidecar-Key \(1 refused so far\)/,
      'a refusal is logged';
 like ChatTest::Sidecar::log_text(), qr/http: refused GET \/health: wrong X-Sidecar-Key/,
      'a wrong key too';
-my ($st) = main::raw_get(port(), '/dashboard/api/data', $main::BASIC, 'X-Sidecar-Key: forged');
+($st) = main::raw_get(port(), '/dashboard/api/data', $main::BASIC, 'X-Sidecar-Key: forged');
 is $st, 200, 'through nginx a client cannot replace the key';
 
 
