@@ -56,6 +56,9 @@ typedef struct {
     size_t    max_workers;          /* 64 incarnations remembered */
     size_t    max_groups;           /* 4096 WebSocket groups per worker */
     uint64_t  worker_timeout_us;    /* 15 s without a batch: not live */
+    uint32_t  ws_reorder_us;        /* 250 ms: WebSocket events are held
+                                       this long and applied in the order
+                                       of their timestamps (0: at once) */
     size_t    history_minutes;      /* 120 */
 } coll_config_t;
 

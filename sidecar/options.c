@@ -96,6 +96,9 @@ static const opt_def_t  opt_defs[] = {
       "SECONDS",
       "forget a worker's WebSockets after this long without a batch "
       "(default 15: three 5 s snapshot intervals)" },
+    { "ws-reorder-ms", T_MS_US32, O(coll.ws_reorder_us), 0, 10000, "MS",
+      "WebSocket events are held this long and applied in the order they "
+      "happened across workers (default 250; 0: at once)" },
     { "history-minutes", T_SIZE, O(coll.history_minutes), 1, 10080, "N",
       "per-minute history kept (default 120)" },
     { NULL, T_STR, 0, 0, 0, NULL, NULL }

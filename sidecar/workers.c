@@ -216,6 +216,20 @@ workers_batch(workers_t *ws, const coll_batch_t *b, uint64_t wall_us,
 }
 
 
+worker_t *
+workers_find(workers_t *ws, uint32_t pid, uint64_t start_us)
+{
+    size_t  i;
+
+    for (i = 0; i < ws->n; i++) {
+        if (ws->w[i].pid == pid && ws->w[i].start_us == start_us) {
+            return &ws->w[i];
+        }
+    }
+    return NULL;
+}
+
+
 int
 workers_set_group(workers_t *ws, worker_t *w, const char *group_id,
     uint32_t count, int delta)

@@ -76,6 +76,9 @@ void workers_free(workers_t *ws);
 worker_t *workers_batch(workers_t *ws, const coll_batch_t *b,
     uint64_t wall_us, uint64_t mono_us);
 
+/* the entry of an incarnation, or NULL */
+worker_t *workers_find(workers_t *ws, uint32_t pid, uint64_t start_us);
+
 /*
  * Sets a group's count on one worker; count 0 removes it.  delta is the
  * event's change (+1 connected, -1 disconnected; 0 for a snapshot record).
