@@ -3,7 +3,8 @@
 #   make            build the nginx module and the sidecar
 #   make run        install what is missing, build, start everything (8001)
 #   make test       install what is missing, build, run every test
-#   make deps       install the Debian packages (idempotent)
+#   make deps       install the Debian packages to build and run (idempotent)
+#   make deps-test  ... and those the tests use
 #
 # See README.md.
 
@@ -28,7 +29,7 @@ MODULE_CFLAGS  ?= -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 MODULE_SOURCES := config wire/chat_wire.h $(wildcard ngx_chat_module/*.[ch])
 DEVDB_SOURCES  := $(wildcard devdb/*.go) devdb/go.mod devdb/go.sum
 
-.PHONY: all module sidecar devdb deps run test test-unit test-harness \
+.PHONY: all module sidecar devdb deps deps-test run test test-unit test-harness \
         test-nginx test-asan clean token
 
 all: module sidecar
@@ -50,7 +51,7 @@ $(MODULE_SO): $(NGX_BUILD)/objs/Makefile $(MODULE_SOURCES)
 	cp $(NGX_BUILD)/objs/ngx_http_chat_module.so $@.tmp && mv -f $@.tmp $@
 
 sidecar:
-	$(MAKE) -s -C sidecar BUILD_DIR=$(CURDIR)/$(BUILD)/sidecar
+	$(MAKE) -s -C sidecar all tools BUILD_DIR=$(CURDIR)/$(BUILD)/sidecar
 
 devdb: $(DEVDB_BIN)
 
@@ -62,13 +63,16 @@ $(DEVDB_BIN): $(DEVDB_SOURCES)
 	    -o $(CURDIR)/$@ .
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh run
+
+deps-test:
+	@scripts/deps.sh test
 
 run: deps all $(if $(MONGO_URI),,devdb)
 	@PORT=$(PORT) MONGO_URI="$(MONGO_URI)" DASHBOARD_PASSWORD="$(DASHBOARD_PASSWORD)" \
 	    scripts/run.sh
 
-test: deps all $(if $(MONGO_URI),,devdb)
+test: deps-test all $(if $(MONGO_URI),,devdb)
 	@scripts/test.sh
 
 test-unit: sidecar

@@ -27,6 +27,6 @@ $(ASAN_MODULE): $(ASAN_NGX_BUILD)/objs/Makefile $(MODULE_SOURCES)
 	$(MAKE) -s -C $(ASAN_NGX_BUILD) -f objs/Makefile modules
 	cp $(ASAN_NGX_BUILD)/objs/ngx_http_chat_module.so $@.tmp && mv -f $@.tmp $@
 
-test-asan: deps $(ASAN_MODULE) $(if $(MONGO_URI),,devdb)
+test-asan: deps-test $(ASAN_MODULE) $(if $(MONGO_URI),,devdb)
 	$(MAKE) -s -C sidecar SANITIZE=1 BUILD_DIR=$(CURDIR)/$(BUILD)/sidecar
 	@scripts/test-asan.sh

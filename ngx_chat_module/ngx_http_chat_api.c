@@ -82,6 +82,10 @@ static ngx_int_t ngx_http_chat_text_field(ngx_http_request_t *r,
 static ngx_int_t ngx_http_chat_start(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_uint_t in_body_handler);
 static void ngx_http_chat_op_done(ngx_http_chat_op_t *op);
+static void ngx_http_chat_op_expired(ngx_http_chat_op_t *op);
+static void ngx_http_chat_op_done_late(ngx_http_chat_op_t *op);
+static ngx_int_t ngx_http_chat_send_unavailable(ngx_http_request_t *r);
+static void ngx_http_chat_publish(ngx_http_chat_op_t *op);
 static ngx_int_t ngx_http_chat_respond(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_http_chat_op_t *op);
 
@@ -119,7 +123,7 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
 
     if (ngx_http_chat_route(r, &actx->route) != NGX_OK) {
-        ngx_str_set(&ctx->endpoint, "* /api/chat/{unknown}");
+        ngx_str_set(&ctx->endpoint, "/api/chat/{unknown}");
         return ngx_http_chat_send_error(r, NGX_HTTP_NOT_FOUND, "Not Found");
     }
 
@@ -203,9 +207,15 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
 
         op->kind = NGX_HTTP_CHAT_OP_LIST_MESSAGES;
 
-        if (ngx_http_arg(r, (u_char *) "before", sizeof("before") - 1, &arg)
-            == NGX_OK)
-        {
+        rc = ngx_http_chat_arg(r, "before", &arg);
+
+        if (rc == NGX_BUSY) {
+            return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "query parameter \"before\" is "
+                                            "given more than once");
+        }
+
+        if (rc == NGX_OK) {
             if (ngx_http_chat_parse_oid(&arg, &op->before_id) != NGX_OK) {
                 return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                 "before is not a valid "
@@ -328,76 +338,76 @@ ngx_http_chat_route(ngx_http_request_t *r, ngx_http_chat_route_t *rt)
 /*
  * Checks the method against the route, and names the endpoint for the
  * metrics either way: the route's template, so that ids never multiply
- * endpoint rows.
+ * endpoint rows.  The method is not part of it: the log phase prefixes
+ * every endpoint with the request's own method (ngx_http_chat_metrics.c),
+ * so a HEAD is "HEAD /api/chat/groups" and a refused PUT is
+ * "PUT /api/chat/groups", each a row of its own.
  */
 
 static ngx_int_t
 ngx_http_chat_method_allowed(ngx_http_request_t *r, ngx_http_chat_route_t *rt,
     ngx_str_t *endpoint, ngx_str_t *allow)
 {
-    u_char      *p;
-    ngx_str_t    path, method;
-    ngx_uint_t   allowed;
+    ngx_uint_t  allowed;
 
     switch (rt->route) {
 
     case NGX_HTTP_CHAT_ROUTE_GROUPS:
-        ngx_str_set(&path, "/api/chat/groups");
+        ngx_str_set(endpoint, "/api/chat/groups");
         ngx_str_set(allow, "GET, HEAD, POST");
         allowed = NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST;
         break;
 
     case NGX_HTTP_CHAT_ROUTE_GROUP:
-        ngx_str_set(&path, "/api/chat/groups/{group_id}");
+        ngx_str_set(endpoint, "/api/chat/groups/{group_id}");
         ngx_str_set(allow, "GET, HEAD");
         allowed = NGX_HTTP_GET|NGX_HTTP_HEAD;
         break;
 
     case NGX_HTTP_CHAT_ROUTE_MESSAGES:
-        ngx_str_set(&path, "/api/chat/groups/{group_id}/messages");
+        ngx_str_set(endpoint, "/api/chat/groups/{group_id}/messages");
         ngx_str_set(allow, "GET, HEAD, POST");
         allowed = NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST;
         break;
 
     case NGX_HTTP_CHAT_ROUTE_MESSAGE:
-        ngx_str_set(&path,
+        ngx_str_set(endpoint,
                     "/api/chat/groups/{group_id}/messages/{message_id}");
         ngx_str_set(allow, "DELETE");
         allowed = NGX_HTTP_DELETE;
         break;
 
     default: /* NGX_HTTP_CHAT_ROUTE_WS */
-        ngx_str_set(&path, "/api/chat/ws/{group_id}");
+        ngx_str_set(endpoint, "/api/chat/ws/{group_id}");
         ngx_str_set(allow, "GET");
         allowed = NGX_HTTP_GET;
         break;
     }
 
-    /* HEAD shares GET's row; methods a route does not know fold into one
-     * row instead of one each */
-
-    if (r->method & NGX_HTTP_HEAD) {
-        ngx_str_set(&method, "GET");
-
-    } else if (r->method & allowed) {
-        method = r->method_name;
-
-    } else {
-        ngx_str_set(&method, "OTHER");
-    }
-
-    p = ngx_pnalloc(r->pool, method.len + 1 + path.len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    endpoint->data = p;
-    p = ngx_cpymem(p, method.data, method.len);
-    *p++ = ' ';
-    p = ngx_cpymem(p, path.data, path.len);
-    endpoint->len = p - endpoint->data;
-
     return (r->method & allowed) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * For a response nginx itself makes on the API (ngx_http_chat_json.c):
+ * the endpoint name of r->uri's route for the metrics, and the methods
+ * for an Allow header; NGX_DECLINED (endpoint "{unknown}") if no route.
+ */
+
+ngx_int_t
+ngx_http_chat_api_route_names(ngx_http_request_t *r, ngx_str_t *endpoint,
+    ngx_str_t *allow)
+{
+    ngx_http_chat_route_t  rt;
+
+    if (r->uri.len == 0 || ngx_http_chat_route(r, &rt) != NGX_OK) {
+        ngx_str_set(endpoint, "/api/chat/{unknown}");
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_http_chat_method_allowed(r, &rt, endpoint, allow);
+
+    return NGX_OK;
 }
 
 
@@ -469,9 +479,22 @@ ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
     ngx_int_t  n;
     ngx_str_t  arg;
 
-    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &arg) != NGX_OK) {
+    switch (ngx_http_chat_arg(r, name, &arg)) {
+
+    case NGX_DECLINED:
         *value = dflt;
         return NGX_OK;
+
+    case NGX_BUSY:
+        ngx_snprintf(detail, sizeof(detail) - 1,
+                     "query parameter \"%s\" is given more than once%Z",
+                     name);
+        *rc = ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       (const char *) detail);
+        return NGX_ERROR;
+
+    default: /* NGX_OK */
+        break;
     }
 
     n = (arg.len > 0 && arg.len <= 9) ? ngx_atoi(arg.data, arg.len)
@@ -725,6 +748,7 @@ ngx_http_chat_start(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
 
     op = actx->op;
     op->done = ngx_http_chat_op_done;
+    op->expire = ngx_http_chat_op_expired;
     op->data = r;
     op->log = r->connection->log;
 
@@ -784,18 +808,89 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
     }
 
     /* what was stored is announced even if its author has gone away */
-    if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
-        u_char  gid[25];
-
-        bson_oid_to_string(&op->group_id, (char *) gid);
-        ngx_http_chat_broadcast_publish(gid, op->event_json,
-                                        op->event_json_len);
-    }
+    ngx_http_chat_publish(op);
 
     ngx_http_chat_op_release(op);
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * chat_db_timeout after the op was posted, and it is not done: queued
+ * behind stalled operations, or running longer than one call's timeout.
+ * The bound is the request's: it is answered 503 now, and the op goes on
+ * without it (a queued op will not run; a running write may still land,
+ * and is then announced like any other).
+ */
+
+static void
+ngx_http_chat_op_expired(ngx_http_chat_op_t *op)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = op->data;
+    c = r->connection;
+
+    ngx_http_chat_op_detach(op, ngx_http_chat_op_done_late);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    rc = c->error ? NGX_HTTP_CLIENT_CLOSED_REQUEST
+                  : ngx_http_chat_send_unavailable(r);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_chat_op_done_late(ngx_http_chat_op_t *op)
+{
+    /* the driver's own reason, for the operator, when it comes */
+    if (op->result != NGX_HTTP_CHAT_RES_OK && !op->cancelled) {
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "chat storage: %s (its request was answered 503 "
+                      "at chat_db_timeout)", op->error);
+    }
+
+    ngx_http_chat_publish(op);
+    ngx_http_chat_op_release(op);
+}
+
+
+static void
+ngx_http_chat_publish(ngx_http_chat_op_t *op)
+{
+    u_char  gid[25];
+
+    if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
+        bson_oid_to_string(&op->group_id, (char *) gid);
+        ngx_http_chat_broadcast_publish(gid, op->event_json,
+                                        op->event_json_len);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_chat_send_unavailable(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h) {
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "5");
+    }
+
+    return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "database unavailable, "
+                                    "try again later");
 }
 
 
@@ -831,16 +926,7 @@ ngx_http_chat_respond(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "chat storage: %s", op->error);
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h) {
-            h->hash = 1;
-            ngx_str_set(&h->key, "Retry-After");
-            ngx_str_set(&h->value, "5");
-        }
-
-        return ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "database unavailable, "
-                                        "try again later");
+        return ngx_http_chat_send_unavailable(r);
 
     default:
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

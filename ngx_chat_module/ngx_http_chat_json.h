@@ -18,6 +18,13 @@
 #define NGX_HTTP_CHAT_UPGRADE_REQUIRED   426
 
 
+/*
+ * Installs the filters that turn nginx's own error pages (a 413 above
+ * client_max_body_size, a 400 for a bad URI, TRACE's 405, ...) into the
+ * API's JSON on chat_api locations and under /api/chat/ of their servers.
+ */
+ngx_int_t ngx_http_chat_json_filter_init(ngx_conf_t *cf);
+
 /* sends {"detail": ..., "correlation_id": ...} with the status; logs it */
 ngx_int_t ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *detail);
@@ -34,9 +41,14 @@ ngx_int_t ngx_http_chat_body(ngx_http_request_t *r, ngx_str_t *body);
 
 /*
  * Parses a JSON object body.  On failure returns NULL and points *detail
- * at a message for the client.  The caller frees with cJSON_Delete().
+ * at a message for the client (valid until the next call).  A name given
+ * twice in one object, at any depth, is a failure that names the key.
+ * The caller frees with cJSON_Delete().
  */
 cJSON *ngx_http_chat_parse_object(ngx_str_t *body, const char **detail);
+
+/* the first member name given twice in one object, at any depth, or NULL */
+const char *ngx_http_chat_json_duplicate_key(cJSON *json);
 
 /*
  * What cJSON would silently turn into a NUL (raw NUL, \u0000, a \u

@@ -86,6 +86,13 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
         return NGX_DECLINED;
     }
 
+    /* a name given twice means one thing here, another elsewhere */
+    if (ngx_http_chat_json_duplicate_key(hdr)) {
+        cJSON_Delete(hdr);
+        *detail = "token header has a duplicate key";
+        return NGX_DECLINED;
+    }
+
     v = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
     rc = (cJSON_IsString(v) && ngx_strcmp(v->valuestring, "HS256") == 0)
          ? NGX_OK : NGX_DECLINED;
@@ -142,6 +149,11 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
     }
 
     rc = NGX_DECLINED;
+
+    if (ngx_http_chat_json_duplicate_key(payload)) {
+        *detail = "token payload has a duplicate claim";
+        goto done;
+    }
 
     v = cJSON_GetObjectItemCaseSensitive(payload, "exp");
     if (ngx_http_chat_jwt_numeric_date(v, &t) != NGX_OK) {
@@ -237,13 +249,23 @@ ngx_http_chat_jwt_from_request(ngx_http_request_t *r, ngx_uint_t allow_query,
         return NGX_OK;
     }
 
-    if (allow_query
-        && ngx_http_arg(r, (u_char *) "token", sizeof("token") - 1, &arg)
-           == NGX_OK
-        && arg.len)
-    {
-        *token = arg;
-        return NGX_OK;
+    if (allow_query) {
+        switch (ngx_http_chat_arg(r, "token", &arg)) {
+
+        case NGX_BUSY:
+            *detail = "query parameter \"token\" is given more than once";
+            return NGX_DECLINED;
+
+        case NGX_OK:
+            if (arg.len) {
+                *token = arg;
+                return NGX_OK;
+            }
+            break;
+
+        default:
+            break;
+        }
     }
 
     *detail = "missing bearer token";

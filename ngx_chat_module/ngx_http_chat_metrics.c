@@ -21,6 +21,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
+#include <nng/supplemental/util/platform.h>
 
 #include "wire/chat_wire.h"
 #include "ngx_http_chat_module.h"
@@ -30,9 +31,19 @@
 
 #define NGX_HTTP_CHAT_SNAPSHOT_INTERVAL  5000   /* ms */
 
+/* the dialer's back-off: normal, and while the sidecar cuts every
+ * connection at once (it refuses this nginx) */
+#define NGX_HTTP_CHAT_REDIAL_MIN         100    /* ms */
+#define NGX_HTTP_CHAT_REDIAL_MAX         1000   /* ms */
+#define NGX_HTTP_CHAT_REDIAL_REFUSED     5000   /* ms */
+
+/* a connection the sidecar closes sooner than this was cut, not used */
+#define NGX_HTTP_CHAT_PIPE_CUT           1000   /* ms */
+
 
 typedef struct {
     nng_socket                  sock;
+    nng_dialer                  dialer;
     ngx_flag_t                  open;
 
     ngx_uint_t                  batch_limit;
@@ -59,6 +70,16 @@ typedef struct {
 
     ngx_log_t                  *log;
     ngx_uint_t                  drop_logged;
+    ngx_str_t                   address;
+
+    /* written by nng's threads (pipe callbacks), read on the event loop */
+    ngx_atomic_t                pipes_up;
+    ngx_atomic_t                pipes_cut;
+    ngx_atomic_t                pipe_added_ms;
+
+    /* the event loop's view of them */
+    ngx_atomic_uint_t           cuts_seen;
+    ngx_flag_t                  refused;
 } ngx_http_chat_metrics_t;
 
 
@@ -70,6 +91,9 @@ static void ngx_http_chat_metrics_sent(int rv, ngx_uint_t count,
     ngx_uint_t requests);
 static void ngx_http_chat_metrics_flush_handler(ngx_event_t *ev);
 static void ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev);
+static void ngx_http_chat_metrics_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
+    void *data);
+static void ngx_http_chat_metrics_watch_refusal(ngx_http_chat_metrics_t *m);
 static size_t ngx_http_chat_copy(char *dst, size_t size, ngx_str_t *src);
 
 
@@ -114,6 +138,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     ngx_memzero(m, sizeof(ngx_http_chat_metrics_t));
 
     m->log = cycle->log;
+    m->address = cmcf->metrics_address;
     m->batch_limit = cmcf->metrics_batch;
     m->flush_interval = cmcf->metrics_flush;
     m->worker_start_us = ngx_http_chat_realtime_us();
@@ -134,12 +159,26 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
          * one fills it, and from then on batches are dropped and counted */
         (void) nng_socket_set_int(m->sock, NNG_OPT_SENDBUF,
                                   (int) cmcf->metrics_queue);
-        (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMINT, 100);
-        (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMAXT, 1000);
+        (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMINT,
+                                 NGX_HTTP_CHAT_REDIAL_MIN);
+        (void) nng_socket_set_ms(m->sock, NNG_OPT_RECONNMAXT,
+                                 NGX_HTTP_CHAT_REDIAL_MAX);
+
+        rv = nng_pipe_notify(m->sock, NNG_PIPE_EV_ADD_PRE,
+                             ngx_http_chat_metrics_pipe_event, m);
+
+        if (rv == 0) {
+            rv = nng_pipe_notify(m->sock, NNG_PIPE_EV_REM_POST,
+                                 ngx_http_chat_metrics_pipe_event, m);
+        }
 
         /* non-blocking dial: an absent sidecar is retried in background */
-        rv = nng_dial(m->sock, (const char *) cmcf->metrics_address.data,
-                      NULL, NNG_FLAG_NONBLOCK);
+        if (rv == 0) {
+            rv = nng_dial(m->sock,
+                          (const char *) cmcf->metrics_address.data,
+                          &m->dialer, NNG_FLAG_NONBLOCK);
+        }
+
         if (rv != 0) {
             (void) nng_close(m->sock);
         }
@@ -256,7 +295,12 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
                                                    CHAT_WIRE_METHOD_LEN,
                                                    &r->method_name);
 
-    /* endpoint: "METHOD name", bounded by construction */
+    /*
+     * endpoint: "METHOD name", bounded by construction, built here and
+     * only here: the record's own (truncated) method, then the API route's
+     * template, chat_metrics_endpoint or the location's name.  The sidecar
+     * keys its rows on it as is.
+     */
 
     if (ctx && ctx->endpoint.len) {
         name = ctx->endpoint;
@@ -275,11 +319,8 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
     }
 
     p = (u_char *) req->endpoint;
-
-    if (!(ctx && ctx->endpoint.len)) {
-        p = ngx_cpymem(p, req->method, req->method_len);
-        *p++ = ' ';
-    }
+    p = ngx_cpymem(p, req->method, req->method_len);
+    *p++ = ' ';
 
     p += ngx_http_chat_copy((char *) p,
                             CHAT_WIRE_ENDPOINT_LEN - (p - (u_char *)
@@ -553,6 +594,8 @@ ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
 
     m = &ngx_http_chat_metrics;
 
+    ngx_http_chat_metrics_watch_refusal(m);
+
     /* pending records first, so that the counts in the header are final */
     ngx_http_chat_metrics_flush();
 
@@ -585,6 +628,117 @@ ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
 
     if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
         ngx_add_timer(ev, NGX_HTTP_CHAT_SNAPSHOT_INTERVAL);
+    }
+}
+
+
+/*
+ * nng's threads: a pipe to the sidecar is being added (before it starts)
+ * or has been removed (closed, not yet freed).
+ *
+ * The removal works around a use-after-free in libnng before 1.6 (Debian
+ * 12 ships 1.5.2).  PUSH starts a receive on a new pipe before it lists
+ * the pipe as ready to send; a peer that closes the connection at once (a
+ * sidecar that refuses this nginx, or any listener that hangs up) fails
+ * that receive, and the pipe can be closed before it is listed, listed
+ * after, then freed while still listed: the next nng_send() takes it and
+ * the worker dies on freed memory.  Here, before the free, one empty
+ * non-blocking send takes the head of the ready list.  If it is this pipe
+ * the send fails on the closed pipe and nng frees the message; if the list
+ * is empty the message waits in the queue (the sidecar skips empty
+ * messages), and a pipe still being started then takes that message
+ * instead of listing itself.  The socket has one dialer, so no other pipe
+ * exists until this one is gone, and its queue holds at least one message
+ * (chat_metrics_queue >= 1), so every order of the two threads ends with
+ * the pipe off the list.
+ *
+ * The times also tell the event loop when the sidecar cuts every
+ * connection as it is made: ngx_http_chat_metrics_watch_refusal().
+ */
+
+static void
+ngx_http_chat_metrics_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
+{
+    nng_msg                  *msg;
+    ngx_atomic_uint_t         added;
+    ngx_http_chat_metrics_t  *m;
+
+    m = data;
+
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        m->pipe_added_ms = (ngx_atomic_uint_t) nng_clock();
+        (void) ngx_atomic_fetch_add(&m->pipes_up, 1);
+        return;
+    }
+
+    /* NNG_PIPE_EV_REM_POST: every pipe that had ADD_PRE gets it */
+
+    if (nng_msg_alloc(&msg, 0) == 0
+        && nng_sendmsg(m->sock, msg, NNG_FLAG_NONBLOCK) != 0)
+    {
+        nng_msg_free(msg);
+    }
+
+    added = m->pipe_added_ms;
+
+    if ((ngx_atomic_uint_t) nng_clock() - added < NGX_HTTP_CHAT_PIPE_CUT) {
+        (void) ngx_atomic_fetch_add(&m->pipes_cut, 1);
+    }
+
+    (void) ngx_atomic_fetch_add(&m->pipes_up, (ngx_atomic_int_t) -1);
+}
+
+
+/*
+ * The event loop, every snapshot: a sidecar that closes each connection as
+ * it is made (it refuses this nginx: its --nginx-pid-file names another
+ * master) would be redialed every 100 ms, each time a refusal on both
+ * sides.  Say so once, in an operator's words, and redial slowly until a
+ * connection lasts again.
+ */
+
+static void
+ngx_http_chat_metrics_watch_refusal(ngx_http_chat_metrics_t *m)
+{
+    ngx_atomic_uint_t  cuts;
+
+    if (!m->open) {
+        return;
+    }
+
+    cuts = m->pipes_cut;
+
+    if (cuts != m->cuts_seen) {
+        if (!m->refused) {
+            ngx_log_error(NGX_LOG_WARN, m->log, 0,
+                          "chat metrics: the sidecar at \"%V\" closed %uA "
+                          "connection(s) as soon as they were made (does "
+                          "its --nginx-pid-file name this nginx?); "
+                          "redialing every %d ms, records are dropped "
+                          "and counted", &m->address, cuts - m->cuts_seen,
+                          NGX_HTTP_CHAT_REDIAL_REFUSED);
+
+            (void) nng_dialer_set_ms(m->dialer, NNG_OPT_RECONNMAXT,
+                                     NGX_HTTP_CHAT_REDIAL_REFUSED);
+            (void) nng_dialer_set_ms(m->dialer, NNG_OPT_RECONNMINT,
+                                     NGX_HTTP_CHAT_REDIAL_REFUSED);
+            m->refused = 1;
+        }
+
+        m->cuts_seen = cuts;
+        return;
+    }
+
+    if (m->refused && m->pipes_up > 0) {
+        ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
+                      "chat metrics: the sidecar at \"%V\" keeps a "
+                      "connection again", &m->address);
+
+        (void) nng_dialer_set_ms(m->dialer, NNG_OPT_RECONNMINT,
+                                 NGX_HTTP_CHAT_REDIAL_MIN);
+        (void) nng_dialer_set_ms(m->dialer, NNG_OPT_RECONNMAXT,
+                                 NGX_HTTP_CHAT_REDIAL_MAX);
+        m->refused = 0;
     }
 }
 

@@ -16,6 +16,7 @@
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_storage.h"
 #include "ngx_http_chat_api.h"
+#include "ngx_http_chat_json.h"
 #include "ngx_http_chat_broadcast.h"
 
 
@@ -301,6 +302,51 @@ ngx_http_chat_realtime_us(void)
     clock_gettime(CLOCK_REALTIME, &ts);
 
     return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+
+/*
+ * A query argument, like ngx_http_arg() (names compared without case),
+ * but one given twice is an error: "limit=1&limit=2" would mean 1 here
+ * and 2 to another parser, so neither is guessed.  NGX_OK with the raw
+ * value, NGX_DECLINED when absent, NGX_BUSY when given more than once.
+ */
+
+ngx_int_t
+ngx_http_chat_arg(ngx_http_request_t *r, const char *name, ngx_str_t *value)
+{
+    size_t       len;
+    u_char      *p, *last, *amp, *eq;
+    ngx_uint_t   found;
+
+    len = ngx_strlen(name);
+    p = r->args.data;
+    last = p + r->args.len;
+    found = 0;
+
+    while (p < last) {
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        if ((size_t) ((eq ? eq : amp) - p) == len
+            && ngx_strncasecmp(p, (u_char *) name, len) == 0)
+        {
+            if (found++) {
+                return NGX_BUSY;
+            }
+
+            value->data = eq ? eq + 1 : amp;
+            value->len = amp - value->data;
+        }
+
+        p = amp + 1;
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -706,7 +752,9 @@ ngx_http_chat_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_chat_loc_conf_t *clcf = conf;
 
     char                       *rv;
+    ngx_http_core_srv_conf_t   *cscf;
     ngx_http_core_loc_conf_t   *hclcf;
+    ngx_http_chat_loc_conf_t   *slcf;
     ngx_http_chat_main_conf_t  *cmcf;
 
     rv = ngx_conf_set_flag_slot(cf, cmd, conf);
@@ -723,6 +771,17 @@ ngx_http_chat_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_chat_module);
     cmcf->api_used = 1;
+
+    /*
+     * nginx rejects some requests (a bad URI, TRACE, a header too large)
+     * before it picks a location, with the server's configuration: mark
+     * it, so that those under /api/chat/ are answered in JSON too
+     * (ngx_http_chat_json.c)
+     */
+
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+    slcf = cscf->ctx->loc_conf[ngx_http_chat_module.ctx_index];
+    slcf->api_server = 1;
 
     return NGX_CONF_OK;
 }
@@ -942,6 +1001,10 @@ ngx_http_chat_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_chat_post_read_handler;
+
+    if (cmcf->api_used && ngx_http_chat_json_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (cmcf->metrics_used) {
         h = ngx_array_push(&hcmcf->phases[NGX_HTTP_LOG_PHASE].handlers);

@@ -57,6 +57,9 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                 api;
+    ngx_flag_t                 api_server;       /* server{} level: one of
+                                                    its locations has
+                                                    chat_api on */
     ngx_flag_t                 metrics;
     ngx_http_complex_value_t  *endpoint;
 
@@ -88,6 +91,10 @@ typedef struct {
     ngx_str_t                  endpoint;         /* route template, if any */
 
     void                      *api;              /* ngx_http_chat_api.c */
+
+    ngx_buf_t                 *error_body;       /* JSON for nginx's own
+                                                    error page */
+    unsigned                   error_sent:1;
 } ngx_http_chat_ctx_t;
 
 
@@ -96,6 +103,8 @@ extern ngx_module_t  ngx_http_chat_module;
 
 ngx_http_chat_ctx_t *ngx_http_chat_get_ctx(ngx_http_request_t *r);
 ngx_http_chat_ctx_t *ngx_http_chat_create_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_chat_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 uint64_t ngx_http_chat_monotonic_us(void);
 uint64_t ngx_http_chat_realtime_us(void);
 

@@ -47,9 +47,17 @@ typedef struct {
 } ngx_http_chat_storage_t;
 
 
+#define NGX_HTTP_CHAT_OP_QUEUED     0
+#define NGX_HTTP_CHAT_OP_RUNNING    1
+#define NGX_HTTP_CHAT_OP_CANCELLED  2
+
+
 static void ngx_http_chat_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_chat_op_event(ngx_event_t *ev);
 static void ngx_http_chat_op_guard(ngx_event_t *ev);
+static void ngx_http_chat_op_cleanup(void *data);
+static void ngx_http_chat_op_free(ngx_http_chat_op_t *op);
+static ngx_int_t ngx_http_chat_op_own_inputs(ngx_http_chat_op_t *op);
 
 static void ngx_http_chat_op_create_group(ngx_http_chat_op_t *op,
     mongoc_client_t *client);
@@ -205,18 +213,35 @@ ngx_http_chat_op_t *
 ngx_http_chat_op_create(ngx_pool_t *pool)
 {
     ngx_thread_task_t   *task;
+    ngx_pool_cleanup_t  *cln;
     ngx_http_chat_op_t  *op;
 
-    task = ngx_thread_task_alloc(pool, sizeof(ngx_http_chat_op_t));
+    /*
+     * Not from the pool: an op that outlives its chat_db_timeout is
+     * answered for and its request freed while a pool thread may still
+     * hold it; it is freed with its pool or at its completion, whichever
+     * comes last.
+     */
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t) + sizeof(ngx_http_chat_op_t),
+                      pool->log);
     if (task == NULL) {
         return NULL;
     }
 
-    op = task->ctx;
-    ngx_memzero(op, sizeof(ngx_http_chat_op_t));
+    op = (ngx_http_chat_op_t *) (task + 1);
+    task->ctx = op;
 
     op->task = task;
     op->log = pool->log;
+
+    cln->handler = ngx_http_chat_op_cleanup;
+    cln->data = op;
 
     return op;
 }
@@ -234,6 +259,10 @@ ngx_http_chat_op_post(ngx_http_chat_op_t *op)
         return NGX_ERROR;
     }
 
+    if (op->expire && ngx_http_chat_op_own_inputs(op) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     task = op->task;
     task->handler = ngx_http_chat_op_thread;
     task->event.handler = ngx_http_chat_op_event;
@@ -241,11 +270,16 @@ ngx_http_chat_op_post(ngx_http_chat_op_t *op)
     task->event.log = op->log;
 
     op->posted_us = ngx_http_chat_monotonic_us();
+    op->state = NGX_HTTP_CHAT_OP_QUEUED;
+    op->cancelled = 0;
+    op->expired = 0;
 
     if (ngx_thread_task_post(st->thread_pool, task) != NGX_OK) {
         /* the pool's queue is full: logged by nginx; shed the load */
         return NGX_BUSY;
     }
+
+    op->in_flight = 1;
 
     /* done() cannot run before we return: it is posted to this loop */
     op->guard.handler = ngx_http_chat_op_guard;
@@ -268,9 +302,110 @@ ngx_http_chat_op_release(ngx_http_chat_op_t *op)
 }
 
 
+void
+ngx_http_chat_op_detach(ngx_http_chat_op_t *op, ngx_http_chat_op_done_pt done)
+{
+    ngx_http_chat_storage_t  *st;
+
+    st = &ngx_http_chat_storage;
+
+    op->done = done;
+    op->data = NULL;
+    op->detached = 1;
+
+    op->log = st->log;
+    op->guard.log = st->log;
+    op->task->event.log = st->log;
+}
+
+
+/*
+ * An op whose caller may leave before it completes (expire set) owns its
+ * inputs: copied before the thread can see them, so no pointer of the
+ * op ever changes under the thread.
+ */
+
+static ngx_int_t
+ngx_http_chat_op_own_inputs(ngx_http_chat_op_t *op)
+{
+    size_t   ulen;
+    u_char  *p;
+
+    if (op->owned || (op->text == NULL && op->user_id == NULL)) {
+        return NGX_OK;
+    }
+
+    ulen = op->user_id ? ngx_strlen(op->user_id) + 1 : 0;
+
+    p = ngx_alloc(op->text_len + 1 + ulen, op->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    op->owned = p;
+
+    if (op->text) {
+        ngx_memcpy(p, op->text, op->text_len);
+        p[op->text_len] = '\0';
+        op->text = (const char *) p;
+    }
+
+    p += op->text_len + 1;
+
+    if (op->user_id) {
+        ngx_memcpy(p, op->user_id, ulen);
+        op->user_id = (const char *) p;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_chat_op_cleanup(void *data)
+{
+    ngx_http_chat_op_t *op = data;
+
+    ngx_http_chat_storage_t  *st;
+
+    if (!op->in_flight) {
+        ngx_http_chat_op_free(op);
+        return;
+    }
+
+    /* the completion event frees it; nothing of the pool's is touched */
+
+    st = &ngx_http_chat_storage;
+
+    op->orphan = 1;
+    op->log = st->log;
+    op->guard.log = st->log;
+    op->task->event.log = st->log;
+
+    if (!op->detached) {
+        op->done = NULL;
+        op->data = NULL;
+    }
+}
+
+
+static void
+ngx_http_chat_op_free(ngx_http_chat_op_t *op)
+{
+    ngx_http_chat_op_release(op);
+
+    if (op->owned) {
+        ngx_free(op->owned);
+    }
+
+    ngx_free(op->task);
+}
+
+
 static void
 ngx_http_chat_op_event(ngx_event_t *ev)
 {
+    ngx_uint_t           orphan;
     ngx_http_chat_op_t  *op;
 
     op = ev->data;
@@ -279,14 +414,28 @@ ngx_http_chat_op_event(ngx_event_t *ev)
         ngx_del_timer(&op->guard);
     }
 
-    op->done(op);
+    op->in_flight = 0;
+    orphan = op->orphan;
+
+    /* done() may free the op with its pool: not touched after, unless
+     * the pool went before */
+
+    if (op->done) {
+        op->done(op);
+    }
+
+    if (orphan) {
+        ngx_http_chat_op_free(op);
+    }
 }
 
 
 /*
- * Each call on the thread is bounded by chat_db_timeout, but an op may
- * make several: past one timeout it is still waited for (its client and
- * its request are in use), and said so.
+ * chat_db_timeout after the op was posted.  Each call on the thread is
+ * bounded by chat_db_timeout, but an op may be queued behind others, or
+ * make several calls: its caller, if it asked (expire), answers now; the
+ * op itself is still waited for (its client and its memory are in use),
+ * and said so.
  */
 
 static void
@@ -298,6 +447,34 @@ ngx_http_chat_op_guard(ngx_event_t *ev)
     op = ev->data;
     st = &ngx_http_chat_storage;
 
+    ngx_add_timer(ev, (ngx_msec_t) st->timeout_ms);
+
+    if (op->expire && !op->expired) {
+        op->expired = 1;
+        op->cancelled = ngx_atomic_cmp_set(&op->state,
+                                           NGX_HTTP_CHAT_OP_QUEUED,
+                                           NGX_HTTP_CHAT_OP_CANCELLED)
+                        ? 1 : 0;
+
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "chat storage: database operation %d not done %uL ms "
+                      "after it was queued (chat_db_timeout %d ms): "
+                      "answered now; %s",
+                      (int) op->kind,
+                      (uint64_t) ((ngx_http_chat_monotonic_us()
+                                   - op->posted_us) / 1000),
+                      (int) st->timeout_ms,
+                      op->cancelled ? "it was still queued and will not run"
+                                    : "it is still running");
+
+        op->expire(op);
+        return;
+    }
+
+    if (op->cancelled) {
+        return;                  /* quietly waits for its turn to be skipped */
+    }
+
     ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                   "chat storage: database operation %d not done %uL ms "
                   "after it was queued (chat_db_timeout %d ms); waiting "
@@ -306,8 +483,6 @@ ngx_http_chat_op_guard(ngx_event_t *ev)
                   (uint64_t) ((ngx_http_chat_monotonic_us() - op->posted_us)
                               / 1000),
                   (int) st->timeout_ms);
-
-    ngx_add_timer(ev, (ngx_msec_t) st->timeout_ms);
 }
 
 
@@ -322,6 +497,17 @@ ngx_http_chat_op_thread(void *data, ngx_log_t *log)
     ngx_http_chat_storage_t  *st;
 
     st = &ngx_http_chat_storage;
+
+    if (!ngx_atomic_cmp_set(&op->state, NGX_HTTP_CHAT_OP_QUEUED,
+                            NGX_HTTP_CHAT_OP_RUNNING))
+    {
+        /* its caller has answered already: it is never run late */
+        op->result = NGX_HTTP_CHAT_RES_UNAVAILABLE;
+        (void) ngx_cpystrn((u_char *) op->error,
+                           (u_char *) "cancelled: still queued after "
+                           "chat_db_timeout", sizeof(op->error));
+        return;
+    }
 
     client = mongoc_client_pool_pop(st->pool);
     if (client == NULL) {

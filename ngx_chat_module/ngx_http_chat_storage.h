@@ -73,7 +73,28 @@ struct ngx_http_chat_op_s {
     void                      *data;
     ngx_log_t                 *log;
 
+    /*
+     * Optional: called on the event loop when the op is not done
+     * chat_db_timeout after it was posted (time in the thread pool's
+     * queue included), so that its caller can answer now.  The caller
+     * then detaches (ngx_http_chat_op_detach); "cancelled" says whether
+     * the op was still queued: it will not run at all.
+     */
+    ngx_http_chat_op_done_pt   expire;
+    unsigned                   cancelled:1;
+
+    /* lifetime, on the event loop: posted and not yet completed; its
+     * pool is gone (the completion frees it); detached from its caller */
+    unsigned                   in_flight:1;
+    unsigned                   orphan:1;
+    unsigned                   detached:1;
+    unsigned                   expired:1;
+
+    /* queued -> running (the thread) or queued -> cancelled (expiry) */
+    ngx_atomic_t               state;
+
     ngx_thread_task_t         *task;
+    u_char                    *owned;         /* inputs copied by detach */
     uint64_t                   posted_us;
 
     /* armed while the thread runs: a worker that is shutting down exits
@@ -86,7 +107,11 @@ ngx_int_t ngx_http_chat_storage_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf);
 void ngx_http_chat_storage_exit_process(ngx_cycle_t *cycle);
 
-/* allocates an op (and its thread task) from the pool */
+/*
+ * Allocates an op and its thread task.  They are freed with the pool, or,
+ * when the pool goes while the op is in flight, when the op completes:
+ * a pool thread never writes into freed memory.
+ */
 ngx_http_chat_op_t *ngx_http_chat_op_create(ngx_pool_t *pool);
 
 /* NGX_OK: done() will be called; NGX_BUSY: the task queue is full;
@@ -95,6 +120,15 @@ ngx_int_t ngx_http_chat_op_post(ngx_http_chat_op_t *op);
 
 /* releases op->json and op->event_json if still owned by the op */
 void ngx_http_chat_op_release(ngx_http_chat_op_t *op);
+
+/*
+ * From an expire() handler: the caller is done with the op (an op posted
+ * with expire set owns copies of its text and user id).  done, if not
+ * NULL, is still called at completion but must not touch the caller's
+ * state.
+ */
+void ngx_http_chat_op_detach(ngx_http_chat_op_t *op,
+    ngx_http_chat_op_done_pt done);
 
 
 #endif /* _NGX_HTTP_CHAT_STORAGE_H_INCLUDED_ */

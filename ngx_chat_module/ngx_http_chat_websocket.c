@@ -75,6 +75,7 @@ static ngx_int_t ngx_http_chat_ws_has_token(ngx_str_t *value,
     const char *token);
 static ngx_int_t ngx_http_chat_ws_origin_allowed(ngx_http_request_t *r,
     ngx_http_chat_loc_conf_t *lcf);
+static void ngx_http_chat_ws_group_expired(ngx_http_chat_op_t *op);
 static void ngx_http_chat_ws_group_checked(ngx_http_chat_op_t *op);
 static ngx_int_t ngx_http_chat_ws_upgrade(ngx_http_request_t *r,
     ngx_http_chat_ws_handshake_t *hs);
@@ -242,6 +243,7 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
 
     op->kind = NGX_HTTP_CHAT_OP_GROUP_EXISTS;
     op->done = ngx_http_chat_ws_group_checked;
+    op->expire = ngx_http_chat_ws_group_expired;
     op->data = r;
     op->log = r->connection->log;
 
@@ -390,6 +392,34 @@ ngx_http_chat_ws_accept_key(ngx_str_t *key, u_char *accept)
     ngx_encode_base64(&dst, &src);
 
     return NGX_OK;
+}
+
+
+/* the group lookup is not done chat_db_timeout after it was queued: the
+ * handshake is answered now, as an API request is */
+
+static void
+ngx_http_chat_ws_group_expired(ngx_http_chat_op_t *op)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = op->data;
+    c = r->connection;
+
+    ngx_http_chat_op_detach(op, NULL);
+
+    r->main->blocked--;
+    r->aio = 0;
+
+    rc = c->error ? NGX_HTTP_CLIENT_CLOSED_REQUEST
+                  : ngx_http_chat_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "database unavailable, "
+                                             "try again later");
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
 }
 
 

@@ -1,28 +1,54 @@
 #!/bin/bash
-# deps.sh - install the Debian packages this project needs, when missing.
-# Idempotent; uses sudo only when not root. Called by `make run` and
-# `make test` (and `make deps`).
+# deps.sh [run|test] [--list] - install the Debian packages this project
+# needs, when missing.  Idempotent; uses sudo only when not root.
+#
+#   run    build and run (make run, make deps): the module against Debian's
+#          nginx, the sidecar, the tools run.sh and the README's examples use
+#   test   all of run, plus what the test suites use (make test, make
+#          test-asan, make fuzz, make deps-test)
+#
+# --list prints the profile's packages, one a line, and installs nothing.
 set -euo pipefail
+
+profile=run
+list=0
+for arg in "$@"; do
+    case $arg in
+        run|test) profile=$arg ;;
+        --list)   list=1 ;;
+        *) echo "usage: deps.sh [run|test] [--list]" >&2; exit 2 ;;
+    esac
+done
 
 packages=(
     # build: the module against Debian's nginx, the sidecar
     nginx nginx-dev build-essential pkg-config
     libmongoc-dev libbson-dev libcjson-dev libnng-dev libssl-dev
     libpcre2-dev zlib1g-dev
-    # run: dashboard credentials, scripts
+    # run: dashboard credentials, scripts, the README's examples
     apache2-utils openssl curl jq procps
-    # tests: Test::Nginx's dependencies, WebSocket client, sanitizers,
-    # promtool (checks the Prometheus exposition)
-    libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
-    libhttp-message-perl libprotocol-websocket-perl libjson-pp-perl
-    clang libclang-rt-14-dev lld-14 prometheus
-    # browser tests (t/07-dashboard-browser.t): Debian's chromium, node
-    chromium nodejs
 )
 
-# NodeSource's nodejs carries npm and conflicts with Debian's npm package;
-# Debian's nodejs does not carry it
-command -v npm >/dev/null 2>&1 || packages+=(npm)
+if [ "$profile" = test ]; then
+    packages+=(
+        # Test::Nginx's dependencies, the WebSocket client
+        libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
+        libhttp-message-perl libprotocol-websocket-perl libjson-pp-perl
+        # sanitizers and libFuzzer; promtool (checks the Prometheus
+        # exposition); ip (t/09's interface checks)
+        clang libclang-rt-14-dev lld-14 prometheus iproute2
+        # browser tests (t/07-dashboard-browser.t): Debian's chromium, node
+        chromium nodejs
+    )
+    # NodeSource's nodejs carries npm and conflicts with Debian's npm
+    # package; Debian's nodejs does not carry it
+    command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
+
+if [ $list = 1 ]; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -88,6 +88,7 @@ fi
 
 # --- sidecar ----------------------------------------------------------------
 ingest="ipc://$var/run/chat-metrics.ipc"
+events="ipc://$var/run/chat-events.ipc"
 if [ "$SIDECAR_PORT" = 0 ]; then
     SIDECAR_PORT=$(devdb/run-db.sh free-port)
 fi
@@ -101,6 +102,7 @@ build/sidecar/chat-sidecar \
     --listen "127.0.0.1:$SIDECAR_PORT" \
     --http-key-file "$var/sidecar-key" \
     --ingest "$ingest" \
+    --events "$events" \
     --mongo-uri "$mongo_uri" \
     --nginx-pid-file "$var/logs/nginx.pid" \
     --html-dir "$root/html" \
@@ -147,6 +149,8 @@ cat <<MSG
   Prometheus    http://127.0.0.1:$PORT/metrics
   user          $DASHBOARD_USER
   password      $password_note
+
+  custom events build/sidecar/send-test-batch -u $events -n 0 -C TYPE -k KEY=VALUE
 
   logs in var/logs/ (access.log, error.log, sidecar.log, dashboard-audit.log)
   Ctrl-C stops nginx, the sidecar and the database.

@@ -460,6 +460,30 @@ done:
 
 
 void
+collector_apply_events(collector_t *c, const coll_batch_t *b)
+{
+    uint32_t  i;
+
+    pthread_mutex_lock(&c->lock);
+
+    for (i = 0; i < b->count && i < CHAT_WIRE_MAX_RECORDS; i++) {
+        if (b->rec[i].type == CHAT_REC_CUSTOM) {
+            ring_push(c->custom, &b->rec[i].u.custom);
+            c->custom_total++;
+
+        } else {
+            c->records_invalid++;
+        }
+    }
+
+    c->records_invalid += b->invalid;
+    c->batches_applied++;
+
+    pthread_mutex_unlock(&c->lock);
+}
+
+
+void
 collector_reject(collector_t *c)
 {
     pthread_mutex_lock(&c->lock);

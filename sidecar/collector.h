@@ -129,6 +129,11 @@ void collector_free(collector_t *c);
 void collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
     uint64_t mono_us);
 
+/* applies only the custom event records of a batch from another program
+   (the --events socket): it is no worker, and any other record is
+   counted as invalid, never taken */
+void collector_apply_events(collector_t *c, const coll_batch_t *b);
+
 /* counts a buffer that failed decoding */
 void collector_reject(collector_t *c);
 

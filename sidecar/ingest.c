@@ -32,6 +32,7 @@ struct ingest_s {
     collector_t   *collector;
     coll_batch_t  *batch;
     procstats_t   *peers;          /* who may push; NULL: anyone */
+    ingest_kind_e  kind;
     unsigned long  refused;        /* pipes of other processes */
     int            started;
 };
@@ -349,11 +350,21 @@ ingest_thread(void *arg)
             continue;
         }
 
-        if (ingest_decode(nng_msg_body(msg), nng_msg_len(msg), in->batch)
-            == 0)
+        if (nng_msg_len(msg) == 0) {
+            /* not a batch: the sender's workaround for a libnng bug
+             * (wire/chat_wire.h) */
+
+        } else if (ingest_decode(nng_msg_body(msg), nng_msg_len(msg),
+                                 in->batch) == 0)
         {
-            collector_apply(in->collector, in->batch, isotime_wall_us(),
-                            isotime_mono_us());
+            if (in->kind == INGEST_EVENTS) {
+                collector_apply_events(in->collector, in->batch);
+
+            } else {
+                collector_apply(in->collector, in->batch, isotime_wall_us(),
+                                isotime_mono_us());
+            }
+
         } else {
             collector_reject(in->collector);
             /* one line for the first few, then one per thousand */
@@ -372,8 +383,9 @@ ingest_thread(void *arg)
 
 
 int
-ingest_start(ingest_t **out, const char *url, int ipc_mode, collector_t *c,
-    procstats_t *peers, char *err, size_t errlen)
+ingest_start(ingest_t **out, ingest_kind_e kind, const char *url,
+    int ipc_mode, collector_t *c, procstats_t *peers, char *err,
+    size_t errlen)
 {
     ingest_t  *in;
     int        rv;
@@ -385,6 +397,7 @@ ingest_start(ingest_t **out, const char *url, int ipc_mode, collector_t *c,
     }
 
     in->collector = c;
+    in->kind = kind;
     in->peers = peers;
     in->batch = malloc(sizeof(coll_batch_t));
     if (in->batch == NULL) {

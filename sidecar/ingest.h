@@ -27,13 +27,19 @@ typedef struct ingest_s  ingest_t;
  */
 int ingest_decode(const void *buf, size_t len, coll_batch_t *out);
 
+typedef enum {
+    INGEST_WORKERS = 0,         /* nginx's workers: every record type */
+    INGEST_EVENTS               /* other programs: custom events only */
+} ingest_kind_e;
+
 /*
  * Starts listening and the receive thread; -1 with a message in err.
  * With peers, a connection is kept only if procstats_is_nginx_process()
  * says its process is a worker of the monitored nginx.
  */
-int ingest_start(ingest_t **out, const char *url, int ipc_mode,
-    collector_t *c, procstats_t *peers, char *err, size_t errlen);
+int ingest_start(ingest_t **out, ingest_kind_e kind, const char *url,
+    int ipc_mode, collector_t *c, procstats_t *peers, char *err,
+    size_t errlen);
 
 /* Closes the socket (which wakes the thread) and joins it. */
 void ingest_stop(ingest_t *in);

@@ -142,7 +142,7 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
 {
     collector_t        *collector = NULL;
     procstats_t        *proc = NULL;
-    ingest_t           *ingest = NULL;
+    ingest_t           *ingest = NULL, *events = NULL;
     dbstats_t          *db = NULL;
     http_routes_t      *http = NULL;
     http_routes_ctx_t   ctx;
@@ -178,9 +178,17 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
         goto done;
     }
 
-    if (ingest_start(&ingest, o->ingest, o->ingest_mode, collector,
-                     o->ingest_check_peers ? proc : NULL, err,
+    if (ingest_start(&ingest, INGEST_WORKERS, o->ingest, o->ingest_mode,
+                     collector, o->ingest_check_peers ? proc : NULL, err,
                      sizeof(err)) != 0)
+    {
+        log_error("%s", err);
+        goto done;
+    }
+
+    if (o->events[0] != '\0'
+        && ingest_start(&events, INGEST_EVENTS, o->events, o->events_mode,
+                        collector, NULL, err, sizeof(err)) != 0)
     {
         log_error("%s", err);
         goto done;
@@ -206,8 +214,10 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     }
 
     log_info("started %s: http on %s (port %d), ingest on %s from %s, "
-             "nginx pid file %s", SIDECAR_VERSION, o->listen_url, port,
-             o->ingest, o->ingest_check_peers ? "nginx's workers" : "anyone",
+             "custom events on %s, nginx pid file %s", SIDECAR_VERSION,
+             o->listen_url, port, o->ingest,
+             o->ingest_check_peers ? "nginx's workers" : "anyone",
+             o->events[0] ? o->events : "(none)",
              o->nginx_pid_file[0] ? o->nginx_pid_file : "(none)");
 
     for ( ;; ) {
@@ -227,6 +237,7 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
 done:
     /* reverse order: nothing is stopped while something still uses it */
     http_routes_stop(http);
+    ingest_stop(events);
     ingest_stop(ingest);
     dbstats_stop(db);
     procstats_free(proc);

@@ -56,6 +56,13 @@ static const opt_def_t  opt_defs[] = {
       "who may push records: nginx (the process in --nginx-pid-file and its "
       "children; ipc:// and abstract:// only) or any (default: nginx when "
       "both are given, else any)" },
+    { "events", T_STR, O(events), 0, 0, "URL",
+      "nng PULL address for custom events from other local programs "
+      "(send-test-batch -C): ipc://PATH; only custom event records are "
+      "taken there (default: none)" },
+    { "events-mode", T_OCTAL, O(events_mode), 0, 0777, "MODE",
+      "permissions of the events socket file: who may send events "
+      "(default 0600: the sidecar's own user)" },
     { "mongo-uri", T_STR, O(mongo_uri), 0, 0, "URI",
       "MongoDB URI; the database is its path (default "
       "mongodb://127.0.0.1:27017/chat)" },
@@ -112,6 +119,7 @@ options_defaults(sidecar_options_t *o)
     snprintf(o->listen, sizeof(o->listen), "127.0.0.1:9180");
     snprintf(o->ingest, sizeof(o->ingest), "ipc:///tmp/chat-sidecar.ipc");
     o->ingest_mode = 0666;
+    o->events_mode = 0600;
     snprintf(o->mongo_uri, sizeof(o->mongo_uri),
              "mongodb://127.0.0.1:27017/chat");
     o->db_refresh_s = 10;
@@ -468,6 +476,17 @@ options_validate(sidecar_options_t *o, char *err, size_t errlen)
     } else {
         snprintf(err, errlen, "--ingest-peers \"%s\": expected nginx or any",
                  o->ingest_peers);
+        return -1;
+    }
+
+    /* the socket file's permissions are the events' only access control */
+    if (o->events[0] != '\0'
+        && (strncmp(o->events, "ipc://", 6) != 0 || o->events[6] == '\0'
+            || strcmp(o->events, o->ingest) == 0))
+    {
+        snprintf(err, errlen, "--events \"%s\": use ipc://PATH (its file's "
+                 "permissions, --events-mode, say who may send), other than "
+                 "--ingest", o->events);
         return -1;
     }
 

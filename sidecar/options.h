@@ -31,6 +31,8 @@ typedef struct {
     char           nginx_pid_file[OPT_STR_SZ];
     char           ingest_peers[OPT_STR_SZ]; /* "nginx", "any" or "" */
     int            ingest_check_peers;       /* derived by validate */
+    char           events[OPT_STR_SZ];       /* ipc:// or "" (off) */
+    int            events_mode;
     char           html_dir[OPT_STR_SZ];
     char           pid_file[OPT_STR_SZ];
     int            log_level;                /* log_level_e */

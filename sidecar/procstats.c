@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -173,7 +174,8 @@ read_pid_file(const char *path)
 int
 procstats_is_nginx_process(const procstats_t *p, pid_t pid)
 {
-    pid_t    master;
+    char     oldbin[PATH_MAX];
+    pid_t    master, old, parent;
     pstat_t  st;
 
     if (p->pid_file == NULL) {
@@ -187,8 +189,36 @@ procstats_is_nginx_process(const procstats_t *p, pid_t pid)
         return 0;
     }
 
-    return pid == master
-           || (read_pstat(p, pid, &st) == 0 && st.ppid == master);
+    if (pid == master) {
+        return 1;
+    }
+
+    parent = read_pstat(p, pid, &st) == 0 ? st.ppid : 0;
+
+    if (parent == master) {
+        return 1;
+    }
+
+    /*
+     * A binary upgrade (nginx's USR2): the old master renames its pid file
+     * to PID_FILE.oldbin and forks the new master, which writes PID_FILE;
+     * until the old master is told to quit, its workers still serve and
+     * push.  They are its children, and it is the new master's parent: a
+     * stale .oldbin (the old master long gone, its pid reused) fails that.
+     */
+    if (snprintf(oldbin, sizeof(oldbin), "%s.oldbin", p->pid_file)
+        >= (int) sizeof(oldbin))
+    {
+        return 0;
+    }
+
+    old = read_pid_file(oldbin);
+
+    if (old <= 0 || (pid != old && parent != old)) {
+        return 0;
+    }
+
+    return read_pstat(p, master, &st) == 0 && st.ppid == old;
 }
 
 

@@ -48,8 +48,9 @@ void procstats_free(procstats_t *p);
 void procstats_sample(procstats_t *p, proc_sample_t *out);
 
 /* 1 if pid is the process named in the pid file (nginx with
-   master_process off) or a child of it (a worker), 0 if it is not, -1 if
-   there is no pid file; thread safe */
+   master_process off) or a child of it (a worker), or during a binary
+   upgrade the old master of PID_FILE.oldbin or a child of it; 0 if it is
+   none of these, -1 if there is no pid file; thread safe */
 int procstats_is_nginx_process(const procstats_t *p, pid_t pid);
 
 #endif /* SIDECAR_PROCSTATS_H */

@@ -463,3 +463,157 @@ is $r->{status}, 200, 'the worker still answers';
 [401, 401]
 --- response_body_like eval
 ['"detail":"token \\\\"sub\\\\" must be 1 to 64 bytes of printable UTF-8"', '"detail":"token \\\\"sub\\\\" must be 1 to 64 bytes of printable UTF-8"']
+
+
+
+=== TEST 31: a key given twice in a body answers 400 naming the key, at any depth, and stores nothing
+--- request eval
+["POST /api/chat/groups\n{\"name\":\"dup-a\",\"name\":\"dup-b\"}", "POST /api/chat/groups\n{\"name\":\"x\",\"meta\":{\"k\":1,\"k\":2}}", "POST /api/chat/groups\n{\"name\":\"x\",\"list\":[{\"a\":1},{\"b\":1,\"b\":2}]}", "POST /api/chat/groups/$::nogroup/messages\n{\"content\":\"a\",\"content\":\"b\"}", "POST /api/chat/groups\n{" . CORE::join(",", map { "\"k$_\":1" } 1 .. 300) . ",\"k150\":2,\"name\":\"many\"}", "POST /api/chat/groups\n{\"na\\u006de\":\"a\",\"name\":\"b\"}", "GET /api/chat/groups?limit=100"]
+--- more_headers eval
+["$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", "$::alice\n$::ct", $::alice]
+--- error_code eval
+[400, 400, 400, 400, 400, 400, 200]
+--- response_body_like eval
+['^\{"detail":"duplicate key \\\\"name\\\\" in JSON object","correlation_id":"[^"]+"\}$', '"detail":"duplicate key \\\\"k\\\\" in JSON object"', '"detail":"duplicate key \\\\"b\\\\" in JSON object"', '"detail":"duplicate key \\\\"content\\\\" in JSON object"', '"detail":"duplicate key \\\\"k150\\\\" in JSON object"', '"detail":"duplicate key \\\\"name\\\\" in JSON object"', '^(?!.*"name":"dup-)']
+
+
+
+=== TEST 32: a query parameter given twice answers 400 naming it (any case), for every parameter
+--- request eval
+["GET /api/chat/groups?limit=1&limit=2", "GET /api/chat/groups?page=1&limit=5&PAGE=2", "GET /api/chat/groups/$::nogroup/messages?before=5f0000000000000000000001&before=5f0000000000000000000002", "GET /api/chat/groups/$::nogroup/messages?limit=1&limit", "GET /api/chat/groups?limit=2&x=1&x=2"]
+--- more_headers eval
+[$::alice, $::alice, $::alice, $::alice, $::alice]
+--- error_code eval
+[400, 400, 400, 400, 200]
+--- response_body_like eval
+['^\{"detail":"query parameter \\\\"limit\\\\" is given more than once","correlation_id":"[^"]+"\}$', '"detail":"query parameter \\\\"page\\\\" is given more than once"', '"detail":"query parameter \\\\"before\\\\" is given more than once"', '"detail":"query parameter \\\\"limit\\\\" is given more than once"', '"limit":2']
+
+
+
+=== TEST 33: a token with a claim given twice is refused; a WebSocket token given twice too
+--- request eval
+["GET /api/chat/groups", "GET /api/chat/ws/$::nogroup?token=a&token=b"]
+--- more_headers eval
+["Authorization: Bearer " . ChatTest::JWT::token('alice', raw_payload => '{"sub":"alice","sub":"admin","exp":' . (time + 3600) . '}'), "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Version: 13\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]
+--- error_code eval
+[401, 401]
+--- response_body_like eval
+['"detail":"token payload has a duplicate claim"', '"detail":"query parameter \\\\"token\\\\" is given more than once"']
+
+
+
+=== TEST 34: a WebSocket message with a key given twice answers an error event naming it, and stores nothing
+--- request
+GET /t
+--- chat_script
+use ChatTest::WebSocket;
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'ws-dup' })->{json}{id};
+my $ws = ChatTest::WebSocket->connect(port => port(),
+    path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token('alice'));
+is $ws->status, 101, 'subscribed';
+$ws->send_text('{"type":"message","content":"a","content":"b"}');
+$ws->expect(qr/^\{"type":"error","detail":"duplicate key \\"content\\" in JSON object","correlation_id":"[^"]+"\}$/,
+            timeout => 3);
+$ws->send_text('{"type":"message","content":"fine"}');
+$ws->expect(qr/"content":"fine"/, timeout => 3);
+my $l = $alice->get("/api/chat/groups/$g/messages");
+is_deeply [ map { $_->{content} } @{ $l->{json}{messages} } ], ['fine'], 'only the valid message is stored';
+$ws->close(code => 1000);
+
+
+
+=== TEST 35: a token without "sub" (or with a sub that is not a string) is refused
+--- request eval
+["GET /api/chat/groups", "GET /api/chat/groups"]
+--- more_headers eval
+["Authorization: Bearer " . ChatTest::JWT::token(undef), "Authorization: Bearer " . ChatTest::JWT::token('alice', claims => { sub => 42 })]
+--- error_code eval
+[401, 401]
+--- response_headers eval
+["WWW-Authenticate: Bearer realm=\"chat\"", "WWW-Authenticate: Bearer realm=\"chat\""]
+--- response_body_like eval
+['^\{"detail":"token has no \\\\"sub\\\\" claim","correlation_id":"[^"]+"\}$', '"detail":"token has no \\\\"sub\\\\" claim"']
+
+
+
+=== TEST 36: chat_jwt_leeway 5s: a token expired 10 s ago, or valid only in 10 s, is refused; within 5 s it passes
+--- http_config
+chat_mongo_uri "$TEST_NGINX_CHAT_URI";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_jwt_leeway 5s;
+--- request
+GET /t
+--- chat_script
+# tokens made now, not when the file was parsed
+my %cases = ('expired 10 s ago' => [ { exp => time - 10 }, 401, 'token has expired' ],
+             'valid in 10 s'    => [ { nbf => time + 10 }, 401, 'token is not valid yet' ],
+             'expired 2 s ago'  => [ { exp => time - 2 },  200 ],
+             'valid in 2 s'     => [ { nbf => time + 2 },  200 ]);
+for my $name (sort keys %cases) {
+    my ($claims, $status, $detail) = @{ $cases{$name} };
+    my $r = client(undef, token => ChatTest::JWT::token('alice', %$claims))
+        ->get('/api/chat/groups?limit=1');
+    is $r->{status}, $status, "leeway 5s, $name: $status";
+    is $r->{json}{detail}, $detail, "detail: $detail" if $detail;
+}
+
+
+
+=== TEST 37: chat_jwt_leeway 30s: the same tokens, 10 s out, pass; 40 s out they do not
+--- http_config
+chat_mongo_uri "$TEST_NGINX_CHAT_URI";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_jwt_leeway 30s;
+--- request
+GET /t
+--- chat_script
+my %cases = ('expired 10 s ago' => [ { exp => time - 10 }, 200 ],
+             'valid in 10 s'    => [ { nbf => time + 10 }, 200 ],
+             'expired 40 s ago' => [ { exp => time - 40 }, 401, 'token has expired' ],
+             'valid in 40 s'    => [ { nbf => time + 40 }, 401, 'token is not valid yet' ]);
+for my $name (sort keys %cases) {
+    my ($claims, $status, $detail) = @{ $cases{$name} };
+    my $r = client(undef, token => ChatTest::JWT::token('alice', %$claims))
+        ->get('/api/chat/groups?limit=1');
+    is $r->{status}, $status, "leeway 30s, $name: $status";
+    is $r->{json}{detail}, $detail, "detail: $detail" if $detail;
+}
+
+
+
+=== TEST 38: chat_jwt_secret_file: a token signed with the file's secret (its trailing newline ignored) is accepted; others are not
+--- user_files
+>>> jwt.key
+file-secret-0123456789abcdef-0123456789
+--- http_config
+chat_mongo_uri "$TEST_NGINX_CHAT_URI";
+chat_jwt_secret_file ../html/jwt.key;
+--- request eval
+["GET /api/chat/groups?limit=1", "GET /api/chat/groups?limit=1", "GET /api/chat/groups?limit=1"]
+--- more_headers eval
+["Authorization: Bearer " . ChatTest::JWT::token('alice', secret => 'file-secret-0123456789abcdef-0123456789'), "Authorization: Bearer " . ChatTest::JWT::token('alice', secret => "file-secret-0123456789abcdef-0123456789\n"), $::alice]
+--- error_code eval
+[200, 401, 401]
+--- response_body_like eval
+['"groups"', '"detail":"token signature is invalid"', '"detail":"token signature is invalid"']
+
+
+
+=== TEST 39: the API's error log lines: 4xx at [info], 5xx at [error], each with status, method, URI, detail and correlation id
+--- http_config
+chat_mongo_uri "mongodb://127.0.0.1:1/chat";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 300ms;
+--- request eval
+["GET /api/chat/nowhere", "GET /api/chat/groups", "GET /api/chat/groups"]
+--- more_headers eval
+["X-Correlation-ID: lvl-404", "X-Correlation-ID: lvl-401", "$::alice\nX-Correlation-ID: lvl-503"]
+--- error_code eval
+[404, 401, 503]
+--- error_log eval
+[qr/\[info\] \d+#\d+: \*\d+ chat api: 404 GET \/api\/chat\/nowhere: Not Found, correlation_id=lvl-404,/,
+ qr/\[info\] \d+#\d+: \*\d+ chat api: 401 GET \/api\/chat\/groups: missing bearer token, correlation_id=lvl-401,/,
+ qr/\[error\] \d+#\d+: \*\d+ chat api: 503 GET \/api\/chat\/groups: database unavailable, try again later, correlation_id=lvl-503,/]
+--- no_error_log eval
+[qr/\[(?:error|warn|notice)\] .*chat api: 4\d\d /, qr/\[(?:info|notice|warn)\] .*chat api: 5\d\d /]

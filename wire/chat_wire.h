@@ -14,6 +14,11 @@
  * padding.  All integers are in host byte order: both ends run on the same
  * machine (ipc:// or tcp://127.0.0.1).
  *
+ * An empty message (no header) is not a batch: a reader skips it without
+ * counting it.  A worker sends one as its connection to the sidecar is torn
+ * down, to work around a libnng 1.5 bug (ngx_http_chat_metrics.c,
+ * ngx_http_chat_metrics_pipe_event()).
+ *
  * Versioning: a reader rejects (and counts) a batch whose magic, version,
  * record size or count does not match what it was built with.  Any layout
  * change bumps CHAT_WIRE_VERSION.

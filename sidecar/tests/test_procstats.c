@@ -152,10 +152,52 @@ procstats_tells_nginx_children_from_others(void)
 }
 
 
+/* nginx's binary upgrade: old master 500 (nginx.pid.oldbin) forked the new
+   master 700 (nginx.pid); both generations' workers may push until the old
+   master quits, and only while the new master is the old one's child */
+static void
+procstats_accepts_both_generations_of_a_binary_upgrade(void)
+{
+    char          root[] = "/tmp/sidecar-procXXXXXX", pidf[600];
+    procstats_t  *p;
+
+    CHECK(mkdtemp(root) != NULL);
+    fake_proc(root, 500, 1, "nginx", 0, 0, 0, 1);
+    fake_proc(root, 501, 500, "nginx", 0, 0, 0, 1);      /* old worker */
+    fake_proc(root, 700, 500, "nginx", 0, 0, 0, 1);      /* new master */
+    fake_proc(root, 701, 700, "nginx", 0, 0, 0, 1);      /* new worker */
+    fake_proc(root, 600, 1, "intruder", 0, 0, 0, 1);
+    fake_proc(root, 601, 600, "intruder", 0, 0, 0, 1);
+    snprintf(pidf, sizeof(pidf), "%s/nginx.pid", root);
+
+    write_file(root, "nginx.pid", "700\n");
+    p = procstats_create(pidf, root);
+
+    /* before the rename (or without one): only the new generation */
+    CHECK(procstats_is_nginx_process(p, 701) == 1);
+    CHECK(procstats_is_nginx_process(p, 501) == 0);
+
+    write_file(root, "nginx.pid.oldbin", "500\n");
+    CHECK(procstats_is_nginx_process(p, 701) == 1);
+    CHECK(procstats_is_nginx_process(p, 501) == 1);
+    CHECK(procstats_is_nginx_process(p, 500) == 1);
+    CHECK(procstats_is_nginx_process(p, 600) == 0);
+    CHECK(procstats_is_nginx_process(p, 601) == 0);
+
+    /* a stale .oldbin naming a process the new master is no child of */
+    write_file(root, "nginx.pid.oldbin", "600\n");
+    CHECK(procstats_is_nginx_process(p, 601) == 0);
+    CHECK(procstats_is_nginx_process(p, 501) == 0);
+    CHECK(procstats_is_nginx_process(p, 701) == 1);
+    procstats_free(p);
+}
+
+
 void
 suite_procstats(void)
 {
     RUN(procstats_sums_master_and_children);
     RUN(procstats_unreadable_proc_degrades_to_missing);
     RUN(procstats_tells_nginx_children_from_others);
+    RUN(procstats_accepts_both_generations_of_a_binary_upgrade);
 }

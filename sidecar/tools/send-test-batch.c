@@ -1,7 +1,14 @@
 /*
  * send-test-batch.c - pushes chat_wire batches to a running sidecar, the
  * way an nginx worker does.  For trying the sidecar without nginx, for
- * load tests, and for the README's examples.
+ * load tests, and for the README's examples: a custom event goes to the
+ * sidecar's --events socket (send-test-batch -u EVENTS_URL -n 0 -C TYPE);
+ * anything else to its --ingest socket, which takes it only when that
+ * sidecar runs with --ingest-peers any.
+ *
+ * Exits 0 only if the sidecar kept the connection the batches went on:
+ * a sidecar that refuses this process closes it at once, and PUSH would
+ * otherwise report the batches as sent.
  *
  *   send-test-batch [-u URL] [-p PID] [-s START_US] [-q SEQ] [-b BATCHES]
  *                   [-n REQUESTS] [-e "METHOD /path"] [-r] [-c STATUS]
@@ -12,6 +19,7 @@
  * Build: make -C sidecar tools  (-> build/sidecar/send-test-batch)
  */
 
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +34,10 @@
 #include "wire/chat_wire.h"
 
 #define MAX_LIST  16
+
+/* a refusal closes the connection within a few ms of its making; a
+   connection that lives this long was accepted */
+#define SETTLE_MS  300
 
 
 typedef struct {
@@ -80,21 +92,74 @@ put(char *dst, size_t size, const char *src)
 
 
 static void
-usage(void)
+usage(FILE *out, int status)
 {
-    fprintf(stderr,
+    fprintf(out,
         "usage: send-test-batch [-u URL] [-p PID] [-s START_US] [-q SEQ]\n"
         "    [-b BATCHES] [-n REQUESTS] [-e \"METHOD /path\"] [-r]\n"
         "    [-c STATUS] [-E ERROR_PCT] [-d MS] [-w GROUP] [-W GROUP]\n"
         "    [-S GROUP=COUNT] [-H] [-C TYPE [-k KEY=VALUE]...]\n"
         "    [-D DROPPED] [-i INTERVAL_MS]\n"
-        "  -u  ingest address (ipc:///tmp/chat-sidecar.ipc)\n"
-        "  -r  random path per request (endpoint-cap tests)\n"
+        "Pushes batches of chat_wire records to a sidecar, as an nginx\n"
+        "worker does.\n"
+        "  -u  the sidecar's address (ipc:///tmp/chat-sidecar.ipc): its\n"
+        "      --events socket for custom events (make run:\n"
+        "      ipc://$PWD/var/run/chat-events.ipc), its --ingest socket\n"
+        "      for anything else (taken with --ingest-peers any only)\n"
+        "  -p/-s  the fake worker's pid and start time (this process)\n"
+        "  -q  first batch sequence number (1); -b batches (1)\n"
+        "  -n  request records per batch (10, at most 128; 0: none)\n"
+        "  -e  their endpoint (\"GET /api/chat/groups\"); -r random paths\n"
+        "  -c  status (200); -E percent of 500s; -d duration in ms (25)\n"
         "  -w/-W  WebSocket connect/disconnect on GROUP (repeatable)\n"
         "  -S  snapshot record; -H empty snapshot (heartbeat)\n"
         "  -C  custom event TYPE with up to 4 -k KEY=VALUE\n"
-        "  -D  cumulative dropped requests/records to report\n");
-    exit(2);
+        "  -D  cumulative dropped requests/records to report\n"
+        "  -i  pause between batches, ms\n"
+        "  -h, --help  this text\n"
+        "Exit status: 0 sent on a connection the sidecar kept; 1 not sent\n"
+        "(no sidecar there, or it refused this process); 2 bad usage.\n"
+        "Example, against make run:\n"
+        "  send-test-batch -u ipc://$PWD/var/run/chat-events.ipc -n 0 \\\n"
+        "      -C deploy -k version=1.2.3\n");
+    exit(status);
+}
+
+
+/* pipes the sidecar kept, and pipes it closed, as nng's threads see them */
+static volatile int  pipes_added, pipes_removed;
+
+static void
+pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    (void) pipe;
+    (void) arg;
+
+    if (ev == NNG_PIPE_EV_ADD_POST) {
+        __atomic_add_fetch(&pipes_added, 1, __ATOMIC_SEQ_CST);
+    } else {
+        __atomic_add_fetch(&pipes_removed, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+
+/* 1 while a pipe the sidecar accepted is up */
+static int
+connected(void)
+{
+    return __atomic_load_n(&pipes_added, __ATOMIC_SEQ_CST)
+           > __atomic_load_n(&pipes_removed, __ATOMIC_SEQ_CST);
+}
+
+
+static int
+refused(const char *url)
+{
+    fprintf(stderr, "send-test-batch: the sidecar at %s closed the "
+            "connection at once: it refuses this process (its --ingest "
+            "takes only nginx's workers unless --ingest-peers any; send "
+            "custom events to its --events socket)\n", url);
+    return 1;
 }
 
 
@@ -262,6 +327,11 @@ main(int argc, char **argv)
     int             opt, rv;
     long            b;
 
+    static const struct option  longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+
     memset(&a, 0, sizeof(a));
     a.url = "ipc:///tmp/chat-sidecar.ipc";
     a.pid = (uint32_t) getpid();
@@ -273,7 +343,9 @@ main(int argc, char **argv)
     a.status = 200;
     a.duration_ms = 25;
 
-    while ((opt = getopt(argc, argv, "u:p:s:q:b:n:e:rc:E:d:w:W:S:HC:k:D:i:h"))
+    while ((opt = getopt_long(argc, argv,
+                              "u:p:s:q:b:n:e:rc:E:d:w:W:S:HC:k:D:i:h",
+                              longopts, NULL))
            != -1)
     {
         switch (opt) {
@@ -312,14 +384,15 @@ main(int argc, char **argv)
             break;
         case 'D': a.dropped = strtoull(optarg, NULL, 10); break;
         case 'i': a.interval_ms = atol(optarg); break;
-        default: usage();
+        case 'h': usage(stdout, 0); break;
+        default: usage(stderr, 2);
         }
     }
 
-    if (a.requests < 0 || a.requests > CHAT_WIRE_MAX_RECORDS
+    if (optind < argc || a.requests < 0 || a.requests > CHAT_WIRE_MAX_RECORDS
         || a.batches < 1 || a.pid == 0 || a.seq == 0)
     {
-        usage();
+        usage(stderr, 2);
     }
 
     buf = malloc(CHAT_WIRE_BATCH_SIZE(CHAT_WIRE_MAX_RECORDS));
@@ -329,10 +402,20 @@ main(int argc, char **argv)
 
     if ((rv = nng_push0_open(&sock)) != 0
         || (rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 2000)) != 0
+        || (rv = nng_pipe_notify(sock, NNG_PIPE_EV_ADD_POST, pipe_event,
+                                 NULL)) != 0
+        || (rv = nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, pipe_event,
+                                 NULL)) != 0
         || (rv = nng_dial(sock, a.url, NULL, 0)) != 0)
     {
         fprintf(stderr, "send-test-batch: %s: %s\n", a.url, nng_strerror(rv));
         return 1;
+    }
+
+    /* a sidecar that refuses this process closes the pipe as it starts */
+    nng_msleep(SETTLE_MS);
+    if (!connected()) {
+        return refused(a.url);
     }
 
     srand((unsigned) (now_us() ^ a.pid));
@@ -353,6 +436,9 @@ main(int argc, char **argv)
 
     /* let the pipe drain: closing a PUSH socket drops what is queued */
     nng_msleep(200);
+    if (!connected()) {
+        return refused(a.url);
+    }
     nng_close(sock);
     free(buf);
 

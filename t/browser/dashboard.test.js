@@ -15,7 +15,7 @@ const path = require('node:path');
 const { chromium } = require('playwright-core');
 
 const { Stack, ROOT, sleep } = require('./stack');
-const { makeTraffic, XSS_NAME } = require('./traffic');
+const { makeTraffic, XSS_NAME, BIDI_NAME, BIDI_USER } = require('./traffic');
 const cspHash = require('./csp-hash');
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -51,10 +51,11 @@ function watch(page) {
   return w;
 }
 
-async function newPage({ viewport = { width: 1440, height: 900 }, credentials = true, permissions } = {}) {
+async function newPage({ viewport = { width: 1440, height: 900 }, credentials = true, permissions,
+  timezoneId = 'UTC' } = {}) {
   const ctx = await browser.newContext({
     viewport,
-    timezoneId: 'UTC',
+    timezoneId,
     locale: 'en-US',
     httpCredentials: credentials ? stack.auth : undefined,
     permissions,
@@ -105,14 +106,26 @@ async function refreshNow(page) {
   return data;
 }
 
+// the bidirectional controls (Unicode's Bidi_Control set): the page shows
+// each as a visible marker, never applies it
+const BIDI_RE = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+const shown = (s) => s.replace(BIDI_RE, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}⟩`);
+
+// a date-time without a zone is UTC (the API's times are all UTC)
+const utcDate = (x) => {
+  if (typeof x !== 'string') return null;
+  const z = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(x) ? `${x.replace(' ', 'T')}Z` : x;
+  return Number.isNaN(Date.parse(z)) ? null : new Date(z).toISOString();
+};
+
 // the display contract: how each kind of value is shown
 function expectedText(kind, v, labels) {
   const num = (x) => typeof x === 'number' && Number.isFinite(x);
-  const date = (x) => (typeof x === 'string' && !Number.isNaN(Date.parse(x)) ? new Date(x).toISOString() : null);
+  const date = utcDate;
   switch (kind) {
     case 'int': return num(v) ? Math.round(v).toLocaleString('en-US') : 'N/A';
     case 'num': return num(v) ? v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : 'N/A';
-    case 'str': return typeof v === 'string' && v !== '' ? v : num(v) ? String(v) : 'N/A';
+    case 'str': return typeof v === 'string' && v !== '' ? shown(v) : num(v) ? String(v) : 'N/A';
     case 'datetime': return date(v) ? `${date(v).slice(0, 19).replace('T', ' ')} UTC` : 'N/A';
     case 'time': return date(v) ? date(v).slice(11, 23) : 'N/A';
     case 'bool': { const [y, n] = (labels || 'yes|no').split('|'); return typeof v === 'boolean' ? (v ? y : n) : 'N/A'; }
@@ -305,7 +318,7 @@ test('every panel shows the live values that /dashboard/api/data returned', asyn
   const groups = await tableRows(page, '#tbl-groups');
   const live_ = new Map(data.websockets.connections_per_group.map((c) => [c.group_id, c.connection_count]));
   assert.deepEqual(groups, data.database.top_active_groups.map((g, i) => [
-    String(i + 1), g.group_name, g.group_id, expectedText('int', g.message_count),
+    String(i + 1), shown(g.group_name), g.group_id, expectedText('int', g.message_count),
     expectedText('int', live_.get(g.group_id) || 0), expectedText('datetime', g.last_message)]));
 
   // Endpoint Statistics, with p95
@@ -318,7 +331,7 @@ test('every panel shows the live values that /dashboard/api/data returned', asyn
   // WebSocket connections per group
   const names = new Map(data.database.top_active_groups.map((g) => [g.group_id, g.group_name]));
   assert.deepEqual(await tableRows(page, '#tbl-ws-groups'), data.websockets.connections_per_group
-    .map((c) => [names.get(c.group_id) || '', c.group_id, expectedText('int', c.connection_count)]));
+    .map((c) => [shown(names.get(c.group_id) || ''), c.group_id, expectedText('int', c.connection_count)]));
 
   // the logs, newest first
   const req = (r) => [expectedText('time', r.timestamp), r.method, r.endpoint,
@@ -327,7 +340,7 @@ test('every panel shows the live values that /dashboard/api/data returned', asyn
     .map((r) => [...req(r), r.very_slow ? 'VERY SLOW' : 'slow']));
   assert.deepEqual(await tableRows(page, '#log-errors'), newestFirst(data.recent_activity.recent_errors).map(req));
   assert.deepEqual(await tableRows(page, '#log-ws'), newestFirst(data.websockets.recent_events).map((e) => [
-    expectedText('time', e.timestamp), e.event_type, names.get(e.group_id) || '', e.group_id, e.user_id,
+    expectedText('time', e.timestamp), e.event_type, shown(names.get(e.group_id) || ''), e.group_id, shown(e.user_id),
     expectedText('int', e.connection_count)]));
   // the JSON lists the last 10 slow requests: the very slow upload came last
   const listed = data.performance.recent_slow_requests;
@@ -708,6 +721,203 @@ test('correlation IDs copy with one click; the filter narrows the logs', withPag
   await page.fill('#filter', '');
   assert.equal(await count('#log-slow'), d2.performance.recent_slow_requests.length);
   assert.equal(await count('#log-errors'), d2.recent_activity.recent_errors.length);
+}));
+
+// the text nodes of the page (not its script or style) and the input
+// values that hold a raw bidirectional control
+const rawControls = (page) => page.evaluate((src) => {
+  const re = new RegExp(src, 'u');
+  const bad = [];
+  const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = w.nextNode(); n; n = w.nextNode()) {
+    if (!n.parentElement.closest('script, style') && re.test(n.data)) bad.push(JSON.stringify(n.data));
+  }
+  for (const i of document.querySelectorAll('input')) if (re.test(i.value)) bad.push(`input ${JSON.stringify(i.value)}`);
+  for (const e of document.querySelectorAll('[title]')) if (re.test(e.title)) bad.push(`title ${JSON.stringify(e.title)}`);
+  return bad;
+}, BIDI_RE.source);
+
+// where each letter of word lands on the screen (left edges, px), in the
+// first text node under each element matching sel that holds the word
+const letterX = (page, sel, word) => page.$$eval(sel, (els, wd) => els.map((e) => {
+  const w = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+  for (let n = w.nextNode(); n; n = w.nextNode()) {
+    const i = n.data.indexOf(wd);
+    if (i < 0) continue;
+    return [...wd].map((_, k) => {
+      const r = document.createRange();
+      r.setStart(n, i + k);
+      r.setEnd(n, i + k + 1);
+      return r.getBoundingClientRect().left;
+    });
+  }
+  return null;
+}), word);
+const leftToRight = (xs) => Array.isArray(xs) && xs.every((x, i) => i === 0 || x > xs[i - 1]);
+
+test('bidirectional controls in group names and user ids are shown, not applied (real traffic)', withPages('bidi', async (t, open) => {
+  const { page, data } = await open('?refresh=3600');
+  const gid = traffic.groups[BIDI_NAME];
+  // the API and the sidecar passed the names on unchanged
+  const g = data.database.top_active_groups.find((x) => x.group_id === gid);
+  assert.ok(g, 'the group among the top groups');
+  assert.equal(g.group_name, BIDI_NAME, 'group name in the JSON');
+  const evs = data.websockets.recent_events.filter((e) => e.user_id === BIDI_USER);
+  assert.ok(evs.length >= 2 && evs.every((e) => e.group_id === gid), 'connect and disconnect of the user');
+
+  // nothing on the page carries a raw control
+  assert.deepEqual(await rawControls(page), [], 'raw bidirectional controls on the page');
+
+  // each control is a visible marker, marked as such
+  const row = await page.$$eval('#tbl-groups tbody tr', (trs, id) => {
+    const tr = trs.find((r) => r.cells[2].textContent === id);
+    return tr && { text: tr.cells[1].textContent, marks: [...tr.cells[1].querySelectorAll('.ctl')].map((m) => m.textContent) };
+  }, gid);
+  assert.ok(row, 'the group\'s row');
+  assert.equal(row.text, shown(BIDI_NAME));
+  assert.equal(row.text, '⟨U+202E⟩snimda⟨U+202C⟩ ⟨U+2066⟩⟨U+2067⟩⟨U+2068⟩⟨U+2069⟩ ⟨U+200E⟩⟨U+200F⟩⟨U+061C⟩ '
+    + '⟨U+202A⟩⟨U+202B⟩⟨U+202D⟩⟨U+202C⟩');
+  assert.deepEqual(row.marks, ['202E', '202C', '2066', '2067', '2068', '2069', '200E', '200F', '061C',
+    '202A', '202B', '202D', '202C'].map((c) => `⟨U+${c}⟩`), 'one marker per control');
+  const users = (await tableRows(page, '#log-ws')).filter((r) => r[3] === gid);
+  assert.ok(users.length >= 2, 'the user\'s WebSocket events');
+  for (const r of users) {
+    assert.equal(r[4], '⟨U+202E⟩admin⟨U+202C⟩', 'user id');
+    assert.equal(r[2], shown(BIDI_NAME), 'group name');
+  }
+
+  // and on the screen the letters read left to right ("admin", not "nimda")
+  const xsUser = await letterX(page, '#log-ws tbody td', 'admin');
+  assert.ok(xsUser.filter(Boolean).length >= 2, 'the user id cells');
+  for (const xs of xsUser.filter(Boolean)) assert.ok(leftToRight(xs), `"admin" drawn left to right: ${xs}`);
+  const xsName = (await letterX(page, '#tbl-groups tbody td', 'snimda')).filter(Boolean);
+  assert.equal(xsName.length, 1);
+  assert.ok(leftToRight(xsName[0]), `"snimda" drawn left to right: ${xsName[0]}`);
+
+  // the filter box: a pasted id shows its controls too, and still finds the rows
+  await page.fill('#filter', BIDI_USER);
+  assert.equal(await page.inputValue('#filter'), shown(BIDI_USER), 'the filter box shows the markers');
+  const rows = await tableRows(page, '#log-ws');
+  assert.equal(rows.length, evs.length, 'the user\'s events');
+  assert.ok(rows.every((r) => r[4] === shown(BIDI_USER)));
+  await page.fill('#filter', 'abc\u202Exyz');
+  assert.equal(await page.inputValue('#filter'), 'abc⟨U+202E⟩xyz');
+  assert.equal((await tableRows(page, '#log-ws'))[0][0], 'no entries match "abc⟨U+202E⟩xyz"');
+  assert.deepEqual(await rawControls(page), [], 'raw bidirectional controls on the page');
+  await shot(page, 'bidi');
+}));
+
+test('bidirectional controls anywhere in the data are shown, not applied; values are isolated (crafted data)', async () => {
+  const rlo = (s) => `\u202E${s}\u202C`;
+  const d = structuredClone(live.data);
+  Object.assign(d.system, { mongodb_status: rlo('connected'), api_status: rlo('running'),
+    uptime_formatted: rlo('1h 2m 3s'), uptime_source: rlo('nginx'), sidecar_version: rlo('1.0') });
+  d.database.stale_reason = rlo('slow query');
+  d.database.top_active_groups.forEach((g) => { g.group_id = rlo(g.group_id); });
+  d.endpoints.forEach((e) => { e.endpoint = rlo(e.endpoint); });
+  for (const r of [...d.recent_activity.recent_errors, ...d.performance.recent_slow_requests]) {
+    Object.assign(r, { correlation_id: `cid-\u2067${r.correlation_id}\u2069`, endpoint: rlo(r.endpoint), method: rlo(r.method) });
+  }
+  d.websockets.recent_events.forEach((e) => { Object.assign(e, { event_type: rlo(e.event_type), user_id: `\u200F${e.user_id}\u061C` }); });
+  d.websockets.connections_per_group.forEach((c) => { c.group_id = rlo(c.group_id); });
+  const cid = d.recent_activity.recent_errors[0].correlation_id;
+  const p = await newPage({ permissions: ['clipboard-read', 'clipboard-write'] });
+  try {
+    await p.page.route('**/dashboard/api/data', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(d) }));
+    await p.page.goto(stack.url('/dashboard?refresh=3600'));
+    await p.page.waitForFunction(() => Number(document.body.dataset.renders || 0) >= 1);
+    const page = p.page;
+    assert.deepEqual(await rawControls(page), [], 'raw bidirectional controls on the page');
+    assert.equal(await page.textContent('#panel-system [data-field="system.mongodb_status"]'), '⟨U+202E⟩connected⟨U+202C⟩');
+    assert.equal((await tableRows(page, '#tbl-endpoints'))[0][0], shown(d.endpoints[0].endpoint));
+    const errs = await tableRows(page, '#log-errors');
+    const req = newestFirst(d.recent_activity.recent_errors)[0];
+    assert.deepEqual([errs[0][1], errs[0][2], errs[0][5]], [req.method, req.endpoint, req.correlation_id].map(shown));
+    const ws = await tableRows(page, '#log-ws');
+    const ev = newestFirst(d.websockets.recent_events)[0];
+    assert.deepEqual([ws[0][1], ws[0][3], ws[0][4]], [ev.event_type, ev.group_id, ev.user_id].map(shown));
+
+    // the copy button copies the real id; the toast shows it with its markers
+    const buttons = await page.$$('#log-errors button.cid');
+    const texts = await Promise.all(buttons.map((b) => b.textContent()));
+    assert.ok(texts.includes(shown(cid)), `${shown(cid)} among ${texts}`);
+    await buttons[texts.indexOf(shown(cid))].click();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), cid, 'copied as it is');
+    assert.equal(await page.textContent('#toast'), `copied ${shown(cid)}`);
+    // the filter finds it by what the page shows, and by the raw id
+    for (const q of [shown(cid), cid]) {
+      await page.fill('#filter', q);
+      assert.deepEqual((await tableRows(page, '#log-errors')).map((r) => r[5]), [shown(cid)], `filter ${JSON.stringify(q)}`);
+    }
+    assert.deepEqual(await rawControls(page), [], 'raw bidirectional controls on the page');
+
+    // and each value is its own bidi isolate (<bdi> in the composed texts):
+    // right-to-left text in it cannot move what stands beside it
+    const iso = await page.$$eval('[data-field], td, button.cid', (es) => es.filter((e) => getComputedStyle(e).unicodeBidi !== 'isolate').length);
+    assert.equal(iso, 0, 'every value is isolated');
+    assert.equal(await page.$eval('#toast bdi', (b) => b.textContent), shown(cid), 'the toast isolates the id');
+
+    // a marker means a control: the marker's text typed literally is plain text
+    const sel = '#panel-system [data-field="system.mongodb_status"]';
+    assert.equal(await page.$$eval(`${sel} .ctl`, (m) => m.length), 2, 'two markers');
+    const d2 = structuredClone(d);
+    d2.system.mongodb_status = shown(d.system.mongodb_status);
+    await page.unroute('**/dashboard/api/data');
+    await page.route('**/dashboard/api/data', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(d2) }));
+    await refreshNow(page);
+    assert.equal(await page.textContent(sel), '⟨U+202E⟩connected⟨U+202C⟩');
+    assert.equal(await page.$$eval(`${sel} .ctl`, (m) => m.length), 0, 'literal text, no markers');
+  } catch (e) {
+    await shot(p.page, 'failed-bidi-crafted').catch(() => {});
+    throw e;
+  } finally {
+    contexts.delete(p.ctx);
+    await p.ctx.close();
+  }
+});
+
+test('times are UTC in a browser in another time zone (Asia/Kolkata, UTC+05:30)', withPages('timezone', async (t, open) => {
+  const before_ = Date.now();
+  const { page, data } = await open('?refresh=3600', { timezoneId: 'Asia/Kolkata' });
+  const after_ = Date.now();
+  // the browser really is 5:30 ahead
+  const zone = await page.evaluate(() => [Intl.DateTimeFormat().resolvedOptions().timeZone,
+    new Date(Date.UTC(2026, 0, 1)).getTimezoneOffset()]);
+  assert.ok(['Asia/Kolkata', 'Asia/Calcutta'].includes(zone[0]) && zone[1] === -330, `the browser's zone: ${zone}`);
+  // the API's UTC times, read off the strings themselves ("...T17:05:09.123Z")
+  const parts = (iso) => iso.match(/^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})\.(\d{3})Z$/);
+  assert.ok(parts(data.timestamp), `timestamp ${data.timestamp}`);
+  const [, day, clock, ms] = parts(data.timestamp);
+  assert.equal(await page.textContent('#data-time'), `${day} ${clock} UTC`, 'header timestamp');
+  assert.equal(await page.textContent('[data-field="database.refreshed_at"]'),
+    `${parts(data.database.refreshed_at)[1]} ${parts(data.database.refreshed_at)[2]} UTC`, 'database refreshed at');
+  const errs = await tableRows(page, '#log-errors');
+  assert.deepEqual(errs.map((r) => r[0]), newestFirst(data.recent_activity.recent_errors)
+    .map((r) => `${parts(r.timestamp)[2]}.${parts(r.timestamp)[3]}`), 'error log times');
+  const groups = await tableRows(page, '#tbl-groups');
+  assert.deepEqual(groups.map((r) => r[5]), data.database.top_active_groups
+    .map((g) => (g.last_message === null ? 'N/A' : `${parts(g.last_message)[1]} ${parts(g.last_message)[2]} UTC`)), 'last message times');
+  const h = data.history;
+  assert.equal(await page.textContent('#history-note'),
+    `per minute, ${h.length} min: ${parts(h[0].minute)[2].slice(0, 5)} - ${parts(h[h.length - 1].minute)[2].slice(0, 5)} UTC`);
+  // the footer: the browser's own clock, in UTC
+  const last = await page.textContent('#last-update');
+  const m = last.match(/^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) UTC$/);
+  assert.ok(m, `last update ${last}`);
+  const at = Date.parse(`${m[1]}T${m[2]}Z`);
+  assert.ok(at >= Math.floor(before_ / 1000) * 1000 && at <= after_, `last update ${last} is now, in UTC`);
+  t.diagnostic(`${data.timestamp} shown as ${day} ${clock} UTC (ms ${ms} dropped) in Asia/Kolkata`);
+
+  // a time without a zone (as the spec's utcnow().isoformat() writes it) is UTC too
+  const d = structuredClone(data);
+  d.timestamp = '2026-01-15T23:50:07.123456';
+  d.database.refreshed_at = '2026-01-15 23:49:58';
+  d.recent_activity.recent_errors = [{ ...data.recent_activity.recent_errors[0], timestamp: '2026-01-15T23:45:01.5' }];
+  await page.route('**/dashboard/api/data', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(d) }));
+  await refreshNow(page);
+  assert.equal(await page.textContent('#data-time'), '2026-01-15 23:50:07 UTC');
+  assert.equal(await page.textContent('[data-field="database.refreshed_at"]'), '2026-01-15 23:49:58 UTC');
+  assert.equal((await tableRows(page, '#log-errors'))[0][0], '23:45:01.500');
 }));
 
 test('the default refresh interval is 10 s', async () => {

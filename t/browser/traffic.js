@@ -1,15 +1,21 @@
 'use strict';
 // traffic.js - real HTTP and WebSocket traffic through nginx, so that every
 // panel of the dashboard has something to show: groups (one named like an
-// XSS payload), messages, soft deletes, 404s and 401s, slow uploads (the
-// sidecar's slow thresholds are lowered for the tests), WebSocket
-// connections (two kept open, one opened and closed again).
+// XSS payload, one with bidirectional controls), messages, soft deletes,
+// 404s and 401s, slow uploads (the sidecar's slow thresholds are lowered
+// for the tests), WebSocket connections (two kept open, two opened and
+// closed again, one of them by a user whose id has bidirectional controls).
 
 const crypto = require('node:crypto');
 const net = require('node:net');
 const { sleep } = require('./stack');
 
 const XSS_NAME = '<img src=x onerror=alert(1)>';
+// Every Unicode bidirectional control (U+061C, U+200E/F, U+202A-E,
+// U+2066-9): applied, the name would read "admins ..." and the user
+// "nimda"; the page must show them, not obey them.
+const BIDI_NAME = '\u202Esnimda\u202C \u2066\u2067\u2068\u2069 \u200E\u200F\u061C \u202A\u202B\u202D\u202C';
+const BIDI_USER = '\u202Eadmin\u202C';
 
 // A minimal RFC 6455 client over a raw socket (node 20 has no global
 // WebSocket): the opening handshake, then a close frame on close().
@@ -111,7 +117,7 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
   const post = (p, body, token = alice) => stack.request('POST', p, { body, token });
 
   // groups with distinct message counts, so that the top list has an order
-  const plan = [['General', 9], [XSS_NAME, 6], ['ops-alerts', 4], ['Café <b>&"', 2]];
+  const plan = [['General', 9], [XSS_NAME, 6], ['ops-alerts', 4], [BIDI_NAME, 3], ['Café <b>&"', 2]];
   const groups = {};
   for (const [name, n] of plan) {
     const g = check(await post('/api/chat/groups', { name }), 201, `create ${name}`).json;
@@ -161,9 +167,12 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
     await wsConnect(port, wsPath(groups.General, alice), { correlationId: 'ws-alice-general' }),
     await wsConnect(port, wsPath(groups['ops-alerts'], bob), { correlationId: 'ws-bob-ops' }),
   ];
-  const brief = await wsConnect(port, wsPath(groups.General, bob), { correlationId: 'ws-bob-brief' });
+  const brief = [
+    await wsConnect(port, wsPath(groups.General, bob), { correlationId: 'ws-bob-brief' }),
+    await wsConnect(port, wsPath(groups[BIDI_NAME], stack.jwt(BIDI_USER)), { correlationId: 'ws-bidi-brief' }),
+  ];
   await sleep(holdMs);
-  await brief.close();
+  for (const w of brief) await w.close();
   // a message while connections are open: a broadcast
   check(await post(`/api/chat/groups/${groups.General}/messages`, { content: 'hello, live' }),
     201, 'broadcast');
@@ -177,4 +186,4 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
   };
 }
 
-module.exports = { makeTraffic, wsConnect, slowPost, XSS_NAME };
+module.exports = { makeTraffic, wsConnect, slowPost, XSS_NAME, BIDI_NAME, BIDI_USER };

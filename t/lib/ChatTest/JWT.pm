@@ -35,8 +35,9 @@ sub token {
     $claims{nbf} = $opt{nbf} if defined $opt{nbf};
     %claims = (%claims, %{ $opt{claims} }) if $opt{claims};
 
+    # raw_payload: the payload's JSON text as given (a claim twice, ...)
     my $input = b64url($json->encode(\%header)) . '.'
-              . b64url($json->encode(\%claims));
+              . b64url($opt{raw_payload} // $json->encode(\%claims));
 
     return "$input." if defined $opt{sign} && !$opt{sign};
 
