@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "httpd.h"
@@ -352,6 +353,15 @@ httpd_head_end(const char *buf, size_t len)
 
 /* header and body in one go (two writes would meet Nagle and a delayed
    ACK: 40 ms per keep-alive response) */
+static void
+httpd_timeout(int fd, int seconds)
+{
+    struct timeval  tv = { seconds, 0 };
+
+    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+
 static int
 httpd_send_all(int fd, const char *hdr, size_t hlen, const char *body,
     size_t blen)
@@ -468,7 +478,8 @@ httpd_serve(httpd_t *h, int fd)
     size_t        have = 0, end;
     ssize_t       n;
     int64_t       rest;
-    int           rc, keep, head;
+    int           rc, keep, head, served = 0;
+    time_t        started;
     const char   *reason;
     httpd_req_t   req;
     httpd_res_t   res;
@@ -479,9 +490,24 @@ httpd_serve(httpd_t *h, int fd)
     }
 
     for ( ;; ) {
+        /* between requests a keep-alive connection may idle longer than
+         * a head may take to arrive */
+        httpd_timeout(fd, have == 0 && served > 0 ? HTTPD_IDLE_S
+                                                  : HTTPD_TIMEOUT_S);
+        started = 0;
+
         while ((end = httpd_head_end(buf, have)) == 0) {
             if (have == HTTPD_HEAD_MAX) {
                 httpd_error(fd, 431, "the request head is over 16 KiB", 1);
+                goto done;
+            }
+            if (have > 0 && started == 0) {
+                started = time(NULL);
+                httpd_timeout(fd, HTTPD_TIMEOUT_S);
+            }
+            if (started != 0 && time(NULL) - started > HTTPD_TIMEOUT_S) {
+                httpd_error(fd, 408, "the request head did not arrive "
+                            "in time", 1);
                 goto done;
             }
             n = recv(fd, buf + have, HTTPD_HEAD_MAX - have, 0);
@@ -543,6 +569,7 @@ httpd_serve(httpd_t *h, int fd)
 
         rc = httpd_respond(fd, &res, head, keep);
         free(res.body);
+        served++;
         if (rc != 0 || !keep) {
             goto done;
         }

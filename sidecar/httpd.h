@@ -12,9 +12,9 @@
  * connections), 408 (a head not finished within HTTPD_TIMEOUT_S).
  *
  * One thread accepts; each connection has a thread of its own (at most
- * HTTPD_MAX_CONNS), keep-alive for HTTP/1.1, and is closed after
- * HTTPD_TIMEOUT_S without a byte.  The handler runs on the connection's
- * thread and must be thread safe.
+ * HTTPD_MAX_CONNS), keep-alive for HTTP/1.1, closed after HTTPD_IDLE_S
+ * without a request or HTTPD_TIMEOUT_S into an unfinished head.  The
+ * handler runs on the connection's thread and must be thread safe.
  */
 
 #ifndef SIDECAR_HTTPD_H
@@ -27,7 +27,10 @@
 #define HTTPD_MAX_HEADERS  100
 #define HTTPD_MAX_CONNS    64
 #define HTTPD_MAX_BODY     65536        /* a GET's body is read and ignored */
-#define HTTPD_TIMEOUT_S    10
+#define HTTPD_TIMEOUT_S    10       /* to send a head, from its first byte */
+#define HTTPD_IDLE_S       75       /* keep-alive between requests: above
+                                       nginx's keepalive_timeout (60 s), so
+                                       nginx closes first */
 
 typedef struct {
     const char  *method;
