@@ -15,21 +15,25 @@
  *
  * Thread safety
  * -------------
- * A collector_t is shared by three kinds of threads and guarded by ONE
+ * A collector_t is shared by four kinds of threads and guarded by ONE
  * mutex inside it; no caller ever holds that mutex itself.
  *
  *   - the ingest thread (ingest.c) decodes a batch with no lock held, then
  *     calls collector_apply(): one lock hold per batch, so a reader never
  *     sees half a batch (a snapshot batch replaces a worker's WebSocket
  *     counts atomically);
- *   - nng's HTTP callback threads (http_routes.c) call collector_snapshot():
+ *   - the HTTP connection threads (httpd.c, http_routes.c) call
+ *     collector_snapshot(), which also applies the WebSocket events whose
+ *     ordering window has passed:
  *     under the lock it only copies the retained data into a private
  *     coll_snapshot_t; sorting, merging and all JSON/Prometheus rendering
  *     then happen on that private copy with the lock released, so a slow
  *     client or a large render never stalls ingestion;
  *   - main() creates and frees the collector while no other thread uses it.
  *
- * The database thread (dbstats.c) never touches the collector.  The lock is
+ * The database thread (dbstats.c) only calls collector_ws_group_ids()
+ * (through main.c's callback, holding none of its own locks) to learn
+ * which groups to name.  The lock is
  * never held across I/O, allocation-heavy work or calls into other modules
  * that take locks, so there is no lock ordering to get wrong.
  */
