@@ -203,11 +203,33 @@ j_database(cJSON *root, const sidecar_view_t *v)
 }
 
 
+/* a group's name from the last refresh: WebSocket groups, then top groups */
+static const char *
+db_group_name(const db_stats_t *db, const char *group_id)
+{
+    size_t  i;
+
+    for (i = 0; i < db->nnames; i++) {
+        if (strcmp(db->names[i].group_id, group_id) == 0) {
+            return db->names[i].name;
+        }
+    }
+    for (i = 0; i < db->ntop; i++) {
+        if (db->top[i].has_name
+            && strcmp(db->top[i].group_id, group_id) == 0)
+        {
+            return db->top[i].name;
+        }
+    }
+    return NULL;
+}
+
+
 /* added: the group's name from `groups` (null until a refresh has read it) */
 static void
 j_group_name(cJSON *o, const sidecar_view_t *v, const char *group_id)
 {
-    const char  *name = dbstats_group_name(v->db, group_id);
+    const char  *name = db_group_name(v->db, group_id);
 
     if (name != NULL) {
         cJSON_AddStringToObject(o, "group_name", name);

@@ -477,27 +477,6 @@ db_group_names(dbstats_t *d, mongoc_collection_t *groups, db_stats_t *out)
 }
 
 
-const char *
-dbstats_group_name(const db_stats_t *db, const char *group_id)
-{
-    size_t  i;
-
-    for (i = 0; i < db->nnames; i++) {
-        if (strcmp(db->names[i].group_id, group_id) == 0) {
-            return db->names[i].name;
-        }
-    }
-    for (i = 0; i < db->ntop; i++) {
-        if (db->top[i].has_name
-            && strcmp(db->top[i].group_id, group_id) == 0)
-        {
-            return db->top[i].name;
-        }
-    }
-    return NULL;
-}
-
-
 /*
  * Runs every query.  `out` comes in with the last published figures; each
  * figure is replaced only by a query that succeeded.  Returns -1 when the

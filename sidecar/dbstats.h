@@ -104,10 +104,6 @@ void dbstats_get(dbstats_t *d, db_stats_t *out);
 /* wakes and joins the thread; waits at most for one bounded query */
 void dbstats_stop(dbstats_t *d);
 
-/* a group's name from the last refresh (WebSocket groups, then the top
-   groups), or NULL when unknown */
-const char *dbstats_group_name(const db_stats_t *db, const char *group_id);
-
 /* one ping, for --ping-db: 0 when the server answered */
 int dbstats_ping(const char *uri, int timeout_ms, char *err, size_t errlen);
 
