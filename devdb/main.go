@@ -44,6 +44,7 @@ type options struct {
 	dataDir   string
 	logLevel  string
 	readyFile string
+	idIndex   bool
 }
 
 func main() {
@@ -64,6 +65,10 @@ func run() int {
 	fs.StringVar(&o.readyFile, "ready-file", "",
 		"once the server answers a MongoDB ping, write its host:port "+
 			"to this `file` (removed again on shutdown)")
+	fs.BoolVar(&o.idIndex, "id-index", true,
+		"index every collection's _id the way FerretDB's lookups query it "+
+			"(see README.md); -id-index=false leaves the files as FerretDB "+
+			"makes them")
 	version := fs.Bool("version", false, "print the FerretDB version and exit")
 
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -119,6 +124,14 @@ func run() int {
 		}
 	}
 
+	// Collections written by an earlier run get their _id index before
+	// the server takes connections; later ones from the watcher below.
+	var ix *idIndexer
+	if o.idIndex {
+		ix = newIDIndexer(dir, os.Stderr)
+		ix.sweep(context.Background())
+	}
+
 	logger := slog.New(slog.NewTextHandler(os.Stderr,
 		&slog.HandlerOptions{Level: level}))
 
@@ -148,6 +161,17 @@ func run() int {
 
 	done := make(chan error, 1)
 	go func() { done <- fdb.Run(ctx) }()
+
+	if ix != nil {
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			ix.run(ctx, idIndexInterval)
+		}()
+		// on every return below ctx is cancelled first (stop() or the
+		// deferred one), so this does not wait for long
+		defer func() { stop(); <-watched }()
+	}
 
 	readyCtx, cancelReady := context.WithTimeout(ctx, readyTimeout)
 	err = waitReady(readyCtx, bound)
@@ -204,7 +228,7 @@ func waitStopped(done <-chan error) bool {
 func usageError(format string, args ...any) int {
 	fmt.Fprintf(os.Stderr, "devdb: "+format+"\n", args...)
 	fmt.Fprintln(os.Stderr, "usage: devdb -data DIR [-listen 127.0.0.1:27017] "+
-		"[-log-level warn] [-ready-file PATH]")
+		"[-log-level warn] [-ready-file PATH] [-id-index=false]")
 	return 2
 }
 

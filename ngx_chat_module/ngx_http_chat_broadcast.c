@@ -16,13 +16,22 @@
  * close their WebSockets with 1001).  The bus is read through its
  * NNG_OPT_RECVFD descriptor in nginx's event loop: no thread, no timer.
  *
+ * Each bus message carries its origin's slot, pid and a sequence number.
+ * nng's bus drops a message for a pipe whose queue is full (a worker that
+ * does not read: 1024 in its receive queue, then the socket buffer, then
+ * 16 a pipe at the sender, in nng 1.5) without telling the sender; the
+ * worker that misses events sees the gap in the numbers at the next event
+ * from the same origin, and logs how many it missed.
+ *
  * A bus message only reaches the workers whose pipe is up when it is
  * sent.  So that no subscriber joins a worker the others cannot reach
  * yet, a starting worker waits in init_process, before its event loop
  * accepts anything, until it has a pipe to every other slot (nng's pipe
  * callbacks count them), at most NGX_HTTP_CHAT_BUS_JOIN_WAIT; a slot
- * still missing then is a worker that is not running, and it will dial
- * or be dialed when it comes.
+ * still missing then is a worker that is not running (or does not
+ * answer), and it will dial or be dialed when it comes.  The warning
+ * names it: a pipe's dialer tells the slots above this one apart; the
+ * slots below dial in, and are named when none of them did.
  *
  * Abstract sockets have no file permissions: any local process could dial
  * a worker's name.  A pipe is kept only if the process at its other end
@@ -47,9 +56,13 @@
 #include "ngx_http_chat_broadcast.h"
 
 
-#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB1"
-#define NGX_HTTP_CHAT_BUS_HEADER     (4 + 24)
-#define NGX_HTTP_CHAT_BUS_BUF        1024       /* messages per pipe */
+#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB2"
+#define NGX_HTTP_CHAT_BUS_SLOT       4          /* uint32_t, the origin */
+#define NGX_HTTP_CHAT_BUS_PID        8          /* uint32_t */
+#define NGX_HTTP_CHAT_BUS_SEQ        12         /* uint64_t, from 1 */
+#define NGX_HTTP_CHAT_BUS_GROUP      20         /* 24 hex digits */
+#define NGX_HTTP_CHAT_BUS_HEADER     (20 + 24)
+#define NGX_HTTP_CHAT_BUS_BUF        1024       /* send, receive queues */
 #define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
 #define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
 
@@ -64,6 +77,12 @@ typedef struct {
 
 
 typedef struct {
+    uint32_t                   pid;             /* 0: nothing heard yet */
+    uint64_t                   next;            /* the number expected */
+} ngx_http_chat_bus_origin_t;
+
+
+typedef struct {
     ngx_rbtree_t               tree;
     ngx_rbtree_node_t          sentinel;
     ngx_uint_t                 groups;
@@ -75,11 +94,17 @@ typedef struct {
     uint64_t                   bus_sent;
     uint64_t                   bus_send_failed;
     uint64_t                   bus_received;
+    uint64_t                   bus_missed;
+
+    ngx_http_chat_bus_origin_t *origins;        /* by slot */
+    ngx_uint_t                 norigins;
 
     /* pipes to other workers, kept by nng's threads */
     pthread_mutex_t            peers_lock;
     pthread_cond_t             peers_cond;
     uint32_t                  *peer_pipes;      /* ids of the kept pipes */
+    uint32_t                  *peer_dialers;    /* and of their dialers */
+    uint32_t                  *dialers;         /* ours, by slot */
     ngx_uint_t                 peers;
     ngx_uint_t                 max_peers;
     ngx_uint_t                 refused;         /* pipes of strangers */
@@ -106,6 +131,12 @@ static ngx_pid_t ngx_http_chat_bus_peer_parent(nng_pipe pipe,
     ngx_pid_t *pid);
 static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
     ngx_msec_t timeout);
+static void ngx_http_chat_bus_sequence(ngx_http_chat_broadcast_t *b,
+    u_char *header);
+static u_char *ngx_http_chat_bus_missing(u_char *p, u_char *last,
+    ngx_uint_t slot, ngx_uint_t workers);
+static ngx_uint_t ngx_http_chat_bus_dialed(ngx_http_chat_broadcast_t *b,
+    ngx_uint_t slot);
 
 
 static ngx_http_chat_broadcast_t  ngx_http_chat_broadcast;
@@ -137,6 +168,8 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
 {
     int                         rv, fd;
     char                        addr[128];
+    u_char                      missing[256], *last;
+    nng_dialer                  dialer;
     sigset_t                    all, saved;
     ngx_uint_t                  slot, n, peers;
     ngx_msec_t                  started;
@@ -172,7 +205,20 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
      * pipe is being torn down as its replacement dials in */
     b->max_peers = ccf->worker_processes;
     b->peer_pipes = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
-    if (b->peer_pipes == NULL) {
+    b->peer_dialers = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
+    b->dialers = ngx_calloc(ccf->worker_processes * sizeof(uint32_t),
+                            cycle->log);
+
+    if (b->peer_pipes == NULL || b->peer_dialers == NULL
+        || b->dialers == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    b->norigins = ccf->worker_processes;
+    b->origins = ngx_calloc(b->norigins * sizeof(ngx_http_chat_bus_origin_t),
+                            cycle->log);
+    if (b->origins == NULL) {
         return NGX_ERROR;
     }
 
@@ -228,7 +274,16 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     if (rv == 0) {
         for (n = slot + 1; n < (ngx_uint_t) ccf->worker_processes; n++) {
             ngx_http_chat_bus_address(addr, sizeof(addr), n);
-            rv = nng_dial(b->bus, addr, NULL, NNG_FLAG_NONBLOCK);
+
+            /* its id is known before any of its pipes can come up */
+            rv = nng_dialer_create(&dialer, b->bus, addr);
+            if (rv != 0) {
+                break;
+            }
+
+            b->dialers[n] = (uint32_t) nng_dialer_id(dialer);
+
+            rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK);
             if (rv != 0) {
                 break;
             }
@@ -273,12 +328,16 @@ ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     ngx_time_update();
 
     if (peers < n) {
+        last = ngx_http_chat_bus_missing(missing, missing + sizeof(missing),
+                                         slot, ccf->worker_processes);
+
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "chat broadcast: worker slot %ui of %i reaches %ui "
-                      "of its %ui peers after %M ms; the others are not "
-                      "running and will join when they start",
+                      "of its %ui peers after %M ms, not %*s: they are not "
+                      "running or do not answer; this worker serves now, "
+                      "and each joins when it answers",
                       slot, ccf->worker_processes, peers, n,
-                      ngx_current_msec - started);
+                      ngx_current_msec - started, last - missing, missing);
     }
 
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
@@ -347,6 +406,8 @@ ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
         }
 
         if (b->peers < b->max_peers) {
+            b->peer_dialers[b->peers] =
+                             (uint32_t) nng_dialer_id(nng_pipe_dialer(pipe));
             b->peer_pipes[b->peers++] = id;
             pthread_cond_broadcast(&b->peers_cond);
         }
@@ -356,7 +417,9 @@ ngx_http_chat_bus_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *data)
 
     for (i = 0; i < b->peers; i++) {
         if (b->peer_pipes[i] == id) {
-            b->peer_pipes[i] = b->peer_pipes[--b->peers];
+            b->peers--;
+            b->peer_pipes[i] = b->peer_pipes[b->peers];
+            b->peer_dialers[i] = b->peer_dialers[b->peers];
             goto done;
         }
     }
@@ -458,6 +521,86 @@ ngx_http_chat_bus_wait_peers(ngx_uint_t want, ngx_msec_t timeout)
 }
 
 
+/*
+ * The slots that have no pipe to this one: "slot 2", "slots 0, 2", or
+ * "1 of slots 0-2" when only some of those below (which dial in, through
+ * the listener, so cannot be told apart) have.
+ */
+
+static u_char *
+ngx_http_chat_bus_missing(u_char *p, u_char *last, ngx_uint_t slot,
+    ngx_uint_t workers)
+{
+    ngx_uint_t                  n, dialed, below, named;
+    ngx_http_chat_broadcast_t  *b;
+
+    b = &ngx_http_chat_broadcast;
+
+    pthread_mutex_lock(&b->peers_lock);
+
+    dialed = 0;
+    named = 0;
+
+    for (n = slot + 1; n < workers; n++) {
+        if (ngx_http_chat_bus_dialed(b, n)) {
+            dialed++;
+
+        } else {
+            named++;
+        }
+    }
+
+    /* the pipes that are not ours came from below */
+    below = slot - ngx_min(slot, b->peers - dialed);
+
+    if (below == slot) {
+        named += slot;
+    }
+
+    if (named) {
+        p = ngx_slprintf(p, last, named == 1 ? "slot " : "slots ");
+    }
+
+    named = 0;
+
+    for (n = 0; n < workers; n++) {
+        if (n == slot) {
+            continue;
+        }
+
+        if (n < slot ? below == slot : !ngx_http_chat_bus_dialed(b, n)) {
+            p = ngx_slprintf(p, last, "%s%ui", named++ ? ", " : "", n);
+        }
+    }
+
+    if (below && below != slot) {
+        p = ngx_slprintf(p, last, "%s%ui of slots 0-%ui",
+                         named ? " and " : "", below, slot - 1);
+    }
+
+    pthread_mutex_unlock(&b->peers_lock);
+
+    return p;
+}
+
+
+/* a pipe of our dialer to that slot is up; under peers_lock */
+
+static ngx_uint_t
+ngx_http_chat_bus_dialed(ngx_http_chat_broadcast_t *b, ngx_uint_t slot)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < b->peers; i++) {
+        if (b->peer_dialers[i] == b->dialers[slot]) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 void
 ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
 {
@@ -480,6 +623,21 @@ ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
     if (b->peer_pipes) {
         ngx_free(b->peer_pipes);
         b->peer_pipes = NULL;
+    }
+
+    if (b->peer_dialers) {
+        ngx_free(b->peer_dialers);
+        b->peer_dialers = NULL;
+    }
+
+    if (b->dialers) {
+        ngx_free(b->dialers);
+        b->dialers = NULL;
+    }
+
+    if (b->origins) {
+        ngx_free(b->origins);
+        b->origins = NULL;
     }
 }
 
@@ -570,6 +728,8 @@ ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
     size_t len)
 {
     int                         rv;
+    uint32_t                    n;
+    uint64_t                    seq;
     nng_msg                    *msg;
     ngx_http_chat_broadcast_t  *b;
 
@@ -583,14 +743,24 @@ ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
         return;
     }
 
-    /* one message for the others: magic, group, JSON; never waits */
+    /*
+     * one message for the others: magic, origin, the number of the
+     * message among those sent (a failed send uses none), group, JSON;
+     * never waits
+     */
 
     rv = nng_msg_alloc(&msg, NGX_HTTP_CHAT_BUS_HEADER + len);
     if (rv == 0) {
         u_char  *p = nng_msg_body(msg);
 
         ngx_memcpy(p, NGX_HTTP_CHAT_BUS_MAGIC, 4);
-        ngx_memcpy(p + 4, group_id_hex, 24);
+        n = (uint32_t) ngx_worker;
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SLOT, &n, 4);
+        n = (uint32_t) ngx_pid;
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_PID, &n, 4);
+        seq = b->bus_sent + 1;
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SEQ, &seq, 8);
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_GROUP, group_id_hex, 24);
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_HEADER, json, len);
 
         rv = nng_sendmsg(b->bus, msg, NNG_FLAG_NONBLOCK);
@@ -711,7 +881,9 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
             && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
         {
             b->bus_received++;
-            (void) ngx_http_chat_deliver(p + 4, p + NGX_HTTP_CHAT_BUS_HEADER,
+            ngx_http_chat_bus_sequence(b, p);
+            (void) ngx_http_chat_deliver(p + NGX_HTTP_CHAT_BUS_GROUP,
+                                         p + NGX_HTTP_CHAT_BUS_HEADER,
                                          len - NGX_HTTP_CHAT_BUS_HEADER);
         }
 
@@ -722,6 +894,44 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
         ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
                       "chat broadcast: cannot watch the bus descriptor");
     }
+}
+
+
+/*
+ * A gap in an origin's numbers: events the bus dropped on their way here.
+ * A new pid in the slot (a worker that restarted) starts over.
+ */
+
+static void
+ngx_http_chat_bus_sequence(ngx_http_chat_broadcast_t *b, u_char *header)
+{
+    uint32_t                     slot, pid;
+    uint64_t                     seq, missed;
+    ngx_http_chat_bus_origin_t  *o;
+
+    ngx_memcpy(&slot, header + NGX_HTTP_CHAT_BUS_SLOT, 4);
+    ngx_memcpy(&pid, header + NGX_HTTP_CHAT_BUS_PID, 4);
+    ngx_memcpy(&seq, header + NGX_HTTP_CHAT_BUS_SEQ, 8);
+
+    if (slot >= b->norigins) {
+        return;
+    }
+
+    o = &b->origins[slot];
+
+    if (o->pid == pid && seq > o->next) {
+        missed = seq - o->next;
+        b->bus_missed += missed;
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "chat broadcast: missed %uL events of worker slot %uD "
+                      "(pid %uD): the bus dropped them while this worker's "
+                      "queue was full or its pipe down (%uL missed so far)",
+                      missed, slot, pid, b->bus_missed);
+    }
+
+    o->pid = pid;
+    o->next = seq + 1;
 }
 
 

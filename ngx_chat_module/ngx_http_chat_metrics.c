@@ -38,7 +38,7 @@
 #define NGX_HTTP_CHAT_REDIAL_REFUSED     5000   /* ms */
 
 /* a connection the sidecar closes sooner than this was cut, not used */
-#define NGX_HTTP_CHAT_PIPE_CUT           1000   /* ms */
+#define NGX_HTTP_CHAT_PIPE_CUT           100    /* ms */
 
 
 typedef struct {

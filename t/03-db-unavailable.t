@@ -6,6 +6,7 @@ use ChatTest::Env;
 use ChatTest::JWT;
 use ChatTest::Client;
 use ChatTest::Script;
+use ChatTest::PausableDB;
 use IO::Socket::INET;
 
 no_shuffle();
@@ -32,47 +33,11 @@ my $probe = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPo
 $ENV{TEST_NGINX_DEAD_PORT} = $probe->sockport;
 close $probe;
 
-# A "pausable database": a forwarding proxy to the suite's database (one
-# local host), a child of this test; SIGSTOP holds every reply of an
-# established connection, as a stopped database does.  Stopped by pid.
-our $ProxyPid;
-if (($ENV{TEST_NGINX_CHAT_URI} // '') =~ m{^mongodb://(127\.0\.0\.1|localhost):(\d+)/([^?,]+)$}) {
-    my ($dbhost, $dbport, $dbname) = ($1, $2, $3);
-    require IO::Select;
-    my $l = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "cannot listen: $!";
-    $ENV{TEST_NGINX_PAUSABLE_URI} = 'mongodb://127.0.0.1:' . $l->sockport . "/$dbname";
-    $ProxyPid = fork // die "fork: $!";
-    if ($ProxyPid == 0) {
-        $SIG{PIPE} = 'IGNORE';          # a peer the driver closed: drop it
-        my $sel = IO::Select->new($l);
-        my %peer;
-        while (1) {
-            for my $s ($sel->can_read) {
-                if ($s == $l) {
-                    my $c = $l->accept or next;
-                    my $u = IO::Socket::INET->new(PeerAddr => $dbhost, PeerPort => $dbport)
-                        or do { close $c; next };
-                    @peer{$c, $u} = ($u, $c);
-                    $sel->add($c, $u);
-                    next;
-                }
-                my $o = $peer{$s} or next;     # closed with its peer just now
-                my $n = sysread $s, my $buf, 65536;
-                if (!$n || !defined syswrite($o, $buf)) {
-                    $sel->remove($s, $o);
-                    delete @peer{$s, $o};
-                    close $s;
-                    close $o;
-                }
-            }
-        }
-    }
-    close $l;
-}
-$ENV{TEST_NGINX_PAUSABLE_URI} //= $ENV{TEST_NGINX_CHAT_URI} // 'mongodb://127.0.0.1:1/x';
-END { local $?; if ($ProxyPid) { kill 'CONT', $ProxyPid; kill 'KILL', $ProxyPid; waitpid $ProxyPid, 0 } }
+# A "pausable database" (ChatTest::PausableDB): SIGSTOP on its pid holds
+# every reply of an established connection, as a stopped database does.
+$ENV{TEST_NGINX_PAUSABLE_URI} = ChatTest::PausableDB::start($ENV{TEST_NGINX_CHAT_URI})
+    // $ENV{TEST_NGINX_CHAT_URI} // 'mongodb://127.0.0.1:1/x';
+our $ProxyPid = ChatTest::PausableDB::pid();
 
 our $alice = ChatTest::JWT::bearer('alice');
 

@@ -196,32 +196,23 @@ sub join_worker {
     die "64 connections and none on the wanted worker\n";
 }
 
-# Every pipe of the bus between the peers' workers is up: each peer sends
-# "sync" messages until all the others heard one from it; then a last one
-# from each, heard by all, leaves no sync traffic in flight.  (A worker
-# that just started is dialed by the others with a back-off.)
+# The bus between the peers' workers carries their first messages: a
+# worker accepts clients only once it reaches every other worker, so one
+# "sync" message from each peer, with no retry, reaches all the others
+# (t/12 TEST 3 tests that promise right after a worker starts).  Leaves
+# no sync traffic in flight.
 sub bus_ready {
     my @peers = @_;
     for my $from (@peers) {
-        my $ok;
-        for my $try (1 .. 30) {
-            my $c = "sync " . $from->user . " $try";
-            $from->send_message($c);
-            $from->acked($c) or die "sync: no ack for $c\n";
-            $ok = !grep { !$_->heard($c, 0.2) } grep { $_ != $from } @peers;
-            last if $ok;
-        }
-        die "sync: the others never heard " . $from->user . "\n" unless $ok;
-    }
-    for my $from (@peers) {
-        my $c = "sync done " . $from->user;
+        my $c = "sync " . $from->user;
         $from->send_message($c);
         $from->acked($c) or die "sync: no ack for $c\n";
     }
     for my $p (@peers) {
-        for my $from (@peers) {
-            $p->heard("sync done " . $from->user)
-                or die "sync: " . $p->user . " never heard the end of " . $from->user . "\n";
+        for my $from (grep { $_ != $p } @peers) {
+            $p->heard("sync " . $from->user, 5)
+                or die "sync: " . $p->user . " (worker " . $p->pid . ") never heard "
+                     . $from->user . " (worker " . $from->pid . "): the bus did not reach it\n";
         }
         $p->forget;
     }
@@ -547,7 +538,7 @@ for my $name (sort keys %names) {
     # SP header of a bus0 peer and one message in nng's ipc framing, in
     # one write: all of it is there before the worker can say no
     local $SIG{PIPE} = 'IGNORE';
-    my $body = 'CHB1' . $g . $event;
+    my $body = 'CHB2' . pack('LLQ', 0, $$, 1) . $g . $event;   # slot, pid, number
     my $bytes = "\0SP\0\x00\x70\0\0\x01" . pack('Q>', length $body) . $body;
     $sent++ if (syswrite($s, $bytes) // 0) == length $bytes;
     my $eof = '';

@@ -10,6 +10,7 @@ use ChatTest::Env;
 use ChatTest::JWT;
 use ChatTest::Client;
 use ChatTest::DevDB;
+use ChatTest::PausableDB;
 use ChatTest::Sidecar;
 use ChatTest::WebSocket;
 use JSON::PP ();
@@ -53,45 +54,12 @@ our $StallPid;
 }
 END { local $?; if ($StallPid) { kill 'KILL', $StallPid; waitpid $StallPid, 0 } }
 
-# A "pausable database": a forwarding proxy to the suite's database (one
-# host), a child of this test; SIGSTOP holds every reply, SIGCONT lets
-# them through.  Stopped by pid at the end.
-our $ProxyPid;
-if ($ENV{TEST_NGINX_CHAT_URI} =~ m{^mongodb://(127\.0\.0\.1|localhost):(\d+)/([^?,]+)$}) {
-    my ($dbhost, $dbport, $dbname) = ($1, $2, $3);
-    require IO::Select;
-    my $l = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "cannot listen: $!";
-    $ENV{TEST_NGINX_PAUSABLE_URI} = 'mongodb://127.0.0.1:' . $l->sockport . "/$dbname";
-    $ProxyPid = fork // die "fork: $!";
-    if ($ProxyPid == 0) {
-        my $sel = IO::Select->new($l);
-        my %peer;
-        while (1) {
-            for my $s ($sel->can_read) {
-                if ($s == $l) {
-                    my $c = $l->accept or next;
-                    my $u = IO::Socket::INET->new(PeerAddr => $dbhost, PeerPort => $dbport)
-                        or do { close $c; next };
-                    @peer{$c, $u} = ($u, $c);
-                    $sel->add($c, $u);
-                    next;
-                }
-                my $n = sysread $s, my $buf, 65536;
-                my $o = $peer{$s};
-                if (!$n || !defined syswrite($o, $buf)) {
-                    $sel->remove($s, $o);
-                    delete @peer{$s, $o};
-                    close $s;
-                    close $o;
-                }
-            }
-        }
-    }
-    close $l;
+# A "pausable database" (ChatTest::PausableDB): a forwarding proxy to the
+# suite's database; SIGSTOP holds every reply, SIGCONT lets them through.
+if (my $uri = ChatTest::PausableDB::start($ENV{TEST_NGINX_CHAT_URI})) {
+    $ENV{TEST_NGINX_PAUSABLE_URI} = $uri;
 }
-END { local $?; if ($ProxyPid) { kill 'CONT', $ProxyPid; kill 'KILL', $ProxyPid; waitpid $ProxyPid, 0 } }
+our $ProxyPid = ChatTest::PausableDB::pid();
 
 # A worker timeout above the module's 5 s snapshot interval, short enough
 # for a SIGKILLed worker's WebSocket counts to expire within the block.
