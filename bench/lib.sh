@@ -93,12 +93,22 @@ stop_nginx() { stop_pid "$1" QUIT; }
 
 # --- sidecar and database ---------------------------------------------------
 
+# the key nginx adds for the sidecar (X-Sidecar-Key, docs/SECURITY.md): one
+# per benchmark run; example_conf puts it in nginx.conf, and a direct
+# request (sidecar_json, the scrape case's "direct" polls) sends it too
+SIDECAR_KEY_FILE=${SIDECAR_KEY_FILE:-$BENCH_PIDFILE.key}
+[ -s "$SIDECAR_KEY_FILE" ] || (umask 077; openssl rand -hex 24 > "$SIDECAR_KEY_FILE")
+SIDECAR_KEY=$(cat "$SIDECAR_KEY_FILE")
+SIDECAR_KEY_HEADER="X-Sidecar-Key: $SIDECAR_KEY"
+export SIDECAR_KEY_FILE
+
 # start_sidecar DIR INGEST_URL MONGO_URI [NGINX_PID_FILE] -> "pid port"
 start_sidecar() {
     local dir=$1 ingest=$2 mongo=$3 pidfile=${4:-} port
     mkdir -p "$dir"
     port=$(free_port)
     "$BIN/chat-sidecar" --listen "127.0.0.1:$port" --ingest "$ingest" \
+        --http-key-file "$SIDECAR_KEY_FILE" \
         --mongo-uri "$mongo" ${pidfile:+--nginx-pid-file "$pidfile"} \
         --html-dir "$BENCH_ROOT/html" --log-level warn ${SIDECAR_EXTRA:-} \
         >>"$dir/sidecar.log" 2>&1 &
@@ -168,6 +178,7 @@ example_conf() {
         -e "s|@JWT_SECRET_FILE@|$jwt|g" \
         -e "s|@METRICS_ADDRESS@|$ingest|g" \
         -e "s|@SIDECAR@|127.0.0.1:$sport|g" \
+        -e "s|@SIDECAR_KEY@|$SIDECAR_KEY|g" \
         -e "s|@HTPASSWD@|$htpasswd|g" \
         "$BENCH_ROOT/nginx.conf.example" |
     awk -v prefix="$prefix" '
@@ -233,7 +244,7 @@ start_example_stack() {
 }
 
 sidecar_json() {    # sidecar_json PORT
-    curl -sf "http://127.0.0.1:$1/dashboard/api/data"
+    curl -sf -H "$SIDECAR_KEY_HEADER" "http://127.0.0.1:$1/dashboard/api/data"
 }
 
 # --- cleanup ----------------------------------------------------------------
@@ -244,7 +255,7 @@ bench_cleanup() {
     tac "$BENCH_PIDFILE" | while read -r pid sig; do
         stop_pid "$pid" "$sig"
     done
-    rm -f "$BENCH_PIDFILE"
+    rm -f "$BENCH_PIDFILE" "$SIDECAR_KEY_FILE"
 }
 
 emit() {    # emit JSON - one result line for the report

@@ -92,8 +92,15 @@ events="ipc://$var/run/chat-events.ipc"
 if [ "$SIDECAR_PORT" = 0 ]; then
     SIDECAR_PORT=$(devdb/run-db.sh free-port)
 fi
+# the key nginx adds to every request it passes to the sidecar, which
+# answers no one else (docs/SECURITY.md); made once, kept in var/
+if [ ! -s "$var/sidecar-key" ]; then
+    (umask 077; openssl rand -hex 24 > "$var/sidecar-key")
+fi
+sidecar_key=$(cat "$var/sidecar-key")
 build/sidecar/chat-sidecar \
     --listen "127.0.0.1:$SIDECAR_PORT" \
+    --http-key-file "$var/sidecar-key" \
     --ingest "$ingest" \
     --events "$events" \
     --mongo-uri "$mongo_uri" \
@@ -118,8 +125,10 @@ sed -e "s|@MODULE@|$root/build/ngx_chat_module.so|g" \
     -e "s|@JWT_SECRET_FILE@|$var/jwt-secret|g" \
     -e "s|@METRICS_ADDRESS@|$ingest|g" \
     -e "s|@SIDECAR@|127.0.0.1:$sidecar_port|g" \
+    -e "s|@SIDECAR_KEY@|$sidecar_key|g" \
     -e "s|@HTPASSWD@|$var/htpasswd|g" \
     nginx.conf.example > "$var/nginx.conf"
+chmod 600 "$var/nginx.conf"        # it holds the sidecar's key
 
 /usr/sbin/nginx -p "$var" -c "$var/nginx.conf" -t -q
 /usr/sbin/nginx -p "$var" -c "$var/nginx.conf" -g 'daemon off;' &

@@ -4,6 +4,7 @@
  */
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,23 @@
 #include "ring.h"
 
 #define MINUTE_US  60000000ull
+
+
+/*
+ * Each worker flushes its records on its own timer, so the disconnect of
+ * a client on one worker may arrive after its reconnect on another: the
+ * count after the connect would add the old worker's stale 1.  Events are
+ * therefore held for ws_reorder_us and applied in timestamp order (the
+ * workers share the host's clock).
+ */
+#define COLL_PENDING_MAX  4096
+
+typedef struct {
+    coll_ws_event_t   ev;
+    uint32_t          pid;              /* its incarnation; 0: none */
+    uint64_t          start_us;
+    uint64_t          arrived_mono_us;
+} coll_pending_t;
 
 
 struct collector_s {
@@ -37,6 +55,9 @@ struct collector_s {
     ring_t           *history;          /* coll_minute_t */
     ep_table_t       *endpoints;
     workers_t        *workers;
+
+    coll_pending_t   *pending;          /* by ts_us, oldest first */
+    size_t            npending;
 };
 
 
@@ -55,6 +76,7 @@ collector_config_defaults(coll_config_t *cfg)
     cfg->max_workers = 64;
     cfg->max_groups = 4096;
     cfg->worker_timeout_us = 15000000;
+    cfg->ws_reorder_us = 250000;
     cfg->history_minutes = 120;
 }
 
@@ -93,8 +115,9 @@ collector_create(const coll_config_t *cfg, uint64_t wall_us, uint64_t mono_us)
     c->history = ring_create(cfg->history_minutes, sizeof(coll_minute_t));
     c->endpoints = ep_table_create(cfg->endpoint_cap);
     c->workers = workers_create(cfg->max_workers, cfg->max_groups);
+    c->pending = malloc(COLL_PENDING_MAX * sizeof(coll_pending_t));
 
-    if (c->slow == NULL || c->recent == NULL || c->errors == NULL
+    if (c->pending == NULL || c->slow == NULL || c->recent == NULL || c->errors == NULL
         || c->ws_events == NULL || c->custom == NULL || c->history == NULL
         || c->endpoints == NULL || c->workers == NULL)
     {
@@ -121,6 +144,7 @@ collector_free(collector_t *c)
     ring_free(c->history);
     ep_table_free(c->endpoints);
     workers_free(c->workers);
+    free(c->pending);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -203,14 +227,15 @@ collector_request(collector_t *c, worker_t *w, coll_minute_t *minute,
 
 
 static void
-collector_ws_event(collector_t *c, worker_t *w, const coll_ws_event_t *ev)
+collector_ws_apply(collector_t *c, worker_t *w, const coll_ws_event_t *ev)
 {
     coll_ws_event_t  e;
 
     e = *ev;
 
-    if (w != NULL) {
-        (void) workers_set_group(c->workers, w, e.group_id, e.worker_count);
+    if (w != NULL && w->live) {
+        (void) workers_set_group(c->workers, w, e.group_id, e.worker_count,
+                                 e.connected ? 1 : -1);
     }
 
     e.connection_count = workers_group_total(c->workers, e.group_id);
@@ -221,6 +246,96 @@ collector_ws_event(collector_t *c, worker_t *w, const coll_ws_event_t *ev)
     } else {
         c->ws_disconnects++;
     }
+}
+
+
+/* applies pending events [0, n) in order and drops them from the queue */
+static void
+collector_release_first(collector_t *c, size_t n)
+{
+    size_t           i;
+    coll_pending_t  *p;
+
+    for (i = 0; i < n; i++) {
+        p = &c->pending[i];
+        collector_ws_apply(c, p->pid ? workers_find(c->workers, p->pid,
+                                                    p->start_us)
+                                     : NULL,
+                           &p->ev);
+    }
+
+    c->npending -= n;
+    memmove(c->pending, c->pending + n, c->npending * sizeof(*c->pending));
+}
+
+
+/*
+ * Applies the events that have waited long enough: older than the window
+ * by their own clock, or (a worker's clock ahead of ours) held four
+ * windows already.  With w, also everything up to that worker's last
+ * pending event: a snapshot of it is about to replace its counts.
+ */
+static void
+collector_release(collector_t *c, uint64_t wall_us, uint64_t mono_us,
+    const worker_t *w)
+{
+    size_t           i, n = 0;
+    uint64_t         win = c->cfg.ws_reorder_us;
+
+    if (c->npending == 0) {
+        return;
+    }
+    coll_pending_t  *p;
+
+    for (i = 0; i < c->npending; i++) {
+        p = &c->pending[i];
+        if (p->ev.ts_us + win <= wall_us
+            || p->arrived_mono_us + 4 * win <= mono_us
+            || (w != NULL && p->pid == w->pid && p->start_us == w->start_us))
+        {
+            n = i + 1;
+        } else if (w == NULL) {
+            break;
+        }
+    }
+
+    if (n > 0) {
+        collector_release_first(c, n);
+    }
+}
+
+
+static void
+collector_ws_event(collector_t *c, worker_t *w, const coll_ws_event_t *ev,
+    uint64_t mono_us)
+{
+    size_t           i;
+    coll_pending_t  *p;
+
+    if (c->cfg.ws_reorder_us == 0) {
+        collector_ws_apply(c, w, ev);
+        return;
+    }
+
+    if (c->npending == COLL_PENDING_MAX) {
+        collector_release_first(c, 1);
+    }
+
+    /* after every event of the same time or older (batches mostly come
+     * in order: this is a short walk from the end) */
+    i = c->npending;
+    while (i > 0 && c->pending[i - 1].ev.ts_us > ev->ts_us) {
+        i--;
+    }
+    memmove(&c->pending[i + 1], &c->pending[i],
+            (c->npending - i) * sizeof(*p));
+    c->npending++;
+
+    p = &c->pending[i];
+    p->ev = *ev;
+    p->pid = w != NULL ? w->pid : 0;
+    p->start_us = w != NULL ? w->start_us : 0;
+    p->arrived_mono_us = mono_us;
 }
 
 
@@ -237,9 +352,13 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
 
     workers_expire(c->workers, mono_us, c->cfg.worker_timeout_us);
 
+    collector_release(c, wall_us, mono_us, NULL);
+
     w = workers_batch(c->workers, b, wall_us, mono_us);
-    /* a snapshot replaces the worker's groups: cleared on its first part */
+    /* a snapshot replaces the worker's groups: cleared on its first part,
+     * after its events still held (the snapshot already counts them) */
     if (w != NULL && b->snapshot && !b->snapshot_cont) {
+        collector_release(c, wall_us, mono_us, w);
         workers_clear_groups(w);
     }
 
@@ -255,13 +374,13 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
             break;
 
         case CHAT_REC_WS_EVENT:
-            collector_ws_event(c, w, &r->u.ws_event);
+            collector_ws_event(c, w, &r->u.ws_event, mono_us);
             break;
 
         case CHAT_REC_WS_SNAPSHOT:
             if (w != NULL) {
                 (void) workers_set_group(c->workers, w, r->u.ws_count.group_id,
-                                         r->u.ws_count.count);
+                                         r->u.ws_count.count, 0);
             }
             break;
 
@@ -276,11 +395,67 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
         }
     }
 
+    collector_release(c, wall_us, mono_us, NULL);
+
     c->records_invalid += b->invalid;
     c->batches_applied++;
     minute->ws_connections = workers_total_connections(c->workers);
 
     pthread_mutex_unlock(&c->lock);
+}
+
+
+static int
+collector_id_add(char (*ids)[COLL_GROUP_SZ], size_t *n, size_t max,
+    const char *id)
+{
+    size_t  i;
+
+    if (*n == max) {
+        return -1;
+    }
+    for (i = 0; i < *n; i++) {
+        if (strcmp(ids[i], id) == 0) {
+            return 0;
+        }
+    }
+    snprintf(ids[(*n)++], COLL_GROUP_SZ, "%s", id);
+    return 0;
+}
+
+
+size_t
+collector_ws_group_ids(collector_t *c, char (*ids)[COLL_GROUP_SZ],
+    size_t max, size_t recent)
+{
+    size_t                  i, j, n = 0, len;
+    const worker_t         *w;
+    const coll_ws_event_t  *e;
+
+    pthread_mutex_lock(&c->lock);
+
+    len = ring_len(c->ws_events);
+    for (i = 0; i < recent && i < len; i++) {
+        e = ring_at(c->ws_events, len - 1 - i);
+        if (collector_id_add(ids, &n, max, e->group_id) != 0) {
+            goto done;
+        }
+    }
+
+    for (i = 0; (w = workers_at(c->workers, i)) != NULL; i++) {
+        if (!w->live) {
+            continue;
+        }
+        for (j = 0; j < w->ngroups; j++) {
+            if (collector_id_add(ids, &n, max, w->groups[j].group_id) != 0) {
+                goto done;
+            }
+        }
+    }
+
+done:
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }
 
 
@@ -412,6 +587,7 @@ collector_snapshot(collector_t *c, uint64_t wall_us, uint64_t mono_us)
 
     pthread_mutex_lock(&c->lock);
 
+    collector_release(c, wall_us, mono_us, NULL);
     workers_expire(c->workers, mono_us, c->cfg.worker_timeout_us);
     minute = collector_minute(c, wall_us);
     minute->ws_connections = workers_total_connections(c->workers);

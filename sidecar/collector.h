@@ -15,21 +15,25 @@
  *
  * Thread safety
  * -------------
- * A collector_t is shared by three kinds of threads and guarded by ONE
+ * A collector_t is shared by four kinds of threads and guarded by ONE
  * mutex inside it; no caller ever holds that mutex itself.
  *
  *   - the ingest thread (ingest.c) decodes a batch with no lock held, then
  *     calls collector_apply(): one lock hold per batch, so a reader never
  *     sees half a batch (a snapshot batch replaces a worker's WebSocket
  *     counts atomically);
- *   - nng's HTTP callback threads (http_routes.c) call collector_snapshot():
+ *   - the HTTP connection threads (httpd.c, http_routes.c) call
+ *     collector_snapshot(), which also applies the WebSocket events whose
+ *     ordering window has passed:
  *     under the lock it only copies the retained data into a private
  *     coll_snapshot_t; sorting, merging and all JSON/Prometheus rendering
  *     then happen on that private copy with the lock released, so a slow
  *     client or a large render never stalls ingestion;
  *   - main() creates and frees the collector while no other thread uses it.
  *
- * The database thread (dbstats.c) never touches the collector.  The lock is
+ * The database thread (dbstats.c) only calls collector_ws_group_ids()
+ * (through main.c's callback, holding none of its own locks) to learn
+ * which groups to name.  The lock is
  * never held across I/O, allocation-heavy work or calls into other modules
  * that take locks, so there is no lock ordering to get wrong.
  */
@@ -56,6 +60,9 @@ typedef struct {
     size_t    max_workers;          /* 64 incarnations remembered */
     size_t    max_groups;           /* 4096 WebSocket groups per worker */
     uint64_t  worker_timeout_us;    /* 15 s without a batch: not live */
+    uint32_t  ws_reorder_us;        /* 250 ms: WebSocket events are held
+                                       this long and applied in the order
+                                       of their timestamps (0: at once) */
     size_t    history_minutes;      /* 120 */
 } coll_config_t;
 
@@ -138,6 +145,14 @@ void collector_reject(collector_t *c);
 coll_snapshot_t *collector_snapshot(collector_t *c, uint64_t wall_us,
     uint64_t mono_us);
 void collector_snapshot_free(coll_snapshot_t *s);
+
+/*
+ * The group ids the WebSocket panel shows: those of the last `recent`
+ * events (newest first), then groups with live connections, each once,
+ * at most max.  For the database thread, which looks their names up.
+ */
+size_t collector_ws_group_ids(collector_t *c, char (*ids)[COLL_GROUP_SZ],
+    size_t max, size_t recent);
 
 /* the spec: errors are 4xx and 5xx */
 int collector_is_error(unsigned status);

@@ -203,6 +203,42 @@ j_database(cJSON *root, const sidecar_view_t *v)
 }
 
 
+/* a group's name from the last refresh: WebSocket groups, then top groups */
+static const char *
+db_group_name(const db_stats_t *db, const char *group_id)
+{
+    size_t  i;
+
+    for (i = 0; i < db->nnames; i++) {
+        if (strcmp(db->names[i].group_id, group_id) == 0) {
+            return db->names[i].name;
+        }
+    }
+    for (i = 0; i < db->ntop; i++) {
+        if (db->top[i].has_name
+            && strcmp(db->top[i].group_id, group_id) == 0)
+        {
+            return db->top[i].name;
+        }
+    }
+    return NULL;
+}
+
+
+/* added: the group's name from `groups` (null until a refresh has read it) */
+static void
+j_group_name(cJSON *o, const sidecar_view_t *v, const char *group_id)
+{
+    const char  *name = db_group_name(v->db, group_id);
+
+    if (name != NULL) {
+        cJSON_AddStringToObject(o, "group_name", name);
+    } else {
+        cJSON_AddNullToObject(o, "group_name");
+    }
+}
+
+
 static void
 j_websockets(cJSON *root, const sidecar_view_t *v)
 {
@@ -218,6 +254,7 @@ j_websockets(cJSON *root, const sidecar_view_t *v)
     for (i = 0; i < s->ngroups; i++) {
         e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "group_id", s->groups[i].group_id);
+        j_group_name(e, v, s->groups[i].group_id);
         j_int(e, "connection_count", s->groups[i].count);
         cJSON_AddItemToArray(arr, e);
     }
@@ -234,6 +271,7 @@ j_websockets(cJSON *root, const sidecar_view_t *v)
                                 ev->connected ? "connected"
                                               : "disconnected");
         cJSON_AddStringToObject(e, "group_id", ev->group_id);
+        j_group_name(e, v, ev->group_id);
         cJSON_AddStringToObject(e, "user_id", ev->user_id);
         j_int(e, "connection_count", ev->connection_count);
         cJSON_AddItemToArray(arr, e);

@@ -40,6 +40,10 @@ struct dbstats_s {
     char              *dbname;
     uint64_t           refresh_us;
     int                timeout_ms;
+    dbstats_ids_pt     want_names;
+    void              *want_arg;
+    char               ids[DB_NAMES_MAX][DB_GROUP_ID_SZ];
+    db_group_name_t    names[DB_NAMES_MAX];
 };
 
 
@@ -396,6 +400,84 @@ db_top_groups(dbstats_t *d, mongoc_collection_t *messages,
 
 
 /*
+ * The names of the groups the WebSocket panel shows, from `groups`: one
+ * find by _id.  A group with connections but no message yet is named too
+ * (the top groups only know groups with messages).  A failure keeps the
+ * names of the refresh before: they are labels, not figures.
+ */
+static void
+db_group_names(dbstats_t *d, mongoc_collection_t *groups, db_stats_t *out)
+{
+    char            (*ids)[DB_GROUP_ID_SZ] = d->ids;
+    bson_t           *filter, *fopts, in, arr;
+    bson_oid_t        oid;
+    mongoc_cursor_t  *cursor;
+    const bson_t     *doc;
+    bson_iter_t       it;
+    size_t            i, n, k = 0;
+    char              key[16], id[DB_GROUP_ID_SZ], err[DB_STATUS_SZ];
+    const char       *name;
+    uint32_t          len;
+
+    if (d->want_names == NULL) {
+        return;
+    }
+    n = d->want_names(d->want_arg, ids, DB_NAMES_MAX);
+    if (n == 0) {
+        out->nnames = 0;
+        return;
+    }
+
+    filter = bson_new();
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "%u", (unsigned) i);
+        if (bson_oid_is_valid(ids[i], strlen(ids[i]))) {
+            bson_oid_init_from_string(&oid, ids[i]);
+            BSON_APPEND_OID(&arr, key, &oid);
+        } else {
+            BSON_APPEND_UTF8(&arr, key, ids[i]);
+        }
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(filter, &in);
+
+    fopts = BCON_NEW("projection", "{", "name", BCON_INT32(1), "}",
+                     "maxTimeMS", BCON_INT64(d->timeout_ms));
+    cursor = mongoc_collection_find_with_opts(groups, filter, fopts, NULL);
+
+    while (k < DB_NAMES_MAX && mongoc_cursor_next(cursor, &doc)) {
+        if (!bson_iter_init_find(&it, doc, "_id")) {
+            continue;
+        }
+        db_id_string(bson_iter_value(&it), id, sizeof(id));
+        if (!bson_iter_init_find(&it, doc, "name")
+            || !BSON_ITER_HOLDS_UTF8(&it))
+        {
+            continue;
+        }
+        name = bson_iter_utf8(&it, &len);
+        snprintf(d->names[k].group_id, sizeof(d->names[k].group_id), "%s",
+                 id);
+        db_copy_utf8(d->names[k].name, sizeof(d->names[k].name), name, len);
+        k++;
+    }
+
+    bson_destroy(filter);
+    bson_destroy(fopts);
+
+    if (db_cursor_done(cursor, "group names find", err, sizeof(err)) != 0) {
+        log_debug("db: %s (names kept from before)", err);
+        return;
+    }
+
+    out->nnames = k;
+    memcpy(out->names, d->names, k * sizeof(db_group_name_t));
+}
+
+
+/*
  * Runs every query.  `out` comes in with the last published figures; each
  * figure is replaced only by a query that succeeded.  Returns -1 when the
  * server did not answer (ping or totals; the error in err), 1 when some
@@ -503,6 +585,8 @@ db_refresh(dbstats_t *d, db_stats_t *out, char *err, size_t errlen,
         snprintf(why, whylen, "%s", qerr);
     }
 
+    db_group_names(d, groups, out);
+
     rc = failed ? 1 : 0;
 
 done:
@@ -537,6 +621,8 @@ db_publish(dbstats_t *d, int rc, const db_stats_t *fresh, const char *err,
         p->new_messages_24h = fresh->new_messages_24h;
         p->ntop = fresh->ntop;
         memcpy(p->top, fresh->top, sizeof(p->top));
+        p->nnames = fresh->nnames;
+        memcpy(p->names, fresh->names, fresh->nnames * sizeof(p->names[0]));
 
         p->healthy = 1;
         p->have_data = 1;
@@ -672,6 +758,8 @@ dbstats_start(dbstats_t **out, const dbstats_config_t *cfg, char *err,
 
     d->refresh_us = cfg->refresh_us;
     d->timeout_ms = cfg->query_timeout_ms;
+    d->want_names = cfg->want_names;
+    d->want_arg = cfg->want_arg;
 
     d->uri = db_uri(cfg->uri, cfg->query_timeout_ms, err, errlen);
     if (d->uri == NULL) {

@@ -25,6 +25,7 @@
 #define DB_GROUP_ID_SZ    64
 #define DB_GROUP_NAME_SZ  256
 #define DB_STATUS_SZ      1024
+#define DB_NAMES_MAX      128       /* groups of the WebSocket panel */
 
 /* db_stats_t.measured: figures a query has returned at least once */
 #define DB_HAVE_ACTIVE        0x01      /* and deleted_messages */
@@ -40,6 +41,11 @@ typedef struct {
     int       has_last;
     uint64_t  last_message_us;
 } db_top_group_t;
+
+typedef struct {
+    char      group_id[DB_GROUP_ID_SZ];
+    char      name[DB_GROUP_NAME_SZ];
+} db_group_name_t;
 
 typedef struct {
     int             healthy;                 /* the server answered the last
@@ -67,12 +73,23 @@ typedef struct {
     int64_t         new_messages_24h;
     size_t          ntop;
     db_top_group_t  top[DB_TOP_GROUPS];
+
+    /* names from `groups` of the groups the WebSocket panel shows (those
+       with connections, those of recent events), whatever their messages */
+    size_t          nnames;
+    db_group_name_t names[DB_NAMES_MAX];
 } db_stats_t;
+
+/* the ids to name: fills ids, returns how many (<= max) */
+typedef size_t (*dbstats_ids_pt)(void *arg, char (*ids)[DB_GROUP_ID_SZ],
+    size_t max);
 
 typedef struct {
     const char  *uri;               /* mongodb://...; database from path */
     uint64_t     refresh_us;        /* 10 s */
     int          query_timeout_ms;  /* maxTimeMS, also bounds the socket */
+    dbstats_ids_pt  want_names;     /* may be NULL; called with no lock */
+    void           *want_arg;
 } dbstats_config_t;
 
 typedef struct dbstats_s  dbstats_t;

@@ -1,25 +1,21 @@
 /*
- * http_routes.c - HTTP handlers on nng's HTTP server.
+ * http_routes.c - the sidecar's routes, served by httpd.c.
  */
 
-#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
-
 #include "dashboard_json.h"
 #include "http_routes.h"
+#include "httpd.h"
 #include "isotime.h"
 #include "log.h"
 #include "prometheus.h"
 #include "view.h"
 
 #define ROUTES_ALLOW        "GET, HEAD"
-#define ROUTES_MAX_BODY     65536
 #define ROUTES_MAX_HTML     (8 * 1024 * 1024)
 #define CT_JSON             "application/json"
 #define CT_TEXT             "text/plain; charset=utf-8"
@@ -43,11 +39,12 @@ typedef struct {
 
 
 struct http_routes_s {
-    nng_http_server    *server;
-    nng_url            *url;
+    httpd_t            *server;
     http_routes_ctx_t   ctx;
+    size_t              key_len;
+    unsigned long       refused;        /* requests without the key */
 
-    pthread_mutex_t     cache_lock;     /* nng's HTTP threads share it */
+    pthread_mutex_t     cache_lock;     /* connection threads share it */
     routes_cached_t     cache[3];       /* indexed like route_render() */
 };
 
@@ -60,69 +57,79 @@ typedef struct {
 } routes_view_t;
 
 
+#define ROUTES_ALLOW_HEADER  "Allow: " ROUTES_ALLOW "\r\n"
+#define ROUTES_CSP_HEADER    "Content-Security-Policy: " DASHBOARD_CSP "\r\n"
+
+
+/* a copy of the text as the response body */
 static void
-routes_reply(nng_aio *aio, uint16_t status, const char *ctype,
-    const void *body, size_t len, int html)
+routes_text(httpd_res_t *res, int status, const char *text)
 {
-    nng_http_res  *res;
-    int            rv;
+    size_t  len = strlen(text);
 
-    if ((rv = nng_http_res_alloc(&res)) != 0) {
-        nng_aio_finish(aio, rv);
-        return;
+    res->status = status;
+    res->ctype = CT_TEXT;
+    res->body = malloc(len + 1);
+    res->len = res->body != NULL ? len : 0;
+    if (res->body != NULL) {
+        memcpy(res->body, text, len + 1);
     }
-
-    if ((rv = nng_http_res_set_status(res, status)) != 0
-        || (rv = nng_http_res_set_header(res, "Content-Type", ctype)) != 0
-        || (rv = nng_http_res_set_header(res, "Cache-Control", "no-store"))
-           != 0
-        || (rv = nng_http_res_set_header(res, "X-Content-Type-Options",
-                                         "nosniff")) != 0
-        || (html && (rv = nng_http_res_set_header(res,
-                                 "Content-Security-Policy", DASHBOARD_CSP))
-                    != 0)
-        || (status == 405 && (rv = nng_http_res_set_header(res, "Allow",
-                                                   ROUTES_ALLOW)) != 0)
-        || (rv = nng_http_res_copy_data(res, body, len)) != 0)
-    {
-        nng_http_res_free(res);
-        nng_aio_finish(aio, rv);
-        return;
+    if (status == 405) {
+        res->headers = ROUTES_ALLOW_HEADER;
     }
-
-    nng_aio_set_output(aio, 0, res);
-    nng_aio_finish(aio, 0);
 }
 
 
-static void
-routes_text(nng_aio *aio, uint16_t status, const char *text)
+/* constant time in the length of what nginx must send */
+static int
+routes_key_ok(const http_routes_t *r, const char *key)
 {
-    routes_reply(aio, status, CT_TEXT, text, strlen(text), 0);
+    size_t         i, n;
+    unsigned char  diff;
+
+    if (key == NULL) {
+        return 0;
+    }
+    n = strlen(key);
+    diff = n != r->key_len;
+    for (i = 0; i < r->key_len; i++) {
+        diff |= (unsigned char) r->ctx.key[i]
+                ^ (unsigned char) (i < n ? key[i] : 0);
+    }
+    return diff == 0;
 }
 
 
 /*
- * Handlers are registered for every method (nng would send 405 without
- * an Allow header); GET and HEAD pass, nng strips the body of a HEAD.
+ * Every route needs the key that nginx adds (X-Sidecar-Key): anyone else
+ * on the host gets a 403, and the refusal is logged (1-10, then at powers
+ * of two).  Then GET and HEAD pass.
  */
-static http_routes_t *
-routes_begin(nng_aio *aio)
+static int
+routes_begin(http_routes_t *r, const httpd_req_t *req, httpd_res_t *res)
 {
-    nng_http_req      *req;
-    nng_http_handler  *h;
-    const char        *m;
+    unsigned long  n;
 
-    req = nng_aio_get_input(aio, 0);
-    h = nng_aio_get_input(aio, 1);
-    m = nng_http_req_get_method(req);
-
-    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
-        routes_text(aio, 405, "method not allowed: use GET or HEAD\n");
-        return NULL;
+    /* a scraper may send it as a bearer token (Prometheus: authorization) */
+    if (!routes_key_ok(r, req->key) && !routes_key_ok(r, req->bearer)) {
+        n = __atomic_add_fetch(&r->refused, 1, __ATOMIC_RELAXED);
+        if (n <= 10 || (n & (n - 1)) == 0) {
+            log_warn("http: refused %s %s: %s X-Sidecar-Key (%lu refused "
+                     "so far)", req->method, req->path,
+                     req->key ? "wrong" : "no", n);
+        }
+        routes_text(res, 403, "forbidden: the sidecar answers nginx only "
+                    "(X-Sidecar-Key missing or wrong); open the dashboard "
+                    "through nginx\n");
+        return -1;
     }
 
-    return nng_http_handler_get_data(h);
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        routes_text(res, 405, "method not allowed: use GET or HEAD\n");
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -204,17 +211,11 @@ routes_cache_put(http_routes_t *r, int which, const char *body, size_t len)
 
 
 static void
-route_render(nng_aio *aio, int which)
+route_render(http_routes_t *r, httpd_res_t *res, int which)
 {
-    http_routes_t  *r;
     routes_view_t  *rv;
     char           *body = NULL;
     size_t          len = 0;
-
-    r = routes_begin(aio);
-    if (r == NULL) {
-        return;
-    }
 
     if (which != 0) {
         body = routes_cache_get(r, which, &len);
@@ -224,7 +225,7 @@ route_render(nng_aio *aio, int which)
         rv = malloc(sizeof(*rv));
         if (rv == NULL || routes_view(r, rv, which != 0) != 0) {
             free(rv);
-            routes_text(aio, 500, "out of memory\n");
+            routes_text(res, 500, "out of memory\n");
             return;
         }
 
@@ -249,34 +250,14 @@ route_render(nng_aio *aio, int which)
     }
 
     if (body == NULL) {
-        routes_text(aio, 500, "out of memory\n");
+        routes_text(res, 500, "out of memory\n");
         return;
     }
 
-    routes_reply(aio, 200, which == 2 ? PROMETHEUS_CONTENT_TYPE : CT_JSON,
-                 body, len, 0);
-    free(body);
-}
-
-
-static void
-route_health(nng_aio *aio)
-{
-    route_render(aio, 0);
-}
-
-
-static void
-route_data(nng_aio *aio)
-{
-    route_render(aio, 1);
-}
-
-
-static void
-route_metrics(nng_aio *aio)
-{
-    route_render(aio, 2);
+    res->status = 200;
+    res->ctype = which == 2 ? PROMETHEUS_CONTENT_TYPE : CT_JSON;
+    res->body = body;
+    res->len = len;
 }
 
 
@@ -285,18 +266,12 @@ route_metrics(nng_aio *aio)
  * dashboard.html shows up without restarting the sidecar.
  */
 static void
-route_dashboard(nng_aio *aio)
+route_dashboard(http_routes_t *r, httpd_res_t *res)
 {
-    http_routes_t  *r;
-    char            path[4096], msg[4200];
-    FILE           *f;
-    char           *buf;
-    long            size;
-
-    r = routes_begin(aio);
-    if (r == NULL) {
-        return;
-    }
+    char   path[4096], msg[4200];
+    FILE  *f;
+    char  *buf;
+    long   size;
 
     snprintf(path, sizeof(path), "%s/dashboard.html", r->ctx.html_dir);
 
@@ -306,7 +281,7 @@ route_dashboard(nng_aio *aio)
                  "dashboard page not installed: %s not found "
                  "(see --html-dir); the JSON is at /dashboard/api/data\n",
                  path);
-        routes_text(aio, 404, msg);
+        routes_text(res, 404, msg);
         return;
     }
 
@@ -314,7 +289,7 @@ route_dashboard(nng_aio *aio)
         || size > ROUTES_MAX_HTML || fseek(f, 0, SEEK_SET) != 0)
     {
         fclose(f);
-        routes_text(aio, 500, "cannot read dashboard.html\n");
+        routes_text(res, 500, "cannot read dashboard.html\n");
         return;
     }
 
@@ -322,39 +297,44 @@ route_dashboard(nng_aio *aio)
     if (buf == NULL || fread(buf, 1, (size_t) size, f) != (size_t) size) {
         free(buf);
         fclose(f);
-        routes_text(aio, 500, "cannot read dashboard.html\n");
+        routes_text(res, 500, "cannot read dashboard.html\n");
         return;
     }
     fclose(f);
 
-    routes_reply(aio, 200, CT_HTML, buf, (size_t) size, 1);
-    free(buf);
+    res->status = 200;
+    res->ctype = CT_HTML;
+    res->headers = ROUTES_CSP_HEADER;
+    res->body = buf;
+    res->len = (size_t) size;
 }
 
 
-static int
-routes_add(http_routes_t *r, const char *path, void (*cb)(nng_aio *),
-    char *err, size_t errlen)
+/* runs on the connection's thread (httpd.c) */
+static void
+routes_handle(void *data, const httpd_req_t *req, httpd_res_t *res)
 {
-    nng_http_handler  *h;
-    int                rv;
+    http_routes_t  *r = data;
+    const char     *p = req->path;
 
-    if ((rv = nng_http_handler_alloc(&h, path, cb)) != 0) {
-        snprintf(err, errlen, "handler %s: %s", path, nng_strerror(rv));
-        return -1;
+    if (routes_begin(r, req, res) != 0) {
+        return;
     }
 
-    if ((rv = nng_http_handler_set_method(h, NULL)) != 0
-        || (rv = nng_http_handler_collect_body(h, true, ROUTES_MAX_BODY)) != 0
-        || (rv = nng_http_handler_set_data(h, r, NULL)) != 0
-        || (rv = nng_http_server_add_handler(r->server, h)) != 0)
+    if (strcmp(p, "/health") == 0) {
+        route_render(r, res, 0);
+    } else if (strcmp(p, "/dashboard/api/data") == 0) {
+        route_render(r, res, 1);
+    } else if (strcmp(p, "/metrics") == 0) {
+        route_render(r, res, 2);
+    } else if (strcmp(p, "/dashboard") == 0
+               || strcmp(p, "/dashboard/") == 0)
     {
-        nng_http_handler_free(h);
-        snprintf(err, errlen, "handler %s: %s", path, nng_strerror(rv));
-        return -1;
+        route_dashboard(r, res);
+    } else {
+        routes_text(res, 404, "not found: the sidecar serves /dashboard, "
+                    "/dashboard/api/data, /metrics and /health\n");
     }
-
-    return 0;
 }
 
 
@@ -363,8 +343,29 @@ http_routes_start(http_routes_t **out, const char *listen_url,
     const http_routes_ctx_t *ctx, int *port, char *err, size_t errlen)
 {
     http_routes_t  *r;
-    nng_sockaddr    sa;
-    int             rv;
+    char            host[256], *colon;
+    const char     *p;
+    long            want;
+
+    /* "http://127.0.0.1:PORT" or "http://[::1]:PORT" (options.c) */
+    p = strncmp(listen_url, "http://", 7) == 0 ? listen_url + 7 : listen_url;
+    snprintf(host, sizeof(host), "%s", *p == '[' ? p + 1 : p);
+    colon = strrchr(host, ':');
+    if (colon == NULL) {
+        snprintf(err, errlen, "listen address \"%s\": no port", listen_url);
+        return -1;
+    }
+    *colon = '\0';
+    want = strtol(colon + 1, NULL, 10);
+    if (*p == '[' && colon > host && colon[-1] == ']') {
+        colon[-1] = '\0';
+    }
+
+    if (ctx->key == NULL || strlen(ctx->key) < HTTP_ROUTES_KEY_MIN) {
+        snprintf(err, errlen, "no key of at least %d characters for the "
+                 "HTTP listener", HTTP_ROUTES_KEY_MIN);
+        return -1;
+    }
 
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -372,69 +373,32 @@ http_routes_start(http_routes_t **out, const char *listen_url,
         return -1;
     }
     r->ctx = *ctx;
+    r->key_len = strlen(ctx->key);
     pthread_mutex_init(&r->cache_lock, NULL);
 
-    if ((rv = nng_url_parse(&r->url, listen_url)) != 0) {
-        snprintf(err, errlen, "listen address \"%s\": %s", listen_url,
-                 nng_strerror(rv));
-        free(r);
-        return -1;
-    }
-
-    if ((rv = nng_http_server_hold(&r->server, r->url)) != 0) {
-        snprintf(err, errlen, "HTTP server on %s: %s", listen_url,
-                 nng_strerror(rv));
-        nng_url_free(r->url);
-        free(r);
-        return -1;
-    }
-
-    if (routes_add(r, "/health", route_health, err, errlen) != 0
-        || routes_add(r, "/dashboard/api/data", route_data, err, errlen) != 0
-        || routes_add(r, "/dashboard", route_dashboard, err, errlen) != 0
-        || routes_add(r, "/metrics", route_metrics, err, errlen) != 0)
+    if (httpd_start(&r->server, host, (int) want, routes_handle, r, port,
+                    err, errlen) != 0)
     {
-        goto fail;
-    }
-
-    if ((rv = nng_http_server_start(r->server)) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", listen_url,
-                 nng_strerror(rv));
-        goto fail;
-    }
-
-    *port = 0;
-    if (nng_http_server_get_addr(r->server, &sa) == 0) {
-        if (sa.s_family == NNG_AF_INET) {
-            *port = ntohs(sa.s_in.sa_port);
-        } else if (sa.s_family == NNG_AF_INET6) {
-            *port = ntohs(sa.s_in6.sa_port);
-        }
+        pthread_mutex_destroy(&r->cache_lock);
+        free(r);
+        return -1;
     }
 
     *out = r;
     return 0;
-
-fail:
-    nng_http_server_release(r->server);
-    nng_url_free(r->url);
-    pthread_mutex_destroy(&r->cache_lock);
-    free(r);
-    return -1;
 }
 
 
 void
 http_routes_stop(http_routes_t *r)
 {
+    int  i;
+
     if (r == NULL) {
         return;
     }
-    int  i;
 
-    nng_http_server_stop(r->server);
-    nng_http_server_release(r->server);
-    nng_url_free(r->url);
+    httpd_stop(r->server);
 
     for (i = 0; i < 3; i++) {
         free(r->cache[i].body);

@@ -1,13 +1,16 @@
 /*
- * http_routes.h - the sidecar's HTTP server (nng's HTTP server).
+ * http_routes.h - the sidecar's HTTP routes (served by httpd.c).
  *
  *   GET /health               200 {"status":"ok", ...}
  *   GET /dashboard[/]         html_dir/dashboard.html, with a CSP header
  *   GET /dashboard/api/data   the dashboard JSON (dashboard_json.h)
  *   GET /metrics              Prometheus text 0.0.4 (prometheus.h)
  *
+ * Every request must carry X-Sidecar-Key: the key nginx adds in its
+ * proxy location (--http-key-file); without it the answer is 403 and a
+ * log line, so that no other local process reads the dashboard.
  * HEAD is answered like GET without a body; any other method gets 405
- * with an Allow header.  Handlers run on nng's worker threads: each one
+ * with an Allow header.  Handlers run on the connection threads: each one
  * takes private copies (collector_snapshot, dbstats_get,
  * procstats_sample) and renders them with no lock held.
  */
@@ -35,7 +38,10 @@ typedef struct {
     const char    *html_dir;
     const char    *ingest_url;
     uint64_t       start_mono_us;
+    const char    *key;             /* X-Sidecar-Key, HTTP_ROUTES_KEY_MIN+ */
 } http_routes_ctx_t;
+
+#define HTTP_ROUTES_KEY_MIN  16
 
 typedef struct http_routes_s  http_routes_t;
 

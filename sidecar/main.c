@@ -18,6 +18,7 @@
 #include <mongoc/mongoc.h>
 
 #include "collector.h"
+#include "dashboard_json.h"
 #include "dbstats.h"
 #include "http_routes.h"
 #include "ingest.h"
@@ -67,6 +68,75 @@ write_pid_file(const char *path)
 }
 
 
+/*
+ * The key nginx adds to every request it passes (X-Sidecar-Key): read
+ * once at start; its characters need no quoting in nginx.conf.
+ */
+static int
+read_key_file(const char *path, char *key, size_t size)
+{
+    FILE    *f;
+    size_t   n, i;
+
+    if (path[0] == '\0') {
+        log_error("no --http-key-file: the sidecar serves only requests "
+                  "carrying the key nginx adds (see docs/SECURITY.md)");
+        return -1;
+    }
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        log_error("cannot read --http-key-file %s: %s", path,
+                  strerror(errno));
+        return -1;
+    }
+    n = fread(key, 1, size - 1, f);
+    fclose(f);
+    key[n] = '\0';
+
+    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r'
+                     || key[n - 1] == ' '))
+    {
+        key[--n] = '\0';
+    }
+
+    for (i = 0; i < n; i++) {
+        if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789._~+/=-", key[i]) == NULL)
+        {
+            break;
+        }
+    }
+    if (n < HTTP_ROUTES_KEY_MIN || n == size - 1 || i < n) {
+        log_error("--http-key-file %s: expected one line of 16 to 256 "
+                  "characters of A-Z a-z 0-9 . _ ~ + / = -", path);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* the database thread names the groups of the last 20 events and the
+   live ones (dashboard_json shows 20 events) */
+static size_t
+ws_group_ids(void *arg, char (*ids)[DB_GROUP_ID_SZ], size_t max)
+{
+    static char  buf[DB_NAMES_MAX][COLL_GROUP_SZ];
+    size_t       i, n;
+
+    if (max > DB_NAMES_MAX) {
+        max = DB_NAMES_MAX;
+    }
+    _Static_assert(COLL_GROUP_SZ <= DB_GROUP_ID_SZ, "group id sizes");
+
+    n = collector_ws_group_ids(arg, buf, max, DASH_RECENT_WS_EVENTS);
+    for (i = 0; i < n; i++) {
+        memcpy(ids[i], buf[i], COLL_GROUP_SZ);
+    }
+    return n;
+}
+
+
 static int
 run(const sidecar_options_t *o, const sigset_t *sigs)
 {
@@ -77,9 +147,13 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     http_routes_t      *http = NULL;
     http_routes_ctx_t   ctx;
     dbstats_config_t    dbc;
-    char                err[1024];
+    char                err[1024], key[258];
     int                 sig, port, rc = 1;
     uint64_t            mono = isotime_mono_us();
+
+    if (read_key_file(o->http_key_file, key, sizeof(key)) != 0) {
+        return 1;
+    }
 
     collector = collector_create(&o->coll, isotime_wall_us(), mono);
     if (collector == NULL) {
@@ -97,6 +171,8 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     dbc.uri = o->mongo_uri;
     dbc.refresh_us = (uint64_t) (o->db_refresh_s * 1e6);
     dbc.query_timeout_ms = o->db_timeout_ms;
+    dbc.want_names = ws_group_ids;
+    dbc.want_arg = collector;
     if (dbstats_start(&db, &dbc, err, sizeof(err)) != 0) {
         log_error("%s", err);
         goto done;
@@ -124,6 +200,7 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     ctx.html_dir = o->html_dir;
     ctx.ingest_url = o->ingest;
     ctx.start_mono_us = mono;
+    ctx.key = key;
 
     if (http_routes_start(&http, o->listen_url, &ctx, &port, err,
                           sizeof(err)) != 0)

@@ -43,6 +43,9 @@ static const opt_def_t  opt_defs[] = {
     { "listen", T_STR, O(listen), 0, 0, "ADDR",
       "HTTP address, loopback only: 127.0.0.1:PORT, [::1]:PORT or PORT "
       "(default 127.0.0.1:9180; port 0 picks a free one)" },
+    { "http-key-file", T_STR, O(http_key_file), 0, 0, "PATH",
+      "file holding the key nginx sends as X-Sidecar-Key (16 to 256 "
+      "characters of A-Z a-z 0-9 . _ ~ + / = -); required to serve" },
     { "ingest", T_STR, O(ingest), 0, 0, "URL",
       "nng PULL address for worker batches: ipc://PATH, abstract://NAME "
       "or tcp://127.0.0.1:PORT (default ipc:///tmp/chat-sidecar.ipc)" },
@@ -100,6 +103,9 @@ static const opt_def_t  opt_defs[] = {
       "SECONDS",
       "forget a worker's WebSockets after this long without a batch "
       "(default 15: three 5 s snapshot intervals)" },
+    { "ws-reorder-ms", T_MS_US32, O(coll.ws_reorder_us), 0, 10000, "MS",
+      "WebSocket events are held this long and applied in the order they "
+      "happened across workers (default 250; 0: at once)" },
     { "history-minutes", T_SIZE, O(coll.history_minutes), 1, 10080, "N",
       "per-minute history kept (default 120)" },
     { NULL, T_STR, 0, 0, 0, NULL, NULL }

@@ -22,6 +22,7 @@ typedef struct {
     char           config_file[OPT_STR_SZ];
     char           listen[OPT_STR_SZ];       /* as given */
     char           listen_url[OPT_STR_SZ];   /* http://127.0.0.1:9180 */
+    char           http_key_file[OPT_STR_SZ];
     char           ingest[OPT_STR_SZ];
     int            ingest_mode;
     char           mongo_uri[OPT_STR_SZ];

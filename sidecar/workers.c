@@ -67,6 +67,31 @@ workers_clear_groups(worker_t *w)
 {
     w->ngroups = 0;
     w->ws_connections = 0;
+    w->ws_untracked = 0;
+    w->ws_overflowed = 0;
+}
+
+
+/* a group past the table: its connections count in the totals only */
+static int
+workers_untracked(workers_t *ws, worker_t *w, uint32_t count, int delta)
+{
+    uint64_t  n;
+
+    w->ws_overflowed = 1;
+    ws->group_overflows++;
+
+    n = delta == 0 ? count : 1;
+
+    if (delta < 0) {
+        n = n < w->ws_untracked ? n : w->ws_untracked;
+        w->ws_untracked -= n;
+        w->ws_connections -= n;
+    } else {
+        w->ws_untracked += n;
+        w->ws_connections += n;
+    }
+    return -1;
 }
 
 
@@ -191,9 +216,23 @@ workers_batch(workers_t *ws, const coll_batch_t *b, uint64_t wall_us,
 }
 
 
+worker_t *
+workers_find(workers_t *ws, uint32_t pid, uint64_t start_us)
+{
+    size_t  i;
+
+    for (i = 0; i < ws->n; i++) {
+        if (ws->w[i].pid == pid && ws->w[i].start_us == start_us) {
+            return &ws->w[i];
+        }
+    }
+    return NULL;
+}
+
+
 int
 workers_set_group(workers_t *ws, worker_t *w, const char *group_id,
-    uint32_t count)
+    uint32_t count, int delta)
 {
     size_t            i, cap;
     coll_ws_count_t  *g;
@@ -215,14 +254,19 @@ workers_set_group(workers_t *ws, worker_t *w, const char *group_id,
         return 0;
     }
 
+    /* an event of a group not in the table, once some did not fit: it
+     * is one of those (its earlier connections are in ws_untracked) */
+    if (w->ws_overflowed && delta != 0) {
+        return workers_untracked(ws, w, count, delta);
+    }
+
     if (count == 0) {
         return 0;
     }
 
     if (w->ngroups == w->groups_cap) {
         if (w->groups_cap == ws->max_groups) {
-            ws->group_overflows++;
-            return -1;
+            return workers_untracked(ws, w, count, delta);
         }
         cap = w->groups_cap ? w->groups_cap * 2 : 16;
         if (cap > ws->max_groups) {
@@ -230,8 +274,7 @@ workers_set_group(workers_t *ws, worker_t *w, const char *group_id,
         }
         g = realloc(w->groups, cap * sizeof(*g));
         if (g == NULL) {
-            ws->group_overflows++;
-            return -1;
+            return workers_untracked(ws, w, count, delta);
         }
         w->groups = g;
         w->groups_cap = cap;

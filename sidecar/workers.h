@@ -37,7 +37,11 @@ typedef struct {
     uint64_t          requests_recorded; /* latest cumulative, from worker */
     uint64_t          records_dropped;
     uint64_t          requests_dropped;
-    uint64_t          ws_connections;    /* sum of the group counts */
+    uint64_t          ws_connections;    /* sum of the group counts, the
+                                            untracked ones included */
+    uint64_t          ws_untracked;      /* connections in groups past
+                                            --max-ws-groups */
+    int               ws_overflowed;     /* some since the last snapshot */
     size_t            ngroups;
     size_t            groups_cap;
     coll_ws_count_t  *groups;
@@ -72,10 +76,20 @@ void workers_free(workers_t *ws);
 worker_t *workers_batch(workers_t *ws, const coll_batch_t *b,
     uint64_t wall_us, uint64_t mono_us);
 
-/* sets a group's count on one worker; count 0 removes it.  Returns -1
-   when the worker's group table is full (the update is lost) */
+/* the entry of an incarnation, or NULL */
+worker_t *workers_find(workers_t *ws, uint32_t pid, uint64_t start_us);
+
+/*
+ * Sets a group's count on one worker; count 0 removes it.  delta is the
+ * event's change (+1 connected, -1 disconnected; 0 for a snapshot record).
+ * A group that does not fit in the worker's table (--max-ws-groups) is
+ * folded into ws_untracked, so the worker's and the global totals stay
+ * exact: a snapshot adds its count, an event its delta.  Until the next
+ * snapshot says otherwise, a group the table does not hold is then taken
+ * for an untracked one.  Returns -1 when the group is untracked.
+ */
 int workers_set_group(workers_t *ws, worker_t *w, const char *group_id,
-    uint32_t count);
+    uint32_t count, int delta);
 
 void workers_clear_groups(worker_t *w);
 

@@ -62,13 +62,21 @@ location /dashboard {
     auth_basic "Dashboard";
     auth_basic_user_file $TEST_NGINX_HTPASSWD;
     proxy_pass http://sidecar;
+    proxy_pass_request_headers off;
+    proxy_set_header X-Sidecar-Key $TEST_NGINX_SIDECAR_KEY;
 }
 location = /metrics {
     auth_basic "Dashboard";
     auth_basic_user_file $TEST_NGINX_HTPASSWD;
     proxy_pass http://sidecar;
+    proxy_pass_request_headers off;
+    proxy_set_header X-Sidecar-Key $TEST_NGINX_SIDECAR_KEY;
 }
-location = /sidecar/health { proxy_pass http://sidecar/health; }
+location = /sidecar/health {
+    proxy_pass http://sidecar/health;
+    proxy_pass_request_headers off;
+    proxy_set_header X-Sidecar-Key $TEST_NGINX_SIDECAR_KEY;
+}
 _EOC_
 });
 
@@ -115,8 +123,13 @@ GET /static
 --- chat_script
 use Time::HiRes qw(sleep);
 my $c = client(undef);
-sleep 0.3;        # the block's first request reaches the sidecar
-my $d0 = ChatTest::Sidecar::data();
+# the baseline once every earlier request has reached the sidecar: one
+# worker sends in order, so a marker request received means all before it
+$c->get('/static', headers => { 'X-Correlation-ID' => "baseline-$$" });
+my $d0 = ChatTest::Sidecar::wait_for(sub {
+    grep { $_->{correlation_id} eq "baseline-$$" } @{ $_[0]{recent_activity}{recent_requests} } });
+ok +(grep { $_->{correlation_id} eq "baseline-$$" } @{ $d0->{recent_activity}{recent_requests} }),
+   'the baseline includes every request before it';
 my %rows0 = map { $_->{endpoint} => $_ } @{ $d0->{endpoints} };
 
 $c->get('/static') for 1 .. 20;
@@ -237,13 +250,32 @@ GET /static
 --- chat_script
 use Time::HiRes qw(sleep);
 my $c = client(undef);
-sleep 0.3;
+
+# this nginx (master_process off: the one process is the worker), as the
+# sidecar sees it: the newest incarnation of its pid
+my $pid = do {
+    open my $f, '<', File::Spec->catfile(Test::Nginx::Socket::server_root(), 'logs', 'nginx.pid') or die $!;
+    0 + <$f>;
+};
+sub row {
+    my ($d, $start) = @_;
+    my @w = sort { $b->{worker_start_us} <=> $a->{worker_start_us} }
+            grep { $_->{worker_pid} == $pid && (!defined $start || $_->{worker_start_us} == $start) }
+            @{ $d->{pipeline}{workers} };
+    return $w[0];
+}
+
+# what the old sidecar received of it (the block's first request, the
+# harness's own), once the worker has sent all it recorded
+my $old = row(ChatTest::Sidecar::wait_for(sub {
+    my $r = row($_[0]); $r && $r->{requests_received} == $r->{requests_recorded} }));
+ok $old && $old->{requests_received} >= 1, 'the old sidecar has the block\'s first request';
+my $before = $old->{requests_recorded} + $old->{requests_dropped};
 ChatTest::Sidecar::stop('KILL');
 sleep 0.5;                         # nng notices the closed pipe
 my $ok = 0;
 for (1 .. 30) { $ok++ if $c->get('/static')->{status} == 200 }
 is $ok, 30, 'every request served while the sidecar is dead';
-sleep 0.3;                         # the flush timer has given up on them
 
 ChatTest::Sidecar::start();
 
@@ -253,19 +285,37 @@ my ($after, $d) = (0);
 for (1 .. 100) {
     $c->get('/static');
     $after++;
-    sleep 0.1;
-    $d = ChatTest::Sidecar::data();
+    $d = ChatTest::Sidecar::wait_for(sub { $_[0]{performance}{total_requests} > 0 }, 0.1);
     last if $d->{performance}{total_requests} > 0;
 }
 cmp_ok $d->{performance}{total_requests}, '>', 0, 'recording resumed after the restart';
 
-my $served = 1 + 30 + $after;
-$d = ChatTest::Sidecar::wait_for(sub { $_[0]{pipeline}{requests_served} >= $served }, 8);
-my ($p, $pl) = ($d->{performance}, $d->{pipeline});
-is $pl->{requests_served}, $served, "the workers account for all $served requests served";
-cmp_ok $p->{requests_dropped}, '>=', 25, 'most of the 30 requests served without a sidecar are counted as dropped (nng held one batch)';
-is $pl->{requests_served}, $p->{total_requests} + $p->{requests_dropped} + $pl->{requests_not_received},
-   'served = received + dropped + lost with the dead sidecar';
+# every request the test made is accounted for, each in exactly one place:
+# received by the old sidecar, counted as dropped by the worker, or
+# received by the new one (none is lost in a closed pipe)
+my $served = $before + 30 + $after;
+$d = ChatTest::Sidecar::wait_for(sub {
+    my $r = row($_[0], $old->{worker_start_us});
+    $r && $r->{requests_recorded} + $r->{requests_dropped} >= $served
+       && $_[0]{performance}{total_requests} >= $r->{requests_recorded} - 1 }, 8);
+my $new = row($d, $old->{worker_start_us});
+is $new->{requests_recorded} + $new->{requests_dropped}, $served,
+   "the worker accounts for the $served requests the test made";
+cmp_ok $new->{requests_dropped}, '>=', 25, "most of the 30 served without a sidecar are dropped: $new->{requests_dropped} (with the reconnect's; nng held a few)";
+cmp_ok $new->{requests_dropped}, '<=', 30 + $after - 1, 'but not the one that reached the new sidecar';
+is $old->{requests_received} + $new->{requests_dropped} + $new->{requests_received}, $served,
+   "old sidecar ($old->{requests_received}) + dropped ($new->{requests_dropped}) + new sidecar ($new->{requests_received}) = $served";
+is $d->{performance}{total_requests}, $new->{requests_received}, 'the dashboard total is what the new sidecar received';
+
+# and from here on, each request served is received or dropped (a burst
+# overflows chat_metrics_queue 1), none lost
+$c->get('/static') for 1 .. 10;
+my $d2 = ChatTest::Sidecar::wait_for(sub {
+    my $r = row($_[0], $old->{worker_start_us});
+    $r->{requests_received} + $r->{requests_dropped} >= $new->{requests_received} + $new->{requests_dropped} + 10 });
+my $new2 = row($d2, $old->{worker_start_us});
+is +($new2->{requests_received} - $new->{requests_received}) + ($new2->{requests_dropped} - $new->{requests_dropped}), 10,
+   '10 more requests: received + dropped grew by 10';
 --- error_log
 chat metrics: sidecar not accepting records
 
@@ -312,3 +362,77 @@ my $d = ChatTest::Sidecar::wait_for(sub {
 my ($row) = grep { $_->{endpoint} eq 'GET inherited-GET' } @{ $d->{endpoints} };
 ok $row, 'the location reports the inherited name';
 cmp_ok $row && $row->{request_count}, '>=', 4, 'for each request';
+
+
+
+=== TEST 11: credentials in MONGO_URI reach mongo-c-driver intact: user, percent-encoded password and authSource, from --ping-db and from the running sidecar
+--- request
+GET /static
+--- timeout: 30
+--- chat_script
+use ChatTest::FakeMongo;
+use MIME::Base64 qw(encode_base64);
+use Time::HiRes qw(sleep time);
+my $bin = $ENV{TEST_NGINX_SIDECAR_BIN};
+my $fake = ChatTest::FakeMongo->start;
+my $at = "127.0.0.1:$fake->{port}";
+
+# SCRAM (the default): the server is asked for that user in that database
+my $out = `$bin --ping-db --mongo-uri 'mongodb://chat-user:p%40ss\@$at/chat?authSource=admin' 2>&1`;
+isnt $?, 0, 'a refused login fails the ping';
+like $out, qr/Authentication failed/, 'with the server\'s answer: ' . ($out =~ s/\s+$//r);
+my $got = $fake->received;
+like $got, qr/saslSupportedMechs\x00.{4}admin\.chat-user\x00/s, 'the user, in the authSource database';
+like $got, qr/n,,n=chat-user,r=/, 'the SCRAM exchange starts for that user';
+
+# PLAIN sends the password itself: percent-decoded, byte for byte
+my $pw = "p\@ss:w/rd %";
+my $payload = encode_base64("\0chat-user\0$pw", '');
+$out = `$bin --ping-db --mongo-uri 'mongodb://chat-user:p%40ss%3Aw%2Frd%20%25\@$at/chat?authMechanism=PLAIN&authSource=%24external' 2>&1`;
+like $out, qr/Authentication failed/, 'PLAIN: refused by the server';
+like $fake->received, qr/\Q$payload\E/, 'PLAIN: the password the server got is the decoded one';
+
+# the daemon passes the same URI to its database thread
+my $ipc = "ipc://" . File::Spec->tmpdir . "/chat-cred-$$.ipc";
+my $pid = fork // die;
+if (!$pid) {
+    open STDOUT, '>', '/dev/null'; open STDERR, '>&', \*STDOUT;
+    exec $bin, '--listen', '127.0.0.1:0', '--ingest', $ipc,
+         '--http-key-file', $ENV{TEST_NGINX_SIDECAR_KEY_FILE}, '--db-refresh', '0.2',
+         '--mongo-uri', "mongodb://daemon-user:s%40cret\@$at/chat?authMechanism=PLAIN&authSource=%24external"
+        or POSIX::_exit(127);
+}
+my $want = encode_base64("\0daemon-user\0s\@cret", '');
+my $seen;
+for (my $end = time + 10; time < $end && !$seen; sleep 0.05) {
+    $seen = $fake->received =~ /\Q$want\E/;
+}
+kill 'TERM', $pid;
+waitpid $pid, 0;
+ok $seen, 'the running sidecar logs in as that user with that password';
+$fake->stop;
+
+
+
+=== TEST 12: WebSocket groups are named from the groups collection, before any message: connections_per_group and recent_events carry group_name
+--- request
+GET /static
+--- timeout: 20
+--- chat_script
+my $alice = client('alice');
+my $name = "Lobby \x{e9}t\x{e9} $$";
+my $g = $alice->post('/api/chat/groups', { name => $name })->{json}{id};
+my $t = ChatTest::JWT::token('dora');
+my $ws = ChatTest::WebSocket->connect(port => port(), path => "/api/chat/ws/$g?token=$t");
+is $ws->status, 101, 'subscribed to a group without messages';
+my $d = ChatTest::Sidecar::wait_for(sub {
+    my ($r) = grep { $_->{group_id} eq $g } @{ $_[0]{websockets}{connections_per_group} };
+    $r && defined $r->{group_name} }, 10);
+my ($row) = grep { $_->{group_id} eq $g } @{ $d->{websockets}{connections_per_group} };
+is $row && $row->{group_name}, $name, 'its row has the name';
+ok !(grep { $_->{group_id} eq $g } @{ $d->{database}{top_active_groups} }),
+   'while the group is not among the top groups (no message)';
+my ($ev) = grep { $_->{group_id} eq $g && $_->{event_type} eq 'connected' } @{ $d->{websockets}{recent_events} };
+is $ev && $ev->{group_name}, $name, 'the connected event has it too';
+$ws->close(code => 1000);
+$ws->recv_close(timeout => 2);

@@ -36,6 +36,8 @@ location /dashboard {
     auth_basic "Dashboard";
     auth_basic_user_file $TEST_NGINX_HTPASSWD;
     proxy_pass http://sidecar;
+    proxy_pass_request_headers off;
+    proxy_set_header X-Sidecar-Key $TEST_NGINX_SIDECAR_KEY;
 }
 --- request
 GET /missing

@@ -32,7 +32,10 @@ my $top = tempdir('chat-peer-faults-XXXXXX', TMPDIR => 1,
                   CLEANUP => !$ENV{TEST_NGINX_NO_CLEAN});
 chmod 0755, $top;
 my $ipc = "ipc://$top/ingest.ipc";
-my $http = HTTP::Tiny->new(timeout => 5, keep_alive => 0);
+# the sidecar answers only requests carrying its key (docs/SECURITY.md)
+my $sidecar_key = unpack 'H*', join '', map { chr int rand 256 } 1 .. 24;
+my $http = HTTP::Tiny->new(timeout => 5, keep_alive => 0,
+                           default_headers => { 'X-Sidecar-Key' => $sidecar_key });
 
 sub free_port {
     require IO::Socket::INET;
@@ -163,12 +166,17 @@ my $sidecar_log = "$top/sidecar.log";
 
 sub start_sidecar {
     my $pid_file = shift;
+    {
+        open my $k, '>', "$top/sidecar-key" or die "$top/sidecar-key: $!";
+        print $k "$sidecar_key\n";
+    }
     $sidecar_port //= free_port();
     $sidecar_pid = fork // die "fork: $!";
     if ($sidecar_pid == 0) {
         open STDOUT, '>>', $sidecar_log;
         open STDERR, '>&', \*STDOUT;
         exec $sidecar_bin, '--listen', "127.0.0.1:$sidecar_port",
+            '--http-key-file', "$top/sidecar-key",
             '--ingest', $ipc, '--ingest-peers', 'nginx',
             '--nginx-pid-file', $pid_file,
             '--mongo-uri', $ENV{TEST_NGINX_CHAT_URI},

@@ -33,7 +33,11 @@ my $var = tempdir('chat-example-XXXXXX', TMPDIR => 1,
                   CLEANUP => !$ENV{TEST_NGINX_NO_CLEAN});
 mkdir "$var/$_" for qw(logs run tmp);
 chmod 0755, $var, "$var/run";
-my $http = HTTP::Tiny->new(timeout => 5, keep_alive => 0);
+# the sidecar's key, as run.sh makes it: in its --http-key-file and in
+# nginx.conf (@SIDECAR_KEY@); the direct health probe below sends it too
+my $sidecar_key = unpack 'H*', join '', map { chr int rand 256 } 1 .. 24;
+my $http = HTTP::Tiny->new(timeout => 5, keep_alive => 0,
+                           default_headers => { 'X-Sidecar-Key' => $sidecar_key });
 
 sub free_port {
     require IO::Socket::INET;
@@ -75,11 +79,17 @@ system("htpasswd -cbB '$var/htpasswd' admin s3cret 2>/dev/null") == 0
     or die "htpasswd failed\n";
 chmod 0644, "$var/htpasswd";
 
+{
+    open my $fh, '>', "$var/sidecar-key" or die $!;
+    print $fh "$sidecar_key\n";
+}
+
 my $sidecar_pid = fork // die "fork: $!";
 if ($sidecar_pid == 0) {
     open STDOUT, '>>', "$var/logs/sidecar.log";
     open STDERR, '>&', \*STDOUT;
     exec $sidecar_bin, '--listen', "127.0.0.1:$sidecar_port",
+        '--http-key-file', "$var/sidecar-key",
         '--ingest', $ingest, '--events', $events,
         '--mongo-uri', $ENV{TEST_NGINX_CHAT_URI},
         '--nginx-pid-file', "$var/logs/nginx.pid",
@@ -96,6 +106,7 @@ my %subst = (
     MONGO_URI => $ENV{TEST_NGINX_CHAT_URI},
     JWT_SECRET_FILE => "$var/jwt-secret", METRICS_ADDRESS => $ingest,
     SIDECAR => "127.0.0.1:$sidecar_port", HTPASSWD => "$var/htpasswd",
+    SIDECAR_KEY => $sidecar_key,
 );
 my $conf = slurp("$root/nginx.conf.example");
 my $names = join '|', keys %subst;

@@ -36,7 +36,7 @@ run_wrk "$dir/warmup.txt" -t1 -c32 -d2s -s "$BENCH_DIR/lua/plain.lua" "http://12
 
 # the polls alone, nothing else running: their own latency
 for via in nginx sidecar; do
-    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(); fi
+    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(-H "$SIDECAR_KEY_HEADER"); fi
     "$BIN/hreq" -p "$pport" -r 10 -d "$(q 2 3)" -u /dashboard/api/data "${hh[@]}" > "$dir/idle-data.json" &
     p1=$!
     "$BIN/hreq" -p "$pport" -r 10 -d "$(q 2 3)" -u /metrics "${hh[@]}" > "$dir/idle-metrics.json"
@@ -54,8 +54,8 @@ for r in $(seq "$rounds"); do
             "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /dashboard/api/data -H "$basic" > "$dir/poll-data-$r.json" & pp+=($!)
             "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /metrics -H "$basic" > "$dir/poll-metrics-$r.json" & pp+=($!)
         elif [ "$v" = C ]; then
-            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /dashboard/api/data > "$dir/poll-data-$r.json" & pp+=($!)
-            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /metrics > "$dir/poll-metrics-$r.json" & pp+=($!)
+            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /dashboard/api/data -H "$SIDECAR_KEY_HEADER" > "$dir/poll-data-$r.json" & pp+=($!)
+            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /metrics -H "$SIDECAR_KEY_HEADER" > "$dir/poll-metrics-$r.json" & pp+=($!)
         fi
         c0=$(cpu_ns "$w"); s0=$(cpu_ns "$spid"); d0=$(cpu_ns "$dbpid")
         j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --latency -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return")
@@ -79,11 +79,11 @@ db_status=$(echo "$sj" | jq -c .system.mongodb_status)
 "$BIN/send-test-batch" -u "$ingest" -r -n 64 -b 20 > /dev/null 2>&1
 sleep 0.5
 for via in nginx sidecar; do
-    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(); fi
+    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(-H "$SIDECAR_KEY_HEADER"); fi
     "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /dashboard/api/data "${hh[@]}" > "$dir/full-data.json" &
     p1=$!
     "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /metrics "${hh[@]}" > "$dir/full-metrics.json"
     wait "$p1"
-    emit "{\"case\":\"$case\",\"kind\":\"full_table_poll\",\"via\":\"$via\",\"endpoints_tracked\":$(sidecar_json "$sport" | jq .pipeline.endpoints_tracked),\"json_bytes\":$(curl -s "http://127.0.0.1:$sport/dashboard/api/data" | wc -c),\"metrics_bytes\":$(curl -s "http://127.0.0.1:$sport/metrics" | wc -c),\"poll_data\":$(cat "$dir/full-data.json"),\"poll_metrics\":$(cat "$dir/full-metrics.json")}"
+    emit "{\"case\":\"$case\",\"kind\":\"full_table_poll\",\"via\":\"$via\",\"endpoints_tracked\":$(sidecar_json "$sport" | jq .pipeline.endpoints_tracked),\"json_bytes\":$(curl -s -H "$SIDECAR_KEY_HEADER" "http://127.0.0.1:$sport/dashboard/api/data" | wc -c),\"metrics_bytes\":$(curl -s -H "$SIDECAR_KEY_HEADER" "http://127.0.0.1:$sport/metrics" | wc -c),\"poll_data\":$(cat "$dir/full-data.json"),\"poll_metrics\":$(cat "$dir/full-metrics.json")}"
 done
-emit "{\"case\":\"$case\",\"kind\":\"db\",\"database\":$db_json,\"mongodb_status\":$db_status,\"db_rss_kb\":$(rss_kb "$dbpid"),\"sidecar_rss_kb\":$(rss_kb "$spid"),\"json_bytes\":$(curl -s "http://127.0.0.1:$sport/dashboard/api/data" | wc -c),\"metrics_bytes\":$(curl -s "http://127.0.0.1:$sport/metrics" | wc -c)}"
+emit "{\"case\":\"$case\",\"kind\":\"db\",\"database\":$db_json,\"mongodb_status\":$db_status,\"db_rss_kb\":$(rss_kb "$dbpid"),\"sidecar_rss_kb\":$(rss_kb "$spid"),\"json_bytes\":$(curl -s -H "$SIDECAR_KEY_HEADER" "http://127.0.0.1:$sport/dashboard/api/data" | wc -c),\"metrics_bytes\":$(curl -s -H "$SIDECAR_KEY_HEADER" "http://127.0.0.1:$sport/metrics" | wc -c)}"

@@ -28,13 +28,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# the sidecar answers only requests carrying its key (nginx adds it); every
+# curl here sends it, as nginx would, but the one that checks the refusal
+(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/key")
+export SIDECAR_KEY
+SIDECAR_KEY=$(cat "$tmp/key")
+curl() { command curl -H "X-Sidecar-Key: $SIDECAR_KEY" "$@"; }
+export -f curl
+
 # start_sidecar LOG ARGS...: a sidecar on a free port, reading "$uri";
 # sets started_pid and started_port, or exits with its log
 start_sidecar() {
     local log=$1
     shift
     "$bin/chat-sidecar" --listen 127.0.0.1:0 --mongo-uri "$uri" \
-        --html-dir "$tmp/html" "$@" >"$log" 2>&1 &
+        --http-key-file "$tmp/key" --html-dir "$tmp/html" "$@" >"$log" 2>&1 &
     started_pid=$!
     started_port=""
     for _ in $(seq 50); do
@@ -91,9 +99,16 @@ $S -p 102 -s 2 -b 2 -n 50 -e "POST /api/chat/groups/1/messages" -d 1500 \
 $S -p 102 -s 2 -q 5 -n 2 -d 6000 -D 7 >/dev/null     # seq 3, 4 missing
 $S -p 103 -s 3 -n 0 -S g1=4 >/dev/null               # snapshot
 $S -p 104 -s 4 -r -n 125 -b 800 >/dev/null           # 100k random paths
-sleep 1.5   # one database refresh
-
-curl -s "$url/dashboard/api/data" >"$tmp/data.json"
+# until every record is in and (with a database) one refresh is done
+for _ in $(seq 200); do
+    curl -s "$url/dashboard/api/data" >"$tmp/data.json"
+    jq -e --arg db "$db_started" '.performance.total_requests >= 100502
+        and .websockets.total_active_connections >= 16
+        and (.custom_events|length) >= 1
+        and ($db == "" or .database.refreshed_at != null)' \
+        "$tmp/data.json" >/dev/null 2>&1 && break
+    sleep 0.05
+done
 j() { jq -e "$1" "$tmp/data.json"; }
 
 check "JSON has every spec key with the spec type" j '
@@ -165,6 +180,38 @@ fi
 
 # --- HTTP surface --------------------------------------------------------
 check "health" bash -c "curl -sf '$url/health' | jq -e '.status == \"ok\"'"
+for p in /health /dashboard /dashboard/api/data /metrics; do
+    check "without the key: $p answers 403" bash -c \
+        "test \$(command curl -s -o /dev/null -w '%{http_code}' '$url$p') = 403"
+    check "a wrong key: $p answers 403" bash -c \
+        "test \$(command curl -s -o /dev/null -w '%{http_code}' -H 'X-Sidecar-Key: x$SIDECAR_KEY' '$url$p') = 403"
+done
+check "a refused request is logged" \
+    grep -q "http: refused GET /metrics: no X-Sidecar-Key" "$tmp/sidecar.log"
+# what RFC 9110 allows in a field value (obs-text, HTAB) is served, and
+# other control bytes too; what it forbids (NUL, a bare CR) gets a 400
+# with the reason, never a silent close.  raw PORT FORMAT: the response.
+raw() {
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf "$2" >&3
+    timeout 5 cat <&3
+    exec 3<&-
+}
+export -f raw
+port=${url##*:}
+for h in 'User-Agent: caf\303\251' 'User-Agent: a\tb' 'User-Agent: a\033b' \
+         'User-Agent: a\001b' 'X-Via: \377\200'; do
+    for p in /health /dashboard/api/data /metrics; do
+        check "$h on $p: 200" bash -c "raw $port 'GET $p HTTP/1.1\r\nHost: x\r\nX-Sidecar-Key: $SIDECAR_KEY\r\n$h\r\nConnection: close\r\n\r\n' | head -1 | grep -q '^HTTP/1.1 200 '"
+    done
+done
+check "a NUL in a header: 400 with the reason" bash -c \
+    "raw $port 'GET /health HTTP/1.1\r\nX-A: a\\000b\r\n\r\n' | tr -d '\\000' | grep -q 'header line 1: a NUL byte'"
+check "a bare CR in a header: 400 with the reason" bash -c \
+    "raw $port 'GET /health HTTP/1.1\r\nX-A: a\rb\r\n\r\n' | grep -q 'a CR not followed by LF'"
+check "a head over 16 KiB: 431" bash -c \
+    "raw $port 'GET /health HTTP/1.1\r\nX-A: %020000d\r\n\r\n' | head -1 | grep -q '^HTTP/1.1 431 '"
+
 check "405 with Allow" bash -c "curl -si -X POST '$url/metrics' | grep -q '^Allow: GET, HEAD'"
 check "dashboard missing: 404" bash -c "test \$(curl -s -o /dev/null -w '%{http_code}' '$url/dashboard') = 404"
 check "dashboard missing: says why" bash -c "curl -s '$url/dashboard' | grep -q 'not installed'"

@@ -346,6 +346,173 @@ collector_snapshot_batch_replaces_a_workers_counts(void)
 }
 
 
+/*
+ * --max-ws-groups at its limit: groups past it have no row of their own
+ * but their connections stay in the worker's and the global totals, from
+ * events (+1 / -1) and from snapshots alike.
+ */
+static void
+collector_groups_past_the_limit_are_folded_into_totals(void)
+{
+    coll_config_t     cfg;
+    collector_t      *c;
+    coll_batch_t     *b;
+    coll_snapshot_t  *s;
+
+    collector_config_defaults(&cfg);
+    cfg.max_groups = 2;
+    c = mk(&cfg);
+
+    b = batch(100, 1, 1);
+    add_ws(b, 1, "g1", 1);
+    add_ws(b, 1, "g2", 1);
+    add_ws(b, 1, "g3", 1);          /* past the limit */
+    add_ws(b, 1, "g3", 2);
+    add_ws(b, 1, "g4", 1);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ngroups == 2);
+    CHECK(group_count(s, "g1") == 1 && group_count(s, "g2") == 1);
+    CHECK(s->ws_total == 5);
+    CHECK(s->nworkers == 1 && s->workers[0].ws_connections == 5);
+    CHECK(s->ws_group_overflows == 3);
+    collector_snapshot_free(s);
+
+    /* g1 leaves: its row goes; g3 is still one of the untracked ones */
+    b = batch(100, 1, 2);
+    add_ws(b, 0, "g1", 0);
+    add_ws(b, 0, "g3", 1);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 3);
+    CHECK(s->ngroups == 1 && group_count(s, "g2") == 1);
+    collector_snapshot_free(s);
+
+    /* a snapshot states it all again: two rows, the rest in the total */
+    b = batch(100, 1, 3);
+    b->snapshot = 1;
+    add_snap(b, "g2", 1);
+    add_snap(b, "g3", 1);
+    add_snap(b, "g4", 1);
+    add_snap(b, "g5", 4);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 7);
+    CHECK(s->ngroups == 2);
+    collector_snapshot_free(s);
+
+    /* every connection leaves: nothing is left, nothing goes negative */
+    b = batch(100, 1, 4);
+    add_ws(b, 0, "g5", 3);
+    add_ws(b, 0, "g5", 2);
+    add_ws(b, 0, "g5", 1);
+    add_ws(b, 0, "g5", 0);
+    add_ws(b, 0, "g4", 0);
+    add_ws(b, 0, "g3", 0);
+    add_ws(b, 0, "g2", 0);
+    add_ws(b, 0, "g9", 0);          /* a stray one */
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 0);
+    CHECK(s->ngroups == 0);
+    collector_snapshot_free(s);
+
+    /* and a snapshot that fits ends the folding: rows for all again */
+    b = batch(100, 1, 5);
+    b->snapshot = 1;
+    add_snap(b, "g7", 2);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+    b = batch(100, 1, 6);
+    add_ws(b, 1, "g8", 1);
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    s = snap(c, SEC);
+    CHECK(s->ws_total == 3);
+    CHECK(s->ngroups == 2 && group_count(s, "g8") == 1);
+    collector_snapshot_free(s);
+
+    collector_free(c);
+}
+
+
+/*
+ * A client leaves worker 100 and comes back at once on worker 200; worker
+ * 200's batch arrives first.  The events are applied in the order they
+ * happened, so the group never counts 2.  A snapshot of a worker applies
+ * that worker's held events first.
+ */
+static void
+collector_ws_events_are_applied_in_time_order_across_workers(void)
+{
+    collector_t      *c = mk(NULL);
+    coll_batch_t     *b;
+    coll_snapshot_t  *s;
+    uint64_t          t = WALL0 + 10 * SEC;
+
+    b = batch(100, 1, 1);
+    add_ws(b, 1, "g1", 1);                      /* at WALL0 */
+    collector_apply(c, b, WALL0, MONO0);
+    free(b);
+
+    b = batch(200, 2, 1);
+    add_ws(b, 1, "g1", 1);
+    b->rec[0].u.ws_event.ts_us = t + 1000;      /* the reconnect */
+    collector_apply(c, b, t + 40000, MONO0 + 10 * SEC + 40000);
+    free(b);
+
+    b = batch(100, 1, 2);
+    add_ws(b, 0, "g1", 0);
+    b->rec[0].u.ws_event.ts_us = t;             /* the disconnect, first */
+    collector_apply(c, b, t + 90000, MONO0 + 10 * SEC + 90000);
+    free(b);
+
+    s = snap(c, 11 * SEC);
+    CHECK(s->nws_events == 3);
+    CHECK(s->ws_events[1].ts_us == t && !s->ws_events[1].connected);
+    CHECK(s->ws_events[1].connection_count == 0);
+    CHECK(s->ws_events[2].ts_us == t + 1000 && s->ws_events[2].connected);
+    CHECK(s->ws_events[2].connection_count == 1);
+    CHECK(s->ws_total == 1 && group_count(s, "g1") == 1);
+    collector_snapshot_free(s);
+
+    /* held, then worker 200's snapshot: its event first, then replaced */
+    b = batch(200, 2, 2);
+    add_ws(b, 1, "g2", 1);
+    b->rec[0].u.ws_event.ts_us = WALL0 + 20 * SEC;
+    collector_apply(c, b, WALL0 + 20 * SEC, MONO0 + 20 * SEC);
+    free(b);
+
+    s = snap(c, 20 * SEC + 1000);
+    CHECK(group_count(s, "g2") == 0);           /* not yet */
+    collector_snapshot_free(s);
+
+    b = batch(200, 2, 3);
+    b->snapshot = 1;
+    add_snap(b, "g1", 1);
+    add_snap(b, "g2", 1);
+    collector_apply(c, b, WALL0 + 20 * SEC + 2000, MONO0 + 20 * SEC + 2000);
+    free(b);
+
+    s = snap(c, 20 * SEC + 3000);
+    CHECK(s->nws_events == 4 && s->ws_events[3].connection_count == 1);
+    CHECK(group_count(s, "g1") == 1 && group_count(s, "g2") == 1);
+    CHECK(s->ws_total == 2);
+    collector_snapshot_free(s);
+
+    collector_free(c);
+}
+
+
 /* more groups than one batch holds: the parts after the first add up */
 static void
 collector_snapshot_in_several_parts_replaces_once(void)
@@ -618,10 +785,16 @@ collector_keeps_the_last_100_custom_events(void)
 static void
 collector_history_has_a_slot_per_minute_even_when_idle(void)
 {
-    collector_t      *c = mk(NULL);
+    coll_config_t     cfg;
+    collector_t      *c;
     coll_snapshot_t  *s;
     coll_batch_t     *b;
     uint64_t          m0 = WALL0 - WALL0 % (60 * SEC);
+
+    /* the event counts in the minute it arrives: not held for ordering */
+    collector_config_defaults(&cfg);
+    cfg.ws_reorder_us = 0;
+    c = mk(&cfg);
 
     b = batch(100, 1, 1);
     add_req(b, "GET", "/a", 200, 10000);
@@ -757,6 +930,8 @@ suite_collector(void)
     RUN(collector_group_sums_across_workers_do_not_wrap);
     RUN(collector_snapshot_batch_replaces_a_workers_counts);
     RUN(collector_snapshot_in_several_parts_replaces_once);
+    RUN(collector_groups_past_the_limit_are_folded_into_totals);
+    RUN(collector_ws_events_are_applied_in_time_order_across_workers);
     RUN(collector_forgets_a_silent_worker_after_the_timeout);
     RUN(collector_recovers_ws_state_from_snapshots_after_restart);
     RUN(collector_detects_seq_gaps_and_regressions);

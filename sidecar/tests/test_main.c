@@ -41,6 +41,7 @@ main(void)
     suite_isotime();
     suite_options();
     suite_procstats();
+    suite_httpd();
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

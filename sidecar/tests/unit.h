@@ -33,5 +33,6 @@ void suite_prometheus(void);
 void suite_isotime(void);
 void suite_options(void);
 void suite_procstats(void);
+void suite_httpd(void);
 
 #endif /* SIDECAR_TESTS_UNIT_H */

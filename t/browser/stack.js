@@ -138,6 +138,11 @@ class Stack {
     execFileSync('htpasswd', ['-cbB', this.htpasswd, this.user, this.password], { stdio: 'ignore' });
     fs.chmodSync(this.htpasswd, 0o644);
 
+    // the key nginx adds for the sidecar (X-Sidecar-Key), as run.sh makes it
+    this.sidecarKeyFile = path.join(dir, 'sidecar-key');
+    this.sidecarKey = crypto.randomBytes(24).toString('hex');
+    fs.writeFileSync(this.sidecarKeyFile, this.sidecarKey + '\n', { mode: 0o600 });
+
     this.sidecarPort = await freePort();
     await this.startSidecar();
 
@@ -166,6 +171,7 @@ class Stack {
       '-e', `s|@JWT_SECRET_FILE@|${this.jwtSecretFile}|g`,
       '-e', `s|@METRICS_ADDRESS@|${this.ingest}|g`,
       '-e', `s|@SIDECAR@|127.0.0.1:${this.sidecarPort}|g`,
+      '-e', `s|@SIDECAR_KEY@|${this.sidecarKey}|g`,
       '-e', `s|@HTPASSWD@|${this.htpasswd}|g`,
       path.join(ROOT, 'nginx.conf.example'),
     ], { encoding: 'utf8' });
@@ -201,6 +207,7 @@ class Stack {
     const log = path.join(d, 'logs', 'sidecar.log');
     this.sidecar = this._spawn(SIDECAR, [
       '--listen', `127.0.0.1:${this.sidecarPort}`,
+      '--http-key-file', this.sidecarKeyFile,
       '--ingest', this.ingest,
       '--mongo-uri', this.mongoUri,
       '--nginx-pid-file', path.join(d, 'logs', 'nginx.pid'),

@@ -10,6 +10,11 @@ package ChatTest::Sidecar;
 #   $TEST_NGINX_SIDECAR       127.0.0.1:PORT, for proxy_pass / upstream
 #   $TEST_NGINX_SIDECAR_PORT  its port
 #   $TEST_NGINX_IPC           the nng address it pulls records from
+#   $TEST_NGINX_SIDECAR_KEY   the key nginx must send as X-Sidecar-Key
+#                             (the sidecar answers 403 without it):
+#       proxy_pass                 http://sidecar;
+#       proxy_pass_request_headers off;
+#       proxy_set_header           X-Sidecar-Key $TEST_NGINX_SIDECAR_KEY;
 #   $TEST_NGINX_HTPASSWD      an htpasswd file with user "admin", password
 #                             "s3cret" (bcrypt, made with Debian's htpasswd)
 #
@@ -32,6 +37,22 @@ use Test::Nginx::Socket ();
 my ($pid, $port, %last_opt);
 my $dir = tempdir('chat-sidecar-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TEST_NGINX_NO_CLEAN});
 my $http = HTTP::Tiny->new(timeout => 5);
+
+# the key nginx adds to what it passes to the sidecar (X-Sidecar-Key);
+# this helper sends it too, as nginx would
+my $key = do {
+    open my $r, '<:raw', '/dev/urandom' or die "/dev/urandom: $!";
+    read($r, my $raw, 24) == 24 or die "/dev/urandom: short read";
+    unpack 'H*', $raw;
+};
+{
+    open my $k, '>', "$dir/sidecar-key" or die "$dir/sidecar-key: $!";
+    print $k "$key\n";
+    close $k;
+    chmod 0600, "$dir/sidecar-key";
+}
+$ENV{TEST_NGINX_SIDECAR_KEY} = $key;
+$ENV{TEST_NGINX_SIDECAR_KEY_FILE} = "$dir/sidecar-key";
 
 sub free_port {
     my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
@@ -59,6 +80,7 @@ sub start {
     my @args = ($bin,
         '--listen', "127.0.0.1:$port",
         '--ingest', $ENV{TEST_NGINX_IPC},
+        '--http-key-file', "$dir/sidecar-key",
         '--mongo-uri', $opt{mongo_uri} // $ENV{TEST_NGINX_CHAT_URI},
         '--nginx-pid-file', "$servroot/logs/nginx.pid",
         '--html-dir', $opt{html_dir}
@@ -76,7 +98,7 @@ sub start {
 
     my $deadline = time + 10;
     while (time < $deadline) {
-        my $r = $http->get("http://127.0.0.1:$port/health");
+        my $r = get('/health');
         return 1 if $r->{status} == 200;
         die "the sidecar exited at start:\n" . log_text() . "\n"
             if waitpid($pid, POSIX::WNOHANG()) == $pid;
@@ -107,9 +129,13 @@ sub log_text {
     return <$fh>;
 }
 
+# a request as nginx passes it (with the key); get($path, without_key => 1)
+# is what any other local process would send
 sub get {
-    my $path = shift;
-    return $http->get("http://127.0.0.1:$port$path");
+    my ($path, %opt) = @_;
+    my %h = $opt{without_key} ? () : ('X-Sidecar-Key' => $key);
+    %h = (%h, %{ $opt{headers} }) if $opt{headers};
+    return $http->get("http://127.0.0.1:$port$path", { headers => \%h });
 }
 
 sub data {
