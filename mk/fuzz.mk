@@ -24,7 +24,7 @@ FUZZ_OUT       := $(BUILD)/fuzz
 FUZZ_OBJ       := $(FUZZ_OUT)/obj
 
 FUZZ_TARGETS   := ws_frame ws_stream ws_handshake jwt json correlation \
-                  route wire collector
+                  route wire collector http_head
 
 FUZZ_SAN       := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                   -fno-omit-frame-pointer
@@ -68,13 +68,14 @@ FUZZ_LINK_correlation  := $(FUZZ_NGX_SHIM) \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_correlation.o
 FUZZ_LINK_route        := $(FUZZ_NGX_SHIM)
 FUZZ_LINK_wire         := $(FUZZ_OBJ)/sidecar/ingest.o
+FUZZ_LINK_http_head    := $(addprefix $(FUZZ_OBJ)/sidecar/,httpd.o log.o)
 FUZZ_LINK_collector    := $(addprefix $(FUZZ_OBJ)/sidecar/,ingest.o \
                           collector.o workers.o endpoints.o ring.o \
                           dashboard_json.o prometheus.o isotime.o log.o)
 
 FUZZ_LIBS_ngx      := -lcjson -lcrypto -lbson-1.0 -lm
 FUZZ_LIBS_sidecar  := -lcjson -lpthread -lm
-FUZZ_SIDE_TARGETS  := wire collector
+FUZZ_SIDE_TARGETS  := wire collector http_head
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
 

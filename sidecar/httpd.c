@@ -240,8 +240,11 @@ httpd_parse(char *buf, size_t len, httpd_req_t *req, const char **reason)
     p = buf;
     end = buf + len;
 
-    /* RFC 9112 2.2: empty lines before the request line are ignored */
-    while (p < end && (*p == '\r' || *p == '\n')) {
+    /* RFC 9112 2.2: empty lines (CRLF, or LF) before the request line are
+     * ignored; a bare CR is no line end (found by fuzz/fuzz_http_head.c) */
+    while (p < end && (*p == '\n'
+                       || (*p == '\r' && p + 1 < end && p[1] == '\n')))
+    {
         p++;
     }
 

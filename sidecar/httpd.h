@@ -3,7 +3,13 @@
  *
  * Why not nng's HTTP server: nng 1.5 closes the connection, with no
  * response, on any header byte below 0x20 or above 0x7e, so a tab or a
- * UTF-8 user agent ("café") made nginx answer 502.  This one accepts
+ * UTF-8 user agent ("café") made nginx answer 502.  Why not Debian's
+ * libmicrohttpd (0.9.75), checked before writing this one: it takes a NUL
+ * byte, a bare CR, obsolete line folding and a space in a field name as
+ * if they were nothing (even with MHD_OPTION_STRICT_FOR_CLIENT = 1), which
+ * RFC 9112 tells a server to refuse, and it closes a malformed request
+ * line without an answer.  This parser is small, unit-tested
+ * (tests/test_httpd.c) and fuzzed (fuzz/fuzz_http_head.c).  This one accepts
  * what RFC 9110 allows in a field value (HTAB, SP, VCHAR, obs-text; other
  * control bytes are kept too, as nginx keeps them) and answers anything it
  * cannot take with a status and a one-line reason: 400 (NUL, a bare CR,
