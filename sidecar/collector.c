@@ -38,14 +38,7 @@ struct collector_s {
     uint64_t          start_mono_us;
 
     ep_stats_t        all;
-    uint64_t          slow_total;
-    uint64_t          very_slow_total;
-    uint64_t          ws_connects;
-    uint64_t          ws_disconnects;
-    uint64_t          custom_total;
-    uint64_t          batches_applied;
-    uint64_t          batches_rejected;
-    uint64_t          records_invalid;
+    coll_counters_t   n;
 
     ring_t           *slow;             /* coll_request_t */
     ring_t           *recent;           /* coll_request_t */
@@ -215,8 +208,8 @@ collector_request(collector_t *c, worker_t *w, coll_minute_t *minute,
     if (r.duration_us >= c->cfg.slow_us) {
         r.very_slow = r.duration_us >= c->cfg.very_slow_us;
         ring_push(c->slow, &r);
-        c->slow_total++;
-        c->very_slow_total += r.very_slow;
+        c->n.slow_total++;
+        c->n.very_slow_total += r.very_slow;
     }
 
     ring_push(c->recent, &r);
@@ -242,9 +235,9 @@ collector_ws_apply(collector_t *c, worker_t *w, const coll_ws_event_t *ev)
     ring_push(c->ws_events, &e);
 
     if (e.connected) {
-        c->ws_connects++;
+        c->n.ws_connects++;
     } else {
-        c->ws_disconnects++;
+        c->n.ws_disconnects++;
     }
 }
 
@@ -386,19 +379,19 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
 
         case CHAT_REC_CUSTOM:
             ring_push(c->custom, &r->u.custom);
-            c->custom_total++;
+            c->n.custom_total++;
             break;
 
         default:
-            c->records_invalid++;
+            c->n.records_invalid++;
             break;
         }
     }
 
     collector_release(c, wall_us, mono_us, NULL);
 
-    c->records_invalid += b->invalid;
-    c->batches_applied++;
+    c->n.records_invalid += b->invalid;
+    c->n.batches_applied++;
     minute->ws_connections = workers_total_connections(c->workers);
 
     pthread_mutex_unlock(&c->lock);
@@ -469,15 +462,15 @@ collector_apply_events(collector_t *c, const coll_batch_t *b)
     for (i = 0; i < b->count && i < CHAT_WIRE_MAX_RECORDS; i++) {
         if (b->rec[i].type == CHAT_REC_CUSTOM) {
             ring_push(c->custom, &b->rec[i].u.custom);
-            c->custom_total++;
+            c->n.custom_total++;
 
         } else {
-            c->records_invalid++;
+            c->n.records_invalid++;
         }
     }
 
-    c->records_invalid += b->invalid;
-    c->batches_applied++;
+    c->n.records_invalid += b->invalid;
+    c->n.batches_applied++;
 
     pthread_mutex_unlock(&c->lock);
 }
@@ -487,7 +480,7 @@ void
 collector_reject(collector_t *c)
 {
     pthread_mutex_lock(&c->lock);
-    c->batches_rejected++;
+    c->n.batches_rejected++;
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -598,14 +591,7 @@ collector_snapshot(collector_t *c, uint64_t wall_us, uint64_t mono_us)
     s->uptime_us = mono_us > c->start_mono_us ? mono_us - c->start_mono_us
                                               : 0;
     s->all = c->all;
-    s->slow_total = c->slow_total;
-    s->very_slow_total = c->very_slow_total;
-    s->ws_connects = c->ws_connects;
-    s->ws_disconnects = c->ws_disconnects;
-    s->custom_total = c->custom_total;
-    s->batches_applied = c->batches_applied;
-    s->batches_rejected = c->batches_rejected;
-    s->records_invalid = c->records_invalid;
+    s->n = c->n;
     s->ws_group_overflows = workers_group_overflows(c->workers);
     s->ws_total = workers_total_connections(c->workers);
     s->live_workers = workers_live(c->workers);

@@ -72,14 +72,9 @@ typedef struct {
     uint64_t    ws_connections;     /* live total at its last update */
 } coll_minute_t;
 
-/* A private, consistent copy: read it freely, then collector_snapshot_free */
+/* the collector's running totals: kept under its lock, copied whole into
+   each snapshot */
 typedef struct {
-    coll_config_t      cfg;
-    uint64_t           start_wall_us;
-    uint64_t           now_wall_us;
-    uint64_t           uptime_us;          /* monotonic, since create */
-
-    ep_stats_t         all;                /* every request record */
     uint64_t           slow_total;
     uint64_t           very_slow_total;
     uint64_t           ws_connects;
@@ -88,6 +83,17 @@ typedef struct {
     uint64_t           batches_applied;
     uint64_t           batches_rejected;
     uint64_t           records_invalid;
+} coll_counters_t;
+
+/* A private, consistent copy: read it freely, then collector_snapshot_free */
+typedef struct {
+    coll_config_t      cfg;
+    uint64_t           start_wall_us;
+    uint64_t           now_wall_us;
+    uint64_t           uptime_us;          /* monotonic, since create */
+
+    ep_stats_t         all;                /* every request record */
+    coll_counters_t    n;
     uint64_t           ws_group_overflows;
 
     coll_request_t    *slow;               /* all retained, oldest first */

@@ -279,8 +279,8 @@ j_websockets(cJSON *root, const sidecar_view_t *v)
 
     /* added */
     j_int(o, "live_workers", s->live_workers);
-    j_int(o, "total_connects", s->ws_connects);
-    j_int(o, "total_disconnects", s->ws_disconnects);
+    j_int(o, "total_connects", s->n.ws_connects);
+    j_int(o, "total_disconnects", s->n.ws_disconnects);
 }
 
 
@@ -353,8 +353,8 @@ j_performance(cJSON *root, const sidecar_view_t *v)
 
     /* added */
     j_num(o, "p95_response_time_ms", ep_stats_quantile_ms(&s->all, 0.95));
-    j_int(o, "slow_requests_total", s->slow_total);
-    j_int(o, "very_slow_requests_total", s->very_slow_total);
+    j_int(o, "slow_requests_total", s->n.slow_total);
+    j_int(o, "very_slow_requests_total", s->n.very_slow_total);
     j_num(o, "slow_threshold_ms", (double) s->cfg.slow_us / 1000.0);
     j_num(o, "very_slow_threshold_ms", (double) s->cfg.very_slow_us / 1000.0);
     j_int(o, "requests_served", t->requests_recorded + t->requests_dropped);
@@ -487,10 +487,10 @@ j_pipeline(cJSON *root, const sidecar_view_t *v)
 
     o = cJSON_AddObjectToObject(root, "pipeline");
     cJSON_AddStringToObject(o, "ingest_address", v->ingest_url);
-    j_int(o, "batches_received", s->batches_applied + s->batches_rejected);
-    j_int(o, "batches_applied", s->batches_applied);
-    j_int(o, "malformed_batches_rejected", s->batches_rejected);
-    j_int(o, "invalid_records_skipped", s->records_invalid);
+    j_int(o, "batches_received", s->n.batches_applied + s->n.batches_rejected);
+    j_int(o, "batches_applied", s->n.batches_applied);
+    j_int(o, "malformed_batches_rejected", s->n.batches_rejected);
+    j_int(o, "invalid_records_skipped", s->n.records_invalid);
     j_int(o, "batch_seq_gaps", t->seq_gaps);
     j_int(o, "batches_missed", t->batches_missed);
     j_int(o, "batch_seq_regressions", t->seq_regressions);

@@ -38,6 +38,15 @@ typedef struct {
 } routes_cached_t;
 
 
+/* what a route renders from the collector's view */
+typedef enum {
+    ROUTE_HEALTH = 0,           /* /health: never cached */
+    ROUTE_DATA,                 /* /dashboard/api/data */
+    ROUTE_METRICS,              /* /metrics */
+    ROUTE_RENDERED              /* how many */
+} route_rendered_e;
+
+
 struct http_routes_s {
     httpd_t            *server;
     http_routes_ctx_t   ctx;
@@ -45,7 +54,7 @@ struct http_routes_s {
     unsigned long       refused;        /* requests without the key */
 
     pthread_mutex_t     cache_lock;     /* connection threads share it */
-    routes_cached_t     cache[3];       /* indexed like route_render() */
+    routes_cached_t     cache[ROUTE_RENDERED];
 };
 
 
@@ -168,7 +177,7 @@ routes_view(http_routes_t *r, routes_view_t *rv, int want_snapshot)
 
 /* a copy of a fresh enough rendering, or NULL */
 static char *
-routes_cache_get(http_routes_t *r, int which, size_t *len)
+routes_cache_get(http_routes_t *r, route_rendered_e which, size_t *len)
 {
     char             *body = NULL;
     routes_cached_t  *c = &r->cache[which];
@@ -190,7 +199,8 @@ routes_cache_get(http_routes_t *r, int which, size_t *len)
 
 
 static void
-routes_cache_put(http_routes_t *r, int which, const char *body, size_t len)
+routes_cache_put(http_routes_t *r, route_rendered_e which, const char *body,
+    size_t len)
 {
     char             *copy;
     routes_cached_t  *c = &r->cache[which];
@@ -211,29 +221,29 @@ routes_cache_put(http_routes_t *r, int which, const char *body, size_t len)
 
 
 static void
-route_render(http_routes_t *r, httpd_res_t *res, int which)
+route_render(http_routes_t *r, httpd_res_t *res, route_rendered_e which)
 {
     routes_view_t  *rv;
     char           *body = NULL;
     size_t          len = 0;
 
-    if (which != 0) {
+    if (which != ROUTE_HEALTH) {
         body = routes_cache_get(r, which, &len);
     }
 
     if (body == NULL) {
         rv = malloc(sizeof(*rv));
-        if (rv == NULL || routes_view(r, rv, which != 0) != 0) {
+        if (rv == NULL || routes_view(r, rv, which != ROUTE_HEALTH) != 0) {
             free(rv);
             routes_text(res, 500, "out of memory\n");
             return;
         }
 
         switch (which) {
-        case 0:
+        case ROUTE_HEALTH:
             body = dashboard_json_health(&rv->view, &len);
             break;
-        case 1:
+        case ROUTE_DATA:
             body = dashboard_json_render(&rv->view, &len);
             break;
         default:
@@ -244,7 +254,7 @@ route_render(http_routes_t *r, httpd_res_t *res, int which)
         collector_snapshot_free(rv->snap);
         free(rv);
 
-        if (body != NULL && which != 0) {
+        if (body != NULL && which != ROUTE_HEALTH) {
             routes_cache_put(r, which, body, len);
         }
     }
@@ -255,7 +265,7 @@ route_render(http_routes_t *r, httpd_res_t *res, int which)
     }
 
     res->status = 200;
-    res->ctype = which == 2 ? PROMETHEUS_CONTENT_TYPE : CT_JSON;
+    res->ctype = which == ROUTE_METRICS ? PROMETHEUS_CONTENT_TYPE : CT_JSON;
     res->body = body;
     res->len = len;
 }
@@ -322,11 +332,11 @@ routes_handle(void *data, const httpd_req_t *req, httpd_res_t *res)
     }
 
     if (strcmp(p, "/health") == 0) {
-        route_render(r, res, 0);
+        route_render(r, res, ROUTE_HEALTH);
     } else if (strcmp(p, "/dashboard/api/data") == 0) {
-        route_render(r, res, 1);
+        route_render(r, res, ROUTE_DATA);
     } else if (strcmp(p, "/metrics") == 0) {
-        route_render(r, res, 2);
+        route_render(r, res, ROUTE_METRICS);
     } else if (strcmp(p, "/dashboard") == 0
                || strcmp(p, "/dashboard/") == 0)
     {
@@ -400,7 +410,7 @@ http_routes_stop(http_routes_t *r)
 
     httpd_stop(r->server);
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < ROUTE_RENDERED; i++) {
         free(r->cache[i].body);
     }
 

@@ -256,10 +256,10 @@ prometheus_render(const sidecar_view_t *v, size_t *len)
 
     metric(&b, "chat_http_slow_requests_total", "counter",
            "Requests at or above the slow threshold.",
-           (double) s->slow_total);
+           (double) s->n.slow_total);
     metric(&b, "chat_http_very_slow_requests_total", "counter",
            "Requests at or above the very slow threshold.",
-           (double) s->very_slow_total);
+           (double) s->n.very_slow_total);
 
     metric(&b, "chat_websocket_connections", "gauge",
            "Open WebSocket connections over live workers.",
@@ -270,21 +270,21 @@ prometheus_render(const sidecar_view_t *v, size_t *len)
     family(&b, "chat_websocket_events_total", "counter",
            "WebSocket connects and disconnects.");
     sb_printf(&b, "chat_websocket_events_total{event=\"connected\"} %llu\n",
-              (unsigned long long) s->ws_connects);
+              (unsigned long long) s->n.ws_connects);
     sb_printf(&b,
               "chat_websocket_events_total{event=\"disconnected\"} %llu\n",
-              (unsigned long long) s->ws_disconnects);
+              (unsigned long long) s->n.ws_disconnects);
     metric(&b, "chat_custom_events_total", "counter",
-           "Custom events received.", (double) s->custom_total);
+           "Custom events received.", (double) s->n.custom_total);
 
     metric(&b, "chat_sidecar_batches_total", "counter",
            "Well-formed batches received from workers.",
-           (double) s->batches_applied);
+           (double) s->n.batches_applied);
     metric(&b, "chat_sidecar_batches_rejected_total", "counter",
-           "Malformed batches rejected.", (double) s->batches_rejected);
+           "Malformed batches rejected.", (double) s->n.batches_rejected);
     metric(&b, "chat_sidecar_invalid_records_total", "counter",
            "Records skipped for an unknown type or event.",
-           (double) s->records_invalid);
+           (double) s->n.records_invalid);
     metric(&b, "chat_sidecar_batch_seq_gaps_total", "counter",
            "Times a worker's batch sequence jumped forward.",
            (double) t->seq_gaps);

@@ -175,7 +175,7 @@ collector_slow_at_1s_very_slow_at_5s(void)
     s = snap(c, SEC);
     CHECK(s->nslow == 3);
     CHECK(s->nslow_very == 1);
-    CHECK(s->slow_total == 3 && s->very_slow_total == 1);
+    CHECK(s->n.slow_total == 3 && s->n.very_slow_total == 1);
     CHECK(s->slow[0].duration_us == 1000000 && !s->slow[0].very_slow);
     CHECK(s->slow[2].very_slow);
 
@@ -207,7 +207,7 @@ collector_retention_matches_the_spec_sizes(void)
     CHECK(s->nrecent == 50);
     CHECK(s->nerrors == 50);
     CHECK(s->nslow == 100);
-    CHECK(s->slow_total == 300);
+    CHECK(s->n.slow_total == 300);
     collector_snapshot_free(s);
     collector_free(c);
 }
@@ -273,7 +273,7 @@ collector_ws_connection_count_spans_workers(void)
     CHECK(s->ws_events[3].connection_count == 3);   /* g1 after event */
     CHECK(s->ws_events[4].connection_count == 1);
     CHECK(!s->ws_events[4].connected);
-    CHECK(s->ws_connects == 4 && s->ws_disconnects == 1);
+    CHECK(s->n.ws_connects == 4 && s->n.ws_disconnects == 1);
 
     collector_snapshot_free(s);
     collector_free(c);
@@ -774,7 +774,7 @@ collector_keeps_the_last_100_custom_events(void)
 
     s = snap(c, SEC);
     CHECK(s->ncustom == 100);
-    CHECK(s->custom_total == 150);
+    CHECK(s->n.custom_total == 150);
     CHECK(strcmp(s->custom[0].kv[0].value, "50") == 0);
     CHECK(strcmp(s->custom[99].kv[0].value, "149") == 0);
     collector_snapshot_free(s);
@@ -900,8 +900,8 @@ collector_snapshots_are_consistent_under_concurrent_ingest(void)
             sum += s->endpoints[i].stats.count;
         }
         if (s->all.count % 10 != 0 || s->all.errors * 10 != s->all.count
-            || s->ws_connects * 10 != s->all.count || sum != s->all.count
-            || s->ws_total != s->ws_connects)
+            || s->n.ws_connects * 10 != s->all.count || sum != s->all.count
+            || s->ws_total != s->n.ws_connects)
         {
             bad++;
         }

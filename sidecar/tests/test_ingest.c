@@ -266,8 +266,8 @@ ingest_rejected_batch_is_counted_by_the_collector(void)
         collector_reject(c);
     }
     s = collector_snapshot(c, 2, 2);
-    CHECK(s->batches_rejected == 1);
-    CHECK(s->batches_applied == 0);
+    CHECK(s->n.batches_rejected == 1);
+    CHECK(s->n.batches_applied == 0);
     collector_snapshot_free(s);
     collector_free(c);
 }
