@@ -116,8 +116,7 @@ stop_nginx() {
     nginx_pid=
 }
 
-stop_stack() {
-    stop_nginx
+stop_sidecar() {
     if [ $systemd = 1 ]; then
         systemctl stop chat-sidecar 2>/dev/null
     elif [ -n "$sidecar_pid" ] && kill -0 "$sidecar_pid" 2>/dev/null; then
@@ -128,6 +127,11 @@ stop_stack() {
         rm -rf /run/chat-sidecar
     fi
     sidecar_pid=
+}
+
+stop_stack() {
+    stop_nginx
+    stop_sidecar
 }
 
 cleanup() {
@@ -337,32 +341,36 @@ check "chat-sidecar -t accepts the packaged config" \
     runuser -u chat-sidecar -- /usr/sbin/chat-sidecar -c "$conf" -t
 
 unit_get() { sed -n "s/^$1=//p" "$unit" | tail -1; }
-if [ $systemd = 1 ]; then
-    systemctl daemon-reload
-    systemctl restart chat-sidecar
-    sidecar_pid=$(systemctl show -P MainPID chat-sidecar)
-else
-    # what systemd does for this unit: RuntimeDirectory= owned by User=,
-    # UMask=, then ExecStart= as User=/Group= with no new privileges and no
-    # capabilities; stderr to the journal (here: a file)
-    user=$(unit_get User)
-    group=$(unit_get Group)
-    rundir=/run/$(unit_get RuntimeDirectory)
-    install -d -o "$user" -g "$group" -m "$(unit_get RuntimeDirectoryMode)" "$rundir"
-    read -r -a exec_start <<< "$(unit_get ExecStart)"
-    (
-        umask "$(unit_get UMask)"
-        cd /
-        exec setpriv --reuid="$user" --regid="$group" --init-groups \
-            --no-new-privs --inh-caps=-all --bounding-set=-all \
-            -- "${exec_start[@]}" < /dev/null > "$scratch/journal.log" 2>&1
-    ) &
-    sidecar_pid=$!
-fi
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$sidecar_port") 2>/dev/null && break
-    sleep 0.1
-done
+start_sidecar() {
+    if [ $systemd = 1 ]; then
+        systemctl daemon-reload
+        systemctl restart chat-sidecar
+        sidecar_pid=$(systemctl show -P MainPID chat-sidecar)
+    else
+        # what systemd does for this unit: RuntimeDirectory= owned by User=,
+        # UMask=, then ExecStart= as User=/Group= with no new privileges and
+        # no capabilities; stderr to the journal (here: a file)
+        local user group rundir exec_start
+        user=$(unit_get User)
+        group=$(unit_get Group)
+        rundir=/run/$(unit_get RuntimeDirectory)
+        install -d -o "$user" -g "$group" -m "$(unit_get RuntimeDirectoryMode)" "$rundir"
+        read -r -a exec_start <<< "$(unit_get ExecStart)"
+        (
+            umask "$(unit_get UMask)"
+            cd /
+            exec setpriv --reuid="$user" --regid="$group" --init-groups \
+                --no-new-privs --inh-caps=-all --bounding-set=-all \
+                -- "${exec_start[@]}" < /dev/null >> "$scratch/journal.log" 2>&1
+        ) &
+        sidecar_pid=$!
+    fi
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$sidecar_port") 2>/dev/null && break
+        sleep 0.1
+    done
+}
+start_sidecar
 check "the sidecar listens on 127.0.0.1:$sidecar_port" \
     bash -c "exec 3<>/dev/tcp/127.0.0.1/$sidecar_port"
 check "it runs as chat-sidecar" \
@@ -500,6 +508,59 @@ check "... is the dashboard's JSON" jq -e '.performance.total_requests >= 0' "$s
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$password" "$base/metrics")
 ok $([ "$code" = 200 ]; echo $?) "the site's /metrics: 200 (got $code)"
 
+# a new pair from the postinst: both files deleted, dpkg-reconfigure
+rm -f "$key_file" "$snippet"
+dpkg-reconfigure -f noninteractive chat-sidecar > "$scratch/reconfigure.log" 2>&1
+ok $? "dpkg-reconfigure chat-sidecar, without key and snippet" \
+    || diag < "$scratch/reconfigure.log"
+check "... generates a new key, root:chat-sidecar 0640" sh -c \
+    "test \"\$(stat -c '%U:%G %a' '$key_file')\" = 'root:chat-sidecar 640' \
+     && grep -qxE '[0-9a-f]{64}' '$key_file' && ! grep -qx '$sidecar_key' '$key_file'"
+check "... and its snippet, root:root 0600" sh -c \
+    "test \"\$(stat -c '%U:%G %a' '$snippet')\" = 'root:root 600' \
+     && grep -qF \"\$(cat '$key_file')\" '$snippet'"
+
+# the rotation of OPERATIONS.md ("The sidecar's key"), its commands as
+# written there (this machine's systemctl or not: the sidecar restarted as
+# above, nginx reloaded by its master's HUP)
+old_key=$sidecar_key
+rotation() { awk '/^To rotate the key/ {f=1} f && /^```sh$/ {g=1; next} g && /^```$/ {exit} g'; }
+doc=/usr/share/doc/$side_pkg/OPERATIONS.md.gz
+if [ -f "$doc" ]; then
+    rotate=$(zcat "$doc" | rotation)
+else
+    rotate=$(rotation < docs/OPERATIONS.md)
+fi
+rotate_files=$(grep -v '^systemctl \|^nginx -t' <<< "$rotate")
+ok $([ -n "$rotate_files" ] && [ "$rotate_files" != "$rotate" ]; echo $?) \
+    "OPERATIONS.md has the rotation's commands (the packaged copy)"
+(set -e; eval "$rotate_files") > "$scratch/rotate.log" 2>&1
+ok $? "... writing the new key and the snippet" || diag < "$scratch/rotate.log"
+sidecar_key=$(cat "$key_file" 2>/dev/null)
+check "... a new key, root:chat-sidecar 0640, no file left behind" sh -c \
+    "test \"\$(stat -c '%U:%G %a' '$key_file')\" = 'root:chat-sidecar 640' \
+     && grep -qxE '[0-9a-f]{64}' '$key_file' && test '$sidecar_key' != '$old_key' \
+     && test \"\$(ls /etc/chat-sidecar | sort | tr '\n' ' ')\" = 'chat-sidecar.conf http-key nginx-sidecar-key.conf '"
+check "... the snippet sends it, root:root 0600" sh -c \
+    "test \"\$(stat -c '%U:%G %a' '$snippet')\" = 'root:root 600' \
+     && grep -v '^#' '$snippet' | grep -qxE 'proxy_set_header +X-Sidecar-Key +\"$sidecar_key\";'"
+stop_sidecar
+start_sidecar
+kill -HUP "$nginx_pid"
+code=
+for _ in $(seq 50); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$password" "$base/dashboard/api/data")
+    [ "$code" = 200 ] && break
+    sleep 0.1
+done
+ok $([ "$code" = 200 ]; echo $?) "sidecar restarted, nginx reloaded: the site's dashboard JSON: 200 (got $code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Sidecar-Key: $old_key" \
+    "http://127.0.0.1:$sidecar_port/health")
+ok $([ "$code" = 403 ]; echo $?) "the old key, directly: 403 (got $code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Sidecar-Key: $sidecar_key" \
+    "http://127.0.0.1:$sidecar_port/health")
+ok $([ "$code" = 200 ]; echo $?) "the new key, directly: 200 (got $code)"
+
 stop_stack
 
 # --- 4. purge -----------------------------------------------------------------
@@ -530,7 +591,7 @@ check "the system's nginx configuration passes nginx -t after" /usr/sbin/nginx -
 echo "1..$n"
 if [ $failed -gt 0 ]; then
     echo "# $failed of $n failed; logs were in $scratch:" >&2
-    for f in install.log reinstall.log journal.log nginx.out nginx/logs/error.log \
+    for f in install.log reinstall.log reconfigure.log rotate.log journal.log nginx.out nginx/logs/error.log \
              site/nginx.out site/logs/chat-error.log purge.log; do
         [ -s "$scratch/$f" ] && { echo "## $f" ; tail -20 "$scratch/$f"; } | diag
     done
