@@ -229,7 +229,7 @@ ngx_http_chat_ws_accept_key(ngx_str_t *key, u_char *accept)
     ngx_str_t   src, dst;
     ngx_sha1_t  sha1;
 
-    if (key->len != 24) {
+    if (key->len != NGX_HTTP_CHAT_WS_KEY_LEN) {
         return NGX_ERROR;
     }
 

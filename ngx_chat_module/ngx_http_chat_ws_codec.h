@@ -27,6 +27,9 @@
 #define NGX_HTTP_CHAT_WS_POLICY      1008
 #define NGX_HTTP_CHAT_WS_TOO_BIG     1009
 
+/* Sec-WebSocket-Key: 16 random bytes in base64 */
+#define NGX_HTTP_CHAT_WS_KEY_LEN     24
+
 /* Sec-WebSocket-Accept: base64 of a SHA-1 digest */
 #define NGX_HTTP_CHAT_WS_ACCEPT_LEN  28
 
