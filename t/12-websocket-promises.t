@@ -16,6 +16,7 @@ use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
 use ChatTest::JWT;
 use ChatTest::Client;
+use ChatTest::PausableDB;
 use ChatTest::Sidecar;
 use ChatTest::WebSocket;
 use IO::Select ();
@@ -34,46 +35,12 @@ no_shuffle();
 log_level('info');
 no_root_location();
 
-# A "pausable database": a forwarding proxy to the suite's database (one
-# local host), a child of this test; SIGSTOP holds every reply, SIGCONT
-# lets them through.  Stopped by pid at the end.  (The same as main's
-# ChatTest::PausableDB, which came later.)
-our $ProxyPid;
-if ($ENV{TEST_NGINX_CHAT_URI} =~ m{^mongodb://(127\.0\.0\.1|localhost):(\d+)/([^?,]+)$}) {
-    my ($dbhost, $dbport, $dbname) = ($1, $2, $3);
-    my $l = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "cannot listen: $!";
-    $ENV{TEST_NGINX_PAUSABLE_URI} = 'mongodb://127.0.0.1:' . $l->sockport . "/$dbname";
-    $ProxyPid = fork // die "fork: $!";
-    if ($ProxyPid == 0) {
-        $SIG{PIPE} = 'IGNORE';          # a peer the driver closed: drop it
-        my $sel = IO::Select->new($l);
-        my %peer;
-        while (1) {
-            for my $s ($sel->can_read) {
-                if ($s == $l) {
-                    my $c = $l->accept or next;
-                    my $u = IO::Socket::INET->new(PeerAddr => $dbhost, PeerPort => $dbport)
-                        or do { close $c; next };
-                    @peer{$c, $u} = ($u, $c);
-                    $sel->add($c, $u);
-                    next;
-                }
-                my $o = $peer{$s} or next;   # closed with its peer just now
-                my $n = sysread $s, my $buf, 65536;
-                if (!$n || !defined syswrite($o, $buf)) {
-                    $sel->remove($s, $o);
-                    delete @peer{$s, $o};
-                    close $s;
-                    close $o;
-                }
-            }
-        }
-    }
-    close $l;
+# A "pausable database" (ChatTest::PausableDB): a forwarding proxy to the
+# suite's database; SIGSTOP holds every reply, SIGCONT lets them through.
+if (my $uri = ChatTest::PausableDB::start($ENV{TEST_NGINX_CHAT_URI})) {
+    $ENV{TEST_NGINX_PAUSABLE_URI} = $uri;
 }
-END { local $?; if ($ProxyPid) { kill 'CONT', $ProxyPid; kill 'KILL', $ProxyPid; waitpid $ProxyPid, 0 } }
+our $ProxyPid = ChatTest::PausableDB::pid();
 
 add_block_preprocessor(sub {
     my $block = shift;

@@ -16,6 +16,7 @@ use warnings;
 
 use Test::More;
 use ChatTest::Env;
+use ChatTest::Util qw(free_port slurp poll);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use JSON::PP ();
@@ -37,31 +38,6 @@ my $sidecar_key = unpack 'H*', join '', map { chr int rand 256 } 1 .. 24;
 my $http = HTTP::Tiny->new(timeout => 5, keep_alive => 0,
                            default_headers => { 'X-Sidecar-Key' => $sidecar_key });
 
-sub free_port {
-    require IO::Socket::INET;
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
-
-sub slurp {
-    open my $fh, '<', shift or return '';
-    local $/;
-    return <$fh>;
-}
-
-sub poll {
-    my ($pred, $timeout) = @_;
-    my $deadline = time + $timeout;
-    while (time < $deadline) {
-        return 1 if $pred->();
-        sleep 0.05;
-    }
-    return $pred->();
-}
 
 sub alive { my $pid = shift; return $pid && kill 0, $pid }
 
