@@ -731,25 +731,7 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
 static void
 ngx_http_chat_op_expired(ngx_http_chat_op_t *op)
 {
-    ngx_int_t            rc;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = op->data;
-    c = r->connection;
-
-    ngx_http_chat_op_detach(op, ngx_http_chat_op_done_late);
-
-    ngx_http_chat_request_resume(r);
-
-    rc = c->error ? NGX_HTTP_CLIENT_CLOSED_REQUEST
-                  : ngx_http_chat_send_unavailable(r,
-                                                   NGX_HTTP_CHAT_RETRY_DATABASE,
-                                                   "database unavailable, "
-                                                   "try again later");
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    ngx_http_chat_answer_expired(op, ngx_http_chat_op_done_late);
 }
 
 

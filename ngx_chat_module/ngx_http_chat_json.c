@@ -121,6 +121,37 @@ ngx_http_chat_send_unavailable(ngx_http_request_t *r, ngx_uint_t retry_after,
 
 
 /*
+ * From an op's expire(): the request it was posted for is answered 503
+ * now; the op goes on detached (late, if not NULL, runs at its end).
+ */
+
+void
+ngx_http_chat_answer_expired(ngx_http_chat_op_t *op,
+    ngx_http_chat_op_done_pt late)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = op->data;
+    c = r->connection;
+
+    ngx_http_chat_op_detach(op, late);
+
+    ngx_http_chat_request_resume(r);
+
+    rc = c->error ? NGX_HTTP_CLIENT_CLOSED_REQUEST
+                  : ngx_http_chat_send_unavailable(r,
+                                                   NGX_HTTP_CHAT_RETRY_DATABASE,
+                                                   "database unavailable, "
+                                                   "try again later");
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
  * The body {"detail": ..., "correlation_id": ...} of an error, and its
  * error.log line: info for a 4xx, error for a 5xx.
  */

@@ -43,6 +43,10 @@ ngx_int_t ngx_http_chat_send_error(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_chat_send_unavailable(ngx_http_request_t *r,
     ngx_uint_t retry_after, const char *detail);
 
+/* from an op's expire(): its request answered 503 now, the op detached */
+void ngx_http_chat_answer_expired(ngx_http_chat_op_t *op,
+    ngx_http_chat_op_done_pt late);
+
 /*
  * A required, non-blank string field of at most max bytes (into value,
  * pointing into json); NGX_DECLINED with the reason in detail.
