@@ -74,6 +74,11 @@ sub start_nginx {
     print $fh <<"_CONF_";
 load_module $module;
 worker_processes $workers;
+# a binary upgrade runs nginx again with only these variables: under
+# make test-asan, the sanitizer's runtime and options (unset: nothing)
+env LD_PRELOAD;
+env ASAN_OPTIONS;
+env UBSAN_OPTIONS;
 error_log $dir/logs/error.log info;
 pid $dir/logs/nginx.pid;
 events { worker_connections 256; }
