@@ -5,7 +5,8 @@
 # event about it; GET .../messages?after=N walks the events after N,
 # oldest first, deletions included, a page at a time with next_after; bad
 # "after" values are a 400 with a JSON detail; a database of today's shape
-# (messages without seq) still lists.
+# (messages without seq) still lists; the seq lock of a group never keeps
+# pool threads past chat_db_timeout.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
 use ChatTest::JWT;
@@ -13,6 +14,7 @@ use ChatTest::Client;
 use ChatTest::Script;
 use ChatTest::WebSocket;
 use ChatTest::MongoWire;
+use ChatTest::PausableDB;
 use JSON::PP ();
 
 master_on();
@@ -44,6 +46,12 @@ _EOC_
 
     $block->set_value(timeout => 60) unless defined $block->timeout;
 });
+
+# a "pausable database" (ChatTest::PausableDB): SIGSTOP on its pid holds
+# every reply, as a stopped database does
+$ENV{TEST_NGINX_PAUSABLE_URI} = ChatTest::PausableDB::start($ENV{TEST_NGINX_CHAT_URI})
+    // $ENV{TEST_NGINX_CHAT_URI};
+our $ProxyPid = ChatTest::PausableDB::pid();
 
 our $alice = ChatTest::JWT::bearer('alice');
 our $nogroup = '5f0000000000000000000000';
@@ -290,3 +298,47 @@ is_deeply [ map { "$_->{type} $_->{seq}" } @$ev ], [ 'message 1', 'message_delet
 is $ev->[1]{message_id}, $m1, 'the deletion of the old message';
 $l = $alice->get("/api/chat/groups/$g/messages");
 is_deeply [ map { $_->{content} } @{ $l->{json}{messages} } ], [ 'new', 'old two' ], 'old and new listed together';
+
+
+
+=== TEST 7: a database that stops answering: 12 posts to one group waiting for its seq lock each give up at chat_db_timeout, not one timeout after another
+--- http_config
+chat_mongo_uri "$TEST_NGINX_PAUSABLE_URI";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 1s;
+--- request
+GET /t
+--- timeout: 30
+--- chat_script
+SKIP: {
+skip 'needs the suite\'s database on one local host (not MONGO_URI with several)', 3
+    unless $main::ProxyPid;
+use Time::HiRes qw(time sleep);
+my $g = client('alice')->post('/api/chat/groups', { name => 'seq-stall' })->{json}{id};
+my $token = ChatTest::JWT::token('alice');
+my $count = sub {
+    open my $fh, '<', Test::Nginx::Socket::server_root() . '/logs/error.log' or return 0;
+    return scalar grep { /chat storage: take seq: / } <$fh>;
+};
+my $before = $count->();
+
+kill 'STOP', $main::ProxyPid;          # every reply held from now on
+my @raw = map {
+    my $body = qq({"content":"stalled $_"});
+    "POST /api/chat/groups/$g/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Authorization: Bearer $token\r\nContent-Type: application/json\r\n"
+    . "Content-Length: " . length($body) . "\r\n\r\n$body"
+} 1 .. 12;
+my $t0 = time;
+my @res = ChatTest::Client::read_until_closed(10, ChatTest::Client::send_raw(port(), @raw));
+is scalar(grep { defined && m{^HTTP/1\.1 503 } } @res), 12, 'each answered 503';
+
+# one holder per worker times out (1 s) while it holds the lock; the
+# others stop waiting for it at their own 1 s: every operation is over
+# well before a second holder could have timed out
+sleep 0.1 while $count->() - $before < 12 && time - $t0 < 2.5;
+my $took = time - $t0;
+kill 'CONT', $main::ProxyPid;
+is $count->() - $before, 12, 'every operation ended, each with its "take seq" error logged';
+cmp_ok $took, '<', 2.5, sprintf 'all within 2.5 s of the posts (%.2f s)', $took;
+}
