@@ -6,6 +6,7 @@
  *   GET    /api/chat/groups/{group_id}                      one group
  *   POST   /api/chat/groups/{group_id}/messages             post a message
  *   GET    /api/chat/groups/{group_id}/messages             list messages
+ *          (?after=SEQ: the group's events after SEQ, oldest first)
  *   DELETE /api/chat/groups/{group_id}/messages/{msg_id}    soft delete
  *
  * Each request is checked in this order, each check with its status:
