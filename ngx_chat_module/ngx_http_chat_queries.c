@@ -69,6 +69,7 @@ static mongoc_cursor_t *ngx_http_chat_events_from(mongoc_collection_t *coll,
     ngx_http_chat_op_t *op, const char *field);
 static ngx_int_t ngx_http_chat_events_next(mongoc_cursor_t *cursor,
     const char *field, const bson_t **doc, int64_t *seq);
+static int64_t ngx_http_chat_event_time(const bson_t *doc, const char *field);
 static void ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
     mongoc_client_t *client);
 static void ngx_http_chat_op_ensure_indexes(ngx_http_chat_op_t *op,
@@ -477,17 +478,28 @@ ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
  * deleted_seq > after.  Two cursors, each in seq order and limited to a
  * page and one (the {group_id, seq} and {group_id, deleted_seq} indexes
  * on MongoDB), merged here; the page ends at op->limit items.
+ *
+ * A seq is taken before its event is written, so a later event may be
+ * stored before an earlier one is: a page ends before a missing seq for
+ * as long as the event after it is younger than the time an operation
+ * can take to write one (NGX_HTTP_CHAT_SEQ_SETTLE chat_db_timeouts), as
+ * if nothing came after it yet; a walk from the last seq seen then gets
+ * the late event too.  Past that, the missing seq is a gap for good.
  */
+
+#define NGX_HTTP_CHAT_SEQ_SETTLE  4
 
 static void
 ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
 {
     cJSON                *out, *list, *item;
-    int64_t               n, last, created_seq, deleted_seq;
+    int64_t               n, prev, seq, now, settle, created_seq,
+                          deleted_seq;
     ngx_int_t             created, deleted;
+    ngx_uint_t            from_created, more;
     bson_iter_t           it;
     bson_error_t          error;
-    const bson_t         *created_doc, *deleted_doc;
+    const bson_t         *doc, *created_doc, *deleted_doc;
     const bson_oid_t     *mid;
     mongoc_cursor_t      *creations, *deletions;
     mongoc_collection_t  *coll;
@@ -509,38 +521,55 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
 
     out = ngx_http_chat_render_page("events", &op->group_id, &list);
     n = 0;
-    last = -1;
+    prev = op->after;
+    more = 0;
+
+    now = (int64_t) (ngx_http_chat_realtime_us() / 1000);
+    settle = (int64_t) ngx_http_chat_queries.timeout_ms
+             * NGX_HTTP_CHAT_SEQ_SETTLE;
 
     while (created == NGX_OK || deleted == NGX_OK) {
 
         if (n == op->limit) {
-            break;                       /* one more than a page: has_more */
+            more = 1;                    /* one more than a page */
+            break;
         }
 
-        if (created == NGX_OK
-            && (deleted != NGX_OK || created_seq < deleted_seq))
+        from_created = (created == NGX_OK
+                        && (deleted != NGX_OK || created_seq < deleted_seq));
+        seq = from_created ? created_seq : deleted_seq;
+        doc = from_created ? created_doc : deleted_doc;
+
+        if (seq > prev + 1
+            && ngx_http_chat_event_time(doc, from_created ? "created_at"
+                                                          : "deleted_at")
+               > now - settle)
         {
+            break;                       /* may still be written: later */
+        }
+
+        if (from_created) {
             item = ngx_http_chat_render_message_event(
-                       ngx_http_chat_render_message(created_doc));
-            last = created_seq;
+                       ngx_http_chat_render_message(doc));
 
             created = ngx_http_chat_events_next(creations, "seq",
                                                 &created_doc, &created_seq);
 
         } else {
-            mid = (bson_iter_init_find(&it, deleted_doc, "_id")
+            mid = (bson_iter_init_find(&it, doc, "_id")
                    && BSON_ITER_HOLDS_OID(&it))
                   ? bson_iter_oid(&it) : NULL;
 
             item = mid ? ngx_http_chat_render_deleted_event(mid,
                                                             &op->group_id,
-                                                            deleted_seq)
+                                                            seq)
                        : NULL;
-            last = deleted_seq;
 
             deleted = ngx_http_chat_events_next(deletions, "deleted_seq",
                                                 &deleted_doc, &deleted_seq);
         }
+
+        prev = seq;
 
         if (item) {
             cJSON_AddItemToArray(list, item);
@@ -556,11 +585,8 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
 
     } else {
         cJSON_AddNumberToObject(out, "limit", (double) op->limit);
-        cJSON_AddBoolToObject(out, "has_more",
-                              created == NGX_OK || deleted == NGX_OK);
-        ngx_http_chat_render_next_after(out, (created == NGX_OK
-                                              || deleted == NGX_OK)
-                                             ? last : -1);
+        cJSON_AddBoolToObject(out, "has_more", more);
+        ngx_http_chat_render_next_after(out, more ? prev : -1);
 
         ngx_http_chat_op_output(op, out);
     }
@@ -568,6 +594,22 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
     mongoc_cursor_destroy(deletions);
     mongoc_cursor_destroy(creations);
     mongoc_collection_destroy(coll);
+}
+
+
+/* when the event was written (ms), or 0 if the document does not say */
+
+static int64_t
+ngx_http_chat_event_time(const bson_t *doc, const char *field)
+{
+    bson_iter_t  it;
+
+    if (bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME(&it))
+    {
+        return bson_iter_date_time(&it);
+    }
+
+    return 0;
 }
 
 

@@ -4,7 +4,8 @@
 # connections on two workers; the seq is in every answer and WebSocket
 # event about it; GET .../messages?after=N walks the events after N,
 # oldest first, deletions included, a page at a time with next_after; bad
-# "after" values are a 400 with a JSON detail; a database of today's shape
+# "after" values are a 400 with a JSON detail; a page never walks past a
+# seq that may still be written; a database of today's shape
 # (messages without seq) still lists; the seq lock of a group never keeps
 # pool threads past chat_db_timeout.
 use Test::Nginx::Socket 'no_plan';
@@ -342,3 +343,47 @@ kill 'CONT', $main::ProxyPid;
 is $count->() - $before, 12, 'every operation ended, each with its "take seq" error logged';
 cmp_ok $took, '<', 2.5, sprintf 'all within 2.5 s of the posts (%.2f s)', $took;
 }
+
+
+
+=== TEST 8: after= never walks past a seq that may still be written: a page ends before a missing seq while the event after it is young (4 x chat_db_timeout), then the missing seq is a gap for good
+--- http_config
+chat_mongo_uri "$TEST_NGINX_CHAT_URI";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_db_timeout 1s;
+--- request
+GET /t
+--- timeout: 30
+--- chat_script
+use ChatTest::MongoWire qw(oid date i64 bool doc);
+use Time::HiRes qw(time sleep);
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'seq-late' })->{json}{id};
+$alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 2;
+
+# the events of seqs 4 and 3 written as a slow operation would: 4 first
+my $put = sub {
+    my ($hex, $seq) = @_;
+    $db->command([ insert => 'messages', documents => [
+        doc(_id => oid($hex), group_id => oid($g), user_id => 'alice', content => "late $seq",
+            created_at => date(int(time * 1000)), seq => i64($seq), is_deleted => bool(0)) ] ]);
+};
+my $seqs = sub { [ map { $_->{seq} } @{ $alice->get("/api/chat/groups/$g/messages?after=$_[0]")->{json}{events} } ] };
+
+is $put->('6c0000000000000000000004', 4)->{n}, 1, 'seq 4 stored while 3 is not yet';
+my $r = $alice->get("/api/chat/groups/$g/messages?after=0");
+is_deeply [ map { $_->{seq} } @{ $r->{json}{events} } ], [ 1, 2 ], 'after=0: 1, 2, and not past the missing 3';
+ok !$r->{json}{has_more} && !defined $r->{json}{next_after}, 'no more for now';
+is_deeply $seqs->(2), [], 'after=2: nothing yet';
+
+is $put->('6c0000000000000000000003', 3)->{n}, 1, 'seq 3 lands';
+is_deeply $seqs->(2), [ 3, 4 ], 'after=2: 3, 4: the walk from the last seq seen missed nothing';
+
+# a seq never written: held back while the event after it is young, then a gap
+$put->('6c0000000000000000000006', 6);
+is_deeply $seqs->(4), [], 'after=4: 5 is missing and 6 is young: nothing yet';
+my $t0 = time;
+sleep 0.25 while time - $t0 < 8 && !@{ $seqs->(4) };
+is_deeply $seqs->(4), [ 6 ], 'then 6, 5 a gap for good';
+cmp_ok time - $t0, '>', 3, sprintf 'after about 4 x chat_db_timeout (%.1f s)', time - $t0;
