@@ -6,6 +6,7 @@
  *   GET    /api/chat/groups/{group_id}                      one group
  *   POST   /api/chat/groups/{group_id}/messages             post a message
  *   GET    /api/chat/groups/{group_id}/messages             list messages
+ *          (?after=SEQ: the group's events after SEQ, oldest first)
  *   DELETE /api/chat/groups/{group_id}/messages/{msg_id}    soft delete
  *
  * Each request is checked in this order, each check with its status:
@@ -83,6 +84,10 @@ static void ngx_http_chat_op_done_late(ngx_http_chat_op_t *op);
 static void ngx_http_chat_publish(ngx_http_chat_op_t *op);
 static ngx_int_t ngx_http_chat_respond(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_http_chat_op_t *op);
+
+
+/* 2^53: every seq up to it is exact in a JSON number */
+#define NGX_HTTP_CHAT_MAX_SEQ  9007199254740992LL
 
 
 static ngx_str_t  ngx_http_chat_prefix = ngx_string("/api/chat/");
@@ -223,6 +228,27 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
             }
 
             op->has_before = 1;
+        }
+
+        /* events after a seq, oldest first: a page of a walk forward */
+
+        if (ngx_http_chat_query_int(r, "after", 0, NGX_HTTP_CHAT_MAX_SEQ, -1,
+                                    &op->after, &rc)
+            != NGX_OK)
+        {
+            return rc;
+        }
+
+        if (op->after >= 0) {
+            if (op->has_before
+                || ngx_http_chat_arg(r, "page", &arg) != NGX_DECLINED)
+            {
+                return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "after cannot be combined "
+                                                "with before or page");
+            }
+
+            op->has_after = 1;
         }
 
         break;
@@ -457,8 +483,8 @@ static ngx_int_t
 ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
     int64_t max, int64_t dflt, int64_t *value, ngx_int_t *rc)
 {
+    off_t      n;
     u_char     detail[128];
-    ngx_int_t  n;
     ngx_str_t  arg;
 
     switch (ngx_http_chat_arg(r, name, &arg)) {
@@ -479,8 +505,9 @@ ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
         break;
     }
 
-    n = (arg.len > 0 && arg.len <= 9) ? ngx_atoi(arg.data, arg.len)
-                                      : NGX_ERROR;
+    /* digits only (no sign, no blanks); ngx_atoof() refuses an overflow */
+    n = (arg.len > 0 && arg.len < NGX_OFF_T_LEN) ? ngx_atoof(arg.data, arg.len)
+                                                 : NGX_ERROR;
 
     if (n == NGX_ERROR || n < min || n > max) {
         ngx_snprintf(detail, sizeof(detail) - 1,
@@ -491,7 +518,7 @@ ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
         return NGX_ERROR;
     }
 
-    *value = n;
+    *value = (int64_t) n;
 
     return NGX_OK;
 }

@@ -13,7 +13,8 @@
 
 
 /* the database and the operations' time limit, before any op runs */
-void ngx_http_chat_queries_configure(const char *db, int32_t timeout_ms);
+ngx_int_t ngx_http_chat_queries_configure(const char *db, int32_t timeout_ms,
+    ngx_log_t *log);
 
 /* runs the op of its kind with the client; fills its result and output */
 void ngx_http_chat_queries_run(ngx_http_chat_op_t *op,

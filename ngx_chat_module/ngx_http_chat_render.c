@@ -19,6 +19,7 @@ static void ngx_http_chat_render_field(cJSON *o, const bson_t *doc,
 static void ngx_http_chat_render_time(cJSON *o, const char *key, int64_t ms);
 static void ngx_http_chat_render_oid(cJSON *o, const char *key,
     const bson_oid_t *oid);
+static void ngx_http_chat_render_seq(cJSON *o, int64_t seq);
 static char *ngx_http_chat_render_print(cJSON *json);
 
 
@@ -41,15 +42,28 @@ ngx_http_chat_render_group(const bson_t *doc)
 cJSON *
 ngx_http_chat_render_message(const bson_t *doc)
 {
-    cJSON  *o;
+    cJSON        *o;
+    bson_iter_t   it;
 
     o = cJSON_CreateObject();
 
     ngx_http_chat_render_field(o, doc, "_id", "id");
     ngx_http_chat_render_field(o, doc, "group_id", "group_id");
     ngx_http_chat_render_field(o, doc, "user_id", "user_id");
-    ngx_http_chat_render_field(o, doc, "content", "content");
+
+    /* a message deleted since it was sent keeps its place, not its text */
+
+    if (bson_iter_init_find(&it, doc, "is_deleted")
+        && BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it))
+    {
+        cJSON_AddBoolToObject(o, "is_deleted", 1);
+
+    } else {
+        ngx_http_chat_render_field(o, doc, "content", "content");
+    }
+
     ngx_http_chat_render_field(o, doc, "created_at", "created_at");
+    ngx_http_chat_render_field(o, doc, "seq", "seq");
 
     return o;
 }
@@ -57,7 +71,7 @@ ngx_http_chat_render_message(const bson_t *doc)
 
 cJSON *
 ngx_http_chat_render_deleted(const bson_oid_t *message_id,
-    const bson_oid_t *group_id, int64_t deleted_at_ms)
+    const bson_oid_t *group_id, int64_t deleted_at_ms, int64_t seq)
 {
     cJSON  *o;
 
@@ -67,6 +81,7 @@ ngx_http_chat_render_deleted(const bson_oid_t *message_id,
     ngx_http_chat_render_oid(o, "group_id", group_id);
     cJSON_AddBoolToObject(o, "is_deleted", 1);
     ngx_http_chat_render_time(o, "deleted_at", deleted_at_ms);
+    ngx_http_chat_render_seq(o, seq);
 
     return o;
 }
@@ -112,22 +127,39 @@ ngx_http_chat_render_next_before(cJSON *page, const bson_oid_t *id)
 }
 
 
-char *
-ngx_http_chat_render_event_message(const cJSON *message)
+void
+ngx_http_chat_render_next_after(cJSON *page, int64_t seq)
 {
-    cJSON  *event;
+    if (seq >= 0) {
+        cJSON_AddNumberToObject(page, "next_after", (double) seq);
 
-    event = cJSON_CreateObject();
-    cJSON_AddStringToObject(event, "type", "message");
-    cJSON_AddItemToObject(event, "message", cJSON_Duplicate(message, 1));
-
-    return ngx_http_chat_render_print(event);
+    } else {
+        cJSON_AddNullToObject(page, "next_after");
+    }
 }
 
 
-char *
-ngx_http_chat_render_event_deleted(const bson_oid_t *message_id,
-    const bson_oid_t *group_id)
+cJSON *
+ngx_http_chat_render_message_event(cJSON *message)
+{
+    cJSON  *event, *seq;
+
+    event = cJSON_CreateObject();
+    cJSON_AddStringToObject(event, "type", "message");
+    cJSON_AddItemToObject(event, "message", message);
+
+    seq = cJSON_GetObjectItemCaseSensitive(message, "seq");
+    if (cJSON_IsNumber(seq)) {
+        cJSON_AddNumberToObject(event, "seq", seq->valuedouble);
+    }
+
+    return event;
+}
+
+
+cJSON *
+ngx_http_chat_render_deleted_event(const bson_oid_t *message_id,
+    const bson_oid_t *group_id, int64_t seq)
 {
     cJSON  *event;
 
@@ -135,8 +167,27 @@ ngx_http_chat_render_event_deleted(const bson_oid_t *message_id,
     cJSON_AddStringToObject(event, "type", "message_deleted");
     ngx_http_chat_render_oid(event, "message_id", message_id);
     ngx_http_chat_render_oid(event, "group_id", group_id);
+    ngx_http_chat_render_seq(event, seq);
 
-    return ngx_http_chat_render_print(event);
+    return event;
+}
+
+
+char *
+ngx_http_chat_render_event_message(const cJSON *message)
+{
+    return ngx_http_chat_render_print(
+               ngx_http_chat_render_message_event(
+                   cJSON_Duplicate(message, 1)));
+}
+
+
+char *
+ngx_http_chat_render_event_deleted(const bson_oid_t *message_id,
+    const bson_oid_t *group_id, int64_t seq)
+{
+    return ngx_http_chat_render_print(
+               ngx_http_chat_render_deleted_event(message_id, group_id, seq));
 }
 
 
@@ -214,6 +265,10 @@ ngx_http_chat_render_field(cJSON *o, const bson_t *doc, const char *field,
 
     } else if (BSON_ITER_HOLDS_DATE_TIME(&it)) {
         ngx_http_chat_render_time(o, key, bson_iter_date_time(&it));
+
+    } else if (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it)) {
+        /* seqs: at most 2^53, exact in a JSON number */
+        cJSON_AddNumberToObject(o, key, (double) bson_iter_as_int64(&it));
     }
 }
 
@@ -251,6 +306,13 @@ ngx_http_chat_render_oid(cJSON *o, const char *key, const bson_oid_t *oid)
 
     bson_oid_to_string(oid, hex);
     cJSON_AddStringToObject(o, key, hex);
+}
+
+
+static void
+ngx_http_chat_render_seq(cJSON *o, int64_t seq)
+{
+    cJSON_AddNumberToObject(o, "seq", (double) seq);
 }
 
 

@@ -20,12 +20,17 @@
 /* {id, name, created_at, created_by} from a groups document */
 cJSON *ngx_http_chat_render_group(const bson_t *doc);
 
-/* {id, group_id, user_id, content, created_at} from a messages document */
+/*
+ * {id, group_id, user_id, content, created_at, seq} from a messages
+ * document ("seq" only if it has one: messages stored before seqs have
+ * none); a deleted message has "is_deleted": true instead of "content"
+ */
 cJSON *ngx_http_chat_render_message(const bson_t *doc);
 
-/* {id, group_id, is_deleted: true, deleted_at}: a deletion's answer */
+/* {id, group_id, is_deleted: true, deleted_at, seq}: a deletion's answer,
+ * seq the deletion's own */
 cJSON *ngx_http_chat_render_deleted(const bson_oid_t *message_id,
-    const bson_oid_t *group_id, int64_t deleted_at_ms);
+    const bson_oid_t *group_id, int64_t deleted_at_ms, int64_t seq);
 
 /*
  * A page of a list: {items_key: [...], ...}, with "group_id" first when
@@ -39,10 +44,25 @@ void ngx_http_chat_render_paging(cJSON *page, int64_t number, int64_t limit,
     ngx_uint_t has_more);
 void ngx_http_chat_render_next_before(cJSON *page, const bson_oid_t *id);
 
-/* the WebSocket events, NUL-terminated in malloc()ed memory, or NULL */
+/* "next_after": the seq, or null when seq < 0 */
+void ngx_http_chat_render_next_after(cJSON *page, int64_t seq);
+
+/*
+ * The events of a group, as WebSocket events and as the items of a
+ * listing with "after" (one shape for both, so one handler takes both):
+ *   {"type":"message","message":{...},"seq":N}         (takes message)
+ *   {"type":"message_deleted","message_id":..,"group_id":..,"seq":M}
+ * ("seq" last, so that a client matching on the start of an event still
+ * matches; a message stored before seqs existed has none)
+ */
+cJSON *ngx_http_chat_render_message_event(cJSON *message);
+cJSON *ngx_http_chat_render_deleted_event(const bson_oid_t *message_id,
+    const bson_oid_t *group_id, int64_t seq);
+
+/* the same, NUL-terminated in malloc()ed memory, or NULL */
 char *ngx_http_chat_render_event_message(const cJSON *message);
 char *ngx_http_chat_render_event_deleted(const bson_oid_t *message_id,
-    const bson_oid_t *group_id);
+    const bson_oid_t *group_id, int64_t seq);
 
 /*
  * {"type": ..., "detail": ..., "correlation_id": ...}: an HTTP error's

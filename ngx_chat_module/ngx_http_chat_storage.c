@@ -96,7 +96,11 @@ ngx_http_chat_storage_init_process(ngx_cycle_t *cycle,
     (void) ngx_cpystrn((u_char *) st->db, cmcf->mongo_db.data,
                        sizeof(st->db));
 
-    ngx_http_chat_queries_configure(st->db, st->timeout_ms);
+    if (ngx_http_chat_queries_configure(st->db, st->timeout_ms, cycle->log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     mongoc_init();
 

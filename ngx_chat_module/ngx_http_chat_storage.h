@@ -52,6 +52,8 @@ struct ngx_http_chat_op_s {
     bson_oid_t                 message_id;
     bson_oid_t                 before_id;
     unsigned                   has_before:1;
+    unsigned                   has_after:1;
+    int64_t                    after;         /* events after this seq */
     const char                *user_id;       /* NUL-terminated */
     const char                *text;          /* name or content, NUL-t. */
     size_t                     text_len;

@@ -920,8 +920,9 @@ my $d = $http->delete("/api/chat/groups/$g/messages/$r->{json}{id}");
 is $d->{status}, 200, 'deleted';
 for my $ws ($bob, $carol) {
     is_deeply next_event($ws),
-        { type => 'message_deleted', message_id => $r->{json}{id}, group_id => $g },
-        "$ws->{name}: a message_deleted event";
+        { type => 'message_deleted', message_id => $r->{json}{id}, group_id => $g,
+          seq => $d->{json}{seq} },
+        "$ws->{name}: a message_deleted event, with the deletion's seq";
 }
 $http->delete("/api/chat/groups/$g/messages/$r->{json}{id}");
 $bob->expect_nothing(timeout => 0.3, name => 'a failed delete announces nothing');

@@ -285,7 +285,8 @@ my $d = http('erin')->delete("/api/chat/groups/$g/messages/$r->{json}{id}");
 is $d->{status}, 200, 'a DELETE over HTTP';
 for my $p ($alice, $bob, $carol, $dave) {
     my $e = $p->wait_for(sub { $_[0]{type} eq 'message_deleted' });
-    is_deeply $e, { type => 'message_deleted', message_id => $r->{json}{id}, group_id => $g },
+    is_deeply $e, { type => 'message_deleted', message_id => $r->{json}{id}, group_id => $g,
+                    seq => $d->{json}{seq} },
         $p->user . ': gets message_deleted';
 }
 
