@@ -361,6 +361,14 @@ ngx_http_chat_metrics_ws_event(ngx_uint_t connected, ngx_str_t *group_id,
         return;
     }
 
+    /*
+     * The sidecar applies the WebSocket events of all workers in the order
+     * of these times: the clock itself, not the loop's cached millisecond,
+     * so that a reconnect's disconnect on one worker and connect on
+     * another, a millisecond apart or less, are never a tie.
+     */
+    rec->timestamp_us = ngx_http_chat_realtime_us();
+
     ev = &rec->u.ws_event;
 
     ev->event = connected ? CHAT_WS_CONNECTED : CHAT_WS_DISCONNECTED;
