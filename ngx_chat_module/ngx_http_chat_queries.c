@@ -519,7 +519,8 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
     deleted = ngx_http_chat_events_next(deletions, "deleted_seq",
                                         &deleted_doc, &deleted_seq);
 
-    out = ngx_http_chat_render_page("events", &op->group_id, &list);
+    /* "messages", like every listing of the route; its items are events */
+    out = ngx_http_chat_render_page("messages", &op->group_id, &list);
     n = 0;
     prev = op->after;
     more = 0;

@@ -200,19 +200,19 @@ is scalar @expect, 27, '23 messages and 4 deletions: 27 events';
 
 my $all = $alice->get("/api/chat/groups/$g/messages?after=0&limit=100");
 is $all->{status}, 200, 'after=0';
-is_deeply [ map { $_->{seq} } @{ $all->{json}{events} } ], [ 1 .. 27 ], 'oldest first: 1..27';
+is_deeply [ map { $_->{seq} } @{ $all->{json}{messages} } ], [ 1 .. 27 ], 'oldest first: 1..27';
 ok !$all->{json}{has_more}, 'has_more false';
 ok exists $all->{json}{next_after} && !defined $all->{json}{next_after}, 'next_after null at the end';
 is $all->{json}{group_id}, $g, 'group_id';
 is $all->{json}{limit}, 100, 'limit';
 
-my ($first) = @{ $all->{json}{events} };
+my ($first) = @{ $all->{json}{messages} };
 is_deeply $first, { type => 'message', seq => 1, message => $msg{1} },
     'a message item is the WebSocket event: {type, message, seq}';
-my ($del) = grep { $_->{type} eq 'message_deleted' } @{ $all->{json}{events} };
+my ($del) = grep { $_->{type} eq 'message_deleted' } @{ $all->{json}{messages} };
 is_deeply $del, { type => 'message_deleted', seq => 6, message_id => $msg{2}{id}, group_id => $g },
     'a deletion item is the WebSocket event: {type, message_id, group_id, seq}';
-my ($gone) = grep { $_->{type} eq 'message' && $_->{message}{id} eq $msg{2}{id} } @{ $all->{json}{events} };
+my ($gone) = grep { $_->{type} eq 'message' && $_->{message}{id} eq $msg{2}{id} } @{ $all->{json}{messages} };
 ok $gone->{message}{is_deleted}, 'a message deleted since keeps its place, marked is_deleted';
 ok !exists $gone->{message}{content}, 'without its content';
 
@@ -223,7 +223,7 @@ while (defined $after) {
     my $r = $alice->get("/api/chat/groups/$g/messages?after=$after&limit=5");
     is $r->{status}, 200, "page after $after" or last;
     last if ++$pages > 10;
-    my @ev = @{ $r->{json}{events} };
+    my @ev = @{ $r->{json}{messages} };
     push @seen, map { "$_->{type} $_->{seq} " . ($_->{message_id} // $_->{message}{id}) } @ev;
     $after = $r->{json}{next_after};
     if (defined $after) {
@@ -235,9 +235,9 @@ is $pages, 6, '27 events in 6 pages of 5';
 is_deeply \@seen, \@expect, 'the walk: every event once, in seq order, deletions included';
 
 my $mid = $alice->get("/api/chat/groups/$g/messages?after=24");
-is_deeply [ map { $_->{seq} } @{ $mid->{json}{events} } ], [ 25, 26, 27 ], 'after=24: 25, 26, 27';
+is_deeply [ map { $_->{seq} } @{ $mid->{json}{messages} } ], [ 25, 26, 27 ], 'after=24: 25, 26, 27';
 my $end = $alice->get("/api/chat/groups/$g/messages?after=27");
-is_deeply $end->{json}{events}, [], 'after the last: no events';
+is_deeply $end->{json}{messages}, [], 'after the last: no events';
 ok !defined $end->{json}{next_after}, 'and next_after null';
 is $alice->get("/api/chat/groups/$g/messages?after=9007199254740992")->{status}, 200, 'after=2^53 is accepted';
 is $alice->get("/api/chat/groups/$::nogroup/messages?after=0")->{status}, 404, 'no group: 404';
@@ -287,14 +287,14 @@ my $l = $alice->get("/api/chat/groups/$g/messages");
 is $l->{status}, 200, 'the listing works';
 is_deeply [ map { $_->{content} } @{ $l->{json}{messages} } ], [ 'old two', 'old one' ], 'both listed';
 ok !grep({ exists $_->{seq} } @{ $l->{json}{messages} }), 'without seq, none invented';
-is_deeply $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{events}, [],
+is_deeply $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{messages}, [],
     'after=0: they are no events of the sequence';
 
 is $alice->post("/api/chat/groups/$g/messages", { content => 'new' })->{json}{seq}, 1,
     'the group\'s first event is 1';
 my $d = $alice->delete("/api/chat/groups/$g/messages/$m1");
 is $d->{json}{seq}, 2, 'deleting an old message is event 2';
-my $ev = $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{events};
+my $ev = $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{messages};
 is_deeply [ map { "$_->{type} $_->{seq}" } @$ev ], [ 'message 1', 'message_deleted 2' ], 'after=0: both events';
 is $ev->[1]{message_id}, $m1, 'the deletion of the old message';
 $l = $alice->get("/api/chat/groups/$g/messages");
@@ -369,11 +369,11 @@ my $put = sub {
         doc(_id => oid($hex), group_id => oid($g), user_id => 'alice', content => "late $seq",
             created_at => date(int(time * 1000)), seq => i64($seq), is_deleted => bool(0)) ] ]);
 };
-my $seqs = sub { [ map { $_->{seq} } @{ $alice->get("/api/chat/groups/$g/messages?after=$_[0]")->{json}{events} } ] };
+my $seqs = sub { [ map { $_->{seq} } @{ $alice->get("/api/chat/groups/$g/messages?after=$_[0]")->{json}{messages} } ] };
 
 is $put->('6c0000000000000000000004', 4)->{n}, 1, 'seq 4 stored while 3 is not yet';
 my $r = $alice->get("/api/chat/groups/$g/messages?after=0");
-is_deeply [ map { $_->{seq} } @{ $r->{json}{events} } ], [ 1, 2 ], 'after=0: 1, 2, and not past the missing 3';
+is_deeply [ map { $_->{seq} } @{ $r->{json}{messages} } ], [ 1, 2 ], 'after=0: 1, 2, and not past the missing 3';
 ok !$r->{json}{has_more} && !defined $r->{json}{next_after}, 'no more for now';
 is_deeply $seqs->(2), [], 'after=2: nothing yet';
 
