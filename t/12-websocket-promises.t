@@ -16,6 +16,7 @@ use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
 use ChatTest::JWT;
 use ChatTest::Client;
+use ChatTest::Peer;
 use ChatTest::PausableDB;
 use ChatTest::Sidecar;
 use ChatTest::WebSocket;
@@ -148,74 +149,6 @@ sub three_workers {
     return %$w;
 }
 
-# A subscriber: its WebSocket, user, worker pid and every event it got.
-{
-    package Peer;
-
-    sub new { my ($class, %a) = @_; bless { %a, events => [] }, $class }
-    sub ws   { $_[0]{ws} }
-    sub user { $_[0]{user} }
-    sub pid  { $_[0]{pid} }
-
-    # reads one event (pings are answered); undef on timeout
-    sub pump {
-        my ($self, $timeout) = @_;
-        my $f = $self->{ws}->recv_message(timeout => $timeout // 5)
-            or return undef;
-        my $e = $f->{type} eq 'text'
-            ? (eval { $JSON->decode($f->{payload}) }
-               // { type => '<not JSON>', payload => $f->{payload} })
-            : { type => "<$f->{type}>", code => $f->{code} };
-        push @{ $self->{events} }, $e;
-        return $e;
-    }
-
-    # reads what has arrived, without waiting
-    sub drain { my $self = shift; 1 while $self->pump(0) }
-
-    # the first event so far, or to come within $timeout, for which
-    # $pred is true
-    sub wait_for {
-        my ($self, $pred, $timeout) = @_;
-        my $deadline = Time::HiRes::time + ($timeout // 5);
-        for my $e (@{ $self->{events} }) { return $e if $pred->($e) }
-        while ((my $left = $deadline - Time::HiRes::time) > 0) {
-            my $e = $self->pump($left) or return undef;
-            return $e if $pred->($e);
-        }
-        return undef;
-    }
-
-    sub send_message {
-        my ($self, $content) = @_;
-        $self->{ws}->send_text(main::json_text({ type => 'message', content => $content }));
-    }
-
-    sub acked {
-        my ($self, $content, $timeout) = @_;
-        return $self->wait_for(sub {
-            $_[0]{type} eq 'ack' && $_[0]{message}{content} eq $content
-                || $_[0]{type} eq 'error' }, $timeout);
-    }
-
-    sub heard {
-        my ($self, $content, $timeout) = @_;
-        return $self->wait_for(sub {
-            $_[0]{type} eq 'message' && $_[0]{message}{content} eq $content },
-            $timeout);
-    }
-
-    # contents of the message events
-    sub contents {
-        my ($self, $re) = @_;
-        return grep { !$re || $_ =~ $re }
-               map { $_->{message}{content} }
-               grep { $_->{type} eq 'message' } @{ $self->{events} };
-    }
-
-    sub forget { $_[0]{events} = [] }
-}
-
 # A WebSocket of $user in $group, kept only once the kernel gave it to
 # the worker $opt{on} (a pid), or to a worker not in @{$opt{not}}.
 sub join_worker {
@@ -230,7 +163,7 @@ sub join_worker {
             unless $ws->is_open;
         my ($pid) = wait_log(qr/ (\d+)#\d+: \*\d+ chat ws: "\Q$user\E" joined group \Q$group\E .*correlation_id=\Q$cid\E(?:[\s,]|$)/)
             or die "no \"joined group\" line for $cid\n";
-        return Peer->new(ws => $ws, user => $user, pid => $pid)
+        return ChatTest::Peer->new(ws => $ws, user => $user, pid => $pid)
             if (!$opt{on} || $pid == $opt{on})
                && !grep { $pid == $_ } @{ $opt{not} // [] };
         $ws->disconnect;
