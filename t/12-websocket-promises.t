@@ -75,6 +75,10 @@ _EOC_
     $block->set_value(timeout => 60) unless defined $block->timeout;
 });
 
+# the scripts' own names for ChatTest::Workers' encoder and bus line
+our $JSON = $ChatTest::Workers::JSON;
+our $bus_line = $ChatTest::Workers::bus_line;
+
 run_tests();
 
 __DATA__
