@@ -323,7 +323,11 @@ ngx_http_chat_post_read_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_chat_add_variables(ngx_conf_t *cf)
 {
-    return ngx_http_chat_correlation_add_variables(cf);
+    if (ngx_http_chat_correlation_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_chat_jwt_add_variables(cf);
 }
 
 
