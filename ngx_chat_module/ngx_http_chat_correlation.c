@@ -35,7 +35,7 @@
 static ngx_int_t ngx_http_chat_cid_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_chat_cid_header_filter(ngx_http_request_t *r);
-static void ngx_http_chat_cid_generate(u_char *buf);
+static void ngx_http_chat_cid_generate(u_char *buf, u_char *trace_id);
 static ngx_int_t ngx_http_chat_traceparent_parse(ngx_str_t *value,
     u_char *trace_id, ngx_uint_t *flags);
 static void ngx_http_chat_traceparent_settle(ngx_http_chat_ctx_t *ctx,
@@ -123,19 +123,48 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
     u_char                      trace_id[NGX_HTTP_CHAT_TRACE_ID_LEN];
     u_char                     *p;
     ngx_uint_t                  flags, i;
-    ngx_table_elt_t            *h;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h, *tp, *cid;
     ngx_http_chat_main_conf_t  *cmcf;
 
     if (ctx->correlation_id.len) {
         return NGX_OK;
     }
 
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+
+    /* both headers in one pass over the request's */
+
+    tp = NULL;
+    cid = NULL;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (tp == NULL
+                && h[i].key.len == ngx_http_chat_tp_header.len
+                && ngx_strncasecmp(h[i].key.data, ngx_http_chat_tp_header.data,
+                                   ngx_http_chat_tp_header.len) == 0)
+            {
+                tp = &h[i];
+
+            } else if (cid == NULL
+                       && h[i].key.len == cmcf->cid_header_lc.len
+                       && ngx_strncasecmp(h[i].key.data,
+                                          cmcf->cid_header_lc.data,
+                                          cmcf->cid_header_lc.len) == 0)
+            {
+                cid = &h[i];
+            }
+        }
+    }
+
     ctx->correlation_id.data = ctx->cid_buf;
 
-    h = ngx_http_chat_header_in(r, &ngx_http_chat_tp_header);
-
-    if (h) {
-        if (ngx_http_chat_traceparent_parse(&h->value, trace_id, &flags)
+    if (tp) {
+        if (ngx_http_chat_traceparent_parse(&tp->value, trace_id, &flags)
             == NGX_OK)
         {
             ngx_memcpy(ctx->cid_buf, trace_id, NGX_HTTP_CHAT_TRACE_ID_LEN);
@@ -147,16 +176,14 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "chat correlation: ignored invalid \"traceparent\" "
                       "header of %uz bytes, starting a new trace",
-                      h->value.len);
+                      tp->value.len);
     }
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
-
-    h = ngx_http_chat_header_in(r, &cmcf->cid_header_lc);
-
-    if (h && ngx_http_chat_correlation_is_safe(h->value.data, h->value.len)) {
-        ngx_memcpy(ctx->cid_buf, h->value.data, h->value.len);
-        ctx->correlation_id.len = h->value.len;
+    if (cid
+        && ngx_http_chat_correlation_is_safe(cid->value.data, cid->value.len))
+    {
+        ngx_memcpy(ctx->cid_buf, cid->value.data, cid->value.len);
+        ctx->correlation_id.len = cid->value.len;
 
         /* a trace of its own: 128 new bits */
         p = ngx_http_chat_hex64(trace_id, ngx_http_chat_cid_next(), 8);
@@ -166,23 +193,17 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (h) {
+    if (cid) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "chat correlation: ignored unsafe \"%V\" header "
                       "of %uz bytes, generating a new ID",
-                      &cmcf->cid_header, h->value.len);
+                      &cmcf->cid_header, cid->value.len);
     }
-
-    ngx_http_chat_cid_generate(ctx->cid_buf);
-    ctx->correlation_id.len = 36;
 
     /* the trace is the UUID's 32 hex digits: never all zeros (version 4) */
 
-    for (i = 0, p = trace_id; i < 36; i++) {
-        if (ctx->cid_buf[i] != '-') {
-            *p++ = ctx->cid_buf[i];
-        }
-    }
+    ngx_http_chat_cid_generate(ctx->cid_buf, trace_id);
+    ctx->correlation_id.len = 36;
 
     ngx_http_chat_traceparent_settle(ctx, trace_id, 0);
 
@@ -384,6 +405,7 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 {
     ngx_str_t                  *cid;
     ngx_table_elt_t            *h;
+    ngx_http_chat_ctx_t        *ctx;
     ngx_http_chat_main_conf_t  *cmcf;
 
     if (r != r->main) {
@@ -406,8 +428,9 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
     h->key = cmcf->cid_header;
     h->value = *cid;
 
-    cid = ngx_http_chat_traceparent(r);
-    if (cid->len == 0) {
+    /* settled with the correlation ID just above */
+    ctx = ngx_http_chat_get_ctx(r);
+    if (ctx == NULL || ctx->traceparent.len == 0) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -418,7 +441,7 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 
     h->hash = 1;
     h->key = ngx_http_chat_tp_header;
-    h->value = *cid;
+    h->value = ctx->traceparent;
 
     return ngx_http_next_header_filter(r);
 }
@@ -489,9 +512,10 @@ ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes)
  */
 
 static void
-ngx_http_chat_cid_generate(u_char *buf)
+ngx_http_chat_cid_generate(u_char *buf, u_char *trace_id)
 {
     static u_char     prefix[24];
+    static u_char     prefix_hex[20];   /* the same without dashes */
     static uint64_t   seq;
     static ngx_pid_t  pid;
 
@@ -504,13 +528,16 @@ ngx_http_chat_cid_generate(u_char *buf)
         a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL; /* v4 */
         b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* var */
 
-        (void) ngx_http_chat_hex64(prefix, a >> 32, 4);
+        (void) ngx_http_chat_hex64(prefix_hex, a, 8);
+        (void) ngx_http_chat_hex64(prefix_hex + 16, b >> 48, 2);
+
+        ngx_memcpy(prefix, prefix_hex, 8);
         prefix[8] = '-';
-        (void) ngx_http_chat_hex64(prefix + 9, (a >> 16) & 0xffff, 2);
+        ngx_memcpy(prefix + 9, prefix_hex + 8, 4);
         prefix[13] = '-';
-        (void) ngx_http_chat_hex64(prefix + 14, a & 0xffff, 2);
+        ngx_memcpy(prefix + 14, prefix_hex + 12, 4);
         prefix[18] = '-';
-        (void) ngx_http_chat_hex64(prefix + 19, b >> 48, 2);
+        ngx_memcpy(prefix + 19, prefix_hex + 16, 4);
         prefix[23] = '-';
 
         seq = ngx_http_chat_cid_next();
@@ -519,4 +546,7 @@ ngx_http_chat_cid_generate(u_char *buf)
 
     buf = ngx_cpymem(buf, prefix, sizeof(prefix));
     (void) ngx_http_chat_hex64(buf, seq++ & 0xffffffffffffULL, 6);
+
+    trace_id = ngx_cpymem(trace_id, prefix_hex, sizeof(prefix_hex));
+    ngx_memcpy(trace_id, buf, 12);
 }

@@ -31,6 +31,8 @@
 
 #define NGX_HTTP_CHAT_CID_MAX         64   /* longest accepted correlation ID */
 #define NGX_HTTP_CHAT_OID_LEN         24   /* an ObjectId in hex */
+#define NGX_HTTP_CHAT_WS_MESSAGE_RATE     20   /* chat_ws_message_rate */
+#define NGX_HTTP_CHAT_WS_MESSAGE_RATE_MAX 10000
 #define NGX_HTTP_CHAT_TRACE_ID_LEN    32   /* W3C trace-id, hex */
 #define NGX_HTTP_CHAT_SPAN_ID_LEN     16   /* W3C parent-id, hex */
 #define NGX_HTTP_CHAT_TRACEPARENT_LEN 55   /* "00-" trace "-" span "-" 2 */
@@ -85,6 +87,7 @@ typedef struct {
     size_t                     ws_max_frame;
     size_t                     ws_max_message;
     ngx_uint_t                 ws_send_queue;
+    ngx_uint_t                 ws_message_rate;  /* a second, 0: off */
     ngx_array_t               *ws_origins;
 } ngx_http_chat_loc_conf_t;
 
