@@ -503,6 +503,7 @@ die $err unless $ok;
 === TEST 5: the bus past its queues: 1100 events for a worker that does not read (SIGSTOP); the others get all of them, it gets the first ones, in order, and logs exactly how many it missed, from which worker
 --- http_config
 chat_ws_send_queue 4096;
+chat_ws_message_rate off;
 --- ws_script
 my %slot = three_workers();
 my $g = new_group('flood');
