@@ -148,6 +148,16 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
   }
   await stack.request('GET', '/api/chat/groups', { headers: { 'x-correlation-id': 'trace-401-0' } });
   await stack.request('GET', '/api/chat/groups/not-an-id', { token: alice });
+  // W3C Trace Context: a request with a traceparent is named by its
+  // trace-id; one without starts a trace named by its generated UUID
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const traceparent = `00-${traceId}-00f067aa0ba902b7-01`;
+  await stack.request('GET', '/api/chat/groups/5f00000000000000000000aa', {
+    token: alice, headers: { traceparent },
+  });
+  const anon = await stack.request('GET', '/api/chat/groups/5f00000000000000000000ab');
+  const uuidCid = anon.headers.get('x-correlation-id');
+  const uuidTrace = (anon.headers.get('traceparent') || '').split('-')[1];
   for (let i = 0; i < 5; i++) await stack.request('GET', '/api/chat/groups?limit=10', { token: bob });
 
   // slow requests, in parallel: slowCount - 1 slow ones and a very slow one
@@ -181,6 +191,7 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
     groups,
     errorCids,
     slowCids,
+    trace: { traceId, traceparent, uuidCid, uuidTrace },
     summary: { groups: Object.keys(groups).length, ws_open: open.length },
     close: () => Promise.all(open.map((w) => w.close())),
   };
