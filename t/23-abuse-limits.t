@@ -123,9 +123,9 @@ is $bob->get($list)->{status}, 200, 'bob meanwhile: 200, a zone entry of his own
 
 my $anon = ChatTest::Client->new(port => $port);
 is $anon->get($list)->{status}, 401, "anonymous request $_: 401, not counted" for 1 .. 5;
---- error_log
-limiting requests, excess: 3.000 by zone "api"
-too many requests, correlation_id=limit-1
+--- error_log eval
+[qr/limiting requests, excess: [23]\.\d{3} by zone "api"/,
+ 'too many requests, correlation_id=limit-1']
 
 
 
