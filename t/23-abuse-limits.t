@@ -169,7 +169,20 @@ limiting connections by zone "conn"
 
 
 
-=== TEST 5: chat_ws_message_rate: N at once pass, the next are refused with an error event, the (N+1)-th refused in a row closes with 1008
+=== TEST 5: limit_conn counts a WebSocket handshake until its 101 only: once open, the user's slot is free again
+--- config
+location /api/chat/ { chat_api on; }
+location /api/chat/ws/ { chat_api on; limit_conn conn 1; }
+location = /t { return 200 "ok\n"; }
+--- ws_script
+my $g = main::new_group($port);
+my @ws = map { ws_connect(port => $port, path => main::ws_path($g, 'kim'), timeout => 5) } 1 .. 3;
+is_deeply [ map { $_->status } @ws ], [ 101, 101, 101 ], 'three WebSockets of one user with limit_conn 1';
+ok !(grep { !$_->is_open } @ws), 'all open';
+
+
+
+=== TEST 6: chat_ws_message_rate: N at once pass, the next are refused with an error event, the (N+1)-th refused in a row closes with 1008
 --- config
 location /api/chat/ { chat_api on; chat_ws_message_rate 3; }
 location = /t { return 200 "ok\n"; }
@@ -206,7 +219,7 @@ chat ws: 4 messages in a row over chat_ws_message_rate 3, closing with 1008, use
 
 
 
-=== TEST 6: chat_ws_message_rate: the bucket refills at N a second; an accepted message resets the refusals
+=== TEST 7: chat_ws_message_rate: the bucket refills at N a second; an accepted message resets the refusals
 --- config
 location /api/chat/ { chat_api on; chat_ws_message_rate 2; }
 location = /t { return 200 "ok\n"; }
@@ -235,7 +248,7 @@ ok $ws->is_open, 'never more than 2 refused in a row: open';
 
 
 
-=== TEST 7: chat_ws_message_rate off: no limit
+=== TEST 8: chat_ws_message_rate off: no limit
 --- config
 location /api/chat/ { chat_api on; chat_ws_message_rate off; }
 location = /t { return 200 "ok\n"; }
@@ -253,7 +266,7 @@ is_deeply \%n, { ack => 8 }, '8 at once, all acked';
 
 
 
-=== TEST 8: chat_ws_message_rate refuses 0
+=== TEST 9: chat_ws_message_rate refuses 0
 --- config
 location /api/chat/ { chat_api on; chat_ws_message_rate 0; }
 --- must_die
@@ -262,7 +275,7 @@ invalid chat_ws_message_rate "0": expected messages a second from 1 to 10000, or
 
 
 
-=== TEST 9: chat_ws_message_rate refuses a non-number and a rate with a unit
+=== TEST 10: chat_ws_message_rate refuses a non-number and a rate with a unit
 --- config
 location /api/chat/ { chat_api on; chat_ws_message_rate 10r/s; }
 --- must_die
@@ -271,7 +284,7 @@ invalid chat_ws_message_rate "10r/s"
 
 
 
-=== TEST 10: chat_ws_message_rate refuses more than 10000
+=== TEST 11: chat_ws_message_rate refuses more than 10000
 --- config
 location /api/chat/ { chat_api on; chat_ws_message_rate 10001; }
 --- must_die
@@ -280,7 +293,7 @@ invalid chat_ws_message_rate "10001"
 
 
 
-=== TEST 11: chat_ws_message_rate given twice in one block
+=== TEST 12: chat_ws_message_rate given twice in one block
 --- config
 location /api/chat/ { chat_api on; chat_ws_message_rate 5; chat_ws_message_rate 6; }
 --- must_die
