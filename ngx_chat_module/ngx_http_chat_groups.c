@@ -54,7 +54,7 @@ ngx_http_chat_groups_init(ngx_http_chat_groups_watch_pt watch)
 
 ngx_uint_t
 ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
-    const u_char *group_id)
+    const u_char *group_id, int64_t start)
 {
     u_char                 id[NGX_HTTP_CHAT_GROUP_ID_LEN];
     ngx_http_chat_group_t  *g;
@@ -85,6 +85,10 @@ ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
         if (ngx_http_chat_groups.watch) {
             ngx_http_chat_groups.watch(g->id, 1);
         }
+    }
+
+    if (g->next == 0) {
+        g->next = start + 1;
     }
 
     ngx_queue_insert_tail(&g->subscribers, &s->link);
@@ -128,11 +132,7 @@ ngx_http_chat_groups_go_live(ngx_http_chat_subscriber_t *s)
         return NGX_ERROR;
     }
 
-    if (g->next == 0) {
-        /* the first to follow the group here: it starts where s stands */
-        g->next = s->last + 1;
-
-    } else if (g->next - 1 > s->last) {
+    if (g->next - 1 > s->last) {
         return NGX_AGAIN;
     }
 
@@ -162,10 +162,8 @@ ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
     }
 
     if (seq > 0) {
-        if (g->next == 0 || seq < g->next) {
-            /* nobody follows the group here yet (one catching up reads it
-             * from the database), or it was delivered already */
-            return 0;
+        if (seq < g->next) {
+            return 0;                       /* delivered already */
         }
 
         if (seq > g->highest) {
@@ -254,7 +252,15 @@ ngx_http_chat_groups_send(ngx_http_chat_group_t *g, int64_t seq,
         next = ngx_queue_next(q);
         s = ngx_queue_data(q, ngx_http_chat_subscriber_t, link);
 
-        if (!s->live || (seq > 0 && seq <= s->last)) {
+        if (!s->live) {
+            if (s->hold && seq > 0) {
+                s->hold(s, seq, frame);
+            }
+
+            continue;
+        }
+
+        if (seq > 0 && seq <= s->last) {
             continue;
         }
 

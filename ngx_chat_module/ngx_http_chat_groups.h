@@ -13,8 +13,8 @@
  * still missing is read from the database (ngx_http_chat_catch_up.c); a
  * seq the database says is a gap for good is passed over.  A subscriber
  * is "live" once it follows the group's events from where it stands (its
- * last seq); until then (a resume replaying from the database) it is
- * passed over.
+ * last seq); until then (a resume replaying from the database) the
+ * group's events are handed to its hold() instead, in the same order.
  */
 
 #ifndef _NGX_HTTP_CHAT_GROUPS_H_INCLUDED_
@@ -34,10 +34,15 @@ typedef struct ngx_http_chat_subscriber_s  ngx_http_chat_subscriber_t;
 typedef void (*ngx_http_chat_subscriber_send_pt)(
     ngx_http_chat_subscriber_t *s, ngx_http_chat_frame_t *frame);
 
+/* an event of the group while s is not live (it keeps it, or not) */
+typedef void (*ngx_http_chat_subscriber_hold_pt)(
+    ngx_http_chat_subscriber_t *s, int64_t seq, ngx_http_chat_frame_t *frame);
+
 struct ngx_http_chat_subscriber_s {
     ngx_queue_t                        link;    /* in its group's list */
     void                              *group;   /* the registry's */
     ngx_http_chat_subscriber_send_pt   send;    /* may close s */
+    ngx_http_chat_subscriber_hold_pt   hold;    /* or NULL */
     int64_t                            last;    /* the last seq it has */
     unsigned                           live:1;  /* follows the group */
 };
@@ -80,9 +85,13 @@ typedef void (*ngx_http_chat_groups_watch_pt)(const u_char *group_id,
 
 void ngx_http_chat_groups_init(ngx_http_chat_groups_watch_pt watch);
 
-/* this worker's subscriber count of the group after the change */
+/*
+ * This worker's subscriber count of the group after the change.  s joins
+ * not live; the group, new here, starts after seq "start" (the group's
+ * last seq when s looked it up).
+ */
 ngx_uint_t ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
-    const u_char *group_id);
+    const u_char *group_id, int64_t start);
 ngx_uint_t ngx_http_chat_groups_leave(ngx_http_chat_subscriber_t *s);
 
 /*

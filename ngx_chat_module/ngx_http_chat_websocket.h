@@ -58,6 +58,11 @@ struct ngx_http_chat_ws_s {
                                                    at the handshake */
     ngx_event_t                resume;          /* the next page */
     ngx_uint_t                 replayed;        /* events, since= */
+    ngx_http_chat_held_t      *backlog;         /* the group's, while
+                                                   replaying */
+    ngx_uint_t                 nbacklog;
+    ngx_uint_t                 restarts;        /* of the backlog */
+    ngx_uint_t                 read_restarts;   /* at the read's post */
 
     ngx_uint_t                 pending_ops;     /* messages being stored
                                                    or waiting to be */
@@ -82,7 +87,10 @@ struct ngx_http_chat_ws_s {
 
 
 /* events replayed for since= at most; further behind: "resync" */
-#define NGX_HTTP_CHAT_RESUME_MAX  1000
+#define NGX_HTTP_CHAT_RESUME_MAX      1000
+
+/* the group's events kept while a replay runs; past it, kept anew */
+#define NGX_HTTP_CHAT_RESUME_BACKLOG  256
 
 
 /* from the API router, for GET /api/chat/ws/{group_id} */
@@ -117,6 +125,13 @@ void ngx_http_chat_ws_resume_start(ngx_http_chat_ws_t *ws);
 
 /* the send queue is empty: a replay waiting for room goes on */
 void ngx_http_chat_ws_resume_drained(ngx_http_chat_ws_t *ws);
+
+/* the group's event while the replay runs (the subscriber's hold()) */
+void ngx_http_chat_ws_resume_hold(ngx_http_chat_subscriber_t *s,
+    int64_t seq, ngx_http_chat_frame_t *frame);
+
+/* at the end of the connection: what the replay keeps */
+void ngx_http_chat_ws_resume_release(ngx_http_chat_ws_t *ws);
 
 /* ws is freed when nothing holds it any more (a message being stored, a
  * page of events being read, the posted free) */

@@ -84,7 +84,9 @@ ngx_http_chat_ws_open(ngx_http_chat_ws_t *ws, ngx_http_chat_frame_t *response)
     ngx_add_timer(&ws->timer, ws->conf->ws_ping_interval);
 
     ws->subscriber.send = ngx_http_chat_ws_deliver;
-    count = ngx_http_chat_groups_join(&ws->subscriber, ws->group_id);
+    ws->subscriber.hold = ngx_http_chat_ws_resume_hold;
+    count = ngx_http_chat_groups_join(&ws->subscriber, ws->group_id,
+                                      ws->start);
     ws->subscribed = 1;
 
     ngx_http_chat_metrics_ws_event(1, &ws->group, &ws->user_id, count);
@@ -873,6 +875,8 @@ ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws)
     if (ws->resume.posted) {
         ngx_delete_posted_event(&ws->resume);
     }
+
+    ngx_http_chat_ws_resume_release(ws);
 
     ngx_http_chat_ws_drop_queue(ws, 0);
 

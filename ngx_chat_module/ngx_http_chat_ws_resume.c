@@ -5,15 +5,18 @@
  * no duplicate at the seam; a client without since starts at the group's
  * last seq when it connected.
  *
- * The seam: the connection joins its group before anything is read (the
- * group's live events pass it over while it is not live), then reads
- * pages of events after its last seq (ngx_http_chat_catch_up.c) and sends
- * them; once the database has nothing more, it asks the group to follow
- * it live from its last seq (ngx_http_chat_groups_go_live()): the group
- * says no while it has delivered events past that seq (they were stored
- * before the group delivered them, so the next page has them).  The
- * group's live events it gets then are those above its last seq, in
- * order.
+ * The seam: the connection joins its group before anything is read; while
+ * it is not live, the group hands it its events as it delivers them (in
+ * seq order) and it keeps them (its backlog, NGX_HTTP_CHAT_RESUME_BACKLOG
+ * at most).  Then it reads pages of events after its last seq from the
+ * database (ngx_http_chat_catch_up.c) and sends them.  Every event the
+ * group delivered before a read was stored before it was delivered, so
+ * once a read that began after the backlog did finds nothing more, the
+ * replay and the backlog together have every event: the backlog's events
+ * above the last one replayed are sent, and the connection follows the
+ * group live (ngx_http_chat_groups_go_live()).  A backlog that fills up
+ * is let go and kept anew: the next read, which begins after, covers what
+ * it let go.
  *
  * A client more than NGX_HTTP_CHAT_RESUME_MAX events behind is sent
  * {"type":"resync","seq":<current>} instead and goes on live from there:
@@ -44,6 +47,7 @@ static void ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
     ngx_http_chat_event_page_t *page, const char *error);
 static void ngx_http_chat_ws_resume_live(ngx_http_chat_ws_t *ws,
     ngx_uint_t read_more, ngx_uint_t progress);
+static ngx_int_t ngx_http_chat_ws_resume_backlog(ngx_http_chat_ws_t *ws);
 static void ngx_http_chat_ws_resync(ngx_http_chat_ws_t *ws, int64_t seq);
 
 
@@ -61,9 +65,20 @@ ngx_http_chat_ws_resume_start(ngx_http_chat_ws_t *ws)
     ws->resume.log = ws->connection->log;
     ws->resume.cancelable = 1;
 
-    if (ws->since < 0 || ws->since >= current) {
-        /* nothing to replay: since is now, or ahead of the group */
+    if (ws->since < 0 || ws->since == current) {
+        /* nothing to replay */
         s->last = current;
+
+    } else if (ws->since > current) {
+        /*
+         * Ahead of the group's counter: a client that made it up, or a
+         * counter that lags (FerretDB's $inc is not atomic, it may step
+         * back): the events the database has above the counter are read,
+         * and those up to since not sent (the client has them).
+         */
+        s->last = current;
+        ngx_http_chat_ws_resume_live(ws, 1, 1);
+        return;
 
     } else if (current - ws->since > NGX_HTTP_CHAT_RESUME_MAX) {
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
@@ -130,6 +145,7 @@ ngx_http_chat_ws_resume_read(ngx_http_chat_ws_t *ws)
 
     if (rc == NGX_OK) {
         ws->reading = 1;
+        ws->read_restarts = ws->restarts;
         return;
     }
 
@@ -208,14 +224,17 @@ ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
         }
 
         s->last = e->seq;
-        ngx_http_chat_ws_send_frame(ws, frame);
+
+        if (e->seq > ws->since) {        /* else the client has it */
+            ngx_http_chat_ws_send_frame(ws, frame);
+            n++;
+        }
+
         ngx_http_chat_frame_release(frame);
 
         if (ws->closed || ws->close_sent) {
             return;
         }
-
-        n++;
     }
 
     ws->replayed += n;
@@ -225,19 +244,32 @@ ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
 
 
 /*
- * Live when the database has nothing more to give and the group is not
- * past s->last; else the next page: now, once the send queue has room,
- * or after NGX_HTTP_CHAT_GAP_WAIT when the database had nothing new yet
- * (the group delivered an event whose earlier ones are still being
- * written, or are not yet a gap for good).
+ * Live once a read that began after the backlog did found nothing more:
+ * the backlog's events above the last one sent, then the group's.  Else
+ * the next page: now, once the send queue has room.  (The group says no
+ * to a subscriber behind it only if an event it delivered is in neither:
+ * then the database is read again after NGX_HTTP_CHAT_GAP_WAIT.)
  */
 
 static void
 ngx_http_chat_ws_resume_live(ngx_http_chat_ws_t *ws, ngx_uint_t read_more,
     ngx_uint_t progress)
 {
-    if (!read_more) {
-        if (ngx_http_chat_groups_go_live(&ws->subscriber) == NGX_OK) {
+    ngx_int_t  rc;
+
+    if (!read_more && ws->read_restarts == ws->restarts) {
+
+        rc = ngx_http_chat_ws_resume_backlog(ws);
+
+        if (rc == NGX_ERROR) {
+            return;                           /* closed */
+        }
+
+        if (rc == NGX_OK
+            && ngx_http_chat_groups_go_live(&ws->subscriber) == NGX_OK)
+        {
+            ngx_http_chat_ws_resume_release(ws);
+
             if (ws->since >= 0) {
                 ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                               "chat ws: \"%V\" resumed group %V: %ui "
@@ -262,6 +294,108 @@ ngx_http_chat_ws_resume_live(ngx_http_chat_ws_t *ws, ngx_uint_t read_more,
     }
 
     ngx_http_chat_ws_resume_read(ws);
+}
+
+
+/*
+ * The backlog's events above the last one sent, in order: NGX_OK; NGX_AGAIN
+ * when the database has not yet given the events just under the
+ * backlog's first (seqs taken before the group started here, still
+ * being written, or not yet a gap for good): read again; NGX_ERROR:
+ * closed.
+ */
+
+static ngx_int_t
+ngx_http_chat_ws_resume_backlog(ngx_http_chat_ws_t *ws)
+{
+    ngx_uint_t                   i, first;
+    ngx_http_chat_held_t        *h;
+    ngx_http_chat_subscriber_t  *s;
+
+    s = &ws->subscriber;
+    first = 1;
+
+    for (i = 0; i < ws->nbacklog; i++) {
+        h = &ws->backlog[i];
+
+        if (h->seq <= s->last) {
+            continue;
+        }
+
+        if (first && h->seq != s->last + 1) {
+            return NGX_AGAIN;
+        }
+
+        first = 0;
+        s->last = h->seq;
+
+        if (h->seq <= ws->since) {
+            continue;                        /* the client has it */
+        }
+
+        ngx_http_chat_ws_send_frame(ws, h->frame);
+
+        if (ws->closed || ws->close_sent) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_chat_ws_resume_release(ws);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_chat_ws_resume_hold(ngx_http_chat_subscriber_t *s, int64_t seq,
+    ngx_http_chat_frame_t *frame)
+{
+    ngx_http_chat_ws_t  *ws;
+
+    ws = (ngx_http_chat_ws_t *) ((u_char *) s
+                                 - offsetof(ngx_http_chat_ws_t, subscriber));
+
+    if (seq <= s->last) {
+        return;                          /* replayed already */
+    }
+
+    if (ws->backlog == NULL) {
+        ws->backlog = ngx_alloc(NGX_HTTP_CHAT_RESUME_BACKLOG
+                                * sizeof(ngx_http_chat_held_t),
+                                ngx_cycle->log);
+        if (ws->backlog == NULL) {
+            ws->restarts++;              /* as if let go: read again */
+            return;
+        }
+    }
+
+    if (ws->nbacklog == NGX_HTTP_CHAT_RESUME_BACKLOG) {
+        /* let go; the next read begins after and covers it */
+        while (ws->nbacklog) {
+            ngx_http_chat_frame_release(ws->backlog[--ws->nbacklog].frame);
+        }
+
+        ws->restarts++;
+    }
+
+    frame->refs++;
+    ws->backlog[ws->nbacklog].seq = seq;
+    ws->backlog[ws->nbacklog].frame = frame;
+    ws->nbacklog++;
+}
+
+
+void
+ngx_http_chat_ws_resume_release(ngx_http_chat_ws_t *ws)
+{
+    while (ws->nbacklog) {
+        ngx_http_chat_frame_release(ws->backlog[--ws->nbacklog].frame);
+    }
+
+    if (ws->backlog) {
+        ngx_free(ws->backlog);
+        ws->backlog = NULL;
+    }
 }
 
 
