@@ -227,6 +227,8 @@ for my $bad ('-1', 'abc', '1e3', '9007199254740993', '', '1&since=2') {
 
 
 === TEST 6: 3 publishers on 3 workers post 100 each into one group at once: the subscribers on every worker get seqs 1..300 in order, none missing
+--- http_config
+chat_ws_message_rate off;
 --- ws_script
 my %slot = three_workers();
 my @pids = sort keys %slot;
