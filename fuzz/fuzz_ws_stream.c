@@ -37,6 +37,7 @@
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_websocket.h"
 #include "ngx_http_chat_broadcast.h"
+#include "ngx_http_chat_catch_up.h"
 
 #include "fuzz_common.h"
 #include "ngx_shim.h"
@@ -285,11 +286,31 @@ static int  subscribed;
 
 ngx_uint_t
 ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
-    const u_char *group_id)
+    const u_char *group_id, int64_t start)
 {
-    FUZZ_CHECK(!subscribed && s->send != NULL);
+    FUZZ_CHECK(!subscribed && s->send != NULL && s->hold != NULL);
     subscribed = 1;
     return 1;
+}
+
+
+/* no since= here: the connection goes live at once */
+
+ngx_int_t
+ngx_http_chat_groups_go_live(ngx_http_chat_subscriber_t *s)
+{
+    FUZZ_CHECK(subscribed);
+    s->live = 1;
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_chat_catch_up_read(const u_char *group_id, int64_t after,
+    ngx_uint_t limit, ngx_http_chat_catch_up_pt handler, void *data,
+    ngx_log_t *log)
+{
+    return NGX_ERROR;
 }
 
 
@@ -303,8 +324,8 @@ ngx_http_chat_groups_leave(ngx_http_chat_subscriber_t *s)
 
 
 void
-ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
-    size_t len)
+ngx_http_chat_broadcast_publish(const u_char *group_id_hex, int64_t seq,
+    const char *json, size_t len)
 {
     volatile u_char  sink = 0;
     size_t           i;

@@ -52,6 +52,7 @@ FUZZ_LINK_ws_frame     := $(FUZZ_NGX_SHIM) \
 FUZZ_LINK_ws_stream    := $(FUZZ_NGX_SHIM) \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_connection.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_messages.o \
+                          $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_resume.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_render.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_ws_codec.o \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_json.o
