@@ -1,0 +1,25 @@
+/*
+ * ngx_http_chat_directives.h - the directives whose values need more than
+ * nginx's stock setters (ngx_http_chat_directives.c).
+ */
+
+#ifndef _NGX_HTTP_CHAT_DIRECTIVES_H_INCLUDED_
+#define _NGX_HTTP_CHAT_DIRECTIVES_H_INCLUDED_
+
+
+#include "ngx_http_chat_module.h"
+
+
+char *ngx_http_chat_mongo_uri(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_chat_metrics_address(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_chat_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_chat_jwt_secret_file(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_chat_cid_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_chat_ws_message_rate(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
+
+#endif /* _NGX_HTTP_CHAT_DIRECTIVES_H_INCLUDED_ */
