@@ -362,25 +362,38 @@ my $alice = client('alice');
 my $g = $alice->post('/api/chat/groups', { name => 'seq-late' })->{json}{id};
 $alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 2;
 
-# the events of seqs 4 and 3 written as a slow operation would: 4 first
+# the events of seqs 4 and 3 written as a slow operation would: 4 first.
+# Seqs 3 to 6 taken ($inc), then each event's record (its claim in seqs)
+# and its message (ngx_http_chat_event_log.c: the states of a seq)
+is $db->command([ update => 'groups', updates => [
+    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(6)))) ] ])->{n}, 1,
+    'seqs up to 6 taken';
+my $record = sub {
+    my ($hex, $seq) = @_;
+    $db->command([ insert => 'seqs', documents => [
+        doc(_id => "$g:$seq", group_id => oid($g), seq => i64($seq), type => 'message',
+            message_id => oid($hex), at => date(int(time * 1000))) ] ]);
+};
 my $put = sub {
     my ($hex, $seq) = @_;
+    $record->($hex, $seq) unless $_[2];
     $db->command([ insert => 'messages', documents => [
         doc(_id => oid($hex), group_id => oid($g), user_id => 'alice', content => "late $seq",
             created_at => date(int(time * 1000)), seq => i64($seq), is_deleted => bool(0)) ] ]);
 };
 my $seqs = sub { [ map { $_->{seq} } @{ $alice->get("/api/chat/groups/$g/messages?after=$_[0]")->{json}{messages} } ] };
 
+is $record->('6c0000000000000000000003', 3)->{n}, 1, 'seq 3 claimed, its message not written yet';
 is $put->('6c0000000000000000000004', 4)->{n}, 1, 'seq 4 stored while 3 is not yet';
 my $r = $alice->get("/api/chat/groups/$g/messages?after=0");
 is_deeply [ map { $_->{seq} } @{ $r->{json}{messages} } ], [ 1, 2 ], 'after=0: 1, 2, and not past the missing 3';
 ok !$r->{json}{has_more} && !defined $r->{json}{next_after}, 'no more for now';
 is_deeply $seqs->(2), [], 'after=2: nothing yet';
 
-is $put->('6c0000000000000000000003', 3)->{n}, 1, 'seq 3 lands';
+is $put->('6c0000000000000000000003', 3, 'claimed already')->{n}, 1, 'seq 3 lands';
 is_deeply $seqs->(2), [ 3, 4 ], 'after=2: 3, 4: the walk from the last seq seen missed nothing';
 
-# a seq never written: held back while the event after it is young, then a gap
+# a seq never claimed (5): held back while the event after it is young, then a gap
 $put->('6c0000000000000000000006', 6);
 is_deeply $seqs->(4), [], 'after=4: 5 is missing and 6 is young: nothing yet';
 my $t0 = time;
