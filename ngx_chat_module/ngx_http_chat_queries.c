@@ -30,6 +30,7 @@
 #include "ngx_http_chat_queries.h"
 #include "ngx_http_chat_render.h"
 #include "ngx_http_chat_event_log.h"
+#include "ngx_http_chat_migrate.h"
 
 
 static void ngx_http_chat_op_create_group(ngx_http_chat_op_t *op,
@@ -106,6 +107,11 @@ ngx_http_chat_queries_run(ngx_http_chat_op_t *op, mongoc_client_t *client)
 
     case NGX_HTTP_CHAT_OP_ENSURE_INDEXES:
         ngx_http_chat_op_ensure_indexes(op, client);
+
+        if (op->result == NGX_HTTP_CHAT_RES_OK) {
+            ngx_http_chat_migrate(op, client);
+        }
+
         break;
     }
 }
@@ -549,6 +555,8 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
 /*
  * The indexes the API and the dashboard's queries use.  createIndexes is
  * idempotent on MongoDB and FerretDB alike when names and keys match.
+ * (Then, in the same op, the migration of data of older code:
+ * ngx_http_chat_migrate.c.)
  */
 
 static void
