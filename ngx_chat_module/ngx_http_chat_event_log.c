@@ -397,6 +397,12 @@ ngx_http_chat_latest_page(ngx_http_chat_op_t *op, mongoc_client_t *client,
     for (seq = cur; seq >= 1; seq--) {
 
         if (cur - seq >= budget) {
+            (void) snprintf(op->error, sizeof(op->error),
+                            "newest page: %lld events walked back from "
+                            "seq %lld without a page of %lld messages "
+                            "(deletions): scanned instead",
+                            (long long) budget, (long long) cur,
+                            (long long) op->limit);
             rc = NGX_DECLINED;
             break;
         }

@@ -265,12 +265,21 @@ is_deeply [ map { $_->{content} } @{ $b->{json}{messages} } ], [ 'm22', 'm21' ],
 
 
 
-=== TEST 6: a database of today's shape (a group and messages without seq) still lists; new events number from 1
+=== TEST 6: data of today's shape written after the migration at start (a group and messages without seq: an old worker's, during an upgrade) still lists; new events number from 1
 --- request
 GET /t
 --- chat_script
 use ChatTest::MongoWire qw(oid date bool doc);
+use Time::HiRes qw(sleep);
 my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+# the migration of worker 0 (t/22-migration.t) is over before this data
+my $migrated = sub {
+    open my $fh, '<', Test::Nginx::Socket::server_root() . '/logs/error.log' or return 0;
+    return scalar grep { /migrated to the event log/ } <$fh>;
+};
+my $n = 0;
+sleep 0.1 while !$migrated->() && $n++ < 100;
+ok $migrated->(), 'the migration at start is over';
 my ($g, $m1, $m2) = ('6a0000000000000000000001', '6a0000000000000000000002', '6a0000000000000000000003');
 my $now = int(time * 1000) - 60_000;
 my $r = $db->command([ insert => 'groups', documents => [
@@ -400,3 +409,67 @@ my $t0 = time;
 sleep 0.25 while time - $t0 < 8 && !@{ $seqs->(4) };
 is_deeply $seqs->(4), [ 6 ], 'then 6, 5 a gap for good';
 cmp_ok time - $t0, '>', 3, sprintf 'after about 4 x chat_db_timeout (%.1f s)', time - $t0;
+
+
+
+=== TEST 9: an after= page resolves at most 2 x limit + 64 seqs: a long run of gaps is walked over a page at a time (has_more, next_after), nothing skipped
+--- request
+GET /t
+--- timeout: 30
+--- chat_script
+use ChatTest::MongoWire qw(oid date i64 doc);
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'seq-gaps' })->{json}{id};
+is $alice->post("/api/chat/groups/$g/messages", { content => 'first' })->{json}{seq}, 1, 'seq 1';
+
+# seqs 2..200 taken and claimed a minute ago by writes that failed: gaps
+my $old = int(time * 1000) - 60_000;
+is $db->command([ update => 'groups', updates => [
+    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(200)))) ] ])->{n}, 1, 'seqs up to 200 taken';
+is $db->command([ insert => 'seqs', documents => [
+    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
+              message_id => oid(sprintf '6e%022x', $_), at => date($old)) } 2 .. 200 ] ])->{n}, 199,
+    '199 records whose message never came';
+is $alice->post("/api/chat/groups/$g/messages", { content => 'last' })->{json}{seq}, 201, 'seq 201';
+
+my ($after, @seen, @pages) = (0);
+for (1 .. 20) {
+    my $p = $alice->get("/api/chat/groups/$g/messages?after=$after&limit=1")->{json};
+    push @pages, [ scalar @{ $p->{messages} }, $p->{has_more} ? 1 : 0, $p->{next_after} ];
+    push @seen, map { $_->{seq} } @{ $p->{messages} };
+    last unless $p->{has_more};
+    $after = $p->{next_after};
+}
+is_deeply \@seen, [ 1, 201 ], 'both events, the gaps passed over';
+is_deeply $pages[0], [ 1, 1, 66 ], 'page 1: seq 1, then the bound (66 seqs resolved): has_more, next_after 66';
+is_deeply $pages[1], [ 0, 1, 132 ], 'page 2: gaps only, up to the bound: next_after 132';
+is_deeply [ map { $_->[2] } @pages ], [ 66, 132, 198, undef ], 'four pages: next_after 66, 132, 198, then 201 and the end';
+
+
+
+=== TEST 10: the newest page walks back at most 4 x (limit + 1) + 64 events; past that (many deletions) it is read by a scan instead, with the same answer
+--- request
+GET /t
+--- timeout: 60
+--- chat_script
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'seq-deleted' })->{json}{id};
+my @ids = map { $alice->post("/api/chat/groups/$g/messages", { content => "m$_" })->{json}{id} } 1 .. 42;
+is scalar(grep { $alice->delete("/api/chat/groups/$g/messages/$_")->{status} == 200 } @ids[2 .. 41]), 40,
+    'the 40 newest deleted: 80 events above m2';
+my $count = sub {
+    open my $fh, '<', Test::Nginx::Socket::server_root() . '/logs/error.log' or return 0;
+    return scalar grep { /chat api: newest page: \d+ events walked back/ } <$fh>;
+};
+my $before = $count->();
+
+my $l = $alice->get("/api/chat/groups/$g/messages?limit=1")->{json};
+is_deeply [ map { $_->{content} } @{ $l->{messages} } ], [ 'm2' ], 'limit=1: m2 (72 events walked: scanned)';
+ok $l->{has_more} && $l->{next_before} eq $ids[1], 'has_more, next_before m2';
+is $count->() - $before, 1, 'the scan logged';
+
+$l = $alice->get("/api/chat/groups/$g/messages")->{json};
+is_deeply [ map { $_->{content} } @{ $l->{messages} } ], [ 'm2', 'm1' ], 'limit=50: m2, m1, from the log';
+ok !$l->{has_more}, 'no more';
+is $count->() - $before, 1, 'no scan';
