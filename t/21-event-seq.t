@@ -473,3 +473,32 @@ $l = $alice->get("/api/chat/groups/$g/messages")->{json};
 is_deeply [ map { $_->{content} } @{ $l->{messages} } ], [ 'm2', 'm1' ], 'limit=50: m2, m1, from the log';
 ok !$l->{has_more}, 'no more';
 is $count->() - $before, 1, 'no scan';
+
+
+
+=== TEST 11: racing deletes of one message, 8 at once from 8 connections on two workers, 5 times: exactly one wins (200), the others 404; the log has one deletion each; the message is marked by it
+--- request
+GET /t
+--- chat_script
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'delete-race' })->{json}{id};
+my $token = ChatTest::JWT::token('alice');
+my @ids = map { $alice->post("/api/chat/groups/$g/messages", { content => "d$_" })->{json}{id} } 1 .. 5;
+my (@won, @bad);
+for my $id (@ids) {
+    my @raw = map {
+        "DELETE /api/chat/groups/$g/messages/$id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        . "Authorization: Bearer $token\r\n\r\n"
+    } 1 .. 8;
+    my @res = ChatTest::Client::read_until_closed(20,
+        ChatTest::Client::send_raw($ENV{TEST_NGINX_RAND_PORT_1}, @raw));
+    push @won, scalar grep { defined && m{^HTTP/1\.1 200 } } @res;
+    push @bad, grep { !defined || !m{^HTTP/1\.1 (200|404) } } @res;
+}
+is_deeply \@won, [ 1, 1, 1, 1, 1 ], 'one winner of each race';
+is scalar @bad, 0, 'the others: 404' or diag explain \@bad;
+my @ev = @{ $alice->get("/api/chat/groups/$g/messages?after=5&limit=100")->{json}{messages} };
+is_deeply [ sort map { $_->{message_id} } grep { $_->{type} eq 'message_deleted' } @ev ], [ sort @ids ],
+    'after=5: one deletion event per message';
+is scalar @ev, 5, 'and no other (the losers\' seqs are gaps)';
+is_deeply $alice->get("/api/chat/groups/$g/messages")->{json}{messages}, [], 'all marked deleted';
