@@ -43,6 +43,11 @@
 
 #define NGX_HTTP_CHAT_MONGO_DUPLICATE_KEY  11000
 
+/* the bounds of a walk of the log (see ngx_http_chat_op_list_events()) */
+#define NGX_HTTP_CHAT_SEQ_SETTLE           4
+#define NGX_HTTP_CHAT_WALK_SLACK           64
+#define NGX_HTTP_CHAT_TAIL                 1024
+
 
 typedef enum {
     NGX_HTTP_CHAT_EV_MISSING = 0,
@@ -57,7 +62,7 @@ typedef struct {
     ngx_http_chat_ev_e   state;
     int64_t              at;             /* the claim's time (ms), or 0 */
     bson_oid_t           mid;
-    bson_t              *msg;            /* CREATED: the message */
+    bson_t              *msg;            /* CREATED: the message as sent */
 } ngx_http_chat_ev_t;
 
 
@@ -66,6 +71,7 @@ static ngx_int_t ngx_http_chat_event_resolve(ngx_http_chat_op_t *op,
     ngx_http_chat_ev_t *ev);
 static void ngx_http_chat_event_free(ngx_http_chat_ev_t *ev);
 static int64_t ngx_http_chat_event_time(const bson_t *doc, const char *field);
+static bson_t *ngx_http_chat_message_copy(const bson_t *doc);
 static ngx_int_t ngx_http_chat_inc_seq(ngx_http_chat_op_t *op,
     mongoc_collection_t *groups, int64_t *seq);
 static ngx_int_t ngx_http_chat_seq_lock(ngx_http_chat_op_t *op,
@@ -176,13 +182,10 @@ ngx_http_chat_event_resolve(ngx_http_chat_op_t *op,
                        && bson_oid_equal(gid, &op->group_id))
             {
                 ev->state = NGX_HTTP_CHAT_EV_CREATED;
-                ev->msg = doc;
-                doc = NULL;
+                ev->msg = ngx_http_chat_message_copy(doc);
             }
 
-            if (doc) {
-                bson_destroy(doc);
-            }
+            bson_destroy(doc);
 
         } else if (rc == NGX_DECLINED) {
             ev->state = NGX_HTTP_CHAT_EV_PENDING;
@@ -222,9 +225,421 @@ ngx_http_chat_event_free(ngx_http_chat_ev_t *ev)
 
 
 /*
+ * Buckets.  Once every seq of a range of NGX_HTTP_CHAT_BUCKET is final
+ * (an event, or a gap for good), the reader that resolved them one by one
+ * inserts them as one document, {_id: "<group id>:b<k>", group_id,
+ * bucket: k, events: [{s: seq, id: message id, t: "m", u: user_id, c:
+ * content, at: created_at} or {s, id, t: "d"} (a deletion), ...]} for
+ * seqs k x N + 1 to (k + 1) x N (gaps left out; short keys: FerretDB's
+ * cost is in decoding), in seqs: from then on the range costs one point
+ * read instead of one or two a seq.  A bucket is written once and
+ * never updated (two readers sealing one at once: the second insert is
+ * refused as a duplicate, and was the same document), so FerretDB's
+ * lost updates cannot touch it.  It holds what does not change: a
+ * creation's message as it was sent; whether the message was deleted
+ * since is the log's later deletion event, which the readers look for
+ * (ngx_http_chat_log_deleted()).
+ */
+
+#define NGX_HTTP_CHAT_BUCKET       16
+#define NGX_HTTP_CHAT_BUCKET_FULL  0xffff
+
+
+typedef struct {
+    ngx_http_chat_op_t   *op;
+    mongoc_collection_t  *seqs;
+    mongoc_collection_t  *messages;
+    int64_t               cur;           /* the group's seq */
+    int64_t               young;         /* settle: later than this (ms) */
+    int64_t               k;             /* the bucket in slots, or -1 */
+    ngx_uint_t            sealed;        /* slots from its document */
+    uint32_t              resolved;      /* else: the slots resolved */
+    ngx_http_chat_ev_t    slots[NGX_HTTP_CHAT_BUCKET];
+
+    bson_oid_t           *deleted;       /* messages seen deleted */
+    ngx_uint_t            ndeleted;
+    ngx_uint_t            nalloc;
+} ngx_http_chat_log_t;
+
+
+static const char  *ngx_http_chat_message_fields[] = {
+    "_id", "group_id", "user_id", "content", "created_at", "seq", NULL
+};
+
+
+static void
+ngx_http_chat_log_init(ngx_http_chat_log_t *log, ngx_http_chat_op_t *op,
+    mongoc_client_t *client, int64_t cur)
+{
+    ngx_memzero(log, sizeof(ngx_http_chat_log_t));
+
+    log->op = op;
+    log->seqs = mongoc_client_get_collection(client,
+                                             ngx_http_chat_queries.db,
+                                             "seqs");
+    log->messages = mongoc_client_get_collection(client,
+                                                 ngx_http_chat_queries.db,
+                                                 "messages");
+    log->cur = cur;
+    log->young = (int64_t) (ngx_http_chat_realtime_us() / 1000)
+                 - (int64_t) ngx_http_chat_queries.timeout_ms
+                   * NGX_HTTP_CHAT_SEQ_SETTLE;
+    log->k = -1;
+}
+
+
+static void
+ngx_http_chat_log_clear(ngx_http_chat_log_t *log)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_CHAT_BUCKET; i++) {
+        ngx_http_chat_event_free(&log->slots[i]);
+    }
+
+    ngx_memzero(log->slots, sizeof(log->slots));
+}
+
+
+static void
+ngx_http_chat_log_done(ngx_http_chat_log_t *log)
+{
+    ngx_http_chat_log_clear(log);
+    free(log->deleted);
+    mongoc_collection_destroy(log->messages);
+    mongoc_collection_destroy(log->seqs);
+}
+
+
+/* the fields of a message as it was sent: no deletion state */
+
+static bson_t *
+ngx_http_chat_message_copy(const bson_t *doc)
+{
+    bson_t       *copy;
+    ngx_uint_t    i;
+    bson_iter_t   it;
+
+    copy = bson_new();
+
+    for (i = 0; ngx_http_chat_message_fields[i]; i++) {
+        if (bson_iter_init_find(&it, doc, ngx_http_chat_message_fields[i])) {
+            (void) bson_append_iter(copy, ngx_http_chat_message_fields[i], -1,
+                                    &it);
+        }
+    }
+
+    return copy;
+}
+
+
+/* bucket k into the slots: from its document, or left to resolve */
+
+static ngx_int_t
+ngx_http_chat_log_load(ngx_http_chat_log_t *log, int64_t k)
+{
+    char                 id[NGX_HTTP_CHAT_SEQ_ID_LEN];
+    bson_t              *doc, sub;
+    int64_t              seq, i;
+    uint32_t             len;
+    ngx_int_t            rc;
+    bson_iter_t          it, ev, f;
+    const uint8_t       *data;
+    ngx_http_chat_ev_t  *slot;
+
+    ngx_http_chat_log_clear(log);
+    log->k = k;
+    log->sealed = 0;
+    log->resolved = 0;
+
+    bson_oid_to_string(&log->op->group_id, id);
+    (void) snprintf(id + NGX_HTTP_CHAT_OID_LEN,
+                    sizeof(id) - NGX_HTTP_CHAT_OID_LEN, ":b%lld",
+                    (long long) k);
+
+    rc = ngx_http_chat_find_id(log->op, log->seqs, id, NULL, &doc);
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
+    }
+
+    log->sealed = 1;
+
+    for (i = 0; i < NGX_HTTP_CHAT_BUCKET; i++) {
+        log->slots[i].state = NGX_HTTP_CHAT_EV_GAP;
+    }
+
+    if (bson_iter_init_find(&it, doc, "events")
+        && BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &ev))
+    {
+        while (bson_iter_next(&ev)) {
+            if (!BSON_ITER_HOLDS_DOCUMENT(&ev)) {
+                continue;
+            }
+
+            bson_iter_document(&ev, &len, &data);
+            if (!bson_init_static(&sub, data, len)) {
+                continue;
+            }
+
+            seq = ngx_http_chat_event_int(&sub, "s");
+            i = seq - 1 - k * NGX_HTTP_CHAT_BUCKET;
+
+            if (seq < 1 || i < 0 || i >= NGX_HTTP_CHAT_BUCKET
+                || !bson_iter_init_find(&f, &sub, "id")
+                || !BSON_ITER_HOLDS_OID(&f))
+            {
+                continue;
+            }
+
+            slot = &log->slots[i];
+            bson_oid_copy(bson_iter_oid(&f), &slot->mid);
+
+            if (bson_iter_init_find(&f, &sub, "t") && BSON_ITER_HOLDS_UTF8(&f)
+                && strcmp(bson_iter_utf8(&f, NULL), "d") == 0)
+            {
+                slot->state = NGX_HTTP_CHAT_EV_DELETED;
+                continue;
+            }
+
+            /* the message as the messages collection has it */
+
+            slot->msg = bson_new();
+            BSON_APPEND_OID(slot->msg, "_id", &slot->mid);
+            BSON_APPEND_OID(slot->msg, "group_id", &log->op->group_id);
+
+            if (bson_iter_init_find(&f, &sub, "u")) {
+                (void) bson_append_iter(slot->msg, "user_id", -1, &f);
+            }
+
+            if (bson_iter_init_find(&f, &sub, "c")) {
+                (void) bson_append_iter(slot->msg, "content", -1, &f);
+            }
+
+            if (bson_iter_init_find(&f, &sub, "at")) {
+                (void) bson_append_iter(slot->msg, "created_at", -1, &f);
+            }
+
+            BSON_APPEND_INT64(slot->msg, "seq", seq);
+            slot->state = NGX_HTTP_CHAT_EV_CREATED;
+        }
+    }
+
+    bson_destroy(doc);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Bucket log->k, every slot resolved: inserted if every slot is final.
+ * A MISSING seq is final when the next seq of the bucket that has a time
+ * is older than the settle time; a PENDING one when it is.  A failure to
+ * insert is no failure of the read: the next reader tries again.
+ */
+
+static void
+ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
+{
+    char                 id[NGX_HTTP_CHAT_SEQ_ID_LEN], key[16];
+    bson_t               doc, arr, ev;
+    int64_t              at, seq;
+    ngx_int_t            i, n;
+    bson_iter_t          it;
+    bson_error_t         error;
+    ngx_http_chat_ev_t  *slot;
+
+    at = -1;                             /* the next slot's time: none */
+
+    for (i = NGX_HTTP_CHAT_BUCKET - 1; i >= 0; i--) {
+        slot = &log->slots[i];
+
+        switch (slot->state) {
+
+        case NGX_HTTP_CHAT_EV_MISSING:
+            if (at < 0 || at > log->young) {
+                return;
+            }
+            break;
+
+        case NGX_HTTP_CHAT_EV_PENDING:
+            if (slot->at > log->young) {
+                return;
+            }
+            break;
+
+        default:
+            break;
+        }
+
+        if (slot->state != NGX_HTTP_CHAT_EV_MISSING) {
+            at = slot->at;
+        }
+    }
+
+    bson_oid_to_string(&log->op->group_id, id);
+    (void) snprintf(id + NGX_HTTP_CHAT_OID_LEN,
+                    sizeof(id) - NGX_HTTP_CHAT_OID_LEN, ":b%lld",
+                    (long long) log->k);
+
+    bson_init(&doc);
+    BSON_APPEND_UTF8(&doc, "_id", id);
+    BSON_APPEND_OID(&doc, "group_id", &log->op->group_id);
+    BSON_APPEND_INT64(&doc, "bucket", log->k);
+    BSON_APPEND_ARRAY_BEGIN(&doc, "events", &arr);
+
+    for (i = 0, n = 0; i < NGX_HTTP_CHAT_BUCKET; i++) {
+        slot = &log->slots[i];
+        seq = log->k * NGX_HTTP_CHAT_BUCKET + i + 1;
+
+        if (slot->state != NGX_HTTP_CHAT_EV_CREATED
+            && slot->state != NGX_HTTP_CHAT_EV_DELETED)
+        {
+            continue;
+        }
+
+        (void) snprintf(key, sizeof(key), "%d", (int) n++);
+
+        BSON_APPEND_DOCUMENT_BEGIN(&arr, key, &ev);
+        BSON_APPEND_INT64(&ev, "s", seq);
+        BSON_APPEND_OID(&ev, "id", &slot->mid);
+
+        if (slot->state == NGX_HTTP_CHAT_EV_DELETED) {
+            BSON_APPEND_UTF8(&ev, "t", "d");
+
+        } else {
+            BSON_APPEND_UTF8(&ev, "t", "m");
+
+            if (bson_iter_init_find(&it, slot->msg, "user_id")) {
+                (void) bson_append_iter(&ev, "u", -1, &it);
+            }
+
+            if (bson_iter_init_find(&it, slot->msg, "content")) {
+                (void) bson_append_iter(&ev, "c", -1, &it);
+            }
+
+            if (bson_iter_init_find(&it, slot->msg, "created_at")) {
+                (void) bson_append_iter(&ev, "at", -1, &it);
+            }
+        }
+
+        bson_append_document_end(&arr, &ev);
+    }
+
+    bson_append_array_end(&doc, &arr);
+
+    (void) mongoc_collection_insert_one(log->seqs, &doc, NULL, NULL, &error);
+
+    bson_destroy(&doc);
+}
+
+
+/* the seq's slot: from its bucket, or resolved by point reads (and the
+ * bucket sealed once all of it is) */
+
+static ngx_int_t
+ngx_http_chat_log_at(ngx_http_chat_log_t *log, int64_t seq,
+    ngx_http_chat_ev_t **ev)
+{
+    int64_t    k, i;
+    uint32_t   bit;
+
+    k = (seq - 1) / NGX_HTTP_CHAT_BUCKET;
+    i = (seq - 1) % NGX_HTTP_CHAT_BUCKET;
+
+    if (k != log->k && ngx_http_chat_log_load(log, k) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    bit = (uint32_t) 1 << i;
+
+    if (!log->sealed && !(log->resolved & bit)) {
+        if (ngx_http_chat_event_resolve(log->op, log->seqs, log->messages,
+                                        seq, &log->slots[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        log->resolved |= bit;
+
+        if (log->resolved == NGX_HTTP_CHAT_BUCKET_FULL
+            && (k + 1) * NGX_HTTP_CHAT_BUCKET <= log->cur)
+        {
+            ngx_http_chat_log_seal(log);
+        }
+    }
+
+    *ev = &log->slots[i];
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_chat_log_add_deleted(ngx_http_chat_log_t *log, const bson_oid_t *mid)
+{
+    bson_oid_t  *p;
+
+    if (log->ndeleted == log->nalloc) {
+        p = realloc(log->deleted, (log->nalloc * 2 + 16) * sizeof(bson_oid_t));
+        if (p == NULL) {
+            log->op->result = NGX_HTTP_CHAT_RES_ERROR;
+            (void) snprintf(log->op->error, sizeof(log->op->error),
+                            "event log: out of memory");
+            return NGX_ERROR;
+        }
+
+        log->deleted = p;
+        log->nalloc = log->nalloc * 2 + 16;
+    }
+
+    bson_oid_copy(mid, &log->deleted[log->ndeleted++]);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_chat_log_is_deleted(ngx_http_chat_log_t *log, const bson_oid_t *mid)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < log->ndeleted; i++) {
+        if (bson_oid_equal(&log->deleted[i], mid)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* {type: "message", message: {...}, seq}: the message as sent, or, if
+ * deleted since, without its text */
+
+static cJSON *
+ngx_http_chat_log_render(const ngx_http_chat_ev_t *ev, ngx_uint_t deleted)
+{
+    bson_t  *doc;
+    cJSON   *msg;
+
+    if (!deleted) {
+        return ngx_http_chat_render_message(ev->msg);
+    }
+
+    doc = bson_copy(ev->msg);
+    BSON_APPEND_BOOL(doc, "is_deleted", true);
+    msg = ngx_http_chat_render_message(doc);
+    bson_destroy(doc);
+
+    return msg;
+}
+
+
+/*
  * The events of a group after op->after, oldest first: seq after+1,
- * after+2, ... up to the group's current seq, each resolved by point
- * reads (above); the page ends at op->limit items.
+ * after+2, ... up to the group's current seq, each from its bucket or
+ * resolved by point reads (above); the page ends at op->limit items.
  *
  * A seq is taken before its event is written, so a later event may be
  * stored before an earlier one is: a page ends before a MISSING or
@@ -233,39 +648,43 @@ ngx_http_chat_event_free(ngx_http_chat_ev_t *ev)
  * chat_db_timeouts, as if nothing came after it yet; a walk from the last
  * seq seen then gets the late event too.  Past that, it is a gap for good.
  *
- * A page resolves at most 2 x limit + NGX_HTTP_CHAT_WALK_SLACK seqs: past
+ * A page walks at most 2 x limit + NGX_HTTP_CHAT_WALK_SLACK seqs: past
  * that (a long run of gaps) it ends with has_more and next_after, the
- * last seq resolved, or, inside a run of MISSING seqs whose age it could
+ * last seq walked, or, inside a run of MISSING seqs whose age it could
  * not learn, as if the log ended there for now.
+ *
+ * A message of the page deleted since is listed without its text, as
+ * the scan of the messages would: the walk goes on to the group's seq for
+ * its deletion (at most NGX_HTTP_CHAT_TAIL seqs further: in buckets, a
+ * few reads), or, farther behind, reads the deletion's claim.
  */
-
-#define NGX_HTTP_CHAT_SEQ_SETTLE   4
-#define NGX_HTTP_CHAT_WALK_SLACK   64
 
 void
 ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
 {
+    char                  id[NGX_HTTP_CHAT_SEQ_ID_LEN];
     cJSON                *out, *list, *item;
-    int64_t               n, prev, seq, cur, young, hole, budget;
+    bson_t               *claim;
+    int64_t               n, i, prev, seq, walked, cur, hole, budget;
+    ngx_int_t             rc;
     ngx_uint_t            more, logged, failed;
-    ngx_http_chat_ev_t    ev;
-    mongoc_collection_t  *seqs, *messages;
+    ngx_http_chat_ev_t   *ev, *page;
+    ngx_http_chat_log_t   log;
 
     if (ngx_http_chat_group_seq(op, client, &cur, &logged) != NGX_OK) {
         return;
     }
 
-    seqs = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
-                                        "seqs");
-    messages = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
-                                            "messages");
+    page = calloc((size_t) op->limit, sizeof(ngx_http_chat_ev_t));
+    if (page == NULL) {
+        op->result = NGX_HTTP_CHAT_RES_ERROR;
+        (void) snprintf(op->error, sizeof(op->error),
+                        "list events: out of memory");
+        return;
+    }
 
-    /* "messages", like every listing of the route; its items are events */
-    out = ngx_http_chat_render_page("messages", &op->group_id, &list);
+    ngx_http_chat_log_init(&log, op, client, cur);
 
-    young = (int64_t) (ngx_http_chat_realtime_us() / 1000)
-            - (int64_t) ngx_http_chat_queries.timeout_ms
-              * NGX_HTTP_CHAT_SEQ_SETTLE;
     budget = 2 * op->limit + NGX_HTTP_CHAT_WALK_SLACK;
 
     n = 0;
@@ -281,14 +700,12 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
             break;
         }
 
-        if (ngx_http_chat_event_resolve(op, seqs, messages, seq, &ev)
-            != NGX_OK)
-        {
+        if (ngx_http_chat_log_at(&log, seq, &ev) != NGX_OK) {
             failed = 1;
             break;
         }
 
-        if (ev.state == NGX_HTTP_CHAT_EV_MISSING) {
+        if (ev->state == NGX_HTTP_CHAT_EV_MISSING) {
             if (hole == 0) {
                 hole = seq;
             }
@@ -297,8 +714,7 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
         }
 
         if (hole) {
-            if (ev.at > young) {
-                ngx_http_chat_event_free(&ev);
+            if (ev->at > log.young) {
                 break;                   /* the hole may still be filled */
             }
 
@@ -306,45 +722,100 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
             prev = seq - 1;
         }
 
-        if (ev.state == NGX_HTTP_CHAT_EV_PENDING) {
-            if (ev.at > young) {
+        if (ev->state == NGX_HTTP_CHAT_EV_PENDING) {
+            if (ev->at > log.young) {
                 break;                   /* may still be written: later */
             }
 
-            ev.state = NGX_HTTP_CHAT_EV_GAP;
+            prev = seq;                  /* a gap for good */
+            continue;
         }
 
-        if (ev.state == NGX_HTTP_CHAT_EV_GAP) {
+        if (ev->state == NGX_HTTP_CHAT_EV_GAP) {
             prev = seq;
             continue;
         }
 
         if (n == op->limit) {
             more = 1;                    /* one more than a page */
-            ngx_http_chat_event_free(&ev);
             break;
         }
 
-        if (ev.state == NGX_HTTP_CHAT_EV_CREATED) {
-            item = ngx_http_chat_render_message_event(
-                       ngx_http_chat_render_message(ev.msg));
-
-        } else {
-            item = ngx_http_chat_render_deleted_event(&ev.mid,
-                                                      &op->group_id, seq);
+        if (ev->state == NGX_HTTP_CHAT_EV_DELETED
+            && ngx_http_chat_log_add_deleted(&log, &ev->mid) != NGX_OK)
+        {
+            failed = 1;
+            break;
         }
 
-        ngx_http_chat_event_free(&ev);
-
-        cJSON_AddItemToArray(list, item);
+        page[n].state = ev->state;
+        page[n].at = seq;                /* here: the item's seq */
+        bson_oid_copy(&ev->mid, &page[n].mid);
+        page[n].msg = ev->msg ? bson_copy(ev->msg) : NULL;
         n++;
         prev = seq;
     }
 
-    if (failed) {
-        cJSON_Delete(out);
+    /* the deletions of the page's messages, later in the log */
+
+    walked = seq - 1;
+
+    if (!failed && cur - walked <= NGX_HTTP_CHAT_TAIL) {
+        for (seq = walked + 1; seq <= cur; seq++) {
+            if (ngx_http_chat_log_at(&log, seq, &ev) != NGX_OK) {
+                failed = 1;
+                break;
+            }
+
+            if (ev->state == NGX_HTTP_CHAT_EV_DELETED
+                && ngx_http_chat_log_add_deleted(&log, &ev->mid) != NGX_OK)
+            {
+                failed = 1;
+                break;
+            }
+        }
 
     } else {
+        for (i = 0; !failed && i < n; i++) {
+            if (page[i].state != NGX_HTTP_CHAT_EV_CREATED
+                || ngx_http_chat_log_is_deleted(&log, &page[i].mid))
+            {
+                continue;
+            }
+
+            ngx_http_chat_deletion_id(id, &page[i].mid);
+
+            rc = ngx_http_chat_find_id(op, log.seqs, id, NULL, &claim);
+
+            if (rc == NGX_OK) {
+                bson_destroy(claim);
+                rc = ngx_http_chat_log_add_deleted(&log, &page[i].mid);
+            }
+
+            failed = (rc == NGX_ERROR);
+        }
+    }
+
+    if (!failed) {
+        /* "messages", like every listing of the route; items are events */
+        out = ngx_http_chat_render_page("messages", &op->group_id, &list);
+
+        for (i = 0; i < n; i++) {
+            if (page[i].state == NGX_HTTP_CHAT_EV_CREATED) {
+                item = ngx_http_chat_render_message_event(
+                           ngx_http_chat_log_render(&page[i],
+                               ngx_http_chat_log_is_deleted(&log,
+                                                            &page[i].mid)));
+
+            } else {
+                item = ngx_http_chat_render_deleted_event(&page[i].mid,
+                                                          &op->group_id,
+                                                          page[i].at);
+            }
+
+            cJSON_AddItemToArray(list, item);
+        }
+
         cJSON_AddNumberToObject(out, "limit", (double) op->limit);
         cJSON_AddBoolToObject(out, "has_more", more);
         ngx_http_chat_render_next_after(out, more ? prev : -1);
@@ -352,20 +823,24 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
         ngx_http_chat_op_output(op, out);
     }
 
-    mongoc_collection_destroy(messages);
-    mongoc_collection_destroy(seqs);
+    for (i = 0; i < n; i++) {
+        ngx_http_chat_event_free(&page[i]);
+    }
+
+    free(page);
+    ngx_http_chat_log_done(&log);
 }
 
 
 /*
  * The newest page of a group whose every message has its event record
  * ("logged": created so, or migrated): the log read backwards from the
- * group's current seq, a message listed when its creation resolves and
- * it is not deleted (deletions, gaps and seqs not yet written are passed
- * over), newest first, up to a page and one.  The same JSON as the scan
- * of ngx_http_chat_queries.c.
+ * group's current seq (its buckets, then point reads for the newest
+ * seqs), a message listed when its creation is an event and no deletion
+ * of it was met on the way (deletions come after), newest first, up to a
+ * page and one.  The same JSON as the scan of ngx_http_chat_queries.c.
  *
- * NGX_OK: answered (or op failed); NGX_DECLINED: the walk resolved
+ * NGX_OK: answered (or op failed); NGX_DECLINED: the walk passed
  * 4 x (limit + 1) + NGX_HTTP_CHAT_WALK_SLACK seqs without filling the
  * page (many deletions): the caller scans instead.
  */
@@ -378,15 +853,11 @@ ngx_http_chat_latest_page(ngx_http_chat_op_t *op, mongoc_client_t *client,
     int64_t               n, seq, budget;
     ngx_int_t             rc;
     ngx_uint_t            more;
-    bson_iter_t           it;
     bson_oid_t            last;
-    ngx_http_chat_ev_t    ev;
-    mongoc_collection_t  *seqs, *messages;
+    ngx_http_chat_ev_t   *ev;
+    ngx_http_chat_log_t   log;
 
-    seqs = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
-                                        "seqs");
-    messages = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
-                                            "messages");
+    ngx_http_chat_log_init(&log, op, client, cur);
 
     out = ngx_http_chat_render_page("messages", &op->group_id, &list);
     budget = 4 * (op->limit + 1) + NGX_HTTP_CHAT_WALK_SLACK;
@@ -407,32 +878,34 @@ ngx_http_chat_latest_page(ngx_http_chat_op_t *op, mongoc_client_t *client,
             break;
         }
 
-        if (ngx_http_chat_event_resolve(op, seqs, messages, seq, &ev)
-            != NGX_OK)
-        {
+        if (ngx_http_chat_log_at(&log, seq, &ev) != NGX_OK) {
             rc = NGX_ERROR;
             break;
         }
 
-        if (ev.state != NGX_HTTP_CHAT_EV_CREATED
-            || (bson_iter_init_find(&it, ev.msg, "is_deleted")
-                && BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it)))
+        if (ev->state == NGX_HTTP_CHAT_EV_DELETED) {
+            if (ngx_http_chat_log_add_deleted(&log, &ev->mid) != NGX_OK) {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            continue;
+        }
+
+        if (ev->state != NGX_HTTP_CHAT_EV_CREATED
+            || ngx_http_chat_log_is_deleted(&log, &ev->mid))
         {
-            ngx_http_chat_event_free(&ev);
             continue;
         }
 
         if (n == op->limit) {
             more = 1;
-            ngx_http_chat_event_free(&ev);
             break;
         }
 
-        cJSON_AddItemToArray(list, ngx_http_chat_render_message(ev.msg));
-        bson_oid_copy(&ev.mid, &last);
+        cJSON_AddItemToArray(list, ngx_http_chat_log_render(ev, 0));
+        bson_oid_copy(&ev->mid, &last);
         n++;
-
-        ngx_http_chat_event_free(&ev);
     }
 
     if (rc == NGX_OK) {
@@ -444,8 +917,7 @@ ngx_http_chat_latest_page(ngx_http_chat_op_t *op, mongoc_client_t *client,
         cJSON_Delete(out);
     }
 
-    mongoc_collection_destroy(messages);
-    mongoc_collection_destroy(seqs);
+    ngx_http_chat_log_done(&log);
 
     return rc == NGX_DECLINED ? NGX_DECLINED : NGX_OK;
 }

@@ -25,8 +25,12 @@
  * (ngx_http_chat_event_log.c, GAP); two runs at once may number a group's
  * old messages out of their (created_at, _id) order.
  *
- * On the embedded database steps 1 and 2 are each one query that decodes
- * the whole messages collection (then point writes); it runs once.
+ * A run that gets to its end inserts {_id: "migrated"} into seqs, and
+ * the starts after it see that (one point read) and skip the rest: on the
+ * embedded database steps 1 and 2 are each one query that decodes the
+ * whole messages collection.  So messages that workers of the older code
+ * write after it (during a binary upgrade from it) are not numbered:
+ * remove the mark and restart once they are gone (README, "Upgrading").
  */
 
 #include <ngx_config.h>
@@ -41,6 +45,10 @@
 #include "ngx_http_chat_queries.h"
 #include "ngx_http_chat_event_log.h"
 #include "ngx_http_chat_migrate.h"
+
+
+/* in seqs once a migration has run to its end */
+#define NGX_HTTP_CHAT_MIGRATED  "migrated"
 
 
 static ngx_int_t ngx_http_chat_migrate_messages(ngx_http_chat_op_t *op,
@@ -58,24 +66,57 @@ static ngx_int_t ngx_http_chat_set_field(ngx_http_chat_op_t *op,
 void
 ngx_http_chat_migrate(ngx_http_chat_op_t *op, mongoc_client_t *client)
 {
-    cJSON    *out;
-    int64_t   created, deleted, groups;
+    cJSON                *out;
+    bson_t               *doc, mark;
+    int64_t               created, deleted, groups;
+    ngx_int_t             rc;
+    bson_error_t          error;
+    mongoc_collection_t  *seqs;
 
     created = 0;
     deleted = 0;
     groups = 0;
 
-    if (ngx_http_chat_migrate_messages(op, client, 0, &created) != NGX_OK
-        || ngx_http_chat_migrate_messages(op, client, 1, &deleted) != NGX_OK
-        || ngx_http_chat_migrate_groups(op, client, &groups) != NGX_OK)
-    {
+    seqs = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
+                                        "seqs");
+
+    rc = ngx_http_chat_find_id(op, seqs, NGX_HTTP_CHAT_MIGRATED, NULL, &doc);
+
+    if (rc == NGX_OK) {
+        bson_destroy(doc);
+
+    } else if (rc == NGX_DECLINED) {
+        if (ngx_http_chat_migrate_messages(op, client, 0, &created) != NGX_OK
+            || ngx_http_chat_migrate_messages(op, client, 1, &deleted)
+               != NGX_OK
+            || ngx_http_chat_migrate_groups(op, client, &groups) != NGX_OK)
+        {
+            mongoc_collection_destroy(seqs);
+            return;
+        }
+
+        /* done: the next starts skip the scans (a second run at once
+         * inserts the same mark: refused as a duplicate, and so done) */
+
+        bson_init(&mark);
+        BSON_APPEND_UTF8(&mark, "_id", NGX_HTTP_CHAT_MIGRATED);
+        BSON_APPEND_DATE_TIME(&mark, "at",
+                              (int64_t) (ngx_http_chat_realtime_us() / 1000));
+        (void) mongoc_collection_insert_one(seqs, &mark, NULL, NULL, &error);
+        bson_destroy(&mark);
+
+    } else {
+        mongoc_collection_destroy(seqs);
         return;
     }
+
+    mongoc_collection_destroy(seqs);
 
     out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "messages", (double) created);
     cJSON_AddNumberToObject(out, "deletions", (double) deleted);
     cJSON_AddNumberToObject(out, "groups", (double) groups);
+    cJSON_AddBoolToObject(out, "done_before", rc == NGX_OK);
 
     ngx_http_chat_op_output(op, out);
 }

@@ -502,3 +502,51 @@ is_deeply [ sort map { $_->{message_id} } grep { $_->{type} eq 'message_deleted'
     'after=5: one deletion event per message';
 is scalar @ev, 5, 'and no other (the losers\' seqs are gaps)';
 is_deeply $alice->get("/api/chat/groups/$g/messages")->{json}{messages}, [], 'all marked deleted';
+
+
+
+=== TEST 12: buckets: a walk seals each full range of 16 final seqs into one document; a message deleted after its bucket was sealed is listed without its text (the deletion found later in the log, or, more than 1024 seqs on, by its claim) and left out of the newest page
+--- request
+GET /t
+--- timeout: 30
+--- chat_script
+use ChatTest::MongoWire qw(oid date i64 doc);
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'buckets' })->{json}{id};
+my @ids = map { $alice->post("/api/chat/groups/$g/messages", { content => "b$_" })->{json}{id} } 1 .. 20;
+my $bucket = sub {
+    my $r = $db->command([ find => 'seqs', filter => doc(_id => "$g:b$_[0]") ]);
+    return $r->{cursor}{firstBatch}[0];
+};
+
+is scalar @{ $alice->get("/api/chat/groups/$g/messages?after=0&limit=100")->{json}{messages} }, 20, 'after=0: 20 events';
+my $b0 = $bucket->(0);
+ok $b0, 'seqs 1..16 sealed in bucket 0';
+is_deeply [ map { $_->{s} } @{ $b0->{events} // [] } ], [ 1 .. 16 ], 'with its 16 events';
+is $b0->{events}[2]{c}, 'b3', 'each with its message';
+ok !$bucket->(1), 'seqs 17..20: not a full bucket, not sealed';
+
+is $alice->delete("/api/chat/groups/$g/messages/$ids[2]")->{json}{seq}, 21, 'b3 deleted: seq 21';
+my $ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=100")->{json}{messages};
+is scalar @$ev, 21, 'after=0: 21 events';
+ok $ev->[2]{message}{is_deleted} && !exists $ev->[2]{message}{content}, 'b3, read from the sealed bucket: without its text';
+is $ev->[20]{type}, 'message_deleted', 'and its deletion, 21';
+$ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=5")->{json};
+ok $ev->{messages}[2]{message}{is_deleted}, 'a page of 5: the deletion found further on in the log';
+is_deeply [ map { $_->{content} } @{ $alice->get("/api/chat/groups/$g/messages?limit=100")->{json}{messages} } ],
+    [ map { "b$_" } reverse 1, 2, 4 .. 20 ], 'the newest page: without b3';
+
+# 1,100 seqs more, taken a minute ago by writes that failed: the deletion
+# of b3 is now more than 1024 seqs after a page of 5
+my $old = int(time * 1000) - 60_000;
+$db->command([ update => 'groups', updates => [
+    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(1121)))) ] ]);
+is $db->command([ insert => 'seqs', documents => [
+    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
+              message_id => oid(sprintf '6f%022x', $_), at => date($old)) } 22 .. 1121 ] ])->{n}, 1100,
+    '1,100 gaps';
+$ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=5")->{json};
+ok $ev->{messages}[2]{message}{is_deleted} && !exists $ev->{messages}[2]{message}{content},
+    'a page of 5, 1,100 seqs behind: b3 without its text (its deletion\'s claim)';
+ok !exists $ev->{messages}[1]{message}{is_deleted}, 'b2 as it was';
