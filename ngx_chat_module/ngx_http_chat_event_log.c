@@ -228,11 +228,13 @@ ngx_http_chat_event_free(ngx_http_chat_ev_t *ev)
  * Buckets.  Once every seq of a range of NGX_HTTP_CHAT_BUCKET is final
  * (an event, or a gap for good), the reader that resolved them one by one
  * inserts them as one document, {_id: "<group id>:b<k>", group_id,
- * bucket: k, events: [{s: seq, id: message id, t: "m", u: user_id, c:
- * content, at: created_at} or {s, id, t: "d"} (a deletion), ...]} for
- * seqs k x N + 1 to (k + 1) x N (gaps left out; short keys: FerretDB's
- * cost is in decoding), in seqs: from then on the range costs one point
- * read instead of one or two a seq.  A bucket is written once and
+ * bucket: k, events: BinData(the BSON of {events: [{s: seq, id: message
+ * id, t: "m", u: user_id, c: content, at: created_at} or {s, id, t: "d"}
+ * (a deletion), ...]})} for seqs k x N + 1 to (k + 1) x N (gaps left
+ * out), in seqs: from then on the range costs one point read instead of
+ * one or two a seq.  Packed as binary because FerretDB's cost is in
+ * decoding fields: a bucket of 16 events as subdocuments took ~2.5 ms to
+ * read, as one binary field ~0.5 ms.  A bucket is written once and
  * never updated (two readers sealing one at once: the second insert is
  * refused as a duplicate, and was the same document), so FerretDB's
  * lost updates cannot touch it.  It holds what does not change: a
@@ -339,11 +341,12 @@ static ngx_int_t
 ngx_http_chat_log_load(ngx_http_chat_log_t *log, int64_t k)
 {
     char                 id[NGX_HTTP_CHAT_SEQ_ID_LEN];
-    bson_t              *doc, sub;
+    bson_t              *doc, sub, packed;
     int64_t              seq, i;
     uint32_t             len;
     ngx_int_t            rc;
     bson_iter_t          it, ev, f;
+    bson_subtype_t       subtype;
     const uint8_t       *data;
     ngx_http_chat_ev_t  *slot;
 
@@ -363,12 +366,23 @@ ngx_http_chat_log_load(ngx_http_chat_log_t *log, int64_t k)
     }
 
     log->sealed = 1;
+    data = NULL;
+    len = 0;
 
     for (i = 0; i < NGX_HTTP_CHAT_BUCKET; i++) {
         log->slots[i].state = NGX_HTTP_CHAT_EV_GAP;
     }
 
+    /* "events": a BSON document {events: [...]} packed as binary */
+
     if (bson_iter_init_find(&it, doc, "events")
+        && BSON_ITER_HOLDS_BINARY(&it))
+    {
+        bson_iter_binary(&it, &subtype, &len, &data);
+    }
+
+    if (data && bson_init_static(&packed, data, len)
+        && bson_iter_init_find(&it, &packed, "events")
         && BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &ev))
     {
         while (bson_iter_next(&ev)) {
@@ -441,7 +455,7 @@ static void
 ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
 {
     char                 id[NGX_HTTP_CHAT_SEQ_ID_LEN], key[16];
-    bson_t               doc, arr, ev;
+    bson_t               doc, packed, arr, ev;
     int64_t              at, seq;
     ngx_int_t            i, n;
     bson_iter_t          it;
@@ -485,7 +499,9 @@ ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
     BSON_APPEND_UTF8(&doc, "_id", id);
     BSON_APPEND_OID(&doc, "group_id", &log->op->group_id);
     BSON_APPEND_INT64(&doc, "bucket", log->k);
-    BSON_APPEND_ARRAY_BEGIN(&doc, "events", &arr);
+
+    bson_init(&packed);
+    BSON_APPEND_ARRAY_BEGIN(&packed, "events", &arr);
 
     for (i = 0, n = 0; i < NGX_HTTP_CHAT_BUCKET; i++) {
         slot = &log->slots[i];
@@ -525,10 +541,14 @@ ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
         bson_append_document_end(&arr, &ev);
     }
 
-    bson_append_array_end(&doc, &arr);
+    bson_append_array_end(&packed, &arr);
+
+    BSON_APPEND_BINARY(&doc, "events", BSON_SUBTYPE_BINARY,
+                       bson_get_data(&packed), packed.len);
 
     (void) mongoc_collection_insert_one(log->seqs, &doc, NULL, NULL, &error);
 
+    bson_destroy(&packed);
     bson_destroy(&doc);
 }
 

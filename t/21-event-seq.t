@@ -523,8 +523,9 @@ my $bucket = sub {
 is scalar @{ $alice->get("/api/chat/groups/$g/messages?after=0&limit=100")->{json}{messages} }, 20, 'after=0: 20 events';
 my $b0 = $bucket->(0);
 ok $b0, 'seqs 1..16 sealed in bucket 0';
-is_deeply [ map { $_->{s} } @{ $b0->{events} // [] } ], [ 1 .. 16 ], 'with its 16 events';
-is $b0->{events}[2]{c}, 'b3', 'each with its message';
+my $events = $b0 ? ChatTest::MongoWire::decode($b0->{events})->{events} : [];
+is_deeply [ map { $_->{s} } @$events ], [ 1 .. 16 ], 'with its 16 events (packed as binary)';
+is $events->[2]{c}, 'b3', 'each with its message';
 ok !$bucket->(1), 'seqs 17..20: not a full bucket, not sealed';
 
 is $alice->delete("/api/chat/groups/$g/messages/$ids[2]")->{json}{seq}, 21, 'b3 deleted: seq 21';

@@ -8,8 +8,10 @@
  * with its group's next seq; each message's record {_id: "<group>:<seq>",
  * group_id, seq, type: "message", message_id, at} in seqs.  No deletions.
  * Inserted 1,000 per insert_many, straight through the wire protocol (the
- * API would take hours for a million).  Writes the group ids, one a line,
- * to GROUPS_FILE.
+ * API would take hours for a million), with the mark of a migrated
+ * database ({_id: "migrated"} in seqs).  No buckets: the first walk of a
+ * range seals it, as in a running system.  Writes the group ids, one a
+ * line, to GROUPS_FILE.
  */
 #include <mongoc/mongoc.h>
 #include <stdio.h>
@@ -124,6 +126,13 @@ main(int argc, char **argv)
         }
     }
     if (flush(mc, docs, &n, "messages") != 0) return 1;
+    if (flush(sc, recs, &nr, "seqs") != 0) return 1;
+
+    /* the mark of a migrated database: nginx skips the migration's scans */
+    recs[0] = bson_new();
+    BSON_APPEND_UTF8(recs[0], "_id", "migrated");
+    BSON_APPEND_DATE_TIME(recs[0], "at", now);
+    nr = 1;
     if (flush(sc, recs, &nr, "seqs") != 0) return 1;
 
     mongoc_collection_destroy(sc);
