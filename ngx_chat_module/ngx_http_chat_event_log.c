@@ -553,14 +553,19 @@ ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
 }
 
 
-/* the seq's slot: from its bucket, or resolved by point reads (and the
- * bucket sealed once all of it is) */
+/*
+ * The seq's slot: from its bucket's document; else, for a bucket whose
+ * seqs are all taken (its end at most the group's seq), every slot of it
+ * resolved by point reads and the bucket sealed if they are final, so
+ * that the next reader reads it at once; else (the newest, partial
+ * bucket) the seq alone resolved.
+ */
 
 static ngx_int_t
 ngx_http_chat_log_at(ngx_http_chat_log_t *log, int64_t seq,
     ngx_http_chat_ev_t **ev)
 {
-    int64_t    k, i;
+    int64_t    k, i, j, first, end;
     uint32_t   bit;
 
     k = (seq - 1) / NGX_HTTP_CHAT_BUCKET;
@@ -573,18 +578,29 @@ ngx_http_chat_log_at(ngx_http_chat_log_t *log, int64_t seq,
     bit = (uint32_t) 1 << i;
 
     if (!log->sealed && !(log->resolved & bit)) {
-        if (ngx_http_chat_event_resolve(log->op, log->seqs, log->messages,
-                                        seq, &log->slots[i])
-            != NGX_OK)
+        first = k * NGX_HTTP_CHAT_BUCKET + 1;
+        end = first + NGX_HTTP_CHAT_BUCKET - 1;
+
+        for (j = (end <= log->cur) ? 0 : i;
+             j <= ((end <= log->cur) ? NGX_HTTP_CHAT_BUCKET - 1 : i);
+             j++)
         {
-            return NGX_ERROR;
+            if (log->resolved & ((uint32_t) 1 << j)) {
+                continue;
+            }
+
+            if (ngx_http_chat_event_resolve(log->op, log->seqs,
+                                            log->messages, first + j,
+                                            &log->slots[j])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            log->resolved |= (uint32_t) 1 << j;
         }
 
-        log->resolved |= bit;
-
-        if (log->resolved == NGX_HTTP_CHAT_BUCKET_FULL
-            && (k + 1) * NGX_HTTP_CHAT_BUCKET <= log->cur)
-        {
+        if (log->resolved == NGX_HTTP_CHAT_BUCKET_FULL) {
             ngx_http_chat_log_seal(log);
         }
     }

@@ -156,7 +156,7 @@ def overhead():
       "keep-alive requests (bench/tools/hreq.c):" % (ns[-1], ns[0], ns[-1] - ns[0]) if len(ns) > 1 else "")
     w()
     w("| | A | B | C | B - A | C - A | B - C (recording alone) |")
-    w("|---|---|---|---|---|---|---|")
+    w("|---|---|---|---|---|---|---|---|")
     if ta and tb and tc:
         w("| nginx's thread (the event loop) | %.0f | %.0f | %.0f | **%.0f** | %.0f | %.0f |" % (ma, mb, mc, mb - ma, mc - ma, mb - mc))
         w("| all threads | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |" % (ta, tb, tc, tb - ta, tc - ta, tb - tc))
@@ -217,7 +217,7 @@ def cardinality():
     w()
     oks = []
     w("| distinct URIs | A req/s (median) | B req/s (median) | B/A | A CPU µs/req | B CPU µs/req | rounds |")
-    w("|---|---|---|---|---|---|---|")
+    w("|---|---|---|---|---|---|---|---|")
     for d in (5000, 1000000):
         A, B = medians(rows, "A", distinct=d), medians(rows, "B", distinct=d)
         ratio = B["rps"] / A["rps"] if A["rps"] and B["rps"] else None
@@ -423,10 +423,10 @@ def reads():
           "{:,}".format(seed.get("messages", 0)),
           "{:,}".format(seed.get("groups", 0)), f(seed.get("seconds"))))
     w()
-    w("| code | newest page, 1 client, s | newest page, 32 clients: req/s, p50 ms, p99 ms | "
+    w("| code | newest page, 1 client: first open, s | again, s | newest page, 32 clients: req/s, p50 ms, p99 ms | "
       "POST, 32 clients: req/s, p50 ms, p99 ms | 1,000 events (after=0&limit=1000): first walk s | "
       "again, s (median) | as 10 pages of 100, s (median) |")
-    w("|---|---|---|---|---|---|---|")
+    w("|---|---|---|---|---|---|---|---|")
     got = {}
     for r in rows:
         v = r.get("variant")
@@ -435,8 +435,8 @@ def reads():
         g, p = r.get("wrk_get"), r.get("wrk_post")
         cell = lambda x: ("%s, %.1f, %.1f" % (f(rps(x)), x["p50_us"] / 1e3, x["p99_us"] / 1e3)) if x else "n/a"
         lst = lambda xs: ", ".join(f(x, "%.3f") for x in xs) if xs else "n/a"
-        w("| %s | %s | %s | %s | %s | %s | %s |" % (
-            v, lst(r.get("latest_1client_s")), cell(g), cell(p), lst(r.get("after1000_first_s")),
+        w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            v, lst(r.get("latest_1client_s")), lst(r.get("latest_again_s")), cell(g), cell(p), lst(r.get("after1000_first_s")),
             f(med(r.get("after1000_again_s") or []), "%.3f"), f(med(r.get("after1000_10pages_s") or []), "%.3f")))
         got[v] = r
     w()
