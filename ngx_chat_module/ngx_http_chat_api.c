@@ -68,9 +68,6 @@ static ngx_int_t ngx_http_chat_send_405(ngx_http_request_t *r,
     ngx_str_t *allow);
 static ngx_int_t ngx_http_chat_authenticate(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, const char **detail);
-static ngx_int_t ngx_http_chat_query_int(ngx_http_request_t *r,
-    const char *name, int64_t min, int64_t max, int64_t dflt,
-    int64_t *value, ngx_int_t *rc);
 static ngx_int_t ngx_http_chat_read_json_body(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx);
 static void ngx_http_chat_body_handler(ngx_http_request_t *r);
@@ -85,9 +82,6 @@ static void ngx_http_chat_publish(ngx_http_chat_op_t *op);
 static ngx_int_t ngx_http_chat_respond(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_http_chat_op_t *op);
 
-
-/* 2^53: every seq up to it is exact in a JSON number */
-#define NGX_HTTP_CHAT_MAX_SEQ  9007199254740992LL
 
 
 static ngx_str_t  ngx_http_chat_prefix = ngx_string("/api/chat/");
@@ -479,51 +473,6 @@ ngx_http_chat_authenticate(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
-    int64_t max, int64_t dflt, int64_t *value, ngx_int_t *rc)
-{
-    off_t      n;
-    u_char     detail[128];
-    ngx_str_t  arg;
-
-    switch (ngx_http_chat_arg(r, name, &arg)) {
-
-    case NGX_DECLINED:
-        *value = dflt;
-        return NGX_OK;
-
-    case NGX_BUSY:
-        ngx_snprintf(detail, sizeof(detail) - 1,
-                     "query parameter \"%s\" is given more than once%Z",
-                     name);
-        *rc = ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                       (const char *) detail);
-        return NGX_ERROR;
-
-    default: /* NGX_OK */
-        break;
-    }
-
-    /* digits only (no sign, no blanks); ngx_atoof() refuses an overflow */
-    n = (arg.len > 0 && arg.len < NGX_OFF_T_LEN) ? ngx_atoof(arg.data, arg.len)
-                                                 : NGX_ERROR;
-
-    if (n == NGX_ERROR || n < min || n > max) {
-        ngx_snprintf(detail, sizeof(detail) - 1,
-                     "%s must be an integer from %L to %L%Z",
-                     name, min, max);
-        *rc = ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                       (const char *) detail);
-        return NGX_ERROR;
-    }
-
-    *value = (int64_t) n;
-
-    return NGX_OK;
-}
-
-
 /* the body limit follows the field limits: every byte escaped (\uXXXX)
  * plus room for the rest of a small object */
 
@@ -789,7 +738,7 @@ ngx_http_chat_publish(ngx_http_chat_op_t *op)
 
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
         bson_oid_to_string(&op->group_id, (char *) gid);
-        ngx_http_chat_broadcast_publish(gid, op->event_json,
+        ngx_http_chat_broadcast_publish(gid, op->seq, op->event_json,
                                         op->event_json_len);
     }
 }

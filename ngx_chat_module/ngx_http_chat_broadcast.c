@@ -77,18 +77,19 @@ ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle)
 
 
 void
-ngx_http_chat_broadcast_publish(const u_char *group_id, const char *json,
-    size_t len)
+ngx_http_chat_broadcast_publish(const u_char *group_id, int64_t seq,
+    const char *json, size_t len)
 {
     /* the other workers first: they fan out while this one does; a send
      * that fails is the transport's to log and count */
 
     if (ngx_http_chat_transport) {
-        (void) ngx_http_chat_transport->publish(group_id,
+        (void) ngx_http_chat_transport->publish(group_id, seq,
                                                 (const u_char *) json, len);
     }
 
-    (void) ngx_http_chat_groups_deliver(group_id, (const u_char *) json, len);
+    (void) ngx_http_chat_groups_deliver(group_id, seq, (const u_char *) json,
+                                        len);
 }
 
 

@@ -14,8 +14,9 @@ ngx_int_t ngx_http_chat_broadcast_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf);
 void ngx_http_chat_broadcast_exit_process(ngx_cycle_t *cycle);
 
-/* delivers a JSON event of a group here and in every other worker */
-void ngx_http_chat_broadcast_publish(const u_char *group_id,
+/* delivers a JSON event of a group (its seq in the group) here and in
+ * every other worker */
+void ngx_http_chat_broadcast_publish(const u_char *group_id, int64_t seq,
     const char *json, size_t len);
 
 /* called at each configuration load (the transport's naming, checks) */

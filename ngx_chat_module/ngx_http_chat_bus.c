@@ -50,12 +50,13 @@
 #include "ngx_http_chat_transport.h"
 
 
-#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB2"
+#define NGX_HTTP_CHAT_BUS_MAGIC      "CHB3"
 #define NGX_HTTP_CHAT_BUS_SLOT       4          /* uint32_t, the origin */
 #define NGX_HTTP_CHAT_BUS_PID        8          /* uint32_t */
 #define NGX_HTTP_CHAT_BUS_SEQ        12         /* uint64_t, from 1 */
-#define NGX_HTTP_CHAT_BUS_GROUP      20         /* the group's id */
-#define NGX_HTTP_CHAT_BUS_HEADER     (20 + NGX_HTTP_CHAT_GROUP_ID_LEN)
+#define NGX_HTTP_CHAT_BUS_EVENT_SEQ  20         /* int64_t, in its group */
+#define NGX_HTTP_CHAT_BUS_GROUP      28         /* the group's id */
+#define NGX_HTTP_CHAT_BUS_HEADER     (28 + NGX_HTTP_CHAT_GROUP_ID_LEN)
 #define NGX_HTTP_CHAT_BUS_BUF        1024       /* send, receive queues */
 #define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
 #define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
@@ -98,7 +99,7 @@ static ngx_int_t ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
     ngx_http_chat_main_conf_t *cmcf);
 static void ngx_http_chat_bus_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_chat_bus_publish(const u_char *group_id,
-    const u_char *event, size_t len);
+    int64_t event_seq, const u_char *event, size_t len);
 static void ngx_http_chat_bus_read(ngx_event_t *rev);
 static void ngx_http_chat_bus_address(char *buf, size_t size,
     ngx_uint_t slot);
@@ -640,12 +641,13 @@ ngx_http_chat_bus_address(char *buf, size_t size, ngx_uint_t slot)
 
 /*
  * One message for the others: magic, origin, the number of the message
- * among those sent (a failed send uses none), group, JSON; never waits.
+ * among those sent (a failed send uses none), the event's seq in its
+ * group, group, JSON; never waits.
  */
 
 static ngx_int_t
-ngx_http_chat_bus_publish(const u_char *group_id, const u_char *event,
-    size_t len)
+ngx_http_chat_bus_publish(const u_char *group_id, int64_t event_seq,
+    const u_char *event, size_t len)
 {
     int                   rv;
     u_char               *p;
@@ -667,6 +669,7 @@ ngx_http_chat_bus_publish(const u_char *group_id, const u_char *event,
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_PID, &n, 4);
         seq = b->sent + 1;
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SEQ, &seq, 8);
+        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_EVENT_SEQ, &event_seq, 8);
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_GROUP, group_id,
                    NGX_HTTP_CHAT_GROUP_ID_LEN);
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_HEADER, event, len);
@@ -702,6 +705,7 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
     int                         rv;
     u_char                     *p;
     size_t                      len;
+    int64_t                     event_seq;
     nng_msg                    *msg;
     ngx_http_chat_bus_t        *b;
 
@@ -728,7 +732,9 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
             && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
         {
             ngx_http_chat_bus_sequence(b, p);
+            ngx_memcpy(&event_seq, p + NGX_HTTP_CHAT_BUS_EVENT_SEQ, 8);
             (void) ngx_http_chat_groups_deliver(p + NGX_HTTP_CHAT_BUS_GROUP,
+                                                event_seq,
                                                 p + NGX_HTTP_CHAT_BUS_HEADER,
                                                 len - NGX_HTTP_CHAT_BUS_HEADER);
         }

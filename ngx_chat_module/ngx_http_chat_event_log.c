@@ -985,6 +985,8 @@ ngx_http_chat_group_seq(ngx_http_chat_op_t *op, mongoc_client_t *client,
             *cur = 0;
         }
 
+        op->seq = *cur;                  /* as group_exists() says it */
+
         *logged = (bson_iter_init_find(&it, doc, "logged")
                    && BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it));
 

@@ -2,8 +2,10 @@
  * ngx_http_chat_groups.c - the worker's groups and their subscribers: an
  * rbtree of groups keyed by id (nginx's ngx_str_rbtree), each with a list
  * of subscribers.  An event is encoded once into a WebSocket frame and
- * handed to every subscriber of its group; each delivery is reported to
- * the metrics as a "message_broadcast" event.
+ * handed to every live subscriber of its group, in seq order (see
+ * ngx_http_chat_groups.h: early events are held, gaps filled from the
+ * database); each delivery is reported to the metrics as a
+ * "message_broadcast" event.
  */
 
 #include <ngx_config.h>
@@ -13,6 +15,7 @@
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_groups.h"
+#include "ngx_http_chat_catch_up.h"
 
 
 typedef struct {
@@ -23,6 +26,14 @@ typedef struct {
 
 
 static ngx_http_chat_group_t *ngx_http_chat_groups_find(const u_char *id);
+static ngx_uint_t ngx_http_chat_groups_send(ngx_http_chat_group_t *g,
+    int64_t seq, ngx_http_chat_frame_t *frame);
+static void ngx_http_chat_groups_hold(ngx_http_chat_group_t *g, int64_t seq,
+    const u_char *event, size_t len);
+static void ngx_http_chat_groups_release_held(ngx_http_chat_group_t *g);
+static void ngx_http_chat_groups_fill_handler(ngx_event_t *ev);
+static void ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
+    ngx_http_chat_event_page_t *page, const char *error);
 static void ngx_http_chat_groups_maybe_free(ngx_http_chat_group_t *g);
 static void ngx_http_chat_groups_report(const u_char *id, ngx_uint_t n);
 
@@ -64,6 +75,11 @@ ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
         g->sn.node.key = ngx_crc32_short(g->id, NGX_HTTP_CHAT_GROUP_ID_LEN);
         ngx_queue_init(&g->subscribers);
 
+        g->fill.handler = ngx_http_chat_groups_fill_handler;
+        g->fill.data = g;
+        g->fill.log = ngx_cycle->log;
+        g->fill.cancelable = 1;
+
         ngx_rbtree_insert(&ngx_http_chat_groups.tree, &g->sn.node);
 
         if (ngx_http_chat_groups.watch) {
@@ -73,6 +89,7 @@ ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
 
     ngx_queue_insert_tail(&g->subscribers, &s->link);
     s->group = g;
+    s->live = 0;
 
     return ++g->count;
 }
@@ -100,16 +117,42 @@ ngx_http_chat_groups_leave(ngx_http_chat_subscriber_t *s)
 }
 
 
-ngx_uint_t
-ngx_http_chat_groups_deliver(const u_char *group_id, const u_char *event,
-    size_t len)
+ngx_int_t
+ngx_http_chat_groups_go_live(ngx_http_chat_subscriber_t *s)
 {
-    u_char                       id[NGX_HTTP_CHAT_GROUP_ID_LEN];
-    ngx_uint_t                   n;
-    ngx_queue_t                 *q, *next;
-    ngx_http_chat_group_t       *g;
-    ngx_http_chat_frame_t       *frame;
-    ngx_http_chat_subscriber_t  *s;
+    ngx_http_chat_group_t  *g;
+
+    g = s->group;
+
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (g->next == 0) {
+        /* the first to follow the group here: it starts where s stands */
+        g->next = s->last + 1;
+
+    } else if (g->next - 1 > s->last) {
+        return NGX_AGAIN;
+    }
+
+    /* events the group has yet to deliver up to s->last pass s over */
+
+    s->live = 1;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
+    const u_char *event, size_t len)
+{
+    u_char                  id[NGX_HTTP_CHAT_GROUP_ID_LEN];
+    ngx_uint_t              n;
+    ngx_http_chat_held_t   *h;
+    ngx_http_chat_group_t  *g;
+    ngx_http_chat_frame_t  *frame;
 
     ngx_strlow(id, (u_char *) group_id, NGX_HTTP_CHAT_GROUP_ID_LEN);
 
@@ -118,32 +161,52 @@ ngx_http_chat_groups_deliver(const u_char *group_id, const u_char *event,
         return 0;
     }
 
+    if (seq > 0) {
+        if (g->next == 0 || seq < g->next) {
+            /* nobody follows the group here yet (one catching up reads it
+             * from the database), or it was delivered already */
+            return 0;
+        }
+
+        if (seq > g->highest) {
+            g->highest = seq;
+        }
+
+        if (seq > g->next) {
+            ngx_http_chat_groups_hold(g, seq, event, len);
+            return 0;
+        }
+    }
+
     frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, event, len);
     if (frame == NULL) {
         return 0;
     }
 
-    n = 0;
     g->delivering++;
 
-    /* a subscriber may leave while we iterate (a slow one is closed) */
+    n = ngx_http_chat_groups_send(g, seq, frame);
+    ngx_http_chat_frame_release(frame);
 
-    for (q = ngx_queue_head(&g->subscribers);
-         q != ngx_queue_sentinel(&g->subscribers);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        s = ngx_queue_data(q, ngx_http_chat_subscriber_t, link);
+    /* the held events it was the last missing one for */
 
-        s->send(s, frame);
-        n++;
+    while (g->nheld && g->held[0].seq <= g->next) {
+        h = &g->held[0];
+
+        if (h->seq == g->next) {
+            (void) ngx_http_chat_groups_send(g, h->seq, h->frame);
+        }
+
+        ngx_http_chat_frame_release(h->frame);
+        ngx_memmove(g->held, g->held + 1,
+                    --g->nheld * sizeof(ngx_http_chat_held_t));
+    }
+
+    if (g->nheld == 0 && g->highest < g->next && g->fill.timer_set) {
+        ngx_del_timer(&g->fill);
     }
 
     g->delivering--;
-
-    ngx_http_chat_frame_release(frame);
-
-    ngx_http_chat_groups_report(id, n);
 
     ngx_http_chat_groups_maybe_free(g);
 
@@ -170,6 +233,231 @@ ngx_http_chat_groups_next(ngx_http_chat_group_t *g)
 }
 
 
+/* the event of seq (0: none) to every live subscriber short of it */
+
+static ngx_uint_t
+ngx_http_chat_groups_send(ngx_http_chat_group_t *g, int64_t seq,
+    ngx_http_chat_frame_t *frame)
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q, *next;
+    ngx_http_chat_subscriber_t  *s;
+
+    n = 0;
+
+    /* a subscriber may leave while we iterate (a slow one is closed) */
+
+    for (q = ngx_queue_head(&g->subscribers);
+         q != ngx_queue_sentinel(&g->subscribers);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        s = ngx_queue_data(q, ngx_http_chat_subscriber_t, link);
+
+        if (!s->live || (seq > 0 && seq <= s->last)) {
+            continue;
+        }
+
+        if (seq > 0) {
+            s->last = seq;
+        }
+
+        s->send(s, frame);
+        n++;
+    }
+
+    if (seq > 0) {
+        g->next = seq + 1;
+    }
+
+    ngx_http_chat_groups_report(g->id, n);
+
+    return n;
+}
+
+
+/*
+ * An event ahead of the one due waits, in seq order, for the ones under
+ * it.  At NGX_HTTP_CHAT_HOLD_MAX the highest is let go: g->highest still
+ * says it was heard, and the fill reads it from the database.
+ */
+
+static void
+ngx_http_chat_groups_hold(ngx_http_chat_group_t *g, int64_t seq,
+    const u_char *event, size_t len)
+{
+    ngx_uint_t              i;
+    ngx_http_chat_frame_t  *frame;
+
+    if (!g->fill.timer_set && !g->filling) {
+        ngx_add_timer(&g->fill, NGX_HTTP_CHAT_GAP_WAIT);
+    }
+
+    if (g->held == NULL) {
+        g->held = ngx_alloc(NGX_HTTP_CHAT_HOLD_MAX
+                            * sizeof(ngx_http_chat_held_t), ngx_cycle->log);
+        if (g->held == NULL) {
+            return;                         /* the fill reads it */
+        }
+    }
+
+    for (i = g->nheld; i > 0 && g->held[i - 1].seq > seq; i--) {
+        /* void */
+    }
+
+    if ((i > 0 && g->held[i - 1].seq == seq)
+        || i == NGX_HTTP_CHAT_HOLD_MAX)
+    {
+        return;                             /* a duplicate, or too far */
+    }
+
+    frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT, event, len);
+    if (frame == NULL) {
+        return;
+    }
+
+    if (g->nheld == NGX_HTTP_CHAT_HOLD_MAX) {
+        ngx_http_chat_frame_release(g->held[--g->nheld].frame);
+    }
+
+    ngx_memmove(&g->held[i + 1], &g->held[i],
+                (g->nheld - i) * sizeof(ngx_http_chat_held_t));
+
+    g->held[i].seq = seq;
+    g->held[i].frame = frame;
+    g->nheld++;
+}
+
+
+static void
+ngx_http_chat_groups_release_held(ngx_http_chat_group_t *g)
+{
+    while (g->nheld) {
+        ngx_http_chat_frame_release(g->held[--g->nheld].frame);
+    }
+
+    if (g->held) {
+        ngx_free(g->held);
+        g->held = NULL;
+    }
+}
+
+
+/* the gap outlived NGX_HTTP_CHAT_GAP_WAIT: the database has the rest */
+
+static void
+ngx_http_chat_groups_fill_handler(ngx_event_t *ev)
+{
+    ngx_int_t               rc;
+    ngx_http_chat_group_t  *g;
+
+    g = ev->data;
+
+    if (g->filling || g->next == 0 || g->highest < g->next) {
+        return;
+    }
+
+    rc = ngx_http_chat_catch_up_read(g->id, g->next - 1,
+                                     NGX_HTTP_CHAT_FILL_PAGE,
+                                     ngx_http_chat_groups_filled, g,
+                                     ngx_cycle->log);
+
+    if (rc == NGX_OK) {
+        g->filling = 1;
+        return;
+    }
+
+    ngx_add_timer(&g->fill, NGX_HTTP_CHAT_FILL_RETRY);
+}
+
+
+static void
+ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
+    ngx_http_chat_event_page_t *page, const char *error)
+{
+    int64_t                      from;
+    ngx_uint_t                   i, n;
+    ngx_http_chat_group_t       *g;
+    ngx_http_chat_frame_t       *frame;
+    ngx_http_chat_event_item_t  *e;
+
+    g = data;
+    g->filling = 0;
+
+    if (g->count == 0) {
+        ngx_http_chat_groups_maybe_free(g);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "chat group %*s: events from seq %L on cannot be "
+                      "read, retrying in %d ms: %s",
+                      (size_t) NGX_HTTP_CHAT_GROUP_ID_LEN, g->id, g->next,
+                      NGX_HTTP_CHAT_FILL_RETRY, error);
+
+        ngx_add_timer(&g->fill, NGX_HTTP_CHAT_FILL_RETRY);
+        return;
+    }
+
+    from = g->next;
+    n = 0;
+
+    g->delivering++;
+
+    for (i = 0; i < page->nitems; i++) {
+        e = &page->items[i];
+
+        if (e->seq < g->next) {
+            continue;
+        }
+
+        frame = ngx_http_chat_frame_create(NGX_HTTP_CHAT_WS_TEXT,
+                                           e->json.data, e->json.len);
+        if (frame == NULL) {
+            break;
+        }
+
+        (void) ngx_http_chat_groups_send(g, e->seq, frame);
+        ngx_http_chat_frame_release(frame);
+        n++;
+    }
+
+    /* the held ones the page covered, then those it made due */
+
+    while (g->nheld && g->held[0].seq <= g->next) {
+        if (g->held[0].seq == g->next) {
+            (void) ngx_http_chat_groups_send(g, g->held[0].seq,
+                                             g->held[0].frame);
+        }
+
+        ngx_http_chat_frame_release(g->held[0].frame);
+        ngx_memmove(g->held, g->held + 1,
+                    --g->nheld * sizeof(ngx_http_chat_held_t));
+    }
+
+    g->delivering--;
+
+    if (n) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "chat group %*s: %ui event(s) from seq %L read from "
+                      "the database to fill a gap",
+                      (size_t) NGX_HTTP_CHAT_GROUP_ID_LEN, g->id, n, from);
+    }
+
+    if (g->count == 0) {
+        ngx_http_chat_groups_maybe_free(g);
+        return;
+    }
+
+    if (g->highest >= g->next && !g->fill.timer_set) {
+        /* a full page: the next one now; else the rest is still being
+         * written (or not yet a gap for good): wait again */
+        ngx_add_timer(&g->fill, page->has_more ? 1 : NGX_HTTP_CHAT_GAP_WAIT);
+    }
+}
+
+
 static ngx_http_chat_group_t *
 ngx_http_chat_groups_find(const u_char *id)
 {
@@ -187,11 +475,17 @@ ngx_http_chat_groups_find(const u_char *id)
 static void
 ngx_http_chat_groups_maybe_free(ngx_http_chat_group_t *g)
 {
-    if (g->count || g->delivering) {
+    if (g->count || g->delivering || g->filling) {
         return;
     }
 
     ngx_rbtree_delete(&ngx_http_chat_groups.tree, &g->sn.node);
+
+    if (g->fill.timer_set) {
+        ngx_del_timer(&g->fill);
+    }
+
+    ngx_http_chat_groups_release_held(g);
 
     if (ngx_http_chat_groups.watch) {
         ngx_http_chat_groups.watch(g->id, 0);

@@ -6,6 +6,15 @@
  * A subscriber is anything that can be sent a frame (a WebSocket today):
  * the registry knows it only through ngx_http_chat_subscriber_t, so it
  * depends on no connection code.
+ *
+ * A group's events reach its subscribers here in seq order, without a
+ * gap: an event that comes before the ones under it is held (at most
+ * NGX_HTTP_CHAT_HOLD_MAX a group) for NGX_HTTP_CHAT_GAP_WAIT, then what is
+ * still missing is read from the database (ngx_http_chat_catch_up.c); a
+ * seq the database says is a gap for good is passed over.  A subscriber
+ * is "live" once it follows the group's events from where it stands (its
+ * last seq); until then (a resume replaying from the database) it is
+ * passed over.
  */
 
 #ifndef _NGX_HTTP_CHAT_GROUPS_H_INCLUDED_
@@ -29,7 +38,21 @@ struct ngx_http_chat_subscriber_s {
     ngx_queue_t                        link;    /* in its group's list */
     void                              *group;   /* the registry's */
     ngx_http_chat_subscriber_send_pt   send;    /* may close s */
+    int64_t                            last;    /* the last seq it has */
+    unsigned                           live:1;  /* follows the group */
 };
+
+
+#define NGX_HTTP_CHAT_HOLD_MAX     128   /* early events held a group */
+#define NGX_HTTP_CHAT_GAP_WAIT     100   /* ms an early event waits */
+#define NGX_HTTP_CHAT_FILL_PAGE    100   /* events read a fill */
+#define NGX_HTTP_CHAT_FILL_RETRY   1000  /* ms after a failed fill */
+
+
+typedef struct {
+    int64_t                    seq;
+    ngx_http_chat_frame_t     *frame;
+} ngx_http_chat_held_t;
 
 
 typedef struct {
@@ -38,6 +61,15 @@ typedef struct {
     ngx_queue_t                subscribers;
     ngx_uint_t                 count;
     ngx_uint_t                 delivering;      /* freed after, not during */
+
+    int64_t                    next;            /* the seq due; 0: none
+                                                   live yet */
+    int64_t                    highest;         /* the highest seq heard */
+    ngx_http_chat_held_t      *held;            /* by seq, NGX_HTTP_CHAT_
+                                                   HOLD_MAX, or NULL */
+    ngx_uint_t                 nheld;
+    ngx_event_t                fill;            /* the gap's wait */
+    unsigned                   filling:1;       /* a read in flight */
 } ngx_http_chat_group_t;
 
 
@@ -53,8 +85,16 @@ ngx_uint_t ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
     const u_char *group_id);
 ngx_uint_t ngx_http_chat_groups_leave(ngx_http_chat_subscriber_t *s);
 
-/* an event of a group (JSON text) to every subscriber here; how many */
-ngx_uint_t ngx_http_chat_groups_deliver(const u_char *group_id,
+/*
+ * The subscriber (its last seq set) follows the group's events from now:
+ * NGX_OK; NGX_AGAIN: the group is past s->last already, s catches up from
+ * the database first and asks again.
+ */
+ngx_int_t ngx_http_chat_groups_go_live(ngx_http_chat_subscriber_t *s);
+
+/* an event of a group (JSON text, its seq; 0: none) to every live
+ * subscriber here, in seq order; how many it was sent to now */
+ngx_uint_t ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
     const u_char *event, size_t len);
 
 /*

@@ -32,6 +32,9 @@
 #define NGX_HTTP_CHAT_CID_MAX         64   /* longest accepted correlation ID */
 #define NGX_HTTP_CHAT_OID_LEN         24   /* an ObjectId in hex */
 
+/* 2^53: every seq up to it is exact in a JSON number */
+#define NGX_HTTP_CHAT_MAX_SEQ         9007199254740992LL
+
 #define ngx_http_chat_isalnum(c)                                              \
     (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z')                 \
      || ((c) >= 'A' && (c) <= 'Z'))
@@ -122,6 +125,8 @@ ngx_http_chat_ctx_t *ngx_http_chat_get_ctx(ngx_http_request_t *r);
 ngx_http_chat_ctx_t *ngx_http_chat_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_chat_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
+ngx_int_t ngx_http_chat_query_int(ngx_http_request_t *r, const char *name,
+    int64_t min, int64_t max, int64_t dflt, int64_t *value, ngx_int_t *rc);
 ngx_table_elt_t *ngx_http_chat_header_in(ngx_http_request_t *r,
     ngx_str_t *name);
 

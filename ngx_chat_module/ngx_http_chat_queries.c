@@ -280,6 +280,7 @@ ngx_http_chat_op_create_message(ngx_http_chat_op_t *op,
 
     } else {
         bson_oid_to_string(&oid, op->id_hex);
+        op->seq = seq;
 
         msg = ngx_http_chat_render_message(&doc);
 
@@ -541,6 +542,7 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
     }
 
     bson_oid_to_string(&op->message_id, op->id_hex);
+    op->seq = seq;
 
     ngx_http_chat_op_set_event(op,
         ngx_http_chat_render_event_deleted(&op->message_id, &op->group_id,
@@ -625,6 +627,7 @@ ngx_http_chat_group_exists(ngx_http_chat_op_t *op, mongoc_client_t *client,
 {
     bson_t                filter, opts, proj;
     ngx_int_t             rc;
+    bson_iter_t           it;
     bson_error_t          error;
     const bson_t         *doc;
     mongoc_cursor_t      *cursor;
@@ -637,6 +640,7 @@ ngx_http_chat_group_exists(ngx_http_chat_op_t *op, mongoc_client_t *client,
     BSON_APPEND_INT64(&opts, "limit", 1);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
     BSON_APPEND_INT32(&proj, "_id", 1);
+    BSON_APPEND_INT32(&proj, "seq", 1);
     bson_append_document_end(&opts, &proj);
     ngx_http_chat_maxtime(&opts);
 
@@ -645,6 +649,10 @@ ngx_http_chat_group_exists(ngx_http_chat_op_t *op, mongoc_client_t *client,
     cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
 
     if (mongoc_cursor_next(cursor, &doc)) {
+        /* the group's last seq: where a new subscriber starts */
+        op->seq = (bson_iter_init_find(&it, doc, "seq")
+                   && (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)))
+                  ? bson_iter_as_int64(&it) : 0;
         rc = NGX_OK;
 
     } else if (mongoc_cursor_error(cursor, &error)) {

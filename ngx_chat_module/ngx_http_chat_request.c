@@ -12,6 +12,7 @@
 #include <pthread.h>
 
 #include "ngx_http_chat_module.h"
+#include "ngx_http_chat_json.h"
 
 
 static void ngx_http_chat_ctx_cleanup(void *data);
@@ -193,4 +194,54 @@ ngx_http_chat_header_in(ngx_http_request_t *r, ngx_str_t *name)
             return &h[i];
         }
     }
+}
+
+
+/*
+ * The integer query parameter name, from min to max (dflt when absent):
+ * NGX_OK and *value; NGX_ERROR: the request was answered 400 (*rc).
+ */
+
+ngx_int_t
+ngx_http_chat_query_int(ngx_http_request_t *r, const char *name, int64_t min,
+    int64_t max, int64_t dflt, int64_t *value, ngx_int_t *rc)
+{
+    off_t      n;
+    u_char     detail[128];
+    ngx_str_t  arg;
+
+    switch (ngx_http_chat_arg(r, name, &arg)) {
+
+    case NGX_DECLINED:
+        *value = dflt;
+        return NGX_OK;
+
+    case NGX_BUSY:
+        ngx_snprintf(detail, sizeof(detail) - 1,
+                     "query parameter \"%s\" is given more than once%Z",
+                     name);
+        *rc = ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       (const char *) detail);
+        return NGX_ERROR;
+
+    default: /* NGX_OK */
+        break;
+    }
+
+    /* digits only (no sign, no blanks); ngx_atoof() refuses an overflow */
+    n = (arg.len > 0 && arg.len < NGX_OFF_T_LEN) ? ngx_atoof(arg.data, arg.len)
+                                                 : NGX_ERROR;
+
+    if (n == NGX_ERROR || n < min || n > max) {
+        ngx_snprintf(detail, sizeof(detail) - 1,
+                     "%s must be an integer from %L to %L%Z",
+                     name, min, max);
+        *rc = ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       (const char *) detail);
+        return NGX_ERROR;
+    }
+
+    *value = (int64_t) n;
+
+    return NGX_OK;
 }

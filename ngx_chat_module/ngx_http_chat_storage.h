@@ -68,6 +68,9 @@ struct ngx_http_chat_op_s {
     char                      *json;          /* malloc()ed, or NULL */
     size_t                     json_len;
     char                      *event_json;    /* broadcast payload, or NULL */
+    int64_t                    seq;           /* the event's seq (create,
+                                                 delete); the group's last
+                                                 (group exists) */
     size_t                     event_json_len;
     char                       id_hex[NGX_HTTP_CHAT_OID_LEN + 1];
                                               /* the id created/deleted */

@@ -34,9 +34,10 @@ typedef struct {
                                ngx_http_chat_main_conf_t *cmcf);
     void       (*exit_process)(ngx_cycle_t *cycle);
 
-    /* NGX_OK when sent (queued); NGX_ERROR: not sent, logged and counted */
-    ngx_int_t  (*publish)(const u_char *group_id, const u_char *event,
-                          size_t len);
+    /* NGX_OK when sent (queued); NGX_ERROR: not sent, logged and counted;
+     * seq is the event's in its group (0: none) */
+    ngx_int_t  (*publish)(const u_char *group_id, int64_t seq,
+                          const u_char *event, size_t len);
 
     /* optional: the group's first subscriber here came (on) or last left */
     void       (*interest)(const u_char *group_id, ngx_uint_t on);

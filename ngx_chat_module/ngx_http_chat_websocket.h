@@ -5,6 +5,7 @@
  *   ngx_http_chat_ws_handshake.c   the opening handshake and the upgrade
  *   ngx_http_chat_ws_connection.c  frames in and out, pings, closing
  *   ngx_http_chat_ws_messages.c    chat messages sent over the WebSocket
+ *   ngx_http_chat_ws_resume.c      where its events start (since=)
  *   ngx_http_chat_ws_codec.c       the protocol without I/O
  *
  * After the 101 response the HTTP request is freed (and logged) and the
@@ -52,6 +53,12 @@ struct ngx_http_chat_ws_s {
     ngx_event_t                timer;           /* ping, idle, close wait */
     ngx_msec_t                 last_recv;
 
+    int64_t                    since;           /* -1: not given */
+    int64_t                    start;           /* the group's last seq
+                                                   at the handshake */
+    ngx_event_t                resume;          /* the next page */
+    ngx_uint_t                 replayed;        /* events, since= */
+
     ngx_uint_t                 pending_ops;     /* messages being stored
                                                    or waiting to be */
     ngx_queue_t                waiting;         /* stored one at a time,
@@ -63,7 +70,14 @@ struct ngx_http_chat_ws_s {
                                                    for pending ops */
     unsigned                   subscribed:1;
     unsigned                   input_failed:1;  /* no message can come */
+    unsigned                   reading:1;       /* a page of events is
+                                                   being read for it */
+    unsigned                   resume_waits:1;  /* for the send queue */
 };
+
+
+/* events replayed for since= at most; further behind: "resync" */
+#define NGX_HTTP_CHAT_RESUME_MAX  1000
 
 
 /* from the API router, for GET /api/chat/ws/{group_id} */
@@ -92,6 +106,16 @@ void ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws);
 /* a whole message from the client; NGX_OK to keep reading */
 ngx_int_t ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws,
     ngx_uint_t opcode, u_char *p, size_t len);
+
+/* after the 101: the replay of since=, then live (or live at once) */
+void ngx_http_chat_ws_resume_start(ngx_http_chat_ws_t *ws);
+
+/* the send queue is empty: a replay waiting for room goes on */
+void ngx_http_chat_ws_resume_drained(ngx_http_chat_ws_t *ws);
+
+/* ws is freed when nothing holds it any more (a message being stored, a
+ * page of events being read, the posted free) */
+void ngx_http_chat_ws_maybe_free(ngx_http_chat_ws_t *ws);
 
 /* {"type": ..., "detail": ..., "correlation_id": ...} */
 void ngx_http_chat_ws_send_event(ngx_http_chat_ws_t *ws, const char *type,

@@ -105,6 +105,14 @@ ngx_http_chat_ws_open(ngx_http_chat_ws_t *ws, ngx_http_chat_frame_t *response)
         return;
     }
 
+    /* the replay of since=, if any, then the group's live events */
+
+    ngx_http_chat_ws_resume_start(ws);
+
+    if (ws->closed) {
+        return;
+    }
+
     /*
      * The worker began to shut down while the group was looked up: nginx
      * closed its idle connections already, so this one is told now, or
@@ -618,6 +626,10 @@ ngx_http_chat_ws_flush(ngx_http_chat_ws_t *ws)
         ngx_http_chat_ws_free_node(node);
     }
 
+    if (ws->resume_waits) {
+        ngx_http_chat_ws_resume_drained(ws);
+    }
+
     if (ws->close_sent && ws->close_received) {
         if (ws->input_failed) {
             return ngx_http_chat_ws_linger(ws);
@@ -854,6 +866,14 @@ ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws)
         ngx_delete_posted_event(&ws->timer);
     }
 
+    if (ws->resume.timer_set) {
+        ngx_del_timer(&ws->resume);
+    }
+
+    if (ws->resume.posted) {
+        ngx_delete_posted_event(&ws->resume);
+    }
+
     ngx_http_chat_ws_drop_queue(ws, 0);
 
     if (ws->partial) {
@@ -884,16 +904,22 @@ ngx_http_chat_ws_finalize(ngx_http_chat_ws_t *ws)
 static void
 ngx_http_chat_ws_free_handler(ngx_event_t *ev)
 {
-    ngx_http_chat_ws_t  *ws;
+    ngx_http_chat_ws_maybe_free(ev->data);
+}
 
-    ws = ev->data;
 
-    /*
-     * a message still being stored needs the struct for its ack: then
-     * ngx_http_chat_ws_message_stored() frees it
-     */
+/*
+ * A message still being stored needs the struct for its ack, a page of
+ * events being read for its handler: the last of them frees it
+ * (ngx_http_chat_ws_message_stored(), ngx_http_chat_ws_resume.c).
+ */
 
-    if (ws->pending_ops == 0) {
+void
+ngx_http_chat_ws_maybe_free(ngx_http_chat_ws_t *ws)
+{
+    if (ws->closed && ws->pending_ops == 0 && !ws->reading
+        && !ws->timer.posted)
+    {
         ngx_free(ws);
     }
 }

@@ -25,6 +25,7 @@ struct ngx_http_chat_ws_handshake_s {
     u_char                      accept[NGX_HTTP_CHAT_WS_ACCEPT_LEN];
     ngx_http_chat_jwt_claims_t  claims;
     ngx_str_t                   group_id;
+    int64_t                     since;       /* -1: not given */
     ngx_http_chat_op_t         *op;
 };
 
@@ -168,6 +169,15 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
         return ngx_http_chat_send_error(r, NGX_HTTP_BAD_REQUEST,
                                         "group_id is not a valid ObjectId "
                                         "(24 hexadecimal characters)");
+    }
+
+    /* the events to replay first: those above since */
+
+    if (ngx_http_chat_query_int(r, "since", 0, NGX_HTTP_CHAT_MAX_SEQ, -1,
+                                &hs->since, &rc)
+        != NGX_OK)
+    {
+        return rc;
     }
 
     hs->group_id = *group_id;
@@ -355,6 +365,9 @@ ngx_http_chat_ws_create(ngx_http_request_t *r,
     ws->cid.len = ctx->correlation_id.len;
     ws->cid.data = ws->cid_buf;
     ngx_memcpy(ws->cid_buf, ctx->correlation_id.data, ws->cid.len);
+
+    ws->since = hs->since;
+    ws->start = hs->op->seq;            /* the group's, when looked up */
 
     return ws;
 }

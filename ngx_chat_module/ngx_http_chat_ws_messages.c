@@ -197,7 +197,8 @@ ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op)
      */
 
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->event_json) {
-        ngx_http_chat_broadcast_publish(ws->group_id, op->event_json,
+        ngx_http_chat_broadcast_publish(ws->group_id, op->seq,
+                                        op->event_json,
                                         op->event_json_len);
     }
 
@@ -238,9 +239,8 @@ done:
     /* the next message of the connection, stored even if it has gone */
     ngx_http_chat_ws_post_next(ws);
 
-    if (--ws->pending_ops == 0 && ws->closed && !ws->timer.posted) {
-        ngx_free(ws);
-    }
+    ws->pending_ops--;
+    ngx_http_chat_ws_maybe_free(ws);
 }
 
 

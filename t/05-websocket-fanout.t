@@ -475,7 +475,7 @@ for my $name (sort keys %names) {
     # SP header of a bus0 peer and one message in nng's ipc framing, in
     # one write: all of it is there before the worker can say no
     local $SIG{PIPE} = 'IGNORE';
-    my $body = 'CHB2' . pack('LLQ', 0, $$, 1) . $g . $event;   # slot, pid, number
+    my $body = 'CHB3' . pack('LLQq', 0, $$, 1, 1) . $g . $event;   # slot, pid, number, event seq
     my $bytes = "\0SP\0\x00\x70\0\0\x01" . pack('Q>', length $body) . $body;
     $sent++ if (syswrite($s, $bytes) // 0) == length $bytes;
     my $eof = '';
