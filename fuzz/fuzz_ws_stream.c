@@ -302,9 +302,23 @@ ngx_http_chat_groups_leave(ngx_http_chat_subscriber_t *s)
 }
 
 
+/* the replay of since= (ngx_http_chat_ws_resume.c): none in the fuzzer */
+
 void
-ngx_http_chat_broadcast_publish(const u_char *group_id_hex, const char *json,
-    size_t len)
+ngx_http_chat_ws_resume_start(ngx_http_chat_ws_t *ws)
+{
+}
+
+
+void
+ngx_http_chat_ws_resume_drained(ngx_http_chat_ws_t *ws)
+{
+}
+
+
+void
+ngx_http_chat_broadcast_publish(const u_char *group_id_hex, int64_t seq,
+    const char *json, size_t len)
 {
     volatile u_char  sink = 0;
     size_t           i;
