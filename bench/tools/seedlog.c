@@ -3,6 +3,7 @@
  * data as the event log stores it (ngx_http_chat_event_log.c), for the
  * "reads" case: seedlog URI DB GROUPS MESSAGES GROUPS_FILE.
  *
+ * The indexes nginx makes at start first (see create_indexes()).
  * Groups {_id, name, created_at, created_by, seq, logged: true}; messages
  * spread round-robin over the groups, dated over the last 48 hours, each
  * with its group's next seq; each message's record {_id: "<group>:<seq>",
@@ -18,6 +19,43 @@
 #include <stdlib.h>
 
 #define BATCH  1000
+
+/*
+ * The indexes nginx creates at start, this tree's and main's, made on the
+ * empty collections: built at start over a million documents, they take
+ * the embedded database longer than chat_db_timeout (the start retries
+ * until they are there, but meanwhile every read waits on them).
+ */
+static int
+create_indexes(mongoc_database_t *db)
+{
+    static const char *idx[][3] = {
+        { "messages", "group_id_1", "{\"group_id\": 1}" },
+        { "messages", "group_id_1_created_at_-1", "{\"group_id\": 1, \"created_at\": -1}" },
+        { "messages", "created_at_1", "{\"created_at\": 1}" },
+        { "messages", "group_id_1_seq_-1", "{\"group_id\": 1, \"seq\": -1}" },
+        { "messages", "group_id_1_seq_1", "{\"group_id\": 1, \"seq\": 1}" },
+        { "messages", "group_id_1_deleted_seq_1", "{\"group_id\": 1, \"deleted_seq\": 1}" },
+        { "groups", "created_at_1", "{\"created_at\": 1}" },
+    };
+    bson_error_t  err;
+    size_t        i;
+
+    for (i = 0; i < sizeof(idx) / sizeof(idx[0]); i++) {
+        bson_t *keys = bson_new_from_json((const uint8_t *) idx[i][2], -1, &err);
+        bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(idx[i][0]),
+                               "indexes", "[", "{", "key", BCON_DOCUMENT(keys),
+                               "name", BCON_UTF8(idx[i][1]), "}", "]");
+        int ok = mongoc_database_write_command_with_opts(db, cmd, NULL, NULL, &err);
+        bson_destroy(cmd);
+        bson_destroy(keys);
+        if (!ok) {
+            fprintf(stderr, "seedlog: index %s: %s\n", idx[i][1], err.message);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static int
 flush(mongoc_collection_t *c, bson_t **docs, int *n, const char *what)
@@ -59,6 +97,9 @@ main(int argc, char **argv)
     mongoc_init();
     mongoc_client_t *cl = mongoc_client_new(argv[1]);
     if (cl == NULL) return 1;
+    mongoc_database_t *db = mongoc_client_get_database(cl, argv[2]);
+    if (create_indexes(db) != 0) return 1;
+    mongoc_database_destroy(db);
     mongoc_collection_t *gc = mongoc_client_get_collection(cl, argv[2], "groups");
     mongoc_collection_t *mc = mongoc_client_get_collection(cl, argv[2], "messages");
     mongoc_collection_t *sc = mongoc_client_get_collection(cl, argv[2], "seqs");
