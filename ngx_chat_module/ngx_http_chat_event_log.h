@@ -12,7 +12,8 @@
 
 
 /* room for "<group id>:<seq>" and "<message id>:deleted" */
-#define NGX_HTTP_CHAT_SEQ_ID_LEN  (NGX_HTTP_CHAT_OID_LEN + 1 + NGX_INT64_LEN + 1)
+#define NGX_HTTP_CHAT_SEQ_ID_LEN                                              \
+    (NGX_HTTP_CHAT_OID_LEN + 1 + NGX_INT64_LEN + 1)
 
 
 /* the seq locks, once per worker before any op runs */
