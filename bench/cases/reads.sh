@@ -17,6 +17,8 @@
 #     also as 10 pages of 100.
 # 2 workers, 16 pool threads (bench/conf/reads.conf.in).  Processes are
 # started and stopped by pid; everything on 127.0.0.1.
+# READS_DATA=DIR reuses the data of an earlier run (DIR/db, DIR/groups);
+# READS_VARIANTS="log" measures this tree alone (the scans take minutes).
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=reads
@@ -42,14 +44,25 @@ fi
 cp "$before_so" "$BIN/ngx_chat_module.before.so" || exit 1
 
 # --- the data ---------------------------------------------------------------
+# READS_DATA=DIR: the data of an earlier run, kept (DIR/db, DIR/groups:
+# e.g. bench/out/reads moved away), instead of seeding again
 cc -O2 -Wall -o "$BIN/seedlog" "$BENCH_DIR/tools/seedlog.c" $(pkg-config --cflags --libs libmongoc-1.0) || exit 1
-uri=$(start_db "$dir/db") || exit 1
-dbpid=$(cat "$dir/db.pid"); track "$dbpid" TERM
-t0=$(date +%s.%N)
-"$BIN/seedlog" "${uri%/}/?serverSelectionTimeoutMS=10000" bench "$groups" "$msgs" "$dir/groups" \
-    2> >(grep -v endSessions >&2) || exit 1
-seed_s=$(echo "$(date +%s.%N) - $t0" | bc)
-log "  reads: $msgs messages in $groups groups seeded in ${seed_s%.*} s"
+data=${READS_DATA:-$dir}
+uri=$(start_db "$data/db") || exit 1
+dbpid=$(cat "$data/db.pid"); track "$dbpid" TERM
+if [ -n "${READS_DATA:-}" ]; then
+    cp "$data/groups" "$dir/groups" || exit 1
+    msgs=$(( $(wc -l < "$dir/groups") * 1000 )); groups=$(wc -l < "$dir/groups")
+    log "  reads: the data of $READS_DATA ($groups groups)"
+    emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$groups,\"seconds\":null}"
+else
+    t0=$(date +%s.%N)
+    "$BIN/seedlog" "${uri%/}/?serverSelectionTimeoutMS=10000" bench "$groups" "$msgs" "$dir/groups" \
+        2> >(grep -v endSessions >&2) || exit 1
+    seed_s=$(echo "$(date +%s.%N) - $t0" | bc)
+    log "  reads: $msgs messages in $groups groups seeded in ${seed_s%.*} s"
+    emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$groups,\"seconds\":$seed_s}"
+fi
 
 # until the database is idle again (SQLite's checkpoint of what was just
 # written, devdb's _id index): at most two minutes
@@ -58,7 +71,6 @@ for i in $(seq 120); do
     [ $((c1 - c0)) -lt 50000000 ] && break
 done
 log "  reads: the database idle after $i s"
-emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$groups,\"seconds\":$seed_s}"
 
 make_secrets "$dir/secrets"
 token=$(cat "$dir/secrets/token")
@@ -90,17 +102,18 @@ mapfile -t sample < <(awk -v n="$groups" 'NR == 1 || NR == int(n / 3) || NR == i
 mapfile -t sample5 < <(awk -v n="$groups" 'NR % int(n / 5 + 1) == 2' "$dir/groups" | head -5)
 awk 'NR % 7 == 3' "$dir/groups" | head -100 > "$dir/hot"
 
-for v in log scan; do
+for v in ${READS_VARIANTS:-log scan}; do
     port=$(free_port)
     # the scans take seconds each at this size: a longer timeout for them
     timeout=5s; [ $v = scan ] && timeout=600s
     m=$(start_nginx "$(conf $v "$port" $timeout)" "$dir/$v") || exit 1
     w=$(worker_pids "$m")
     # worker 0's start (indexes, the migration: skipped on this data)
-    for i in $(seq 600); do
+    for i in $(seq 6000); do
         grep -q 'indexes are in place' "$dir/$v/logs/error.log" && break
         sleep 0.1
     done
+    log "  reads $v: started, indexes in place after $((i / 10)) s"
     base=http://127.0.0.1:$port/api/chat/groups
 
     # newest page, one client at a time: a group's first open since the
@@ -117,16 +130,18 @@ for v in log scan; do
     for g in "${sample5[@]}"; do
         [ $v = scan ] && [ ${#first[@]} -ge 1 ] && break
         first+=("$(timed "$base/$g/messages?after=0&limit=1000")")
-        n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["messages"]))' "$dir/last.json" 2>/dev/null || echo 0)
+        n=$(jq '.messages | length' "$dir/last.json" 2>/dev/null || echo 0)
         [ "$n" = 1000 ] || log "  reads $v: after=0 listed $n events, not 1000"
         [ $v = scan ] && continue
         again+=("$(timed "$base/$g/messages?after=0&limit=1000")")
-        t0=$(date +%s.%N); a=0
+        # the requests' own times summed (not the tools between them)
+        a=0; sum=0
         for p in $(seq 10); do
-            timed "$base/$g/messages?after=$a&limit=100" > /dev/null
-            a=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_after"] or 0)' "$dir/last.json")
+            t=$(timed "$base/$g/messages?after=$a&limit=100")
+            sum=$(echo "$sum + ${t/null/0}" | bc)
+            a=$(jq '.next_after // 0' "$dir/last.json")
         done
-        paged+=("$(echo "$(date +%s.%N) - $t0" | bc)")
+        paged+=("$sum")
     done
     log "  reads $v: after=0 limit=1000: first ${first[*]} s, again ${again[*]:-} s, 10 pages ${paged[*]:-} s"
 
