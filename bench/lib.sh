@@ -238,7 +238,9 @@ start_example_stack() {
     read -r spid sport < <(start_sidecar "$dir/sidecar" "$ingest" "$mongo" "$dir/ngx/logs/nginx.pid") || return 1
     port=$(free_port)
     example_conf "$dir/ngx" "$port" "$mongo" "$ingest" "$sport" "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
-        sed -e "${wc:+s/worker_connections  4096;/worker_connections  $wc;/}" > "$dir/nginx.conf"
+        sed -e "${wc:+s/worker_connections  4096;/worker_connections  $wc;/}" \
+            -e '/^ *limit_req  *zone=/d' -e '/^ *limit_conn  *chat_user_conn/d' \
+            -e 's/chat_ws_message_rate  20;/chat_ws_message_rate  off;/' > "$dir/nginx.conf"
     m=$(start_nginx "$dir/nginx.conf" "$dir/ngx") || return 1
     w=$(worker_pids "$m")
 }

@@ -456,20 +456,8 @@ static ngx_int_t
 ngx_http_chat_authenticate(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, const char **detail)
 {
-    ngx_str_t                   token;
-    ngx_http_chat_main_conf_t  *cmcf;
-
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
-
-    if (ngx_http_chat_jwt_from_request(r, 0, &token, detail) != NGX_OK
-        || ngx_http_chat_jwt_verify(r->pool, &token, &cmcf->jwt_secret,
-                                    ngx_time(), cmcf->jwt_leeway,
-                                    &actx->claims, detail) != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    /* verified once: $chat_user may have done it already */
+    return ngx_http_chat_jwt_user(r, 0, &actx->claims, detail);
 }
 
 

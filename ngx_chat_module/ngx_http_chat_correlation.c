@@ -9,6 +9,17 @@
  * IDs are UUIDv4-shaped: a per-worker random prefix seeded by the kernel
  * and a counter; unique, cheap (no syscall, a copy and six table lookups
  * per request), not meant to be secret.
+ *
+ * W3C Trace Context: a valid "traceparent" request header wins over the
+ * correlation header: its trace-id (32 lowercase hex digits) becomes the
+ * correlation ID, so that the operator's tracing system and the dashboard
+ * name a request alike.  The request is a span of that trace: a new span
+ * id, the sampled flag kept, sent back in the response's "traceparent"
+ * and offered to upstreams as $chat_traceparent.  Without a valid one the
+ * request starts a trace of its own (flags 00), whose trace-id is the
+ * generated correlation ID without its dashes, or 128 new bits when the
+ * client chose the correlation ID.  An invalid traceparent is ignored
+ * (logged at info) exactly like an unsafe correlation header.
  */
 
 #include <ngx_config.h>
@@ -24,7 +35,15 @@
 static ngx_int_t ngx_http_chat_cid_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_chat_cid_header_filter(ngx_http_request_t *r);
-static void ngx_http_chat_cid_generate(u_char *buf);
+static void ngx_http_chat_cid_generate(u_char *buf, u_char *trace_id);
+static ngx_int_t ngx_http_chat_traceparent_parse(ngx_str_t *value,
+    u_char *trace_id, ngx_uint_t *flags);
+static void ngx_http_chat_traceparent_settle(ngx_http_chat_ctx_t *ctx,
+    u_char *trace_id, ngx_uint_t flags);
+static ngx_int_t ngx_http_chat_traceparent_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static uint64_t ngx_http_chat_cid_next(void);
+static u_char *ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -32,11 +51,16 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static uint64_t  ngx_http_chat_cid_state;
 static ngx_pid_t ngx_http_chat_cid_pid;
 
+static ngx_str_t  ngx_http_chat_tp_header = ngx_string("traceparent");
+
 
 static ngx_http_variable_t  ngx_http_chat_cid_vars[] = {
 
     { ngx_string("chat_correlation_id"), NULL,
       ngx_http_chat_cid_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("chat_traceparent"), NULL,
+      ngx_http_chat_traceparent_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -96,7 +120,11 @@ ngx_int_t
 ngx_http_chat_correlation_settle(ngx_http_request_t *r,
     ngx_http_chat_ctx_t *ctx)
 {
-    ngx_table_elt_t            *h;
+    u_char                      trace_id[NGX_HTTP_CHAT_TRACE_ID_LEN];
+    u_char                     *p;
+    ngx_uint_t                  flags, i;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h, *tp, *cid;
     ngx_http_chat_main_conf_t  *cmcf;
 
     if (ctx->correlation_id.len) {
@@ -105,28 +133,203 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
 
-    h = ngx_http_chat_header_in(r, &cmcf->cid_header_lc);
+    /* both headers in one pass over the request's */
 
-    if (h && ngx_http_chat_correlation_is_safe(h->value.data, h->value.len)) {
-        ngx_memcpy(ctx->cid_buf, h->value.data, h->value.len);
-        ctx->correlation_id.data = ctx->cid_buf;
-        ctx->correlation_id.len = h->value.len;
+    tp = NULL;
+    cid = NULL;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (tp == NULL
+                && h[i].key.len == ngx_http_chat_tp_header.len
+                && ngx_strncasecmp(h[i].key.data, ngx_http_chat_tp_header.data,
+                                   ngx_http_chat_tp_header.len) == 0)
+            {
+                tp = &h[i];
+
+            } else if (cid == NULL
+                       && h[i].key.len == cmcf->cid_header_lc.len
+                       && ngx_strncasecmp(h[i].key.data,
+                                          cmcf->cid_header_lc.data,
+                                          cmcf->cid_header_lc.len) == 0)
+            {
+                cid = &h[i];
+            }
+        }
+    }
+
+    ctx->correlation_id.data = ctx->cid_buf;
+
+    if (tp) {
+        if (ngx_http_chat_traceparent_parse(&tp->value, trace_id, &flags)
+            == NGX_OK)
+        {
+            ngx_memcpy(ctx->cid_buf, trace_id, NGX_HTTP_CHAT_TRACE_ID_LEN);
+            ctx->correlation_id.len = NGX_HTTP_CHAT_TRACE_ID_LEN;
+            ngx_http_chat_traceparent_settle(ctx, trace_id, flags);
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "chat correlation: ignored invalid \"traceparent\" "
+                      "header of %uz bytes, starting a new trace",
+                      tp->value.len);
+    }
+
+    if (cid
+        && ngx_http_chat_correlation_is_safe(cid->value.data, cid->value.len))
+    {
+        ngx_memcpy(ctx->cid_buf, cid->value.data, cid->value.len);
+        ctx->correlation_id.len = cid->value.len;
+
+        /* a trace of its own: 128 new bits */
+        p = ngx_http_chat_hex64(trace_id, ngx_http_chat_cid_next(), 8);
+        (void) ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 8);
+        ngx_http_chat_traceparent_settle(ctx, trace_id, 0);
+
         return NGX_OK;
     }
 
-    if (h) {
+    if (cid) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "chat correlation: ignored unsafe \"%V\" header "
                       "of %uz bytes, generating a new ID",
-                      &cmcf->cid_header, h->value.len);
+                      &cmcf->cid_header, cid->value.len);
     }
 
-    ngx_http_chat_cid_generate(ctx->cid_buf);
+    /* the trace is the UUID's 32 hex digits: never all zeros (version 4) */
 
-    ctx->correlation_id.data = ctx->cid_buf;
+    ngx_http_chat_cid_generate(ctx->cid_buf, trace_id);
     ctx->correlation_id.len = 36;
 
+    ngx_http_chat_traceparent_settle(ctx, trace_id, 0);
+
     return NGX_OK;
+}
+
+
+/*
+ * "version-trace_id-parent_id-flags" of W3C Trace Context (level 1):
+ * lowercase hex only; version ff, an all-zero trace-id or parent-id are
+ * invalid; version 00 is exactly 55 characters; a later version may be
+ * longer, with a '-' after the 55th (its fields are read as 00's).
+ */
+
+static ngx_int_t
+ngx_http_chat_traceparent_parse(ngx_str_t *value, u_char *trace_id,
+    ngx_uint_t *flags)
+{
+    u_char      *p, c;
+    ngx_uint_t   i, nonzero, f;
+
+    static const u_char  dashes[] = { 2, 35, 52 };
+
+    p = value->data;
+
+    if (value->len < NGX_HTTP_CHAT_TRACEPARENT_LEN) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < NGX_HTTP_CHAT_TRACEPARENT_LEN; i++) {
+        c = p[i];
+
+        if (i == dashes[0] || i == dashes[1] || i == dashes[2]) {
+            if (c != '-') {
+                return NGX_DECLINED;
+            }
+
+            continue;
+        }
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (p[0] == 'f' && p[1] == 'f') {
+        return NGX_DECLINED;
+    }
+
+    if (p[0] == '0' && p[1] == '0') {
+        if (value->len != NGX_HTTP_CHAT_TRACEPARENT_LEN) {
+            return NGX_DECLINED;
+        }
+
+    } else if (value->len > NGX_HTTP_CHAT_TRACEPARENT_LEN
+               && p[NGX_HTTP_CHAT_TRACEPARENT_LEN] != '-')
+    {
+        return NGX_DECLINED;
+    }
+
+    for (nonzero = 0, i = 3; i < 35; i++) {
+        nonzero |= (p[i] != '0');
+    }
+
+    if (!nonzero) {
+        return NGX_DECLINED;
+    }
+
+    for (nonzero = 0, i = 36; i < 52; i++) {
+        nonzero |= (p[i] != '0');
+    }
+
+    if (!nonzero) {
+        return NGX_DECLINED;
+    }
+
+    f = ngx_hextoi(p + 53, 2);
+    if (f == (ngx_uint_t) NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(trace_id, p + 3, NGX_HTTP_CHAT_TRACE_ID_LEN);
+
+    /* "sampled" is the only flag of level 1; the others are not passed on */
+    *flags = f & 0x01;
+
+    return NGX_OK;
+}
+
+
+/* this request's span of the trace: "00-<trace-id>-<new span id>-<flags>" */
+
+static void
+ngx_http_chat_traceparent_settle(ngx_http_chat_ctx_t *ctx, u_char *trace_id,
+    ngx_uint_t flags)
+{
+    u_char    *p;
+    uint64_t   span;
+
+    do {
+        span = ngx_http_chat_cid_next();
+    } while (span == 0);
+
+    p = ngx_cpymem(ctx->tp_buf, "00-", 3);
+    p = ngx_cpymem(p, trace_id, NGX_HTTP_CHAT_TRACE_ID_LEN);
+    *p++ = '-';
+    p = ngx_http_chat_hex64(p, span, 8);
+    *p++ = '-';
+    (void) ngx_http_chat_hex64(p, flags, 1);
+
+    ctx->traceparent.data = ctx->tp_buf;
+    ctx->traceparent.len = NGX_HTTP_CHAT_TRACEPARENT_LEN;
+}
+
+
+ngx_str_t *
+ngx_http_chat_traceparent(ngx_http_request_t *r)
+{
+    static ngx_str_t      empty = ngx_null_string;
+    ngx_http_chat_ctx_t  *ctx;
+
+    (void) ngx_http_chat_correlation_id(r);
+
+    ctx = ngx_http_chat_get_ctx(r->main);
+
+    return ctx ? &ctx->traceparent : &empty;
 }
 
 
@@ -175,10 +378,34 @@ ngx_http_chat_cid_variable(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_chat_traceparent_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t  *tp;
+
+    tp = ngx_http_chat_traceparent(r);
+
+    if (tp->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = tp->len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = tp->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 {
     ngx_str_t                  *cid;
     ngx_table_elt_t            *h;
+    ngx_http_chat_ctx_t        *ctx;
     ngx_http_chat_main_conf_t  *cmcf;
 
     if (r != r->main) {
@@ -200,6 +427,21 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
     h->hash = 1;
     h->key = cmcf->cid_header;
     h->value = *cid;
+
+    /* settled with the correlation ID just above */
+    ctx = ngx_http_chat_get_ctx(r);
+    if (ctx == NULL || ctx->traceparent.len == 0) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = ngx_http_chat_tp_header;
+    h->value = ctx->traceparent;
 
     return ngx_http_next_header_filter(r);
 }
@@ -270,9 +512,10 @@ ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes)
  */
 
 static void
-ngx_http_chat_cid_generate(u_char *buf)
+ngx_http_chat_cid_generate(u_char *buf, u_char *trace_id)
 {
     static u_char     prefix[24];
+    static u_char     prefix_hex[20];   /* the same without dashes */
     static uint64_t   seq;
     static ngx_pid_t  pid;
 
@@ -285,13 +528,16 @@ ngx_http_chat_cid_generate(u_char *buf)
         a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL; /* v4 */
         b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* var */
 
-        (void) ngx_http_chat_hex64(prefix, a >> 32, 4);
+        (void) ngx_http_chat_hex64(prefix_hex, a, 8);
+        (void) ngx_http_chat_hex64(prefix_hex + 16, b >> 48, 2);
+
+        ngx_memcpy(prefix, prefix_hex, 8);
         prefix[8] = '-';
-        (void) ngx_http_chat_hex64(prefix + 9, (a >> 16) & 0xffff, 2);
+        ngx_memcpy(prefix + 9, prefix_hex + 8, 4);
         prefix[13] = '-';
-        (void) ngx_http_chat_hex64(prefix + 14, a & 0xffff, 2);
+        ngx_memcpy(prefix + 14, prefix_hex + 12, 4);
         prefix[18] = '-';
-        (void) ngx_http_chat_hex64(prefix + 19, b >> 48, 2);
+        ngx_memcpy(prefix + 19, prefix_hex + 16, 4);
         prefix[23] = '-';
 
         seq = ngx_http_chat_cid_next();
@@ -300,4 +546,7 @@ ngx_http_chat_cid_generate(u_char *buf)
 
     buf = ngx_cpymem(buf, prefix, sizeof(prefix));
     (void) ngx_http_chat_hex64(buf, seq++ & 0xffffffffffffULL, 6);
+
+    trace_id = ngx_cpymem(trace_id, prefix_hex, sizeof(prefix_hex));
+    ngx_memcpy(trace_id, buf, 12);
 }

@@ -24,12 +24,20 @@
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_json.h"
 #include "ngx_http_chat_jwt.h"
+#include "ngx_http_chat_api.h"
 
 
 static ngx_int_t ngx_http_chat_jwt_b64(ngx_pool_t *pool, u_char *p,
     size_t len, ngx_str_t *out);
 static ngx_int_t ngx_http_chat_jwt_numeric_date(cJSON *v, time_t *t);
 static ngx_int_t ngx_http_chat_jwt_printable(const u_char *p, size_t len);
+static ngx_int_t ngx_http_chat_user_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_str_t  ngx_http_chat_user_var = ngx_string("chat_user");
+static ngx_str_t  ngx_http_chat_ws_endpoint =
+    ngx_string("/api/chat/ws/{group_id}");
 
 
 ngx_int_t
@@ -271,6 +279,134 @@ ngx_http_chat_jwt_from_request(ngx_http_request_t *r, ngx_uint_t allow_query,
     *detail = "missing bearer token";
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The verification is cached in the main request's chat context: the
+ * preaccess phase (limit_req, limit_conn evaluating $chat_user) runs
+ * before the content handler, and both must see the same user for the
+ * same token, verified once.  Only a result for the same token source
+ * (header only, or header or ?token=) is reused.  The clock is read once
+ * too: a token that expires between the two phases is judged as it was
+ * in the first.
+ */
+
+ngx_int_t
+ngx_http_chat_jwt_user(ngx_http_request_t *r, ngx_uint_t allow_query,
+    ngx_http_chat_jwt_claims_t *claims, const char **detail)
+{
+    ngx_str_t                   token;
+    ngx_int_t                   rc;
+    ngx_http_chat_ctx_t        *ctx;
+    ngx_http_chat_main_conf_t  *cmcf;
+
+    r = r->main;
+
+    ctx = ngx_http_chat_create_ctx(r);
+    if (ctx == NULL) {
+        *detail = "out of memory";
+        return NGX_DECLINED;
+    }
+
+    if (ctx->user_checked && ctx->user_query == (allow_query ? 1 : 0)) {
+
+        if (ctx->user.len == 0) {
+            *detail = ctx->user_detail;
+            return NGX_DECLINED;
+        }
+
+        claims->sub = ctx->user;
+        claims->exp = 0;
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+
+    rc = ngx_http_chat_jwt_from_request(r, allow_query, &token, detail);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_chat_jwt_verify(r->pool, &token, &cmcf->jwt_secret,
+                                      ngx_time(), cmcf->jwt_leeway, claims,
+                                      detail);
+    }
+
+    ctx->user_checked = 1;
+    ctx->user_query = allow_query ? 1 : 0;
+
+    if (rc != NGX_OK) {
+        ngx_str_null(&ctx->user);
+        ctx->user_detail = *detail;
+        return NGX_DECLINED;
+    }
+
+    ctx->user = claims->sub;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_chat_jwt_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var;
+
+    var = ngx_http_add_variable(cf, &ngx_http_chat_user_var,
+                                NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_chat_user_variable;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $chat_user: the user id of a valid token, empty otherwise (no token,
+ * a bad one, or no chat_api in this http block).  limit_req and
+ * limit_conn skip an empty key, so unauthenticated requests are not
+ * counted here: they end in a 401 without reaching the database.  The
+ * token is looked for where the route's handler looks: the Authorization
+ * header, and also ?token= on the WebSocket route.
+ */
+
+static ngx_int_t
+ngx_http_chat_user_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                    endpoint, allow;
+    ngx_uint_t                   allow_query;
+    const char                  *detail;
+    ngx_http_chat_jwt_claims_t   claims;
+    ngx_http_chat_main_conf_t   *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+
+    if (!cmcf->api_used) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    allow_query = ngx_http_chat_api_route_names(r->main, &endpoint, &allow)
+                      == NGX_OK
+                  && endpoint.len == ngx_http_chat_ws_endpoint.len
+                  && ngx_strncmp(endpoint.data, ngx_http_chat_ws_endpoint.data,
+                                 endpoint.len) == 0;
+
+    if (ngx_http_chat_jwt_user(r, allow_query, &claims, &detail) != NGX_OK) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = claims.sub.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = claims.sub.data;
+
+    return NGX_OK;
 }
 
 

@@ -39,6 +39,21 @@ ngx_int_t ngx_http_chat_jwt_from_request(ngx_http_request_t *r,
     ngx_uint_t allow_query, ngx_str_t *token, const char **detail);
 
 
+/*
+ * The request's user: the token found (allow_query as above) and
+ * verified once per request, the result cached in the request's chat
+ * context, so that $chat_user, evaluated by limit_req and limit_conn in
+ * the preaccess phase, and the content handler after them, verify it
+ * once.  NGX_OK with claims->sub set, or NGX_DECLINED with *detail.
+ */
+ngx_int_t ngx_http_chat_jwt_user(ngx_http_request_t *r,
+    ngx_uint_t allow_query, ngx_http_chat_jwt_claims_t *claims,
+    const char **detail);
+
+/* $chat_user */
+ngx_int_t ngx_http_chat_jwt_add_variables(ngx_conf_t *cf);
+
+
 /* reads chat_jwt_secret_file (configuration time); logs what fails */
 ngx_int_t ngx_http_chat_jwt_secret_read(ngx_conf_t *cf, ngx_str_t *file,
     ngx_str_t *secret);

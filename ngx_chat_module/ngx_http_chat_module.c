@@ -47,6 +47,8 @@ static char *ngx_http_chat_cid_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_chat_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_http_chat_post_read_handler(ngx_http_request_t *r);
 
@@ -239,6 +241,13 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       offsetof(ngx_http_chat_loc_conf_t, ws_send_queue),
       &ngx_http_chat_queue_bounds },
 
+    { ngx_string("chat_ws_message_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_chat_ws_message_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, ws_message_rate),
+      NULL },
+
     { ngx_string("chat_ws_allowed_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_chat_ws_origins,
@@ -323,7 +332,11 @@ ngx_http_chat_post_read_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_chat_add_variables(ngx_conf_t *cf)
 {
-    return ngx_http_chat_correlation_add_variables(cf);
+    if (ngx_http_chat_correlation_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_chat_jwt_add_variables(cf);
 }
 
 
@@ -429,6 +442,7 @@ ngx_http_chat_create_loc_conf(ngx_conf_t *cf)
     clcf->ws_max_frame = NGX_CONF_UNSET_SIZE;
     clcf->ws_max_message = NGX_CONF_UNSET_SIZE;
     clcf->ws_send_queue = NGX_CONF_UNSET_UINT;
+    clcf->ws_message_rate = NGX_CONF_UNSET_UINT;
     clcf->ws_origins = NGX_CONF_UNSET_PTR;
 
     return clcf;
@@ -464,6 +478,8 @@ ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->ws_max_message, prev->ws_max_message,
                               64 * 1024);
     ngx_conf_merge_uint_value(conf->ws_send_queue, prev->ws_send_queue, 256);
+    ngx_conf_merge_uint_value(conf->ws_message_rate, prev->ws_message_rate,
+                              NGX_HTTP_CHAT_WS_MESSAGE_RATE);
     ngx_conf_merge_ptr_value(conf->ws_origins, prev->ws_origins, NULL);
 
     if (conf->ws_ping_interval < 100 || conf->ws_idle_timeout < 100
@@ -767,6 +783,45 @@ ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         *o = value[i];
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* chat_ws_message_rate N | off: chat messages a second per WebSocket */
+
+static char *
+ngx_http_chat_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_loc_conf_t *clcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (clcf->ws_message_rate != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3
+        && ngx_strncmp(value[1].data, "off", 3) == 0)
+    {
+        clcf->ws_message_rate = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 1 || n > NGX_HTTP_CHAT_WS_MESSAGE_RATE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid chat_ws_message_rate \"%V\": expected "
+                           "messages a second from 1 to %d, or \"off\"",
+                           &value[1], NGX_HTTP_CHAT_WS_MESSAGE_RATE_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf->ws_message_rate = (ngx_uint_t) n;
 
     return NGX_CONF_OK;
 }

@@ -31,6 +31,11 @@
 
 #define NGX_HTTP_CHAT_CID_MAX         64   /* longest accepted correlation ID */
 #define NGX_HTTP_CHAT_OID_LEN         24   /* an ObjectId in hex */
+#define NGX_HTTP_CHAT_WS_MESSAGE_RATE     20   /* chat_ws_message_rate */
+#define NGX_HTTP_CHAT_WS_MESSAGE_RATE_MAX 10000
+#define NGX_HTTP_CHAT_TRACE_ID_LEN    32   /* W3C trace-id, hex */
+#define NGX_HTTP_CHAT_SPAN_ID_LEN     16   /* W3C parent-id, hex */
+#define NGX_HTTP_CHAT_TRACEPARENT_LEN 55   /* "00-" trace "-" span "-" 2 */
 
 /* 2^53: every seq up to it is exact in a JSON number */
 #define NGX_HTTP_CHAT_MAX_SEQ         9007199254740992LL
@@ -85,6 +90,7 @@ typedef struct {
     size_t                     ws_max_frame;
     size_t                     ws_max_message;
     ngx_uint_t                 ws_send_queue;
+    ngx_uint_t                 ws_message_rate;  /* a second, 0: off */
     ngx_array_t               *ws_origins;
 } ngx_http_chat_loc_conf_t;
 
@@ -104,6 +110,17 @@ typedef struct {
     ngx_str_t                      correlation_id;
     u_char                         cid_buf[NGX_HTTP_CHAT_CID_MAX];
     uint64_t                       start_us;     /* monotonic clock */
+
+    /* this request's span, "00-<trace-id>-<span-id>-<flags>"
+     * (ngx_http_chat_correlation.c) */
+    ngx_str_t                      traceparent;
+    u_char                         tp_buf[NGX_HTTP_CHAT_TRACEPARENT_LEN];
+
+    /* the authenticated user, verified once (ngx_http_chat_jwt.c) */
+    ngx_str_t                      user;
+    const char                    *user_detail;  /* why there is none */
+    unsigned                       user_checked:1;
+    unsigned                       user_query:1; /* checked with ?token= */
 
     ngx_str_t                      endpoint;     /* route template, if any */
 

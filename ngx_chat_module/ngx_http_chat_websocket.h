@@ -64,6 +64,11 @@ struct ngx_http_chat_ws_s {
     ngx_queue_t                waiting;         /* stored one at a time,
                                                    in the order sent */
 
+    /* chat_ws_message_rate (ngx_http_chat_ws_messages.c) */
+    ngx_msec_t                 rate_last;
+    ngx_uint_t                 rate_excess;     /* 1/1000 messages */
+    ngx_uint_t                 rate_refused;    /* in a row */
+
     unsigned                   close_sent:1;
     unsigned                   close_received:1;
     unsigned                   closed:1;        /* TCP gone, struct kept

@@ -63,17 +63,15 @@ ngx_int_t
 ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      token, key;
+    ngx_str_t                      key;
     const char                    *detail;
     ngx_table_elt_t               *h, *version;
     ngx_http_chat_ctx_t           *ctx;
     ngx_http_chat_op_t            *op;
     ngx_http_chat_loc_conf_t      *lcf;
-    ngx_http_chat_main_conf_t     *cmcf;
     ngx_http_chat_ws_handshake_t  *hs;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
     ctx = ngx_http_chat_get_ctx(r);
 
     rc = ngx_http_discard_request_body(r);
@@ -149,11 +147,7 @@ ngx_http_chat_ws_handler(ngx_http_request_t *r, ngx_str_t *group_id)
                                         "Origin is not allowed");
     }
 
-    if (ngx_http_chat_jwt_from_request(r, 1, &token, &detail) != NGX_OK
-        || ngx_http_chat_jwt_verify(r->pool, &token, &cmcf->jwt_secret,
-                                    ngx_time(), cmcf->jwt_leeway,
-                                    &hs->claims, &detail) != NGX_OK)
-    {
+    if (ngx_http_chat_jwt_user(r, 1, &hs->claims, &detail) != NGX_OK) {
         return ngx_http_chat_send_error(r, NGX_HTTP_UNAUTHORIZED, detail);
     }
 

@@ -10,6 +10,15 @@
  * (at most NGX_HTTP_CHAT_WS_MAX_PENDING - 1 per connection) wait in the
  * connection's queue.  The frames and the connection are
  * ngx_http_chat_ws_connection.c's.
+ *
+ * chat_ws_message_rate N: every data message a client sends (text or
+ * binary, valid or not; not control frames) takes a token from a bucket
+ * of N that refills at N a second, continuously (like limit_req with
+ * burst=N nodelay): a connection idle for a second may send N at once,
+ * then one every 1/N s.  A message with no token is refused, not
+ * stored, and answered with an error event; the (N+1)-th refused in a
+ * row (a whole second's worth more than allowed, every one refused)
+ * closes the connection with 1008.  An accepted message resets the count.
  */
 
 #include <ngx_config.h>
@@ -41,6 +50,7 @@ typedef struct {
 
 static void ngx_http_chat_ws_message_stored(ngx_http_chat_op_t *op);
 static void ngx_http_chat_ws_post_next(ngx_http_chat_ws_t *ws);
+static ngx_int_t ngx_http_chat_ws_rate(ngx_http_chat_ws_t *ws);
 
 
 /* a whole message: the chat protocol speaks JSON text */
@@ -65,6 +75,29 @@ ngx_http_chat_ws_message(ngx_http_chat_ws_t *ws, ngx_uint_t opcode,
 
     if (ws->close_sent) {
         return NGX_OK;
+    }
+
+    switch (ngx_http_chat_ws_rate(ws)) {
+
+    case NGX_DECLINED:
+        ngx_snprintf(buf, sizeof(buf) - 1, "message rate limit exceeded: at "
+                     "most %ui messages a second%Z",
+                     ws->conf->ws_message_rate);
+        ngx_http_chat_ws_send_event(ws, "error", (const char *) buf);
+        return ws->closed ? NGX_ERROR : NGX_OK;
+
+    case NGX_ABORT:
+        ngx_log_error(NGX_LOG_WARN, ws->connection->log, 0,
+                      "chat ws: %ui messages in a row over "
+                      "chat_ws_message_rate %ui, closing with 1008, "
+                      "user=\"%V\", correlation_id=%V", ws->rate_refused,
+                      ws->conf->ws_message_rate, &ws->user_id, &ws->cid);
+        ngx_http_chat_ws_fail(ws, NGX_HTTP_CHAT_WS_POLICY,
+                              "message rate limit exceeded");
+        return NGX_DONE;
+
+    default:
+        break;
     }
 
     if (opcode == NGX_HTTP_CHAT_WS_BINARY) {
@@ -241,6 +274,50 @@ done:
 
     ws->pending_ops--;
     ngx_http_chat_ws_maybe_free(ws);
+}
+
+
+/*
+ * The token bucket of chat_ws_message_rate, kept as limit_req keeps it:
+ * the "excess" over a full bucket in thousandths of a message, drained by
+ * the time elapsed.  NGX_OK: the message counts; NGX_DECLINED: refused;
+ * NGX_ABORT: refused, and it persists (see the top of this file).
+ */
+
+static ngx_int_t
+ngx_http_chat_ws_rate(ngx_http_chat_ws_t *ws)
+{
+    ngx_uint_t      rate, drained;
+    ngx_msec_int_t  ms;
+
+    rate = ws->conf->ws_message_rate;
+
+    if (rate == 0) {
+        return NGX_OK;
+    }
+
+    ms = (ngx_msec_int_t) (ngx_current_msec - ws->rate_last);
+
+    if (ws->rate_last == 0 || ms >= 1000) {
+        ws->rate_excess = 0;             /* a second refills the bucket */
+
+    } else if (ms > 0) {
+        drained = (ngx_uint_t) ms * rate;
+        ws->rate_excess = (drained >= ws->rate_excess)
+                          ? 0 : ws->rate_excess - drained;
+    }
+
+    ws->rate_last = ngx_current_msec;
+
+    if (ws->rate_excess + 1000 > rate * 1000) {
+        ws->rate_refused++;
+        return (ws->rate_refused > rate) ? NGX_ABORT : NGX_DECLINED;
+    }
+
+    ws->rate_excess += 1000;
+    ws->rate_refused = 0;
+
+    return NGX_OK;
 }
 
 

@@ -392,6 +392,7 @@ die $err unless $ok;
 === TEST 5: the bus past its queues: 1100 events for a worker that does not read (SIGSTOP); the others get all of them; it logs how many the bus dropped, from which worker, and its subscriber still gets every one, in order: the gap is filled from the database
 --- http_config
 chat_ws_send_queue 4096;
+chat_ws_message_rate off;
 --- ws_script
 my %slot = three_workers();
 my $g = new_group('flood');

@@ -717,6 +717,17 @@ test('correlation IDs copy with one click; the filter narrows the logs', withPag
   assert.ok(slow.length >= 5, 'the slow uploads');
   assert.equal(await count('#log-errors'), 0);
 
+  // a trace-id, or a whole traceparent: the request that came with it (a
+  // slow upload); a trace a request started finds it by its UUID's digits
+  await page.fill('#filter', traffic.trace.traceparent);
+  assert.deepEqual(await cids('#log-slow'), [traffic.trace.traceId], 'a traceparent');
+  await page.fill('#filter', traffic.trace.traceId.toUpperCase());
+  assert.deepEqual(await cids('#log-slow'), [traffic.trace.traceId], 'a trace-id, any case');
+  assert.match(traffic.trace.uuidTrace, /^[0-9a-f]{32}$/, 'the 400 started a trace');
+  await page.fill('#filter', traffic.trace.uuidTrace);
+  assert.deepEqual(await cids('#log-errors'), [traffic.trace.uuidCid], 'the trace of a generated UUID');
+  assert.equal(await count('#log-slow'), 0);
+
   // the filter survives a refresh; clearing it shows everything again
   await page.fill('#filter', 'upload-very-slow');
   const d2 = await refreshNow(page);

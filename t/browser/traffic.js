@@ -80,7 +80,7 @@ function wsConnect(port, path, { correlationId } = {}) {
 
 // A POST whose body arrives in two parts, pauseMs apart: nginx times the
 // request from its start, so it is as slow as we like, deterministically.
-function slowPost(port, path, token, body, pauseMs, correlationId) {
+function slowPost(port, path, token, body, pauseMs, correlationId, traceparent) {
   return new Promise((resolve, reject) => {
     const data = Buffer.from(JSON.stringify(body));
     const sock = net.connect({ host: '127.0.0.1', port });
@@ -97,6 +97,7 @@ function slowPost(port, path, token, body, pauseMs, correlationId) {
       sock.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`
         + `Authorization: Bearer ${token}\r\nContent-Type: application/json\r\n`
         + `Content-Length: ${data.length}\r\nX-Correlation-ID: ${correlationId}\r\n`
+        + (traceparent ? `traceparent: ${traceparent}\r\n` : '')
         + 'Connection: close\r\n\r\n');
       sock.write(data.subarray(0, 4));
       setTimeout(() => sock.write(data.subarray(4)), pauseMs);
@@ -147,7 +148,15 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
     });
   }
   await stack.request('GET', '/api/chat/groups', { headers: { 'x-correlation-id': 'trace-401-0' } });
-  await stack.request('GET', '/api/chat/groups/not-an-id', { token: alice });
+  // W3C Trace Context: a request without a traceparent starts a trace
+  // named by its generated UUID (this one), one with a traceparent is
+  // named by its trace-id (a slow upload below); no error of their own, so
+  // that the 20 recent errors the data lists keep the ones above
+  const badId = await stack.request('GET', '/api/chat/groups/not-an-id', { token: alice });
+  const uuidCid = badId.headers.get('x-correlation-id');
+  const uuidTrace = (badId.headers.get('traceparent') || '').split('-')[1];
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const traceparent = `00-${traceId}-00f067aa0ba902b7-01`;
   for (let i = 0; i < 5; i++) await stack.request('GET', '/api/chat/groups?limit=10', { token: bob });
 
   // slow requests, in parallel: slowCount - 1 slow ones and a very slow one
@@ -159,6 +168,13 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
     return slowPost(stack.port, `/api/chat/groups/${groups['ops-alerts']}/messages`, bob,
       { content: `slow upload ${i}` }, very ? verySlowMs + 100 : slowMs + 50, cid);
   }));
+  // one more, the newest slow request, with a traceparent: its trace-id is
+  // its correlation ID (the data lists the 10 newest slow requests)
+  if (slowCount) {
+    await slowPost(stack.port, `/api/chat/groups/${groups['ops-alerts']}/messages`, bob,
+      { content: 'slow upload, traced' }, slowMs + 50, 'upload-traced', traceparent);
+    slowCids.push(traceId);
+  }
 
   // WebSockets: two stay open; one is held holdMs, then closed
   const port = stack.port;
@@ -181,6 +197,7 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
     groups,
     errorCids,
     slowCids,
+    trace: { traceId, traceparent, uuidCid, uuidTrace },
     summary: { groups: Object.keys(groups).length, ws_open: open.length },
     close: () => Promise.all(open.map((w) => w.close())),
   };
