@@ -665,6 +665,11 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
                    "chat op %d done: result %d in %uLus", op->kind,
                    op->result, ngx_http_chat_monotonic_us() - op->posted_us);
 
+    if (op->result == NGX_HTTP_CHAT_RES_OK && op->error[0] != '\0') {
+        /* the op's note: a newest page read by a scan, not by the log */
+        ngx_log_error(NGX_LOG_INFO, c->log, 0, "chat api: %s", op->error);
+    }
+
     rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
 
     if (!c->error) {

@@ -30,6 +30,7 @@
 #include "ngx_http_chat_queries.h"
 #include "ngx_http_chat_render.h"
 #include "ngx_http_chat_event_log.h"
+#include "ngx_http_chat_migrate.h"
 
 
 static void ngx_http_chat_op_create_group(ngx_http_chat_op_t *op,
@@ -106,6 +107,11 @@ ngx_http_chat_queries_run(ngx_http_chat_op_t *op, mongoc_client_t *client)
 
     case NGX_HTTP_CHAT_OP_ENSURE_INDEXES:
         ngx_http_chat_op_ensure_indexes(op, client);
+
+        if (op->result == NGX_HTTP_CHAT_RES_OK) {
+            ngx_http_chat_migrate(op, client);
+        }
+
         break;
     }
 }
@@ -129,6 +135,7 @@ ngx_http_chat_op_create_group(ngx_http_chat_op_t *op, mongoc_client_t *client)
     BSON_APPEND_DATE_TIME(&doc, "created_at", now);
     BSON_APPEND_UTF8(&doc, "created_by", op->user_id);
     BSON_APPEND_INT64(&doc, "seq", 0);           /* the first event is 1 */
+    BSON_APPEND_BOOL(&doc, "logged", true);      /* every event recorded */
 
     coll = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
                                         "groups");
@@ -288,13 +295,27 @@ ngx_http_chat_op_create_message(ngx_http_chat_op_t *op,
 }
 
 
+/*
+ * A page of a group's messages, newest first.  The newest page of a
+ * logged group (every message has its event record) is read from the
+ * event log by point reads (ngx_http_chat_latest_page()); the other
+ * pages ("before", "page") are a query, which on the embedded database
+ * decodes the whole collection: in seq order for a logged group (the
+ * index {group_id: 1, seq: -1} on MongoDB), so that they go on where the
+ * newest page ends; in (created_at, _id) order for a group of older code
+ * that the migration has not reached.
+ */
+
 static void
 ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
     mongoc_client_t *client)
 {
     bson_t                filter, opts, sort, child, or, c1, c2, lt;
+    bson_t               *cdoc;
     cJSON                *out, *list;
-    int64_t               n, before_ms;
+    int64_t               n, before_ms, before_seq, cur;
+    ngx_int_t             rc;
+    ngx_uint_t            logged;
     bson_iter_t           it;
     bson_error_t          error;
     const bson_t         *doc;
@@ -303,7 +324,13 @@ ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
     mongoc_cursor_t      *cursor;
     mongoc_collection_t  *coll;
 
-    if (ngx_http_chat_group_exists(op, client, &op->group_id) != NGX_OK) {
+    if (ngx_http_chat_group_seq(op, client, &cur, &logged) != NGX_OK) {
+        return;
+    }
+
+    if (logged && !op->has_before && op->skip == 0
+        && ngx_http_chat_latest_page(op, client, cur) == NGX_OK)
+    {
         return;
     }
 
@@ -311,37 +338,35 @@ ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
                                         "messages");
 
     before_ms = 0;
+    before_seq = -1;
 
     if (op->has_before) {
 
-        /* the cursor message fixes the position: (created_at, _id) */
+        /* the cursor message fixes the position: its seq, or
+         * (created_at, _id); read by _id alone, its group checked here */
 
-        bson_init(&filter);
-        BSON_APPEND_OID(&filter, "_id", &op->before_id);
-        BSON_APPEND_OID(&filter, "group_id", &op->group_id);
+        rc = ngx_http_chat_find_id(op, coll, NULL, &op->before_id, &cdoc);
 
-        bson_init(&opts);
-        BSON_APPEND_INT64(&opts, "limit", 1);
-        ngx_http_chat_maxtime(&opts);
+        if (rc == NGX_OK) {
+            if (bson_iter_init_find(&it, cdoc, "group_id")
+                && BSON_ITER_HOLDS_OID(&it)
+                && bson_oid_equal(bson_iter_oid(&it), &op->group_id)
+                && bson_iter_init_find(&it, cdoc, "created_at")
+                && BSON_ITER_HOLDS_DATE_TIME(&it))
+            {
+                before_ms = bson_iter_date_time(&it);
+                before_seq = logged ? ngx_http_chat_event_int(cdoc, "seq")
+                                    : -1;
 
-        cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+            } else {
+                op->result = NGX_HTTP_CHAT_RES_BAD_CURSOR;
+            }
 
-        if (mongoc_cursor_next(cursor, &doc)
-            && bson_iter_init_find(&it, doc, "created_at")
-            && BSON_ITER_HOLDS_DATE_TIME(&it))
-        {
-            before_ms = bson_iter_date_time(&it);
+            bson_destroy(cdoc);
 
-        } else if (mongoc_cursor_error(cursor, &error)) {
-            ngx_http_chat_op_fail(op, &error, "find cursor message");
-
-        } else {
+        } else if (rc == NGX_DECLINED) {
             op->result = NGX_HTTP_CHAT_RES_BAD_CURSOR;
         }
-
-        mongoc_cursor_destroy(cursor);
-        bson_destroy(&opts);
-        bson_destroy(&filter);
 
         if (op->result != NGX_HTTP_CHAT_RES_OK) {
             mongoc_collection_destroy(coll);
@@ -353,7 +378,12 @@ ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
     BSON_APPEND_OID(&filter, "group_id", &op->group_id);
     BSON_APPEND_BOOL(&filter, "is_deleted", false);
 
-    if (op->has_before) {
+    if (before_seq >= 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "seq", &lt);
+        BSON_APPEND_INT64(&lt, "$lt", before_seq);
+        bson_append_document_end(&filter, &lt);
+
+    } else if (op->has_before) {
         /* strictly older than the cursor: stable while new ones arrive */
         BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
 
@@ -375,8 +405,15 @@ ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
 
     bson_init(&opts);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "created_at", -1);
-    BSON_APPEND_INT32(&sort, "_id", -1);
+
+    if (logged) {
+        BSON_APPEND_INT32(&sort, "seq", -1);
+
+    } else {
+        BSON_APPEND_INT32(&sort, "created_at", -1);
+        BSON_APPEND_INT32(&sort, "_id", -1);
+    }
+
     bson_append_document_end(&opts, &sort);
     BSON_APPEND_INT64(&opts, "skip", op->skip);
     BSON_APPEND_INT64(&opts, "limit", op->limit + 1);
@@ -420,40 +457,49 @@ ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
 }
 
 
+/*
+ * A deletion: the message read by _id alone (one filter key: a point read
+ * on the embedded database too), its group, state and author checked
+ * here; then a seq, then the deletion's claim "<message id>:deleted"
+ * (ngx_http_chat_claim_deletion()), whose unique _id makes exactly one of
+ * two racing deletions win on both databases (the other's seq is a gap),
+ * then the message marked by the winner, its one writer.
+ */
+
 static void
 ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
     mongoc_client_t *client)
 {
-    bson_t                filter, opts, update, set, reply;
+    bson_t               *doc;
     int64_t               now, seq;
+    ngx_int_t             rc;
     bson_iter_t           it;
-    bson_error_t          error;
-    const bson_t         *doc;
-    mongoc_cursor_t      *cursor;
     mongoc_collection_t  *coll;
 
     coll = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
                                         "messages");
 
-    bson_init(&filter);
-    BSON_APPEND_OID(&filter, "_id", &op->message_id);
-    BSON_APPEND_OID(&filter, "group_id", &op->group_id);
-    BSON_APPEND_BOOL(&filter, "is_deleted", false);
+    rc = ngx_http_chat_find_id(op, coll, NULL, &op->message_id, &doc);
 
-    bson_init(&opts);
-    BSON_APPEND_INT64(&opts, "limit", 1);
-    ngx_http_chat_maxtime(&opts);
+    mongoc_collection_destroy(coll);
 
-    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-
-    if (!mongoc_cursor_next(cursor, &doc)) {
-        if (mongoc_cursor_error(cursor, &error)) {
-            ngx_http_chat_op_fail(op, &error, "find message");
-        } else {
+    if (rc != NGX_OK) {
+        if (rc == NGX_DECLINED) {
             op->result = NGX_HTTP_CHAT_RES_NOT_FOUND;
         }
 
-        goto done;
+        return;
+    }
+
+    if (!bson_iter_init_find(&it, doc, "group_id")
+        || !BSON_ITER_HOLDS_OID(&it)
+        || !bson_oid_equal(bson_iter_oid(&it), &op->group_id)
+        || (bson_iter_init_find(&it, doc, "is_deleted")
+            && (!BSON_ITER_HOLDS_BOOL(&it) || bson_iter_bool(&it))))
+    {
+        op->result = NGX_HTTP_CHAT_RES_NOT_FOUND;
+        bson_destroy(doc);
+        return;
     }
 
     if (!bson_iter_init_find(&it, doc, "user_id")
@@ -461,8 +507,11 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
         || strcmp(bson_iter_utf8(&it, NULL), op->user_id) != 0)
     {
         op->result = NGX_HTTP_CHAT_RES_FORBIDDEN;
-        goto done;
+        bson_destroy(doc);
+        return;
     }
+
+    bson_destroy(doc);
 
     /* the group went away meanwhile: NOT_FOUND, "message not found" */
 
@@ -470,59 +519,46 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
                                &seq)
         != NGX_OK)
     {
-        goto done;
+        return;
     }
 
     now = (int64_t) (ngx_http_chat_realtime_us() / 1000);
 
-    bson_init(&update);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-    BSON_APPEND_BOOL(&set, "is_deleted", true);
-    BSON_APPEND_DATE_TIME(&set, "deleted_at", now);
-    BSON_APPEND_INT64(&set, "deleted_seq", seq);
-    bson_append_document_end(&update, &set);
+    /* lost to another deletion: NOT_FOUND, and this seq is a gap */
 
-    /* the filter still says is_deleted: false, so of two racing deletes
-     * exactly one matches; the other's seq is a gap */
-
-    if (!mongoc_collection_update_one(coll, &filter, &update, NULL, &reply,
-                                      &error))
+    if (ngx_http_chat_claim_deletion(op, client, &op->message_id, seq, now)
+        != NGX_OK)
     {
-        ngx_http_chat_op_fail(op, &error, "delete message");
-
-    } else if (bson_iter_init_find(&it, &reply, "modifiedCount")
-               && bson_iter_as_int64(&it) == 0)
-    {
-        op->result = NGX_HTTP_CHAT_RES_NOT_FOUND;
-
-    } else {
-        bson_oid_to_string(&op->message_id, op->id_hex);
-        op->seq = seq;
-
-        ngx_http_chat_op_set_event(op,
-            ngx_http_chat_render_event_deleted(&op->message_id,
-                                               &op->group_id, seq));
-
-        ngx_http_chat_op_output(op,
-            ngx_http_chat_render_deleted(&op->message_id, &op->group_id,
-                                         now, seq));
+        return;
     }
 
-    bson_destroy(&reply);
-    bson_destroy(&update);
+    /* a failure here leaves the claim: deleted, as the log says; the
+     * next DELETE of it marks the message (claim_deletion's repair) */
 
-done:
+    if (ngx_http_chat_apply_deletion(op, client, &op->message_id, seq, now)
+        != NGX_OK)
+    {
+        return;
+    }
 
-    mongoc_cursor_destroy(cursor);
-    mongoc_collection_destroy(coll);
-    bson_destroy(&opts);
-    bson_destroy(&filter);
+    bson_oid_to_string(&op->message_id, op->id_hex);
+    op->seq = seq;
+
+    ngx_http_chat_op_set_event(op,
+        ngx_http_chat_render_event_deleted(&op->message_id, &op->group_id,
+                                           seq));
+
+    ngx_http_chat_op_output(op,
+        ngx_http_chat_render_deleted(&op->message_id, &op->group_id, now,
+                                     seq));
 }
 
 
 /*
  * The indexes the API and the dashboard's queries use.  createIndexes is
  * idempotent on MongoDB and FerretDB alike when names and keys match.
+ * (Then, in the same op, the migration of data of older code:
+ * ngx_http_chat_migrate.c.)
  */
 
 static void
@@ -538,9 +574,8 @@ ngx_http_chat_op_ensure_indexes(ngx_http_chat_op_t *op,
         { "messages", "group_id_1_created_at_-1",
           "{\"group_id\": 1, \"created_at\": -1}" },
         { "messages", "created_at_1", "{\"created_at\": 1}" },
-        { "messages", "group_id_1_seq_1", "{\"group_id\": 1, \"seq\": 1}" },
-        { "messages", "group_id_1_deleted_seq_1",
-          "{\"group_id\": 1, \"deleted_seq\": 1}" },
+        { "messages", "group_id_1_seq_-1",
+          "{\"group_id\": 1, \"seq\": -1}" },
         { "groups", "created_at_1", "{\"created_at\": 1}" },
     };
 
@@ -631,6 +666,52 @@ ngx_http_chat_group_exists(ngx_http_chat_op_t *op, mongoc_client_t *client,
 
     mongoc_cursor_destroy(cursor);
     mongoc_collection_destroy(coll);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_chat_find_id(ngx_http_chat_op_t *op, mongoc_collection_t *coll,
+    const char *sid, const bson_oid_t *oid, bson_t **doc)
+{
+    bson_t            filter, opts;
+    ngx_int_t         rc;
+    bson_error_t      error;
+    const bson_t     *d;
+    mongoc_cursor_t  *cursor;
+
+    bson_init(&filter);
+
+    if (sid) {
+        BSON_APPEND_UTF8(&filter, "_id", sid);
+
+    } else {
+        BSON_APPEND_OID(&filter, "_id", oid);
+    }
+
+    bson_init(&opts);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    BSON_APPEND_BOOL(&opts, "singleBatch", true);
+    ngx_http_chat_maxtime(&opts);
+
+    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+
+    if (mongoc_cursor_next(cursor, &d)) {
+        *doc = bson_copy(d);
+        rc = NGX_OK;
+
+    } else if (mongoc_cursor_error(cursor, &error)) {
+        ngx_http_chat_op_fail(op, &error, "read by _id");
+        rc = NGX_ERROR;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    mongoc_cursor_destroy(cursor);
     bson_destroy(&opts);
     bson_destroy(&filter);
 

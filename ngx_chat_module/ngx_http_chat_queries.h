@@ -38,6 +38,12 @@ void ngx_http_chat_queries_run(ngx_http_chat_op_t *op,
 ngx_int_t ngx_http_chat_group_exists(ngx_http_chat_op_t *op,
     mongoc_client_t *client, const bson_oid_t *id);
 
+/* one document by _id (sid, a string, or else oid) into *doc, a copy
+ * (bson_destroy): NGX_OK; NGX_DECLINED: none; NGX_ERROR (op failed) */
+ngx_int_t ngx_http_chat_find_id(ngx_http_chat_op_t *op,
+    mongoc_collection_t *coll, const char *sid, const bson_oid_t *oid,
+    bson_t **doc);
+
 /* op->result and op->error from a failed call ("what" names the step) */
 void ngx_http_chat_op_fail(ngx_http_chat_op_t *op, const bson_error_t *error,
     const char *what);

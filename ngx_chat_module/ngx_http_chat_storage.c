@@ -590,16 +590,22 @@ ngx_http_chat_index_done(ngx_http_chat_op_t *op)
 
     st = op->data;
 
-    ngx_http_chat_op_release(op);
-
     if (op->result == NGX_HTTP_CHAT_RES_OK) {
+        /* and the data of older code has its event log: the counts */
         ngx_log_error(NGX_LOG_NOTICE, st->log, 0,
-                      "chat storage: indexes are in place in \"%s\"", st->db);
+                      "chat storage: indexes are in place in \"%s\", "
+                      "migrated to the event log: %*s", st->db,
+                      op->json ? op->json_len : (size_t) 2,
+                      op->json ? op->json : "{}");
+        ngx_http_chat_op_release(op);
         return;
     }
 
+    ngx_http_chat_op_release(op);
+
     ngx_log_error(NGX_LOG_WARN, st->log, 0,
-                  "chat storage: cannot create indexes yet, retrying in "
+                  "chat storage: cannot create indexes or migrate yet, "
+                  "retrying in "
                   "%d ms: %s", NGX_HTTP_CHAT_INDEX_RETRY, op->error);
 
     if (!ngx_exiting && !ngx_quit && !ngx_terminate) {

@@ -63,7 +63,8 @@ struct ngx_http_chat_op_s {
 
     /* outputs: written by the thread */
     ngx_http_chat_res_e        result;
-    char                       error[320];
+    char                       error[320];    /* what failed; on
+                                                 success: a note or "" */
     char                      *json;          /* malloc()ed, or NULL */
     size_t                     json_len;
     char                      *event_json;    /* broadcast payload, or NULL */

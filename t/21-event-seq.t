@@ -265,12 +265,21 @@ is_deeply [ map { $_->{content} } @{ $b->{json}{messages} } ], [ 'm22', 'm21' ],
 
 
 
-=== TEST 6: a database of today's shape (a group and messages without seq) still lists; new events number from 1
+=== TEST 6: data of today's shape written after the migration at start (a group and messages without seq: an old worker's, during an upgrade) still lists; new events number from 1
 --- request
 GET /t
 --- chat_script
 use ChatTest::MongoWire qw(oid date bool doc);
+use Time::HiRes qw(sleep);
 my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+# the migration of worker 0 (t/22-migration.t) is over before this data
+my $migrated = sub {
+    open my $fh, '<', Test::Nginx::Socket::server_root() . '/logs/error.log' or return 0;
+    return scalar grep { /migrated to the event log/ } <$fh>;
+};
+my $n = 0;
+sleep 0.1 while !$migrated->() && $n++ < 100;
+ok $migrated->(), 'the migration at start is over';
 my ($g, $m1, $m2) = ('6a0000000000000000000001', '6a0000000000000000000002', '6a0000000000000000000003');
 my $now = int(time * 1000) - 60_000;
 my $r = $db->command([ insert => 'groups', documents => [
@@ -362,28 +371,183 @@ my $alice = client('alice');
 my $g = $alice->post('/api/chat/groups', { name => 'seq-late' })->{json}{id};
 $alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 2;
 
-# the events of seqs 4 and 3 written as a slow operation would: 4 first
+# the events of seqs 4 and 3 written as a slow operation would: 4 first.
+# Seqs 3 to 6 taken ($inc), then each event's record (its claim in seqs)
+# and its message (ngx_http_chat_event_log.c: the states of a seq)
+is $db->command([ update => 'groups', updates => [
+    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(6)))) ] ])->{n}, 1,
+    'seqs up to 6 taken';
+my $record = sub {
+    my ($hex, $seq) = @_;
+    $db->command([ insert => 'seqs', documents => [
+        doc(_id => "$g:$seq", group_id => oid($g), seq => i64($seq), type => 'message',
+            message_id => oid($hex), at => date(int(time * 1000))) ] ]);
+};
 my $put = sub {
     my ($hex, $seq) = @_;
+    $record->($hex, $seq) unless $_[2];
     $db->command([ insert => 'messages', documents => [
         doc(_id => oid($hex), group_id => oid($g), user_id => 'alice', content => "late $seq",
             created_at => date(int(time * 1000)), seq => i64($seq), is_deleted => bool(0)) ] ]);
 };
 my $seqs = sub { [ map { $_->{seq} } @{ $alice->get("/api/chat/groups/$g/messages?after=$_[0]")->{json}{messages} } ] };
 
+is $record->('6c0000000000000000000003', 3)->{n}, 1, 'seq 3 claimed, its message not written yet';
 is $put->('6c0000000000000000000004', 4)->{n}, 1, 'seq 4 stored while 3 is not yet';
 my $r = $alice->get("/api/chat/groups/$g/messages?after=0");
 is_deeply [ map { $_->{seq} } @{ $r->{json}{messages} } ], [ 1, 2 ], 'after=0: 1, 2, and not past the missing 3';
 ok !$r->{json}{has_more} && !defined $r->{json}{next_after}, 'no more for now';
 is_deeply $seqs->(2), [], 'after=2: nothing yet';
 
-is $put->('6c0000000000000000000003', 3)->{n}, 1, 'seq 3 lands';
+is $put->('6c0000000000000000000003', 3, 'claimed already')->{n}, 1, 'seq 3 lands';
 is_deeply $seqs->(2), [ 3, 4 ], 'after=2: 3, 4: the walk from the last seq seen missed nothing';
 
-# a seq never written: held back while the event after it is young, then a gap
+# a seq never claimed (5): held back while the event after it is young, then a gap
 $put->('6c0000000000000000000006', 6);
 is_deeply $seqs->(4), [], 'after=4: 5 is missing and 6 is young: nothing yet';
 my $t0 = time;
 sleep 0.25 while time - $t0 < 8 && !@{ $seqs->(4) };
 is_deeply $seqs->(4), [ 6 ], 'then 6, 5 a gap for good';
 cmp_ok time - $t0, '>', 3, sprintf 'after about 4 x chat_db_timeout (%.1f s)', time - $t0;
+
+
+
+=== TEST 9: an after= page resolves at most 2 x limit + 64 seqs: a long run of gaps is walked over a page at a time (has_more, next_after), nothing skipped
+--- request
+GET /t
+--- timeout: 30
+--- chat_script
+use ChatTest::MongoWire qw(oid date i64 doc);
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'seq-gaps' })->{json}{id};
+is $alice->post("/api/chat/groups/$g/messages", { content => 'first' })->{json}{seq}, 1, 'seq 1';
+
+# seqs 2..200 taken and claimed a minute ago by writes that failed: gaps
+my $old = int(time * 1000) - 60_000;
+is $db->command([ update => 'groups', updates => [
+    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(200)))) ] ])->{n}, 1, 'seqs up to 200 taken';
+is $db->command([ insert => 'seqs', documents => [
+    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
+              message_id => oid(sprintf '6e%022x', $_), at => date($old)) } 2 .. 200 ] ])->{n}, 199,
+    '199 records whose message never came';
+is $alice->post("/api/chat/groups/$g/messages", { content => 'last' })->{json}{seq}, 201, 'seq 201';
+
+my ($after, @seen, @pages) = (0);
+for (1 .. 20) {
+    my $p = $alice->get("/api/chat/groups/$g/messages?after=$after&limit=1")->{json};
+    push @pages, [ scalar @{ $p->{messages} }, $p->{has_more} ? 1 : 0, $p->{next_after} ];
+    push @seen, map { $_->{seq} } @{ $p->{messages} };
+    last unless $p->{has_more};
+    $after = $p->{next_after};
+}
+is_deeply \@seen, [ 1, 201 ], 'both events, the gaps passed over';
+is_deeply $pages[0], [ 1, 1, 66 ], 'page 1: seq 1, then the bound (66 seqs resolved): has_more, next_after 66';
+is_deeply $pages[1], [ 0, 1, 132 ], 'page 2: gaps only, up to the bound: next_after 132';
+is_deeply [ map { $_->[2] } @pages ], [ 66, 132, 198, undef ], 'four pages: next_after 66, 132, 198, then 201 and the end';
+
+
+
+=== TEST 10: the newest page walks back at most 4 x (limit + 1) + 64 events; past that (many deletions) it is read by a scan instead, with the same answer
+--- request
+GET /t
+--- timeout: 60
+--- chat_script
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'seq-deleted' })->{json}{id};
+my @ids = map { $alice->post("/api/chat/groups/$g/messages", { content => "m$_" })->{json}{id} } 1 .. 42;
+is scalar(grep { $alice->delete("/api/chat/groups/$g/messages/$_")->{status} == 200 } @ids[2 .. 41]), 40,
+    'the 40 newest deleted: 80 events above m2';
+my $count = sub {
+    open my $fh, '<', Test::Nginx::Socket::server_root() . '/logs/error.log' or return 0;
+    return scalar grep { /chat api: newest page: \d+ events walked back/ } <$fh>;
+};
+my $before = $count->();
+
+my $l = $alice->get("/api/chat/groups/$g/messages?limit=1")->{json};
+is_deeply [ map { $_->{content} } @{ $l->{messages} } ], [ 'm2' ], 'limit=1: m2 (72 events walked: scanned)';
+ok $l->{has_more} && $l->{next_before} eq $ids[1], 'has_more, next_before m2';
+is $count->() - $before, 1, 'the scan logged';
+
+$l = $alice->get("/api/chat/groups/$g/messages")->{json};
+is_deeply [ map { $_->{content} } @{ $l->{messages} } ], [ 'm2', 'm1' ], 'limit=50: m2, m1, from the log';
+ok !$l->{has_more}, 'no more';
+is $count->() - $before, 1, 'no scan';
+
+
+
+=== TEST 11: racing deletes of one message, 8 at once from 8 connections on two workers, 5 times: exactly one wins (200), the others 404; the log has one deletion each; the message is marked by it
+--- request
+GET /t
+--- chat_script
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'delete-race' })->{json}{id};
+my $token = ChatTest::JWT::token('alice');
+my @ids = map { $alice->post("/api/chat/groups/$g/messages", { content => "d$_" })->{json}{id} } 1 .. 5;
+my (@won, @bad);
+for my $id (@ids) {
+    my @raw = map {
+        "DELETE /api/chat/groups/$g/messages/$id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        . "Authorization: Bearer $token\r\n\r\n"
+    } 1 .. 8;
+    my @res = ChatTest::Client::read_until_closed(20,
+        ChatTest::Client::send_raw($ENV{TEST_NGINX_RAND_PORT_1}, @raw));
+    push @won, scalar grep { defined && m{^HTTP/1\.1 200 } } @res;
+    push @bad, grep { !defined || !m{^HTTP/1\.1 (200|404) } } @res;
+}
+is_deeply \@won, [ 1, 1, 1, 1, 1 ], 'one winner of each race';
+is scalar @bad, 0, 'the others: 404' or diag explain \@bad;
+my @ev = @{ $alice->get("/api/chat/groups/$g/messages?after=5&limit=100")->{json}{messages} };
+is_deeply [ sort map { $_->{message_id} } grep { $_->{type} eq 'message_deleted' } @ev ], [ sort @ids ],
+    'after=5: one deletion event per message';
+is scalar @ev, 5, 'and no other (the losers\' seqs are gaps)';
+is_deeply $alice->get("/api/chat/groups/$g/messages")->{json}{messages}, [], 'all marked deleted';
+
+
+
+=== TEST 12: buckets: a walk seals each full range of 16 final seqs into one document; a message deleted after its bucket was sealed is listed without its text (the deletion found later in the log, or, more than 1024 seqs on, by its claim) and left out of the newest page
+--- request
+GET /t
+--- timeout: 30
+--- chat_script
+use ChatTest::MongoWire qw(oid date i64 doc);
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'buckets' })->{json}{id};
+my @ids = map { $alice->post("/api/chat/groups/$g/messages", { content => "b$_" })->{json}{id} } 1 .. 20;
+my $bucket = sub {
+    my $r = $db->command([ find => 'seqs', filter => doc(_id => "$g:b$_[0]") ]);
+    return $r->{cursor}{firstBatch}[0];
+};
+
+is scalar @{ $alice->get("/api/chat/groups/$g/messages?after=0&limit=100")->{json}{messages} }, 20, 'after=0: 20 events';
+my $b0 = $bucket->(0);
+ok $b0, 'seqs 1..16 sealed in bucket 0';
+my $events = $b0 ? ChatTest::MongoWire::decode($b0->{events})->{events} : [];
+is_deeply [ map { $_->{s} } @$events ], [ 1 .. 16 ], 'with its 16 events (packed as binary)';
+is $events->[2]{c}, 'b3', 'each with its message';
+ok !$bucket->(1), 'seqs 17..20: not a full bucket, not sealed';
+
+is $alice->delete("/api/chat/groups/$g/messages/$ids[2]")->{json}{seq}, 21, 'b3 deleted: seq 21';
+my $ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=100")->{json}{messages};
+is scalar @$ev, 21, 'after=0: 21 events';
+ok $ev->[2]{message}{is_deleted} && !exists $ev->[2]{message}{content}, 'b3, read from the sealed bucket: without its text';
+is $ev->[20]{type}, 'message_deleted', 'and its deletion, 21';
+$ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=5")->{json};
+ok $ev->{messages}[2]{message}{is_deleted}, 'a page of 5: the deletion found further on in the log';
+is_deeply [ map { $_->{content} } @{ $alice->get("/api/chat/groups/$g/messages?limit=100")->{json}{messages} } ],
+    [ map { "b$_" } reverse 1, 2, 4 .. 20 ], 'the newest page: without b3';
+
+# 1,100 seqs more, taken a minute ago by writes that failed: the deletion
+# of b3 is now more than 1024 seqs after a page of 5
+my $old = int(time * 1000) - 60_000;
+$db->command([ update => 'groups', updates => [
+    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(1121)))) ] ]);
+is $db->command([ insert => 'seqs', documents => [
+    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
+              message_id => oid(sprintf '6f%022x', $_), at => date($old)) } 22 .. 1121 ] ])->{n}, 1100,
+    '1,100 gaps';
+$ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=5")->{json};
+ok $ev->{messages}[2]{message}{is_deleted} && !exists $ev->{messages}[2]{message}{content},
+    'a page of 5, 1,100 seqs behind: b3 without its text (its deletion\'s claim)';
+ok !exists $ev->{messages}[1]{message}{is_deleted}, 'b2 as it was';

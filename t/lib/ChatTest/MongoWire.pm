@@ -14,7 +14,8 @@ package ChatTest::MongoWire;
 # Plain scalars are strings; oid(), date() (ms), i32(), i64(), bool() and
 # doc(key => value, ...) (ordered) make the other types; an array ref is a
 # BSON array.  Replies are decoded into hashes (ObjectIds as hex strings,
-# dates as ms, booleans as 0/1, arrays as array refs).
+# dates as ms, booleans as 0/1, arrays as array refs, binary data as its
+# bytes: ChatTest::MongoWire::decode($bytes) reads a BSON document in it).
 
 use strict;
 use warnings;
@@ -94,6 +95,8 @@ sub _encode {
     return pack('l<', length($e) + 5) . $e . "\0";
 }
 
+sub decode { _decode($_[0]) }
+
 sub _decode {
     my ($bytes, $as_array) = @_;
     my $len = unpack('l<', $bytes);
@@ -116,6 +119,11 @@ sub _decode {
             my $n = unpack('l<', substr($bytes, $p, 4));
             $v = _decode(substr($bytes, $p, $n), $t == 0x04);
             $p += $n;
+        }
+        elsif ($t == 0x05) {                    # binary: its bytes
+            my $n = unpack('l<', substr($bytes, $p, 4));
+            $v = substr($bytes, $p + 5, $n);
+            $p += 5 + $n;
         }
         elsif ($t == 0x07) { $v = unpack('H24', substr($bytes, $p, 12)); $p += 12 }
         elsif ($t == 0x08) { $v = ord substr($bytes, $p, 1); $p += 1 }
