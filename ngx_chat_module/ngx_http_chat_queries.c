@@ -30,6 +30,7 @@
 #include "ngx_http_chat_queries.h"
 #include "ngx_http_chat_render.h"
 #include "ngx_http_chat_event_log.h"
+#include "ngx_http_chat_counters.h"
 
 
 static void ngx_http_chat_op_create_group(ngx_http_chat_op_t *op,
@@ -58,6 +59,10 @@ ngx_http_chat_queries_configure(const char *db, int32_t timeout_ms,
     (void) ngx_cpystrn((u_char *) ngx_http_chat_queries.db, (u_char *) db,
                        sizeof(ngx_http_chat_queries.db));
     ngx_http_chat_queries.timeout_ms = timeout_ms;
+
+    if (ngx_http_chat_counters_init(log) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_chat_event_log_init(log);
 }
@@ -263,6 +268,7 @@ ngx_http_chat_op_create_message(ngx_http_chat_op_t *op,
     BSON_APPEND_DATE_TIME(&doc, "created_at", now);
     BSON_APPEND_INT64(&doc, "seq", seq);
     BSON_APPEND_BOOL(&doc, "is_deleted", false);
+    ngx_http_chat_counters_mark_message(&doc);
 
     coll = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
                                         "messages");
@@ -272,6 +278,8 @@ ngx_http_chat_op_create_message(ngx_http_chat_op_t *op,
         ngx_http_chat_op_fail(op, &error, "insert message");
 
     } else {
+        ngx_http_chat_counters_created(op, client, now);
+
         bson_oid_to_string(&oid, op->id_hex);
 
         msg = ngx_http_chat_render_message(&doc);
@@ -479,6 +487,7 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
     BSON_APPEND_BOOL(&set, "is_deleted", true);
     BSON_APPEND_DATE_TIME(&set, "deleted_at", now);
     BSON_APPEND_INT64(&set, "deleted_seq", seq);
+    ngx_http_chat_counters_mark_deleted(&set);
     bson_append_document_end(&update, &set);
 
     /* the filter still says is_deleted: false, so of two racing deletes
@@ -495,6 +504,8 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
         op->result = NGX_HTTP_CHAT_RES_NOT_FOUND;
 
     } else {
+        ngx_http_chat_counters_deleted(op, client);
+
         bson_oid_to_string(&op->message_id, op->id_hex);
 
         ngx_http_chat_op_set_event(op,
