@@ -134,6 +134,7 @@ ngx_http_chat_op_create_group(ngx_http_chat_op_t *op, mongoc_client_t *client)
     BSON_APPEND_DATE_TIME(&doc, "created_at", now);
     BSON_APPEND_UTF8(&doc, "created_by", op->user_id);
     BSON_APPEND_INT64(&doc, "seq", 0);           /* the first event is 1 */
+    ngx_http_chat_counters_mark(&doc);
 
     coll = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
                                         "groups");
@@ -142,6 +143,8 @@ ngx_http_chat_op_create_group(ngx_http_chat_op_t *op, mongoc_client_t *client)
         ngx_http_chat_op_fail(op, &error, "insert group");
 
     } else {
+        ngx_http_chat_counters_group(client, &oid, now);
+
         bson_oid_to_string(&oid, op->id_hex);
         ngx_http_chat_op_output(op, ngx_http_chat_render_group(&doc));
     }
@@ -268,7 +271,7 @@ ngx_http_chat_op_create_message(ngx_http_chat_op_t *op,
     BSON_APPEND_DATE_TIME(&doc, "created_at", now);
     BSON_APPEND_INT64(&doc, "seq", seq);
     BSON_APPEND_BOOL(&doc, "is_deleted", false);
-    ngx_http_chat_counters_mark_message(&doc);
+    ngx_http_chat_counters_mark(&doc);
 
     coll = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
                                         "messages");
