@@ -440,7 +440,7 @@ db_count_once(dbstats_t *d, mongoc_collection_t *groups,
             rc = -1;
 
         } else {
-            log_info("db: counted once %lld messages in %.1f s (\"%s\" in "
+            log_info("db: counted once, %lld messages read in %.1f s (\"%s\" in "
                      "\"counters\")", (long long) n,
                      (double) (isotime_mono_us() - t0) / 1e6, DB_BASE_ID);
         }
