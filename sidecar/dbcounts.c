@@ -305,28 +305,86 @@ dbc_array(const bson_t *doc, const char *field, bson_iter_t *it)
 }
 
 
+static void
+dbc_add_counts(dbc_group_t *g, int64_t m, int64_t d, int64_t l)
+{
+    g->m += m;
+    g->d += d;
+    if (l > 0 && (!g->has_l || l > g->l)) {
+        g->l = l;
+        g->has_l = 1;
+    }
+}
+
+
+/* "base": lines of "<group id> <created> <deleted> <latest ms>\n" */
+static int
+dbc_add_packed(dbcounts_t *c, const char *p, uint32_t len)
+{
+    const char   *end = p + len, *nl, *sp;
+    char          id[DB_GROUP_ID_SZ], *e;
+    long long     v[3];
+    size_t        idlen;
+    int           k;
+    dbc_group_t  *g;
+
+    for (; p < end; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t) (end - p));
+        if (nl == NULL) {
+            nl = end;
+        }
+        sp = memchr(p, ' ', (size_t) (nl - p));
+        if (sp == NULL || (idlen = (size_t) (sp - p)) == 0
+            || idlen >= sizeof(id))
+        {
+            continue;
+        }
+        memcpy(id, p, idlen);
+        id[idlen] = '\0';
+
+        p = sp;
+        for (k = 0; k < 3; k++) {
+            v[k] = strtoll(p, &e, 10);
+            if (e == p || e > nl) {
+                break;
+            }
+            p = e;
+        }
+        if (k < 3) {
+            continue;
+        }
+        g = dbc_group(c, id);
+        if (g == NULL) {
+            return -1;
+        }
+        dbc_add_counts(g, v[0], v[1], v[2]);
+    }
+    return 0;
+}
+
+
 /*
- * A counters document: ids, m, d, l are parallel arrays (a group's counts
- * at its position); a document cut short (arrays of different lengths)
- * counts what all four arrays hold.
+ * A counters document: a worker's has ids, c and l, parallel arrays (a
+ * group's counts at its position, c = created * 2^32 + deleted; a
+ * document cut short counts what all three arrays hold); "base" has them
+ * packed in one string (one value to decode: FerretDB's cost is per
+ * value).
  */
 int
 dbcounts_add_doc(dbcounts_t *c, const bson_t *doc)
 {
-    bson_iter_t   it, ids, m, d, l;
+    bson_iter_t   it, ids, cs, l;
     dbc_group_t  *g;
-    int           has_m, has_d, has_l;
+    int64_t       n;
+    uint32_t      len;
+    const char   *p;
+    int           has_l;
 
-    if (dbc_array(doc, "ids", &ids)) {
-        has_m = dbc_array(doc, "m", &m);
-        has_d = dbc_array(doc, "d", &d);
+    if (dbc_array(doc, "ids", &ids) && dbc_array(doc, "c", &cs)) {
         has_l = dbc_array(doc, "l", &l);
 
         while (bson_iter_next(&ids)) {
-            if ((has_m && !bson_iter_next(&m))
-                || (has_d && !bson_iter_next(&d))
-                || (has_l && !bson_iter_next(&l)))
-            {
+            if (!bson_iter_next(&cs) || (has_l && !bson_iter_next(&l))) {
                 break;
             }
             if (!BSON_ITER_HOLDS_UTF8(&ids)) {
@@ -336,15 +394,18 @@ dbcounts_add_doc(dbcounts_t *c, const bson_t *doc)
             if (g == NULL) {
                 return -1;
             }
-            g->m += has_m ? dbc_int(&m) : 0;
-            g->d += has_d ? dbc_int(&d) : 0;
-            if (has_l && BSON_ITER_HOLDS_DATE_TIME(&l)
-                && bson_iter_date_time(&l) > 0
-                && (!g->has_l || bson_iter_date_time(&l) > g->l))
-            {
-                g->l = bson_iter_date_time(&l);
-                g->has_l = 1;
-            }
+            n = dbc_int(&cs);
+            dbc_add_counts(g, n >> 32, n & 0xffffffff,
+                           has_l && BSON_ITER_HOLDS_DATE_TIME(&l)
+                           ? bson_iter_date_time(&l) : 0);
+        }
+    }
+
+    if (bson_iter_init_find(&it, doc, "packed") && BSON_ITER_HOLDS_UTF8(&it))
+    {
+        p = bson_iter_utf8(&it, &len);
+        if (dbc_add_packed(c, p, len) != 0) {
+            return -1;
         }
     }
 
@@ -414,48 +475,40 @@ dbc_hours_bson(const dbcounts_t *c, bson_t *doc, const char *field,
 int
 dbcounts_to_bson(const dbcounts_t *c, bson_t *doc, size_t max_bytes)
 {
-    bson_t       ids, m, d, l;
-    size_t       i, k = 0;
-    char         key[32];
-    const char  *ks;
+    char    *buf, *nbuf;
+    size_t   i, len = 0, cap = 4096;
+    int      n;
 
-    /* four arrays, written one after the other: four passes, same order */
-    BSON_APPEND_ARRAY_BEGIN(doc, "ids", &ids);
+    buf = malloc(cap);
+    if (buf == NULL) {
+        return -1;
+    }
     for (i = 0; i < c->nslots; i++) {
-        if (c->slots[i].m != 0 || c->slots[i].d != 0) {
-            bson_uint32_to_string((uint32_t) k++, &ks, key, sizeof(key));
-            BSON_APPEND_UTF8(&ids, ks, c->slots[i].id);
-        }
-    }
-    bson_append_array_end(doc, &ids);
+        const dbc_group_t  *s = &c->slots[i];
 
-    BSON_APPEND_ARRAY_BEGIN(doc, "m", &m);
-    for (i = 0, k = 0; i < c->nslots; i++) {
-        if (c->slots[i].m != 0 || c->slots[i].d != 0) {
-            bson_uint32_to_string((uint32_t) k++, &ks, key, sizeof(key));
-            BSON_APPEND_INT64(&m, ks, c->slots[i].m);
+        if (s->id[0] == '\0' || (s->m == 0 && s->d == 0)) {
+            continue;
         }
-    }
-    bson_append_array_end(doc, &m);
-
-    BSON_APPEND_ARRAY_BEGIN(doc, "d", &d);
-    for (i = 0, k = 0; i < c->nslots; i++) {
-        if (c->slots[i].m != 0 || c->slots[i].d != 0) {
-            bson_uint32_to_string((uint32_t) k++, &ks, key, sizeof(key));
-            BSON_APPEND_INT64(&d, ks, c->slots[i].d);
+        for ( ;; ) {
+            n = snprintf(buf + len, cap - len, "%s %lld %lld %lld\n", s->id,
+                         (long long) s->m, (long long) s->d,
+                         (long long) (s->has_l ? s->l : 0));
+            if (n >= 0 && (size_t) n < cap - len) {
+                break;
+            }
+            if (cap * 2 > max_bytes
+                || (nbuf = realloc(buf, cap * 2)) == NULL)
+            {
+                free(buf);
+                return -1;
+            }
+            buf = nbuf;
+            cap *= 2;
         }
+        len += (size_t) n;
     }
-    bson_append_array_end(doc, &d);
-
-    BSON_APPEND_ARRAY_BEGIN(doc, "l", &l);
-    for (i = 0, k = 0; i < c->nslots; i++) {
-        if (c->slots[i].m != 0 || c->slots[i].d != 0) {
-            bson_uint32_to_string((uint32_t) k++, &ks, key, sizeof(key));
-            BSON_APPEND_DATE_TIME(&l, ks,
-                                  c->slots[i].has_l ? c->slots[i].l : 0);
-        }
-    }
-    bson_append_array_end(doc, &l);
+    bson_append_utf8(doc, "packed", -1, buf, (int) len);
+    free(buf);
 
     BSON_APPEND_INT64(doc, "groups_created", c->groups);
     dbc_hours_bson(c, doc, "hours", c->hours);

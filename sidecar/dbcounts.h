@@ -6,8 +6,10 @@
  *
  * A counters document (a worker's, or the "base" one of what was stored
  * before counters existed) reads
- *   {ids: [<group id>...], m: [created...], d: [deleted...],
- *    l: [latest created_at...], groups_created: n,
+ *   {ids: [<group id>...], c: [created * 2^32 + deleted...],
+ *    l: [latest created_at...],        (a worker's)
+ *    packed: "<group id> <created> <deleted> <latest ms>\n...", ("base")
+ *    groups_created: n,
  *    hours: {h<created_at / 3600000>: messages created that hour},
  *    ghours: {h<hour>: groups created that hour}}.
  */
@@ -49,7 +51,7 @@ int dbcounts_add_message(dbcounts_t *c, const char *group_id,
     int64_t created_ms, int deleted);
 int dbcounts_add_old_group(dbcounts_t *c, int64_t created_ms);
 
-/* the counters document of what was added: ids, m, d, l, groups_created,
+/* the counters document of what was added: packed, groups_created,
  * hours, ghours; 0, -1 when it passes max_bytes */
 int dbcounts_to_bson(const dbcounts_t *c, bson_t *doc, size_t max_bytes);
 
