@@ -7,16 +7,18 @@
 #
 #   before: the sidecar of $DBSTATS_BEFORE (default main), built here from
 #           `git archive`: counts and an aggregation over the messages;
-#   after:  this tree's sidecar: the groups and the "counters" documents;
-#           its first refresh is the one-time count of the seeded messages
-#           (reported apart, "count_once");
+#   after:  this tree: nginx.conf.example (2 workers) and its sidecar,
+#           which reads the "counters" documents; its first refresh is the
+#           one-time count of the seeded messages (reported apart,
+#           "count_once"); then a message POSTed to each of the 1,000
+#           groups, so that both workers' documents name every group (the
+#           most a refresh reads here), then the refreshes are timed;
 #
 # each with --db-refresh 1 (back to back) and its default --db-timeout-ms,
 # timed by the sidecar itself (database.refresh_duration_ms of each
-# refresh, read from /dashboard/api/data).  Then, on the after database,
-# nginx.conf.example (2 workers) in front: POST a message, and the time
-# until the dashboard's total_messages has it ("visible_ms", 5 times).
-# Each variant runs on its own copy of the cached database.
+# refresh, read from /dashboard/api/data).  Then, after: POST a message,
+# and the time until the dashboard's total_messages has it ("visible_ms",
+# 5 times).  Each variant runs on its own copy of the cached database.
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=dbstats
@@ -73,20 +75,44 @@ for msgs in $sizes; do
         rm -rf "$work" "$work.pid"; cp -a "$cache" "$work"
         uri=$(start_db "$work") || exit 1
         mongo="${uri%/}/chat"
-        bin=$BIN/chat-sidecar; [ $v = before ] && bin=$before_bin
-        port=$(free_port)
-        "$bin" --listen "127.0.0.1:$port" --ingest "ipc://$dir/$v-$msgs.ipc" \
-            --http-key-file "$SIDECAR_KEY_FILE" --mongo-uri "$mongo" \
-            --html-dir "$BENCH_ROOT/html" --log-level info --db-refresh 1 \
-            >> "$dir/sidecar-$v-$msgs.log" 2>&1 &
-        spid=$!; track "$spid" TERM
-        wait_port "$port" "$spid" || { log "sidecar did not start"; exit 1; }
 
-        if [ $v = after ]; then
+        if [ $v = before ]; then
+            port=$(free_port)
+            "$before_bin" --listen "127.0.0.1:$port" --ingest "ipc://$dir/$v-$msgs.ipc" \
+                --http-key-file "$SIDECAR_KEY_FILE" --mongo-uri "$mongo" \
+                --html-dir "$BENCH_ROOT/html" --log-level info --db-refresh 1 \
+                >> "$dir/sidecar-$v-$msgs.log" 2>&1 &
+            spid=$!; track "$spid" TERM
+            wait_port "$port" "$spid" || { log "sidecar did not start"; exit 1; }
+        else
+            # the stack as deployed: nginx.conf.example (2 workers) and
+            # this tree's sidecar, refreshing every second
+            sdir=$dir/stack-$msgs
+            mkdir -p "$sdir"
+            read -r spid port < <(SIDECAR_EXTRA="--db-refresh 1 --log-level info" start_sidecar "$sdir/sidecar" "ipc://$sdir/metrics.ipc" "$mongo" "$sdir/ngx/logs/nginx.pid") || exit 1
+            make_secrets "$sdir/sec"
+            token=$(cat "$sdir/sec/token")
+            nport=$(free_port)
+            example_conf "$sdir/ngx" "$nport" "$mongo" "ipc://$sdir/metrics.ipc" "$port" "$sdir/sec/htpasswd" "$sdir/sec/jwt-secret" > "$sdir/nginx.conf"
+            m=$(start_nginx "$sdir/nginx.conf" "$sdir/ngx") || exit 1
             # the first refresh counts the seeded messages once
-            refreshes_of "$port" 1 600 "$dir/once-$msgs.jsonl"
+            refreshes_of "$port" 1 900 "$dir/once-$msgs.jsonl"
             emit "{\"case\":\"$case\",\"kind\":\"count_once\",\"messages\":$msgs,\"refresh\":$(head -1 "$dir/once-$msgs.jsonl")}"
+            # a message in every group through the module (8 clients): the
+            # workers' counters documents then name all 1,000 groups, the
+            # most a refresh reads for this database
+            for p in $(seq 1 $((groups / 100))); do
+                curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$nport/api/chat/groups?limit=100&page=$p" | jq -r '.groups[].id'
+            done > "$sdir/groups"
+            t0=$(date +%s.%N)
+            xargs -P 8 -I{} curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" \
+                -H 'Content-Type: application/json' -d '{"content":"every group"}' \
+                "http://127.0.0.1:$nport/api/chat/groups/{}/messages" < "$sdir/groups"
+            t1=$(date +%s.%N)
+            emit "{\"case\":\"$case\",\"kind\":\"post_every_group\",\"messages\":$msgs,\"posts\":$(wc -l < "$sdir/groups"),\"seconds\":$(echo "$t1 - $t0" | bc)}"
+            refreshes_of "$port" 2 30 "$dir/settle-$msgs.jsonl"
         fi
+
         # the old code needs seconds a refresh at 1,000,000: fewer of them
         n=$refreshes; [ $v = before ] && [ "$msgs" -ge 1000000 ] && n=3
         refreshes_of "$port" "$n" 300 "$dir/refresh-$v-$msgs.jsonl"
@@ -94,29 +120,18 @@ for msgs in $sizes; do
         last=$(tail -1 "$dir/refresh-$v-$msgs.jsonl")
         emit "{\"case\":\"$case\",\"kind\":\"refresh\",\"variant\":\"$v\",\"commit\":\"$([ $v = before ] && echo "$before_commit" || git -C "$BENCH_ROOT" rev-parse --short HEAD)\",\"messages\":$msgs,\"groups\":$groups,\"n\":$(wc -l < "$dir/refresh-$v-$msgs.jsonl"),\"median_ms\":$med,\"all_ms\":$(jq -s -c '[.[].ms]' "$dir/refresh-$v-$msgs.jsonl"),\"last\":${last:-null}}"
         log "  dbstats $msgs messages, $v: refresh median $med ms ($(jq -s -c '[.[].ms|floor]' "$dir/refresh-$v-$msgs.jsonl")); last: $last"
-        stop_pid "$spid" TERM
 
         if [ $v = after ]; then
             # a write through the module, visible on the dashboard: when
             # total_messages has grown by one
-            sdir=$dir/stack-$msgs
-            mkdir -p "$sdir"
-            read -r spid sport < <(SIDECAR_EXTRA="--db-refresh 1" start_sidecar "$sdir/sidecar" "ipc://$sdir/metrics.ipc" "$mongo" "$sdir/ngx/logs/nginx.pid") || exit 1
-            make_secrets "$sdir/sec"
-            token=$(cat "$sdir/sec/token")
-            nport=$(free_port)
-            example_conf "$sdir/ngx" "$nport" "$mongo" "ipc://$sdir/metrics.ipc" "$sport" "$sdir/sec/htpasswd" "$sdir/sec/jwt-secret" > "$sdir/nginx.conf"
-            m=$(start_nginx "$sdir/nginx.conf" "$sdir/ngx") || exit 1
-            g=$(curl -sf -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-                    -d '{"name":"visible"}' "http://127.0.0.1:$nport/api/chat/groups" | jq -r .id)
-            refreshes_of "$sport" 1 60 "$sdir/first.jsonl"
+            g=$(head -1 "$sdir/groups")
             for i in $(seq 5); do
-                before_total=$(sidecar_json "$sport" | jq .database.total_messages)
+                before_total=$(sidecar_json "$port" | jq .database.total_messages)
                 t0=$(date +%s%N)
                 curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
                     -d "{\"content\":\"visible $i\"}" "http://127.0.0.1:$nport/api/chat/groups/$g/messages" || { log "POST failed"; exit 1; }
                 while :; do
-                    now_total=$(sidecar_json "$sport" | jq .database.total_messages)
+                    now_total=$(sidecar_json "$port" | jq .database.total_messages)
                     [ "$now_total" -gt "$before_total" ] && break
                     [ $(( ($(date +%s%N) - t0) / 1000000 )) -gt 10000 ] && break
                     sleep 0.02
@@ -124,10 +139,11 @@ for msgs in $sizes; do
                 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
                 emit "{\"case\":\"$case\",\"kind\":\"visible\",\"messages\":$msgs,\"try\":$i,\"visible_ms\":$ms,\"total_before\":$before_total,\"total_after\":$now_total}"
                 log "  dbstats $msgs messages: a POST visible on the dashboard after $ms ms ($before_total -> $now_total)"
+                sleep 0.$((RANDOM % 10))
             done
             stop_nginx "$m"
-            stop_pid "$spid" TERM
         fi
+        stop_pid "$spid" TERM
         stop_db "$work"
         rm -rf "$work"
     done
