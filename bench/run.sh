@@ -3,7 +3,7 @@
 # module and the sidecar, run the cases (default: all but the soak), and
 # write bench/RESULTS.md.  QUICK=1: a ~4-5 minute smoke run into
 # bench/out/quick/ (its report: bench/out/quick/RESULTS.md).  Cases:
-#   overhead cardinality exactness scrape chatapi reads fanout memory resume
+#   overhead cardinality exactness scrape chatapi reads fanout memory resume dbstats
 #   (+ soak)
 # Bounded: every case has fixed durations and request counts; all traffic
 # on 127.0.0.1; processes started here are stopped by pid.
@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(overhead cardinality exactness scrape chatapi reads fanout memory resume)
+[ ${#cases[@]} -gt 0 ] || cases=(overhead cardinality exactness scrape chatapi reads fanout memory resume dbstats)
 
 # --- tools ------------------------------------------------------------------
 missing=()

@@ -29,6 +29,7 @@
 #include "ngx_http_chat_queries.h"
 #include "ngx_http_chat_render.h"
 #include "ngx_http_chat_event_log.h"
+#include "ngx_http_chat_counters.h"
 
 
 /*
@@ -1053,7 +1054,7 @@ ngx_http_chat_claim_deletion(ngx_http_chat_op_t *op, mongoc_client_t *client,
             bson_destroy(doc);
 
             rc = (s >= 0) ? ngx_http_chat_apply_deletion(op, client, mid, s,
-                                                         at)
+                                                         at, 0)
                           : NGX_OK;
         }
 
@@ -1075,7 +1076,8 @@ ngx_http_chat_claim_deletion(ngx_http_chat_op_t *op, mongoc_client_t *client,
 
 ngx_int_t
 ngx_http_chat_apply_deletion(ngx_http_chat_op_t *op, mongoc_client_t *client,
-    const bson_oid_t *mid, int64_t seq, int64_t deleted_at)
+    const bson_oid_t *mid, int64_t seq, int64_t deleted_at,
+    ngx_uint_t counted)
 {
     bson_t                filter, update, set;
     ngx_int_t             rc;
@@ -1093,6 +1095,12 @@ ngx_http_chat_apply_deletion(ngx_http_chat_op_t *op, mongoc_client_t *client,
     BSON_APPEND_BOOL(&set, "is_deleted", true);
     BSON_APPEND_DATE_TIME(&set, "deleted_at", deleted_at);
     BSON_APPEND_INT64(&set, "deleted_seq", seq);
+
+    if (counted) {
+        /* the dashboard's count of it follows (ngx_http_chat_counters.c) */
+        ngx_http_chat_counters_mark_deleted(&set);
+    }
+
     bson_append_document_end(&update, &set);
 
     rc = NGX_OK;

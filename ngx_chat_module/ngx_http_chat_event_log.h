@@ -48,7 +48,7 @@ ngx_int_t ngx_http_chat_claim_deletion(ngx_http_chat_op_t *op,
 /* the message marked deleted with the deletion's seq and time */
 ngx_int_t ngx_http_chat_apply_deletion(ngx_http_chat_op_t *op,
     mongoc_client_t *client, const bson_oid_t *mid, int64_t seq,
-    int64_t deleted_at);
+    int64_t deleted_at, ngx_uint_t counted);
 
 /* an integer field of a document, or -1 */
 int64_t ngx_http_chat_event_int(const bson_t *doc, const char *field);

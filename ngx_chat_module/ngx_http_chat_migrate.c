@@ -250,7 +250,7 @@ ngx_http_chat_migrate_one(ngx_http_chat_op_t *op, mongoc_client_t *client,
         return NGX_ERROR;
     }
 
-    return ngx_http_chat_apply_deletion(op, client, &mid, seq, at);
+    return ngx_http_chat_apply_deletion(op, client, &mid, seq, at, 0);
 }
 
 

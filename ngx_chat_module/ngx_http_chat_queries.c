@@ -31,6 +31,7 @@
 #include "ngx_http_chat_render.h"
 #include "ngx_http_chat_event_log.h"
 #include "ngx_http_chat_migrate.h"
+#include "ngx_http_chat_counters.h"
 
 
 static void ngx_http_chat_op_create_group(ngx_http_chat_op_t *op,
@@ -59,6 +60,10 @@ ngx_http_chat_queries_configure(const char *db, int32_t timeout_ms,
     (void) ngx_cpystrn((u_char *) ngx_http_chat_queries.db, (u_char *) db,
                        sizeof(ngx_http_chat_queries.db));
     ngx_http_chat_queries.timeout_ms = timeout_ms;
+
+    if (ngx_http_chat_counters_init(log) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_chat_event_log_init(log);
 }
@@ -136,6 +141,7 @@ ngx_http_chat_op_create_group(ngx_http_chat_op_t *op, mongoc_client_t *client)
     BSON_APPEND_UTF8(&doc, "created_by", op->user_id);
     BSON_APPEND_INT64(&doc, "seq", 0);           /* the first event is 1 */
     BSON_APPEND_BOOL(&doc, "logged", true);      /* every event recorded */
+    ngx_http_chat_counters_mark(&doc);
 
     coll = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
                                         "groups");
@@ -144,6 +150,8 @@ ngx_http_chat_op_create_group(ngx_http_chat_op_t *op, mongoc_client_t *client)
         ngx_http_chat_op_fail(op, &error, "insert group");
 
     } else {
+        ngx_http_chat_counters_group(client, &oid, now);
+
         bson_oid_to_string(&oid, op->id_hex);
         ngx_http_chat_op_output(op, ngx_http_chat_render_group(&doc));
     }
@@ -270,6 +278,7 @@ ngx_http_chat_op_create_message(ngx_http_chat_op_t *op,
     BSON_APPEND_DATE_TIME(&doc, "created_at", now);
     BSON_APPEND_INT64(&doc, "seq", seq);
     BSON_APPEND_BOOL(&doc, "is_deleted", false);
+    ngx_http_chat_counters_mark(&doc);
 
     coll = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
                                         "messages");
@@ -279,6 +288,8 @@ ngx_http_chat_op_create_message(ngx_http_chat_op_t *op,
         ngx_http_chat_op_fail(op, &error, "insert message");
 
     } else {
+        ngx_http_chat_counters_created(op, client, now);
+
         bson_oid_to_string(&oid, op->id_hex);
         op->seq = seq;
 
@@ -535,11 +546,13 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
     /* a failure here leaves the claim: deleted, as the log says; the
      * next DELETE of it marks the message (claim_deletion's repair) */
 
-    if (ngx_http_chat_apply_deletion(op, client, &op->message_id, seq, now)
+    if (ngx_http_chat_apply_deletion(op, client, &op->message_id, seq, now, 1)
         != NGX_OK)
     {
         return;
     }
+
+    ngx_http_chat_counters_deleted(op, client);
 
     bson_oid_to_string(&op->message_id, op->id_hex);
     op->seq = seq;

@@ -3,16 +3,14 @@
  *
  * The thread owns its mongoc client (a mongoc_client_t is not thread
  * safe, and no other thread needs one).  Every refresh interval it pings
- * the server and runs the spec's counts and the top-groups aggregation,
- * each bounded by maxTimeMS and by the URI's serverSelection/socket
- * timeouts; then it publishes the whole result under a mutex, in one copy.
+ * the server and reads the "counters" documents the module keeps (and,
+ * once per database, counts what was stored before them), each read
+ * bounded by maxTimeMS and by the URI's serverSelection/socket timeouts;
+ * then it publishes the whole result under a mutex, in one copy.
  * Readers (HTTP handlers) take a copy under that mutex and never wait on
  * MongoDB.  A failed refresh keeps the last good figures and marks them
- * stale.  The totals come from collStats (metadata on MongoDB, cheap on
- * FerretDB); a filtered count or the top-groups aggregation that runs past
- * maxTimeMS on a large collection keeps only its own figure from before:
- * the server is still "connected", the figures are marked stale, and
- * stale_reason says which query was too slow.
+ * stale; a read that runs past maxTimeMS keeps them too, the server still
+ * "connected", and stale_reason says which read was too slow.
  */
 
 #ifndef SIDECAR_DBSTATS_H

@@ -67,7 +67,7 @@ static const opt_def_t  opt_defs[] = {
       "MongoDB URI; the database is its path (default "
       "mongodb://127.0.0.1:27017/chat)" },
     { "db-refresh", T_SECONDS, O(db_refresh_s), 0.1, 86400, "SECONDS",
-      "database statistics refresh interval (default 10)" },
+      "database statistics refresh interval (default 1)" },
     { "db-timeout-ms", T_INT, O(db_timeout_ms), 100, 600000, "MS",
       "maxTimeMS of each database query (default 5000)" },
     { "nginx-pid-file", T_STR, O(nginx_pid_file), 0, 0, "PATH",
@@ -122,7 +122,7 @@ options_defaults(sidecar_options_t *o)
     o->events_mode = 0600;
     snprintf(o->mongo_uri, sizeof(o->mongo_uri),
              "mongodb://127.0.0.1:27017/chat");
-    o->db_refresh_s = 10;
+    o->db_refresh_s = 1;
     o->db_timeout_ms = 5000;
     snprintf(o->html_dir, sizeof(o->html_dir), "html");
     o->log_level = LOG_LVL_INFO;

@@ -272,7 +272,7 @@ GET /t
 use ChatTest::MongoWire qw(oid date bool doc);
 use Time::HiRes qw(sleep);
 my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
-# the migration of worker 0 (t/22-migration.t) is over before this data
+# the migration of worker 0 (t/24-migration.t) is over before this data
 my $migrated = sub {
     open my $fh, '<', Test::Nginx::Socket::server_root() . '/logs/error.log' or return 0;
     return scalar grep { /migrated to the event log/ } <$fh>;

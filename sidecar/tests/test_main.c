@@ -42,6 +42,7 @@ main(void)
     suite_options();
     suite_procstats();
     suite_httpd();
+    suite_dbcounts();
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

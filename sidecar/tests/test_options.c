@@ -49,7 +49,7 @@ options_defaults_are_the_specs(void)
     CHECK(o.coll.very_slow_us == 5000000);
     CHECK(o.coll.worker_timeout_us == 15000000);
     CHECK(o.coll.history_minutes >= 60);
-    CHECK(o.db_refresh_s == 10);
+    CHECK(o.db_refresh_s == 1);
     CHECK(strcmp(o.listen_url, "http://127.0.0.1:9180") == 0);
 }
 

@@ -34,5 +34,6 @@ void suite_isotime(void);
 void suite_options(void);
 void suite_procstats(void);
 void suite_httpd(void);
+void suite_dbcounts(void);
 
 #endif /* SIDECAR_TESTS_UNIT_H */
