@@ -44,8 +44,15 @@
 
 #define NGX_HTTP_CHAT_MONGO_DUPLICATE_KEY  11000
 
-/* the bounds of a walk of the log (see ngx_http_chat_op_list_events()) */
-#define NGX_HTTP_CHAT_SEQ_SETTLE           4
+/*
+ * The bounds of a walk of the log (see ngx_http_chat_op_list_events()).
+ * A seq is settled 2 chat_db_timeouts after it was taken: its claim, then
+ * its event's write, each bounded by chat_db_timeout (the client's socket
+ * and selection timeouts), follow the $inc at once on the same thread.
+ * Every subscriber of the group waits that long for a seq whose taker
+ * died (a worker killed between the claim and the write).
+ */
+#define NGX_HTTP_CHAT_SEQ_SETTLE           2
 #define NGX_HTTP_CHAT_WALK_SLACK           64
 #define NGX_HTTP_CHAT_TAIL                 1024
 

@@ -63,6 +63,9 @@ struct ngx_http_chat_ws_s {
     ngx_uint_t                 nbacklog;
     ngx_uint_t                 restarts;        /* of the backlog */
     ngx_uint_t                 read_restarts;   /* at the read's post */
+    ngx_http_chat_held_t      *page;            /* read, not yet sent */
+    ngx_uint_t                 npage;
+    ngx_uint_t                 page_pos;
 
     ngx_uint_t                 pending_ops;     /* messages being stored
                                                    or waiting to be */
@@ -83,6 +86,7 @@ struct ngx_http_chat_ws_s {
     unsigned                   reading:1;       /* a page of events is
                                                    being read for it */
     unsigned                   resume_waits:1;  /* for the send queue */
+    unsigned                   page_more:1;     /* the page was full */
 };
 
 

@@ -20,10 +20,11 @@
  *
  * A client more than NGX_HTTP_CHAT_RESUME_MAX events behind is sent
  * {"type":"resync","seq":<current>} instead and goes on live from there:
- * it reloads what it missed through the REST API.  Pages follow each
- * other as the connection's send queue drains (half of
- * chat_ws_send_queue a page at most), so a replay never makes a slow
- * consumer of its client.
+ * it reloads what it missed through the REST API.  A page of events
+ * (NGX_HTTP_CHAT_RESUME_PAGE, the most a replay may be) is read at once
+ * and its frames sent as the send queue drains, never more than half of
+ * chat_ws_send_queue queued, so a replay never makes a slow consumer of
+ * its client.
  */
 
 #include <ngx_config.h>
@@ -36,13 +37,14 @@
 #include "ngx_http_chat_websocket.h"
 
 
-#define NGX_HTTP_CHAT_RESUME_PAGE  100   /* events a read, at most */
+#define NGX_HTTP_CHAT_RESUME_PAGE  1000  /* events a read, at most */
 #define NGX_HTTP_CHAT_WS_TRY_LATER 1013  /* RFC 6455 registry: try again
                                             later */
 
 
 static void ngx_http_chat_ws_resume_handler(ngx_event_t *ev);
 static void ngx_http_chat_ws_resume_read(ngx_http_chat_ws_t *ws);
+static void ngx_http_chat_ws_resume_send(ngx_http_chat_ws_t *ws);
 static void ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
     ngx_http_chat_event_page_t *page, const char *error);
 static void ngx_http_chat_ws_resume_live(ngx_http_chat_ws_t *ws,
@@ -126,6 +128,11 @@ ngx_http_chat_ws_resume_handler(ngx_event_t *ev)
         return;
     }
 
+    if (ws->page) {
+        ngx_http_chat_ws_resume_send(ws);
+        return;
+    }
+
     ngx_http_chat_ws_resume_read(ws);
 }
 
@@ -136,8 +143,7 @@ ngx_http_chat_ws_resume_read(ngx_http_chat_ws_t *ws)
     ngx_int_t   rc;
     ngx_uint_t  limit;
 
-    limit = ngx_max(ws->conf->ws_send_queue / 2, 1);
-    limit = ngx_min(limit, NGX_HTTP_CHAT_RESUME_PAGE);
+    limit = NGX_HTTP_CHAT_RESUME_PAGE;
 
     rc = ngx_http_chat_catch_up_read(ws->group_id, ws->subscriber.last,
                                      limit, ngx_http_chat_ws_resume_page, ws,
@@ -170,7 +176,7 @@ static void
 ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
     ngx_http_chat_event_page_t *page, const char *error)
 {
-    ngx_uint_t                   i, n;
+    ngx_uint_t                   i;
     ngx_http_chat_ws_t          *ws;
     ngx_http_chat_frame_t       *frame;
     ngx_http_chat_event_item_t  *e;
@@ -206,8 +212,20 @@ ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
         return;
     }
 
+    /* the page's frames, sent as the send queue takes them */
+
     s = &ws->subscriber;
-    n = 0;
+
+    ws->page = ngx_alloc((page->nitems ? page->nitems : 1)
+                         * sizeof(ngx_http_chat_held_t), ngx_cycle->log);
+    if (ws->page == NULL) {
+        ngx_http_chat_ws_finalize(ws);
+        return;
+    }
+
+    ws->npage = 0;
+    ws->page_pos = 0;
+    ws->page_more = page->has_more;
 
     for (i = 0; i < page->nitems; i++) {
         e = &page->items[i];
@@ -223,23 +241,60 @@ ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
             return;
         }
 
-        s->last = e->seq;
+        ws->page[ws->npage].seq = e->seq;
+        ws->page[ws->npage].frame = frame;
+        ws->npage++;
+    }
 
-        if (e->seq > ws->since) {        /* else the client has it */
-            ngx_http_chat_ws_send_frame(ws, frame);
-            n++;
+    ngx_http_chat_ws_resume_send(ws);
+}
+
+
+/* the page read, while the send queue is under half of its bound */
+
+static void
+ngx_http_chat_ws_resume_send(ngx_http_chat_ws_t *ws)
+{
+    ngx_uint_t                   progress;
+    ngx_http_chat_held_t        *h;
+    ngx_http_chat_subscriber_t  *s;
+
+    s = &ws->subscriber;
+
+    while (ws->page_pos < ws->npage) {
+
+        if (ws->out_count >= ngx_max(ws->conf->ws_send_queue / 2, 1)) {
+            ws->resume_waits = 1;        /* ngx_http_chat_ws_flush() */
+            return;
         }
 
-        ngx_http_chat_frame_release(frame);
+        h = &ws->page[ws->page_pos++];
+
+        if (h->seq > s->last) {
+            s->last = h->seq;
+
+            if (h->seq > ws->since) {    /* else the client has it */
+                ngx_http_chat_ws_send_frame(ws, h->frame);
+                ws->replayed++;
+            }
+        }
+
+        ngx_http_chat_frame_release(h->frame);
+        h->frame = NULL;
 
         if (ws->closed || ws->close_sent) {
-            return;
+            return;                      /* the rest: resume_release() */
         }
     }
 
-    ws->replayed += n;
+    progress = (ws->npage > 0);
 
-    ngx_http_chat_ws_resume_live(ws, page->has_more, n > 0);
+    ngx_free(ws->page);
+    ws->page = NULL;
+    ws->npage = 0;
+    ws->page_pos = 0;
+
+    ngx_http_chat_ws_resume_live(ws, ws->page_more, progress);
 }
 
 
@@ -388,6 +443,15 @@ ngx_http_chat_ws_resume_hold(ngx_http_chat_subscriber_t *s, int64_t seq,
 void
 ngx_http_chat_ws_resume_release(ngx_http_chat_ws_t *ws)
 {
+    if (ws->page) {
+        while (ws->page_pos < ws->npage) {
+            ngx_http_chat_frame_release(ws->page[ws->page_pos++].frame);
+        }
+
+        ngx_free(ws->page);
+        ws->page = NULL;
+    }
+
     while (ws->nbacklog) {
         ngx_http_chat_frame_release(ws->backlog[--ws->nbacklog].frame);
     }

@@ -362,6 +362,7 @@ run_tests();
 __DATA__
 
 === TEST 1: sidecar SIGKILLed under load: every API request succeeds, metrics resume, drops are counted, WebSocket state reconverges from the workers' snapshots
+--- db_timeout: 5s
 --- http_config
 chat_metrics_batch 1;
 chat_metrics_queue 2;
