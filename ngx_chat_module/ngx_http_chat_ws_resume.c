@@ -38,6 +38,8 @@
 
 
 #define NGX_HTTP_CHAT_RESUME_PAGE  1000  /* events a read, at most */
+#define NGX_HTTP_CHAT_SEQ_LAG      64    /* a since above the group's
+                                            counter taken as the client's */
 #define NGX_HTTP_CHAT_WS_TRY_LATER 1013  /* RFC 6455 registry: try again
                                             later */
 
@@ -73,14 +75,14 @@ ngx_http_chat_ws_resume_start(ngx_http_chat_ws_t *ws)
 
     } else if (ws->since > current) {
         /*
-         * Ahead of the group's counter: a client that made it up, or a
-         * counter that lags (FerretDB's $inc is not atomic, it may step
-         * back): the events the database has above the counter are read,
-         * and those up to since not sent (the client has them).
+         * Ahead of the group's counter.  A counter may lag the seqs taken
+         * for a moment (FerretDB's $inc is not atomic: a write of a
+         * stale read steps it back until its taker tries again), by one
+         * taker a worker at most: the client has what it says.  Far
+         * ahead, it made since up: it gets the events after the counter.
          */
-        s->last = current;
-        ngx_http_chat_ws_resume_live(ws, 1, 1);
-        return;
+        s->last = (ws->since - current <= NGX_HTTP_CHAT_SEQ_LAG)
+                  ? ws->since : current;
 
     } else if (current - ws->since > NGX_HTTP_CHAT_RESUME_MAX) {
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
