@@ -52,6 +52,7 @@ ngx_int_t ngx_http_chat_apply_deletion(ngx_http_chat_op_t *op,
 
 /* an integer field of a document, or -1 */
 int64_t ngx_http_chat_event_int(const bson_t *doc, const char *field);
+int64_t ngx_http_chat_event_time(const bson_t *doc, const char *field);
 
 /* the _ids: "<group id>:<seq>" and "<message id>:deleted" */
 void ngx_http_chat_seq_id(char *id, const bson_oid_t *group_id, int64_t seq);
