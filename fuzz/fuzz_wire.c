@@ -67,7 +67,7 @@ ref_check(const uint8_t *p, size_t len)
     memcpy(&rsize, p + 6, 2);
     memcpy(&count, p + 8, 2);
 
-    if (magic != 0x54414843 || version != 2 || rsize != 320 || count > 128
+    if (magic != 0x54414843 || version != 3 || rsize != 320 || count > 128
         || len != 56 + (size_t) count * 320)
     {
         return -1;

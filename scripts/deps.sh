@@ -27,6 +27,9 @@ packages=(
     nginx nginx-dev build-essential pkg-config
     libmongoc-dev libbson-dev libcjson-dev libnng-dev libssl-dev
     libpcre2-dev zlib1g-dev
+    # the cluster transport (chat_cluster): nats.c; make run-cluster's
+    # servers
+    libnats-dev nats-server
     # run: dashboard credentials, scripts, the README's examples
     apache2-utils openssl curl jq procps
 )

@@ -32,7 +32,7 @@
 
 
 #define CHAT_WIRE_MAGIC              0x54414843u   /* "CHAT" little-endian */
-#define CHAT_WIRE_VERSION            2
+#define CHAT_WIRE_VERSION            3
 
 /* a batch never carries more records than this; a full batch is flushed */
 #define CHAT_WIRE_MAX_RECORDS        128
@@ -54,8 +54,22 @@ typedef enum {
     CHAT_REC_WS_SNAPSHOT = 3,   /* one group's live connection count on a
                                    worker; a snapshot is all such records
                                    of a batch with flag CHAT_BATCH_SNAPSHOT */
-    CHAT_REC_CUSTOM      = 4    /* generic event: type + up to 4 key/values */
+    CHAT_REC_CUSTOM      = 4,   /* generic event: type + up to 4 key/values */
+    CHAT_REC_CLUSTER     = 5    /* this worker's link to the cluster (NATS),
+                                   sent once a second; the latest replaces
+                                   what the reader knew of the worker */
 } chat_wire_record_type_e;
+
+
+/* the state of a worker's cluster link */
+typedef enum {
+    CHAT_CLUSTER_OFF          = 0,  /* chat_cluster unset: one host */
+    CHAT_CLUSTER_CONNECTING   = 1,  /* never connected yet (or retrying at
+                                       start: a wrong credential, no server) */
+    CHAT_CLUSTER_CONNECTED    = 2,
+    CHAT_CLUSTER_RECONNECTING = 3,  /* lost, the client is reconnecting */
+    CHAT_CLUSTER_CLOSED       = 4   /* given up: serving this host only */
+} chat_wire_cluster_state_e;
 
 
 typedef enum {
@@ -128,6 +142,35 @@ typedef struct {
 } chat_wire_custom_t;
 
 
+/*
+ * A worker's cluster link.  Counters are cumulative for the worker; the
+ * host is chat_host_name's (the same in every worker of one nginx), the
+ * server the URL the link is connected to now (empty when not), the error
+ * the last one the link met (empty when none).
+ */
+#define CHAT_WIRE_HOST_LEN           64
+#define CHAT_WIRE_SERVER_LEN         96
+#define CHAT_WIRE_ERROR_LEN          64
+
+typedef struct {
+    uint8_t   state;                /* chat_wire_cluster_state_e */
+    uint8_t   host_len;
+    uint8_t   server_len;
+    uint8_t   error_len;
+    uint32_t  pad0;
+    uint64_t  reconnects;           /* links re-established after a loss */
+    uint64_t  events_out;           /* events published to the cluster */
+    uint64_t  events_in;            /* events received from other hosts */
+    uint64_t  gaps_filled;          /* events read from the database to fill
+                                       a gap in a group's sequence */
+    uint64_t  dropped;              /* events not published or not handled
+                                       (link down, buffer full, bad message) */
+    char      host[CHAT_WIRE_HOST_LEN];
+    char      server[CHAT_WIRE_SERVER_LEN];
+    char      error[CHAT_WIRE_ERROR_LEN];
+} chat_wire_cluster_t;
+
+
 typedef struct {
     uint16_t  type;                 /* chat_wire_record_type_e */
     uint16_t  pad0;
@@ -138,6 +181,7 @@ typedef struct {
         chat_wire_ws_event_t     ws_event;
         chat_wire_ws_snapshot_t  ws_snapshot;
         chat_wire_custom_t       custom;
+        chat_wire_cluster_t      cluster;
         uint8_t                  raw[304];
     } u;
 } chat_wire_record_t;
@@ -164,6 +208,7 @@ _Static_assert(sizeof(chat_wire_request_t) == 232, "request record layout");
 _Static_assert(sizeof(chat_wire_ws_event_t) == 104, "ws event layout");
 _Static_assert(sizeof(chat_wire_ws_snapshot_t) == 40, "ws snapshot layout");
 _Static_assert(sizeof(chat_wire_custom_t) == 300, "custom event layout");
+_Static_assert(sizeof(chat_wire_cluster_t) == 272, "cluster link layout");
 _Static_assert(sizeof(chat_wire_record_t) == 320, "record layout");
 _Static_assert(offsetof(chat_wire_record_t, u) == 16, "record header");
 _Static_assert(sizeof(chat_wire_batch_t) == 56, "batch header layout");
