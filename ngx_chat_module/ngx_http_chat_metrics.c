@@ -41,6 +41,11 @@
 /* a connection the sidecar closes sooner than this was cut, not used */
 #define NGX_HTTP_CHAT_PIPE_CUT           100    /* ms */
 
+/* no connection to the sidecar for this long: dial with a new dialer
+ * (ngx_http_chat_metrics_watch_dialer()); checked this often */
+#define NGX_HTTP_CHAT_REDIAL_RENEW       3000   /* ms */
+#define NGX_HTTP_CHAT_REDIAL_CHECK       1000   /* ms */
+
 
 typedef struct {
     nng_socket                  sock;
@@ -67,6 +72,11 @@ typedef struct {
 
     ngx_event_t                 flush_ev;
     ngx_event_t                 snapshot_ev;
+    ngx_event_t                 dial_watch_ev;
+
+    /* since when no pipe is up (0: one is); dialers renewed since */
+    ngx_msec_t                  down_since;
+    ngx_uint_t                  renewals;
 
     ngx_log_t                  *log;
     ngx_uint_t                  drop_logged;
@@ -96,6 +106,8 @@ static ngx_uint_t ngx_http_chat_metrics_snapshot_part(
 static void ngx_http_chat_metrics_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
     void *data);
 static void ngx_http_chat_metrics_watch_refusal(ngx_http_chat_metrics_t *m);
+static int ngx_http_chat_metrics_dial(ngx_http_chat_metrics_t *m);
+static void ngx_http_chat_metrics_watch_dialer(ngx_event_t *ev);
 static size_t ngx_http_chat_copy(char *dst, size_t size, ngx_str_t *src);
 
 
@@ -175,9 +187,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
 
         /* non-blocking dial: an absent sidecar is retried in background */
         if (rv == 0) {
-            rv = nng_dial(m->sock,
-                          (const char *) cmcf->metrics_address.data,
-                          &m->dialer, NNG_FLAG_NONBLOCK);
+            rv = ngx_http_chat_metrics_dial(m);
         }
 
         if (rv != 0) {
@@ -209,6 +219,15 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     m->snapshot_ev.cancelable = 1;
 
     ngx_add_timer(&m->snapshot_ev, 200);
+
+    m->dial_watch_ev.handler = ngx_http_chat_metrics_watch_dialer;
+    m->dial_watch_ev.log = cycle->log;
+    m->dial_watch_ev.data = m;
+    m->dial_watch_ev.cancelable = 1;
+
+    if (m->open) {
+        ngx_add_timer(&m->dial_watch_ev, NGX_HTTP_CHAT_REDIAL_CHECK);
+    }
 
     return NGX_OK;
 }
@@ -739,6 +758,124 @@ ngx_http_chat_metrics_watch_refusal(ngx_http_chat_metrics_t *m)
         (void) nng_dialer_set_ms(m->dialer, NNG_OPT_RECONNMAXT,
                                  NGX_HTTP_CHAT_REDIAL_MAX);
         m->refused = 0;
+    }
+}
+
+
+/*
+ * A dialer for the socket, started without waiting: nng connects in the
+ * background and redials when the connection is lost, as often as the
+ * refusal watch above allows.
+ */
+
+static int
+ngx_http_chat_metrics_dial(ngx_http_chat_metrics_t *m)
+{
+    int           rv;
+    nng_dialer    d;
+    nng_duration  min, max;
+
+    rv = nng_dialer_create(&d, m->sock, (const char *) m->address.data);
+    if (rv != 0) {
+        return rv;
+    }
+
+    min = m->refused ? NGX_HTTP_CHAT_REDIAL_REFUSED : NGX_HTTP_CHAT_REDIAL_MIN;
+    max = m->refused ? NGX_HTTP_CHAT_REDIAL_REFUSED : NGX_HTTP_CHAT_REDIAL_MAX;
+
+    (void) nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, min);
+    (void) nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, max);
+
+    rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        (void) nng_dialer_close(d);
+        return rv;
+    }
+
+    m->dialer = d;
+
+    return 0;
+}
+
+
+/*
+ * The event loop, every second: a dialer that has had no connection for
+ * NGX_HTTP_CHAT_REDIAL_RENEW (twice that when it redials slowly after
+ * refusals) is closed and replaced.
+ *
+ * libnng 1.5.2 stops redialing for good when a connection is cut during
+ * its handshake in one particular way: the peer gone before the dialer
+ * sends its header makes the send fail with EPIPE, which nng reports as
+ * NNG_ECLOSED, and its dialer takes NNG_ECLOSED to mean that it is itself
+ * being closed (core/dialer.c, dialer_connect_cb).  A sidecar killed or
+ * restarted while a worker is dialing it does that now and then, and the
+ * worker then lost every record until it restarted.  A new dialer costs a
+ * connection attempt; the socket and the records queued in it stay, so
+ * they reach the sidecar once a dialer connects.  Closing the old dialer
+ * waits only for its callbacks to return: it has no pipe (none is up) and
+ * its pending connect is cancelled, not awaited.
+ */
+
+static void
+ngx_http_chat_metrics_watch_dialer(ngx_event_t *ev)
+{
+    int                       rv;
+    sigset_t                  saved;
+    ngx_msec_t                renew;
+    ngx_http_chat_metrics_t  *m;
+
+    m = ev->data;
+
+    if (!m->open || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_CHAT_REDIAL_CHECK);
+
+    if (m->pipes_up > 0) {
+        m->down_since = 0;
+        m->renewals = 0;
+        return;
+    }
+
+    if (m->down_since == 0) {
+        m->down_since = ngx_current_msec;
+        return;
+    }
+
+    renew = m->refused ? 2 * NGX_HTTP_CHAT_REDIAL_REFUSED
+                       : NGX_HTTP_CHAT_REDIAL_RENEW;
+
+    if (ngx_current_msec - m->down_since < renew) {
+        return;
+    }
+
+    ngx_http_chat_threads_block_signals(&saved);
+
+    (void) nng_dialer_close(m->dialer);
+    rv = ngx_http_chat_metrics_dial(m);
+
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    m->down_since = ngx_current_msec;
+    m->renewals++;
+
+    if (rv != 0) {
+        ngx_log_error(NGX_LOG_ALERT, m->log, 0,
+                      "chat metrics: cannot dial \"%V\" anew: %s; "
+                      "records will be dropped and counted",
+                      &m->address, nng_strerror(rv));
+        (void) nng_close(m->sock);
+        m->open = 0;
+        return;
+    }
+
+    /* once per outage: it repeats while the sidecar stays away */
+    if (m->renewals == 1) {
+        ngx_log_error(NGX_LOG_NOTICE, m->log, 0,
+                      "chat metrics: no connection to the sidecar at \"%V\" "
+                      "for %M ms; dialing it with a new dialer",
+                      &m->address, renew);
     }
 }
 

@@ -357,17 +357,11 @@ sub stop_load {
 
 sub total { my $h = shift; my $n = 0; $n += $_ for values %$h; $n }
 
-# SKIPPED for now (--- SKIP on TEST 1 and TEST 6): in 3 of 6 fresh-clone
-# CI runs on 2026-12-06 one worker's metrics dialer never reconnected to
-# the restarted sidecar (no refusal back-off logged; the other worker did
-# reconnect). An open bug, most likely in libnng 1.5.2's dialer (see issue
-# 11); these two blocks come back once it is found.
 run_tests();
 
 __DATA__
 
 === TEST 1: sidecar SIGKILLed under load: every API request succeeds, metrics resume, drops are counted, WebSocket state reconverges from the workers' snapshots
---- SKIP
 --- db_timeout: 5s
 --- http_config
 chat_metrics_batch 1;
@@ -716,7 +710,6 @@ qr/worker process \d+ exited on signal 9/
 
 
 === TEST 6: the sidecar started after nginx, then restarted again and again (KILL and TERM): records queued meanwhile arrive, nothing is lost or counted twice
---- SKIP
 --- init
 ChatTest::Sidecar::stop();
 --- timeout: 40
@@ -851,3 +844,75 @@ for my $pid (@old) {
 [alert]
 [crit]
 open socket
+
+
+
+=== TEST 9: the sidecar away longer than the redial renewal (3 s): each worker dials with a new dialer, says so once, and the records queued meanwhile arrive, none twice
+--- init
+ChatTest::Sidecar::stop();
+--- timeout: 30
+--- ws_script
+my @w = two_workers();
+my $c = ChatTest::Client->new(port => $port);
+$c->get('/t') for 1 .. 10;
+for my $pid (@w) {
+    ok wait_until(sub { error_log() =~ /\s$pid#\d+: chat metrics: no connection to the sidecar at "[^"]+" for 3000 ms; dialing it with a new dialer/ }, 10),
+       "worker $pid: no connection for 3 s, a new dialer (logged)";
+}
+# the outage goes on past a second renewal (3 s after the first), which
+# is not logged again
+Time::HiRes::sleep(3.5);
+for my $pid (@w) {
+    my $n = () = error_log() =~ /\s$pid#\d+: chat metrics: no connection to the sidecar/g;
+    is $n, 1, "worker $pid: said once per outage";
+}
+$c->get('/t') for 1 .. 10;
+ChatTest::Sidecar::start();
+my $served = 1 + 20;    # the block's own first request, and these
+my $d = ChatTest::Sidecar::wait_for(sub { $_[0]{performance}{total_requests} >= $served }, 10);
+is $d->{performance}{total_requests}, $served, "the $served requests served while the sidecar was away arrive through the new dialers";
+is $d->{pipeline}{requests_dropped}, 0, 'none dropped';
+$c->get('/t') for 1 .. 5;
+$d = ChatTest::Sidecar::wait_for(sub { $_[0]{performance}{total_requests} >= $served + 5 }, 8);
+is $d->{performance}{total_requests}, $served + 5, 'and each request after, once';
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 10: a peer that hangs up each connection before the handshake: libnng 1.5.2's dialer stops redialing after the first, the worker's watch dials anew, and the sidecar that comes after receives the records
+--- init
+ChatTest::Sidecar::stop();
+--- timeout: 30
+--- ws_script
+use IO::Socket::UNIX;
+(my $path = $ENV{TEST_NGINX_IPC}) =~ s{^ipc://}{};
+unlink $path;
+my $cutter = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $path, Listen => 16)
+    or die "listen $path: $!\n";
+my @w = two_workers();
+my $c = ChatTest::Client->new(port => $port);
+$c->get('/t') for 1 .. 10;
+# cut every connection at once, for as long as the workers dial within 2 s
+my $cuts = 0;
+while (1) {
+    my $rin = '';
+    vec($rin, fileno $cutter, 1) = 1;
+    last unless select(my $r = $rin, undef, undef, 2);
+    my $conn = $cutter->accept or next;
+    close $conn;
+    $cuts++;
+}
+cmp_ok $cuts, '>=', 2, "$cuts connections cut, then no worker dials for 2 s";
+close $cutter;
+unlink $path;
+ChatTest::Sidecar::start();
+my $served = 1 + 10;
+my $d = ChatTest::Sidecar::wait_for(sub { $_[0]{performance}{total_requests} >= $served }, 10);
+is $d->{performance}{total_requests}, $served, "the $served requests served meanwhile reach the sidecar: each worker dialed anew";
+like error_log(), qr/chat metrics: no connection to the sidecar at "[^"]+" for 3000 ms; dialing it with a new dialer/,
+     'the new dialer is logged';
+--- no_error_log
+[alert]
+[crit]
