@@ -60,6 +60,8 @@
 #define NGX_HTTP_CHAT_BUS_BUF        1024       /* send, receive queues */
 #define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
 #define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
+#define NGX_HTTP_CHAT_BUS_RENEW      3000       /* ms, see the dial watch */
+#define NGX_HTTP_CHAT_BUS_CHECK      1000       /* ms */
 
 
 typedef struct {
@@ -91,6 +93,12 @@ typedef struct {
     ngx_uint_t                 refused;         /* pipes of strangers */
     uint32_t                   gone[NGX_HTTP_CHAT_BUS_GONE];
     ngx_uint_t                 ngone;           /* ring of removed ids */
+
+    /* the event loop's watch over our dialers (slots above ours) */
+    ngx_event_t                dial_watch_ev;
+    ngx_msec_t                *down_since;      /* by slot; 0: dialed */
+    ngx_uint_t                 slot;
+    ngx_uint_t                 workers;
 } ngx_http_chat_bus_t;
 
 
@@ -115,6 +123,8 @@ static u_char *ngx_http_chat_bus_missing(u_char *p, u_char *last,
     ngx_uint_t slot, ngx_uint_t workers);
 static ngx_uint_t ngx_http_chat_bus_dialed(ngx_http_chat_bus_t *b,
     ngx_uint_t slot);
+static int ngx_http_chat_bus_dial(ngx_http_chat_bus_t *b, ngx_uint_t slot);
+static void ngx_http_chat_bus_watch_dialers(ngx_event_t *ev);
 
 
 ngx_http_chat_transport_t  ngx_http_chat_bus_transport = {
@@ -157,7 +167,6 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
     int                         rv, fd;
     char                        addr[128];
     u_char                      missing[256], *last;
-    nng_dialer                  dialer;
     sigset_t                    saved;
     ngx_uint_t                  slot, n, peers;
     ngx_msec_t                  started;
@@ -192,9 +201,11 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
     b->peer_dialers = ngx_alloc(b->max_peers * sizeof(uint32_t), cycle->log);
     b->dialers = ngx_calloc(ccf->worker_processes * sizeof(uint32_t),
                             cycle->log);
+    b->down_since = ngx_calloc(ccf->worker_processes * sizeof(ngx_msec_t),
+                               cycle->log);
 
     if (b->peer_pipes == NULL || b->peer_dialers == NULL
-        || b->dialers == NULL)
+        || b->dialers == NULL || b->down_since == NULL)
     {
         return NGX_ERROR;
     }
@@ -258,15 +269,7 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
         for (n = slot + 1; n < (ngx_uint_t) ccf->worker_processes; n++) {
             ngx_http_chat_bus_address(addr, sizeof(addr), n);
 
-            /* its id is known before any of its pipes can come up */
-            rv = nng_dialer_create(&dialer, b->bus, addr);
-            if (rv != 0) {
-                break;
-            }
-
-            b->dialers[n] = (uint32_t) nng_dialer_id(dialer);
-
-            rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK);
+            rv = ngx_http_chat_bus_dial(b, n);
             if (rv != 0) {
                 break;
             }
@@ -328,6 +331,17 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
                   "(%ui of %ui peers in %M ms)",
                   slot, ccf->worker_processes, peers, n,
                   ngx_current_msec - started);
+
+    b->slot = slot;
+    b->workers = ccf->worker_processes;
+
+    if (slot + 1 < b->workers) {
+        b->dial_watch_ev.handler = ngx_http_chat_bus_watch_dialers;
+        b->dial_watch_ev.log = cycle->log;
+        b->dial_watch_ev.data = b;
+        b->dial_watch_ev.cancelable = 1;
+        ngx_add_timer(&b->dial_watch_ev, NGX_HTTP_CHAT_BUS_CHECK);
+    }
 
     return NGX_OK;
 }
@@ -568,6 +582,112 @@ ngx_http_chat_bus_missing(u_char *p, u_char *last, ngx_uint_t slot,
 }
 
 
+/*
+ * A dialer to a slot above ours, started without waiting; its id is
+ * recorded before any of its pipes can come up.
+ */
+
+static int
+ngx_http_chat_bus_dial(ngx_http_chat_bus_t *b, ngx_uint_t slot)
+{
+    int         rv;
+    char        addr[128];
+    nng_dialer  dialer;
+
+    ngx_http_chat_bus_address(addr, sizeof(addr), slot);
+
+    rv = nng_dialer_create(&dialer, b->bus, addr);
+    if (rv != 0) {
+        return rv;
+    }
+
+    pthread_mutex_lock(&b->peers_lock);
+    b->dialers[slot] = (uint32_t) nng_dialer_id(dialer);
+    pthread_mutex_unlock(&b->peers_lock);
+
+    rv = nng_dialer_start(dialer, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        (void) nng_dialer_close(dialer);
+    }
+
+    return rv;
+}
+
+
+/*
+ * The event loop, every second: a dialer of ours without a pipe to its
+ * slot for NGX_HTTP_CHAT_BUS_RENEW is closed and replaced.  libnng 1.5.2's
+ * dialer stops redialing for good when a connection is cut before its
+ * handshake (see ngx_http_chat_metrics_watch_dialer()): a worker killed
+ * as another dials it could leave the pair without a pipe until one of
+ * them restarts, and every event between them to the database's gap fill.
+ * The slot's worker may just be down (being respawned): then a new dialer
+ * costs a refused connect.
+ */
+
+static void
+ngx_http_chat_bus_watch_dialers(ngx_event_t *ev)
+{
+    int                   rv;
+    sigset_t              saved;
+    nng_dialer            old;
+    ngx_uint_t            n, dialed;
+    ngx_http_chat_bus_t  *b;
+
+    b = ev->data;
+
+    if (!b->bus_open || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_CHAT_BUS_CHECK);
+
+    for (n = b->slot + 1; n < b->workers; n++) {
+
+        pthread_mutex_lock(&b->peers_lock);
+        dialed = ngx_http_chat_bus_dialed(b, n);
+        old.id = b->dialers[n];
+        pthread_mutex_unlock(&b->peers_lock);
+
+        if (dialed) {
+            b->down_since[n] = 0;
+            continue;
+        }
+
+        if (b->down_since[n] == 0) {
+            b->down_since[n] = ngx_current_msec;
+            continue;
+        }
+
+        if (ngx_current_msec - b->down_since[n] < NGX_HTTP_CHAT_BUS_RENEW) {
+            continue;
+        }
+
+        ngx_http_chat_threads_block_signals(&saved);
+
+        (void) nng_dialer_close(old);
+        rv = ngx_http_chat_bus_dial(b, n);
+
+        ngx_http_chat_threads_restore_signals(&saved);
+
+        b->down_since[n] = ngx_current_msec;
+
+        if (rv != 0) {
+            ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                          "chat broadcast: cannot dial worker slot %ui "
+                          "anew: %s; retrying in %d ms",
+                          n, nng_strerror(rv), NGX_HTTP_CHAT_BUS_CHECK);
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "chat broadcast: no pipe to worker slot %ui for "
+                      "%d ms; dialing it with a new dialer",
+                      n, NGX_HTTP_CHAT_BUS_RENEW);
+    }
+}
+
+
 /* a pipe of our dialer to that slot is up; under peers_lock */
 
 static ngx_uint_t
@@ -617,6 +737,11 @@ ngx_http_chat_bus_exit_process(ngx_cycle_t *cycle)
     if (b->dialers) {
         ngx_free(b->dialers);
         b->dialers = NULL;
+    }
+
+    if (b->down_since) {
+        ngx_free(b->down_since);
+        b->down_since = NULL;
     }
 
     if (b->origins) {
