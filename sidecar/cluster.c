@@ -46,7 +46,7 @@ void
 cluster_summarize(const coll_snapshot_t *s, const char *own_host,
     cluster_summary_t *out)
 {
-    size_t           i, on = 0;
+    size_t           i;
     uint64_t         host_ts = 0, error_ts = 0;
     const worker_t  *w;
 
@@ -71,11 +71,12 @@ cluster_summarize(const coll_snapshot_t *s, const char *own_host,
             continue;
         }
 
+        if (w->cluster.state == CHAT_CLUSTER_OFF) {
+            continue;
+        }
+
         out->workers++;
 
-        if (w->cluster.state != CHAT_CLUSTER_OFF) {
-            on++;
-        }
         if (w->cluster.state == CHAT_CLUSTER_CONNECTED) {
             out->workers_connected++;
             cluster_add_server(out, w->cluster.server);
@@ -92,7 +93,7 @@ cluster_summarize(const coll_snapshot_t *s, const char *own_host,
                  own_host != NULL ? own_host : "");
     }
 
-    out->enabled = on > 0;
+    out->enabled = out->workers > 0;
 
     if (!out->enabled) {
         out->state = "off";

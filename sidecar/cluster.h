@@ -6,8 +6,10 @@
  * reads a collector snapshot (no lock, no I/O) for the dashboard JSON and
  * Prometheus:
  *
- *   state      "off"           no live worker has chat_cluster set
- *              "connected"     every live worker that reports is connected
+ *   state      "off"           no live worker has chat_cluster set (none
+ *                              sent a record, or all say off)
+ *              "connected"     every live worker with chat_cluster set is
+ *                              connected
  *              "degraded"      some are, some are not
  *              "disconnected"  none is (connecting, reconnecting, closed)
  *   counters   sums over every incarnation ever seen, the ended and the
@@ -34,7 +36,8 @@ typedef struct {
     int          host_from_worker;      /* 0: own_host */
     int          enabled;
     const char  *state;
-    size_t       workers;               /* live, with a cluster record */
+    size_t       workers;               /* live, with chat_cluster set (a
+                                           record, its state not off) */
     size_t       workers_connected;
     size_t       nservers;
     size_t       servers_unlisted;

@@ -173,7 +173,7 @@ cluster_off_without_records_names_own_host(void)
     CHECK(strcmp(cl.host, "host-a") == 0);
     CHECK(!cl.enabled);
     CHECK(strcmp(cl.state, "off") == 0);
-    CHECK(cl.workers == 1);
+    CHECK(cl.workers == 0);
 
     free(b);
     collector_free(c);
