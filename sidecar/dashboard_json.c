@@ -538,6 +538,7 @@ j_pipeline(cJSON *root, const sidecar_view_t *v)
     j_int(o, "endpoints_tracked", s->endpoints_named);
     j_int(o, "endpoint_overflow_requests", overflow);
     j_int(o, "ws_group_overflows", s->ws_group_overflows);
+    j_int(o, "cluster_records", s->n.cluster_records);
     j_num(o, "worker_timeout_seconds",
           (double) s->cfg.worker_timeout_us / 1e6);
 
