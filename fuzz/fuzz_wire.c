@@ -15,7 +15,8 @@
  *   - every decoded string is NUL-terminated inside its buffer, no longer
  *     than its wire field, valid UTF-8 with no control byte (what JSON and
  *     Prometheus labels get verbatim); a request's endpoint is its method,
- *     a space and its path; records + invalid == count.
+ *     a space and its path; a cluster record's state is one the wire
+ *     defines; records + invalid == count.
  */
 
 #include <stdint.h>
@@ -171,6 +172,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check_str(r->u.custom.kv[k].value, COLL_VALUE_SZ,
                           CHAT_WIRE_VALUE_LEN);
             }
+            break;
+
+        case CHAT_REC_CLUSTER:
+            CHECK(r->u.cluster.state <= CHAT_CLUSTER_CLOSED);
+            check_str(r->u.cluster.host, COLL_HOST_SZ, CHAT_WIRE_HOST_LEN);
+            check_str(r->u.cluster.server, COLL_SERVER_SZ,
+                      CHAT_WIRE_SERVER_LEN);
+            check_str(r->u.cluster.error, COLL_ERROR_SZ,
+                      CHAT_WIRE_ERROR_LEN);
             break;
 
         default:

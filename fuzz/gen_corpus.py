@@ -340,7 +340,7 @@ def route_seeds():
 
 # --- the metrics wire ------------------------------------------------------------
 
-MAGIC, VERSION, REC_SIZE = 0x54414843, 2, 320
+MAGIC, VERSION, REC_SIZE = 0x54414843, 3, 320
 
 
 def batch(records, flags=0, pid=1234, seq=1, start=1762691000000000,
@@ -405,6 +405,18 @@ def custom_rec(etype="ws_slow_consumer_closed", kvs=(("group_id", "x"),),
     return rec(4, u)
 
 
+def cluster_rec(state=2, host="host-a", server="nats://127.0.0.1:4222",
+                error="", counts=(1, 2, 3, 4, 5), hlen=None, slen=None,
+                elen=None, ts=1762691696000000):
+    h, s, e = host.encode(), server.encode(), error.encode()
+    u = struct.pack("<BBBBI5Q", state, len(h) if hlen is None else hlen,
+                    len(s) if slen is None else slen,
+                    len(e) if elen is None else elen, 0, *counts)
+    u += s_field(h, 64) + s_field(s, 96) + s_field(e, 64)
+    assert len(u) == 272
+    return rec(5, u, ts)
+
+
 def wire_batches():
     return {
         "requests": batch([req_rec(), req_rec("POST", "POST /api/chat/groups",
@@ -417,6 +429,11 @@ def wire_batches():
         "snapshot-cont": batch([snap_rec()], flags=3, seq=2),
         "custom": batch([custom_rec(), custom_rec("x", (("a", "b"),) * 4),
                          custom_rec(nkv=200)]),
+        "cluster": batch([cluster_rec(), cluster_rec(3, error="refused"),
+                          cluster_rec(9), cluster_rec(0, server="")]),
+        "cluster-lengths-over": batch([cluster_rec(hlen=255, slen=255,
+                                                   elen=255,
+                                                   error="\xff\x01x")]),
         "unknown-type": batch([rec(9, b"")]),
         "empty": batch([]),
         "full": batch([req_rec()] * 128),
@@ -466,6 +483,10 @@ def collector_seeds():
         "time-passes": step(b["requests"]) + step(b["ws-events"], 200)
                        + step(b["requests"], 255),
         "rejected": step(b["bad-magic"]) + step(b["requests"]),
+        "cluster": step(b["cluster"]) + step(batch([cluster_rec(3)], seq=2), 1)
+                   + step(batch([cluster_rec(2, ts=1762691695000000)], seq=3), 2)
+                   + step(batch([cluster_rec(2, counts=(0,) * 5)], seq=1,
+                                start=1762691999000000), 3),
         "bad-utf8": step(b["bad-utf8"]) + step(b["lengths-over"]),
     }
     for name, data in seqs.items():

@@ -71,7 +71,7 @@ FUZZ_LINK_route        := $(FUZZ_NGX_SHIM)
 FUZZ_LINK_wire         := $(FUZZ_OBJ)/sidecar/ingest.o
 FUZZ_LINK_http_head    := $(addprefix $(FUZZ_OBJ)/sidecar/,httpd.o log.o)
 FUZZ_LINK_collector    := $(addprefix $(FUZZ_OBJ)/sidecar/,ingest.o \
-                          collector.o workers.o endpoints.o ring.o \
+                          cluster.o collector.o workers.o endpoints.o ring.o \
                           dashboard_json.o prometheus.o isotime.o log.o)
 
 FUZZ_LIBS_ngx      := -lcjson -lcrypto -lbson-1.0 -lm

@@ -382,6 +382,13 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
             c->n.custom_total++;
             break;
 
+        case CHAT_REC_CLUSTER:
+            if (w != NULL) {
+                workers_cluster(w, &r->u.cluster);
+            }
+            c->n.cluster_records++;
+            break;
+
         default:
             c->n.records_invalid++;
             break;

@@ -11,7 +11,8 @@
  *   per-endpoint stats   count / errors / total time / latency histogram,
  *                        at most `endpoint_cap` names plus one overflow row
  *   per-minute history   ring of `history_minutes` slots
- *   worker incarnations  batch accounting and WebSocket counts (workers.h)
+ *   worker incarnations  batch accounting, WebSocket counts and the latest
+ *                        cluster link record of each (workers.h)
  *
  * Thread safety
  * -------------
@@ -83,6 +84,7 @@ typedef struct {
     uint64_t           batches_applied;
     uint64_t           batches_rejected;
     uint64_t           records_invalid;
+    uint64_t           cluster_records;
 } coll_counters_t;
 
 /* A private, consistent copy: read it freely, then collector_snapshot_free */

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cluster.h"
 #include "dashboard_json.h"
 #include "isotime.h"
 
@@ -70,7 +71,7 @@ avg_ms(uint64_t total_us, uint64_t count)
 
 
 static void
-j_system(cJSON *root, const sidecar_view_t *v)
+j_system(cJSON *root, const sidecar_view_t *v, const cluster_summary_t *cl)
 {
     cJSON                *sys, *res;
     const proc_sample_t  *p = v->proc;
@@ -129,6 +130,34 @@ j_system(cJSON *root, const sidecar_view_t *v)
     }
     j_num(sys, "sidecar_uptime_seconds", v->sidecar_uptime_s);
     cJSON_AddStringToObject(sys, "sidecar_version", SIDECAR_VERSION);
+    cJSON_AddStringToObject(sys, "host", cl->host);
+}
+
+
+/* added: this host's link to the cluster (cluster.h) */
+static void
+j_cluster(cJSON *root, const cluster_summary_t *cl)
+{
+    cJSON   *o, *arr;
+    size_t   i;
+
+    o = cJSON_AddObjectToObject(root, "cluster");
+    cJSON_AddStringToObject(o, "host", cl->host);
+    cJSON_AddBoolToObject(o, "enabled", cl->enabled);
+    cJSON_AddStringToObject(o, "state", cl->state);
+    j_int(o, "workers_connected", cl->workers_connected);
+    j_int(o, "workers", cl->workers);
+    arr = cJSON_AddArrayToObject(o, "servers");
+    for (i = 0; i < cl->nservers; i++) {
+        cJSON_AddItemToArray(arr, cJSON_CreateString(cl->servers[i]));
+    }
+    j_int(o, "servers_unlisted", cl->servers_unlisted);
+    j_int(o, "reconnects", cl->reconnects);
+    j_int(o, "events_in", cl->events_in);
+    j_int(o, "events_out", cl->events_out);
+    j_int(o, "gaps_filled", cl->gaps_filled);
+    j_int(o, "dropped", cl->dropped);
+    cJSON_AddStringToObject(o, "last_error", cl->last_error);
 }
 
 
@@ -509,6 +538,7 @@ j_pipeline(cJSON *root, const sidecar_view_t *v)
     j_int(o, "endpoints_tracked", s->endpoints_named);
     j_int(o, "endpoint_overflow_requests", overflow);
     j_int(o, "ws_group_overflows", s->ws_group_overflows);
+    j_int(o, "cluster_records", s->n.cluster_records);
     j_num(o, "worker_timeout_seconds",
           (double) s->cfg.worker_timeout_us / 1e6);
 
@@ -535,6 +565,12 @@ j_pipeline(cJSON *root, const sidecar_view_t *v)
         j_int(e, "requests_dropped", w->requests_dropped);
         j_int(e, "records_dropped", w->records_dropped);
         j_int(e, "ws_connections", w->ws_connections);
+        if (w->has_cluster) {
+            cJSON_AddStringToObject(e, "cluster_state",
+                                    cluster_state_name(w->cluster.state));
+        } else {
+            cJSON_AddNullToObject(e, "cluster_state");
+        }
         cJSON_AddItemToArray(arr, e);
     }
 }
@@ -582,17 +618,20 @@ j_print(cJSON *root, size_t *len)
 char *
 dashboard_json_render(const sidecar_view_t *v, size_t *len)
 {
-    cJSON  *root;
-    char    buf[ISOTIME_BUFSZ];
+    cJSON              *root;
+    char                buf[ISOTIME_BUFSZ];
+    cluster_summary_t   cl;
 
     root = cJSON_CreateObject();
     if (root == NULL) {
         return NULL;
     }
 
+    cluster_summarize(v->snap, v->hostname, &cl);
+
     cJSON_AddStringToObject(root, "timestamp",
                             isotime_format(v->now_wall_us, buf, sizeof(buf)));
-    j_system(root, v);
+    j_system(root, v, &cl);
     j_database(root, v);
     j_websockets(root, v);
     j_performance(root, v);
@@ -601,6 +640,7 @@ dashboard_json_render(const sidecar_view_t *v, size_t *len)
     j_custom(root, v);
     j_pipeline(root, v);
     j_history(root, v);
+    j_cluster(root, &cl);
 
     return j_print(root, len);
 }

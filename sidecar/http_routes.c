@@ -169,6 +169,7 @@ routes_view(http_routes_t *r, routes_view_t *rv, int want_snapshot)
     rv->view.db = &rv->db;
     rv->view.proc = &rv->proc;
     rv->view.ingest_url = r->ctx.ingest_url;
+    rv->view.hostname = r->ctx.hostname;
     rv->view.now_wall_us = wall;
     rv->view.sidecar_uptime_s = (double) (mono - r->ctx.start_mono_us) / 1e6;
     return 0;

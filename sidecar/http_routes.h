@@ -37,6 +37,7 @@ typedef struct {
     procstats_t   *proc;
     const char    *html_dir;
     const char    *ingest_url;
+    const char    *hostname;        /* gethostname(), "" if unknown */
     uint64_t       start_mono_us;
     const char    *key;             /* X-Sidecar-Key, HTTP_ROUTES_KEY_MIN+ */
 } http_routes_ctx_t;

@@ -276,6 +276,28 @@ ingest_record(const chat_wire_record_t *in, coll_record_t *out)
         }
         return 0;
 
+    case CHAT_REC_CLUSTER:
+        if (in->u.cluster.state > CHAT_CLUSTER_CLOSED) {
+            return -1;
+        }
+        out->u.cluster.ts_us = in->timestamp_us;
+        out->u.cluster.state = in->u.cluster.state;
+        out->u.cluster.reconnects = in->u.cluster.reconnects;
+        out->u.cluster.events_out = in->u.cluster.events_out;
+        out->u.cluster.events_in = in->u.cluster.events_in;
+        out->u.cluster.gaps_filled = in->u.cluster.gaps_filled;
+        out->u.cluster.dropped = in->u.cluster.dropped;
+        ingest_string(out->u.cluster.host, sizeof(out->u.cluster.host),
+                      in->u.cluster.host, CHAT_WIRE_HOST_LEN,
+                      in->u.cluster.host_len);
+        ingest_string(out->u.cluster.server, sizeof(out->u.cluster.server),
+                      in->u.cluster.server, CHAT_WIRE_SERVER_LEN,
+                      in->u.cluster.server_len);
+        ingest_string(out->u.cluster.error, sizeof(out->u.cluster.error),
+                      in->u.cluster.error, CHAT_WIRE_ERROR_LEN,
+                      in->u.cluster.error_len);
+        return 0;
+
     default:
         return -1;
     }

@@ -148,6 +148,7 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     http_routes_ctx_t   ctx;
     dbstats_config_t    dbc;
     char                err[1024], key[258];
+    static char         hostname[OPT_STR_SZ];
     int                 sig, port, rc = 1;
     uint64_t            mono = isotime_mono_us();
 
@@ -199,6 +200,14 @@ run(const sidecar_options_t *o, const sigset_t *sigs)
     ctx.proc = proc;
     ctx.html_dir = o->html_dir;
     ctx.ingest_url = o->ingest;
+    if (o->host_name[0] != '\0') {
+        snprintf(hostname, sizeof(hostname), "%s", o->host_name);
+
+    } else if (gethostname(hostname, sizeof(hostname)) != 0) {
+        hostname[0] = '\0';
+    }
+    hostname[sizeof(hostname) - 1] = '\0';
+    ctx.hostname = hostname;
     ctx.start_mono_us = mono;
     ctx.key = key;
 

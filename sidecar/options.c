@@ -72,6 +72,9 @@ static const opt_def_t  opt_defs[] = {
       "maxTimeMS of each database query (default 5000)" },
     { "nginx-pid-file", T_STR, O(nginx_pid_file), 0, 0, "PATH",
       "pid file of the monitored nginx master (uptime, memory, CPU)" },
+    { "host-name", T_STR, O(host_name), 0, 0, "NAME",
+      "this host's name on the dashboard and in chat_host_info until a "
+      "worker's cluster record names it (default: gethostname())" },
     { "html-dir", T_STR, O(html_dir), 0, 0, "DIR",
       "directory holding dashboard.html (default html)" },
     { "pid-file", T_STR, O(pid_file), 0, 0, "PATH",

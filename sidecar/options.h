@@ -34,6 +34,7 @@ typedef struct {
     char           events[OPT_STR_SZ];       /* ipc:// or "" (off) */
     int            events_mode;
     char           html_dir[OPT_STR_SZ];
+    char           host_name[OPT_STR_SZ];    /* "": gethostname() */
     char           pid_file[OPT_STR_SZ];
     int            log_level;                /* log_level_e */
     coll_config_t  coll;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "prometheus.h"
 
 
@@ -242,6 +243,44 @@ p_database(sbuf_t *b, const db_stats_t *db)
 }
 
 
+/* this host and its link to the cluster (cluster.h); the names are the
+   ones deploy/prometheus/ and deploy/grafana/ query */
+static void
+p_cluster(sbuf_t *b, const sidecar_view_t *v)
+{
+    cluster_summary_t  cl;
+
+    cluster_summarize(v->snap, v->hostname, &cl);
+
+    family(b, "chat_host_info", "gauge",
+           "1, labelled with this host's name (chat_host_name, else the "
+           "sidecar's hostname).");
+    sb_printf(b, "chat_host_info{host=\"");
+    sb_label(b, cl.host);
+    sb_printf(b, "\"} 1\n");
+
+    metric(b, "chat_cluster_enabled", "gauge",
+           "1 when a live worker has chat_cluster set.", cl.enabled);
+    metric(b, "chat_cluster_workers_connected", "gauge",
+           "Live workers whose cluster link is connected.",
+           (double) cl.workers_connected);
+    metric(b, "chat_cluster_reconnects_total", "counter",
+           "Cluster links re-established after a loss.",
+           (double) cl.reconnects);
+    metric(b, "chat_cluster_events_in_total", "counter",
+           "Events received from other hosts over the cluster.",
+           (double) cl.events_in);
+    metric(b, "chat_cluster_events_out_total", "counter",
+           "Events published to the cluster.", (double) cl.events_out);
+    metric(b, "chat_cluster_gaps_filled_total", "counter",
+           "Events read from the database to fill a gap in a group's "
+           "sequence.", (double) cl.gaps_filled);
+    metric(b, "chat_cluster_dropped_total", "counter",
+           "Events not published or not handled (link down, buffer full, "
+           "bad message).", (double) cl.dropped);
+}
+
+
 char *
 prometheus_render(const sidecar_view_t *v, size_t *len)
 {
@@ -314,6 +353,7 @@ prometheus_render(const sidecar_view_t *v, size_t *len)
 
     p_database(&b, v->db);
     p_process(&b, v);
+    p_cluster(&b, v);
 
     if (b.failed) {
         free(b.buf);

@@ -25,6 +25,9 @@
 #define COLL_TYPE_SZ      (CHAT_WIRE_EVENT_TYPE_LEN + 1)
 #define COLL_KEY_SZ       (CHAT_WIRE_KEY_LEN + 1)
 #define COLL_VALUE_SZ     (CHAT_WIRE_VALUE_LEN + 1)
+#define COLL_HOST_SZ      (CHAT_WIRE_HOST_LEN + 1)
+#define COLL_SERVER_SZ    (CHAT_WIRE_SERVER_LEN + 1)
+#define COLL_ERROR_SZ     (CHAT_WIRE_ERROR_LEN + 1)
 
 
 typedef struct {
@@ -72,6 +75,22 @@ typedef struct {
 } coll_custom_t;
 
 
+/* a worker's cluster link (CHAT_REC_CLUSTER): the latest replaces the
+   worker's previous one; the counters are the worker's cumulative ones */
+typedef struct {
+    uint64_t  ts_us;
+    uint8_t   state;                    /* chat_wire_cluster_state_e */
+    uint64_t  reconnects;
+    uint64_t  events_out;
+    uint64_t  events_in;
+    uint64_t  gaps_filled;
+    uint64_t  dropped;
+    char      host[COLL_HOST_SZ];
+    char      server[COLL_SERVER_SZ];
+    char      error[COLL_ERROR_SZ];
+} coll_cluster_t;
+
+
 typedef struct {
     int  type;                          /* chat_wire_record_type_e */
     union {
@@ -79,6 +98,7 @@ typedef struct {
         coll_ws_event_t  ws_event;
         coll_ws_count_t  ws_count;
         coll_custom_t    custom;
+        coll_cluster_t   cluster;
     } u;
 } coll_record_t;
 

@@ -21,6 +21,9 @@ typedef struct {
     const db_stats_t       *db;
     const proc_sample_t    *proc;
     const char             *ingest_url;
+    const char             *hostname;   /* the sidecar's gethostname():
+                                           the host until a worker names
+                                           it (cluster.h) */
     uint64_t                now_wall_us;
     double                  sidecar_uptime_s;
 } sidecar_view_t;

@@ -117,6 +117,11 @@ workers_retire(workers_t *ws, size_t i)
     ws->retired.records_dropped += w->records_dropped;
     ws->retired.requests_dropped += w->requests_dropped;
     ws->retired.retired++;
+    ws->retired.cluster_reconnects += w->cluster.reconnects;
+    ws->retired.cluster_events_out += w->cluster.events_out;
+    ws->retired.cluster_events_in += w->cluster.events_in;
+    ws->retired.cluster_gaps_filled += w->cluster.gaps_filled;
+    ws->retired.cluster_dropped += w->cluster.dropped;
 
     free(w->groups);
     ws->w[i] = ws->w[ws->n - 1];
@@ -213,6 +218,41 @@ workers_batch(workers_t *ws, const coll_batch_t *b, uint64_t wall_us,
     w->last_seen_wall_us = wall_us;
     w->last_seen_mono_us = mono_us;
     return w;
+}
+
+
+#define max_u64(a, b)  ((a) > (b) ? (a) : (b))
+
+void
+workers_cluster(worker_t *w, const coll_cluster_t *rec)
+{
+    coll_cluster_t  *c = &w->cluster;
+
+    if (w->has_cluster) {
+        c->reconnects = max_u64(c->reconnects, rec->reconnects);
+        c->events_out = max_u64(c->events_out, rec->events_out);
+        c->events_in = max_u64(c->events_in, rec->events_in);
+        c->gaps_filled = max_u64(c->gaps_filled, rec->gaps_filled);
+        c->dropped = max_u64(c->dropped, rec->dropped);
+
+        if (rec->ts_us < c->ts_us) {
+            return;
+        }
+
+    } else {
+        c->reconnects = rec->reconnects;
+        c->events_out = rec->events_out;
+        c->events_in = rec->events_in;
+        c->gaps_filled = rec->gaps_filled;
+        c->dropped = rec->dropped;
+        w->has_cluster = 1;
+    }
+
+    c->ts_us = rec->ts_us;
+    c->state = rec->state;
+    memcpy(c->host, rec->host, sizeof(c->host));
+    memcpy(c->server, rec->server, sizeof(c->server));
+    memcpy(c->error, rec->error, sizeof(c->error));
 }
 
 
@@ -365,6 +405,11 @@ workers_totals(const workers_t *ws, workers_totals_t *out)
         out->requests_recorded += w->requests_recorded;
         out->records_dropped += w->records_dropped;
         out->requests_dropped += w->requests_dropped;
+        out->cluster_reconnects += w->cluster.reconnects;
+        out->cluster_events_out += w->cluster.events_out;
+        out->cluster_events_in += w->cluster.events_in;
+        out->cluster_gaps_filled += w->cluster.gaps_filled;
+        out->cluster_dropped += w->cluster.dropped;
     }
 }
 

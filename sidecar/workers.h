@@ -42,6 +42,9 @@ typedef struct {
     uint64_t          ws_untracked;      /* connections in groups past
                                             --max-ws-groups */
     int               ws_overflowed;     /* some since the last snapshot */
+    int               has_cluster;       /* a cluster record came */
+    coll_cluster_t    cluster;           /* the latest one; its counters
+                                            never go down */
     size_t            ngroups;
     size_t            groups_cap;
     coll_ws_count_t  *groups;
@@ -59,6 +62,11 @@ typedef struct {
     uint64_t  requests_dropped;
     uint64_t  incarnations;
     uint64_t  retired;
+    uint64_t  cluster_reconnects;     /* the cluster links' counters */
+    uint64_t  cluster_events_out;
+    uint64_t  cluster_events_in;
+    uint64_t  cluster_gaps_filled;
+    uint64_t  cluster_dropped;
 } workers_totals_t;
 
 typedef struct workers_s  workers_t;
@@ -92,6 +100,14 @@ int workers_set_group(workers_t *ws, worker_t *w, const char *group_id,
     uint32_t count, int delta);
 
 void workers_clear_groups(worker_t *w);
+
+/*
+ * Takes a worker's cluster record: the state, host, server and error of
+ * the newest (by its timestamp) replace the worker's; each cumulative
+ * counter keeps the larger of the two, so a reordered batch never takes
+ * a sum back.  One record per worker: memory does not grow with them.
+ */
+void workers_cluster(worker_t *w, const coll_cluster_t *rec);
 
 /* the group's connections summed over live workers */
 uint64_t workers_group_total(const workers_t *ws, const char *group_id);

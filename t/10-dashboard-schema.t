@@ -201,5 +201,25 @@ sub compare {
 
 compare($spec, $data, 'data');
 
+# added, not in the spec (issue 14): the host's name and its cluster link;
+# without chat_cluster and before any worker names it: the sidecar's host
+# name, the link off, every counter 0, no server
+my $added = decode_json(<<'ADDED');
+{
+  "system": { "host": "chat-1" },
+  "cluster": {
+    "host": "chat-1", "enabled": false, "state": "off",
+    "workers_connected": 0, "workers": 0,
+    "reconnects": 0, "events_in": 0, "events_out": 0,
+    "gaps_filled": 0, "dropped": 0, "last_error": ""
+  }
+}
+ADDED
+compare($added, $data, 'data');
+is ref $data->{cluster}{servers}, 'ARRAY', 'data.cluster.servers is an array';
+is scalar @{ $data->{cluster}{servers} // [] }, 0, 'no server connected to';
+is $data->{cluster}{host}, $data->{system}{host}, 'one host name in both places';
+like $data->{cluster}{state}, qr/^(off|connected|degraded|disconnected)$/, 'cluster.state is one of four';
+
 like $data->{timestamp}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'timestamp ISO-8601 UTC with Z';
 is $data->{database}{top_active_groups}[0]{group_name}, 'General', 'top group named';

@@ -309,6 +309,20 @@ static const struct {
     { "pipeline.workers.0.worker_pid", 'n' },
     { "history", 'a' },
     { "history.0.p95_response_time_ms", 'n' },
+    { "system.host", 's' },
+    { "cluster", 'o' },
+    { "cluster.host", 's' },
+    { "cluster.enabled", 'b' },
+    { "cluster.state", 's' },
+    { "cluster.workers_connected", 'n' },
+    { "cluster.workers", 'n' },
+    { "cluster.servers", 'a' },
+    { "cluster.reconnects", 'n' },
+    { "cluster.events_in", 'n' },
+    { "cluster.events_out", 'n' },
+    { "cluster.gaps_filled", 'n' },
+    { "cluster.dropped", 'n' },
+    { "cluster.last_error", 's' },
 };
 
 

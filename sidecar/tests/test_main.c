@@ -43,6 +43,7 @@ main(void)
     suite_procstats();
     suite_httpd();
     suite_dbcounts();
+    suite_cluster();
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

@@ -48,6 +48,10 @@ options_defaults_are_the_specs(void)
     CHECK(o.coll.slow_us == 1000000);
     CHECK(o.coll.very_slow_us == 5000000);
     CHECK(o.coll.worker_timeout_us == 15000000);
+    CHECK(o.host_name[0] == '\0');         /* gethostname() */
+    CHECK(parse(&o, err, sizeof(err), "--host-name", "chat-2", NULL)
+          == OPTIONS_RUN);
+    CHECK(strcmp(o.host_name, "chat-2") == 0);
     CHECK(o.coll.history_minutes >= 60);
     CHECK(o.db_refresh_s == 1);
     CHECK(strcmp(o.listen_url, "http://127.0.0.1:9180") == 0);

@@ -35,5 +35,6 @@ void suite_options(void);
 void suite_procstats(void);
 void suite_httpd(void);
 void suite_dbcounts(void);
+void suite_cluster(void);
 
 #endif /* SIDECAR_TESTS_UNIT_H */

@@ -15,11 +15,14 @@
  *                   [-E ERROR_PCT] [-d MS] [-w GROUP] [-W GROUP]
  *                   [-S GROUP=COUNT] [-H] [-C TYPE [-k KEY=VALUE]...]
  *                   [-D DROPPED] [-i INTERVAL_MS]
+ *                   [--cluster STATE [--host NAME] [--server URL]
+ *                    [--error TEXT] [--counts R,O,I,G,D]]
  *
  * Build: make -C sidecar tools  (-> build/sidecar/send-test-batch)
  */
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +67,24 @@ typedef struct {
     int          nkv;
     uint64_t     dropped;
     long         interval_ms;
+    int          cluster;           /* -1: no cluster record */
+    const char  *cl_host;
+    const char  *cl_server;
+    const char  *cl_error;
+    uint64_t     cl_counts[5];      /* reconnects, out, in, gaps, dropped */
 } args_t;
+
+enum {
+    OPT_CLUSTER = 256,
+    OPT_HOST,
+    OPT_SERVER,
+    OPT_ERROR,
+    OPT_COUNTS
+};
+
+static const char  *cluster_states[] = {
+    "off", "connecting", "connected", "reconnecting", "closed"
+};
 
 
 static uint64_t
@@ -100,6 +120,8 @@ usage(FILE *out, int status)
         "    [-c STATUS] [-E ERROR_PCT] [-d MS] [-w GROUP] [-W GROUP]\n"
         "    [-S GROUP=COUNT] [-H] [-C TYPE [-k KEY=VALUE]...]\n"
         "    [-D DROPPED] [-i INTERVAL_MS]\n"
+        "    [--cluster STATE [--host NAME] [--server URL] [--error TEXT]\n"
+        "     [--counts R,O,I,G,D]]\n"
         "Pushes batches of chat_wire records to a sidecar, as an nginx\n"
         "worker does.\n"
         "  -u  the sidecar's address (ipc:///tmp/chat-sidecar.ipc): its\n"
@@ -116,6 +138,11 @@ usage(FILE *out, int status)
         "  -C  custom event TYPE with up to 4 -k KEY=VALUE\n"
         "  -D  cumulative dropped requests/records to report\n"
         "  -i  pause between batches, ms\n"
+        "  --cluster  a cluster link record in each batch, STATE off,\n"
+        "      connecting, connected, reconnecting or closed; --host the\n"
+        "      host's name, --server the server connected to, --error the\n"
+        "      last error, --counts the cumulative reconnects, events out,\n"
+        "      events in, gaps filled, dropped (0,0,0,0,0)\n"
         "  -h, --help  this text\n"
         "Exit status: 0 sent on a connection the sidecar kept; 1 not sent\n"
         "(no sidecar there, or it refused this process); 2 bad usage.\n"
@@ -310,6 +337,24 @@ build(const args_t *a, uint64_t seq, uint64_t recorded, unsigned char *buf)
         EMIT();
     }
 
+    if (a->cluster >= 0 && n < CHAT_WIRE_MAX_RECORDS) {
+        chat_wire_cluster_t  *c = &r.u.cluster;
+
+        memset(&r, 0, sizeof(r));
+        r.type = CHAT_REC_CLUSTER;
+        r.timestamp_us = now_us();
+        c->state = (uint8_t) a->cluster;
+        c->host_len = put(c->host, CHAT_WIRE_HOST_LEN, a->cl_host);
+        c->server_len = put(c->server, CHAT_WIRE_SERVER_LEN, a->cl_server);
+        c->error_len = put(c->error, CHAT_WIRE_ERROR_LEN, a->cl_error);
+        c->reconnects = a->cl_counts[0];
+        c->events_out = a->cl_counts[1];
+        c->events_in = a->cl_counts[2];
+        c->gaps_filled = a->cl_counts[3];
+        c->dropped = a->cl_counts[4];
+        EMIT();
+    }
+
     h.count = n;
     memcpy(buf, &h, sizeof(h));
     return off;
@@ -324,11 +369,16 @@ main(int argc, char **argv)
     unsigned char  *buf;
     size_t          len;
     uint64_t        recorded = 0, requests;
-    int             opt, rv;
+    int             opt, rv, k;
     long            b;
 
     static const struct option  longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        { "cluster", required_argument, NULL, OPT_CLUSTER },
+        { "host", required_argument, NULL, OPT_HOST },
+        { "server", required_argument, NULL, OPT_SERVER },
+        { "error", required_argument, NULL, OPT_ERROR },
+        { "counts", required_argument, NULL, OPT_COUNTS },
         { NULL, 0, NULL, 0 }
     };
 
@@ -342,6 +392,10 @@ main(int argc, char **argv)
     a.endpoint = "GET /api/chat/groups";
     a.status = 200;
     a.duration_ms = 25;
+    a.cluster = -1;
+    a.cl_host = "";
+    a.cl_server = "";
+    a.cl_error = "";
 
     while ((opt = getopt_long(argc, argv,
                               "u:p:s:q:b:n:e:rc:E:d:w:W:S:HC:k:D:i:h",
@@ -385,6 +439,28 @@ main(int argc, char **argv)
         case 'D': a.dropped = strtoull(optarg, NULL, 10); break;
         case 'i': a.interval_ms = atol(optarg); break;
         case 'h': usage(stdout, 0); break;
+        case OPT_CLUSTER:
+            for (k = 0; k < 5; k++) {
+                if (strcmp(optarg, cluster_states[k]) == 0) {
+                    a.cluster = k;
+                }
+            }
+            if (a.cluster < 0) {
+                usage(stderr, 2);
+            }
+            break;
+        case OPT_HOST: a.cl_host = optarg; break;
+        case OPT_SERVER: a.cl_server = optarg; break;
+        case OPT_ERROR: a.cl_error = optarg; break;
+        case OPT_COUNTS:
+            if (sscanf(optarg, "%" SCNu64 ",%" SCNu64 ",%" SCNu64 ",%" SCNu64
+                       ",%" SCNu64, &a.cl_counts[0], &a.cl_counts[1],
+                       &a.cl_counts[2], &a.cl_counts[3], &a.cl_counts[4])
+                != 5)
+            {
+                usage(stderr, 2);
+            }
+            break;
         default: usage(stderr, 2);
         }
     }

@@ -25,7 +25,7 @@ const SLOW_MS = 100;
 const VERY_SLOW_MS = 250;
 const COLORS = {
   ok: 'rgb(0, 255, 0)', warning: 'rgb(255, 170, 0)', error: 'rgb(255, 0, 0)',
-  bg: 'rgb(10, 10, 10)', hi: 'rgb(0, 255, 255)',
+  bg: 'rgb(10, 10, 10)', hi: 'rgb(0, 255, 255)', off: 'rgba(0, 255, 0, 0.62)',
 };
 
 let stack;
@@ -128,6 +128,7 @@ function expectedText(kind, v, labels) {
     case 'str': return typeof v === 'string' && v !== '' ? shown(v) : num(v) ? String(v) : 'N/A';
     case 'datetime': return date(v) ? `${date(v).slice(0, 19).replace('T', ' ')} UTC` : 'N/A';
     case 'time': return date(v) ? date(v).slice(11, 23) : 'N/A';
+    case 'list': return Array.isArray(v) ? v.filter((s) => typeof s === 'string' && s !== '').map(shown).join(', ') || 'none' : 'N/A';
     case 'bool': { const [y, n] = (labels || 'yes|no').split('|'); return typeof v === 'boolean' ? (v ? y : n) : 'N/A'; }
     case 'dur': {
       if (!num(v) || v < 0) return 'N/A';
@@ -578,6 +579,66 @@ test('thresholds at and over each limit (crafted data)', withPages('thresholds',
   assert.equal(await page.textContent('.stat [data-field="system.mongodb_healthy"]'), 'UNHEALTHY');
   assert.equal(await page.textContent('#panel-system [data-field="system.mongodb_status"]'), 'No suitable servers found');
   await shot(page, 'thresholds-crossed');
+  contexts.delete(p.ctx);
+  await p.ctx.close();
+}));
+
+test('the cluster link: host, state in its colour, servers and counters from the JSON (live, then crafted data)', withPages('cluster', async (t, open) => {
+  const base = live.data;
+  // live: this stack's nginx has no chat_cluster: the link is off, the host
+  // is the sidecar's own name
+  assert.equal(base.cluster.state, 'off', 'live: off');
+  assert.equal(base.cluster.enabled, false, 'live: not enabled');
+  assert.ok(typeof base.system.host === 'string' && base.system.host !== '', 'live: a host name');
+  assert.equal(await live.page.textContent('#panel-system [data-field="system.host"]'), shown(base.system.host));
+  assert.equal(await live.page.textContent('#stat-cluster [data-field="cluster.state"]'), 'off');
+
+  let body = base;
+  const p = await newPage();
+  await p.page.route('**/dashboard/api/data', (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) }));
+  const answer = p.page.waitForResponse((r) => isApi(r.url()));
+  await p.page.goto(stack.url('/dashboard?refresh=3600'));
+  await answer;
+  await p.page.waitForFunction(() => Number(document.body.dataset.renders || 0) >= 1);
+  const page = p.page;
+
+  const cases = [
+    ['connected', 'ok', ['nats://10.0.0.1:4222', 'nats://10.0.0.2:4222'], 4, 4, ''],
+    ['degraded', 'warning', ['nats://10.0.0.1:4222'], 1, 4, 'connection refused'],
+    ['disconnected', 'error', [], 0, 4, 'nats: no servers available for connection'],
+    ['off', 'off', [], 0, 0, ''],
+  ];
+  let n = 1;
+  for (const [state, level, servers, up, workers, error] of cases) {
+    const d = structuredClone(base);
+    d.system.host = `chat-host-${n}`;
+    d.cluster = {
+      host: d.system.host, enabled: state !== 'off', state, workers_connected: up, workers,
+      servers, servers_unlisted: 0, reconnects: 7 * n, events_in: 123456 * n, events_out: 2345 * n,
+      gaps_filled: 12 * n, dropped: 3 * n, last_error: error,
+    };
+    body = d;
+    await refreshNow(page);
+    const stat = await page.$eval('#stat-cluster [data-field="cluster.state"]',
+      (e) => ({ text: e.textContent, cls: [...e.classList], color: getComputedStyle(e).color }));
+    assert.equal(stat.text, state, `${state}: the status bar shows it`);
+    assert.ok(stat.cls.includes(`status-${level}`), `${state}: status-${level}`);
+    assert.equal(stat.color, COLORS[level], `${state}: its colour`);
+    assert.equal(await page.textContent('#panel-system [data-field="system.host"]'), d.system.host, `${state}: host`);
+    assert.equal(await page.textContent('#cluster-link [data-field="cluster.state"]'), state);
+    assert.equal(await page.textContent('#cluster-link [data-field="cluster.servers"]'),
+      servers.length ? servers.join(', ') : 'none', `${state}: servers`);
+    assert.equal(await page.textContent('#cluster-link [data-field="cluster.workers_connected"]'), String(up));
+    assert.equal(await page.textContent('#cluster-link [data-field="cluster.workers"]'), String(workers));
+    for (const k of ['events_in', 'events_out', 'gaps_filled', 'dropped', 'reconnects']) {
+      assert.equal(await page.textContent(`#cluster-counts [data-field="cluster.${k}"]`),
+        expectedText('int', d.cluster[k]), `${state}: ${k}`);
+    }
+    assert.equal(await page.textContent('#panel-system [data-field="cluster.last_error"]'),
+      error === '' ? 'N/A' : error, `${state}: last error`);
+    n++;
+  }
+  await shot(page, 'cluster-off');
   contexts.delete(p.ctx);
   await p.ctx.close();
 }));
