@@ -48,8 +48,10 @@ if [ "$profile" = test ]; then
         libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
         libhttp-message-perl libprotocol-websocket-perl libjson-pp-perl
         # sanitizers and libFuzzer; promtool (checks the Prometheus
-        # exposition); ip (t/09's interface checks)
+        # exposition and deploy/prometheus); ip (t/09's interface checks)
         clang libclang-rt-14-dev lld-14 prometheus iproute2
+        # deploy/'s tests (t/42, t/43): TLS clients and stand-in servers
+        libio-socket-ssl-perl
         # browser tests (t/07-dashboard-browser.t): Debian's chromium, node
         chromium nodejs
     )
