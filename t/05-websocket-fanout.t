@@ -12,6 +12,7 @@ use ChatTest::Client;
 use ChatTest::Peer;
 use ChatTest::Sidecar;
 use ChatTest::WebSocket;
+use ChatTest::Workers;
 use JSON::PP ();
 use Time::HiRes ();
 
@@ -54,39 +55,6 @@ _EOC_
 });
 
 our $JSON = JSON::PP->new->utf8->canonical;
-our $Seq = 0;
-
-sub ws_port { $ENV{TEST_NGINX_RAND_PORT_1} }
-
-sub http { ChatTest::Client->new(port => server_port(), user => $_[0] // 'owner') }
-
-sub json_text { $JSON->encode($_[0]) }
-
-sub new_group {
-    my $r = http()->post('/api/chat/groups', { name => $_[0] // 'fan-out' });
-    die "cannot create a group: $r->{status} $r->{body}\n"
-        unless $r->{status} == 201;
-    return $r->{json}{id};
-}
-
-# Waits until the error log has a line matching $re (whose line it is
-# must not be in $skip); returns the captures, or () after the timeout.
-sub wait_log {
-    my ($re, $timeout, $skip) = @_;
-    my $deadline = Time::HiRes::time + ($timeout // 5);
-    my $log = server_root() . '/logs/error.log';
-    while (1) {
-        if (open my $fh, '<', $log) {
-            while (my $line = <$fh>) {
-                my @m = $line =~ $re or next;
-                return @m unless $skip && $skip->(@m);
-            }
-        }
-        return () if Time::HiRes::time > $deadline;
-        Time::HiRes::sleep(0.02);
-    }
-}
-
 our $bus_line = qr/ (\d+)#\d+: chat broadcast: worker slot \d+ of \d+ joined the bus/;
 
 # pids of the workers that joined the bus so far (waiting for $n of them)
@@ -108,28 +76,6 @@ sub count_log {
     my $re = shift;
     open my $fh, '<', server_root() . '/logs/error.log' or return 0;
     return scalar grep { $_ =~ $re } <$fh>;
-}
-
-# A WebSocket of $user in $group, kept only once the kernel gave it to
-# the worker $opt{on} (a pid), or to a worker not in @{$opt{not}}.
-sub join_worker {
-    my ($user, $group, %opt) = @_;
-    my $path = "/api/chat/ws/$group?token=" . ChatTest::JWT::token($user);
-    for (1 .. 64) {
-        my $cid = "pin-$user-" . ++$Seq;
-        my $ws = ws_connect(port => ws_port(), path => $path, name => $user,
-                            timeout => 5,
-                            headers => { 'X-Correlation-ID' => $cid });
-        die "$user could not join: " . ($ws->error // '?') . "\n"
-            unless $ws->is_open;
-        my ($pid) = wait_log(qr/ (\d+)#\d+: \*\d+ chat ws: "\Q$user\E" joined group \Q$group\E .*correlation_id=\Q$cid\E(?:[\s,]|$)/)
-            or die "no \"joined group\" line for $cid\n";
-        return ChatTest::Peer->new(ws => $ws, user => $user, pid => $pid)
-            if (!$opt{on} || $pid == $opt{on})
-               && !grep { $pid == $_ } @{ $opt{not} // [] };
-        $ws->disconnect;
-    }
-    die "64 connections and none on the wanted worker\n";
 }
 
 # The bus between the peers' workers carries their first messages: a
