@@ -1,6 +1,7 @@
 # The chat REST API against the real database: every route, every error.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
+use ChatTest::Blocks;
 use ChatTest::JWT;
 use ChatTest::Script;
 
@@ -8,20 +9,7 @@ no_shuffle();
 log_level('info');
 no_root_location();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    $block->set_value(http_config => <<'_EOC_') unless defined $block->http_config;
-chat_mongo_uri "$TEST_NGINX_CHAT_URI";
-chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-chat_db_timeout 3s;
-_EOC_
-
-    $block->set_value(config => <<'_EOC_') unless defined $block->config;
-location /api/chat/ { chat_api on; }
-location = /t { return 200 "ok\n"; }
-_EOC_
-});
+chat_blocks(db_timeout => '3s');
 
 our $alice = ChatTest::JWT::bearer('alice');
 our $bob = ChatTest::JWT::bearer('bob');

@@ -6,6 +6,7 @@
 # Fan-out across workers and slow consumers: t/05-websocket-fanout.t.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
+use ChatTest::Blocks;
 use ChatTest::JWT;
 use ChatTest::Client;
 use ChatTest::WebSocket;
@@ -20,22 +21,7 @@ no_shuffle();
 log_level('info');
 no_root_location();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    $block->set_value(http_config => <<'_EOC_') unless defined $block->http_config;
-chat_mongo_uri "$TEST_NGINX_CHAT_URI";
-chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-chat_db_timeout 3s;
-_EOC_
-
-    $block->set_value(config => <<'_EOC_') unless defined $block->config;
-location /api/chat/ { chat_api on; }
-location = /t { return 200 "ok\n"; }
-_EOC_
-
-    $block->set_value(request => "GET /t\n") unless defined $block->request;
-});
+chat_blocks(db_timeout => '3s', request => "GET /t\n");
 
 our $JSON = JSON::PP->new->utf8->canonical;
 our $nogroup = '5f0000000000000000000000';

@@ -9,6 +9,7 @@
 # on the migrated data changes nothing (it sees the mark of the first).
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
+use ChatTest::Blocks;
 use ChatTest::JWT;
 use ChatTest::Client;
 use ChatTest::Script;
@@ -20,22 +21,7 @@ no_shuffle();
 log_level('info');
 no_root_location();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    $block->set_value(http_config => <<'_EOC_') unless defined $block->http_config;
-chat_mongo_uri "$TEST_NGINX_CHAT_URI";
-chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-chat_db_timeout 5s;
-_EOC_
-
-    $block->set_value(config => <<'_EOC_') unless defined $block->config;
-location /api/chat/ { chat_api on; }
-location = /t { return 200 "ok\n"; }
-_EOC_
-
-    $block->set_value(timeout => 60) unless defined $block->timeout;
-});
+chat_blocks(db_timeout => '5s', timeout => 60);
 
 # the data of older code (ids fixed, so that each block knows them)
 our ($A, $B, $C, $Gone) = map { sprintf '6d00000000000000000000%02x', $_ } 1 .. 4;

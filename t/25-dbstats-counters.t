@@ -8,6 +8,7 @@
 # counted once, by the sidecar, without counting anything twice.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
+use ChatTest::Blocks;
 use ChatTest::JWT;
 use ChatTest::Client;
 use ChatTest::Script;
@@ -23,30 +24,10 @@ no_root_location();
 # 1 s: the refresh period of the "visible within 2 s" target
 ChatTest::Sidecar::start(db_refresh => 1);
 
-# a second server with "reuseport": the kernel spreads its connections
-# over both workers, so concurrent posts are stored by both
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    $block->set_value(http_config => <<'_EOC_') unless defined $block->http_config;
-chat_mongo_uri "$TEST_NGINX_CHAT_URI";
-chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-chat_db_timeout 5s;
-
-server {
-    listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1 reuseport;
-    location /api/chat/ { chat_api on; }
-}
-_EOC_
-
-    $block->set_value(config => <<'_EOC_') unless defined $block->config;
-location /api/chat/ { chat_api on; }
-location = /t { return 200 "ok\n"; }
-_EOC_
-
-    $block->set_value(timeout => 120) unless defined $block->timeout;
-    $block->set_value(request => "GET /t\n") unless defined $block->request;
-});
+# a second server with "reuseport": concurrent posts are stored by both
+# workers
+chat_blocks(db_timeout => '5s', reuseport => 1, timeout => 120,
+            request => "GET /t\n");
 
 # N requests at once, each on its own connection to the reuseport server:
 # the answers, in order

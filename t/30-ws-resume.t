@@ -12,6 +12,7 @@
 # to a worker when a test needs it).
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
+use ChatTest::Blocks;
 use ChatTest::JWT;
 use ChatTest::Client;
 use ChatTest::Peer;
@@ -30,28 +31,8 @@ no_shuffle();
 log_level('info');
 no_root_location();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    $block->set_value(http_config => <<"_EOC_" . ($block->http_config // ''));
-chat_mongo_uri "\$TEST_NGINX_CHAT_URI";
-chat_jwt_secret \$TEST_NGINX_JWT_SECRET;
-chat_db_timeout 5s;
-
-server {
-    listen 127.0.0.1:\$TEST_NGINX_RAND_PORT_1 reuseport;
-    location /api/chat/ { chat_api on; }
-}
-_EOC_
-
-    $block->set_value(config => <<'_EOC_') unless defined $block->config;
-location /api/chat/ { chat_api on; }
-location = /t { return 200 "ok\n"; }
-_EOC_
-
-    $block->set_value(request => "GET /t\n") unless defined $block->request;
-    $block->set_value(timeout => 120) unless defined $block->timeout;
-});
+chat_blocks(db_timeout => '5s', reuseport => 1, own_http => 'append',
+            request => "GET /t\n", timeout => 120);
 
 # a WebSocket of $user in $group from since (undef: none) on any worker
 sub resume {
