@@ -40,8 +40,6 @@ static ngx_int_t ngx_http_chat_traceparent_parse(ngx_str_t *value,
     u_char *trace_id, ngx_uint_t *flags);
 static void ngx_http_chat_traceparent_settle(ngx_http_chat_ctx_t *ctx,
     u_char *trace_id, ngx_uint_t flags);
-static ngx_int_t ngx_http_chat_traceparent_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
 static uint64_t ngx_http_chat_cid_next(void);
 static u_char *ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes);
 
@@ -60,7 +58,7 @@ static ngx_http_variable_t  ngx_http_chat_cid_vars[] = {
       ngx_http_chat_cid_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("chat_traceparent"), NULL,
-      ngx_http_chat_traceparent_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      ngx_http_chat_cid_variable, 1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -354,47 +352,27 @@ ngx_http_chat_correlation_id(ngx_http_request_t *r)
 }
 
 
+/* $chat_correlation_id (data 0) and $chat_traceparent (data 1) */
+
 static ngx_int_t
 ngx_http_chat_cid_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t  *cid;
+    ngx_str_t  *value;
 
-    cid = ngx_http_chat_correlation_id(r);
+    value = data ? ngx_http_chat_traceparent(r)
+                 : ngx_http_chat_correlation_id(r);
 
-    if (cid->len == 0) {
+    if (value->len == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->len = cid->len;
+    v->len = value->len;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
-    v->data = cid->data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_chat_traceparent_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_str_t  *tp;
-
-    tp = ngx_http_chat_traceparent(r);
-
-    if (tp->len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = tp->len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-    v->data = tp->data;
+    v->data = value->data;
 
     return NGX_OK;
 }
