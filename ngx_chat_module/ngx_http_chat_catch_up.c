@@ -154,6 +154,11 @@ ngx_http_chat_catch_up_page(ngx_pool_t *pool, const char *json,
     page->has_more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root,
                                                                   "has_more"));
 
+    seq = cJSON_GetObjectItemCaseSensitive(root, "next_after");
+    page->next_after = (page->has_more && cJSON_IsNumber(seq)
+                        && seq->valuedouble >= 0)
+                       ? (int64_t) seq->valuedouble : -1;
+
     cJSON_ArrayForEach(item, list) {
         seq = cJSON_GetObjectItemCaseSensitive(item, "seq");
         if (!cJSON_IsNumber(seq) || seq->valuedouble < 1) {

@@ -18,11 +18,17 @@ typedef struct {
 } ngx_http_chat_event_item_t;
 
 
-/* a page of events, oldest first; has_more: the page was full */
+/*
+ * A page of events, oldest first; has_more: there are more to read.
+ * next_after (-1: none) is where the next page starts: every seq up to it
+ * is in this page or a gap for good, so a reader past a long run of gaps
+ * moves on even when the page holds no event.
+ */
 typedef struct {
     ngx_http_chat_event_item_t  *items;
     ngx_uint_t                   nitems;
     ngx_uint_t                   has_more;
+    int64_t                      next_after;
 } ngx_http_chat_event_page_t;
 
 

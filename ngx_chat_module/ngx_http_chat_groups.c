@@ -429,6 +429,12 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
         n++;
     }
 
+    /* the seqs the walk passed up to there are gaps for good */
+
+    if (page->next_after >= g->next) {
+        g->next = page->next_after + 1;
+    }
+
     /* the held ones the page covered, then those it made due */
 
     while (g->nheld && g->held[0].seq <= g->next) {

@@ -66,6 +66,7 @@ struct ngx_http_chat_ws_s {
     ngx_http_chat_held_t      *page;            /* read, not yet sent */
     ngx_uint_t                 npage;
     ngx_uint_t                 page_pos;
+    int64_t                    page_next_after; /* -1: none */
 
     ngx_uint_t                 pending_ops;     /* messages being stored
                                                    or waiting to be */

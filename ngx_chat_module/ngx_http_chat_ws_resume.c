@@ -228,6 +228,7 @@ ngx_http_chat_ws_resume_page(void *data, ngx_int_t rc,
     ws->npage = 0;
     ws->page_pos = 0;
     ws->page_more = page->has_more;
+    ws->page_next_after = page->next_after;
 
     for (i = 0; i < page->nitems; i++) {
         e = &page->items[i];
@@ -290,6 +291,13 @@ ngx_http_chat_ws_resume_send(ngx_http_chat_ws_t *ws)
     }
 
     progress = (ws->npage > 0);
+
+    /* the seqs the walk passed up to there are gaps for good */
+
+    if (ws->page_next_after > s->last) {
+        s->last = ws->page_next_after;
+        progress = 1;
+    }
 
     ngx_free(ws->page);
     ws->page = NULL;

@@ -532,3 +532,49 @@ $ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=5")->{json};
 ok $ev->{messages}[2]{message}{is_deleted} && !exists $ev->{messages}[2]{message}{content},
     'a page of 5, 1,100 seqs behind: b3 without its text (its deletion\'s claim)';
 ok !exists $ev->{messages}[1]{message}{is_deleted}, 'b2 as it was';
+
+
+
+=== TEST 13: a live subscriber past a run of 300 gaps for good: the worker's gap fill walks over them a page at a time (next_after) and delivers the event after them, once
+--- request
+GET /t
+--- timeout: 30
+--- chat_script
+use ChatTest::MongoWire qw(oid date i64 doc);
+my $J = JSON::PP->new->utf8;
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'fill-gaps' })->{json}{id};
+my $ws = ChatTest::WebSocket->connect(port => port(),
+    path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token('alice'));
+is $ws->status, 101, 'subscribed';
+my @seen;
+my $until = sub {
+    my ($want) = @_;
+    for (1 .. 20) {
+        return 1 if grep { $_ == $want } @seen;
+        my $f = $ws->recv_message(timeout => 10) or return 0;
+        my $e = eval { $J->decode($f->{payload}) } or next;
+        push @seen, $e->{seq} if $e->{type} eq 'message';
+    }
+    return 0;
+};
+is $alice->post("/api/chat/groups/$g/messages", { content => 'first' })->{json}{seq}, 1, 'seq 1';
+ok $until->(1), 'seq 1 delivered live';
+
+# seqs 2..301 taken and claimed a minute ago by writes that failed: gaps;
+# a fill reads 100 events a page, so it resolves at most 264 seqs a read
+my $old = int(time * 1000) - 60_000;
+is $db->command([ update => 'groups', updates => [
+    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(301)))) ] ])->{n}, 1, 'seqs up to 301 taken';
+is $db->command([ insert => 'seqs', documents => [
+    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
+              message_id => oid(sprintf '6f%022x', $_), at => date($old)) } 2 .. 301 ] ])->{n}, 300,
+    '300 records whose message never came';
+is $alice->post("/api/chat/groups/$g/messages", { content => 'last' })->{json}{seq}, 302, 'seq 302';
+ok $until->(302), 'seq 302 delivered: the fill walked past the gaps';
+is_deeply \@seen, [ 1, 302 ], 'each event once, in order';
+my $log = do { local (@ARGV, $/) = (Test::Nginx::Util::server_root() . '/logs/error.log'); <> };
+like $log, qr/chat group \Q$g\E: 1 event\(s\) from seq 266 read from the database to fill a gap/,
+     'read from the database after a first page of gaps only (next_after 265)';
+
