@@ -45,7 +45,9 @@
  * loses that count: logged, never retried (it may have been applied); the
  * stripe moves on to a new document, since where its $push went is
  * unknown.  Hour buckets older than 26 hours are removed as new hours are
- * counted.
+ * counted: every hour from the last one removed on, at most 32 an update,
+ * so that a document written now and then does not keep the buckets of
+ * the hours it skipped.
  */
 
 #include <ngx_config.h>
@@ -64,6 +66,7 @@
 #define NGX_HTTP_CHAT_COUNTER_GROUPS   256      /* a document's at most */
 #define NGX_HTTP_CHAT_COUNTER_HOUR_MS  3600000
 #define NGX_HTTP_CHAT_COUNTER_HOURS    26       /* buckets kept */
+#define NGX_HTTP_CHAT_COUNTER_PRUNE    32       /* removed an update */
 #define NGX_HTTP_CHAT_COUNTER_ID_LEN   256
 #define NGX_HTTP_CHAT_COUNT_CREATED    ((int64_t) 1 << 32)
 #define NGX_HTTP_CHAT_COUNT_DELETED    1
@@ -83,13 +86,17 @@ typedef struct {
     ngx_uint_t              generation;
     bson_oid_t             *ids;          /* malloc()ed, by position */
     ngx_uint_t              nids;
+    ngx_uint_t              pruned_gen;   /* the document pruned_hour is of */
+    int64_t                 pruned_hour;  /* buckets up to it removed */
 } ngx_http_chat_counter_stripe_t;
 
 
 static void ngx_http_chat_counters_update(mongoc_client_t *client,
     ngx_http_chat_count_e what, const bson_oid_t *group_id, int64_t at_ms);
-static void ngx_http_chat_counters_hour(bson_t *inc, bson_t *unset,
-    const char *field, int64_t at_ms);
+static void ngx_http_chat_counters_hour(bson_t *inc, const char *field,
+    int64_t at_ms);
+static void ngx_http_chat_counters_prune(ngx_http_chat_counter_stripe_t *st,
+    bson_t *unset, int64_t at_ms);
 static ngx_int_t ngx_http_chat_counters_lock(ngx_thread_mutex_t *lock);
 
 
@@ -239,11 +246,11 @@ ngx_http_chat_counters_update(mongoc_client_t *client,
 
     case NGX_HTTP_CHAT_COUNT_GROUP:
         BSON_APPEND_INT64(&inc, "groups_created", 1);
-        ngx_http_chat_counters_hour(&inc, &unset, "ghours", at_ms);
+        ngx_http_chat_counters_hour(&inc, "ghours", at_ms);
         break;
 
     case NGX_HTTP_CHAT_COUNT_MESSAGE:
-        ngx_http_chat_counters_hour(&inc, &unset, "hours", at_ms);
+        ngx_http_chat_counters_hour(&inc, "hours", at_ms);
 
         if (i < st->nids) {
             (void) snprintf(key, sizeof(key), "c.%u", (unsigned) i);
@@ -272,6 +279,8 @@ ngx_http_chat_counters_update(mongoc_client_t *client,
 
         break;
     }
+
+    ngx_http_chat_counters_prune(st, &unset, at_ms);
 
     bson_append_document_end(&update, &inc);
 
@@ -345,12 +354,10 @@ done:
 }
 
 
-/* +1 in the hour's bucket; the bucket that just left the kept window
- * removed (at most one a new hour, a no-op otherwise) */
+/* +1 in the hour's bucket */
 
 static void
-ngx_http_chat_counters_hour(bson_t *inc, bson_t *unset, const char *field,
-    int64_t at_ms)
+ngx_http_chat_counters_hour(bson_t *inc, const char *field, int64_t at_ms)
 {
     char     key[64];
     int64_t  hour;
@@ -359,10 +366,43 @@ ngx_http_chat_counters_hour(bson_t *inc, bson_t *unset, const char *field,
 
     (void) snprintf(key, sizeof(key), "%s.h%lld", field, (long long) hour);
     BSON_APPEND_INT64(inc, key, 1);
+}
 
-    (void) snprintf(key, sizeof(key), "%s.h%lld", field,
-                    (long long) (hour - NGX_HTTP_CHAT_COUNTER_HOURS));
-    BSON_APPEND_UTF8(unset, key, "");
+
+/*
+ * The buckets of both kinds that left the kept window since the last
+ * removal in this document, at most NGX_HTTP_CHAT_COUNTER_PRUNE hours an
+ * update (a $unset of a field that is not there is a no-op).  A new
+ * document starts with nothing to remove.
+ */
+
+static void
+ngx_http_chat_counters_prune(ngx_http_chat_counter_stripe_t *st,
+    bson_t *unset, int64_t at_ms)
+{
+    char     key[64];
+    int64_t  gone, h;
+
+    gone = at_ms / NGX_HTTP_CHAT_COUNTER_HOUR_MS - NGX_HTTP_CHAT_COUNTER_HOURS;
+
+    if (st->pruned_gen != st->generation + 1) {
+        st->pruned_gen = st->generation + 1;      /* 0: never */
+        st->pruned_hour = gone - 1;
+    }
+
+    for (h = st->pruned_hour + 1;
+         h <= gone && h <= st->pruned_hour + NGX_HTTP_CHAT_COUNTER_PRUNE;
+         h++)
+    {
+        (void) snprintf(key, sizeof(key), "hours.h%lld", (long long) h);
+        BSON_APPEND_UTF8(unset, key, "");
+        (void) snprintf(key, sizeof(key), "ghours.h%lld", (long long) h);
+        BSON_APPEND_UTF8(unset, key, "");
+    }
+
+    if (h - 1 > st->pruned_hour) {
+        st->pruned_hour = h - 1;
+    }
 }
 
 
