@@ -20,10 +20,12 @@
  *
  * The numbers go on from the group's seq, so events written by this code
  * before the migration ran keep theirs.  A message numbered twice (two
- * runs at once, or one interrupted between its record and its "seq")
- * keeps one seq, the one in the message, and the other record is a gap
- * (ngx_http_chat_event_log.c, GAP); two runs at once may number a group's
- * old messages out of their (created_at, _id) order.
+ * runs at once, one interrupted between its record and its "seq", or a
+ * DELETE of it while the migration runs: ngx_http_chat_migrate_message()
+ * numbers its creation before its deletion) keeps the first seq set in
+ * it, and the other record is a gap (ngx_http_chat_event_log.c, GAP); two
+ * runs at once may number a group's old messages out of their
+ * (created_at, _id) order.
  *
  * A run that gets to its end inserts {_id: "migrated"} into seqs, and
  * the starts after it see that (one point read) and skip the rest: on the
@@ -320,6 +322,13 @@ ngx_http_chat_set_field(ngx_http_chat_op_t *op, mongoc_collection_t *coll,
     bson_init(&filter);
     BSON_APPEND_OID(&filter, "_id", id);
 
+    if (seq >= 0) {
+        /* the first number set stays: {field: {$exists: false}} */
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, field, &set);
+        BSON_APPEND_BOOL(&set, "$exists", false);
+        bson_append_document_end(&filter, &set);
+    }
+
     bson_init(&update);
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
 
@@ -343,6 +352,30 @@ ngx_http_chat_set_field(ngx_http_chat_op_t *op, mongoc_collection_t *coll,
 
     bson_destroy(&update);
     bson_destroy(&filter);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_chat_migrate_message(ngx_http_chat_op_t *op, mongoc_client_t *client,
+    const bson_oid_t *mid)
+{
+    int64_t               seq;
+    ngx_int_t             rc;
+    mongoc_collection_t  *messages;
+
+    rc = ngx_http_chat_take_seq(op, client, "message", mid, &seq);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    messages = mongoc_client_get_collection(client, ngx_http_chat_queries.db,
+                                            "messages");
+
+    rc = ngx_http_chat_set_field(op, messages, mid, "seq", seq);
+
+    mongoc_collection_destroy(messages);
 
     return rc;
 }

@@ -522,7 +522,24 @@ ngx_http_chat_op_delete_message(ngx_http_chat_op_t *op,
         return;
     }
 
+    /*
+     * A message of older code not numbered yet (the migration at start is
+     * still on its way): its creation first, so that its deletion comes
+     * after it in the log.
+     */
+
+    rc = bson_iter_init_find(&it, doc, "seq") ? NGX_OK
+         : ngx_http_chat_migrate_message(op, client, &op->message_id);
+
     bson_destroy(doc);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_DECLINED) {
+            op->result = NGX_HTTP_CHAT_RES_NOT_FOUND;
+        }
+
+        return;
+    }
 
     /* the group went away meanwhile: NOT_FOUND, "message not found" */
 

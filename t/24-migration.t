@@ -130,3 +130,30 @@ my $ev = $alice->get("/api/chat/groups/$A/messages?after=0")->{json}{messages};
 is_deeply [ map { $_->{seq} } @$ev ], [ 1 .. 7 ], 'A: events 1..7, as before';
 is_deeply [ map { $_->{content} } @{ $alice->get("/api/chat/groups/$A/messages")->{json}{messages} } ],
     [ 'new', 'A4', 'A0', 'A3', 'A2' ], 'A: the newest page';
+
+
+
+=== TEST 3: a message of older code that no migration numbered (written during an upgrade, or not reached yet), then deleted: its creation takes a seq first, its deletion the next, in that order in the log
+--- request
+GET /t
+--- chat_script
+use ChatTest::MongoWire qw(oid date bool doc);
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'late old' })->{json}{id};
+is $alice->post("/api/chat/groups/$g/messages", { content => 'one' })->{json}{seq}, 1, 'seq 1';
+my $old = '6d0000000000000000000401';
+is $db->command([ insert => 'messages', documents => [
+    doc(_id => oid($old), group_id => oid($g), user_id => 'alice', content => 'old code',
+        created_at => date(int(time * 1000)), is_deleted => bool(0)) ] ])->{n}, 1,
+    'a message without seq, as older code writes it';
+my $d = $alice->delete("/api/chat/groups/$g/messages/$old");
+is $d->{status}, 200, 'deleted';
+is $d->{json}{seq}, 3, 'the deletion takes seq 3';
+my $ev = $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{messages};
+is_deeply [ map { $_->{type} eq 'message' ? "$_->{seq} message $_->{message}{id}" : "$_->{seq} $_->{type} $_->{message_id}" } @$ev ],
+    [ "1 message " . $ev->[0]{message}{id}, "2 message $old", "3 message_deleted $old" ],
+    'after=0: its creation (2) before its deletion (3)';
+my $doc = $db->command([ find => 'messages', filter => doc(_id => oid($old)) ])->{cursor}{firstBatch}[0];
+is $doc->{seq}, 2, 'the message carries seq 2';
+
