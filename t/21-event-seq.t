@@ -246,7 +246,7 @@ is_deeply [ map { $_->{content} } @{ $b->{json}{messages} } ], [ 'm22', 'm21' ],
 
 
 
-=== TEST 6: data of today's shape written after the migration at start (a group and messages without seq: an old worker's, during an upgrade) still lists; new events number from 1
+=== TEST 6: data of today's shape written after the migration at start (a group and messages without seq: an old worker's, during an upgrade) still lists; new events number from 1; an old message deleted is numbered first
 --- request
 GET /t
 --- chat_script
@@ -283,10 +283,12 @@ is_deeply $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{messages},
 is $alice->post("/api/chat/groups/$g/messages", { content => 'new' })->{json}{seq}, 1,
     'the group\'s first event is 1';
 my $d = $alice->delete("/api/chat/groups/$g/messages/$m1");
-is $d->{json}{seq}, 2, 'deleting an old message is event 2';
+is $d->{json}{seq}, 3, 'deleting an old message: its creation is numbered first (2), its deletion is event 3';
 my $ev = $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{messages};
-is_deeply [ map { "$_->{type} $_->{seq}" } @$ev ], [ 'message 1', 'message_deleted 2' ], 'after=0: both events';
-is $ev->[1]{message_id}, $m1, 'the deletion of the old message';
+is_deeply [ map { "$_->{type} $_->{seq}" } @$ev ], [ 'message 1', 'message 2', 'message_deleted 3' ],
+    'after=0: the new message, the old one\'s creation, its deletion';
+is $ev->[1]{message}{id}, $m1, 'the creation of the old message';
+is $ev->[2]{message_id}, $m1, 'the deletion of the old message';
 $l = $alice->get("/api/chat/groups/$g/messages");
 is_deeply [ map { $_->{content} } @{ $l->{json}{messages} } ], [ 'new', 'old two' ], 'old and new listed together';
 
