@@ -113,8 +113,23 @@ example_conf() {
 # accepts on PORT
 start_nginx() {
     local prefix=$1 conf=$2 port=$3
-    /usr/sbin/nginx -p "$prefix" -c "$conf" -t -q
+    /usr/sbin/nginx -p "$prefix" -c "$conf" -t -q || return 1
     /usr/sbin/nginx -p "$prefix" -c "$conf" -g 'daemon off;' &
     nginx_pid=$!
     wait_port "$port" "$nginx_pid" "$prefix/logs/error.log"
+}
+
+# start_nats_node DIR N CLIENT_PORT CLUSTER_PORT MONITOR_PORT ROUTES
+# [EXTRA...]: one nats-server of a cluster named "chat" on 127.0.0.1
+# (ROUTES: the other nodes' cluster URLs, comma-separated), logging to
+# DIR/nats-N.log; sets nats_pid once its client port accepts
+start_nats_node() {
+    local dir=$1 n=$2 cport=$3 rport=$4 mport=$5 routes=$6
+    shift 6
+    nats-server -a 127.0.0.1 -p "$cport" -n "chat-$n" \
+        --cluster "nats://127.0.0.1:$rport" --routes "$routes" \
+        --cluster_name chat -m "$mport" "$@" \
+        -l "$dir/nats-$n.log" &
+    nats_pid=$!
+    wait_port "$cport" "$nats_pid" "$dir/nats-$n.log"
 }
