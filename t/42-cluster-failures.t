@@ -19,6 +19,15 @@
 # Bounds are generous (the machine is shared): correctness is asserted,
 # times are reported; the failover time is a benchmark figure
 # (make bench BENCH=cluster).
+# a module built without the NATS transport: nothing to test
+BEGIN {
+    require ChatTest::ClusterFaults;
+    unless (ChatTest::ClusterFaults::module_has('chat_cluster')) {
+        require Test::More;
+        Test::More::plan(skip_all => 'the module has no chat_cluster (built'
+                                     . ' without the NATS transport)');
+    }
+}
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
 use ChatTest::JWT;
@@ -30,14 +39,6 @@ use ChatTest::Util qw(free_port);
 use ChatTest::ClusterFaults qw(nats_cluster nginx_host module_has);
 use File::Temp qw(tempdir);
 use Time::HiRes ();
-
-BEGIN {
-    unless (module_has('chat_cluster')) {
-        require Test::More;
-        Test::More::plan(skip_all => 'the module has no chat_cluster (the NATS'
-                                     . ' transport is not built in)');
-    }
-}
 
 ChatTest::WebSocket::install_ws_script_hook();
 
