@@ -1,0 +1,1478 @@
+/*
+ * ngx_http_chat_cluster.c - the transport between nginx hosts
+ * (ngx_http_chat_transport.h): one NATS connection per worker (nats.c),
+ * driven by nginx's event loop.  Used with chat_cluster, beside the nng
+ * bus (which still carries a stored event to this nginx's other workers).
+ *
+ * A stored event is published on "chat.g.<group id>" with this nginx's
+ * instance id, its seq and its group; a worker subscribes to a group's
+ * subject while the group has subscribers here (the transport's interest)
+ * and hands what it receives to ngx_http_chat_groups_deliver(), which
+ * orders by seq and fills gaps from the database: core NATS is at most
+ * once, a lost event is read again, not lost for a client.  An event
+ * whose instance id is this nginx's is dropped (its workers had it on the
+ * bus); NoEcho keeps a worker's own events from coming back at all.
+ *
+ * Threads.  nats.c runs its own: a reconnect thread (which attaches the
+ * new socket), a ping timer, the async-callback thread (connected, lost,
+ * closed) and the pool that calls subscription handlers.  None of them
+ * touches nginx: they write what they have under a mutex (the socket to
+ * watch, read/write wanted, state changes, received events in a bounded
+ * queue) and wake the event loop through an eventfd registered as an
+ * nginx connection.  On the event loop the same callbacks apply at once.
+ * nginx watches its own dup() of nats.c's socket, so that nats.c closing
+ * its descriptor on another thread can never make nginx touch a number
+ * reused meanwhile.  The first connect (which nats.c does synchronously,
+ * handshake included) runs on a thread of its own: the worker serves
+ * from the start, and links when the cluster answers.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <signal.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+
+#include <nats/nats.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_groups.h"
+#include "ngx_http_chat_transport.h"
+#include "ngx_http_chat_cluster.h"
+
+
+#define NGX_HTTP_CHAT_CLUSTER_MAGIC     "CHC1"
+#define NGX_HTTP_CHAT_CLUSTER_ORIGIN    4       /* uint64_t, the instance */
+#define NGX_HTTP_CHAT_CLUSTER_SEQ       12      /* int64_t, in its group */
+#define NGX_HTTP_CHAT_CLUSTER_GROUP     20      /* the group's id */
+#define NGX_HTTP_CHAT_CLUSTER_HEADER    (20 + NGX_HTTP_CHAT_GROUP_ID_LEN)
+#define NGX_HTTP_CHAT_CLUSTER_SUBJECT   "chat.g."
+#define NGX_HTTP_CHAT_CLUSTER_NO_SOCK   ((natsSock) -1)
+
+#define NGX_HTTP_CHAT_CLUSTER_TIMEOUT   2000    /* ms, one connect */
+#define NGX_HTTP_CHAT_CLUSTER_RECONNECT 500     /* ms between attempts */
+#define NGX_HTTP_CHAT_CLUSTER_PENDING   (1024 * 1024)  /* bytes published
+                                                   while reconnecting */
+#define NGX_HTTP_CHAT_CLUSTER_TURN      256     /* events a loop turn */
+#define NGX_HTTP_CHAT_CLUSTER_READS     16      /* reads a loop turn */
+#define NGX_HTTP_CHAT_CLUSTER_CLOSE     2000    /* ms nats.c may take to
+                                                   stop its threads */
+
+
+typedef struct ngx_http_chat_cluster_item_s  ngx_http_chat_cluster_item_t;
+
+struct ngx_http_chat_cluster_item_s {
+    ngx_http_chat_cluster_item_t  *next;
+    int64_t                        seq;
+    size_t                         len;
+    u_char                         group[NGX_HTTP_CHAT_GROUP_ID_LEN];
+    u_char                         event[1];
+};
+
+
+typedef struct {
+    ngx_str_node_t                 sn;
+    u_char                         id[NGX_HTTP_CHAT_GROUP_ID_LEN];
+    natsSubscription              *sub;             /* NULL: not yet */
+} ngx_http_chat_cluster_sub_t;
+
+
+typedef struct {
+    ngx_http_chat_main_conf_t     *cmcf;
+    ngx_log_t                     *log;
+    pthread_t                      loop_thread;
+    uint64_t                       instance;
+
+    /* shared with nats.c's threads, under lock */
+    pthread_mutex_t                lock;
+    int                            wake_fd;         /* eventfd */
+    ngx_uint_t                     woken;           /* a wake is pending */
+    natsSock                       sock;            /* nats.c's, -1: none */
+    ngx_uint_t                     attaches;        /* each attach */
+    unsigned                       want_read:1;
+    unsigned                       want_write:1;
+    ngx_uint_t                     state;           /* chat_wire_cluster_
+                                                       state_e */
+    ngx_uint_t                     state_changes;
+    ngx_uint_t                     reconnects;
+    char                           error[CHAT_WIRE_ERROR_LEN];
+    ngx_uint_t                     errors;          /* each new error */
+    ngx_uint_t                     connect_done;
+    natsStatus                     connect_status;
+    natsConnection                *connect_nc;
+    ngx_http_chat_cluster_item_t  *head;            /* received, in order */
+    ngx_http_chat_cluster_item_t **tail;
+    ngx_uint_t                     queued;
+    uint64_t                       thread_dropped;  /* queue full, bad */
+    uint64_t                       thread_own;      /* this nginx's */
+
+    /* the event loop's */
+    ngx_connection_t              *wake_conn;
+    ngx_connection_t              *sock_conn;       /* our dup of sock */
+    ngx_uint_t                     attaches_seen;
+    ngx_uint_t                     state_seen;
+    ngx_uint_t                     errors_seen;
+    ngx_uint_t                     logged_state;
+    natsOptions                   *opts;
+    natsConnection                *nc;
+    pthread_t                      connector;
+    unsigned                       connector_running:1;
+    unsigned                       nats_open:1;
+    unsigned                       mutex:1;
+
+    ngx_rbtree_t                   subs;            /* by group */
+    ngx_rbtree_node_t              sentinel;
+
+    u_char                        *out;             /* a publish's buffer */
+    size_t                         out_size;
+
+    uint64_t                       events_out;
+    uint64_t                       events_in;
+    uint64_t                       dropped;         /* the loop's */
+    char                           server[CHAT_WIRE_SERVER_LEN];
+} ngx_http_chat_cluster_t;
+
+
+static ngx_int_t ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf);
+static void ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_chat_cluster_publish(const u_char *group_id,
+    int64_t seq, const u_char *event, size_t len);
+static void ngx_http_chat_cluster_interest(const u_char *group_id,
+    ngx_uint_t on);
+static natsStatus ngx_http_chat_cluster_options(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_main_conf_t *cmcf);
+static void *ngx_http_chat_cluster_connector(void *data);
+static void ngx_http_chat_cluster_wake(ngx_http_chat_cluster_t *cl);
+static void ngx_http_chat_cluster_wake_handler(ngx_event_t *rev);
+static void ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl);
+static void ngx_http_chat_cluster_unwatch(ngx_http_chat_cluster_t *cl);
+static void ngx_http_chat_cluster_read_handler(ngx_event_t *rev);
+static void ngx_http_chat_cluster_write_handler(ngx_event_t *wev);
+static void ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl);
+static void ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl);
+static ngx_uint_t ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl);
+static ngx_int_t ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_cluster_sub_t *s);
+static void ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl,
+    const char *what, const u_char *group_id, const char *why);
+
+static natsStatus ngx_http_chat_cluster_ev_attach(void **userData,
+    void *loop, natsConnection *nc, natsSock socket);
+static natsStatus ngx_http_chat_cluster_ev_read(void *userData, bool add);
+static natsStatus ngx_http_chat_cluster_ev_write(void *userData, bool add);
+static natsStatus ngx_http_chat_cluster_ev_detach(void *userData);
+static void ngx_http_chat_cluster_on_message(natsConnection *nc,
+    natsSubscription *sub, natsMsg *msg, void *closure);
+static void ngx_http_chat_cluster_on_connected(natsConnection *nc,
+    void *closure);
+static void ngx_http_chat_cluster_on_disconnected(natsConnection *nc,
+    void *closure);
+static void ngx_http_chat_cluster_on_reconnected(natsConnection *nc,
+    void *closure);
+static void ngx_http_chat_cluster_on_closed(natsConnection *nc,
+    void *closure);
+static void ngx_http_chat_cluster_on_error(natsConnection *nc,
+    natsSubscription *sub, natsStatus err, void *closure);
+static void ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
+    ngx_uint_t state, natsConnection *nc, const char *error);
+
+
+ngx_http_chat_transport_t  ngx_http_chat_cluster_transport = {
+    "nats cluster",
+    NULL,
+    ngx_http_chat_cluster_init_process,
+    ngx_http_chat_cluster_exit_process,
+    ngx_http_chat_cluster_publish,
+    ngx_http_chat_cluster_interest
+};
+
+
+static ngx_http_chat_cluster_t  ngx_http_chat_cluster;
+static ngx_uint_t               ngx_http_chat_cluster_running;
+
+
+static ngx_int_t
+ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    int                       err;
+    sigset_t                  saved;
+    natsStatus                s;
+    ngx_connection_t         *c;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_cluster;
+    ngx_memzero(cl, sizeof(ngx_http_chat_cluster_t));
+
+    cl->cmcf = cmcf;
+    cl->log = cycle->log;
+    cl->loop_thread = pthread_self();
+    cl->instance = cmcf->cluster_instance;
+    cl->sock = NGX_HTTP_CHAT_CLUSTER_NO_SOCK;
+    cl->wake_fd = -1;
+    cl->tail = &cl->head;
+    cl->state = CHAT_CLUSTER_CONNECTING;
+
+    ngx_rbtree_init(&cl->subs, &cl->sentinel, ngx_str_rbtree_insert_value);
+
+    if (pthread_mutex_init(&cl->lock, NULL) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "chat cluster: cannot create the link's lock");
+        return NGX_ERROR;
+    }
+
+    cl->mutex = 1;
+
+    cl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (cl->wake_fd == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "chat cluster: eventfd() failed");
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(cl->wake_fd, cycle->log);
+    if (c == NULL) {
+        (void) close(cl->wake_fd);
+        cl->wake_fd = -1;
+        return NGX_ERROR;
+    }
+
+    c->data = cl;
+    c->read->handler = ngx_http_chat_cluster_wake_handler;
+    c->read->log = cycle->log;
+    cl->wake_conn = c;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_chat_cluster_running = 1;
+
+    /* nats.c's threads are born with every signal blocked */
+
+    ngx_http_chat_threads_block_signals(&saved);
+
+    s = nats_Open(-1);
+
+    if (s == NATS_OK) {
+        cl->nats_open = 1;
+        s = ngx_http_chat_cluster_options(cl, cmcf);
+    }
+
+    if (s == NATS_OK) {
+        err = pthread_create(&cl->connector, NULL,
+                             ngx_http_chat_cluster_connector, cl);
+        if (err == 0) {
+            cl->connector_running = 1;
+
+        } else {
+            s = NATS_SYS_ERROR;
+        }
+    }
+
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    if (s != NATS_OK) {
+        /* this host serves alone; the link's state says so */
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "chat cluster: cannot start the NATS client: %s; "
+                      "serving this host only",
+                      natsStatus_GetText(s));
+
+        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CLOSED, NULL,
+                                        natsStatus_GetText(s));
+    }
+
+    return NGX_OK;
+}
+
+
+static natsStatus
+ngx_http_chat_cluster_options(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    char        name[NGX_HTTP_CHAT_HOST_NAME_MAX + 32];
+    u_char     *p;
+    natsStatus  s;
+
+    s = natsOptions_Create(&cl->opts);
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetServers(cl->opts,
+                                   (const char **) cmcf->cluster_urls->elts,
+                                   (int) cmcf->cluster_urls->nelts);
+    }
+
+    if (s == NATS_OK) {
+        p = ngx_snprintf((u_char *) name, sizeof(name) - 1,
+                         "ngx_chat %V worker %P", &cmcf->host_name, ngx_pid);
+        *p = '\0';
+        s = natsOptions_SetName(cl->opts, name);
+    }
+
+    if (s == NATS_OK && cmcf->cluster_user.len) {
+        s = natsOptions_SetUserInfo(cl->opts,
+                                  (const char *) cmcf->cluster_user.data,
+                                  (const char *) cmcf->cluster_password.data);
+    }
+
+    if (s == NATS_OK && cmcf->cluster_token.len) {
+        s = natsOptions_SetToken(cl->opts,
+                                 (const char *) cmcf->cluster_token.data);
+    }
+
+    if (s == NATS_OK && cmcf->cluster_ca.len) {
+        s = natsOptions_SetSecure(cl->opts, true);
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetCATrustedCertificates(cl->opts,
+                                      (const char *) cmcf->cluster_ca.data);
+        }
+    }
+
+    /* a worker's own events never come back to it; the other workers of
+     * this nginx drop theirs by the instance id */
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetNoEcho(cl->opts, true);
+    }
+
+    /* no flusher thread: a publish asks the loop for a write at once */
+    if (s == NATS_OK) {
+        s = natsOptions_SetSendAsap(cl->opts, true);
+    }
+
+    /* one pool of threads calls the handlers of every subscription */
+    if (s == NATS_OK) {
+        s = natsOptions_UseGlobalMessageDelivery(cl->opts, true);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetTimeout(cl->opts, NGX_HTTP_CHAT_CLUSTER_TIMEOUT);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetMaxReconnect(cl->opts, -1);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectWait(cl->opts,
+                                         NGX_HTTP_CHAT_CLUSTER_RECONNECT);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectBufSize(cl->opts,
+                                            NGX_HTTP_CHAT_CLUSTER_PENDING);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetRetryOnFailedConnect(cl->opts, true,
+                                      ngx_http_chat_cluster_on_connected, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetDisconnectedCB(cl->opts,
+                                  ngx_http_chat_cluster_on_disconnected, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectedCB(cl->opts,
+                                  ngx_http_chat_cluster_on_reconnected, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetClosedCB(cl->opts,
+                                    ngx_http_chat_cluster_on_closed, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetErrorHandler(cl->opts,
+                                        ngx_http_chat_cluster_on_error, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetEventLoop(cl->opts, cl,
+                                     ngx_http_chat_cluster_ev_attach,
+                                     ngx_http_chat_cluster_ev_read,
+                                     ngx_http_chat_cluster_ev_write,
+                                     ngx_http_chat_cluster_ev_detach);
+    }
+
+    return s;
+}
+
+
+/*
+ * The connector thread: nats.c's first connect (every server once, the
+ * handshake) is synchronous.  NATS_NOT_YET_CONNECTED: none answered,
+ * nats.c's reconnect thread goes on trying.
+ */
+
+static void *
+ngx_http_chat_cluster_connector(void *data)
+{
+    ngx_http_chat_cluster_t *cl = data;
+
+    const char      *text, *last;
+    natsStatus       s, ls;
+    natsConnection  *nc;
+
+    nc = NULL;
+
+    s = natsConnection_Connect(&nc, cl->opts);
+
+    text = NULL;
+
+    if (s != NATS_OK) {
+        text = nats_GetLastError(&ls);
+
+        /* the server's own words (an authorization violation) */
+        if (nc != NULL
+            && natsConnection_GetLastError(nc, &last) != NATS_OK
+            && last != NULL && *last != '\0')
+        {
+            text = last;
+        }
+
+        if (text == NULL || *text == '\0') {
+            text = natsStatus_GetText(s == NATS_NOT_YET_CONNECTED
+                                      ? NATS_NO_SERVER : s);
+        }
+    }
+
+    pthread_mutex_lock(&cl->lock);
+
+    cl->connect_done = 1;
+    cl->connect_status = s;
+    cl->connect_nc = nc;
+
+    if (text) {
+        (void) ngx_cpystrn((u_char *) cl->error, (u_char *) text,
+                           sizeof(cl->error));
+        cl->errors++;
+    }
+
+    pthread_mutex_unlock(&cl->lock);
+
+    ngx_http_chat_cluster_wake(cl);
+
+    return NULL;
+}
+
+
+static void
+ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_node_t              *node;
+    ngx_http_chat_cluster_t        *cl;
+    ngx_http_chat_cluster_sub_t    *s;
+    ngx_http_chat_cluster_item_t   *it;
+
+    cl = &ngx_http_chat_cluster;
+
+    if (!ngx_http_chat_cluster_running) {
+        return;
+    }
+
+    /* at most one connect's timeout, once, as the worker leaves */
+
+    if (cl->connector_running) {
+        (void) pthread_join(cl->connector, NULL);
+        cl->connector_running = 0;
+        ngx_http_chat_cluster_linked(cl);
+    }
+
+    while (cl->subs.root != cl->subs.sentinel) {
+        node = ngx_rbtree_min(cl->subs.root, cl->subs.sentinel);
+        s = (ngx_http_chat_cluster_sub_t *) node;
+
+        if (s->sub) {
+            natsSubscription_Destroy(s->sub);
+        }
+
+        ngx_rbtree_delete(&cl->subs, node);
+        ngx_free(s);
+    }
+
+    if (cl->nc) {
+        /* detaches on this thread: our dup is closed there */
+        natsConnection_Destroy(cl->nc);
+        cl->nc = NULL;
+    }
+
+    if (cl->opts) {
+        natsOptions_Destroy(cl->opts);
+        cl->opts = NULL;
+    }
+
+    /* the module, and libnats with it, is unloaded after this */
+    if (cl->nats_open) {
+        (void) nats_CloseAndWait(NGX_HTTP_CHAT_CLUSTER_CLOSE);
+        cl->nats_open = 0;
+    }
+
+    ngx_http_chat_cluster_unwatch(cl);
+
+    while (cl->head) {
+        it = cl->head;
+        cl->head = it->next;
+        ngx_free(it);
+    }
+
+    if (cl->wake_conn) {
+        ngx_close_connection(cl->wake_conn);
+        cl->wake_conn = NULL;
+    }
+
+    if (cl->out) {
+        ngx_free(cl->out);
+        cl->out = NULL;
+    }
+
+    ngx_http_chat_cluster_running = 0;
+}
+
+
+/* header (magic, instance, seq, group), then the event's JSON */
+
+static ngx_int_t
+ngx_http_chat_cluster_publish(const u_char *group_id, int64_t seq,
+    const u_char *event, size_t len)
+{
+    u_char                   *p;
+    char                      subject[sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT)
+                                      + NGX_HTTP_CHAT_GROUP_ID_LEN];
+    size_t                    size;
+    natsStatus                s;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_cluster;
+
+    if (cl->nc == NULL) {
+        ngx_http_chat_cluster_drop(cl, "not published", group_id,
+                                   "not connected to the cluster yet");
+        return NGX_ERROR;
+    }
+
+    size = NGX_HTTP_CHAT_CLUSTER_HEADER + len;
+
+    if (size > cl->out_size) {
+        p = ngx_alloc(ngx_max(size, 4096), cl->log);
+        if (p == NULL) {
+            ngx_http_chat_cluster_drop(cl, "not published", group_id,
+                                       "out of memory");
+            return NGX_ERROR;
+        }
+
+        if (cl->out) {
+            ngx_free(cl->out);
+        }
+
+        cl->out = p;
+        cl->out_size = ngx_max(size, 4096);
+    }
+
+    p = cl->out;
+    ngx_memcpy(p, NGX_HTTP_CHAT_CLUSTER_MAGIC, 4);
+    ngx_memcpy(p + NGX_HTTP_CHAT_CLUSTER_ORIGIN, &cl->instance, 8);
+    ngx_memcpy(p + NGX_HTTP_CHAT_CLUSTER_SEQ, &seq, 8);
+    ngx_strlow(p + NGX_HTTP_CHAT_CLUSTER_GROUP, (u_char *) group_id,
+               NGX_HTTP_CHAT_GROUP_ID_LEN);
+    ngx_memcpy(p + NGX_HTTP_CHAT_CLUSTER_HEADER, event, len);
+
+    p = ngx_cpymem((u_char *) subject, NGX_HTTP_CHAT_CLUSTER_SUBJECT,
+                   sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT) - 1);
+    p = ngx_cpymem(p, cl->out + NGX_HTTP_CHAT_CLUSTER_GROUP,
+                   NGX_HTTP_CHAT_GROUP_ID_LEN);
+    *p = '\0';
+
+    /* never waits: appends to nats.c's buffer (or its reconnect buffer),
+     * and asks the loop to watch for writing */
+
+    s = natsConnection_Publish(cl->nc, subject, cl->out, (int) size);
+
+    if (s != NATS_OK) {
+        ngx_http_chat_cluster_drop(cl, "not published", group_id,
+                                   natsStatus_GetText(s));
+        return NGX_ERROR;
+    }
+
+    cl->events_out++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_chat_cluster_interest(const u_char *group_id, ngx_uint_t on)
+{
+    ngx_str_t                     name;
+    ngx_http_chat_cluster_t      *cl;
+    ngx_http_chat_cluster_sub_t  *s;
+
+    cl = &ngx_http_chat_cluster;
+
+    name.data = (u_char *) group_id;
+    name.len = NGX_HTTP_CHAT_GROUP_ID_LEN;
+
+    s = (ngx_http_chat_cluster_sub_t *)
+            ngx_str_rbtree_lookup(&cl->subs, &name,
+                                  ngx_crc32_short(name.data, name.len));
+
+    if (on) {
+        if (s) {
+            return;
+        }
+
+        s = ngx_calloc(sizeof(ngx_http_chat_cluster_sub_t), cl->log);
+        if (s == NULL) {
+            return;
+        }
+
+        ngx_memcpy(s->id, group_id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+        s->sn.str.data = s->id;
+        s->sn.str.len = NGX_HTTP_CHAT_GROUP_ID_LEN;
+        s->sn.node.key = ngx_crc32_short(s->id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+
+        ngx_rbtree_insert(&cl->subs, &s->sn.node);
+
+        /* before the link is up: subscribed when it is */
+        if (cl->nc) {
+            (void) ngx_http_chat_cluster_subscribe(cl, s);
+        }
+
+        return;
+    }
+
+    if (s == NULL) {
+        return;
+    }
+
+    if (s->sub) {
+        (void) natsSubscription_Unsubscribe(s->sub);
+        natsSubscription_Destroy(s->sub);
+    }
+
+    ngx_rbtree_delete(&cl->subs, &s->sn.node);
+    ngx_free(s);
+}
+
+
+static ngx_int_t
+ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_cluster_sub_t *s)
+{
+    u_char      *p;
+    char         subject[sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT)
+                         + NGX_HTTP_CHAT_GROUP_ID_LEN];
+    sigset_t     saved;
+    natsStatus   st;
+
+    p = ngx_cpymem((u_char *) subject, NGX_HTTP_CHAT_CLUSTER_SUBJECT,
+                   sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT) - 1);
+    p = ngx_cpymem(p, s->id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+    *p = '\0';
+
+    /* the delivery pool's threads start with the first subscription */
+
+    ngx_http_chat_threads_block_signals(&saved);
+
+    st = natsConnection_Subscribe(&s->sub, cl->nc, subject,
+                                  ngx_http_chat_cluster_on_message, cl);
+
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    if (st != NATS_OK) {
+        s->sub = NULL;
+
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: cannot subscribe to \"%s\": %s; the "
+                      "group's events of other hosts reach this worker "
+                      "through the database only",
+                      subject, natsStatus_GetText(st));
+        return NGX_ERROR;
+    }
+
+    /* nats.c's own limits per subscription: the hand-off queue is ours */
+    (void) natsSubscription_SetPendingLimits(s->sub, -1, -1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Every drop is counted; logged the 1st-10th time, then at each power of
+ * two, so that a long outage does not flood the log.
+ */
+
+static void
+ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl, const char *what,
+    const u_char *group_id, const char *why)
+{
+    uint64_t  n;
+
+    n = ++cl->dropped;
+
+    if (n <= 10 || (n & (n - 1)) == 0) {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: event for group %*s %s: %s "
+                      "(%uL dropped so far; the other hosts read it from "
+                      "the database at their next event of the group)",
+                      (size_t) NGX_HTTP_CHAT_GROUP_ID_LEN, group_id, what,
+                      why, n);
+    }
+}
+
+
+/* any thread: the loop runs ngx_http_chat_cluster_wake_handler() */
+
+static void
+ngx_http_chat_cluster_wake(ngx_http_chat_cluster_t *cl)
+{
+    uint64_t  one;
+
+    one = 1;
+
+    /* a full counter (2^64 - 2) is a wake pending anyway */
+    (void) write(cl->wake_fd, &one, sizeof(one));
+}
+
+
+static void
+ngx_http_chat_cluster_wake_handler(ngx_event_t *rev)
+{
+    uint64_t                  n;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_cluster;
+
+    (void) read(cl->wake_fd, &n, sizeof(n));
+
+    if (cl->connector_running) {
+        pthread_mutex_lock(&cl->lock);
+        n = cl->connect_done;
+        pthread_mutex_unlock(&cl->lock);
+
+        if (n) {
+            (void) pthread_join(cl->connector, NULL);
+            cl->connector_running = 0;
+            ngx_http_chat_cluster_linked(cl);
+        }
+    }
+
+    ngx_http_chat_cluster_apply(cl);
+    ngx_http_chat_cluster_states(cl);
+
+    if (ngx_http_chat_cluster_receive(cl) == NGX_HTTP_CHAT_CLUSTER_TURN) {
+        /* more: after the others' events of this turn */
+        ngx_post_event(rev, &ngx_posted_events);
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                      "chat cluster: cannot watch the wake descriptor");
+    }
+}
+
+
+/* the connector is done: the connection, its subscriptions */
+
+static void
+ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
+{
+    char                          error[CHAT_WIRE_ERROR_LEN];
+    ngx_uint_t                    n;
+    natsStatus                    s;
+    natsConnection               *nc;
+    ngx_rbtree_node_t            *node;
+    ngx_http_chat_cluster_sub_t  *sub;
+
+    pthread_mutex_lock(&cl->lock);
+    s = cl->connect_status;
+    nc = cl->connect_nc;
+    ngx_memcpy(error, cl->error, sizeof(error));
+    error[sizeof(error) - 1] = '\0';
+    pthread_mutex_unlock(&cl->lock);
+
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        if (nc) {
+            natsConnection_Destroy(nc);
+        }
+
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "chat cluster: cannot connect to the cluster (%s): "
+                      "%s; serving this host only",
+                      ((char **) cl->cmcf->cluster_urls->elts)[0], error);
+
+        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CLOSED, NULL, NULL);
+        cl->logged_state = CHAT_CLUSTER_CLOSED;
+        return;
+    }
+
+    cl->nc = nc;
+
+    if (s == NATS_OK
+        && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED)
+    {
+        /* nats.c calls the connected callback only after a retry */
+        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CONNECTED, NULL,
+                                        NULL);
+    }
+
+    if (s == NATS_NOT_YET_CONNECTED) {
+        /* the one line an operator greps for at start */
+        n = cl->cmcf->cluster_urls->nelts;
+
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "chat cluster: cannot connect to the cluster (%s%s): "
+                      "%s; serving this host only, retrying every %d ms",
+                      ((char **) cl->cmcf->cluster_urls->elts)[0],
+                      n > 1 ? " and others" : "", error,
+                      NGX_HTTP_CHAT_CLUSTER_RECONNECT);
+
+        cl->logged_state = CHAT_CLUSTER_CONNECTING;
+    }
+
+    /* the groups that got subscribers while the connector ran */
+
+    for (node = ngx_rbtree_min(cl->subs.root, cl->subs.sentinel);
+         node && node != cl->subs.sentinel;
+         node = ngx_rbtree_next(&cl->subs, node))
+    {
+        sub = (ngx_http_chat_cluster_sub_t *) node;
+
+        if (sub->sub == NULL) {
+            (void) ngx_http_chat_cluster_subscribe(cl, sub);
+        }
+    }
+}
+
+
+/* what nats.c's callbacks asked for, on the event loop */
+
+static void
+ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl)
+{
+    int                 fd;
+    natsSock            sock;
+    ngx_uint_t          attaches, want_read, want_write;
+    ngx_connection_t   *c;
+
+    pthread_mutex_lock(&cl->lock);
+    sock = cl->sock;
+    attaches = cl->attaches;
+    want_read = cl->want_read;
+    want_write = cl->want_write;
+    pthread_mutex_unlock(&cl->lock);
+
+    if (attaches != cl->attaches_seen || sock == NGX_HTTP_CHAT_CLUSTER_NO_SOCK) {
+        ngx_http_chat_cluster_unwatch(cl);
+        cl->attaches_seen = attaches;
+
+        if (sock == NGX_HTTP_CHAT_CLUSTER_NO_SOCK) {
+            return;
+        }
+
+        fd = dup(sock);
+        if (fd == -1) {
+            ngx_log_error(NGX_LOG_ALERT, cl->log, ngx_errno,
+                          "chat cluster: dup() of the link's socket failed");
+            return;
+        }
+
+        c = ngx_get_connection(fd, cl->log);
+        if (c == NULL) {
+            (void) close(fd);
+            return;
+        }
+
+        c->data = cl;
+        c->read->handler = ngx_http_chat_cluster_read_handler;
+        c->write->handler = ngx_http_chat_cluster_write_handler;
+        c->read->log = cl->log;
+        c->write->log = cl->log;
+        cl->sock_conn = c;
+    }
+
+    c = cl->sock_conn;
+    if (c == NULL) {
+        return;
+    }
+
+    /* level-triggered, as nats.c expects: it reads once an event */
+
+    if (want_read && !c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, cl->log, 0,
+                          "chat cluster: cannot watch the link's socket");
+        }
+
+    } else if (!want_read && c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    }
+
+    if (want_write && !c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, cl->log, 0,
+                          "chat cluster: cannot watch the link's socket");
+        }
+
+    } else if (!want_write && c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+/* our dup: out of epoll explicitly (nats.c may still hold the socket,
+ * so closing ours would not remove it), then closed */
+
+static void
+ngx_http_chat_cluster_unwatch(ngx_http_chat_cluster_t *cl)
+{
+    ngx_connection_t  *c;
+
+    c = cl->sock_conn;
+    if (c == NULL) {
+        return;
+    }
+
+    cl->sock_conn = NULL;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+
+    ngx_close_connection(c);
+}
+
+
+static void
+ngx_http_chat_cluster_read_handler(ngx_event_t *rev)
+{
+    int                       n;
+    sigset_t                  saved;
+    ngx_uint_t                i;
+    ngx_connection_t         *c;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_cluster;
+    c = rev->data;
+
+    /* a socket nats.c let go since: forget it first */
+
+    ngx_http_chat_cluster_apply(cl);
+
+    if (cl->sock_conn != c || cl->nc == NULL) {
+        return;
+    }
+
+    /* a read error starts nats.c's reconnect thread from here */
+
+    ngx_http_chat_threads_block_signals(&saved);
+
+    for (i = 0; i < NGX_HTTP_CHAT_CLUSTER_READS; i++) {
+        natsConnection_ProcessReadEvent(cl->nc);
+
+        if (cl->sock_conn != c
+            || ioctl(c->fd, FIONREAD, &n) == -1 || n <= 0)
+        {
+            break;
+        }
+    }
+
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    ngx_http_chat_cluster_apply(cl);
+}
+
+
+static void
+ngx_http_chat_cluster_write_handler(ngx_event_t *wev)
+{
+    sigset_t                  saved;
+    ngx_connection_t         *c;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_cluster;
+    c = wev->data;
+
+    ngx_http_chat_cluster_apply(cl);
+
+    if (cl->sock_conn != c || cl->nc == NULL) {
+        return;
+    }
+
+    ngx_http_chat_threads_block_signals(&saved);
+    natsConnection_ProcessWriteEvent(cl->nc);
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    ngx_http_chat_cluster_apply(cl);
+}
+
+
+/* the link's state changes, logged once each */
+
+static void
+ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
+{
+    char        error[CHAT_WIRE_ERROR_LEN];
+    ngx_uint_t  state, changes, errors, reconnects;
+
+    pthread_mutex_lock(&cl->lock);
+    state = cl->state;
+    changes = cl->state_changes;
+    errors = cl->errors;
+    reconnects = cl->reconnects;
+    ngx_memcpy(error, cl->error, sizeof(error));
+    error[sizeof(error) - 1] = '\0';
+    pthread_mutex_unlock(&cl->lock);
+
+    if (changes == cl->state_seen && errors == cl->errors_seen) {
+        return;
+    }
+
+    cl->state_seen = changes;
+
+    if (errors != cl->errors_seen && cl->connector_running == 0
+        && state != CHAT_CLUSTER_CONNECTED && error[0]
+        && cl->logged_state != state)
+    {
+        /* a new error while not linked (the connector's is logged by
+         * ngx_http_chat_cluster_linked()) */
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: %s", error);
+    }
+
+    cl->errors_seen = errors;
+
+    if (state == cl->logged_state) {
+        return;
+    }
+
+    cl->server[0] = '\0';
+
+    if (state == CHAT_CLUSTER_CONNECTED && cl->nc) {
+        (void) natsConnection_GetConnectedUrl(cl->nc, cl->server,
+                                              sizeof(cl->server));
+    }
+
+    switch (state) {
+
+    case CHAT_CLUSTER_CONNECTED:
+        ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
+                      "chat cluster: %s %s as host \"%V\"",
+                      reconnects ? "reconnected to" : "connected to",
+                      cl->server, &cl->cmcf->host_name);
+        break;
+
+    case CHAT_CLUSTER_RECONNECTING:
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: lost the link to the cluster; "
+                      "reconnecting, this host delivers locally meanwhile");
+        break;
+
+    case CHAT_CLUSTER_CLOSED:
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "chat cluster: the link is closed%s%s; serving this "
+                      "host only", error[0] ? ": " : "", error);
+        break;
+
+    default:
+        break;
+    }
+
+    cl->logged_state = state;
+}
+
+
+/* the received events, in order, to the groups */
+
+static ngx_uint_t
+ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
+{
+    ngx_uint_t                     n;
+    ngx_http_chat_cluster_item_t  *it, *next;
+
+    pthread_mutex_lock(&cl->lock);
+
+    it = cl->head;
+    n = 0;
+
+    while (cl->head && n < NGX_HTTP_CHAT_CLUSTER_TURN) {
+        cl->head = cl->head->next;
+        n++;
+    }
+
+    if (cl->head == NULL) {
+        cl->tail = &cl->head;
+    }
+
+    cl->queued -= n;
+
+    pthread_mutex_unlock(&cl->lock);
+
+    for (n = 0; it && n < NGX_HTTP_CHAT_CLUSTER_TURN; it = next, n++) {
+        next = it->next;
+
+        cl->events_in++;
+
+        (void) ngx_http_chat_groups_deliver(it->group, it->seq, it->event,
+                                            it->len);
+        ngx_free(it);
+    }
+
+    return n;
+}
+
+
+void
+ngx_http_chat_cluster_link(ngx_http_chat_main_conf_t *cmcf,
+    chat_wire_cluster_t *link)
+{
+    size_t                    len;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_cluster;
+
+    ngx_memzero(link, sizeof(chat_wire_cluster_t));
+
+    len = ngx_min(cmcf->host_name.len, CHAT_WIRE_HOST_LEN);
+    ngx_memcpy(link->host, cmcf->host_name.data, len);
+    link->host_len = (uint8_t) len;
+
+    link->gaps_filled = ngx_http_chat_groups_gaps_filled();
+
+    if (!ngx_http_chat_cluster_running) {
+        link->state = CHAT_CLUSTER_OFF;
+        return;
+    }
+
+    pthread_mutex_lock(&cl->lock);
+
+    link->state = (uint8_t) cl->state;
+    link->reconnects = cl->reconnects;
+    link->dropped = cl->thread_dropped;
+
+    len = ngx_strnlen((u_char *) cl->error, sizeof(cl->error));
+    ngx_memcpy(link->error, cl->error, len);
+    link->error_len = (uint8_t) len;
+
+    pthread_mutex_unlock(&cl->lock);
+
+    link->dropped += cl->dropped;
+    link->events_out = cl->events_out;
+    link->events_in = cl->events_in;
+
+    if (link->state == CHAT_CLUSTER_CONNECTED) {
+        len = ngx_strnlen((u_char *) cl->server, sizeof(cl->server));
+        ngx_memcpy(link->server, cl->server, len);
+        link->server_len = (uint8_t) len;
+    }
+}
+
+
+/*
+ * nats.c's event loop adapter.  These run on whatever thread nats.c is on
+ * (the event loop itself when it publishes or reads; the reconnect thread,
+ * the ping timer otherwise), with the connection's lock held: they only
+ * note what is wanted, and wake the loop when not on it.
+ */
+
+static natsStatus
+ngx_http_chat_cluster_ev_attach(void **userData, void *loop,
+    natsConnection *nc, natsSock socket)
+{
+    ngx_http_chat_cluster_t *cl = loop;
+
+    pthread_mutex_lock(&cl->lock);
+    cl->sock = socket;
+    cl->attaches++;
+    cl->want_read = 1;
+    cl->want_write = 0;
+    pthread_mutex_unlock(&cl->lock);
+
+    *userData = cl;
+
+    if (pthread_equal(pthread_self(), cl->loop_thread)) {
+        ngx_http_chat_cluster_apply(cl);
+
+    } else {
+        ngx_http_chat_cluster_wake(cl);
+    }
+
+    return NATS_OK;
+}
+
+
+static natsStatus
+ngx_http_chat_cluster_ev_read(void *userData, bool add)
+{
+    ngx_http_chat_cluster_t *cl = userData;
+
+    pthread_mutex_lock(&cl->lock);
+    cl->want_read = add;
+    pthread_mutex_unlock(&cl->lock);
+
+    if (pthread_equal(pthread_self(), cl->loop_thread)) {
+        ngx_http_chat_cluster_apply(cl);
+
+    } else {
+        ngx_http_chat_cluster_wake(cl);
+    }
+
+    return NATS_OK;
+}
+
+
+static natsStatus
+ngx_http_chat_cluster_ev_write(void *userData, bool add)
+{
+    ngx_http_chat_cluster_t *cl = userData;
+
+    pthread_mutex_lock(&cl->lock);
+    cl->want_write = add;
+    pthread_mutex_unlock(&cl->lock);
+
+    if (pthread_equal(pthread_self(), cl->loop_thread)) {
+        ngx_http_chat_cluster_apply(cl);
+
+    } else {
+        ngx_http_chat_cluster_wake(cl);
+    }
+
+    return NATS_OK;
+}
+
+
+/* the connection is closed for good (its socket already) */
+
+static natsStatus
+ngx_http_chat_cluster_ev_detach(void *userData)
+{
+    ngx_http_chat_cluster_t *cl = userData;
+
+    pthread_mutex_lock(&cl->lock);
+    cl->sock = NGX_HTTP_CHAT_CLUSTER_NO_SOCK;
+    cl->want_read = 0;
+    cl->want_write = 0;
+    pthread_mutex_unlock(&cl->lock);
+
+    if (pthread_equal(pthread_self(), cl->loop_thread)) {
+        ngx_http_chat_cluster_unwatch(cl);
+
+    } else {
+        ngx_http_chat_cluster_wake(cl);
+    }
+
+    return NATS_OK;
+}
+
+
+/*
+ * nats.c's delivery threads: an event of another host, checked and copied
+ * into the hand-off queue (at most NGX_HTTP_CHAT_CLUSTER_QUEUE: beyond,
+ * dropped and counted; the group's next event shows the gap, and the
+ * database fills it).
+ */
+
+static void
+ngx_http_chat_cluster_on_message(natsConnection *nc, natsSubscription *sub,
+    natsMsg *msg, void *closure)
+{
+    ngx_http_chat_cluster_t *cl = closure;
+
+    int                            len;
+    uint64_t                       origin;
+    ngx_uint_t                     wake;
+    const u_char                  *p;
+    ngx_http_chat_cluster_item_t  *it;
+
+    p = (const u_char *) natsMsg_GetData(msg);
+    len = natsMsg_GetDataLength(msg);
+
+    it = NULL;
+
+    if (p == NULL || len <= NGX_HTTP_CHAT_CLUSTER_HEADER
+        || ngx_memcmp(p, NGX_HTTP_CHAT_CLUSTER_MAGIC, 4) != 0)
+    {
+        goto bad;
+    }
+
+    ngx_memcpy(&origin, p + NGX_HTTP_CHAT_CLUSTER_ORIGIN, 8);
+
+    if (origin == cl->instance) {
+        pthread_mutex_lock(&cl->lock);
+        cl->thread_own++;
+        pthread_mutex_unlock(&cl->lock);
+        natsMsg_Destroy(msg);
+        return;
+    }
+
+    len -= NGX_HTTP_CHAT_CLUSTER_HEADER;
+
+    /* malloc(), not ngx_alloc(): no nginx log from this thread */
+    it = malloc(sizeof(ngx_http_chat_cluster_item_t) + len);
+    if (it == NULL) {
+        goto bad;
+    }
+
+    it->next = NULL;
+    ngx_memcpy(&it->seq, p + NGX_HTTP_CHAT_CLUSTER_SEQ, 8);
+    ngx_memcpy(it->group, p + NGX_HTTP_CHAT_CLUSTER_GROUP,
+               NGX_HTTP_CHAT_GROUP_ID_LEN);
+    it->len = len;
+    ngx_memcpy(it->event, p + NGX_HTTP_CHAT_CLUSTER_HEADER, len);
+
+    natsMsg_Destroy(msg);
+
+    pthread_mutex_lock(&cl->lock);
+
+    if (cl->queued >= NGX_HTTP_CHAT_CLUSTER_QUEUE) {
+        cl->thread_dropped++;
+        pthread_mutex_unlock(&cl->lock);
+        free(it);
+        return;
+    }
+
+    wake = (cl->head == NULL);
+
+    *cl->tail = it;
+    cl->tail = &it->next;
+    cl->queued++;
+
+    pthread_mutex_unlock(&cl->lock);
+
+    if (wake) {
+        ngx_http_chat_cluster_wake(cl);
+    }
+
+    return;
+
+bad:
+
+    natsMsg_Destroy(msg);
+
+    pthread_mutex_lock(&cl->lock);
+    cl->thread_dropped++;
+    pthread_mutex_unlock(&cl->lock);
+}
+
+
+/* nats.c's async-callback thread */
+
+static void
+ngx_http_chat_cluster_on_connected(natsConnection *nc, void *closure)
+{
+    ngx_http_chat_cluster_set_state(closure, CHAT_CLUSTER_CONNECTED, nc,
+                                    NULL);
+}
+
+
+static void
+ngx_http_chat_cluster_on_disconnected(natsConnection *nc, void *closure)
+{
+    ngx_http_chat_cluster_set_state(closure, CHAT_CLUSTER_RECONNECTING, nc,
+                                    NULL);
+}
+
+
+static void
+ngx_http_chat_cluster_on_reconnected(natsConnection *nc, void *closure)
+{
+    ngx_http_chat_cluster_t *cl = closure;
+
+    pthread_mutex_lock(&cl->lock);
+    cl->reconnects++;
+    pthread_mutex_unlock(&cl->lock);
+
+    ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CONNECTED, nc, NULL);
+}
+
+
+static void
+ngx_http_chat_cluster_on_closed(natsConnection *nc, void *closure)
+{
+    ngx_http_chat_cluster_set_state(closure, CHAT_CLUSTER_CLOSED, nc, NULL);
+}
+
+
+static void
+ngx_http_chat_cluster_on_error(natsConnection *nc, natsSubscription *sub,
+    natsStatus err, void *closure)
+{
+    const char  *text;
+
+    text = NULL;
+
+    if (nc == NULL || natsConnection_GetLastError(nc, &text) == NATS_OK
+        || text == NULL || *text == '\0')
+    {
+        text = natsStatus_GetText(err);
+    }
+
+    ngx_http_chat_cluster_set_state(closure, 0, NULL, text);
+}
+
+
+/* any thread; state 0: the error alone */
+
+static void
+ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
+    ngx_uint_t state, natsConnection *nc, const char *error)
+{
+    const char  *text;
+
+    text = NULL;
+
+    /* the connection's last error says why it was lost or closed */
+
+    if (error == NULL && nc != NULL
+        && (state == CHAT_CLUSTER_RECONNECTING
+            || state == CHAT_CLUSTER_CLOSED)
+        && natsConnection_GetLastError(nc, &text) != NATS_OK
+        && text && *text)
+    {
+        error = text;
+    }
+
+    pthread_mutex_lock(&cl->lock);
+
+    if (state && cl->state != state) {
+        cl->state = state;
+        cl->state_changes++;
+    }
+
+    if (state == CHAT_CLUSTER_CONNECTED) {
+        cl->error[0] = '\0';
+    }
+
+    if (error) {
+        (void) ngx_cpystrn((u_char *) cl->error, (u_char *) error,
+                           sizeof(cl->error));
+        cl->errors++;
+    }
+
+    pthread_mutex_unlock(&cl->lock);
+
+    if (cl->wake_fd != -1) {
+        if (pthread_equal(pthread_self(), cl->loop_thread)) {
+            ngx_http_chat_cluster_states(cl);
+
+        } else {
+            ngx_http_chat_cluster_wake(cl);
+        }
+    }
+}
+
