@@ -839,8 +839,12 @@ ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
 
     /* the groups that got subscribers while the connector ran */
 
+    if (cl->subs.root == cl->subs.sentinel) {
+        return;
+    }
+
     for (node = ngx_rbtree_min(cl->subs.root, cl->subs.sentinel);
-         node && node != cl->subs.sentinel;
+         node;
          node = ngx_rbtree_next(&cl->subs, node))
     {
         sub = (ngx_http_chat_cluster_sub_t *) node;
