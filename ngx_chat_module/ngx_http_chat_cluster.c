@@ -179,6 +179,7 @@ static void ngx_http_chat_cluster_on_error(natsConnection *nc,
     natsSubscription *sub, natsStatus err, void *closure);
 static void ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
     ngx_uint_t state, natsConnection *nc, const char *error);
+static const char *ngx_http_chat_cluster_error_text(const char *text);
 
 
 ngx_http_chat_transport_t  ngx_http_chat_cluster_transport = {
@@ -408,8 +409,11 @@ ngx_http_chat_cluster_options(ngx_http_chat_cluster_t *cl,
 
 /*
  * The connector thread: nats.c's first connect (every server once, the
- * handshake) is synchronous.  NATS_NOT_YET_CONNECTED: none answered,
- * nats.c's reconnect thread goes on trying.
+ * handshake) is synchronous.  A first try without retrying gives the
+ * reason of a failure (nats.c forgets it when it goes on retrying): a
+ * credential refused is final (nats.c would give up after the second
+ * refusal anyway); otherwise a second connect leaves nats.c's reconnect
+ * thread trying (NATS_NOT_YET_CONNECTED).
  */
 
 static void *
@@ -417,30 +421,42 @@ ngx_http_chat_cluster_connector(void *data)
 {
     ngx_http_chat_cluster_t *cl = data;
 
-    const char      *text, *last;
+    const char      *text;
     natsStatus       s, ls;
     natsConnection  *nc;
 
     nc = NULL;
-
-    s = natsConnection_Connect(&nc, cl->opts);
-
     text = NULL;
+
+    s = natsOptions_SetRetryOnFailedConnect(cl->opts, false, NULL, NULL);
+
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&nc, cl->opts);
+    }
 
     if (s != NATS_OK) {
         text = nats_GetLastError(&ls);
 
-        /* the server's own words (an authorization violation) */
-        if (nc != NULL
-            && natsConnection_GetLastError(nc, &last) != NATS_OK
-            && last != NULL && *last != '\0')
-        {
-            text = last;
+        if (text == NULL || *text == '\0') {
+            text = natsStatus_GetText(s);
         }
 
-        if (text == NULL || *text == '\0') {
-            text = natsStatus_GetText(s == NATS_NOT_YET_CONNECTED
-                                      ? NATS_NO_SERVER : s);
+        text = ngx_http_chat_cluster_error_text(text);
+
+        pthread_mutex_lock(&cl->lock);
+        (void) ngx_cpystrn((u_char *) cl->error, (u_char *) text,
+                           sizeof(cl->error));
+        cl->errors++;
+        pthread_mutex_unlock(&cl->lock);
+
+        nc = NULL;
+
+        if (s != NATS_CONNECTION_AUTH_FAILED && s != NATS_NOT_PERMITTED) {
+            s = natsOptions_SetRetryOnFailedConnect(cl->opts, true,
+                                      ngx_http_chat_cluster_on_connected, cl);
+            if (s == NATS_OK) {
+                s = natsConnection_Connect(&nc, cl->opts);
+            }
         }
     }
 
@@ -449,12 +465,6 @@ ngx_http_chat_cluster_connector(void *data)
     cl->connect_done = 1;
     cl->connect_status = s;
     cl->connect_nc = nc;
-
-    if (text) {
-        (void) ngx_cpystrn((u_char *) cl->error, (u_char *) text,
-                           sizeof(cl->error));
-        cl->errors++;
-    }
 
     pthread_mutex_unlock(&cl->lock);
 
@@ -803,13 +813,17 @@ ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
             natsConnection_Destroy(nc);
         }
 
-        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
-                      "chat cluster: cannot connect to the cluster (%s): "
-                      "%s; serving this host only",
-                      ((char **) cl->cmcf->cluster_urls->elts)[0], error);
+        n = cl->cmcf->cluster_urls->nelts;
 
-        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CLOSED, NULL, NULL);
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "chat cluster: cannot connect to the cluster (%s%s): "
+                      "%s; serving this host only, not retrying (check "
+                      "chat_cluster's credentials)",
+                      ((char **) cl->cmcf->cluster_urls->elts)[0],
+                      n > 1 ? " and others" : "", error);
+
         cl->logged_state = CHAT_CLUSTER_CLOSED;
+        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CLOSED, NULL, NULL);
         return;
     }
 
@@ -839,8 +853,12 @@ ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
 
     /* the groups that got subscribers while the connector ran */
 
+    if (cl->subs.root == cl->subs.sentinel) {
+        return;
+    }
+
     for (node = ngx_rbtree_min(cl->subs.root, cl->subs.sentinel);
-         node && node != cl->subs.sentinel;
+         node;
          node = ngx_rbtree_next(&cl->subs, node))
     {
         sub = (ngx_http_chat_cluster_sub_t *) node;
@@ -1045,14 +1063,13 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 
     cl->state_seen = changes;
 
-    if (errors != cl->errors_seen && cl->connector_running == 0
-        && state != CHAT_CLUSTER_CONNECTED && error[0]
-        && cl->logged_state != state)
+    if (errors != cl->errors_seen && state == CHAT_CLUSTER_CONNECTED
+        && state == cl->logged_state && error[0])
     {
-        /* a new error while not linked (the connector's is logged by
-         * ngx_http_chat_cluster_linked()) */
+        /* an asynchronous error while linked (a permission refused);
+         * those of a connect are in the lines below */
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                      "chat cluster: %s", error);
+                      "chat cluster: the server says: %s", error);
     }
 
     cl->errors_seen = errors;
@@ -1447,6 +1464,8 @@ ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
         error = text;
     }
 
+    error = ngx_http_chat_cluster_error_text(error);
+
     pthread_mutex_lock(&cl->lock);
 
     if (state && cl->state != state) {
@@ -1476,3 +1495,20 @@ ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
     }
 }
 
+
+
+/* nats.c's error text without its "(conn.c:1905): " origin */
+
+static const char *
+ngx_http_chat_cluster_error_text(const char *text)
+{
+    const char  *p;
+
+    if (text == NULL || text[0] != '(') {
+        return text;
+    }
+
+    p = strstr(text, "): ");
+
+    return p ? p + 3 : text;
+}

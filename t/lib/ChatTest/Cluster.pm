@@ -18,7 +18,8 @@ package ChatTest::Cluster;
 # array of URLs, or the chat_cluster arguments as one string; none: no
 # chat_cluster), port (a free one), prefix (a new directory), http (more
 # http{} configuration), mongo_uri, jwt_secret, metrics_address (none: no
-# metrics), wait (1: until /t answers).
+# metrics), main (more main-level configuration), wait (1: until /t
+# answers).
 
 use strict;
 use warnings;
@@ -179,6 +180,7 @@ sub start_host {
     print $fh <<"_EOC_";
 load_module $module;
 worker_processes $workers;
+@{[ $opt{main} // '' ]}
 daemon off;
 master_process on;
 pid $prefix/logs/nginx.pid;
