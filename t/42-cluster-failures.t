@@ -174,10 +174,12 @@ ok defined until_crossed(port1(), $g, $far, 'warm-up', undef, 60),
 ok wait_until(sub { $main::Nats->all_clients >= 4 }, 30),
     'the 4 workers (2 per host) hold a NATS connection';
 
-# the node with the most of our workers' connections
-my ($victim) = sort { $main::Nats->clients($b) <=> $main::Nats->clients($a) } 1 .. 3;
+# the node host2's subscribing worker is connected to: it must move
+my $victim = wait_until(sub { $main::Nats->node_subscribed("chat.g.$g") }, 10);
+ok $victim, "a worker of host2 is subscribed to chat.g.<group> on node "
+            . ($victim // '?');
+$victim //= 1;
 my $had = $main::Nats->clients($victim);
-ok $had > 0, "node $victim holds $had of the workers' connections";
 my $t0 = Time::HiRes::time();
 $main::Nats->kill_node($victim);
 
@@ -187,6 +189,9 @@ diag sprintf 'NATS failover: node %d (%d connections) killed -> a post on host1 
     $victim, $had, $took // -1;
 ok wait_until(sub { $main::Nats->all_clients >= 4 }, 30),
     'the 4 workers are connected to the other nodes';
+ok wait_until(sub { my $n = $main::Nats->node_subscribed("chat.g.$g");
+                    $n && $n != $victim }, 30),
+    'the subscription to the group moved with its worker';
 
 my $last = post(port1(), $g, 'last');
 complete($far, 1, $last, 'the subscriber on host2');

@@ -11,6 +11,7 @@ package ChatTest::ClusterFaults;
 #   my $auth = nats_cluster(1, user => 'chat', pass => 's3cret');
 #   $nats->kill_node(2);  $nats->start_node(2);  # SIGKILL; same ports again
 #   $nats->clients(1);                           # its client connections
+#   $nats->node_subscribed("chat.g.$group");     # where a subscriber is
 #   my $h = nginx_host(name => 'host2', cluster => "URL ...");
 #   $h->port; $h->kill; $h->error_log;
 
@@ -145,6 +146,17 @@ sub clients {   # the node's client connections now (0 if it is down)
     return 0 unless $self->running($i);
     my $c = $self->monitor($i, 'connz') or return 0;
     return $c->{num_connections} // 0;
+}
+
+# the node a client subscribed to $subject is connected to (undef: none)
+sub node_subscribed {
+    my ($self, $subject) = @_;
+    for my $i (grep { $self->running($_) } 1 .. $self->nodes) {
+        my $c = $self->monitor($i, 'connz?subs=1') or next;
+        return $i if grep { grep { $_ eq $subject } @{ $_->{subscriptions_list} // [] } }
+                     @{ $c->{connections} // [] };
+    }
+    return undef;
 }
 
 sub all_clients {
