@@ -10,7 +10,11 @@
 #              the most of the workers' connections is SIGKILLed: % delivered
 #              and the longest cross-host delivery delay (the messages
 #              published while the workers reconnect wait for the reconnect,
-#              then a gap fill): the failover time as a client sees it
+#              then a gap fill)
+#   failover-time: no other load; a subscriber on host 2, posts on host 1
+#              every 20 ms; the node its worker is subscribed on is
+#              SIGKILLed: the time to the first post after the kill that
+#              reaches host 2 (bench/tools/failover_time.pl), 10 rounds
 #   single:    one host, chat_cluster unset, 1,000 subscribers over 100
 #              groups, 100 messages/s: the numbers to compare with
 # Bounded: fixed step lengths, fixed counts; loopback only; by pid.
@@ -151,4 +155,35 @@ wait "$killer"
 after=$(( $(clients 1) + $(clients 2) + $(clients 3) ))
 emit "{\"case\":\"$case\",\"scenario\":\"failover-node\",\"victim\":$victim,\"victim_clients\":$had,\"clients_after\":$after}"
 log "  failover: node $victim ($had of the workers' connections) killed; connections after: $after"
+start_node "$victim" || exit 1
+
+# --- failover time: kill -> the first post after it crosses ----------------
+# bench/tools/failover_time.pl, no other load: a subscriber on host 2, posts
+# on host 1 every 20 ms; the node its worker is subscribed on is SIGKILLed;
+# then restarted here, the mesh and the 4 connections awaited, again
+wait_mesh() {
+    local n i r
+    for i in $(seq 200); do
+        r=0
+        for n in 1 2 3; do
+            [ "$(curl -sf "http://127.0.0.1:${nmp[$n]}/routez" | jq -r '.num_routes' 2>/dev/null)" = 2 ] && r=$((r + 1))
+        done
+        [ "$r" = 3 ] && return 0
+        sleep 0.1
+    done
+    log "the NATS mesh did not form again"; return 1
+}
+wait_mesh && wait_clients 4 || exit 1
+for r in $(seq "$(q 3 10)"); do
+    g=$(sed -n "${r}p" "$dir/groups")
+    j=$(perl "$BENCH_DIR/tools/failover_time.pl" "${hport[1]}" "${hport[2]}" "$token" "$g" \
+            "${npid[1]}:${nmp[1]}" "${npid[2]}:${nmp[2]}" "${npid[3]}:${nmp[3]}") ||
+        { log "failover_time.pl failed"; exit 1; }
+    emit "{\"case\":\"$case\",\"scenario\":\"failover-time\",\"round\":$r,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"failover\":$j}"
+    log "  failover time $r: $j"
+    victim=$(echo "$j" | jq -r .node)
+    wait "${npid[$victim]}" 2>/dev/null
+    start_node "$victim" || exit 1
+    wait_mesh && wait_clients 4 || exit 1
+done
 stop_host 1; stop_host 2

@@ -694,18 +694,27 @@ def cluster():
         w()
     fo = [r for r in steps if r["scenario"] == "failover"]
     node = [r for r in rows if r.get("scenario") == "failover-node"]
+    ft = [r["failover"] for r in rows if r.get("scenario") == "failover-time"]
+    if ft:
+        ms = sorted(x["failover_ms"] for x in ft)
+        w("NATS failover (bench/tools/failover_time.pl, no other load): a subscriber on host 2, posts "
+          "on host 1 every 20 ms; the node its worker is subscribed on is SIGKILLed; the time from the "
+          "kill to the first post after it that reaches host 2, %d rounds (the node restarted between "
+          "rounds): **p50 %.0f ms, max %.0f ms**." % (len(ms), med(ms), ms[-1]))
+        w()
+        verdict("14 NATS failover", True, "kill -> deliveries resume: p50 %.0f ms, max %.0f ms (measured, no target)"
+                % (med(ms), ms[-1]))
     if fo:
         r = fo[-1]
-        w("Failover: a third into a step at 100 messages/s, the NATS node holding the most of the "
-          "workers' connections (%s) was SIGKILLed. The longest cross-host delivery delay of the step, "
-          "**%.0f ms**, is the failover time as a subscriber sees it (the messages published while the "
-          "workers reconnect wait for the reconnect, or a gap fill from the database); %.3f %% of the "
-          "step's deliveries arrived, %d duplicates.%s" % (
-              node[-1]["victim_clients"] if node else "?", r["cross_max_ms"],
-              100 * r["delivered_ratio"], r["duplicates"],
+        w("Under load: a third into a step at 100 messages/s, the NATS node holding the most of the "
+          "workers' connections (%s) was SIGKILLed: %.3f %% of the step's deliveries arrived, %d "
+          "duplicates; the longest cross-host delay of the step was %.0f ms (the messages published while "
+          "the workers reconnected wait for it, or for a gap fill).%s" % (
+              node[-1]["victim_clients"] if node else "?", 100 * r["delivered_ratio"], r["duplicates"],
+              r["cross_max_ms"],
               (" Connections after: %d." % node[-1]["clients_after"]) if node else ""))
-        verdict("14 NATS failover", r["delivered_ratio"] >= 1.0,
-                "max cross-host delay %.0f ms, %.3f %% delivered" % (r["cross_max_ms"], 100 * r["delivered_ratio"]))
+        verdict("14 delivered through a node kill", r["delivered_ratio"] >= 1.0 and r["duplicates"] == 0,
+                "%.3f %% delivered, %d duplicates" % (100 * r["delivered_ratio"], r["duplicates"]))
         w()
 
 
