@@ -685,6 +685,11 @@ def cluster():
             f(med([r.get("cross_p50_ms") for r in rs]), "%.2f"), f(med([r.get("cross_p99_ms") for r in rs]), "%.2f"),
             ("%.3f %%" % (100 * med(xd))) if xd else "n/a"))
     w()
+    la = med([r.get("loadavg") for r in steps])
+    w("Load average at the steps: median %s on %s cores (teammates' tests and builds); the absolute "
+      "latencies carry that load, the cross-host vs same-host comparison is within each step." % (
+          f(la, "%.1f"), os.cpu_count()))
+    w()
     cross = [r for r in steps if r["scenario"] == "cross"]
     if cross:
         gap = med([r["cross_p99_ms"] - r["same_p99_ms"] for r in cross])
