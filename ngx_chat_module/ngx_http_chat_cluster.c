@@ -383,7 +383,10 @@ ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
     if (cl->connector_running) {
         (void) pthread_join(cl->connector, NULL);
         cl->connector_running = 0;
-        ngx_http_chat_cluster_linked(cl);
+
+        pthread_mutex_lock(&cl->lock);
+        cl->nc = cl->connect_nc;
+        pthread_mutex_unlock(&cl->lock);
     }
 
     while (cl->subs.root != cl->subs.sentinel) {
@@ -411,8 +414,21 @@ ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
 
     /* the module, and libnats with it, is unloaded after this */
     if (cl->nats_open) {
-        (void) nats_CloseAndWait(NGX_HTTP_CHAT_CLUSTER_CLOSE);
         cl->nats_open = 0;
+
+        if (nats_CloseAndWait(NGX_HTTP_CHAT_CLUSTER_CLOSE) != NATS_OK) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "chat cluster: the NATS client's threads did not "
+                          "stop within %d ms", NGX_HTTP_CHAT_CLUSTER_CLOSE);
+
+            /* one of them may still wake the loop: the eventfd stays
+             * open (the worker is leaving), nginx forgets it */
+            if (cl->wake_conn) {
+                cl->wake_conn->fd = (ngx_socket_t) -1;
+                ngx_free_connection(cl->wake_conn);
+                cl->wake_conn = NULL;
+            }
+        }
     }
 
     ngx_http_chat_cluster_unwatch(cl);
