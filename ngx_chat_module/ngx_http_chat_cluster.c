@@ -841,10 +841,14 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 static ngx_uint_t
 ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
 {
+    uint64_t                       full, bad;
     ngx_uint_t                     n;
     ngx_http_chat_cluster_item_t  *it, *next;
 
     pthread_mutex_lock(&cl->lock);
+
+    full = cl->thread_full;
+    bad = cl->thread_bad;
 
     it = cl->head;
     n = 0;
@@ -861,6 +865,36 @@ ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
     cl->queued -= n;
 
     pthread_mutex_unlock(&cl->lock);
+
+    /* the delivery threads' drops: the first of each kind at once, then
+     * at most once a second (the link's record has the exact count) */
+
+    if (full != cl->full_seen
+        && (cl->full_seen == 0 || ngx_time() != cl->full_logged))
+    {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: %uL event(s) from the cluster "
+                      "dropped: the hand-off queue was full (%d) (%uL so "
+                      "far); their groups read them from the database at "
+                      "their next event",
+                      full - cl->full_seen, NGX_HTTP_CHAT_CLUSTER_QUEUE,
+                      full);
+
+        cl->full_seen = full;
+        cl->full_logged = ngx_time();
+    }
+
+    if (bad != cl->bad_seen
+        && (cl->bad_seen == 0 || ngx_time() != cl->bad_logged))
+    {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: %uL malformed message(s) from the "
+                      "cluster dropped (%uL so far)",
+                      bad - cl->bad_seen, bad);
+
+        cl->bad_seen = bad;
+        cl->bad_logged = ngx_time();
+    }
 
     for (n = 0; it && n < NGX_HTTP_CHAT_CLUSTER_TURN; it = next, n++) {
         next = it->next;
@@ -902,7 +936,7 @@ ngx_http_chat_cluster_link(ngx_http_chat_main_conf_t *cmcf,
 
     link->state = (uint8_t) cl->state;
     link->reconnects = cl->reconnects;
-    link->dropped = cl->thread_dropped;
+    link->dropped = cl->thread_full + cl->thread_bad;
 
     len = ngx_strnlen((u_char *) cl->error, sizeof(cl->error));
     ngx_memcpy(link->error, cl->error, len);

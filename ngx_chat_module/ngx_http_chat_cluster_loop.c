@@ -370,7 +370,7 @@ ngx_http_chat_cluster_on_message(natsConnection *nc, natsSubscription *sub,
     pthread_mutex_lock(&cl->lock);
 
     if (cl->queued >= NGX_HTTP_CHAT_CLUSTER_QUEUE) {
-        cl->thread_dropped++;
+        cl->thread_full++;
         pthread_mutex_unlock(&cl->lock);
         free(it);
         return;
@@ -395,7 +395,7 @@ bad:
     natsMsg_Destroy(msg);
 
     pthread_mutex_lock(&cl->lock);
-    cl->thread_dropped++;
+    cl->thread_bad++;
     pthread_mutex_unlock(&cl->lock);
 }
 

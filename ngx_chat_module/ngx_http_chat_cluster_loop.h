@@ -74,7 +74,8 @@ typedef struct {
     ngx_http_chat_cluster_item_t  *head;            /* received, in order */
     ngx_http_chat_cluster_item_t **tail;
     ngx_uint_t                     queued;
-    uint64_t                       thread_dropped;  /* queue full, bad */
+    uint64_t                       thread_full;     /* queue full */
+    uint64_t                       thread_bad;      /* malformed */
     uint64_t                       thread_own;      /* this nginx's */
 
     /* the event loop's */
@@ -100,6 +101,10 @@ typedef struct {
     uint64_t                       events_out;
     uint64_t                       events_in;
     uint64_t                       dropped;         /* the loop's */
+    uint64_t                       full_seen;       /* thread_full, */
+    uint64_t                       bad_seen;        /* thread_bad logged */
+    time_t                         full_logged;
+    time_t                         bad_logged;
     char                           server[CHAT_WIRE_SERVER_LEN];
 } ngx_http_chat_cluster_t;
 
