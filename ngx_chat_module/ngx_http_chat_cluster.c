@@ -22,9 +22,10 @@
  * nginx connection.  On the event loop the same callbacks apply at once.
  * nginx watches its own dup() of nats.c's socket, so that nats.c closing
  * its descriptor on another thread can never make nginx touch a number
- * reused meanwhile.  The first connect (which nats.c does synchronously,
- * handshake included) runs on a thread of its own: the worker serves
- * from the start, and links when the cluster answers.
+ * reused meanwhile (that side is ngx_http_chat_cluster_loop.c).  The
+ * first connect (which nats.c does synchronously, handshake included)
+ * runs on a thread of its own: the worker serves from the start, and
+ * links when the cluster answers.
  */
 
 #include <ngx_config.h>
@@ -34,7 +35,6 @@
 #include <signal.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 
 #include <nats/nats.h>
 
@@ -42,98 +42,15 @@
 #include "ngx_http_chat_groups.h"
 #include "ngx_http_chat_transport.h"
 #include "ngx_http_chat_cluster.h"
+#include "ngx_http_chat_cluster_loop.h"
 
-
-#define NGX_HTTP_CHAT_CLUSTER_MAGIC     "CHC1"
-#define NGX_HTTP_CHAT_CLUSTER_ORIGIN    4       /* uint64_t, the instance */
-#define NGX_HTTP_CHAT_CLUSTER_SEQ       12      /* int64_t, in its group */
-#define NGX_HTTP_CHAT_CLUSTER_GROUP     20      /* the group's id */
-#define NGX_HTTP_CHAT_CLUSTER_HEADER    (20 + NGX_HTTP_CHAT_GROUP_ID_LEN)
-#define NGX_HTTP_CHAT_CLUSTER_SUBJECT   "chat.g."
-#define NGX_HTTP_CHAT_CLUSTER_NO_SOCK   ((natsSock) -1)
 
 #define NGX_HTTP_CHAT_CLUSTER_TIMEOUT   2000    /* ms, one connect */
 #define NGX_HTTP_CHAT_CLUSTER_RECONNECT 500     /* ms between attempts */
 #define NGX_HTTP_CHAT_CLUSTER_PENDING   (1024 * 1024)  /* bytes published
                                                    while reconnecting */
-#define NGX_HTTP_CHAT_CLUSTER_TURN      256     /* events a loop turn */
-#define NGX_HTTP_CHAT_CLUSTER_READS     16      /* reads a loop turn */
 #define NGX_HTTP_CHAT_CLUSTER_CLOSE     2000    /* ms nats.c may take to
                                                    stop its threads */
-
-
-typedef struct ngx_http_chat_cluster_item_s  ngx_http_chat_cluster_item_t;
-
-struct ngx_http_chat_cluster_item_s {
-    ngx_http_chat_cluster_item_t  *next;
-    int64_t                        seq;
-    size_t                         len;
-    u_char                         group[NGX_HTTP_CHAT_GROUP_ID_LEN];
-    u_char                         event[1];
-};
-
-
-typedef struct {
-    ngx_str_node_t                 sn;
-    u_char                         id[NGX_HTTP_CHAT_GROUP_ID_LEN];
-    natsSubscription              *sub;             /* NULL: not yet */
-} ngx_http_chat_cluster_sub_t;
-
-
-typedef struct {
-    ngx_http_chat_main_conf_t     *cmcf;
-    ngx_log_t                     *log;
-    pthread_t                      loop_thread;
-    uint64_t                       instance;
-
-    /* shared with nats.c's threads, under lock */
-    pthread_mutex_t                lock;
-    int                            wake_fd;         /* eventfd */
-    ngx_uint_t                     woken;           /* a wake is pending */
-    natsSock                       sock;            /* nats.c's, -1: none */
-    ngx_uint_t                     attaches;        /* each attach */
-    unsigned                       want_read:1;
-    unsigned                       want_write:1;
-    ngx_uint_t                     state;           /* chat_wire_cluster_
-                                                       state_e */
-    ngx_uint_t                     state_changes;
-    ngx_uint_t                     reconnects;
-    char                           error[CHAT_WIRE_ERROR_LEN];
-    ngx_uint_t                     errors;          /* each new error */
-    ngx_uint_t                     connect_done;
-    natsStatus                     connect_status;
-    natsConnection                *connect_nc;
-    ngx_http_chat_cluster_item_t  *head;            /* received, in order */
-    ngx_http_chat_cluster_item_t **tail;
-    ngx_uint_t                     queued;
-    uint64_t                       thread_dropped;  /* queue full, bad */
-    uint64_t                       thread_own;      /* this nginx's */
-
-    /* the event loop's */
-    ngx_connection_t              *wake_conn;
-    ngx_connection_t              *sock_conn;       /* our dup of sock */
-    ngx_uint_t                     attaches_seen;
-    ngx_uint_t                     state_seen;
-    ngx_uint_t                     errors_seen;
-    ngx_uint_t                     logged_state;
-    natsOptions                   *opts;
-    natsConnection                *nc;
-    pthread_t                      connector;
-    unsigned                       connector_running:1;
-    unsigned                       nats_open:1;
-    unsigned                       mutex:1;
-
-    ngx_rbtree_t                   subs;            /* by group */
-    ngx_rbtree_node_t              sentinel;
-
-    u_char                        *out;             /* a publish's buffer */
-    size_t                         out_size;
-
-    uint64_t                       events_out;
-    uint64_t                       events_in;
-    uint64_t                       dropped;         /* the loop's */
-    char                           server[CHAT_WIRE_SERVER_LEN];
-} ngx_http_chat_cluster_t;
 
 
 static ngx_int_t ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
@@ -146,40 +63,13 @@ static void ngx_http_chat_cluster_interest(const u_char *group_id,
 static natsStatus ngx_http_chat_cluster_options(ngx_http_chat_cluster_t *cl,
     ngx_http_chat_main_conf_t *cmcf);
 static void *ngx_http_chat_cluster_connector(void *data);
-static void ngx_http_chat_cluster_wake(ngx_http_chat_cluster_t *cl);
 static void ngx_http_chat_cluster_wake_handler(ngx_event_t *rev);
-static void ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl);
-static void ngx_http_chat_cluster_unwatch(ngx_http_chat_cluster_t *cl);
-static void ngx_http_chat_cluster_read_handler(ngx_event_t *rev);
-static void ngx_http_chat_cluster_write_handler(ngx_event_t *wev);
 static void ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl);
-static void ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl);
 static ngx_uint_t ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl);
 static ngx_int_t ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
     ngx_http_chat_cluster_sub_t *s);
 static void ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl,
     const char *what, const u_char *group_id, const char *why);
-
-static natsStatus ngx_http_chat_cluster_ev_attach(void **userData,
-    void *loop, natsConnection *nc, natsSock socket);
-static natsStatus ngx_http_chat_cluster_ev_read(void *userData, bool add);
-static natsStatus ngx_http_chat_cluster_ev_write(void *userData, bool add);
-static natsStatus ngx_http_chat_cluster_ev_detach(void *userData);
-static void ngx_http_chat_cluster_on_message(natsConnection *nc,
-    natsSubscription *sub, natsMsg *msg, void *closure);
-static void ngx_http_chat_cluster_on_connected(natsConnection *nc,
-    void *closure);
-static void ngx_http_chat_cluster_on_disconnected(natsConnection *nc,
-    void *closure);
-static void ngx_http_chat_cluster_on_reconnected(natsConnection *nc,
-    void *closure);
-static void ngx_http_chat_cluster_on_closed(natsConnection *nc,
-    void *closure);
-static void ngx_http_chat_cluster_on_error(natsConnection *nc,
-    natsSubscription *sub, natsStatus err, void *closure);
-static void ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
-    ngx_uint_t state, natsConnection *nc, const char *error);
-static const char *ngx_http_chat_cluster_error_text(const char *text);
 
 
 ngx_http_chat_transport_t  ngx_http_chat_cluster_transport = {
@@ -192,7 +82,7 @@ ngx_http_chat_transport_t  ngx_http_chat_cluster_transport = {
 };
 
 
-static ngx_http_chat_cluster_t  ngx_http_chat_cluster;
+ngx_http_chat_cluster_t         ngx_http_chat_nats_link;
 static ngx_uint_t               ngx_http_chat_cluster_running;
 
 
@@ -206,7 +96,7 @@ ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
     ngx_connection_t         *c;
     ngx_http_chat_cluster_t  *cl;
 
-    cl = &ngx_http_chat_cluster;
+    cl = &ngx_http_chat_nats_link;
     ngx_memzero(cl, sizeof(ngx_http_chat_cluster_t));
 
     cl->cmcf = cmcf;
@@ -482,7 +372,7 @@ ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
     ngx_http_chat_cluster_sub_t    *s;
     ngx_http_chat_cluster_item_t   *it;
 
-    cl = &ngx_http_chat_cluster;
+    cl = &ngx_http_chat_nats_link;
 
     if (!ngx_http_chat_cluster_running) {
         return;
@@ -493,7 +383,10 @@ ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
     if (cl->connector_running) {
         (void) pthread_join(cl->connector, NULL);
         cl->connector_running = 0;
-        ngx_http_chat_cluster_linked(cl);
+
+        pthread_mutex_lock(&cl->lock);
+        cl->nc = cl->connect_nc;
+        pthread_mutex_unlock(&cl->lock);
     }
 
     while (cl->subs.root != cl->subs.sentinel) {
@@ -521,8 +414,21 @@ ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
 
     /* the module, and libnats with it, is unloaded after this */
     if (cl->nats_open) {
-        (void) nats_CloseAndWait(NGX_HTTP_CHAT_CLUSTER_CLOSE);
         cl->nats_open = 0;
+
+        if (nats_CloseAndWait(NGX_HTTP_CHAT_CLUSTER_CLOSE) != NATS_OK) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "chat cluster: the NATS client's threads did not "
+                          "stop within %d ms", NGX_HTTP_CHAT_CLUSTER_CLOSE);
+
+            /* one of them may still wake the loop: the eventfd stays
+             * open (the worker is leaving), nginx forgets it */
+            if (cl->wake_conn) {
+                cl->wake_conn->fd = (ngx_socket_t) -1;
+                ngx_free_connection(cl->wake_conn);
+                cl->wake_conn = NULL;
+            }
+        }
     }
 
     ngx_http_chat_cluster_unwatch(cl);
@@ -560,7 +466,7 @@ ngx_http_chat_cluster_publish(const u_char *group_id, int64_t seq,
     natsStatus                s;
     ngx_http_chat_cluster_t  *cl;
 
-    cl = &ngx_http_chat_cluster;
+    cl = &ngx_http_chat_nats_link;
 
     if (cl->nc == NULL) {
         ngx_http_chat_cluster_drop(cl, "not published", group_id,
@@ -624,7 +530,7 @@ ngx_http_chat_cluster_interest(const u_char *group_id, ngx_uint_t on)
     ngx_http_chat_cluster_t      *cl;
     ngx_http_chat_cluster_sub_t  *s;
 
-    cl = &ngx_http_chat_cluster;
+    cl = &ngx_http_chat_nats_link;
 
     name.data = (u_char *) group_id;
     name.len = NGX_HTTP_CHAT_GROUP_ID_LEN;
@@ -738,27 +644,13 @@ ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl, const char *what,
 }
 
 
-/* any thread: the loop runs ngx_http_chat_cluster_wake_handler() */
-
-static void
-ngx_http_chat_cluster_wake(ngx_http_chat_cluster_t *cl)
-{
-    uint64_t  one;
-
-    one = 1;
-
-    /* a full counter (2^64 - 2) is a wake pending anyway */
-    (void) write(cl->wake_fd, &one, sizeof(one));
-}
-
-
 static void
 ngx_http_chat_cluster_wake_handler(ngx_event_t *rev)
 {
     uint64_t                  n;
     ngx_http_chat_cluster_t  *cl;
 
-    cl = &ngx_http_chat_cluster;
+    cl = &ngx_http_chat_nats_link;
 
     (void) read(cl->wake_fd, &n, sizeof(n));
 
@@ -870,179 +762,9 @@ ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
 }
 
 
-/* what nats.c's callbacks asked for, on the event loop */
-
-static void
-ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl)
-{
-    int                 fd;
-    natsSock            sock;
-    ngx_uint_t          attaches, want_read, want_write;
-    ngx_connection_t   *c;
-
-    pthread_mutex_lock(&cl->lock);
-    sock = cl->sock;
-    attaches = cl->attaches;
-    want_read = cl->want_read;
-    want_write = cl->want_write;
-    pthread_mutex_unlock(&cl->lock);
-
-    if (attaches != cl->attaches_seen || sock == NGX_HTTP_CHAT_CLUSTER_NO_SOCK) {
-        ngx_http_chat_cluster_unwatch(cl);
-        cl->attaches_seen = attaches;
-
-        if (sock == NGX_HTTP_CHAT_CLUSTER_NO_SOCK) {
-            return;
-        }
-
-        fd = dup(sock);
-        if (fd == -1) {
-            ngx_log_error(NGX_LOG_ALERT, cl->log, ngx_errno,
-                          "chat cluster: dup() of the link's socket failed");
-            return;
-        }
-
-        c = ngx_get_connection(fd, cl->log);
-        if (c == NULL) {
-            (void) close(fd);
-            return;
-        }
-
-        c->data = cl;
-        c->read->handler = ngx_http_chat_cluster_read_handler;
-        c->write->handler = ngx_http_chat_cluster_write_handler;
-        c->read->log = cl->log;
-        c->write->log = cl->log;
-        cl->sock_conn = c;
-    }
-
-    c = cl->sock_conn;
-    if (c == NULL) {
-        return;
-    }
-
-    /* level-triggered, as nats.c expects: it reads once an event */
-
-    if (want_read && !c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, cl->log, 0,
-                          "chat cluster: cannot watch the link's socket");
-        }
-
-    } else if (!want_read && c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
-
-    if (want_write && !c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, cl->log, 0,
-                          "chat cluster: cannot watch the link's socket");
-        }
-
-    } else if (!want_write && c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
-}
-
-
-/* our dup: out of epoll explicitly (nats.c may still hold the socket,
- * so closing ours would not remove it), then closed */
-
-static void
-ngx_http_chat_cluster_unwatch(ngx_http_chat_cluster_t *cl)
-{
-    ngx_connection_t  *c;
-
-    c = cl->sock_conn;
-    if (c == NULL) {
-        return;
-    }
-
-    cl->sock_conn = NULL;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
-
-    ngx_close_connection(c);
-}
-
-
-static void
-ngx_http_chat_cluster_read_handler(ngx_event_t *rev)
-{
-    int                       n;
-    sigset_t                  saved;
-    ngx_uint_t                i;
-    ngx_connection_t         *c;
-    ngx_http_chat_cluster_t  *cl;
-
-    cl = &ngx_http_chat_cluster;
-    c = rev->data;
-
-    /* a socket nats.c let go since: forget it first */
-
-    ngx_http_chat_cluster_apply(cl);
-
-    if (cl->sock_conn != c || cl->nc == NULL) {
-        return;
-    }
-
-    /* a read error starts nats.c's reconnect thread from here */
-
-    ngx_http_chat_threads_block_signals(&saved);
-
-    for (i = 0; i < NGX_HTTP_CHAT_CLUSTER_READS; i++) {
-        natsConnection_ProcessReadEvent(cl->nc);
-
-        if (cl->sock_conn != c
-            || ioctl(c->fd, FIONREAD, &n) == -1 || n <= 0)
-        {
-            break;
-        }
-    }
-
-    ngx_http_chat_threads_restore_signals(&saved);
-
-    ngx_http_chat_cluster_apply(cl);
-}
-
-
-static void
-ngx_http_chat_cluster_write_handler(ngx_event_t *wev)
-{
-    sigset_t                  saved;
-    ngx_connection_t         *c;
-    ngx_http_chat_cluster_t  *cl;
-
-    cl = &ngx_http_chat_cluster;
-    c = wev->data;
-
-    ngx_http_chat_cluster_apply(cl);
-
-    if (cl->sock_conn != c || cl->nc == NULL) {
-        return;
-    }
-
-    ngx_http_chat_threads_block_signals(&saved);
-    natsConnection_ProcessWriteEvent(cl->nc);
-    ngx_http_chat_threads_restore_signals(&saved);
-
-    ngx_http_chat_cluster_apply(cl);
-}
-
-
 /* the link's state changes, logged once each */
 
-static void
+void
 ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 {
     char        error[CHAT_WIRE_ERROR_LEN];
@@ -1119,10 +841,14 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 static ngx_uint_t
 ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
 {
+    uint64_t                       full, bad;
     ngx_uint_t                     n;
     ngx_http_chat_cluster_item_t  *it, *next;
 
     pthread_mutex_lock(&cl->lock);
+
+    full = cl->thread_full;
+    bad = cl->thread_bad;
 
     it = cl->head;
     n = 0;
@@ -1139,6 +865,36 @@ ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
     cl->queued -= n;
 
     pthread_mutex_unlock(&cl->lock);
+
+    /* the delivery threads' drops: the first of each kind at once, then
+     * at most once a second (the link's record has the exact count) */
+
+    if (full != cl->full_seen
+        && (cl->full_seen == 0 || ngx_time() != cl->full_logged))
+    {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: %uL event(s) from the cluster "
+                      "dropped: the hand-off queue was full (%d) (%uL so "
+                      "far); their groups read them from the database at "
+                      "their next event",
+                      full - cl->full_seen, NGX_HTTP_CHAT_CLUSTER_QUEUE,
+                      full);
+
+        cl->full_seen = full;
+        cl->full_logged = ngx_time();
+    }
+
+    if (bad != cl->bad_seen
+        && (cl->bad_seen == 0 || ngx_time() != cl->bad_logged))
+    {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: %uL malformed message(s) from the "
+                      "cluster dropped (%uL so far)",
+                      bad - cl->bad_seen, bad);
+
+        cl->bad_seen = bad;
+        cl->bad_logged = ngx_time();
+    }
 
     for (n = 0; it && n < NGX_HTTP_CHAT_CLUSTER_TURN; it = next, n++) {
         next = it->next;
@@ -1161,7 +917,7 @@ ngx_http_chat_cluster_link(ngx_http_chat_main_conf_t *cmcf,
     size_t                    len;
     ngx_http_chat_cluster_t  *cl;
 
-    cl = &ngx_http_chat_cluster;
+    cl = &ngx_http_chat_nats_link;
 
     ngx_memzero(link, sizeof(chat_wire_cluster_t));
 
@@ -1180,7 +936,7 @@ ngx_http_chat_cluster_link(ngx_http_chat_main_conf_t *cmcf,
 
     link->state = (uint8_t) cl->state;
     link->reconnects = cl->reconnects;
-    link->dropped = cl->thread_dropped;
+    link->dropped = cl->thread_full + cl->thread_bad;
 
     len = ngx_strnlen((u_char *) cl->error, sizeof(cl->error));
     ngx_memcpy(link->error, cl->error, len);
@@ -1199,316 +955,3 @@ ngx_http_chat_cluster_link(ngx_http_chat_main_conf_t *cmcf,
     }
 }
 
-
-/*
- * nats.c's event loop adapter.  These run on whatever thread nats.c is on
- * (the event loop itself when it publishes or reads; the reconnect thread,
- * the ping timer otherwise), with the connection's lock held: they only
- * note what is wanted, and wake the loop when not on it.
- */
-
-static natsStatus
-ngx_http_chat_cluster_ev_attach(void **userData, void *loop,
-    natsConnection *nc, natsSock socket)
-{
-    ngx_http_chat_cluster_t *cl = loop;
-
-    pthread_mutex_lock(&cl->lock);
-    cl->sock = socket;
-    cl->attaches++;
-    cl->want_read = 1;
-    cl->want_write = 0;
-    pthread_mutex_unlock(&cl->lock);
-
-    *userData = cl;
-
-    if (pthread_equal(pthread_self(), cl->loop_thread)) {
-        ngx_http_chat_cluster_apply(cl);
-
-    } else {
-        ngx_http_chat_cluster_wake(cl);
-    }
-
-    return NATS_OK;
-}
-
-
-static natsStatus
-ngx_http_chat_cluster_ev_read(void *userData, bool add)
-{
-    ngx_http_chat_cluster_t *cl = userData;
-
-    pthread_mutex_lock(&cl->lock);
-    cl->want_read = add;
-    pthread_mutex_unlock(&cl->lock);
-
-    if (pthread_equal(pthread_self(), cl->loop_thread)) {
-        ngx_http_chat_cluster_apply(cl);
-
-    } else {
-        ngx_http_chat_cluster_wake(cl);
-    }
-
-    return NATS_OK;
-}
-
-
-static natsStatus
-ngx_http_chat_cluster_ev_write(void *userData, bool add)
-{
-    ngx_http_chat_cluster_t *cl = userData;
-
-    pthread_mutex_lock(&cl->lock);
-    cl->want_write = add;
-    pthread_mutex_unlock(&cl->lock);
-
-    if (pthread_equal(pthread_self(), cl->loop_thread)) {
-        ngx_http_chat_cluster_apply(cl);
-
-    } else {
-        ngx_http_chat_cluster_wake(cl);
-    }
-
-    return NATS_OK;
-}
-
-
-/* the connection is closed for good (its socket already) */
-
-static natsStatus
-ngx_http_chat_cluster_ev_detach(void *userData)
-{
-    ngx_http_chat_cluster_t *cl = userData;
-
-    pthread_mutex_lock(&cl->lock);
-    cl->sock = NGX_HTTP_CHAT_CLUSTER_NO_SOCK;
-    cl->want_read = 0;
-    cl->want_write = 0;
-    pthread_mutex_unlock(&cl->lock);
-
-    if (pthread_equal(pthread_self(), cl->loop_thread)) {
-        ngx_http_chat_cluster_unwatch(cl);
-
-    } else {
-        ngx_http_chat_cluster_wake(cl);
-    }
-
-    return NATS_OK;
-}
-
-
-/*
- * nats.c's delivery threads: an event of another host, checked and copied
- * into the hand-off queue (at most NGX_HTTP_CHAT_CLUSTER_QUEUE: beyond,
- * dropped and counted; the group's next event shows the gap, and the
- * database fills it).
- */
-
-static void
-ngx_http_chat_cluster_on_message(natsConnection *nc, natsSubscription *sub,
-    natsMsg *msg, void *closure)
-{
-    ngx_http_chat_cluster_t *cl = closure;
-
-    int                            len;
-    uint64_t                       origin;
-    ngx_uint_t                     wake;
-    const u_char                  *p;
-    ngx_http_chat_cluster_item_t  *it;
-
-    p = (const u_char *) natsMsg_GetData(msg);
-    len = natsMsg_GetDataLength(msg);
-
-    it = NULL;
-
-    if (p == NULL || len <= NGX_HTTP_CHAT_CLUSTER_HEADER
-        || ngx_memcmp(p, NGX_HTTP_CHAT_CLUSTER_MAGIC, 4) != 0)
-    {
-        goto bad;
-    }
-
-    ngx_memcpy(&origin, p + NGX_HTTP_CHAT_CLUSTER_ORIGIN, 8);
-
-    if (origin == cl->instance) {
-        pthread_mutex_lock(&cl->lock);
-        cl->thread_own++;
-        pthread_mutex_unlock(&cl->lock);
-        natsMsg_Destroy(msg);
-        return;
-    }
-
-    len -= NGX_HTTP_CHAT_CLUSTER_HEADER;
-
-    /* malloc(), not ngx_alloc(): no nginx log from this thread */
-    it = malloc(sizeof(ngx_http_chat_cluster_item_t) + len);
-    if (it == NULL) {
-        goto bad;
-    }
-
-    it->next = NULL;
-    ngx_memcpy(&it->seq, p + NGX_HTTP_CHAT_CLUSTER_SEQ, 8);
-    ngx_memcpy(it->group, p + NGX_HTTP_CHAT_CLUSTER_GROUP,
-               NGX_HTTP_CHAT_GROUP_ID_LEN);
-    it->len = len;
-    ngx_memcpy(it->event, p + NGX_HTTP_CHAT_CLUSTER_HEADER, len);
-
-    natsMsg_Destroy(msg);
-
-    pthread_mutex_lock(&cl->lock);
-
-    if (cl->queued >= NGX_HTTP_CHAT_CLUSTER_QUEUE) {
-        cl->thread_dropped++;
-        pthread_mutex_unlock(&cl->lock);
-        free(it);
-        return;
-    }
-
-    wake = (cl->head == NULL);
-
-    *cl->tail = it;
-    cl->tail = &it->next;
-    cl->queued++;
-
-    pthread_mutex_unlock(&cl->lock);
-
-    if (wake) {
-        ngx_http_chat_cluster_wake(cl);
-    }
-
-    return;
-
-bad:
-
-    natsMsg_Destroy(msg);
-
-    pthread_mutex_lock(&cl->lock);
-    cl->thread_dropped++;
-    pthread_mutex_unlock(&cl->lock);
-}
-
-
-/* nats.c's async-callback thread */
-
-static void
-ngx_http_chat_cluster_on_connected(natsConnection *nc, void *closure)
-{
-    ngx_http_chat_cluster_set_state(closure, CHAT_CLUSTER_CONNECTED, nc,
-                                    NULL);
-}
-
-
-static void
-ngx_http_chat_cluster_on_disconnected(natsConnection *nc, void *closure)
-{
-    ngx_http_chat_cluster_set_state(closure, CHAT_CLUSTER_RECONNECTING, nc,
-                                    NULL);
-}
-
-
-static void
-ngx_http_chat_cluster_on_reconnected(natsConnection *nc, void *closure)
-{
-    ngx_http_chat_cluster_t *cl = closure;
-
-    pthread_mutex_lock(&cl->lock);
-    cl->reconnects++;
-    pthread_mutex_unlock(&cl->lock);
-
-    ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CONNECTED, nc, NULL);
-}
-
-
-static void
-ngx_http_chat_cluster_on_closed(natsConnection *nc, void *closure)
-{
-    ngx_http_chat_cluster_set_state(closure, CHAT_CLUSTER_CLOSED, nc, NULL);
-}
-
-
-static void
-ngx_http_chat_cluster_on_error(natsConnection *nc, natsSubscription *sub,
-    natsStatus err, void *closure)
-{
-    const char  *text;
-
-    text = NULL;
-
-    if (nc == NULL || natsConnection_GetLastError(nc, &text) == NATS_OK
-        || text == NULL || *text == '\0')
-    {
-        text = natsStatus_GetText(err);
-    }
-
-    ngx_http_chat_cluster_set_state(closure, 0, NULL, text);
-}
-
-
-/* any thread; state 0: the error alone */
-
-static void
-ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
-    ngx_uint_t state, natsConnection *nc, const char *error)
-{
-    const char  *text;
-
-    text = NULL;
-
-    /* the connection's last error says why it was lost or closed */
-
-    if (error == NULL && nc != NULL
-        && (state == CHAT_CLUSTER_RECONNECTING
-            || state == CHAT_CLUSTER_CLOSED)
-        && natsConnection_GetLastError(nc, &text) != NATS_OK
-        && text && *text)
-    {
-        error = text;
-    }
-
-    error = ngx_http_chat_cluster_error_text(error);
-
-    pthread_mutex_lock(&cl->lock);
-
-    if (state && cl->state != state) {
-        cl->state = state;
-        cl->state_changes++;
-    }
-
-    if (state == CHAT_CLUSTER_CONNECTED) {
-        cl->error[0] = '\0';
-    }
-
-    if (error) {
-        (void) ngx_cpystrn((u_char *) cl->error, (u_char *) error,
-                           sizeof(cl->error));
-        cl->errors++;
-    }
-
-    pthread_mutex_unlock(&cl->lock);
-
-    if (cl->wake_fd != -1) {
-        if (pthread_equal(pthread_self(), cl->loop_thread)) {
-            ngx_http_chat_cluster_states(cl);
-
-        } else {
-            ngx_http_chat_cluster_wake(cl);
-        }
-    }
-}
-
-
-
-/* nats.c's error text without its "(conn.c:1905): " origin */
-
-static const char *
-ngx_http_chat_cluster_error_text(const char *text)
-{
-    const char  *p;
-
-    if (text == NULL || text[0] != '(') {
-        return text;
-    }
-
-    p = strstr(text, "): ");
-
-    return p ? p + 3 : text;
-}

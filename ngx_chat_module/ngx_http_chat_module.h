@@ -19,6 +19,7 @@
  *   ngx_http_chat_transport.h    the seam to the other workers (or hosts)
  *   ngx_http_chat_bus.c          ... the nng bus between this nginx's workers
  *   ngx_http_chat_cluster.c      ... NATS between nginx hosts (chat_cluster)
+ *   ngx_http_chat_cluster_loop.c     nats.c on the event loop, its threads
  */
 
 #ifndef _NGX_HTTP_CHAT_MODULE_H_INCLUDED_

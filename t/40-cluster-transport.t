@@ -15,6 +15,7 @@ use ChatTest::WebSocket;
 use ChatTest::Cluster qw(:all);
 use Time::HiRes ();
 use File::Temp ();
+use IO::Socket::INET;
 
 ChatTest::WebSocket::install_ws_script_hook();
 
@@ -250,7 +251,57 @@ stop_pid($auth->{pid});
 
 
 
-=== TEST 5: chat_cluster wants nats:// or tls:// URLs
+=== TEST 5: the hand-off from nats.c's threads is bounded: a burst of 30,000 events from the cluster overflows its 4,096, a malformed message is dropped; both counted and said, and the host still delivers
+--- ws_script
+SKIP: {
+skip 'nats-server is not installed', 1 unless @main::Nats;
+my $h2 = start_host(name => 'host-2c', workers => 1,
+                    cluster => [ $main::Nats[1]{url} ]);
+wait_host_log($h2, qr/chat cluster: connected to/, 10)
+    or die "host 2 never linked:\n" . host_log($h2);
+
+my $g = new_group('flood');
+my $p = subscribe($h2->{port}, 'alice', $g);
+ok cluster_interest($g), 'the subject is known cluster-wide';
+
+# a raw NATS client on another node: a malformed message, then 30,000
+# events without a seq (the registry sends them on at once) from an
+# instance that is no nginx's
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                              PeerPort => $main::Nats[0]{client_port})
+    or die "nats: $!";
+<$s>;                                           # INFO
+print $s qq{CONNECT {"verbose":false,"pedantic":false}\r\n};
+print $s "PUB chat.g.$g 7\r\ngarbage\r\n";
+my $event = 'CHC1' . pack('Q<', 42) . pack('q<', 0) . $g . '{"type":"noise"}';
+my $pub = "PUB chat.g.$g " . length($event) . "\r\n$event\r\n";
+print $s $pub x 1000 for 1 .. 30;
+print $s "PING\r\n";
+my $pong = <$s>;
+like $pong, qr/^PONG/, 'the server took the burst';
+
+ok wait_host_log($h2, qr/chat cluster: 1 malformed message\(s\) from the cluster dropped/, 10),
+    'the malformed message is dropped and said';
+ok wait_host_log($h2, qr/chat cluster: \d+ event\(s\) from the cluster dropped: the hand-off queue was full \(4096\)/, 10),
+    'the queue\'s limit is reached: dropped and said';
+close $s;
+
+# the link still carries events (another group: the flooded subscriber
+# may have been closed as a slow consumer)
+my $g2 = new_group('after');
+my $q = subscribe($h2->{port}, 'bob', $g2);
+ok cluster_interest($g2), 'a new subscription reaches the cluster';
+my $r = http_on(server_port(), 'bob')->post("/api/chat/groups/$g2/messages",
+                                            { content => 'after the flood' });
+is $r->{status}, 201, 'a POST on host 1';
+ok $q->heard('after the flood', 10), 'host 2 still delivers events of host 1';
+unlike host_log($h2), qr/\[(?:alert|crit|emerg)\]/, 'no alert';
+stop_pid($h2->{pid}, 'QUIT');
+}
+
+
+
+=== TEST 6: chat_cluster wants nats:// or tls:// URLs
 --- http_config
 chat_cluster http://127.0.0.1:4222;
 --- config
@@ -260,7 +311,7 @@ invalid chat_cluster URL "http://127.0.0.1:4222": expected "nats://host:port" or
 
 
 
-=== TEST 6: chat_cluster: a port out of range
+=== TEST 7: chat_cluster: a port out of range
 --- http_config
 chat_cluster nats://127.0.0.1:70000;
 --- config
@@ -270,7 +321,7 @@ invalid chat_cluster URL "nats://127.0.0.1:70000": expected a host and a port fr
 
 
 
-=== TEST 7: chat_cluster: password_file= needs user=
+=== TEST 8: chat_cluster: password_file= needs user=
 --- http_config
 chat_cluster nats://127.0.0.1:4222 password_file=/etc/hostname;
 --- config
@@ -280,7 +331,7 @@ chat_cluster: "password_file=/etc/hostname" needs "user="
 
 
 
-=== TEST 8: chat_cluster: user= needs password_file=
+=== TEST 9: chat_cluster: user= needs password_file=
 --- http_config
 chat_cluster nats://127.0.0.1:4222 user=chat;
 --- config
@@ -290,7 +341,7 @@ chat_cluster: "user=" needs "password_file="
 
 
 
-=== TEST 9: chat_cluster: a token file that cannot be read
+=== TEST 10: chat_cluster: a token file that cannot be read
 --- http_config
 chat_cluster nats://127.0.0.1:4222 token_file=/nonexistent/token;
 --- config
@@ -300,7 +351,7 @@ chat_cluster: token_file "/nonexistent/token" cannot be opened
 
 
 
-=== TEST 10: chat_cluster: no server URL
+=== TEST 11: chat_cluster: no server URL
 --- http_config
 chat_cluster user=chat;
 --- config
@@ -310,7 +361,7 @@ chat_cluster needs at least one server URL
 
 
 
-=== TEST 11: chat_cluster: credentials in the URL are refused
+=== TEST 12: chat_cluster: credentials in the URL are refused
 --- http_config
 chat_cluster nats://chat:secret@127.0.0.1:4222;
 --- config
@@ -320,7 +371,7 @@ no credentials or path in the URL
 
 
 
-=== TEST 12: chat_cluster: a CA file that is not PEM
+=== TEST 13: chat_cluster: a CA file that is not PEM
 --- http_config
 chat_cluster tls://127.0.0.1:4222 ca=/etc/hostname;
 --- config
@@ -330,7 +381,7 @@ chat_cluster: "/etc/hostname" holds no PEM certificate
 
 
 
-=== TEST 13: chat_cluster is set once
+=== TEST 14: chat_cluster is set once
 --- http_config
 chat_cluster nats://127.0.0.1:4222;
 chat_cluster nats://127.0.0.1:4223;
@@ -341,7 +392,7 @@ chat_cluster nats://127.0.0.1:4223;
 
 
 
-=== TEST 14: chat_host_name: letters, digits, ".", "-", "_"
+=== TEST 15: chat_host_name: letters, digits, ".", "-", "_"
 --- http_config
 chat_host_name "a host";
 --- config
