@@ -170,7 +170,11 @@ cat <<MSG
 
 MSG
 
-# until one of the hosts stops (or Ctrl-C)
-wait -n "${nginx_pids[@]}"
-echo "run-cluster: an nginx exited; see var/cluster/host*/logs/error.log" >&2
+# until one of the hosts stops (or Ctrl-C: the terminal's SIGINT reaches
+# the nginx masters too, which may exit, status 0, before this shell runs
+# its trap)
+rc=0
+wait -n "${nginx_pids[@]}" || rc=$?
+[ "$rc" = 0 ] && exit 0
+echo "run-cluster: an nginx exited (status $rc); see var/cluster/host*/logs/error.log" >&2
 exit 1
