@@ -99,7 +99,6 @@ start_database "$cl" "$db_pid_file"
 
 # --- secrets: one JWT secret, one dashboard password for both hosts --------
 make_secret "$var/jwt-secret"
-chmod 644 "$var/jwt-secret"         # as make run leaves it readable by nginx
 given=${DASHBOARD_PASSWORD:-}
 if [ -z "$given" ]; then
     for h in "${hosts[@]}"; do
