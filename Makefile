@@ -2,6 +2,7 @@
 #
 #   make            build the nginx module and the sidecar
 #   make run        install what is missing, build, start everything (8001)
+#   make run-cluster  ... as two nginx hosts on a 3-node NATS cluster (8011, 8012)
 #   make test       install what is missing, build, run every test
 #   make deps       install the Debian packages to build and run (idempotent)
 #   make deps-test  ... and those the tests use
@@ -29,7 +30,7 @@ MODULE_CFLAGS  ?= -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 MODULE_SOURCES := config wire/chat_wire.h $(wildcard ngx_chat_module/*.[ch])
 DEVDB_SOURCES  := $(wildcard devdb/*.go) devdb/go.mod devdb/go.sum
 
-.PHONY: all module sidecar devdb deps deps-test run test test-unit test-harness \
+.PHONY: all module sidecar devdb deps deps-test run run-cluster test test-unit test-harness \
         test-nginx test-asan clean token
 
 all: module sidecar
@@ -71,6 +72,12 @@ deps-test:
 run: deps all $(if $(MONGO_URI),,devdb)
 	@PORT=$(PORT) MONGO_URI="$(MONGO_URI)" DASHBOARD_PASSWORD="$(DASHBOARD_PASSWORD)" \
 	    scripts/run.sh
+
+# PORT, NATS_PORT, ... from the command line or the environment only: the
+# script's defaults (8011, 14222) are not make run's
+run-cluster: deps all $(if $(MONGO_URI),,devdb)
+	@MONGO_URI="$(MONGO_URI)" DASHBOARD_PASSWORD="$(DASHBOARD_PASSWORD)" \
+	    scripts/run-cluster.sh
 
 test: deps-test all $(if $(MONGO_URI),,devdb)
 	@scripts/test.sh

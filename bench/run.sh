@@ -4,6 +4,7 @@
 # write bench/RESULTS.md.  QUICK=1: a ~4-5 minute smoke run into
 # bench/out/quick/ (its report: bench/out/quick/RESULTS.md).  Cases:
 #   overhead cardinality exactness scrape chatapi reads fanout memory resume dbstats
+#   cluster
 #   (+ soak)
 # Bounded: every case has fixed durations and request counts; all traffic
 # on 127.0.0.1; processes started here are stopped by pid.
@@ -15,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(overhead cardinality exactness scrape chatapi reads fanout memory resume dbstats)
+[ ${#cases[@]} -gt 0 ] || cases=(overhead cardinality exactness scrape chatapi reads fanout memory resume dbstats cluster)
 
 # --- tools ------------------------------------------------------------------
 missing=()

@@ -6,7 +6,7 @@
 #                               (its own report there; not the reported numbers)
 #   make bench-soak             the 10-minute soak of target 7
 #
-# Cases: overhead cardinality exactness scrape chatapi fanout memory dbstats
+# Cases: overhead cardinality exactness scrape chatapi fanout memory dbstats cluster
 # (make bench BENCH=dbstats: the dashboard's database figures, before/after).
 # Loopback only; every process started is stopped by pid.
 

@@ -2,7 +2,7 @@
  * ngx_http_chat_directives.c - the directives whose values need checking
  * beyond nginx's stock setters: the database URI, the metrics address,
  * chat_api, the JWT secret file, the correlation header, the WebSocket
- * origins and message rate.  Each fails "nginx -t" with a message that
+ * origins and message rate, the cluster (chat_cluster, chat_host_name).  Each fails "nginx -t" with a message that
  * says what is wrong, at the directive's line.
  */
 
@@ -12,6 +12,7 @@
 
 #include <mongoc/mongoc.h>
 #include <nng/nng.h>
+#include <openssl/rand.h>
 
 #include "wire/chat_wire.h"
 #include "ngx_http_chat_module.h"
@@ -305,4 +306,414 @@ ngx_http_chat_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->ws_message_rate = (ngx_uint_t) n;
 
     return NGX_CONF_OK;
+}
+
+
+#define NGX_HTTP_CHAT_CLUSTER_SECRET_MAX  4096           /* a password */
+#define NGX_HTTP_CHAT_CLUSTER_CA_MAX      (1024 * 1024)  /* a PEM bundle */
+
+
+static char *ngx_http_chat_cluster_url(ngx_conf_t *cf, ngx_str_t *url,
+    char **out);
+static char *ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what,
+    ngx_str_t *file, size_t max, ngx_uint_t one_line, ngx_str_t *out);
+
+
+/*
+ * chat_cluster URL... [user=NAME] [password_file=FILE] [token_file=FILE]
+ * [ca=FILE]: the NATS servers (nats:// or tls://), the credentials read
+ * here, at configuration time (a worker reads no file).
+ */
+
+char *
+ngx_http_chat_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_main_conf_t *cmcf = conf;
+
+    char        **u;
+    ngx_str_t    *value, v, password_file;
+    ngx_uint_t    i;
+
+    if (cmcf->cluster_urls) {
+        return "is duplicate";
+    }
+
+    cmcf->cluster_urls = ngx_array_create(cf->pool, 4, sizeof(char *));
+    if (cmcf->cluster_urls == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+    ngx_str_null(&password_file);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            v.data = value[i].data + 5;
+            v.len = value[i].len - 5;
+
+            if (v.len == 0 || cmcf->cluster_user.len) {
+                goto invalid;
+            }
+
+            /* nats.c wants C strings */
+            cmcf->cluster_user.data = ngx_pnalloc(cf->pool, v.len + 1);
+            if (cmcf->cluster_user.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            (void) ngx_cpystrn(cmcf->cluster_user.data, v.data, v.len + 1);
+            cmcf->cluster_user.len = v.len;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+            v.data = value[i].data + 14;
+            v.len = value[i].len - 14;
+
+            if (v.len == 0 || cmcf->cluster_password.len) {
+                goto invalid;
+            }
+
+            if (ngx_http_chat_cluster_file(cf, "password_file", &v,
+                                           NGX_HTTP_CHAT_CLUSTER_SECRET_MAX,
+                                           1, &cmcf->cluster_password)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            password_file = value[i];
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "token_file=", 11) == 0) {
+            v.data = value[i].data + 11;
+            v.len = value[i].len - 11;
+
+            if (v.len == 0 || cmcf->cluster_token.len) {
+                goto invalid;
+            }
+
+            if (ngx_http_chat_cluster_file(cf, "token_file", &v,
+                                           NGX_HTTP_CHAT_CLUSTER_SECRET_MAX,
+                                           1, &cmcf->cluster_token)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ca=", 3) == 0) {
+            v.data = value[i].data + 3;
+            v.len = value[i].len - 3;
+
+            if (v.len == 0 || cmcf->cluster_ca.len) {
+                goto invalid;
+            }
+
+            if (ngx_http_chat_cluster_file(cf, "ca", &v,
+                                           NGX_HTTP_CHAT_CLUSTER_CA_MAX, 0,
+                                           &cmcf->cluster_ca)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_strstr(cmcf->cluster_ca.data, "-----BEGIN CERTIFICATE")
+                == NULL)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "chat_cluster: \"%V\" holds no PEM "
+                                   "certificate", &v);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        u = ngx_array_push(cmcf->cluster_urls);
+        if (u == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_chat_cluster_url(cf, &value[i], u) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (cmcf->cluster_urls->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_cluster needs at least one server URL, "
+                           "\"nats://host:port\" or \"tls://host:port\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (cmcf->cluster_password.len && cmcf->cluster_user.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_cluster: \"%V\" needs \"user=\"",
+                           &password_file);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cmcf->cluster_user.len && cmcf->cluster_password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_cluster: \"user=\" needs "
+                           "\"password_file=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (cmcf->cluster_token.len && cmcf->cluster_user.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_cluster: \"token_file=\" and \"user=\" "
+                           "exclude each other");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "chat_cluster: \"%V\" is empty or repeated",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* nats://host:port or tls://host:port, with user:password@ refused (the
+ * password would sit in the configuration: password_file= is for it) */
+
+static char *
+ngx_http_chat_cluster_url(ngx_conf_t *cf, ngx_str_t *url, char **out)
+{
+    u_char     *host, *last, *colon;
+    ngx_int_t   port;
+
+    if (url->len > 7 && ngx_strncmp(url->data, "nats://", 7) == 0) {
+        host = url->data + 7;
+
+    } else if (url->len > 6 && ngx_strncmp(url->data, "tls://", 6) == 0) {
+        host = url->data + 6;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid chat_cluster URL \"%V\": expected "
+                           "\"nats://host:port\" or \"tls://host:port\"",
+                           url);
+        return NGX_CONF_ERROR;
+    }
+
+    last = url->data + url->len;
+
+    if (ngx_strlchr(host, last, '@') || ngx_strlchr(host, last, '/')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid chat_cluster URL \"%V\": no credentials "
+                           "or path in the URL (user= and password_file= "
+                           "are for them)", url);
+        return NGX_CONF_ERROR;
+    }
+
+    colon = NULL;
+
+    for (colon = last - 1; colon > host && *colon != ':'; colon--) {
+        /* void */
+    }
+
+    if (colon == host || *colon != ':') {
+        port = 4222;
+
+        if (last == host) {
+            goto invalid;
+        }
+
+    } else {
+        port = ngx_atoi(colon + 1, last - colon - 1);
+
+        if (port < 1 || port > 65535) {
+            goto invalid;
+        }
+    }
+
+    (void) port;
+
+    *out = ngx_pnalloc(cf->pool, url->len + 1);
+    if (*out == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn((u_char *) *out, url->data, url->len + 1);
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid chat_cluster URL \"%V\": expected a host "
+                       "and a port from 1 to 65535", url);
+    return NGX_CONF_ERROR;
+}
+
+
+/* a file's text as a C string; one_line: its first line, not empty */
+
+static char *
+ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what, ngx_str_t *file,
+    size_t max, ngx_uint_t one_line, ngx_str_t *out)
+{
+    u_char           *p, *last;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         name;
+    ngx_file_info_t   fi;
+
+    name = *file;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "chat_cluster: %s \"%V\" cannot be opened",
+                           what, &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > (off_t) max)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_cluster: %s \"%V\" is unreadable or larger "
+                           "than %uz bytes", what, &name, max);
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, max + 1);
+    if (p == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, p, max);
+    (void) ngx_close_file(fd);
+
+    if (n < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "chat_cluster: %s \"%V\" cannot be read",
+                           what, &name);
+        return NGX_CONF_ERROR;
+    }
+
+    last = p + n;
+
+    if (one_line) {
+        last = ngx_strlchr(p, last, '\n');
+        if (last == NULL) {
+            last = p + n;
+        }
+
+        while (last > p && (last[-1] == '\r' || last[-1] == ' ')) {
+            last--;
+        }
+    }
+
+    if (last == p) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_cluster: %s \"%V\" is empty", what, &name);
+        return NGX_CONF_ERROR;
+    }
+
+    *last = '\0';
+
+    out->data = p;
+    out->len = last - p;
+
+    return NGX_CONF_OK;
+}
+
+
+/* chat_host_name NAME: how this host is shown (dashboard, NATS, logs) */
+
+char *
+ngx_http_chat_host_name(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_chat_main_conf_t *cmcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (cmcf->host_name.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_CHAT_HOST_NAME_MAX) {
+        goto invalid;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!(ngx_http_chat_isalnum(value[1].data[i])
+              || value[1].data[i] == '-' || value[1].data[i] == '_'
+              || value[1].data[i] == '.'))
+        {
+            goto invalid;
+        }
+    }
+
+    cmcf->host_name = value[1];
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid chat_host_name \"%V\": expected 1 to %d "
+                       "letters, digits, \".\", \"-\" or \"_\"",
+                       &value[1], NGX_HTTP_CHAT_HOST_NAME_MAX);
+    return NGX_CONF_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_chat_cluster_init_conf(ngx_conf_t *cf,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    char  name[256];
+
+    if (cmcf->host_name.data == NULL) {
+        if (gethostname(name, sizeof(name) - 1) == -1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "gethostname() failed: set chat_host_name");
+            return NGX_ERROR;
+        }
+
+        name[sizeof(name) - 1] = '\0';
+
+        cmcf->host_name.len = ngx_min(ngx_strlen(name),
+                                      NGX_HTTP_CHAT_HOST_NAME_MAX);
+        cmcf->host_name.data = ngx_pnalloc(cf->pool, cmcf->host_name.len);
+        if (cmcf->host_name.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(cmcf->host_name.data, name, cmcf->host_name.len);
+    }
+
+    /* tells this nginx's events apart from the other hosts' in the
+     * cluster; new at each configuration load */
+
+    if (RAND_bytes((u_char *) &cmcf->cluster_instance,
+                   sizeof(cmcf->cluster_instance)) != 1)
+    {
+        cmcf->cluster_instance = ((uint64_t) ngx_random() << 32)
+                                 ^ (uint64_t) ngx_time() ^ (uint64_t) ngx_pid;
+    }
+
+    return NGX_OK;
 }

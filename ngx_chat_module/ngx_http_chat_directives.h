@@ -21,5 +21,13 @@ char *ngx_http_chat_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_chat_ws_message_rate(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 
+char *ngx_http_chat_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_chat_host_name(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* init_main_conf: chat_host_name's default, this nginx's instance id */
+ngx_int_t ngx_http_chat_cluster_init_conf(ngx_conf_t *cf,
+    ngx_http_chat_main_conf_t *cmcf);
+
 
 #endif /* _NGX_HTTP_CHAT_DIRECTIVES_H_INCLUDED_ */

@@ -40,6 +40,10 @@ static void ngx_http_chat_groups_report(const u_char *id, ngx_uint_t n);
 
 static ngx_http_chat_groups_t  ngx_http_chat_groups;
 
+/* events read from the database to fill gaps, for the cluster link's
+ * record (ngx_http_chat_cluster_link()) */
+static uint64_t                ngx_http_chat_groups_filled_total;
+
 
 void
 ngx_http_chat_groups_init(ngx_http_chat_groups_watch_pt watch)
@@ -209,6 +213,13 @@ ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
     ngx_http_chat_groups_maybe_free(g);
 
     return n;
+}
+
+
+uint64_t
+ngx_http_chat_groups_gaps_filled(void)
+{
+    return ngx_http_chat_groups_filled_total;
 }
 
 
@@ -449,6 +460,8 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
     }
 
     g->delivering--;
+
+    ngx_http_chat_groups_filled_total += n;
 
     if (n) {
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,

@@ -106,6 +106,9 @@ ngx_int_t ngx_http_chat_groups_go_live(ngx_http_chat_subscriber_t *s);
 ngx_uint_t ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
     const u_char *event, size_t len);
 
+/* the events read from the database to fill gaps, since the worker began */
+uint64_t ngx_http_chat_groups_gaps_filled(void);
+
 /*
  * The groups with subscribers, one after another (NULL: the first); the
  * order holds while no group is added or removed, that is within one turn

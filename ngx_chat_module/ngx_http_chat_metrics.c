@@ -28,9 +28,11 @@
 #include "ngx_http_chat_correlation.h"
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_groups.h"
+#include "ngx_http_chat_cluster.h"
 
 
 #define NGX_HTTP_CHAT_SNAPSHOT_INTERVAL  5000   /* ms */
+#define NGX_HTTP_CHAT_CLUSTER_INTERVAL   1000   /* ms, the cluster link */
 
 /* the dialer's back-off: normal, and while the sidecar cuts every
  * connection at once (it refuses this nginx) */
@@ -78,6 +80,9 @@ typedef struct {
     ngx_msec_t                  down_since;
     ngx_uint_t                  renewals;
 
+    ngx_event_t                 cluster_ev;
+
+    ngx_http_chat_main_conf_t  *cmcf;
     ngx_log_t                  *log;
     ngx_uint_t                  drop_logged;
     ngx_str_t                   address;
@@ -101,6 +106,7 @@ static void ngx_http_chat_metrics_sent(int rv, ngx_uint_t count,
     ngx_uint_t requests);
 static void ngx_http_chat_metrics_flush_handler(ngx_event_t *ev);
 static void ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev);
+static void ngx_http_chat_metrics_cluster_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_http_chat_metrics_snapshot_part(
     chat_wire_record_t *rec, ngx_uint_t max, ngx_http_chat_group_t **cursor);
 static void ngx_http_chat_metrics_pipe_event(nng_pipe pipe, nng_pipe_ev ev,
@@ -152,6 +158,7 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     ngx_memzero(m, sizeof(ngx_http_chat_metrics_t));
 
     m->log = cycle->log;
+    m->cmcf = cmcf;
     m->address = cmcf->metrics_address;
     m->batch_limit = cmcf->metrics_batch;
     m->flush_interval = cmcf->metrics_flush;
@@ -228,6 +235,13 @@ ngx_http_chat_metrics_init_process(ngx_cycle_t *cycle,
     if (m->open) {
         ngx_add_timer(&m->dial_watch_ev, NGX_HTTP_CHAT_REDIAL_CHECK);
     }
+
+    m->cluster_ev.handler = ngx_http_chat_metrics_cluster_handler;
+    m->cluster_ev.log = cycle->log;
+    m->cluster_ev.data = m;
+    m->cluster_ev.cancelable = 1;
+
+    ngx_add_timer(&m->cluster_ev, NGX_HTTP_CHAT_CLUSTER_INTERVAL);
 
     return NGX_OK;
 }
@@ -598,6 +612,38 @@ static void
 ngx_http_chat_metrics_flush_handler(ngx_event_t *ev)
 {
     ngx_http_chat_metrics_flush();
+}
+
+
+/*
+ * Once a second, this worker's cluster link (CHAT_CLUSTER_OFF and the host
+ * name when chat_cluster is unset), in the current batch.
+ */
+
+static void
+ngx_http_chat_metrics_cluster_handler(ngx_event_t *ev)
+{
+    chat_wire_record_t       *rec;
+    ngx_http_chat_metrics_t  *m;
+
+    m = ev->data;
+
+    rec = ngx_http_chat_metrics_next(CHAT_REC_CLUSTER);
+
+    if (rec == NULL) {
+        m->records_dropped++;
+
+    } else {
+        ngx_http_chat_cluster_link(m->cmcf, &rec->u.cluster);
+
+        if (m->count >= m->batch_limit) {
+            ngx_http_chat_metrics_flush();
+        }
+    }
+
+    if (!ngx_exiting && !ngx_quit && !ngx_terminate) {
+        ngx_add_timer(ev, NGX_HTTP_CHAT_CLUSTER_INTERVAL);
+    }
 }
 
 

@@ -236,6 +236,20 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       offsetof(ngx_http_chat_loc_conf_t, ws_message_rate),
       NULL },
 
+    { ngx_string("chat_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_chat_cluster,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_host_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_chat_host_name,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("chat_ws_allowed_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_chat_ws_origins,
@@ -351,6 +365,12 @@ ngx_http_chat_create_main_conf(ngx_conf_t *cf)
      *     cmcf->api_used = 0;
      *     cmcf->metrics_used = 0;
      *     cmcf->cid_used = 0;
+     *     cmcf->cluster_urls = NULL;
+     *     cmcf->cluster_user = { 0, NULL };
+     *     cmcf->cluster_password = { 0, NULL };
+     *     cmcf->cluster_token = { 0, NULL };
+     *     cmcf->cluster_ca = { 0, NULL };
+     *     cmcf->host_name = { 0, NULL };
      */
 
     cmcf->db_timeout = NGX_CONF_UNSET_MSEC;
@@ -391,6 +411,10 @@ ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     ngx_http_chat_broadcast_configured(cmcf);
+
+    if (ngx_http_chat_cluster_init_conf(cf, cmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (cmcf->cid_header.len == 0) {
         cmcf->cid_header = ngx_http_chat_default_cid;

@@ -18,6 +18,8 @@
  *   ngx_http_chat_groups.c       the worker's groups and their subscribers
  *   ngx_http_chat_transport.h    the seam to the other workers (or hosts)
  *   ngx_http_chat_bus.c          ... the nng bus between this nginx's workers
+ *   ngx_http_chat_cluster.c      ... NATS between nginx hosts (chat_cluster)
+ *   ngx_http_chat_cluster_loop.c     nats.c on the event loop, its threads
  */
 
 #ifndef _NGX_HTTP_CHAT_MODULE_H_INCLUDED_
@@ -35,6 +37,7 @@
 #define NGX_HTTP_CHAT_WS_MESSAGE_RATE_MAX 10000
 #define NGX_HTTP_CHAT_TRACE_ID_LEN    32   /* W3C trace-id, hex */
 #define NGX_HTTP_CHAT_SPAN_ID_LEN     16   /* W3C parent-id, hex */
+#define NGX_HTTP_CHAT_HOST_NAME_MAX   63   /* chat_host_name */
 #define NGX_HTTP_CHAT_TRACEPARENT_LEN 55   /* "00-" trace "-" span "-" 2 */
 
 /* 2^53: every seq up to it is exact in a JSON number */
@@ -58,6 +61,15 @@ typedef struct {
     ngx_uint_t                 metrics_batch;
     ngx_uint_t                 metrics_queue;    /* batches nng may hold */
     ngx_uint_t                 bus_generation;   /* names this cycle's bus */
+
+    /* chat_cluster: NULL when unset (one host); C strings */
+    ngx_array_t               *cluster_urls;     /* of char * */
+    ngx_str_t                  cluster_user;
+    ngx_str_t                  cluster_password;
+    ngx_str_t                  cluster_token;
+    ngx_str_t                  cluster_ca;       /* the CA file's PEM */
+    ngx_str_t                  host_name;        /* chat_host_name */
+    uint64_t                   cluster_instance; /* this nginx, random */
 
     ngx_str_t                  jwt_secret;
     time_t                     jwt_leeway;

@@ -27,26 +27,16 @@ var=$root/var
 mkdir -p "$var"/{logs,run,db,tmp}
 chmod 755 "$var" "$var/run"
 
-pids=()
+source "$root/scripts/run-lib.sh"
 db_pid_file=$var/run/devdb.pid
 
 stop_all() {
     trap - INT TERM EXIT
     echo
     echo "run: stopping"
-    if [ -n "${nginx_pid:-}" ] && kill -0 "$nginx_pid" 2>/dev/null; then
-        kill -QUIT "$nginx_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$nginx_pid" 2>/dev/null || true
-    fi
-    if [ -n "${sidecar_pid:-}" ] && kill -0 "$sidecar_pid" 2>/dev/null; then
-        kill -TERM "$sidecar_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$sidecar_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$sidecar_pid" 2>/dev/null || true
-    fi
-    if [ -z "${MONGO_URI:-}" ] && [ -s "$db_pid_file" ]; then
-        devdb/run-db.sh stop "$db_pid_file" >/dev/null 2>&1 || true
-    fi
+    stop_pid "${nginx_pid:-}" QUIT
+    stop_pid "${sidecar_pid:-}" TERM
+    stop_database "$db_pid_file"
     wait 2>/dev/null || true
     echo "run: stopped"
 }
@@ -54,37 +44,16 @@ trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 # --- port check: fail early and clearly -------------------------------------
-if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+if port_in_use "$PORT"; then
     echo "run: port $PORT on 127.0.0.1 is already in use; try PORT=8002 make run" >&2
     exit 1
 fi
 
-# --- database ---------------------------------------------------------------
-if [ -n "${MONGO_URI:-}" ]; then
-    mongo_uri=$MONGO_URI
-    echo "run: using MongoDB at $mongo_uri"
-else
-    base=$(devdb/run-db.sh start "$var/db" 0 "$db_pid_file")
-    mongo_uri="${base%/}/chat"
-    echo "run: embedded FerretDB at $mongo_uri (data in var/db)"
-fi
+start_database "$var" "$db_pid_file"
 
 # --- secrets ----------------------------------------------------------------
-if [ ! -s "$var/jwt-secret" ]; then
-    (umask 077; openssl rand -hex 32 > "$var/jwt-secret")
-fi
-
-password_note="(unchanged: var/htpasswd; set DASHBOARD_PASSWORD to replace it)"
-if [ -n "${DASHBOARD_PASSWORD:-}" ] || [ ! -s "$var/htpasswd" ]; then
-    password=${DASHBOARD_PASSWORD:-$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-20)}
-    htpasswd -cbB "$var/htpasswd" "$DASHBOARD_USER" "$password" 2>/dev/null
-    chmod 644 "$var/htpasswd"        # nginx workers read it as their own user
-    if [ -z "${DASHBOARD_PASSWORD:-}" ]; then
-        password_note="$password   (generated; shown once, stored hashed in var/htpasswd)"
-    else
-        password_note="(as given in DASHBOARD_PASSWORD)"
-    fi
-fi
+make_secret "$var/jwt-secret"
+make_htpasswd "$var/htpasswd" "$DASHBOARD_USER" "${DASHBOARD_PASSWORD:-}"
 
 # --- sidecar ----------------------------------------------------------------
 ingest="ipc://$var/run/chat-metrics.ipc"
@@ -94,51 +63,16 @@ if [ "$SIDECAR_PORT" = 0 ]; then
 fi
 # the key nginx adds to every request it passes to the sidecar, which
 # answers no one else (docs/SECURITY.md); made once, kept in var/
-if [ ! -s "$var/sidecar-key" ]; then
-    (umask 077; openssl rand -hex 24 > "$var/sidecar-key")
-fi
+make_secret "$var/sidecar-key" 24
 sidecar_key=$(cat "$var/sidecar-key")
-build/sidecar/chat-sidecar \
-    --listen "127.0.0.1:$SIDECAR_PORT" \
-    --http-key-file "$var/sidecar-key" \
-    --ingest "$ingest" \
-    --events "$events" \
-    --mongo-uri "$mongo_uri" \
-    --nginx-pid-file "$var/logs/nginx.pid" \
-    --html-dir "$root/html" \
-    --pid-file "$var/run/sidecar.pid" \
-    >> "$var/logs/sidecar.log" 2>&1 &
-sidecar_pid=$!
-
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$SIDECAR_PORT") 2>/dev/null && break
-    kill -0 "$sidecar_pid" 2>/dev/null || { tail -5 "$var/logs/sidecar.log" >&2; exit 1; }
-    sleep 0.1
-done
-sidecar_port=$SIDECAR_PORT
+start_sidecar "$var" "$SIDECAR_PORT" "$mongo_uri" "$ingest" "$events" \
+    "$var/sidecar-key" "$var/logs/nginx.pid" || exit 1
 
 # --- nginx ------------------------------------------------------------------
-sed -e "s|@MODULE@|$root/build/ngx_chat_module.so|g" \
-    -e "s|@PREFIX@|$var|g" \
-    -e "s|@PORT@|$PORT|g" \
-    -e "s|@MONGO_URI@|$mongo_uri|g" \
-    -e "s|@JWT_SECRET_FILE@|$var/jwt-secret|g" \
-    -e "s|@METRICS_ADDRESS@|$ingest|g" \
-    -e "s|@SIDECAR@|127.0.0.1:$sidecar_port|g" \
-    -e "s|@SIDECAR_KEY@|$sidecar_key|g" \
-    -e "s|@HTPASSWD@|$var/htpasswd|g" \
-    nginx.conf.example > "$var/nginx.conf"
+example_conf "$var" "$PORT" "$mongo_uri" "$var/jwt-secret" "$ingest" \
+    "127.0.0.1:$SIDECAR_PORT" "$sidecar_key" "$var/htpasswd" > "$var/nginx.conf"
 chmod 600 "$var/nginx.conf"        # it holds the sidecar's key
-
-/usr/sbin/nginx -p "$var" -c "$var/nginx.conf" -t -q
-/usr/sbin/nginx -p "$var" -c "$var/nginx.conf" -g 'daemon off;' &
-nginx_pid=$!
-
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    kill -0 "$nginx_pid" 2>/dev/null || { tail -5 "$var/logs/error.log" >&2; exit 1; }
-    sleep 0.1
-done
+start_nginx "$var" "$var/nginx.conf" "$PORT" || exit 1
 
 cat <<MSG
 

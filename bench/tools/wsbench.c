@@ -10,6 +10,11 @@
  * POST response time, and the nginx workers' CPU (all threads, schedstat)
  * and RSS given with -P.  One epoll loop, one thread, no dependencies.
  *
+ * -q PORT2: a second host (make bench BENCH=cluster).  The subscribers of
+ * each group are split over the two ports, the publisher connections too;
+ * each delivery is counted and timed as same-host (published on the
+ * subscriber's host) or cross-host.
+ *
  * Output: one JSON object per line on stdout (phase "connect", then one
  * per rate step).  Exit status 0 unless setup failed.
  */
@@ -42,6 +47,7 @@ typedef struct {
     int        kind;         /* 0 subscriber, 1 publisher */
     int        state;
     int        group;
+    int        hostix;       /* 0: -p PORT, 1: -q PORT2 */
     uint8_t   *part;         /* unparsed bytes kept between reads */
     size_t     part_len;
     /* publisher */
@@ -58,6 +64,7 @@ typedef struct {
 static int        mode = M_CHAT;
 static const char *host = "127.0.0.1";
 static int        port = 8001;
+static int        port2;         /* -q: a second host; 0: none */
 static char      *groups[MAX_GROUPS];
 static int        ngroups;
 static int        nsubs;
@@ -78,15 +85,21 @@ static conn_t    *subs;
 static conn_t    *pubs;
 static int        subs_open, subs_failed, subs_closed_by_server;
 static int        group_subs[MAX_GROUPS];   /* open subscribers per group */
+static int        group_subs_h[MAX_GROUPS][2];  /* ... per host */
 
 /* per message: expected and received counts */
 static uint32_t  *msg_expected, *msg_received;
+/* -q: per message, its publisher's host and its cross-host counts */
+static uint8_t   *msg_host;
+static uint32_t  *msg_expected_x, *msg_received_x;
 static uint32_t   msg_cap;
 static uint32_t   next_seq;
 
 /* per step */
 static uint32_t  *lat_us;
 static size_t     lat_n, lat_cap;
+static uint32_t  *lat_same_us, *lat_cross_us;     /* -q */
+static size_t     lat_same_n, lat_same_cap, lat_cross_n, lat_cross_cap;
 static uint32_t  *post_us;
 static size_t     post_n, post_cap;
 static uint64_t   post_ok, post_err, dup_count;
@@ -194,7 +207,7 @@ print_rss(const char *key)
 }
 
 static int
-tcp_connect(void)
+tcp_connect(int hostix)
 {
     struct sockaddr_in a;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -203,7 +216,7 @@ tcp_connect(void)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
-    a.sin_port = htons(port);
+    a.sin_port = htons(hostix ? port2 : port);
     inet_pton(AF_INET, host, &a.sin_addr);
     if (connect(fd, (struct sockaddr *) &a, sizeof(a)) < 0
         && errno != EINPROGRESS)
@@ -234,6 +247,7 @@ sub_close(conn_t *c, int by_server)
     if (c->state == S_OPEN) {
         subs_open--;
         group_subs[c->group]--;
+        group_subs_h[c->group][c->hostix]--;
         if (by_server) subs_closed_by_server++;
     } else {
         subs_failed++;
@@ -249,7 +263,7 @@ sub_close(conn_t *c, int by_server)
 static void
 sub_start(conn_t *c, int group)
 {
-    c->fd = tcp_connect();
+    c->fd = tcp_connect(c->hostix);
     c->kind = 0;
     c->group = group;
     c->state = S_CONNECTING;
@@ -287,7 +301,7 @@ sub_send_handshake(conn_t *c)
 }
 
 static void
-on_payload(const uint8_t *p, size_t len, uint64_t t)
+on_payload(conn_t *c, const uint8_t *p, size_t len, uint64_t t)
 {
     const uint8_t *m = memmem(p, len, "BT:", 3);
     if (m == NULL) return;
@@ -299,6 +313,13 @@ on_payload(const uint8_t *p, size_t len, uint64_t t)
     if (msg_received[seq]++ >= msg_expected[seq]) dup_count++;
     uint64_t d = t > sent ? t - sent : 0;
     push_u32(&lat_us, &lat_n, &lat_cap, (uint32_t) (d / 1000));
+    if (port2 == 0) return;
+    if (msg_host[seq] != c->hostix) {
+        msg_received_x[seq]++;
+        push_u32(&lat_cross_us, &lat_cross_n, &lat_cross_cap, (uint32_t) (d / 1000));
+    } else {
+        push_u32(&lat_same_us, &lat_same_n, &lat_same_cap, (uint32_t) (d / 1000));
+    }
 }
 
 /* parses frames from buf; returns bytes consumed */
@@ -326,7 +347,7 @@ parse_frames(conn_t *c, const uint8_t *b, size_t len, uint64_t t)
         if (len - pos < h + plen) break;
         const uint8_t *pl = f + h;
         if (op == 0x1 || op == 0x2 || op == 0x0) {
-            on_payload(pl, plen, t);
+            on_payload(c, pl, plen, t);
         } else if (op == 0x9) {
             /* pong with the ping's payload, masked with a zero key */
             uint8_t out[2 + 4 + 125];
@@ -374,6 +395,7 @@ sub_read(conn_t *c)
             c->state = S_OPEN;
             subs_open++;
             group_subs[c->group]++;
+            group_subs_h[c->group][c->hostix]++;
             used = (e + 4) - buf;
         }
         used += parse_frames(c, buf + used, len - used, t);
@@ -395,7 +417,7 @@ sub_read(conn_t *c)
 static void
 pub_open(conn_t *c)
 {
-    c->fd = tcp_connect();
+    c->fd = tcp_connect(c->hostix);
     c->kind = 1;
     c->state = S_OPEN;
     c->busy = 0;
@@ -453,6 +475,10 @@ pub_send(conn_t *c, uint32_t seq, int group)
     c->sent_ns = t;
     c->resp_len = 0;
     msg_expected[seq] = group_subs[group];
+    if (port2) {
+        msg_host[seq] = (uint8_t) c->hostix;
+        msg_expected_x[seq] = group_subs_h[group][!c->hostix];
+    }
     pub_flush(c);
 }
 
@@ -595,7 +621,7 @@ static void
 usage(void)
 {
     fprintf(stderr,
-        "usage: wsbench -p PORT -g GROUPS_FILE [-G N] -n SUBS [-m chat|nchan]\n"
+        "usage: wsbench -p PORT [-q PORT2] -g GROUPS_FILE [-G N] -n SUBS [-m chat|nchan]\n"
         "       [-t TOKEN] [-r RATE[,RATE...]] [-d STEP_SEC] [-c PUB_CONNS]\n"
         "       [-P PID,...] [-i IDLE_SEC] [-w GRACE_SEC] [-H HANDSHAKES] [-k]\n");
     exit(2);
@@ -607,10 +633,11 @@ main(int argc, char **argv)
     int opt, glimit = 0;
     const char *gfile = NULL;
 
-    while ((opt = getopt(argc, argv, "h:p:m:g:G:n:t:r:d:c:P:i:w:H:k")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:q:m:g:G:n:t:r:d:c:P:i:w:H:k")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = atoi(optarg); break;
+        case 'q': port2 = atoi(optarg); break;
         case 'm': mode = strcmp(optarg, "nchan") == 0 ? M_NCHAN : M_CHAT; break;
         case 'g': gfile = optarg; break;
         case 'G': glimit = atoi(optarg); break;
@@ -648,6 +675,8 @@ main(int argc, char **argv)
         while (started < nsubs
                && started - subs_open - subs_failed < max_handshakes)
         {
+            /* -q: a group's subscribers alternate between the hosts */
+            subs[started].hostix = port2 ? (started / ngroups) % 2 : 0;
             sub_start(&subs[started], started % ngroups);
             started++;
         }
@@ -675,19 +704,25 @@ main(int argc, char **argv)
         return 0;
     }
 
-    for (int i = 0; i < npub; i++) pub_open(&pubs[i]);
+    for (int i = 0; i < npub; i++) {
+        pubs[i].hostix = port2 ? i % 2 : 0;
+        pub_open(&pubs[i]);
+    }
     run_until(now_ns() + 200000000ull);
 
     msg_cap = 0;
     for (int s = 0; s < nrates; s++) msg_cap += (uint32_t) (rates[s] * step_sec) + 16;
     msg_expected = calloc(msg_cap, sizeof(uint32_t));
     msg_received = calloc(msg_cap, sizeof(uint32_t));
+    msg_host = calloc(msg_cap, 1);
+    msg_expected_x = calloc(msg_cap, sizeof(uint32_t));
+    msg_received_x = calloc(msg_cap, sizeof(uint32_t));
 
     /* --- rate steps ------------------------------------------------------- */
     for (int s = 0; s < nrates; s++) {
         double rate = rates[s];
         uint32_t first = next_seq, count = (uint32_t) (rate * step_sec);
-        lat_n = post_n = 0;
+        lat_n = post_n = lat_same_n = lat_cross_n = 0;
         post_ok = post_err = dup_count = 0;
         int closed0 = subs_closed_by_server;
         uint64_t cpu0 = cpu_ns();
@@ -747,6 +782,14 @@ main(int argc, char **argv)
         double cpu_s = (cpu1 - cpu0) / 1e9;
 
         qsort(lat_us, lat_n, sizeof(uint32_t), cmp_u32);
+        qsort(lat_same_us, lat_same_n, sizeof(uint32_t), cmp_u32);
+        qsort(lat_cross_us, lat_cross_n, sizeof(uint32_t), cmp_u32);
+        uint64_t expected_x = 0, received_x = 0;
+        for (uint32_t q = first; port2 && q < first + count; q++) {
+            expected_x += msg_expected_x[q];
+            received_x += msg_received_x[q] < msg_expected_x[q]
+                          ? msg_received_x[q] : msg_expected_x[q];
+        }
         qsort(post_us, post_n, sizeof(uint32_t), cmp_u32);
         double ratio = expected ? (double) received / expected : 1.0;
 
@@ -777,6 +820,20 @@ main(int argc, char **argv)
                count ? cpu_s * 1e6 / count : -1,
                (unsigned long long) pings_answered);
         print_rss("rss_kb");
+        if (port2) {
+            printf(",\"cross_expected\":%llu,\"cross_delivered\":%llu,"
+                   "\"same_n\":%zu,\"same_p50_ms\":%.3f,\"same_p99_ms\":%.3f,"
+                   "\"same_max_ms\":%.3f,"
+                   "\"cross_n\":%zu,\"cross_p50_ms\":%.3f,\"cross_p99_ms\":%.3f,"
+                   "\"cross_max_ms\":%.3f",
+                   (unsigned long long) expected_x, (unsigned long long) received_x,
+                   lat_same_n, pct(lat_same_us, lat_same_n, 50),
+                   pct(lat_same_us, lat_same_n, 99),
+                   lat_same_n ? lat_same_us[lat_same_n - 1] / 1000.0 : -1,
+                   lat_cross_n, pct(lat_cross_us, lat_cross_n, 50),
+                   pct(lat_cross_us, lat_cross_n, 99),
+                   lat_cross_n ? lat_cross_us[lat_cross_n - 1] / 1000.0 : -1);
+        }
         printf("}\n");
         fflush(stdout);
 

@@ -1,0 +1,957 @@
+/*
+ * ngx_http_chat_cluster.c - the transport between nginx hosts
+ * (ngx_http_chat_transport.h): one NATS connection per worker (nats.c),
+ * driven by nginx's event loop.  Used with chat_cluster, beside the nng
+ * bus (which still carries a stored event to this nginx's other workers).
+ *
+ * A stored event is published on "chat.g.<group id>" with this nginx's
+ * instance id, its seq and its group; a worker subscribes to a group's
+ * subject while the group has subscribers here (the transport's interest)
+ * and hands what it receives to ngx_http_chat_groups_deliver(), which
+ * orders by seq and fills gaps from the database: core NATS is at most
+ * once, a lost event is read again, not lost for a client.  An event
+ * whose instance id is this nginx's is dropped (its workers had it on the
+ * bus); NoEcho keeps a worker's own events from coming back at all.
+ *
+ * Threads.  nats.c runs its own: a reconnect thread (which attaches the
+ * new socket), a ping timer, the async-callback thread (connected, lost,
+ * closed) and the pool that calls subscription handlers.  None of them
+ * touches nginx: they write what they have under a mutex (the socket to
+ * watch, read/write wanted, state changes, received events in a bounded
+ * queue) and wake the event loop through an eventfd registered as an
+ * nginx connection.  On the event loop the same callbacks apply at once.
+ * nginx watches its own dup() of nats.c's socket, so that nats.c closing
+ * its descriptor on another thread can never make nginx touch a number
+ * reused meanwhile (that side is ngx_http_chat_cluster_loop.c).  The
+ * first connect (which nats.c does synchronously, handshake included)
+ * runs on a thread of its own: the worker serves from the start, and
+ * links when the cluster answers.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <signal.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+
+#include <nats/nats.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_groups.h"
+#include "ngx_http_chat_transport.h"
+#include "ngx_http_chat_cluster.h"
+#include "ngx_http_chat_cluster_loop.h"
+
+
+#define NGX_HTTP_CHAT_CLUSTER_TIMEOUT   2000    /* ms, one connect */
+#define NGX_HTTP_CHAT_CLUSTER_RECONNECT 500     /* ms between attempts */
+#define NGX_HTTP_CHAT_CLUSTER_PENDING   (1024 * 1024)  /* bytes published
+                                                   while reconnecting */
+#define NGX_HTTP_CHAT_CLUSTER_CLOSE     2000    /* ms nats.c may take to
+                                                   stop its threads */
+
+
+static ngx_int_t ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf);
+static void ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_chat_cluster_publish(const u_char *group_id,
+    int64_t seq, const u_char *event, size_t len);
+static void ngx_http_chat_cluster_interest(const u_char *group_id,
+    ngx_uint_t on);
+static natsStatus ngx_http_chat_cluster_options(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_main_conf_t *cmcf);
+static void *ngx_http_chat_cluster_connector(void *data);
+static void ngx_http_chat_cluster_wake_handler(ngx_event_t *rev);
+static void ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl);
+static ngx_uint_t ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl);
+static ngx_int_t ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_cluster_sub_t *s);
+static void ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl,
+    const char *what, const u_char *group_id, const char *why);
+
+
+ngx_http_chat_transport_t  ngx_http_chat_cluster_transport = {
+    "nats cluster",
+    NULL,
+    ngx_http_chat_cluster_init_process,
+    ngx_http_chat_cluster_exit_process,
+    ngx_http_chat_cluster_publish,
+    ngx_http_chat_cluster_interest
+};
+
+
+ngx_http_chat_cluster_t         ngx_http_chat_nats_link;
+static ngx_uint_t               ngx_http_chat_cluster_running;
+
+
+static ngx_int_t
+ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    int                       err;
+    sigset_t                  saved;
+    natsStatus                s;
+    ngx_connection_t         *c;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_nats_link;
+    ngx_memzero(cl, sizeof(ngx_http_chat_cluster_t));
+
+    cl->cmcf = cmcf;
+    cl->log = cycle->log;
+    cl->loop_thread = pthread_self();
+    cl->instance = cmcf->cluster_instance;
+    cl->sock = NGX_HTTP_CHAT_CLUSTER_NO_SOCK;
+    cl->wake_fd = -1;
+    cl->tail = &cl->head;
+    cl->state = CHAT_CLUSTER_CONNECTING;
+
+    ngx_rbtree_init(&cl->subs, &cl->sentinel, ngx_str_rbtree_insert_value);
+
+    if (pthread_mutex_init(&cl->lock, NULL) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "chat cluster: cannot create the link's lock");
+        return NGX_ERROR;
+    }
+
+    cl->mutex = 1;
+
+    cl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (cl->wake_fd == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "chat cluster: eventfd() failed");
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(cl->wake_fd, cycle->log);
+    if (c == NULL) {
+        (void) close(cl->wake_fd);
+        cl->wake_fd = -1;
+        return NGX_ERROR;
+    }
+
+    c->data = cl;
+    c->read->handler = ngx_http_chat_cluster_wake_handler;
+    c->read->log = cycle->log;
+    cl->wake_conn = c;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_chat_cluster_running = 1;
+
+    /* nats.c's threads are born with every signal blocked */
+
+    ngx_http_chat_threads_block_signals(&saved);
+
+    s = nats_Open(-1);
+
+    if (s == NATS_OK) {
+        cl->nats_open = 1;
+        s = ngx_http_chat_cluster_options(cl, cmcf);
+    }
+
+    if (s == NATS_OK) {
+        err = pthread_create(&cl->connector, NULL,
+                             ngx_http_chat_cluster_connector, cl);
+        if (err == 0) {
+            cl->connector_running = 1;
+
+        } else {
+            s = NATS_SYS_ERROR;
+        }
+    }
+
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    if (s != NATS_OK) {
+        /* this host serves alone; the link's state says so */
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "chat cluster: cannot start the NATS client: %s; "
+                      "serving this host only",
+                      natsStatus_GetText(s));
+
+        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CLOSED, NULL,
+                                        natsStatus_GetText(s));
+    }
+
+    return NGX_OK;
+}
+
+
+static natsStatus
+ngx_http_chat_cluster_options(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_main_conf_t *cmcf)
+{
+    char        name[NGX_HTTP_CHAT_HOST_NAME_MAX + 32];
+    u_char     *p;
+    natsStatus  s;
+
+    s = natsOptions_Create(&cl->opts);
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetServers(cl->opts,
+                                   (const char **) cmcf->cluster_urls->elts,
+                                   (int) cmcf->cluster_urls->nelts);
+    }
+
+    if (s == NATS_OK) {
+        p = ngx_snprintf((u_char *) name, sizeof(name) - 1,
+                         "ngx_chat %V worker %P", &cmcf->host_name, ngx_pid);
+        *p = '\0';
+        s = natsOptions_SetName(cl->opts, name);
+    }
+
+    if (s == NATS_OK && cmcf->cluster_user.len) {
+        s = natsOptions_SetUserInfo(cl->opts,
+                                  (const char *) cmcf->cluster_user.data,
+                                  (const char *) cmcf->cluster_password.data);
+    }
+
+    if (s == NATS_OK && cmcf->cluster_token.len) {
+        s = natsOptions_SetToken(cl->opts,
+                                 (const char *) cmcf->cluster_token.data);
+    }
+
+    if (s == NATS_OK && cmcf->cluster_ca.len) {
+        s = natsOptions_SetSecure(cl->opts, true);
+
+        if (s == NATS_OK) {
+            s = natsOptions_SetCATrustedCertificates(cl->opts,
+                                      (const char *) cmcf->cluster_ca.data);
+        }
+    }
+
+    /* a worker's own events never come back to it; the other workers of
+     * this nginx drop theirs by the instance id */
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetNoEcho(cl->opts, true);
+    }
+
+    /* no flusher thread: a publish asks the loop for a write at once */
+    if (s == NATS_OK) {
+        s = natsOptions_SetSendAsap(cl->opts, true);
+    }
+
+    /* one pool of threads calls the handlers of every subscription */
+    if (s == NATS_OK) {
+        s = natsOptions_UseGlobalMessageDelivery(cl->opts, true);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetTimeout(cl->opts, NGX_HTTP_CHAT_CLUSTER_TIMEOUT);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetMaxReconnect(cl->opts, -1);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectWait(cl->opts,
+                                         NGX_HTTP_CHAT_CLUSTER_RECONNECT);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectBufSize(cl->opts,
+                                            NGX_HTTP_CHAT_CLUSTER_PENDING);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetRetryOnFailedConnect(cl->opts, true,
+                                      ngx_http_chat_cluster_on_connected, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetDisconnectedCB(cl->opts,
+                                  ngx_http_chat_cluster_on_disconnected, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectedCB(cl->opts,
+                                  ngx_http_chat_cluster_on_reconnected, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetClosedCB(cl->opts,
+                                    ngx_http_chat_cluster_on_closed, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetErrorHandler(cl->opts,
+                                        ngx_http_chat_cluster_on_error, cl);
+    }
+
+    if (s == NATS_OK) {
+        s = natsOptions_SetEventLoop(cl->opts, cl,
+                                     ngx_http_chat_cluster_ev_attach,
+                                     ngx_http_chat_cluster_ev_read,
+                                     ngx_http_chat_cluster_ev_write,
+                                     ngx_http_chat_cluster_ev_detach);
+    }
+
+    return s;
+}
+
+
+/*
+ * The connector thread: nats.c's first connect (every server once, the
+ * handshake) is synchronous.  A first try without retrying gives the
+ * reason of a failure (nats.c forgets it when it goes on retrying): a
+ * credential refused is final (nats.c would give up after the second
+ * refusal anyway); otherwise a second connect leaves nats.c's reconnect
+ * thread trying (NATS_NOT_YET_CONNECTED).
+ */
+
+static void *
+ngx_http_chat_cluster_connector(void *data)
+{
+    ngx_http_chat_cluster_t *cl = data;
+
+    const char      *text;
+    natsStatus       s, ls;
+    natsConnection  *nc;
+
+    nc = NULL;
+    text = NULL;
+
+    s = natsOptions_SetRetryOnFailedConnect(cl->opts, false, NULL, NULL);
+
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&nc, cl->opts);
+    }
+
+    if (s != NATS_OK) {
+        text = nats_GetLastError(&ls);
+
+        if (text == NULL || *text == '\0') {
+            text = natsStatus_GetText(s);
+        }
+
+        text = ngx_http_chat_cluster_error_text(text);
+
+        pthread_mutex_lock(&cl->lock);
+        (void) ngx_cpystrn((u_char *) cl->error, (u_char *) text,
+                           sizeof(cl->error));
+        cl->errors++;
+        pthread_mutex_unlock(&cl->lock);
+
+        nc = NULL;
+
+        if (s != NATS_CONNECTION_AUTH_FAILED && s != NATS_NOT_PERMITTED) {
+            s = natsOptions_SetRetryOnFailedConnect(cl->opts, true,
+                                      ngx_http_chat_cluster_on_connected, cl);
+            if (s == NATS_OK) {
+                s = natsConnection_Connect(&nc, cl->opts);
+            }
+        }
+    }
+
+    pthread_mutex_lock(&cl->lock);
+
+    cl->connect_done = 1;
+    cl->connect_status = s;
+    cl->connect_nc = nc;
+
+    pthread_mutex_unlock(&cl->lock);
+
+    ngx_http_chat_cluster_wake(cl);
+
+    return NULL;
+}
+
+
+static void
+ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_node_t              *node;
+    ngx_http_chat_cluster_t        *cl;
+    ngx_http_chat_cluster_sub_t    *s;
+    ngx_http_chat_cluster_item_t   *it;
+
+    cl = &ngx_http_chat_nats_link;
+
+    if (!ngx_http_chat_cluster_running) {
+        return;
+    }
+
+    /* at most one connect's timeout, once, as the worker leaves */
+
+    if (cl->connector_running) {
+        (void) pthread_join(cl->connector, NULL);
+        cl->connector_running = 0;
+
+        pthread_mutex_lock(&cl->lock);
+        cl->nc = cl->connect_nc;
+        pthread_mutex_unlock(&cl->lock);
+    }
+
+    while (cl->subs.root != cl->subs.sentinel) {
+        node = ngx_rbtree_min(cl->subs.root, cl->subs.sentinel);
+        s = (ngx_http_chat_cluster_sub_t *) node;
+
+        if (s->sub) {
+            natsSubscription_Destroy(s->sub);
+        }
+
+        ngx_rbtree_delete(&cl->subs, node);
+        ngx_free(s);
+    }
+
+    if (cl->nc) {
+        /* detaches on this thread: our dup is closed there */
+        natsConnection_Destroy(cl->nc);
+        cl->nc = NULL;
+    }
+
+    if (cl->opts) {
+        natsOptions_Destroy(cl->opts);
+        cl->opts = NULL;
+    }
+
+    /* the module, and libnats with it, is unloaded after this */
+    if (cl->nats_open) {
+        cl->nats_open = 0;
+
+        if (nats_CloseAndWait(NGX_HTTP_CHAT_CLUSTER_CLOSE) != NATS_OK) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "chat cluster: the NATS client's threads did not "
+                          "stop within %d ms", NGX_HTTP_CHAT_CLUSTER_CLOSE);
+
+            /* one of them may still wake the loop: the eventfd stays
+             * open (the worker is leaving), nginx forgets it */
+            if (cl->wake_conn) {
+                cl->wake_conn->fd = (ngx_socket_t) -1;
+                ngx_free_connection(cl->wake_conn);
+                cl->wake_conn = NULL;
+            }
+        }
+    }
+
+    ngx_http_chat_cluster_unwatch(cl);
+
+    while (cl->head) {
+        it = cl->head;
+        cl->head = it->next;
+        ngx_free(it);
+    }
+
+    if (cl->wake_conn) {
+        ngx_close_connection(cl->wake_conn);
+        cl->wake_conn = NULL;
+    }
+
+    if (cl->out) {
+        ngx_free(cl->out);
+        cl->out = NULL;
+    }
+
+    ngx_http_chat_cluster_running = 0;
+}
+
+
+/* header (magic, instance, seq, group), then the event's JSON */
+
+static ngx_int_t
+ngx_http_chat_cluster_publish(const u_char *group_id, int64_t seq,
+    const u_char *event, size_t len)
+{
+    u_char                   *p;
+    char                      subject[sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT)
+                                      + NGX_HTTP_CHAT_GROUP_ID_LEN];
+    size_t                    size;
+    natsStatus                s;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_nats_link;
+
+    if (cl->nc == NULL) {
+        ngx_http_chat_cluster_drop(cl, "not published", group_id,
+                                   "not connected to the cluster yet");
+        return NGX_ERROR;
+    }
+
+    size = NGX_HTTP_CHAT_CLUSTER_HEADER + len;
+
+    if (size > cl->out_size) {
+        p = ngx_alloc(ngx_max(size, 4096), cl->log);
+        if (p == NULL) {
+            ngx_http_chat_cluster_drop(cl, "not published", group_id,
+                                       "out of memory");
+            return NGX_ERROR;
+        }
+
+        if (cl->out) {
+            ngx_free(cl->out);
+        }
+
+        cl->out = p;
+        cl->out_size = ngx_max(size, 4096);
+    }
+
+    p = cl->out;
+    ngx_memcpy(p, NGX_HTTP_CHAT_CLUSTER_MAGIC, 4);
+    ngx_memcpy(p + NGX_HTTP_CHAT_CLUSTER_ORIGIN, &cl->instance, 8);
+    ngx_memcpy(p + NGX_HTTP_CHAT_CLUSTER_SEQ, &seq, 8);
+    ngx_strlow(p + NGX_HTTP_CHAT_CLUSTER_GROUP, (u_char *) group_id,
+               NGX_HTTP_CHAT_GROUP_ID_LEN);
+    ngx_memcpy(p + NGX_HTTP_CHAT_CLUSTER_HEADER, event, len);
+
+    p = ngx_cpymem((u_char *) subject, NGX_HTTP_CHAT_CLUSTER_SUBJECT,
+                   sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT) - 1);
+    p = ngx_cpymem(p, cl->out + NGX_HTTP_CHAT_CLUSTER_GROUP,
+                   NGX_HTTP_CHAT_GROUP_ID_LEN);
+    *p = '\0';
+
+    /* never waits: appends to nats.c's buffer (or its reconnect buffer),
+     * and asks the loop to watch for writing */
+
+    s = natsConnection_Publish(cl->nc, subject, cl->out, (int) size);
+
+    if (s != NATS_OK) {
+        ngx_http_chat_cluster_drop(cl, "not published", group_id,
+                                   natsStatus_GetText(s));
+        return NGX_ERROR;
+    }
+
+    cl->events_out++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_chat_cluster_interest(const u_char *group_id, ngx_uint_t on)
+{
+    ngx_str_t                     name;
+    ngx_http_chat_cluster_t      *cl;
+    ngx_http_chat_cluster_sub_t  *s;
+
+    cl = &ngx_http_chat_nats_link;
+
+    name.data = (u_char *) group_id;
+    name.len = NGX_HTTP_CHAT_GROUP_ID_LEN;
+
+    s = (ngx_http_chat_cluster_sub_t *)
+            ngx_str_rbtree_lookup(&cl->subs, &name,
+                                  ngx_crc32_short(name.data, name.len));
+
+    if (on) {
+        if (s) {
+            return;
+        }
+
+        s = ngx_calloc(sizeof(ngx_http_chat_cluster_sub_t), cl->log);
+        if (s == NULL) {
+            return;
+        }
+
+        ngx_memcpy(s->id, group_id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+        s->sn.str.data = s->id;
+        s->sn.str.len = NGX_HTTP_CHAT_GROUP_ID_LEN;
+        s->sn.node.key = ngx_crc32_short(s->id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+
+        ngx_rbtree_insert(&cl->subs, &s->sn.node);
+
+        /* before the link is up: subscribed when it is */
+        if (cl->nc) {
+            (void) ngx_http_chat_cluster_subscribe(cl, s);
+        }
+
+        return;
+    }
+
+    if (s == NULL) {
+        return;
+    }
+
+    if (s->sub) {
+        (void) natsSubscription_Unsubscribe(s->sub);
+        natsSubscription_Destroy(s->sub);
+    }
+
+    ngx_rbtree_delete(&cl->subs, &s->sn.node);
+    ngx_free(s);
+}
+
+
+static ngx_int_t
+ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
+    ngx_http_chat_cluster_sub_t *s)
+{
+    u_char      *p;
+    char         subject[sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT)
+                         + NGX_HTTP_CHAT_GROUP_ID_LEN];
+    sigset_t     saved;
+    natsStatus   st;
+
+    p = ngx_cpymem((u_char *) subject, NGX_HTTP_CHAT_CLUSTER_SUBJECT,
+                   sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT) - 1);
+    p = ngx_cpymem(p, s->id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+    *p = '\0';
+
+    /* the delivery pool's threads start with the first subscription */
+
+    ngx_http_chat_threads_block_signals(&saved);
+
+    st = natsConnection_Subscribe(&s->sub, cl->nc, subject,
+                                  ngx_http_chat_cluster_on_message, cl);
+
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    if (st != NATS_OK) {
+        s->sub = NULL;
+
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: cannot subscribe to \"%s\": %s; the "
+                      "group's events of other hosts reach this worker "
+                      "through the database only",
+                      subject, natsStatus_GetText(st));
+        return NGX_ERROR;
+    }
+
+    /* nats.c's own limits per subscription: the hand-off queue is ours */
+    (void) natsSubscription_SetPendingLimits(s->sub, -1, -1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Every drop is counted; logged the 1st-10th time, then at each power of
+ * two, so that a long outage does not flood the log.
+ */
+
+static void
+ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl, const char *what,
+    const u_char *group_id, const char *why)
+{
+    uint64_t  n;
+
+    n = ++cl->dropped;
+
+    if (n <= 10 || (n & (n - 1)) == 0) {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: event for group %*s %s: %s "
+                      "(%uL dropped so far; the other hosts read it from "
+                      "the database at their next event of the group)",
+                      (size_t) NGX_HTTP_CHAT_GROUP_ID_LEN, group_id, what,
+                      why, n);
+    }
+}
+
+
+static void
+ngx_http_chat_cluster_wake_handler(ngx_event_t *rev)
+{
+    uint64_t                  n;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_nats_link;
+
+    (void) read(cl->wake_fd, &n, sizeof(n));
+
+    if (cl->connector_running) {
+        pthread_mutex_lock(&cl->lock);
+        n = cl->connect_done;
+        pthread_mutex_unlock(&cl->lock);
+
+        if (n) {
+            (void) pthread_join(cl->connector, NULL);
+            cl->connector_running = 0;
+            ngx_http_chat_cluster_linked(cl);
+        }
+    }
+
+    ngx_http_chat_cluster_apply(cl);
+    ngx_http_chat_cluster_states(cl);
+
+    if (ngx_http_chat_cluster_receive(cl) == NGX_HTTP_CHAT_CLUSTER_TURN) {
+        /* more: after the others' events of this turn */
+        ngx_post_event(rev, &ngx_posted_events);
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                      "chat cluster: cannot watch the wake descriptor");
+    }
+}
+
+
+/* the connector is done: the connection, its subscriptions */
+
+static void
+ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
+{
+    char                          error[CHAT_WIRE_ERROR_LEN];
+    ngx_uint_t                    n;
+    natsStatus                    s;
+    natsConnection               *nc;
+    ngx_rbtree_node_t            *node;
+    ngx_http_chat_cluster_sub_t  *sub;
+
+    pthread_mutex_lock(&cl->lock);
+    s = cl->connect_status;
+    nc = cl->connect_nc;
+    ngx_memcpy(error, cl->error, sizeof(error));
+    error[sizeof(error) - 1] = '\0';
+    pthread_mutex_unlock(&cl->lock);
+
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        if (nc) {
+            natsConnection_Destroy(nc);
+        }
+
+        n = cl->cmcf->cluster_urls->nelts;
+
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "chat cluster: cannot connect to the cluster (%s%s): "
+                      "%s; serving this host only, not retrying (check "
+                      "chat_cluster's credentials)",
+                      ((char **) cl->cmcf->cluster_urls->elts)[0],
+                      n > 1 ? " and others" : "", error);
+
+        cl->logged_state = CHAT_CLUSTER_CLOSED;
+        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CLOSED, NULL, NULL);
+        return;
+    }
+
+    cl->nc = nc;
+
+    if (s == NATS_OK
+        && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED)
+    {
+        /* nats.c calls the connected callback only after a retry */
+        ngx_http_chat_cluster_set_state(cl, CHAT_CLUSTER_CONNECTED, NULL,
+                                        NULL);
+    }
+
+    if (s == NATS_NOT_YET_CONNECTED) {
+        /* the one line an operator greps for at start */
+        n = cl->cmcf->cluster_urls->nelts;
+
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "chat cluster: cannot connect to the cluster (%s%s): "
+                      "%s; serving this host only, retrying every %d ms",
+                      ((char **) cl->cmcf->cluster_urls->elts)[0],
+                      n > 1 ? " and others" : "", error,
+                      NGX_HTTP_CHAT_CLUSTER_RECONNECT);
+
+        cl->logged_state = CHAT_CLUSTER_CONNECTING;
+    }
+
+    /* the groups that got subscribers while the connector ran */
+
+    if (cl->subs.root == cl->subs.sentinel) {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(cl->subs.root, cl->subs.sentinel);
+         node;
+         node = ngx_rbtree_next(&cl->subs, node))
+    {
+        sub = (ngx_http_chat_cluster_sub_t *) node;
+
+        if (sub->sub == NULL) {
+            (void) ngx_http_chat_cluster_subscribe(cl, sub);
+        }
+    }
+}
+
+
+/* the link's state changes, logged once each */
+
+void
+ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
+{
+    char        error[CHAT_WIRE_ERROR_LEN];
+    ngx_uint_t  state, changes, errors, reconnects;
+
+    pthread_mutex_lock(&cl->lock);
+    state = cl->state;
+    changes = cl->state_changes;
+    errors = cl->errors;
+    reconnects = cl->reconnects;
+    ngx_memcpy(error, cl->error, sizeof(error));
+    error[sizeof(error) - 1] = '\0';
+    pthread_mutex_unlock(&cl->lock);
+
+    if (changes == cl->state_seen && errors == cl->errors_seen) {
+        return;
+    }
+
+    cl->state_seen = changes;
+
+    if (errors != cl->errors_seen && state == CHAT_CLUSTER_CONNECTED
+        && state == cl->logged_state && error[0])
+    {
+        /* an asynchronous error while linked (a permission refused);
+         * those of a connect are in the lines below */
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: the server says: %s", error);
+    }
+
+    cl->errors_seen = errors;
+
+    if (state == cl->logged_state) {
+        return;
+    }
+
+    cl->server[0] = '\0';
+
+    if (state == CHAT_CLUSTER_CONNECTED && cl->nc) {
+        (void) natsConnection_GetConnectedUrl(cl->nc, cl->server,
+                                              sizeof(cl->server));
+    }
+
+    switch (state) {
+
+    case CHAT_CLUSTER_CONNECTED:
+        ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
+                      "chat cluster: %s %s as host \"%V\"",
+                      reconnects ? "reconnected to" : "connected to",
+                      cl->server, &cl->cmcf->host_name);
+        break;
+
+    case CHAT_CLUSTER_RECONNECTING:
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: lost the link to the cluster; "
+                      "reconnecting, this host delivers locally meanwhile");
+        break;
+
+    case CHAT_CLUSTER_CLOSED:
+        ngx_log_error(NGX_LOG_ERR, cl->log, 0,
+                      "chat cluster: the link is closed%s%s; serving this "
+                      "host only", error[0] ? ": " : "", error);
+        break;
+
+    default:
+        break;
+    }
+
+    cl->logged_state = state;
+}
+
+
+/* the received events, in order, to the groups */
+
+static ngx_uint_t
+ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
+{
+    uint64_t                       full, bad;
+    ngx_uint_t                     n;
+    ngx_http_chat_cluster_item_t  *it, *next;
+
+    pthread_mutex_lock(&cl->lock);
+
+    full = cl->thread_full;
+    bad = cl->thread_bad;
+
+    it = cl->head;
+    n = 0;
+
+    while (cl->head && n < NGX_HTTP_CHAT_CLUSTER_TURN) {
+        cl->head = cl->head->next;
+        n++;
+    }
+
+    if (cl->head == NULL) {
+        cl->tail = &cl->head;
+    }
+
+    cl->queued -= n;
+
+    pthread_mutex_unlock(&cl->lock);
+
+    /* the delivery threads' drops: the first of each kind at once, then
+     * at most once a second (the link's record has the exact count) */
+
+    if (full != cl->full_seen
+        && (cl->full_seen == 0 || ngx_time() != cl->full_logged))
+    {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: %uL event(s) from the cluster "
+                      "dropped: the hand-off queue was full (%d) (%uL so "
+                      "far); their groups read them from the database at "
+                      "their next event",
+                      full - cl->full_seen, NGX_HTTP_CHAT_CLUSTER_QUEUE,
+                      full);
+
+        cl->full_seen = full;
+        cl->full_logged = ngx_time();
+    }
+
+    if (bad != cl->bad_seen
+        && (cl->bad_seen == 0 || ngx_time() != cl->bad_logged))
+    {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: %uL malformed message(s) from the "
+                      "cluster dropped (%uL so far)",
+                      bad - cl->bad_seen, bad);
+
+        cl->bad_seen = bad;
+        cl->bad_logged = ngx_time();
+    }
+
+    for (n = 0; it && n < NGX_HTTP_CHAT_CLUSTER_TURN; it = next, n++) {
+        next = it->next;
+
+        cl->events_in++;
+
+        (void) ngx_http_chat_groups_deliver(it->group, it->seq, it->event,
+                                            it->len);
+        ngx_free(it);
+    }
+
+    return n;
+}
+
+
+void
+ngx_http_chat_cluster_link(ngx_http_chat_main_conf_t *cmcf,
+    chat_wire_cluster_t *link)
+{
+    size_t                    len;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = &ngx_http_chat_nats_link;
+
+    ngx_memzero(link, sizeof(chat_wire_cluster_t));
+
+    len = ngx_min(cmcf->host_name.len, CHAT_WIRE_HOST_LEN);
+    ngx_memcpy(link->host, cmcf->host_name.data, len);
+    link->host_len = (uint8_t) len;
+
+    link->gaps_filled = ngx_http_chat_groups_gaps_filled();
+
+    if (!ngx_http_chat_cluster_running) {
+        link->state = CHAT_CLUSTER_OFF;
+        return;
+    }
+
+    pthread_mutex_lock(&cl->lock);
+
+    link->state = (uint8_t) cl->state;
+    link->reconnects = cl->reconnects;
+    link->dropped = cl->thread_full + cl->thread_bad;
+
+    len = ngx_strnlen((u_char *) cl->error, sizeof(cl->error));
+    ngx_memcpy(link->error, cl->error, len);
+    link->error_len = (uint8_t) len;
+
+    pthread_mutex_unlock(&cl->lock);
+
+    link->dropped += cl->dropped;
+    link->events_out = cl->events_out;
+    link->events_in = cl->events_in;
+
+    if (link->state == CHAT_CLUSTER_CONNECTED) {
+        len = ngx_strnlen((u_char *) cl->server, sizeof(cl->server));
+        ngx_memcpy(link->server, cl->server, len);
+        link->server_len = (uint8_t) len;
+    }
+}
+

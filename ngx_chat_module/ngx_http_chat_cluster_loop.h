@@ -1,0 +1,144 @@
+/*
+ * ngx_http_chat_cluster_loop.h - the NATS link of a worker, shared by the
+ * transport (ngx_http_chat_cluster.c) and nats.c's side of it
+ * (ngx_http_chat_cluster_loop.c: the event loop adapter, the callbacks
+ * nats.c calls from its threads, the hand-off to the event loop).
+ */
+
+#ifndef _NGX_HTTP_CHAT_CLUSTER_LOOP_H_INCLUDED_
+#define _NGX_HTTP_CHAT_CLUSTER_LOOP_H_INCLUDED_
+
+
+#include <pthread.h>
+
+#include <nats/nats.h>
+
+#include "ngx_http_chat_module.h"
+#include "ngx_http_chat_groups.h"
+
+#include "wire/chat_wire.h"
+
+
+#define NGX_HTTP_CHAT_CLUSTER_MAGIC     "CHC1"
+#define NGX_HTTP_CHAT_CLUSTER_ORIGIN    4       /* uint64_t, the instance */
+#define NGX_HTTP_CHAT_CLUSTER_SEQ       12      /* int64_t, in its group */
+#define NGX_HTTP_CHAT_CLUSTER_GROUP     20      /* the group's id */
+#define NGX_HTTP_CHAT_CLUSTER_HEADER    (20 + NGX_HTTP_CHAT_GROUP_ID_LEN)
+#define NGX_HTTP_CHAT_CLUSTER_SUBJECT   "chat.g."
+#define NGX_HTTP_CHAT_CLUSTER_NO_SOCK   ((natsSock) -1)
+
+#define NGX_HTTP_CHAT_CLUSTER_TURN      256     /* events a loop turn */
+#define NGX_HTTP_CHAT_CLUSTER_READS     16      /* reads a loop turn */
+
+
+typedef struct ngx_http_chat_cluster_item_s  ngx_http_chat_cluster_item_t;
+
+struct ngx_http_chat_cluster_item_s {
+    ngx_http_chat_cluster_item_t  *next;
+    int64_t                        seq;
+    size_t                         len;
+    u_char                         group[NGX_HTTP_CHAT_GROUP_ID_LEN];
+    u_char                         event[1];
+};
+
+
+typedef struct {
+    ngx_str_node_t                 sn;
+    u_char                         id[NGX_HTTP_CHAT_GROUP_ID_LEN];
+    natsSubscription              *sub;             /* NULL: not yet */
+} ngx_http_chat_cluster_sub_t;
+
+
+typedef struct {
+    ngx_http_chat_main_conf_t     *cmcf;
+    ngx_log_t                     *log;
+    pthread_t                      loop_thread;
+    uint64_t                       instance;
+
+    /* shared with nats.c's threads, under lock */
+    pthread_mutex_t                lock;
+    int                            wake_fd;         /* eventfd */
+    natsSock                       sock;            /* nats.c's, -1: none */
+    ngx_uint_t                     attaches;        /* each attach */
+    unsigned                       want_read:1;
+    unsigned                       want_write:1;
+    ngx_uint_t                     state;           /* chat_wire_cluster_
+                                                       state_e */
+    ngx_uint_t                     state_changes;
+    ngx_uint_t                     reconnects;
+    char                           error[CHAT_WIRE_ERROR_LEN];
+    ngx_uint_t                     errors;          /* each new error */
+    ngx_uint_t                     connect_done;
+    natsStatus                     connect_status;
+    natsConnection                *connect_nc;
+    ngx_http_chat_cluster_item_t  *head;            /* received, in order */
+    ngx_http_chat_cluster_item_t **tail;
+    ngx_uint_t                     queued;
+    uint64_t                       thread_full;     /* queue full */
+    uint64_t                       thread_bad;      /* malformed */
+    uint64_t                       thread_own;      /* this nginx's */
+
+    /* the event loop's */
+    ngx_connection_t              *wake_conn;
+    ngx_connection_t              *sock_conn;       /* our dup of sock */
+    ngx_uint_t                     attaches_seen;
+    ngx_uint_t                     state_seen;
+    ngx_uint_t                     errors_seen;
+    ngx_uint_t                     logged_state;
+    natsOptions                   *opts;
+    natsConnection                *nc;
+    pthread_t                      connector;
+    unsigned                       connector_running:1;
+    unsigned                       nats_open:1;
+    unsigned                       mutex:1;
+
+    ngx_rbtree_t                   subs;            /* by group */
+    ngx_rbtree_node_t              sentinel;
+
+    u_char                        *out;             /* a publish's buffer */
+    size_t                         out_size;
+
+    uint64_t                       events_out;
+    uint64_t                       events_in;
+    uint64_t                       dropped;         /* the loop's */
+    uint64_t                       full_seen;       /* thread_full, */
+    uint64_t                       bad_seen;        /* thread_bad logged */
+    time_t                         full_logged;
+    time_t                         bad_logged;
+    char                           server[CHAT_WIRE_SERVER_LEN];
+} ngx_http_chat_cluster_t;
+
+
+extern ngx_http_chat_cluster_t  ngx_http_chat_nats_link;
+
+
+/* ngx_http_chat_cluster_loop.c */
+void ngx_http_chat_cluster_wake(ngx_http_chat_cluster_t *cl);
+void ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl);
+void ngx_http_chat_cluster_unwatch(ngx_http_chat_cluster_t *cl);
+natsStatus ngx_http_chat_cluster_ev_attach(void **userData,
+    void *loop, natsConnection *nc, natsSock socket);
+natsStatus ngx_http_chat_cluster_ev_read(void *userData, bool add);
+natsStatus ngx_http_chat_cluster_ev_write(void *userData, bool add);
+natsStatus ngx_http_chat_cluster_ev_detach(void *userData);
+void ngx_http_chat_cluster_on_message(natsConnection *nc,
+    natsSubscription *sub, natsMsg *msg, void *closure);
+void ngx_http_chat_cluster_on_connected(natsConnection *nc,
+    void *closure);
+void ngx_http_chat_cluster_on_disconnected(natsConnection *nc,
+    void *closure);
+void ngx_http_chat_cluster_on_reconnected(natsConnection *nc,
+    void *closure);
+void ngx_http_chat_cluster_on_closed(natsConnection *nc,
+    void *closure);
+void ngx_http_chat_cluster_on_error(natsConnection *nc,
+    natsSubscription *sub, natsStatus err, void *closure);
+void ngx_http_chat_cluster_set_state(ngx_http_chat_cluster_t *cl,
+    ngx_uint_t state, natsConnection *nc, const char *error);
+const char *ngx_http_chat_cluster_error_text(const char *text);
+
+/* ngx_http_chat_cluster.c: the state changes, logged (the event loop) */
+void ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl);
+
+
+#endif /* _NGX_HTTP_CHAT_CLUSTER_LOOP_H_INCLUDED_ */
