@@ -28,6 +28,8 @@ chat_jwt_secret $TEST_NGINX_JWT_SECRET;
 chat_metrics on;
 chat_metrics_address $TEST_NGINX_IPC;
 chat_metrics_flush_interval 50ms;
+# the real workers' records (link off) name the host as the fake ones do
+chat_host_name host-a;
 upstream sidecar { server $TEST_NGINX_SIDECAR; }
 _EOC_
 
@@ -47,14 +49,13 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: no cluster record: the sidecar's own host name, the link off
+=== TEST 1: nginx's workers without chat_cluster: their records name the host (chat_host_name), the link off
 --- request
 GET /static
 --- chat_script
-use Sys::Hostname ();
-my $host = Sys::Hostname::hostname();
-my $d = ChatTest::Sidecar::data();
-is $d->{cluster}{host}, $host, 'cluster.host is the sidecar\'s hostname';
+my $host = 'host-a';
+my $d = ChatTest::Sidecar::wait_for(sub { $_[0]{cluster}{host} eq $host }, 5);
+is $d->{cluster}{host}, $host, 'cluster.host is chat_host_name, from the workers\' records';
 is $d->{system}{host}, $host, 'system.host too';
 ok JSON::PP::is_bool($d->{cluster}{enabled}) && !$d->{cluster}{enabled},
    'enabled is false';
