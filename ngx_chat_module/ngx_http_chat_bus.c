@@ -60,8 +60,8 @@
 #define NGX_HTTP_CHAT_BUS_BUF        1024       /* send, receive queues */
 #define NGX_HTTP_CHAT_BUS_JOIN_WAIT  3000       /* ms, see above */
 #define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
-#define NGX_HTTP_CHAT_BUS_RENEW      3000       /* ms, see the dial watch */
-#define NGX_HTTP_CHAT_BUS_CHECK      1000       /* ms */
+#define NGX_HTTP_CHAT_BUS_RENEW      1000       /* ms, see the dial watch */
+#define NGX_HTTP_CHAT_BUS_CHECK      250        /* ms */
 
 
 typedef struct {
@@ -622,7 +622,8 @@ ngx_http_chat_bus_dial(ngx_http_chat_bus_t *b, ngx_uint_t slot)
  * as another dials it could leave the pair without a pipe until one of
  * them restarts, and every event between them to the database's gap fill.
  * The slot's worker may just be down (being respawned): then a new dialer
- * costs a refused connect.
+ * costs a refused connect.  1 s is ten of the dialer's own attempts, and
+ * well within the 3 s a replacement worker waits at start for its peers.
  */
 
 static void

@@ -33,6 +33,7 @@ use ChatTest::Env;
 use ChatTest::JWT;
 use ChatTest::Client;
 use ChatTest::Peer;
+use ChatTest::Sidecar;
 use ChatTest::WebSocket;
 use ChatTest::Workers;
 use ChatTest::Util qw(free_port);
@@ -41,6 +42,8 @@ use File::Temp qw(tempdir);
 use Time::HiRes ();
 
 ChatTest::WebSocket::install_ws_script_hook();
+# host1's sidecar: its dashboard shows the link (tests 4 and 5)
+ChatTest::Sidecar::start(db_refresh => 1);
 
 # the cluster, the NATS server with a password, a port no one listens on,
 # a wrong password: known before host1 starts
@@ -74,6 +77,9 @@ chat_jwt_secret \$TEST_NGINX_JWT_SECRET;
 chat_db_timeout 5s;
 chat_host_name host1;
 chat_cluster $cluster;
+chat_metrics on;
+chat_metrics_address \$TEST_NGINX_IPC;
+chat_metrics_flush_interval 50ms;
 _EOC_
 
     $block->set_value(config => <<'_EOC_');
@@ -109,6 +115,25 @@ sub post {      # post(PORT, GROUP, CONTENT) -> its seq
         ->post("/api/chat/groups/$group/messages", { content => $content });
     die "post on $port: $r->{status} $r->{body}\n" unless $r->{status} == 201;
     return $r->{json}{seq};
+}
+
+# The sidecar's JSON once both workers of this nginx (children of its
+# master) show $state for their link (the workers of the block before
+# may still be leaving: their rows are theirs); returns it.
+sub link_states {
+    my $state = shift;
+    my $master = master_pid();
+    my @kids = grep { (ChatTest::Util::slurp("/proc/$_/stat") // '') =~ /^\d+ \(.*\) \S $master / }
+               map { m{/proc/(\d+)/stat} } glob '/proc/[0-9]*/stat';
+    my %mine = map { $_ => 1 } @kids;
+    my $d = ChatTest::Sidecar::wait_for(sub {
+        my @w = grep { $mine{ $_->{worker_pid} } } @{ $_[0]{pipeline}{workers} };
+        @w == 2 && !grep { ($_->{cluster_state} // '') ne $state } @w
+    }, 15);
+    my @w = grep { $mine{ $_->{worker_pid} } } @{ $d->{pipeline}{workers} };
+    is join(' ', map { $_->{cluster_state} // '-' } @w), "$state $state",
+       "the dashboard shows both workers' links $state";
+    return $d;
 }
 
 sub seqs { map { $_->{seq} } grep { defined $_->{seq} } @{ $_[0]{events} } }
@@ -290,6 +315,9 @@ my $p = subscriber(port1(), 'bob', $g);
 post(port1(), $g, 'served locally');
 ok $p->heard('served locally', 10), 'a post reaches the local subscriber';
 is $main::Auth->clients(1), 0, 'no worker is connected to the NATS server';
+my $d = link_states('closed');
+is $d->{cluster}{host}, 'host1', 'the dashboard names the host';
+like $d->{cluster}{last_error}, qr/authoriz/i, 'and the error';
 --- no_error_log
 [alert]
 [crit]
@@ -306,6 +334,8 @@ my $g = new_group('alone-dead');
 my $p = subscriber(port1(), 'bob', $g);
 post(port1(), $g, 'served locally');
 ok $p->heard('served locally', 10), 'a post reaches the local subscriber';
+my $d = link_states('connecting');
+like $d->{cluster}{last_error}, qr/\S/, 'the dashboard shows the last error';
 --- no_error_log
 [alert]
 [crit]
