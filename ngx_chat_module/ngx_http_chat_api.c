@@ -33,6 +33,7 @@
 #include "ngx_http_chat_storage.h"
 #include "ngx_http_chat_websocket.h"
 #include "ngx_http_chat_broadcast.h"
+#include "ngx_http_chat_page_cache.h"
 
 
 typedef enum {
@@ -81,6 +82,8 @@ static void ngx_http_chat_op_done_late(ngx_http_chat_op_t *op);
 static void ngx_http_chat_publish(ngx_http_chat_op_t *op);
 static ngx_int_t ngx_http_chat_respond(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_http_chat_op_t *op);
+static ngx_int_t ngx_http_chat_cache_header(ngx_http_request_t *r,
+    const char *value);
 
 
 
@@ -90,6 +93,8 @@ static ngx_str_t  ngx_http_chat_prefix = ngx_string("/api/chat/");
 ngx_int_t
 ngx_http_chat_api_handler(ngx_http_request_t *r)
 {
+    char                      *json;
+    size_t                     len;
     int64_t                    limit, page;
     ngx_int_t                  rc;
     ngx_str_t                  allow, arg;
@@ -254,6 +259,22 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
     default: /* NGX_HTTP_CHAT_ROUTE_MESSAGE, DELETE */
         op->kind = NGX_HTTP_CHAT_OP_DELETE_MESSAGE;
         break;
+    }
+
+    /* a group's newest page: from the page cache if it has it */
+
+    if (op->kind == NGX_HTTP_CHAT_OP_LIST_MESSAGES && !op->has_before
+        && !op->has_after && op->skip == 0
+        && ngx_http_chat_page_cache_get(&op->group_id, op->limit, &json,
+                                        &len, &op->cache_ticket)
+           == NGX_OK)
+    {
+        if (ngx_http_chat_cache_header(r, "hit") != NGX_OK) {
+            free(json);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_chat_send_json(r, NGX_HTTP_OK, json, len);
     }
 
     return ngx_http_chat_start(r, actx, 0);
@@ -670,6 +691,23 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "chat api: %s", op->error);
     }
 
+    /* a newest page read for a miss of the page cache: offered to it */
+
+    if (op->cache_ticket && op->result == NGX_HTTP_CHAT_RES_OK
+        && op->page_read && op->json)
+    {
+        ngx_http_chat_page_cache_put(&op->group_id, op->limit,
+                                     op->cache_ticket, op->through, op->json,
+                                     op->json_len);
+
+        if (ngx_http_chat_cache_header(r, "miss") != NGX_OK) {
+            ngx_http_chat_op_release(op);
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+    }
+
     rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
 
     if (!c->error) {
@@ -729,6 +767,28 @@ ngx_http_chat_publish(ngx_http_chat_op_t *op)
         ngx_http_chat_broadcast_publish(gid, op->seq, op->event_json,
                                         op->event_json_len);
     }
+}
+
+
+/* "X-Chat-Cache: hit" or "miss" on a newest page, when the page cache
+ * is on (what the tests and the benchmark look at) */
+
+static ngx_int_t
+ngx_http_chat_cache_header(ngx_http_request_t *r, const char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Chat-Cache");
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
 }
 
 

@@ -24,6 +24,7 @@
 #include "ngx_http_chat_json.h"
 #include "ngx_http_chat_broadcast.h"
 #include "ngx_http_chat_directives.h"
+#include "ngx_http_chat_page_cache.h"
 
 
 static ngx_int_t ngx_http_chat_add_variables(ngx_conf_t *cf);
@@ -73,6 +74,13 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_chat_main_conf_t, db_timeout),
+      NULL },
+
+    { ngx_string("chat_page_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_chat_page_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("chat_thread_pool"),
@@ -651,6 +659,10 @@ ngx_http_chat_init_process(ngx_cycle_t *cycle)
         && ngx_http_chat_metrics_init_process(cycle, cmcf) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (cmcf->api_used) {
+        ngx_http_chat_page_cache_init_process(cycle);
     }
 
     if (cmcf->api_used

@@ -1,0 +1,48 @@
+/*
+ * ngx_http_chat_page_cache.h - the newest page of a group, rendered, in
+ * a shared memory zone of this nginx (chat_page_cache).
+ */
+
+#ifndef _NGX_HTTP_CHAT_PAGE_CACHE_H_INCLUDED_
+#define _NGX_HTTP_CHAT_PAGE_CACHE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <bson/bson.h>
+
+
+/* chat_page_cache off | SIZE [valid=TIME] (http{}) */
+char *ngx_http_chat_page_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* the zone of this cycle, for the event loop's calls below */
+void ngx_http_chat_page_cache_init_process(ngx_cycle_t *cycle);
+
+/*
+ * The newest page of the group for a page size of limit: NGX_OK, *json
+ * (malloc()ed, the caller's) and *len; NGX_DECLINED: a miss, the caller
+ * reads the database and then offers the page with *ticket (0: it will
+ * not be kept); the cache is off: NGX_DECLINED and *ticket 0.
+ */
+ngx_int_t ngx_http_chat_page_cache_get(const bson_oid_t *group_id,
+    int64_t limit, char **json, size_t *len, uint64_t *ticket);
+
+/* the page read for a miss, current through seq "through": kept if no
+ * event of the group was recorded since the miss (the ticket) */
+void ngx_http_chat_page_cache_put(const bson_oid_t *group_id, int64_t limit,
+    uint64_t ticket, int64_t through, const char *json, size_t len);
+
+/* an event of the group was stored, by this nginx (seq, or -1: a write
+ * whose outcome is unknown) or by another host: a page current through
+ * less is dropped, a miss in flight is not kept */
+void ngx_http_chat_page_cache_event(const bson_oid_t *group_id, int64_t seq);
+
+/* "hits=N stale=N misses=N kept=N refused=N dropped=N evicted=N" into
+ * buf; 0 if the cache is off */
+size_t ngx_http_chat_page_cache_stats(u_char *buf, size_t size);
+
+
+#endif /* _NGX_HTTP_CHAT_PAGE_CACHE_H_INCLUDED_ */
