@@ -679,6 +679,8 @@ ngx_http_chat_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_chat_exit_process(ngx_cycle_t *cycle)
 {
+    u_char                      stats[256];
+    size_t                      n;
     ngx_http_chat_main_conf_t  *cmcf;
 
     cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_chat_module);
@@ -689,6 +691,13 @@ ngx_http_chat_exit_process(ngx_cycle_t *cycle)
     if (cmcf->api_used) {
         ngx_http_chat_broadcast_exit_process(cycle);
         ngx_http_chat_storage_exit_process(cycle);
+
+        /* the zone's figures so far (all workers'), for the operator */
+        n = ngx_http_chat_page_cache_stats(stats, sizeof(stats));
+        if (n) {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                          "chat page cache: %*s", n, stats);
+        }
     }
 
     if (cmcf->metrics_used) {
