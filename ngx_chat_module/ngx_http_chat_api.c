@@ -697,7 +697,8 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
         && op->page_read && op->json)
     {
         ngx_http_chat_page_cache_put(&op->group_id, op->limit,
-                                     op->cache_ticket, op->through, op->json,
+                                     op->cache_ticket, op->through,
+                                     op->through == op->seq, op->json,
                                      op->json_len);
 
         if (ngx_http_chat_cache_header(r, "miss") != NGX_OK) {

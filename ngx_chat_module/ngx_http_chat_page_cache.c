@@ -10,10 +10,12 @@
  *
  * Exactness, on this nginx (every worker maps the same zone):
  *   - every stored event (a message created or deleted, by the REST API
- *     or a WebSocket) drops its group's page, in the completion of the
+ *     or a WebSocket) changes its group's page in the completion of the
  *     op on the worker that stored it, before the write is answered
- *     (ngx_http_chat_storage.c): a read after a write, on any worker,
- *     misses and reads the database;
+ *     (ngx_http_chat_storage.c): a new message is put in place when the
+ *     page is current through the seq just before it and holds nothing
+ *     above it (ngx_http_chat_page_cache_created()), anything else drops
+ *     the page, and the next read misses and reads the database;
  *   - a page read from the event log is "current through" a seq: the
  *     group's counter when the read began, or below the lowest seq the
  *     walk found taken but not yet written; every event up to it is in
@@ -63,6 +65,7 @@ typedef struct {
     uint64_t                     kept;
     uint64_t                     refused;
     uint64_t                     dropped;
+    uint64_t                     updated;
     uint64_t                     evicted;
 } ngx_http_chat_page_cache_sh_t;
 
@@ -89,6 +92,12 @@ typedef struct {
     u_char                      *body;          /* NULL: no page (a miss
                                                    in flight, a dropped
                                                    page) */
+    uint32_t                    *items;         /* offset, length of each
+                                                   message in body; NULL:
+                                                   not updated in place */
+    uint32_t                     nitems;
+    uint32_t                     prefix;        /* body up to the first */
+    unsigned                     has_more:1;
 } ngx_http_chat_page_node_t;
 
 
@@ -102,6 +111,11 @@ static void *ngx_http_chat_page_cache_alloc(
     ngx_http_chat_page_node_t *keep);
 static void ngx_http_chat_page_cache_evict(
     ngx_http_chat_page_cache_ctx_t *ctx, ngx_http_chat_page_node_t *pn);
+static void ngx_http_chat_page_cache_free_page(
+    ngx_http_chat_page_cache_ctx_t *ctx, ngx_http_chat_page_node_t *pn);
+static ngx_int_t ngx_http_chat_page_cache_parse(const u_char *p, size_t len,
+    int64_t limit, uint32_t *items, uint32_t *n, uint32_t *prefix,
+    ngx_uint_t *has_more);
 static void ngx_http_chat_page_cache_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
@@ -359,9 +373,12 @@ ngx_http_chat_page_cache_get(const bson_oid_t *group_id, int64_t limit,
 
 void
 ngx_http_chat_page_cache_put(const bson_oid_t *group_id, int64_t limit,
-    uint64_t ticket, int64_t through, const char *json, size_t len)
+    uint64_t ticket, int64_t through, ngx_uint_t whole, const char *json,
+    size_t len)
 {
     u_char                          *body;
+    uint32_t                        *items, *parsed, n, prefix;
+    ngx_uint_t                       more;
     ngx_http_chat_page_node_t       *pn;
     ngx_http_chat_page_cache_ctx_t  *ctx;
 
@@ -370,6 +387,22 @@ ngx_http_chat_page_cache_put(const bson_oid_t *group_id, int64_t limit,
     }
 
     ctx = ngx_http_chat_page_cache_zone->data;
+
+    /* where its messages are, so that a new one can be put in place */
+
+    parsed = whole ? malloc((size_t) limit * 2 * sizeof(uint32_t)) : NULL;
+
+    if (parsed == NULL
+        || ngx_http_chat_page_cache_parse((const u_char *) json, len, limit,
+                                          parsed, &n, &prefix, &more)
+           != NGX_OK)
+    {
+        free(parsed);
+        parsed = NULL;
+        n = 0;
+        prefix = 0;
+        more = 0;
+    }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -388,23 +421,38 @@ ngx_http_chat_page_cache_put(const bson_oid_t *group_id, int64_t limit,
     {
         ctx->sh->refused++;
         ngx_shmtx_unlock(&ctx->shpool->mutex);
+        free(parsed);
         return;
     }
 
-    if (pn->body) {
-        ngx_slab_free_locked(ctx->shpool, pn->body);
-        pn->body = NULL;
-    }
+    ngx_http_chat_page_cache_free_page(ctx, pn);
 
     body = ngx_http_chat_page_cache_alloc(ctx, len, pn);
+    items = NULL;
+
+    if (body && parsed && n) {
+        items = ngx_http_chat_page_cache_alloc(ctx, n * 2 * sizeof(uint32_t),
+                                               pn);
+    }
+
     if (body == NULL) {
         ctx->sh->refused++;
         pn->version = ++ctx->sh->version;
         ngx_shmtx_unlock(&ctx->shpool->mutex);
+        free(parsed);
         return;
     }
 
     ngx_memcpy(body, json, len);
+
+    if (items) {
+        ngx_memcpy(items, parsed, n * 2 * sizeof(uint32_t));
+    }
+
+    pn->items = items;
+    pn->nitems = items ? n : 0;
+    pn->prefix = prefix;
+    pn->has_more = more;
 
     pn->body = body;
     pn->len = len;
@@ -415,6 +463,136 @@ ngx_http_chat_page_cache_put(const bson_oid_t *group_id, int64_t limit,
     pn->version = ++ctx->sh->version;
 
     ctx->sh->kept++;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    free(parsed);
+}
+
+
+/*
+ * A message created by this nginx, its answer "item" (the same JSON as
+ * an item of a page): a page current through the seq just before it
+ * takes it in place, first, the oldest one out past the page's size
+ * (has_more and next_before as a read would give them); any other page
+ * of the group is dropped as for any event.
+ */
+
+void
+ngx_http_chat_page_cache_created(const bson_oid_t *group_id, int64_t seq,
+    const char *item, size_t item_len)
+{
+    u_char                           suffix[128], *body, *p, *last_id;
+    size_t                           size, slen;
+    uint32_t                        *items, keep, j, off;
+    ngx_uint_t                       more;
+    ngx_http_chat_page_node_t       *pn;
+    ngx_http_chat_page_cache_ctx_t  *ctx;
+
+    if (ngx_http_chat_page_cache_zone == NULL) {
+        return;
+    }
+
+    if (item_len < 7 + 24 || ngx_strncmp(item, "{\"id\":\"", 7) != 0) {
+        ngx_http_chat_page_cache_event(group_id, seq);
+        return;
+    }
+
+    ctx = ngx_http_chat_page_cache_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    pn = ngx_http_chat_page_cache_find(ctx, group_id,
+                               ngx_crc32_short((u_char *) group_id->bytes, 12));
+
+    if (pn == NULL || pn->body == NULL || pn->items == NULL
+        || seq != pn->through + 1 || seq <= pn->seen)
+    {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_chat_page_cache_event(group_id, seq);
+        return;
+    }
+
+    /* the messages kept after the new one; the last one listed */
+
+    keep = ((int64_t) pn->nitems + 1 > pn->limit) ? (uint32_t) pn->limit - 1
+                                                  : pn->nitems;
+    more = pn->has_more || ((int64_t) pn->nitems + 1 > pn->limit);
+
+    last_id = keep ? pn->body + pn->items[2 * (keep - 1)] + 7
+                   : (u_char *) item + 7;
+
+    p = ngx_snprintf(suffix, sizeof(suffix),
+                     "],\"page\":1,\"limit\":%L,\"has_more\":%s,"
+                     "\"next_before\":", pn->limit, more ? "true" : "false");
+
+    if (more) {
+        *p++ = '"';
+        p = ngx_cpymem(p, last_id, 24);
+        *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '}';
+    slen = p - suffix;
+
+    size = pn->prefix + item_len + slen;
+    for (j = 0; j < keep; j++) {
+        size += 1 + pn->items[2 * j + 1];
+    }
+
+    body = NULL;
+    items = NULL;
+
+    if (size <= ngx_http_chat_page_cache_zone->shm.size / 8) {
+        body = ngx_http_chat_page_cache_alloc(ctx, size, pn);
+        if (body) {
+            items = ngx_http_chat_page_cache_alloc(ctx,
+                                          (keep + 1) * 2 * sizeof(uint32_t),
+                                          pn);
+        }
+    }
+
+    if (items == NULL) {
+        if (body) {
+            ngx_slab_free_locked(ctx->shpool, body);
+        }
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_chat_page_cache_event(group_id, seq);
+        return;
+    }
+
+    p = ngx_cpymem(body, pn->body, pn->prefix);
+
+    items[0] = (uint32_t) (p - body);
+    items[1] = (uint32_t) item_len;
+    p = ngx_cpymem(p, item, item_len);
+
+    for (j = 0; j < keep; j++) {
+        *p++ = ',';
+        off = pn->items[2 * j];
+        items[2 * (j + 1)] = (uint32_t) (p - body);
+        items[2 * (j + 1) + 1] = pn->items[2 * j + 1];
+        p = ngx_cpymem(p, pn->body + off, pn->items[2 * j + 1]);
+    }
+
+    p = ngx_cpymem(p, suffix, slen);
+
+    ngx_http_chat_page_cache_free_page(ctx, pn);
+
+    pn->body = body;
+    pn->len = p - body;
+    pn->items = items;
+    pn->nitems = keep + 1;
+    pn->has_more = more;
+    pn->through = seq;
+    pn->seen = seq;
+    pn->version = ++ctx->sh->version;
+
+    ctx->sh->updated++;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 }
@@ -451,8 +629,7 @@ ngx_http_chat_page_cache_event(const bson_oid_t *group_id, int64_t seq)
     }
 
     if (pn->body && (seq < 0 || seq > pn->through)) {
-        ngx_slab_free_locked(ctx->shpool, pn->body);
-        pn->body = NULL;
+        ngx_http_chat_page_cache_free_page(ctx, pn);
         pn->updating_ms = 0;
         pn->version = ++ctx->sh->version;
         ctx->sh->dropped++;
@@ -482,9 +659,9 @@ ngx_http_chat_page_cache_stats(u_char *buf, size_t size)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     p = ngx_snprintf(buf, size, "hits=%uL stale=%uL misses=%uL kept=%uL "
-                     "refused=%uL dropped=%uL evicted=%uL",
+                     "refused=%uL dropped=%uL updated=%uL evicted=%uL",
                      s.hits, s.stale, s.misses, s.kept, s.refused, s.dropped,
-                     s.evicted);
+                     s.updated, s.evicted);
 
     return p - buf;
 }
@@ -570,13 +747,137 @@ ngx_http_chat_page_cache_evict(ngx_http_chat_page_cache_ctx_t *ctx,
     ngx_queue_remove(&pn->lru);
     ngx_rbtree_delete(&ctx->sh->rbtree, &pn->node);
 
-    if (pn->body) {
-        ngx_slab_free_locked(ctx->shpool, pn->body);
-    }
-
+    ngx_http_chat_page_cache_free_page(ctx, pn);
     ngx_slab_free_locked(ctx->shpool, pn);
 
     ctx->sh->evicted++;
+}
+
+
+static void
+ngx_http_chat_page_cache_free_page(ngx_http_chat_page_cache_ctx_t *ctx,
+    ngx_http_chat_page_node_t *pn)
+{
+    if (pn->body) {
+        ngx_slab_free_locked(ctx->shpool, pn->body);
+        pn->body = NULL;
+    }
+
+    if (pn->items) {
+        ngx_slab_free_locked(ctx->shpool, pn->items);
+        pn->items = NULL;
+    }
+
+    pn->nitems = 0;
+}
+
+
+/*
+ * A newest page as ngx_http_chat_latest_page() renders it:
+ * {"group_id":"...","messages":[{"id":"...",...},...],"page":1,
+ * "limit":L,"has_more":B,"next_before":"..."|null}: the offset and
+ * length of each message, the length up to the first.  NGX_DECLINED for
+ * anything else (the page is then kept, and dropped by a write).
+ */
+
+static ngx_int_t
+ngx_http_chat_page_cache_parse(const u_char *p, size_t len, int64_t limit,
+    uint32_t *items, uint32_t *n, uint32_t *prefix, ngx_uint_t *has_more)
+{
+    u_char       tail[64], *t;
+    size_t       i, start, tlen;
+    ngx_uint_t   depth, in_str, esc;
+    static char  key[] = "\"messages\":[";
+
+    t = ngx_strnstr((u_char *) p, key, ngx_min(len, 64));
+    if (t == NULL) {
+        return NGX_DECLINED;
+    }
+
+    i = (t - p) + sizeof(key) - 1;
+    *prefix = (uint32_t) i;
+    *n = 0;
+
+    while (i < len && p[i] == '{') {
+
+        if ((int64_t) *n == limit || len - i < 7 + 24
+            || ngx_strncmp(p + i, "{\"id\":\"", 7) != 0)
+        {
+            return NGX_DECLINED;
+        }
+
+        start = i;
+        depth = 0;
+        in_str = 0;
+        esc = 0;
+
+        for ( /* void */ ; i < len; i++) {
+            if (in_str) {
+                if (esc) {
+                    esc = 0;
+                } else if (p[i] == '\\') {
+                    esc = 1;
+                } else if (p[i] == '"') {
+                    in_str = 0;
+                }
+
+                continue;
+            }
+
+            if (p[i] == '"') {
+                in_str = 1;
+
+            } else if (p[i] == '{') {
+                depth++;
+
+            } else if (p[i] == '}' && --depth == 0) {
+                i++;
+                break;
+            }
+        }
+
+        if (depth != 0) {
+            return NGX_DECLINED;
+        }
+
+        items[2 * *n] = (uint32_t) start;
+        items[2 * *n + 1] = (uint32_t) (i - start);
+        (*n)++;
+
+        if (i < len && p[i] == ',') {
+            i++;
+        }
+    }
+
+    for (*has_more = 0; /* void */; (*has_more)++) {
+        t = ngx_snprintf(tail, sizeof(tail),
+                         "],\"page\":1,\"limit\":%L,\"has_more\":%s,"
+                         "\"next_before\":", limit,
+                         *has_more ? "true" : "false");
+        tlen = t - tail;
+
+        if (len - i > tlen && ngx_strncmp(p + i, tail, tlen) == 0) {
+            break;
+        }
+
+        if (*has_more) {
+            return NGX_DECLINED;
+        }
+    }
+
+    i += tlen;
+
+    /* next_before: the last message's id, or null */
+
+    if (*has_more) {
+        return (*n && len - i == 24 + 3 && p[i] == '"'
+                && ngx_strncmp(p + i + 1, p + items[2 * (*n - 1)] + 7, 24)
+                   == 0)
+               ? NGX_OK : NGX_DECLINED;
+    }
+
+    return (len - i == 5 && ngx_strncmp(p + i, "null}", 5) == 0)
+           ? NGX_OK : NGX_DECLINED;
 }
 
 

@@ -31,14 +31,21 @@ ngx_int_t ngx_http_chat_page_cache_get(const bson_oid_t *group_id,
     int64_t limit, char **json, size_t *len, uint64_t *ticket);
 
 /* the page read for a miss, current through seq "through": kept if no
- * event of the group was recorded since the miss (the ticket) */
+ * event of the group was recorded since the miss (the ticket); "whole":
+ * no seq above "through" is in it (a new message may be put first) */
 void ngx_http_chat_page_cache_put(const bson_oid_t *group_id, int64_t limit,
-    uint64_t ticket, int64_t through, const char *json, size_t len);
+    uint64_t ticket, int64_t through, ngx_uint_t whole, const char *json,
+    size_t len);
 
 /* an event of the group was stored, by this nginx (seq, or -1: a write
  * whose outcome is unknown) or by another host: a page current through
  * less is dropped, a miss in flight is not kept */
 void ngx_http_chat_page_cache_event(const bson_oid_t *group_id, int64_t seq);
+
+/* a message created by this nginx, with its answer (an item of a page):
+ * put in place in a page current through seq - 1, else as _event() */
+void ngx_http_chat_page_cache_created(const bson_oid_t *group_id,
+    int64_t seq, const char *item, size_t item_len);
 
 /* "hits=N stale=N misses=N kept=N refused=N dropped=N evicted=N" into
  * buf; 0 if the cache is off */

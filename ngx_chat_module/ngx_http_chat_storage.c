@@ -418,17 +418,23 @@ ngx_http_chat_op_event(ngx_event_t *ev)
     orphan = op->orphan;
 
     /*
-     * A stored event changes its group's newest page: dropped from the
-     * cache here, before anyone is answered (whoever asked, whether or
-     * not its request is still there).  A write whose outcome is unknown
-     * drops it too.
+     * A stored event changes its group's newest page: a new message put
+     * in place in the cache, or the page dropped, here, before anyone is
+     * answered (whoever asked, whether or not its request is still
+     * there).  A write whose outcome is unknown drops it too.
      */
 
     if ((op->kind == NGX_HTTP_CHAT_OP_CREATE_MESSAGE
          || op->kind == NGX_HTTP_CHAT_OP_DELETE_MESSAGE)
         && !op->cancelled)
     {
-        if (op->result == NGX_HTTP_CHAT_RES_OK && op->seq > 0) {
+        if (op->result == NGX_HTTP_CHAT_RES_OK && op->seq > 0
+            && op->kind == NGX_HTTP_CHAT_OP_CREATE_MESSAGE && op->json)
+        {
+            ngx_http_chat_page_cache_created(&op->group_id, op->seq,
+                                             op->json, op->json_len);
+
+        } else if (op->result == NGX_HTTP_CHAT_RES_OK && op->seq > 0) {
             ngx_http_chat_page_cache_event(&op->group_id, op->seq);
 
         } else if (op->result == NGX_HTTP_CHAT_RES_UNAVAILABLE

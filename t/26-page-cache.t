@@ -210,3 +210,49 @@ GET /t
 --- must_die
 --- error_log
 chat_page_cache: invalid size "4k"
+
+
+
+=== TEST 7: a message created here is put in place in its group's cached page: a hit at once, the same bytes a read of the database gives
+--- cache
+chat_page_cache 1m valid=1s;
+--- request
+GET /t
+--- chat_script
+my $c = main::any_worker();
+my $fresh = sub {     # the page read from the database: once the cached one expired
+    my ($path) = @_;
+    my $r;
+    ChatTest::Workers::wait_until(sub {
+        $r = $c->get($path);
+        $r->{headers}{'x-chat-cache'} eq 'miss'
+    }, 5) or return undef;
+    return $r;
+};
+
+my $g = $c->post('/api/chat/groups', { name => 'cache-update' })->{json}{id};
+my @ids = map { $c->post("/api/chat/groups/$g/messages", { content => "u$_" })->{json}{id} } 1 .. 2;
+my $path = "/api/chat/groups/$g/messages?limit=3";
+$c->get($path) for 1 .. 2;
+
+push @ids, $c->post("/api/chat/groups/$g/messages", { content => 'u3' })->{json}{id};
+my $a = $c->get($path);
+is $a->{headers}{'x-chat-cache'}, 'hit', 'after a POST: a hit';
+is_deeply main::contents($a), [qw(u3 u2 u1)], 'the new message first';
+ok !$a->{json}{has_more} && !defined $a->{json}{next_before}, 'a page not full: no more';
+is $fresh->($path)->{body}, $a->{body}, 'the same bytes as a read of the database';
+
+push @ids, $c->post("/api/chat/groups/$g/messages", { content => "u$_" . ('"}{\\' x 3) })->{json}{id} for 4;
+my $b = $c->get($path);
+is $b->{headers}{'x-chat-cache'}, 'hit', 'a POST to a full page: a hit';
+is_deeply main::contents($b), ['u4"}{\\"}{\\"}{\\', 'u3', 'u2'], 'the oldest out';
+ok $b->{json}{has_more}, 'has_more';
+is $b->{json}{next_before}, $ids[1], 'next_before: the last one listed';
+is $fresh->($path)->{body}, $b->{body}, 'the same bytes as a read of the database';
+
+my $c5 = $c->post("/api/chat/groups/$g/messages", { content => 'u5' });
+my $d = $c->get($path);
+is $d->{headers}{'x-chat-cache'}, 'hit', 'again';
+is_deeply main::contents($d), [qw(u5), 'u4"}{\\"}{\\"}{\\', 'u3'], 'right';
+is $d->{json}{next_before}, $ids[2], 'next_before moves';
+is $fresh->($path)->{body}, $d->{body}, 'the same bytes as a read of the database';
