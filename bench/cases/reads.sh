@@ -20,6 +20,7 @@
 # 2 workers, 16 pool threads (bench/conf/reads.conf.in).  Processes are
 # started and stopped by pid; everything on 127.0.0.1.
 # READS_DATA=DIR reuses the data of an earlier run (DIR/db, DIR/groups);
+# Then the 32 clients again while 2 others post into the same hot groups.
 # READS_VARIANTS="cache log" measures this tree alone (the scans take
 # minutes).  Each 32-client newest-page run reports the page cache's
 # answers (X-Chat-Cache: hit / miss) of one request per hot group after it.
@@ -148,7 +149,7 @@ for v in ${READS_VARIANTS:-cache log scan}; do
             sum=$(echo "$sum + ${t/null/0}" | bc)
             a=$(jq '.next_after // 0' "$dir/last.json")
         done
-        paged+=("$sum")
+        paged+=("$(printf '%.6f' "$sum")")     # bc writes .5 for 0.5: not JSON
     done
     log "  reads $v: after=0 limit=1000: first ${first[*]} s, again ${again[*]:-} s, 10 pages ${paged[*]:-} s"
 
@@ -172,11 +173,27 @@ for v in ${READS_VARIANTS:-cache log scan}; do
             log "  reads $v: after the run, $h of $(wc -l < "$dir/hot") hot groups' pages were hits"
         fi
     fi
+    # the same 32 readers while 2 clients post into the same hot groups
+    # (the cache puts each new message in place, or drops the page)
+    jmix=null; jmixpost=null
+    if [ $v != scan ]; then
+        BENCH_OP=post BENCH_TOKEN=$token BENCH_GROUPS=$dir/hot \
+            run_wrk "$dir/wrk-$v-mixpost.txt" -t1 -c2 -d"${dur}s" --timeout 30s --latency \
+            -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/" > /dev/null &
+        mixpid=$!
+        jmix=$(BENCH_OP=get BENCH_TOKEN=$token BENCH_GROUPS=$dir/hot \
+            run_wrk "$dir/wrk-$v-mixget.txt" -t1 -c32 -d"${dur}s" --timeout 10s --latency \
+            -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
+        wait "$mixpid"
+        jmixpost=$(sed -n 's/^WRKJSON //p' "$dir/wrk-$v-mixpost.txt" | tail -1)
+        log "  reads $v: newest page, 32 clients, 2 posting meanwhile: $(echo "$jmix" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status, err_timeout}'), posts: $(echo "${jmixpost:-null}" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us}')"
+    fi
+
     jpost=$(BENCH_OP=post BENCH_TOKEN=$token BENCH_GROUPS=$dir/groups \
         run_wrk "$dir/wrk-$v-post.txt" -t1 -c32 -d"${dur}s" --timeout 30s --latency \
         -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
     log "  reads $v: POST, 32 clients: $(echo "$jpost" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status, err_timeout}')"
 
-    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"messages\":$msgs,\"groups\":$groups,\"latest_1client_s\":$(json_list "${seq_t[@]}"),\"latest_again_s\":$(json_list "${warm_t[@]}"),\"after1000_first_s\":$(json_list "${first[@]}"),\"after1000_again_s\":$(json_list "${again[@]}"),\"after1000_10pages_s\":$(json_list "${paged[@]}"),\"wrk_get\":${jget:-null},\"cache_hits_after\":$cachehits,\"wrk_post\":${jpost:-null},\"db_rss_kb\":$(rss_kb "$dbpid")}"
+    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"messages\":$msgs,\"groups\":$groups,\"latest_1client_s\":$(json_list "${seq_t[@]}"),\"latest_again_s\":$(json_list "${warm_t[@]}"),\"after1000_first_s\":$(json_list "${first[@]}"),\"after1000_again_s\":$(json_list "${again[@]}"),\"after1000_10pages_s\":$(json_list "${paged[@]}"),\"wrk_get\":${jget:-null},\"cache_hits_after\":$cachehits,\"hot_groups\":$(wc -l < "$dir/hot"),\"wrk_get_mixed\":${jmix:-null},\"wrk_post_mixed\":${jmixpost:-null},\"wrk_post\":${jpost:-null},\"db_rss_kb\":$(rss_kb "$dbpid")}"
     stop_nginx "$m"
 done

@@ -444,8 +444,16 @@ def reads():
     w()
     lg = got.get("cache") or got.get("log")
     if lg:
+        for vv in ("cache", "log"):
+            m, mp = (got.get(vv) or {}).get("wrk_get_mixed"), (got.get(vv) or {}).get("wrk_post_mixed")
+            if m:
+                w("- %s: newest page at 32 clients while 2 clients post into the same groups: %s req/s, p50 %.1f ms, "
+                  "p99 %.1f ms (the posts: %s/s, p50 %.1f ms)" % (
+                      vv, f(rps(m)), m["p50_us"] / 1e3, m["p99_us"] / 1e3,
+                      f(rps(mp)) if mp else "n/a", mp["p50_us"] / 1e3 if mp else 0))
         if lg.get("cache_hits_after") is not None:
-            w("- the page cache after the 32-client run: %s of 100 hot groups' pages were hits" % lg["cache_hits_after"])
+            w("- the page cache after the 32-client run: %s of %s hot groups' pages were hits" % (
+                lg["cache_hits_after"], lg.get("hot_groups", "?")))
         g, p = lg.get("wrk_get"), lg.get("wrk_post")
         if g:
             w("- newest page at 32 clients: p50 %.1f ms, p99 %.1f ms: %s" % (
