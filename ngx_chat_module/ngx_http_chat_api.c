@@ -88,6 +88,7 @@ static ngx_int_t ngx_http_chat_cache_header(ngx_http_request_t *r,
 
 
 static ngx_str_t  ngx_http_chat_prefix = ngx_string("/api/chat/");
+static ngx_str_t  ngx_http_chat_cache_control = ngx_string("Cache-Control");
 
 
 ngx_int_t
@@ -95,6 +96,7 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
 {
     char                      *json;
     size_t                     len;
+    ngx_table_elt_t           *h;
     int64_t                    limit, page;
     ngx_int_t                  rc;
     ngx_str_t                  allow, arg;
@@ -261,20 +263,32 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
         break;
     }
 
-    /* a group's newest page: from the page cache if it has it */
+    /* a group's newest page: from the page cache if it has it (a client's
+     * "Cache-Control: no-cache" reads the database, and refills it) */
 
     if (op->kind == NGX_HTTP_CHAT_OP_LIST_MESSAGES && !op->has_before
-        && !op->has_after && op->skip == 0
-        && ngx_http_chat_page_cache_get(&op->group_id, op->limit, &json,
-                                        &len, &op->cache_ticket)
-           == NGX_OK)
+        && !op->has_after && op->skip == 0)
     {
-        if (ngx_http_chat_cache_header(r, "hit") != NGX_OK) {
-            free(json);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        h = ngx_http_chat_header_in(r, &ngx_http_chat_cache_control);
+
+        if (ngx_http_chat_page_cache_get(&op->group_id, op->limit,
+                                         h && ngx_strlcasestrn(h->value.data,
+                                                   h->value.data + h->value.len,
+                                                   (u_char *) "no-cache", 8 - 1)
+                                              != NULL,
+                                         &json, &len, &op->cache_ticket,
+                                         &op->cached_through)
+            == NGX_OK)
+        {
+            if (ngx_http_chat_cache_header(r, "hit") != NGX_OK) {
+                free(json);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_chat_send_json(r, NGX_HTTP_OK, json, len);
         }
 
-        return ngx_http_chat_send_json(r, NGX_HTTP_OK, json, len);
+        op->revalidate = (op->cached_through >= 0);
     }
 
     return ngx_http_chat_start(r, actx, 0);
@@ -672,6 +686,8 @@ ngx_http_chat_start(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
 static void
 ngx_http_chat_op_done(ngx_http_chat_op_t *op)
 {
+    char                     *json;
+    size_t                    len;
     ngx_int_t                 rc;
     ngx_connection_t         *c;
     ngx_http_request_t       *r;
@@ -689,6 +705,53 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->error[0] != '\0') {
         /* the op's note: a newest page read by a scan, not by the log */
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "chat api: %s", op->error);
+    }
+
+    /*
+     * The page cache's expired page, found current by the group's seq:
+     * valid again, and the answer.  If it changed meanwhile (a write
+     * dropped it), the page is read after all: the op again, without the
+     * check (the request's count is still raised for it).
+     */
+
+    if (op->page_current && op->result == NGX_HTTP_CHAT_RES_OK) {
+        op->page_current = 0;
+
+        if (ngx_http_chat_page_cache_renew(&op->group_id, op->limit,
+                                           &json, &len)
+            == NGX_OK)
+        {
+            rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+
+            if (!c->error) {
+                rc = (ngx_http_chat_cache_header(r, "revalidated") == NGX_OK)
+                     ? ngx_http_chat_send_json(r, NGX_HTTP_OK, json, len)
+                     : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+            } else {
+                free(json);
+            }
+
+            ngx_http_chat_op_release(op);
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        op->revalidate = 0;
+        op->cache_ticket = 0;            /* its read is not kept */
+
+        if (!c->error) {
+            rc = ngx_http_chat_start(r, ngx_http_chat_get_ctx(r)->api, 1);
+
+            if (rc == NGX_DONE) {
+                return;
+            }
+
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
     }
 
     /* a newest page read for a miss of the page cache: offered to it */

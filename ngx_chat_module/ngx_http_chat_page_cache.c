@@ -30,8 +30,9 @@
  *     flight (their tickets) are not kept.
  * Events stored by another host reach this one only for groups it has
  * subscribers of: an entry is served for "valid" (default 5 s) after its
- * read, then read again, by one request, while the others are served the
- * entry they have (at most chat_db_timeout more).  So a page written by
+ * read, then checked, by one request, while the others are served the
+ * entry they have (at most chat_db_timeout more): the group's seq, one
+ * point read; the same as the page's: valid again; else the page is read.  So a page written by
  * another host without subscribers here is at most valid +
  * chat_db_timeout old.  "valid=0": never expires (one host only).
  *
@@ -66,6 +67,7 @@ typedef struct {
     uint64_t                     refused;
     uint64_t                     dropped;
     uint64_t                     updated;
+    uint64_t                     renewed;
     uint64_t                     evicted;
 } ngx_http_chat_page_cache_sh_t;
 
@@ -282,7 +284,8 @@ ngx_http_chat_page_cache_init_process(ngx_cycle_t *cycle)
 
 ngx_int_t
 ngx_http_chat_page_cache_get(const bson_oid_t *group_id, int64_t limit,
-    char **json, size_t *len, uint64_t *ticket)
+    ngx_uint_t bypass, char **json, size_t *len, uint64_t *ticket,
+    int64_t *through)
 {
     char                            *copy;
     uint32_t                         hash;
@@ -291,6 +294,7 @@ ngx_http_chat_page_cache_get(const bson_oid_t *group_id, int64_t limit,
     ngx_http_chat_page_cache_ctx_t  *ctx;
 
     *ticket = 0;
+    *through = -1;
 
     if (ngx_http_chat_page_cache_zone == NULL) {
         return NGX_DECLINED;
@@ -304,7 +308,7 @@ ngx_http_chat_page_cache_get(const bson_oid_t *group_id, int64_t limit,
 
     pn = ngx_http_chat_page_cache_find(ctx, group_id, hash);
 
-    if (pn && pn->body && pn->limit == limit) {
+    if (pn && pn->body && pn->limit == limit && !bypass) {
 
         if (ctx->valid == 0 || now - pn->filled_ms < ctx->valid
             || (pn->updating_ms
@@ -334,6 +338,7 @@ ngx_http_chat_page_cache_get(const bson_oid_t *group_id, int64_t limit,
 
         /* expired: this request refreshes it, the others are served it */
         pn->updating_ms = now;
+        *through = pn->through;
     }
 
     ctx->sh->misses++;
@@ -467,6 +472,50 @@ ngx_http_chat_page_cache_put(const bson_oid_t *group_id, int64_t limit,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     free(parsed);
+}
+
+
+ngx_int_t
+ngx_http_chat_page_cache_renew(const bson_oid_t *group_id, int64_t limit,
+    char **json, size_t *len)
+{
+    char                            *copy;
+    ngx_int_t                        rc;
+    ngx_http_chat_page_node_t       *pn;
+    ngx_http_chat_page_cache_ctx_t  *ctx;
+
+    if (ngx_http_chat_page_cache_zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_chat_page_cache_zone->data;
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    pn = ngx_http_chat_page_cache_find(ctx, group_id,
+                               ngx_crc32_short((u_char *) group_id->bytes, 12));
+
+    /* still there (or put in place since: newer, as exact) */
+
+    if (pn && pn->body && pn->limit == limit) {
+        copy = malloc(pn->len);
+
+        if (copy) {
+            ngx_memcpy(copy, pn->body, pn->len);
+            *json = copy;
+            *len = pn->len;
+
+            pn->filled_ms = ngx_http_chat_monotonic_us() / 1000;
+            pn->updating_ms = 0;
+            ctx->sh->renewed++;
+            rc = NGX_OK;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
 }
 
 
@@ -659,9 +708,10 @@ ngx_http_chat_page_cache_stats(u_char *buf, size_t size)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     p = ngx_snprintf(buf, size, "hits=%uL stale=%uL misses=%uL kept=%uL "
-                     "refused=%uL dropped=%uL updated=%uL evicted=%uL",
+                     "refused=%uL dropped=%uL updated=%uL renewed=%uL "
+                     "evicted=%uL",
                      s.hits, s.stale, s.misses, s.kept, s.refused, s.dropped,
-                     s.updated, s.evicted);
+                     s.updated, s.renewed, s.evicted);
 
     return p - buf;
 }

@@ -25,10 +25,19 @@ void ngx_http_chat_page_cache_init_process(ngx_cycle_t *cycle);
  * The newest page of the group for a page size of limit: NGX_OK, *json
  * (malloc()ed, the caller's) and *len; NGX_DECLINED: a miss, the caller
  * reads the database and then offers the page with *ticket (0: it will
- * not be kept); the cache is off: NGX_DECLINED and *ticket 0.
+ * not be kept); *through >= 0: the page is there but expired, current
+ * through that seq (the caller may check the group's seq first and then
+ * _renew() it).  "bypass": a miss whatever the cache has (Cache-Control:
+ * no-cache).  The cache is off: NGX_DECLINED and *ticket 0.
  */
 ngx_int_t ngx_http_chat_page_cache_get(const bson_oid_t *group_id,
-    int64_t limit, char **json, size_t *len, uint64_t *ticket);
+    int64_t limit, ngx_uint_t bypass, char **json, size_t *len,
+    uint64_t *ticket, int64_t *through);
+
+/* the expired page found current by the group's seq: valid again, and
+ * its copy; NGX_DECLINED: it changed meanwhile (read it) */
+ngx_int_t ngx_http_chat_page_cache_renew(const bson_oid_t *group_id,
+    int64_t limit, char **json, size_t *len);
 
 /* the page read for a miss, current through seq "through": kept if no
  * event of the group was recorded since the miss (the ticket); "whole":

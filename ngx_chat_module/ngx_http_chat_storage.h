@@ -82,6 +82,13 @@ struct ngx_http_chat_op_s {
     /* the page cache's ticket of a newest page's miss (event loop) */
     uint64_t                   cache_ticket;
 
+    /* an expired cached page current through cached_through: if the
+     * group's seq is still that, the thread says so (page_current) and
+     * reads nothing more */
+    int64_t                    cached_through;
+    unsigned                   revalidate:1;
+    unsigned                   page_current:1;
+
     /* completion, on the event loop */
     ngx_http_chat_op_done_pt   done;
     void                      *data;

@@ -182,7 +182,7 @@ is_deeply main::contents($c->get("/api/chat/groups/$g/messages")), [qw(r4 r3 r2 
 
 
 
-=== TEST 5: valid=1s: a page is read again from the database once it is older than that
+=== TEST 5: valid=1s: a page older than that is checked against the group's seq (revalidated), and Cache-Control: no-cache reads the database
 --- cache
 chat_page_cache 1m valid=1s;
 --- request
@@ -194,11 +194,18 @@ $c->post("/api/chat/groups/$g/messages", { content => 'v1' });
 $c->get("/api/chat/groups/$g/messages");
 is $c->get("/api/chat/groups/$g/messages")->{headers}{'x-chat-cache'}, 'hit', 'cached';
 my $t0 = Time::HiRes::time();
-my $miss = ChatTest::Workers::wait_until(sub {
-    $c->get("/api/chat/groups/$g/messages")->{headers}{'x-chat-cache'} eq 'miss'
+my $body = $c->get("/api/chat/groups/$g/messages")->{body};
+my $re = ChatTest::Workers::wait_until(sub {
+    my $r = $c->get("/api/chat/groups/$g/messages");
+    $r->{headers}{'x-chat-cache'} eq 'revalidated' ? $r : undef
 }, 5);
-ok $miss, 'read again from the database';
+ok $re, 'checked against the database once expired';
 cmp_ok Time::HiRes::time() - $t0, '>=', 0.5, 'not before it expired';
+is $re && $re->{body}, $body, 'the same page';
+is $c->get("/api/chat/groups/$g/messages")->{headers}{'x-chat-cache'}, 'hit', 'valid again';
+my $nc = $c->get("/api/chat/groups/$g/messages", headers => { 'Cache-Control' => 'no-cache' });
+is $nc->{headers}{'x-chat-cache'}, 'miss', 'Cache-Control: no-cache: read from the database';
+is $nc->{body}, $body, 'the same page';
 
 
 
@@ -215,19 +222,15 @@ chat_page_cache: invalid size "4k"
 
 === TEST 7: a message created here is put in place in its group's cached page: a hit at once, the same bytes a read of the database gives
 --- cache
-chat_page_cache 1m valid=1s;
+chat_page_cache 1m valid=0;
 --- request
 GET /t
 --- chat_script
 my $c = main::any_worker();
-my $fresh = sub {     # the page read from the database: once the cached one expired
+my $fresh = sub {     # the page read from the database
     my ($path) = @_;
-    my $r;
-    ChatTest::Workers::wait_until(sub {
-        $r = $c->get($path);
-        $r->{headers}{'x-chat-cache'} eq 'miss'
-    }, 5) or return undef;
-    return $r;
+    my $r = $c->get($path, headers => { 'Cache-Control' => 'no-cache' });
+    return $r->{headers}{'x-chat-cache'} eq 'miss' ? $r : { body => 'not a miss' };
 };
 
 my $g = $c->post('/api/chat/groups', { name => 'cache-update' })->{json}{id};
