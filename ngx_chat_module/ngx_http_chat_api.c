@@ -33,6 +33,7 @@
 #include "ngx_http_chat_storage.h"
 #include "ngx_http_chat_websocket.h"
 #include "ngx_http_chat_broadcast.h"
+#include "ngx_http_chat_page_cache.h"
 
 
 typedef enum {
@@ -81,15 +82,21 @@ static void ngx_http_chat_op_done_late(ngx_http_chat_op_t *op);
 static void ngx_http_chat_publish(ngx_http_chat_op_t *op);
 static ngx_int_t ngx_http_chat_respond(ngx_http_request_t *r,
     ngx_http_chat_api_ctx_t *actx, ngx_http_chat_op_t *op);
+static ngx_int_t ngx_http_chat_cache_header(ngx_http_request_t *r,
+    const char *value);
 
 
 
 static ngx_str_t  ngx_http_chat_prefix = ngx_string("/api/chat/");
+static ngx_str_t  ngx_http_chat_cache_control = ngx_string("Cache-Control");
 
 
 ngx_int_t
 ngx_http_chat_api_handler(ngx_http_request_t *r)
 {
+    char                      *json;
+    size_t                     len;
+    ngx_table_elt_t           *h;
     int64_t                    limit, page;
     ngx_int_t                  rc;
     ngx_str_t                  allow, arg;
@@ -254,6 +261,34 @@ ngx_http_chat_api_handler(ngx_http_request_t *r)
     default: /* NGX_HTTP_CHAT_ROUTE_MESSAGE, DELETE */
         op->kind = NGX_HTTP_CHAT_OP_DELETE_MESSAGE;
         break;
+    }
+
+    /* a group's newest page: from the page cache if it has it (a client's
+     * "Cache-Control: no-cache" reads the database, and refills it) */
+
+    if (op->kind == NGX_HTTP_CHAT_OP_LIST_MESSAGES && !op->has_before
+        && !op->has_after && op->skip == 0)
+    {
+        h = ngx_http_chat_header_in(r, &ngx_http_chat_cache_control);
+
+        if (ngx_http_chat_page_cache_get(&op->group_id, op->limit,
+                                         h && ngx_strlcasestrn(h->value.data,
+                                                   h->value.data + h->value.len,
+                                                   (u_char *) "no-cache", 8 - 1)
+                                              != NULL,
+                                         &json, &len, &op->cache_ticket,
+                                         &op->cached_through)
+            == NGX_OK)
+        {
+            if (ngx_http_chat_cache_header(r, "hit") != NGX_OK) {
+                free(json);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_chat_send_json(r, NGX_HTTP_OK, json, len);
+        }
+
+        op->revalidate = (op->cached_through >= 0);
     }
 
     return ngx_http_chat_start(r, actx, 0);
@@ -651,6 +686,8 @@ ngx_http_chat_start(ngx_http_request_t *r, ngx_http_chat_api_ctx_t *actx,
 static void
 ngx_http_chat_op_done(ngx_http_chat_op_t *op)
 {
+    char                     *json;
+    size_t                    len;
     ngx_int_t                 rc;
     ngx_connection_t         *c;
     ngx_http_request_t       *r;
@@ -668,6 +705,71 @@ ngx_http_chat_op_done(ngx_http_chat_op_t *op)
     if (op->result == NGX_HTTP_CHAT_RES_OK && op->error[0] != '\0') {
         /* the op's note: a newest page read by a scan, not by the log */
         ngx_log_error(NGX_LOG_INFO, c->log, 0, "chat api: %s", op->error);
+    }
+
+    /*
+     * The page cache's expired page, found current by the group's seq:
+     * valid again, and the answer.  If it changed meanwhile (a write
+     * dropped it), the page is read after all: the op again, without the
+     * check (the request's count is still raised for it).
+     */
+
+    if (op->page_current && op->result == NGX_HTTP_CHAT_RES_OK) {
+        op->page_current = 0;
+
+        if (ngx_http_chat_page_cache_renew(&op->group_id, op->limit,
+                                           &json, &len)
+            == NGX_OK)
+        {
+            rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+
+            if (!c->error) {
+                rc = (ngx_http_chat_cache_header(r, "revalidated") == NGX_OK)
+                     ? ngx_http_chat_send_json(r, NGX_HTTP_OK, json, len)
+                     : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+            } else {
+                free(json);
+            }
+
+            ngx_http_chat_op_release(op);
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
+        op->revalidate = 0;
+        op->cache_ticket = 0;            /* its read is not kept */
+
+        if (!c->error) {
+            rc = ngx_http_chat_start(r, ngx_http_chat_get_ctx(r)->api, 1);
+
+            if (rc == NGX_DONE) {
+                return;
+            }
+
+            ngx_http_finalize_request(r, rc);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+    }
+
+    /* a newest page read for a miss of the page cache: offered to it */
+
+    if (op->cache_ticket && op->result == NGX_HTTP_CHAT_RES_OK
+        && op->page_read && op->json)
+    {
+        ngx_http_chat_page_cache_put(&op->group_id, op->limit,
+                                     op->cache_ticket, op->through,
+                                     op->through == op->seq, op->json,
+                                     op->json_len);
+
+        if (ngx_http_chat_cache_header(r, "miss") != NGX_OK) {
+            ngx_http_chat_op_release(op);
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_run_posted_requests(c);
+            return;
+        }
     }
 
     rc = NGX_HTTP_CLIENT_CLOSED_REQUEST;
@@ -729,6 +831,28 @@ ngx_http_chat_publish(ngx_http_chat_op_t *op)
         ngx_http_chat_broadcast_publish(gid, op->seq, op->event_json,
                                         op->event_json_len);
     }
+}
+
+
+/* "X-Chat-Cache: hit" or "miss" on a newest page, when the page cache
+ * is on (what the tests and the benchmark look at) */
+
+static ngx_int_t
+ngx_http_chat_cache_header(ngx_http_request_t *r, const char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Chat-Cache");
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
 }
 
 

@@ -263,6 +263,10 @@ ngx_http_chat_latest_page(ngx_http_chat_op_t *op, mongoc_client_t *client,
     more = 0;
     rc = NGX_OK;
 
+    /* every seq up to "through" is settled in the page (for the cache):
+     * below the lowest seq not yet written */
+    op->through = cur;
+
     for (seq = cur; seq >= 1; seq--) {
 
         if (cur - seq >= budget) {
@@ -290,6 +294,12 @@ ngx_http_chat_latest_page(ngx_http_chat_op_t *op, mongoc_client_t *client,
             continue;
         }
 
+        if (ev->state == NGX_HTTP_CHAT_EV_MISSING
+            || ev->state == NGX_HTTP_CHAT_EV_PENDING)
+        {
+            op->through = seq - 1;
+        }
+
         if (ev->state != NGX_HTTP_CHAT_EV_CREATED
             || ngx_http_chat_log_is_deleted(&log, &ev->mid))
         {
@@ -310,6 +320,7 @@ ngx_http_chat_latest_page(ngx_http_chat_op_t *op, mongoc_client_t *client,
         ngx_http_chat_render_paging(out, op->page, op->limit, more);
         ngx_http_chat_render_next_before(out, more ? &last : NULL);
         ngx_http_chat_op_output(op, out);
+        op->page_read = (op->result == NGX_HTTP_CHAT_RES_OK);
 
     } else {
         cJSON_Delete(out);

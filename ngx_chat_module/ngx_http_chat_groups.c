@@ -16,6 +16,7 @@
 #include "ngx_http_chat_metrics.h"
 #include "ngx_http_chat_groups.h"
 #include "ngx_http_chat_catch_up.h"
+#include "ngx_http_chat_page_cache.h"
 
 
 typedef struct {
@@ -154,11 +155,22 @@ ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
 {
     u_char                  id[NGX_HTTP_CHAT_GROUP_ID_LEN];
     ngx_uint_t              n;
+    bson_oid_t              oid;
     ngx_http_chat_held_t   *h;
     ngx_http_chat_group_t  *g;
     ngx_http_chat_frame_t  *frame;
 
     ngx_strlow(id, (u_char *) group_id, NGX_HTTP_CHAT_GROUP_ID_LEN);
+
+    /* an event of another worker or host: a cached page older than it
+     * goes (the storing worker dropped it already, if it is one of ours) */
+
+    if (seq > 0 && bson_oid_is_valid((const char *) id,
+                                     NGX_HTTP_CHAT_GROUP_ID_LEN))
+    {
+        bson_oid_init_from_string(&oid, (const char *) id);
+        ngx_http_chat_page_cache_event(&oid, seq);
+    }
 
     g = ngx_http_chat_groups_find(id);
     if (g == NULL) {

@@ -24,6 +24,7 @@
 #include "ngx_http_chat_json.h"
 #include "ngx_http_chat_broadcast.h"
 #include "ngx_http_chat_directives.h"
+#include "ngx_http_chat_page_cache.h"
 
 
 static ngx_int_t ngx_http_chat_add_variables(ngx_conf_t *cf);
@@ -73,6 +74,13 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_chat_main_conf_t, db_timeout),
+      NULL },
+
+    { ngx_string("chat_page_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_chat_page_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("chat_thread_pool"),
@@ -677,6 +685,10 @@ ngx_http_chat_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (cmcf->api_used) {
+        ngx_http_chat_page_cache_init_process(cycle);
+    }
+
     if (cmcf->api_used
         && (ngx_http_chat_storage_init_process(cycle, cmcf) != NGX_OK
             || ngx_http_chat_broadcast_init_process(cycle, cmcf) != NGX_OK))
@@ -691,6 +703,8 @@ ngx_http_chat_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_chat_exit_process(ngx_cycle_t *cycle)
 {
+    u_char                      stats[256];
+    size_t                      n;
     ngx_http_chat_main_conf_t  *cmcf;
 
     cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_chat_module);
@@ -701,6 +715,13 @@ ngx_http_chat_exit_process(ngx_cycle_t *cycle)
     if (cmcf->api_used) {
         ngx_http_chat_broadcast_exit_process(cycle);
         ngx_http_chat_storage_exit_process(cycle);
+
+        /* the zone's figures so far (all workers'), for the operator */
+        n = ngx_http_chat_page_cache_stats(stats, sizeof(stats));
+        if (n) {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                          "chat page cache: %*s", n, stats);
+        }
     }
 
     if (cmcf->metrics_used) {

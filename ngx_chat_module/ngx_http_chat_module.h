@@ -80,6 +80,9 @@ typedef struct {
     ngx_flag_t                 api_used;         /* a location has chat_api */
     ngx_flag_t                 metrics_used;     /* chat_metrics on anywhere */
     ngx_flag_t                 cid_used;         /* chat_correlation_header */
+
+    ngx_shm_zone_t            *page_cache;       /* chat_page_cache, or NULL */
+    ngx_flag_t                 page_cache_set;
 } ngx_http_chat_main_conf_t;
 
 

@@ -339,6 +339,13 @@ ngx_http_chat_op_list_messages(ngx_http_chat_op_t *op,
         return;
     }
 
+    /* the page cache's expired page: still current, one read was enough */
+
+    if (op->revalidate && logged && cur == op->cached_through) {
+        op->page_current = 1;
+        return;
+    }
+
     if (logged && !op->has_before && op->skip == 0
         && ngx_http_chat_latest_page(op, client, cur) == NGX_OK)
     {

@@ -31,6 +31,7 @@
 #include "ngx_http_chat_module.h"
 #include "ngx_http_chat_storage.h"
 #include "ngx_http_chat_queries.h"
+#include "ngx_http_chat_page_cache.h"
 
 
 #define NGX_HTTP_CHAT_INDEX_RETRY   5000     /* ms between index attempts */
@@ -415,6 +416,33 @@ ngx_http_chat_op_event(ngx_event_t *ev)
 
     op->in_flight = 0;
     orphan = op->orphan;
+
+    /*
+     * A stored event changes its group's newest page: a new message put
+     * in place in the cache, or the page dropped, here, before anyone is
+     * answered (whoever asked, whether or not its request is still
+     * there).  A write whose outcome is unknown drops it too.
+     */
+
+    if ((op->kind == NGX_HTTP_CHAT_OP_CREATE_MESSAGE
+         || op->kind == NGX_HTTP_CHAT_OP_DELETE_MESSAGE)
+        && !op->cancelled)
+    {
+        if (op->result == NGX_HTTP_CHAT_RES_OK && op->seq > 0
+            && op->kind == NGX_HTTP_CHAT_OP_CREATE_MESSAGE && op->json)
+        {
+            ngx_http_chat_page_cache_created(&op->group_id, op->seq,
+                                             op->json, op->json_len);
+
+        } else if (op->result == NGX_HTTP_CHAT_RES_OK && op->seq > 0) {
+            ngx_http_chat_page_cache_event(&op->group_id, op->seq);
+
+        } else if (op->result == NGX_HTTP_CHAT_RES_UNAVAILABLE
+                   || op->result == NGX_HTTP_CHAT_RES_ERROR)
+        {
+            ngx_http_chat_page_cache_event(&op->group_id, -1);
+        }
+    }
 
     /* done() may free the op with its pool: not touched after, unless
      * the pool went before */

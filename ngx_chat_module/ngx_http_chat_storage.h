@@ -74,6 +74,20 @@ struct ngx_http_chat_op_s {
     size_t                     event_json_len;
     char                       id_hex[NGX_HTTP_CHAT_OID_LEN + 1];
                                               /* the id created/deleted */
+    int64_t                    through;       /* a newest page read from
+                                                 the log: every seq up to
+                                                 this one is in it */
+    unsigned                   page_read:1;   /* ... and it is such a page */
+
+    /* the page cache's ticket of a newest page's miss (event loop) */
+    uint64_t                   cache_ticket;
+
+    /* an expired cached page current through cached_through: if the
+     * group's seq is still that, the thread says so (page_current) and
+     * reads nothing more */
+    int64_t                    cached_through;
+    unsigned                   revalidate:1;
+    unsigned                   page_current:1;
 
     /* completion, on the event loop */
     ngx_http_chat_op_done_pt   done;

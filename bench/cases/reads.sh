@@ -4,8 +4,10 @@
 # in READS_MESSAGES / 1,000 groups (1,000 events each) are seeded
 # straight through the wire protocol (bench/tools/seedlog.c, the event
 # log's layout: messages with seq, a record per seq, groups logged), then,
-# on the same data, for the code of this tree ("log") and for the code
-# of branch BEFORE_REF (default main: "scan"), built from git:
+# on the same data, for the code of this tree with its page cache on
+# ("cache": chat_page_cache 64m, the default valid=5s) and off ("log"),
+# and for the code of branch BEFORE_REF (default main: "scan"), built
+# from git:
 #   - the newest page of a group (GET .../messages?limit=50): a group's
 #     first open since the seeding, one client (READS_SCAN_N requests:
 #     seconds each for the scan at this size), and for the log again, then
@@ -18,7 +20,10 @@
 # 2 workers, 16 pool threads (bench/conf/reads.conf.in).  Processes are
 # started and stopped by pid; everything on 127.0.0.1.
 # READS_DATA=DIR reuses the data of an earlier run (DIR/db, DIR/groups);
-# READS_VARIANTS="log" measures this tree alone (the scans take minutes).
+# Then the 32 clients again while 2 others post into the same hot groups.
+# READS_VARIANTS="cache log" measures this tree alone (the scans take
+# minutes).  Each 32-client newest-page run reports the page cache's
+# answers (X-Chat-Cache: hit / miss) of one request per hot group after it.
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=reads
@@ -77,9 +82,12 @@ token=$(cat "$dir/secrets/token")
 
 conf() {   # conf VARIANT PORT DB_TIMEOUT -> path
     local so=$BIN/ngx_chat_module.so
+    local cache=off
     [ "$1" = scan ] && so=$BIN/ngx_chat_module.before.so
+    [ "$1" = cache ] && cache=64m
     mkdir -p "$dir/$1/logs" "$dir/$1/tmp"
     sed -e "s|@MODULE@|$so|" -e "s|@PREFIX@|$dir/$1|g" -e "s|@PORT@|$2|" \
+        -e "s|@PAGE_CACHE@|$( [ "$1" = scan ] && echo '#' )chat_page_cache $cache;|" \
         -e "s|@MONGO_URI@|${uri%/}/bench|" -e "s|@DB_TIMEOUT@|$3|" \
         -e "s|@JWT_SECRET_FILE@|$dir/secrets/jwt-secret|" \
         "$BENCH_DIR/conf/reads.conf.in" > "$dir/$1/nginx.conf"
@@ -102,7 +110,7 @@ mapfile -t sample < <(awk -v n="$groups" 'NR == 1 || NR == int(n / 3) || NR == i
 mapfile -t sample5 < <(awk -v n="$groups" 'NR % int(n / 5 + 1) == 2' "$dir/groups" | head -5)
 awk 'NR % 7 == 3' "$dir/groups" | head -100 > "$dir/hot"
 
-for v in ${READS_VARIANTS:-log scan}; do
+for v in ${READS_VARIANTS:-cache log scan}; do
     port=$(free_port)
     # the scans take seconds each at this size: a longer timeout for them
     timeout=5s; [ $v = scan ] && timeout=600s
@@ -120,7 +128,7 @@ for v in ${READS_VARIANTS:-log scan}; do
     # seeding (for the log: it seals the buckets it reads), then again
     seq_t=(); warm_t=()
     for g in "${sample[@]:0:$scan_n}"; do seq_t+=("$(timed "$base/$g/messages?limit=50")"); done
-    if [ $v = log ]; then
+    if [ $v != scan ]; then
         for g in "${sample[@]}"; do warm_t+=("$(timed "$base/$g/messages?limit=50")"); done
     fi
     log "  reads $v: newest page, 1 client: first ${seq_t[*]} s, again ${warm_t[*]:-} s"
@@ -141,13 +149,13 @@ for v in ${READS_VARIANTS:-log scan}; do
             sum=$(echo "$sum + ${t/null/0}" | bc)
             a=$(jq '.next_after // 0' "$dir/last.json")
         done
-        paged+=("$sum")
+        paged+=("$(printf '%.6f' "$sum")")     # bc writes .5 for 0.5: not JSON
     done
     log "  reads $v: after=0 limit=1000: first ${first[*]} s, again ${again[*]:-} s, 10 pages ${paged[*]:-} s"
 
     # 32 clients: newest pages (the log only: a scan takes seconds), posts
-    jget=null
-    if [ $v = log ]; then
+    jget=null; cachehits=null
+    if [ $v != scan ]; then
         for g in $(cat "$dir/hot"); do timed "$base/$g/messages?limit=50" > /dev/null; done
         c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid")
         jget=$(BENCH_OP=get BENCH_TOKEN=$token BENCH_GROUPS=$dir/hot \
@@ -155,12 +163,37 @@ for v in ${READS_VARIANTS:-log scan}; do
             -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
         c1=$(cpu_ns "$w"); d1=$(cpu_ns "$dbpid")
         log "  reads $v: newest page, 32 clients: $(echo "$jget" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status, err_timeout}')"
+        if [ $v = cache ]; then
+            h=0
+            for g in $(cat "$dir/hot"); do
+                curl -s -o /dev/null -D - -H "Authorization: Bearer $token" "$base/$g/messages?limit=50" \
+                    | grep -qi '^x-chat-cache: hit' && h=$((h + 1))
+            done
+            cachehits=$h
+            log "  reads $v: after the run, $h of $(wc -l < "$dir/hot") hot groups' pages were hits"
+        fi
     fi
+    # the same 32 readers while 2 clients post into the same hot groups
+    # (the cache puts each new message in place, or drops the page)
+    jmix=null; jmixpost=null
+    if [ $v != scan ]; then
+        BENCH_OP=post BENCH_TOKEN=$token BENCH_GROUPS=$dir/hot \
+            run_wrk "$dir/wrk-$v-mixpost.txt" -t1 -c2 -d"${dur}s" --timeout 30s --latency \
+            -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/" > /dev/null &
+        mixpid=$!
+        jmix=$(BENCH_OP=get BENCH_TOKEN=$token BENCH_GROUPS=$dir/hot \
+            run_wrk "$dir/wrk-$v-mixget.txt" -t1 -c32 -d"${dur}s" --timeout 10s --latency \
+            -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
+        wait "$mixpid"
+        jmixpost=$(sed -n 's/^WRKJSON //p' "$dir/wrk-$v-mixpost.txt" | tail -1)
+        log "  reads $v: newest page, 32 clients, 2 posting meanwhile: $(echo "$jmix" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status, err_timeout}'), posts: $(echo "${jmixpost:-null}" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us}')"
+    fi
+
     jpost=$(BENCH_OP=post BENCH_TOKEN=$token BENCH_GROUPS=$dir/groups \
         run_wrk "$dir/wrk-$v-post.txt" -t1 -c32 -d"${dur}s" --timeout 30s --latency \
         -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
     log "  reads $v: POST, 32 clients: $(echo "$jpost" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status, err_timeout}')"
 
-    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"messages\":$msgs,\"groups\":$groups,\"latest_1client_s\":$(json_list "${seq_t[@]}"),\"latest_again_s\":$(json_list "${warm_t[@]}"),\"after1000_first_s\":$(json_list "${first[@]}"),\"after1000_again_s\":$(json_list "${again[@]}"),\"after1000_10pages_s\":$(json_list "${paged[@]}"),\"wrk_get\":${jget:-null},\"wrk_post\":${jpost:-null},\"db_rss_kb\":$(rss_kb "$dbpid")}"
+    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"messages\":$msgs,\"groups\":$groups,\"latest_1client_s\":$(json_list "${seq_t[@]}"),\"latest_again_s\":$(json_list "${warm_t[@]}"),\"after1000_first_s\":$(json_list "${first[@]}"),\"after1000_again_s\":$(json_list "${again[@]}"),\"after1000_10pages_s\":$(json_list "${paged[@]}"),\"wrk_get\":${jget:-null},\"cache_hits_after\":$cachehits,\"hot_groups\":$(wc -l < "$dir/hot"),\"wrk_get_mixed\":${jmix:-null},\"wrk_post_mixed\":${jmixpost:-null},\"wrk_post\":${jpost:-null},\"db_rss_kb\":$(rss_kb "$dbpid")}"
     stop_nginx "$m"
 done

@@ -417,7 +417,9 @@ def reads():
     w("devdb (embedded FerretDB, SQLite, with its `_id` index) holding %s messages in %s groups "
       "(1,000 events each), seeded in %s s straight through the wire protocol "
       "(bench/tools/seedlog.c: the event log's layout, no buckets yet). Two workers, 16 pool threads "
-      "(bench/conf/reads.conf.in). **log**: this tree (the newest page and `after=` read from the "
+      "(bench/conf/reads.conf.in). **cache**: this tree with `chat_page_cache 64m` (the newest page "
+      "from the shared memory zone, read from the log on a miss; default valid=5s); **log**: this tree "
+      "without it (the newest page and `after=` read from the "
       "event log by `_id`: buckets of 16 events, point reads for the newest ones); **scan**: the code "
       "of `main` before it, on the same data (a query that decodes the whole collection)." % (
           "{:,}".format(seed.get("messages", 0)),
@@ -440,8 +442,18 @@ def reads():
             f(med(r.get("after1000_again_s") or []), "%.3f"), f(med(r.get("after1000_10pages_s") or []), "%.3f")))
         got[v] = r
     w()
-    lg = got.get("log")
+    lg = got.get("cache") or got.get("log")
     if lg:
+        for vv in ("cache", "log"):
+            m, mp = (got.get(vv) or {}).get("wrk_get_mixed"), (got.get(vv) or {}).get("wrk_post_mixed")
+            if m:
+                w("- %s: newest page at 32 clients while 2 clients post into the same groups: %s req/s, p50 %.1f ms, "
+                  "p99 %.1f ms (the posts: %s/s, p50 %.1f ms)" % (
+                      vv, f(rps(m)), m["p50_us"] / 1e3, m["p99_us"] / 1e3,
+                      f(rps(mp)) if mp else "n/a", mp["p50_us"] / 1e3 if mp else 0))
+        if lg.get("cache_hits_after") is not None:
+            w("- the page cache after the 32-client run: %s of %s hot groups' pages were hits" % (
+                lg["cache_hits_after"], lg.get("hot_groups", "?")))
         g, p = lg.get("wrk_get"), lg.get("wrk_post")
         if g:
             w("- newest page at 32 clients: p50 %.1f ms, p99 %.1f ms: %s" % (
