@@ -66,6 +66,8 @@ static void *ngx_http_chat_cluster_connector(void *data);
 static void ngx_http_chat_cluster_wake_handler(ngx_event_t *rev);
 static void ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl);
 static ngx_uint_t ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl);
+static ngx_uint_t ngx_http_chat_cluster_is_linked(ngx_http_chat_cluster_t *cl);
+static void ngx_http_chat_cluster_settle_subs(ngx_http_chat_cluster_t *cl);
 static ngx_int_t ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
     ngx_http_chat_cluster_sub_t *s);
 static void ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl,
@@ -506,8 +508,19 @@ ngx_http_chat_cluster_publish(const u_char *group_id, int64_t seq,
                    NGX_HTTP_CHAT_GROUP_ID_LEN);
     *p = '\0';
 
-    /* never waits: appends to nats.c's buffer (or its reconnect buffer),
-     * and asks the loop to watch for writing */
+    /*
+     * Linked, it never waits: it appends to nats.c's buffer and asks the
+     * loop to watch for writing.  Unlinked, nats.c's reconnect thread may
+     * hold the connection's lock through a whole connect attempt (up to
+     * its timeout): dropped and counted instead; the other hosts read the
+     * event from the database at their next one of the group.
+     */
+
+    if (!ngx_http_chat_cluster_is_linked(cl)) {
+        ngx_http_chat_cluster_drop(cl, "not published", group_id,
+                                   "the link is down");
+        return NGX_ERROR;
+    }
 
     s = natsConnection_Publish(cl->nc, subject, cl->out, (int) size);
 
@@ -541,6 +554,12 @@ ngx_http_chat_cluster_interest(const u_char *group_id, ngx_uint_t on)
 
     if (on) {
         if (s) {
+            s->unwanted = 0;
+
+            if (s->sub == NULL && cl->nc && ngx_http_chat_cluster_is_linked(cl)) {
+                (void) ngx_http_chat_cluster_subscribe(cl, s);
+            }
+
             return;
         }
 
@@ -557,7 +576,7 @@ ngx_http_chat_cluster_interest(const u_char *group_id, ngx_uint_t on)
         ngx_rbtree_insert(&cl->subs, &s->sn.node);
 
         /* before the link is up: subscribed when it is */
-        if (cl->nc) {
+        if (cl->nc && ngx_http_chat_cluster_is_linked(cl)) {
             (void) ngx_http_chat_cluster_subscribe(cl, s);
         }
 
@@ -565,6 +584,13 @@ ngx_http_chat_cluster_interest(const u_char *group_id, ngx_uint_t on)
     }
 
     if (s == NULL) {
+        return;
+    }
+
+    /* (un)subscribing waits for nats.c's lock: not while it reconnects */
+
+    if (s->sub && !ngx_http_chat_cluster_is_linked(cl)) {
+        s->unwanted = 1;
         return;
     }
 
@@ -613,8 +639,11 @@ ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
         return NGX_ERROR;
     }
 
-    /* nats.c's own limits per subscription: the hand-off queue is ours */
-    (void) natsSubscription_SetPendingLimits(s->sub, -1, -1);
+    /* nats.c's own limits per subscription, above the hand-off queue's
+     * (past them nats.c drops and reports a slow consumer, counted) */
+    (void) natsSubscription_SetPendingLimits(s->sub,
+                                             2 * NGX_HTTP_CHAT_CLUSTER_QUEUE,
+                                             64 * 1024 * 1024);
 
     return NGX_OK;
 }
@@ -690,8 +719,6 @@ ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
     ngx_uint_t                    n;
     natsStatus                    s;
     natsConnection               *nc;
-    ngx_rbtree_node_t            *node;
-    ngx_http_chat_cluster_sub_t  *sub;
 
     pthread_mutex_lock(&cl->lock);
     s = cl->connect_status;
@@ -743,20 +770,66 @@ ngx_http_chat_cluster_linked(ngx_http_chat_cluster_t *cl)
         cl->logged_state = CHAT_CLUSTER_CONNECTING;
     }
 
-    /* the groups that got subscribers while the connector ran */
+    /* the groups that got subscribers while the connector ran (once
+     * linked: else when it is) */
 
-    if (cl->subs.root == cl->subs.sentinel) {
+    ngx_http_chat_cluster_settle_subs(cl);
+}
+
+
+/* a socket of the link is being read (under the link's lock) */
+
+static ngx_uint_t
+ngx_http_chat_cluster_is_linked(ngx_http_chat_cluster_t *cl)
+{
+    ngx_uint_t  linked;
+
+    pthread_mutex_lock(&cl->lock);
+    linked = cl->linked;
+    pthread_mutex_unlock(&cl->lock);
+
+    return linked;
+}
+
+
+/*
+ * Linked again: the groups that got their first subscriber meanwhile are
+ * subscribed, those that lost their last are unsubscribed (nats.c itself
+ * renews the subscriptions it had).
+ */
+
+static void
+ngx_http_chat_cluster_settle_subs(ngx_http_chat_cluster_t *cl)
+{
+    ngx_rbtree_node_t            *node, *next;
+    ngx_http_chat_cluster_sub_t  *s;
+
+    if (cl->subs.root == cl->subs.sentinel
+        || !ngx_http_chat_cluster_is_linked(cl))
+    {
         return;
     }
 
     for (node = ngx_rbtree_min(cl->subs.root, cl->subs.sentinel);
          node;
-         node = ngx_rbtree_next(&cl->subs, node))
+         node = next)
     {
-        sub = (ngx_http_chat_cluster_sub_t *) node;
+        next = ngx_rbtree_next(&cl->subs, node);
+        s = (ngx_http_chat_cluster_sub_t *) node;
 
-        if (sub->sub == NULL) {
-            (void) ngx_http_chat_cluster_subscribe(cl, sub);
+        if (s->unwanted) {
+            if (s->sub) {
+                (void) natsSubscription_Unsubscribe(s->sub);
+                natsSubscription_Destroy(s->sub);
+            }
+
+            ngx_rbtree_delete(&cl->subs, &s->sn.node);
+            ngx_free(s);
+            continue;
+        }
+
+        if (s->sub == NULL) {
+            (void) ngx_http_chat_cluster_subscribe(cl, s);
         }
     }
 }
@@ -805,6 +878,10 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
     if (state == CHAT_CLUSTER_CONNECTED && cl->nc) {
         (void) natsConnection_GetConnectedUrl(cl->nc, cl->server,
                                               sizeof(cl->server));
+    }
+
+    if (state == CHAT_CLUSTER_CONNECTED && cl->nc) {
+        ngx_http_chat_cluster_settle_subs(cl);
     }
 
     switch (state) {

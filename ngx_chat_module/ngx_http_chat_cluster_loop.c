@@ -231,6 +231,7 @@ ngx_http_chat_cluster_ev_attach(void **userData, void *loop,
     cl->attaches++;
     cl->want_read = 1;
     cl->want_write = 0;
+    cl->linked = 1;
     pthread_mutex_unlock(&cl->lock);
 
     *userData = cl;
@@ -253,6 +254,11 @@ ngx_http_chat_cluster_ev_read(void *userData, bool add)
 
     pthread_mutex_lock(&cl->lock);
     cl->want_read = add;
+
+    if (!add) {
+        cl->linked = 0;             /* nats.c stops polling: link lost */
+    }
+
     pthread_mutex_unlock(&cl->lock);
 
     if (pthread_equal(pthread_self(), cl->loop_thread)) {
@@ -297,6 +303,7 @@ ngx_http_chat_cluster_ev_detach(void *userData)
     cl->sock = NGX_HTTP_CHAT_CLUSTER_NO_SOCK;
     cl->want_read = 0;
     cl->want_write = 0;
+    cl->linked = 0;
     pthread_mutex_unlock(&cl->lock);
 
     if (pthread_equal(pthread_self(), cl->loop_thread)) {
@@ -324,9 +331,11 @@ ngx_http_chat_cluster_on_message(natsConnection *nc, natsSubscription *sub,
     ngx_http_chat_cluster_t *cl = closure;
 
     int                            len;
+    int64_t                        seq;
     uint64_t                       origin;
-    ngx_uint_t                     wake;
-    const u_char                  *p;
+    ngx_uint_t                     wake, i;
+    const char                    *subject;
+    const u_char                  *p, *g;
     ngx_http_chat_cluster_item_t  *it;
 
     p = (const u_char *) natsMsg_GetData(msg);
@@ -350,7 +359,32 @@ ngx_http_chat_cluster_on_message(natsConnection *nc, natsSubscription *sub,
         return;
     }
 
+    /*
+     * An event of the group whose subject it came on (24 lowercase hex
+     * digits, as published), with a seq (0: none), of a bounded size;
+     * anything else is counted as malformed and dropped.
+     */
+
     len -= NGX_HTTP_CHAT_CLUSTER_HEADER;
+    g = p + NGX_HTTP_CHAT_CLUSTER_GROUP;
+    subject = natsMsg_GetSubject(msg);
+    ngx_memcpy(&seq, p + NGX_HTTP_CHAT_CLUSTER_SEQ, 8);
+
+    if (seq < 0 || len > NGX_HTTP_CHAT_CLUSTER_EVENT_MAX
+        || subject == NULL
+        || ngx_strlen(subject) != sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT) - 1
+                                  + NGX_HTTP_CHAT_GROUP_ID_LEN
+        || ngx_memcmp(subject + sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT) - 1, g,
+                      NGX_HTTP_CHAT_GROUP_ID_LEN) != 0)
+    {
+        goto bad;
+    }
+
+    for (i = 0; i < NGX_HTTP_CHAT_GROUP_ID_LEN; i++) {
+        if (!((g[i] >= '0' && g[i] <= '9') || (g[i] >= 'a' && g[i] <= 'f'))) {
+            goto bad;
+        }
+    }
 
     /* malloc(), not ngx_alloc(): no nginx log from this thread */
     it = malloc(sizeof(ngx_http_chat_cluster_item_t) + len);
@@ -359,7 +393,7 @@ ngx_http_chat_cluster_on_message(natsConnection *nc, natsSubscription *sub,
     }
 
     it->next = NULL;
-    ngx_memcpy(&it->seq, p + NGX_HTTP_CHAT_CLUSTER_SEQ, 8);
+    it->seq = seq;
     ngx_memcpy(it->group, p + NGX_HTTP_CHAT_CLUSTER_GROUP,
                NGX_HTTP_CHAT_GROUP_ID_LEN);
     it->len = len;

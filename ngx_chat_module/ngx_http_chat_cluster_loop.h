@@ -28,6 +28,7 @@
 #define NGX_HTTP_CHAT_CLUSTER_NO_SOCK   ((natsSock) -1)
 
 #define NGX_HTTP_CHAT_CLUSTER_TURN      256     /* events a loop turn */
+#define NGX_HTTP_CHAT_CLUSTER_EVENT_MAX 65536   /* an event's JSON, bytes */
 #define NGX_HTTP_CHAT_CLUSTER_READS     16      /* reads a loop turn */
 
 
@@ -46,6 +47,8 @@ typedef struct {
     ngx_str_node_t                 sn;
     u_char                         id[NGX_HTTP_CHAT_GROUP_ID_LEN];
     natsSubscription              *sub;             /* NULL: not yet */
+    unsigned                       unwanted:1;      /* to unsubscribe once
+                                                       linked again */
 } ngx_http_chat_cluster_sub_t;
 
 
@@ -62,6 +65,8 @@ typedef struct {
     ngx_uint_t                     attaches;        /* each attach */
     unsigned                       want_read:1;
     unsigned                       want_write:1;
+    unsigned                       linked:1;        /* a socket is being
+                                                       read: see publish */
     ngx_uint_t                     state;           /* chat_wire_cluster_
                                                        state_e */
     ngx_uint_t                     state_changes;
