@@ -78,6 +78,7 @@ typedef struct {
                                                     chat_api on */
     ngx_flag_t                 metrics;
     ngx_http_complex_value_t  *endpoint;
+    ngx_flag_t                 cid_response;     /* chat_correlation_response */
 
     size_t                     max_content;
     size_t                     max_name;
@@ -115,6 +116,10 @@ typedef struct {
      * (ngx_http_chat_correlation.c) */
     ngx_str_t                      traceparent;
     u_char                         tp_buf[NGX_HTTP_CHAT_TRACEPARENT_LEN];
+    unsigned                       trace_from:2; /* where its trace-id comes
+                                                    from, built when first
+                                                    needed */
+    unsigned                       trace_sampled:1;
 
     /* the authenticated user, verified once (ngx_http_chat_jwt.c) */
     ngx_str_t                      user;
