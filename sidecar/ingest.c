@@ -118,17 +118,28 @@ utf8_seq(const unsigned char *s, size_t n)
 }
 
 
+/* all 8 bytes of w printable ASCII (0x20-0x7e): the "has less" and "has
+   more" byte tests of a 64-bit word, exact for "any byte" */
+#define ONES64       0x0101010101010101ull
+#define PRINTABLE8(w)                                                      \
+    (((((w) - ONES64 * 0x20) & ~(w))                                       \
+      | (((w) + ONES64 * (127 - 0x7e)) | (w))) & (ONES64 * 0x80)) == 0
+
+
 /*
  * Copies a wire string honouring its declared length, never more than the
  * field holds, and replaces control bytes and invalid UTF-8 with '?': the
- * result goes verbatim into JSON and Prometheus label values.
+ * result goes verbatim into JSON and Prometheus label values.  Returns the
+ * length written (dst is NUL-terminated).  Printable ASCII, what nginx
+ * sends nearly always, goes eight bytes at a time.
  */
-static void
+static size_t
 ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
     size_t len)
 {
     const unsigned char  *s = (const unsigned char *) src;
     size_t                i = 0, o = 0, seq;
+    uint64_t              w;
 
     if (len > field) {
         len = field;
@@ -138,6 +149,15 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
     }
 
     while (i < len) {
+        if (i + 8 <= len) {
+            memcpy(&w, s + i, 8);
+            if (PRINTABLE8(w)) {
+                memcpy(dst + o, &w, 8);
+                o += 8;
+                i += 8;
+                continue;
+            }
+        }
         if (s[i] >= 0x20 && s[i] < 0x7f) {
             dst[o++] = (char) s[i++];
             continue;
@@ -154,36 +174,22 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
     }
 
     dst[o] = '\0';
-}
-
-
-/* bounded copy of a C string, always terminated (snprintf "%s" without
- * the format parsing) */
-static void
-copy_cstr(char *dst, size_t size, const char *src)
-{
-    size_t  n;
-
-    n = strnlen(src, size - 1);
-    memcpy(dst, src, n);
-    dst[n] = '\0';
+    return o;
 }
 
 
 static void
 ingest_request(const chat_wire_request_t *in, coll_request_t *out)
 {
-    char    method[COLL_METHOD_SZ], endpoint[CHAT_WIRE_ENDPOINT_LEN + 1];
-    size_t  mlen;
+    size_t  mlen, elen;
 
-    ingest_string(method, sizeof(method), in->method,
-                  CHAT_WIRE_METHOD_LEN, in->method_len);
-    ingest_string(endpoint, sizeof(endpoint), in->endpoint,
-                  CHAT_WIRE_ENDPOINT_LEN, in->endpoint_len);
-    ingest_string(out->cid, sizeof(out->cid), in->correlation_id,
-                  CHAT_WIRE_CID_LEN, in->cid_len);
+    mlen = ingest_string(out->method, sizeof(out->method), in->method,
+                         CHAT_WIRE_METHOD_LEN, in->method_len);
+    elen = ingest_string(out->endpoint, sizeof(out->endpoint), in->endpoint,
+                         CHAT_WIRE_ENDPOINT_LEN, in->endpoint_len);
+    (void) ingest_string(out->cid, sizeof(out->cid), in->correlation_id,
+                         CHAT_WIRE_CID_LEN, in->cid_len);
 
-    memcpy(out->method, method, sizeof(out->method));
     out->status = in->status;
     out->duration_us = in->duration_us;
     out->very_slow = 0;
@@ -193,22 +199,22 @@ ingest_request(const chat_wire_request_t *in, coll_request_t *out)
      * endpoint key; the spec's request rows show the bare path.  Accept a
      * bare path too and build the key from the method.
      */
-    mlen = strlen(method);
 
-    if (mlen > 0 && strncmp(endpoint, method, mlen) == 0
-        && endpoint[mlen] == ' ')
+    if (mlen > 0 && elen > mlen && out->endpoint[mlen] == ' '
+        && memcmp(out->endpoint, out->method, mlen) == 0)
     {
-        /* the common case, on every record: plain copies, no printf */
-        copy_cstr(out->path, sizeof(out->path), endpoint + mlen + 1);
-        copy_cstr(out->endpoint, sizeof(out->endpoint), endpoint);
+        /* the common case, on every record: one copy of known length
+           (elen - mlen - 1 < COLL_PATH_SZ: the wire field bounds it) */
+        memcpy(out->path, out->endpoint + mlen + 1, elen - mlen);
 
     } else {
-        snprintf(out->path, sizeof(out->path), "%s", endpoint);
+        /* a bare path: the key is "METHOD path" (mlen + 1 + elen + 1 <=
+           COLL_ENDPOINT_SZ by the field sizes) */
+        memcpy(out->path, out->endpoint, elen + 1);
         if (mlen > 0) {
-            snprintf(out->endpoint, sizeof(out->endpoint), "%s %s",
-                     method, endpoint);
-        } else {
-            snprintf(out->endpoint, sizeof(out->endpoint), "%s", endpoint);
+            memcpy(out->endpoint, out->method, mlen);
+            out->endpoint[mlen] = ' ';
+            memcpy(out->endpoint + mlen + 1, out->path, elen + 1);
         }
     }
 }
@@ -219,8 +225,16 @@ ingest_record(const chat_wire_record_t *in, coll_record_t *out)
 {
     size_t  i;
 
-    memset(out, 0, sizeof(*out));
+    /*
+     * Only what a record type uses is set: a request record (nearly every
+     * record) writes every field of its own, strings NUL-terminated; the
+     * rarer types start from zeros.
+     */
     out->type = in->type;
+
+    if (in->type != CHAT_REC_REQUEST) {
+        memset(&out->u, 0, sizeof(out->u));
+    }
 
     switch (in->type) {
 
