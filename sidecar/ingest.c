@@ -3,6 +3,7 @@
  */
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #include "log.h"
 #include "procstats.h"
 
-/* a batch is at most 56 + 128 * 320 bytes; anything far larger is junk
+/* a batch is at most 56 + 128 * 320 bytes (every record whole); anything far larger is junk
    that nng may discard before we can count it */
 #define INGEST_MAX_MSG   (256 * 1024)
 
@@ -178,17 +179,31 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
 }
 
 
+/*
+ * A request record's three strings are back to back in text[], avail bytes
+ * of which came on the wire: each is clamped to its field and to what is
+ * left of them.
+ */
 static void
-ingest_request(const chat_wire_request_t *in, coll_request_t *out)
+ingest_request(const chat_wire_request_t *in, size_t avail,
+    coll_request_t *out)
 {
-    size_t  mlen, elen;
+    size_t       mlen, elen, n, m, e, c;
+    const char  *t = in->text;
 
-    mlen = ingest_string(out->method, sizeof(out->method), in->method,
-                         CHAT_WIRE_METHOD_LEN, in->method_len);
-    elen = ingest_string(out->endpoint, sizeof(out->endpoint), in->endpoint,
-                         CHAT_WIRE_ENDPOINT_LEN, in->endpoint_len);
-    (void) ingest_string(out->cid, sizeof(out->cid), in->correlation_id,
-                         CHAT_WIRE_CID_LEN, in->cid_len);
+    m = in->method_len < avail ? in->method_len : avail;
+    avail -= m;
+    e = in->endpoint_len < avail ? in->endpoint_len : avail;
+    avail -= e;
+    c = in->cid_len < avail ? in->cid_len : avail;
+
+    mlen = ingest_string(out->method, sizeof(out->method), t,
+                         CHAT_WIRE_METHOD_LEN, m);
+    elen = ingest_string(out->endpoint, sizeof(out->endpoint), t + m,
+                         CHAT_WIRE_ENDPOINT_LEN, e);
+    n = ingest_string(out->cid, sizeof(out->cid), t + m + e,
+                      CHAT_WIRE_CID_LEN, c);
+    (void) n;
 
     out->status = in->status;
     out->duration_us = in->duration_us;
@@ -221,9 +236,9 @@ ingest_request(const chat_wire_request_t *in, coll_request_t *out)
 
 
 static int
-ingest_record(const chat_wire_record_t *in, coll_record_t *out)
+ingest_record(const chat_wire_record_t *in, size_t size, coll_record_t *out)
 {
-    size_t  i;
+    size_t  i, hlen;
 
     /*
      * Only what a record type uses is set: a request record (nearly every
@@ -239,7 +254,9 @@ ingest_record(const chat_wire_record_t *in, coll_record_t *out)
     switch (in->type) {
 
     case CHAT_REC_REQUEST:
-        ingest_request(&in->u.request, &out->u.request);
+        hlen = CHAT_WIRE_RECORD_HEAD + offsetof(chat_wire_request_t, text);
+        ingest_request(&in->u.request, size > hlen ? size - hlen : 0,
+                       &out->u.request);
         out->u.request.ts_us = in->timestamp_us;
         return 0;
 
@@ -325,6 +342,7 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
     chat_wire_record_t  rec;
     const char         *p;
     int                 n, i;
+    uint16_t            size, type;
 
     n = chat_wire_batch_check(buf, len);
     if (n < 0) {
@@ -352,10 +370,24 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
     p = (const char *) buf + sizeof(hdr);
 
     for (i = 0; i < n; i++) {
-        /* the buffer may be unaligned: copy before reading fields */
-        memcpy(&rec, p + (size_t) i * sizeof(rec), sizeof(rec));
+        /* sizes checked by chat_wire_batch_check(); the buffer may be
+           unaligned: copy before reading fields.  What a record leaves out
+           reads as zeros; a request record is read by its lengths and
+           needs no zeroing. */
+        memcpy(&size, p + 2, sizeof(size));
+        memcpy(&type, p, sizeof(type));
 
-        if (ingest_record(&rec, &out->rec[out->count]) == 0) {
+        if (type != CHAT_REC_REQUEST || size < CHAT_WIRE_RECORD_HEAD
+                                              + offsetof(chat_wire_request_t,
+                                                         text))
+        {
+            memset(&rec, 0, sizeof(rec));
+        }
+
+        memcpy(&rec, p, size);
+        p += size;
+
+        if (ingest_record(&rec, size, &out->rec[out->count]) == 0) {
             out->count++;
         } else {
             out->invalid++;
