@@ -159,6 +159,17 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
                 continue;
             }
         }
+        if (i + 8 > len && o == i && len >= 8) {
+            /* the tail of a string of 8 or more bytes, nothing replaced
+               so far: its last 8 bytes at once (overlapping what is
+               copied already, with the same bytes) */
+            memcpy(&w, s + len - 8, 8);
+            if (PRINTABLE8(w)) {
+                memcpy(dst + len - 8, &w, 8);
+                o = i = len;
+                continue;
+            }
+        }
         if (s[i] >= 0x20 && s[i] < 0x7f) {
             dst[o++] = (char) s[i++];
             continue;

@@ -287,6 +287,18 @@ ingest_makes_strings_printable_utf8(void)
        the valid "é" kept, the truncated 3-byte sequence replaced */
     CHECK(strcmp(b->rec[0].u.request.path, "/a\"b??" "?/\xc3\xa9t??") == 0);
 
+    /* printable ASCII goes eight bytes at a time, the tail as the last
+       eight: a control byte anywhere is still found */
+    wire_req(&w->rec[0], "GET", "/abcdefg\x01" "jk", 200);
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/abcdefg?jk") == 0);
+    wire_req(&w->rec[0], "GET", "/a\x02" "cdefghijklmnopq", 200);
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/a?cdefghijklmnopq") == 0);
+    wire_req(&w->rec[0], "GET", "/abcdefghijklmno\x7f", 200);
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/abcdefghijklmno?") == 0);
+
     free(w);
     free(b);
 }
