@@ -300,6 +300,26 @@ micro_conf() {
     echo "$prefix/nginx.conf"
 }
 
+# build_vts -> VTS_SO: nginx-module-vts from the source tree in $VTS_SRC
+# (the user's; never part of this project), built as a dynamic module
+# against the same nginx sources and configure flags as the chat module,
+# in $OUT/vts-build.  Unset VTS_SRC: VTS_SO stays empty, returns 1.
+build_vts() {
+    VTS_SO=""
+    [ -n "${VTS_SRC:-}" ] || return 1
+    [ -f "$VTS_SRC/config" ] || { log "VTS_SRC=$VTS_SRC: no nginx module there (no config file)"; return 1; }
+    local src=${NGX_SRC:-/usr/share/nginx/src} b=$OUT/vts-build
+    rm -rf "$b" && mkdir -p "$OUT" && cp -r "$src" "$b" || return 1
+    ( cd "$b" && . ./conf_flags && \
+        ./configure "${NGX_CONF_FLAGS[@]}" --add-dynamic-module="$(cd "$VTS_SRC" && pwd)" \
+            > configure.log 2>&1 && make -s -f objs/Makefile modules > make.log 2>&1 ) ||
+        { log "building nginx-module-vts failed: see $b/configure.log, $b/make.log"; return 1; }
+    cp "$b/objs/ngx_http_vhost_traffic_status_module.so" "$BIN/" || return 1
+    VTS_SO=$BIN/ngx_http_vhost_traffic_status_module.so
+    log "nginx-module-vts $(git -C "$VTS_SRC" describe --always --tags 2>/dev/null || echo '(not a git tree)') built: $VTS_SO"
+    return 0
+}
+
 # run_wrk OUTFILE ARGS... -> the WRKJSON object on stdout
 run_wrk() {
     local out=$1; shift
