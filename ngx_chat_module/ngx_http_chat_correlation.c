@@ -37,8 +37,9 @@ static ngx_int_t ngx_http_chat_cid_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_chat_cid_header_filter(ngx_http_request_t *r);
 static void ngx_http_chat_cid_generate(u_char *buf);
 static ngx_int_t ngx_http_chat_traceparent_parse(ngx_str_t *value,
-    u_char *trace_id, ngx_uint_t *flags);
-static void ngx_http_chat_traceparent_build(ngx_http_chat_ctx_t *ctx);
+    ngx_uint_t *flags);
+static ngx_int_t ngx_http_chat_traceparent_build(ngx_http_request_t *r,
+    ngx_http_chat_ctx_t *ctx);
 static uint64_t ngx_http_chat_cid_next(void);
 static u_char *ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes);
 static void ngx_http_chat_hex_increment(u_char *digits, size_t n);
@@ -126,7 +127,6 @@ ngx_int_t
 ngx_http_chat_correlation_settle(ngx_http_request_t *r,
     ngx_http_chat_ctx_t *ctx)
 {
-    u_char                      trace_id[NGX_HTTP_CHAT_TRACE_ID_LEN];
     ngx_uint_t                  flags, i;
     ngx_list_part_t            *part;
     ngx_table_elt_t            *h, *tp, *cid;
@@ -166,19 +166,16 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
         }
     }
 
-    ctx->correlation_id.data = ctx->cid_buf;
-
     /*
      * The request's span (its traceparent) is built only when a response
      * header or $chat_traceparent asks for it: here only where its trace-id
-     * will come from.
+     * will come from.  A client's ID is used where it is, in its request
+     * header, which lives as long as the request.
      */
 
     if (tp) {
-        if (ngx_http_chat_traceparent_parse(&tp->value, trace_id, &flags)
-            == NGX_OK)
-        {
-            ngx_memcpy(ctx->cid_buf, trace_id, NGX_HTTP_CHAT_TRACE_ID_LEN);
+        if (ngx_http_chat_traceparent_parse(&tp->value, &flags) == NGX_OK) {
+            ctx->correlation_id.data = tp->value.data + 3;
             ctx->correlation_id.len = NGX_HTTP_CHAT_TRACE_ID_LEN;
             ctx->trace_from = NGX_HTTP_CHAT_TRACE_CID;
             ctx->trace_sampled = flags;
@@ -194,8 +191,7 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
     if (cid
         && ngx_http_chat_correlation_is_safe(cid->value.data, cid->value.len))
     {
-        ngx_memcpy(ctx->cid_buf, cid->value.data, cid->value.len);
-        ctx->correlation_id.len = cid->value.len;
+        ctx->correlation_id = cid->value;
         ctx->trace_from = NGX_HTTP_CHAT_TRACE_RANDOM;
 
         return NGX_OK;
@@ -210,8 +206,9 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
 
     /* the trace is the UUID's 32 hex digits: never all zeros (version 4) */
 
-    ngx_http_chat_cid_generate(ctx->cid_buf);
-    ctx->correlation_id.len = 36;
+    ngx_http_chat_cid_generate(ctx->uuid_buf);
+    ctx->correlation_id.data = ctx->uuid_buf;
+    ctx->correlation_id.len = NGX_HTTP_CHAT_UUID_LEN;
     ctx->trace_from = NGX_HTTP_CHAT_TRACE_UUID;
 
     return NGX_OK;
@@ -226,8 +223,7 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
  */
 
 static ngx_int_t
-ngx_http_chat_traceparent_parse(ngx_str_t *value, u_char *trace_id,
-    ngx_uint_t *flags)
+ngx_http_chat_traceparent_parse(ngx_str_t *value, ngx_uint_t *flags)
 {
     u_char      *p, c;
     ngx_uint_t   i, nonzero, f;
@@ -292,8 +288,6 @@ ngx_http_chat_traceparent_parse(ngx_str_t *value, u_char *trace_id,
         return NGX_DECLINED;
     }
 
-    ngx_memcpy(trace_id, p + 3, NGX_HTTP_CHAT_TRACE_ID_LEN);
-
     /* "sampled" is the only flag of level 1; the others are not passed on */
     *flags = f & 0x01;
 
@@ -303,8 +297,9 @@ ngx_http_chat_traceparent_parse(ngx_str_t *value, u_char *trace_id,
 
 /* this request's span of the trace: "00-<trace-id>-<new span id>-<flags>" */
 
-static void
-ngx_http_chat_traceparent_build(ngx_http_chat_ctx_t *ctx)
+static ngx_int_t
+ngx_http_chat_traceparent_build(ngx_http_request_t *r,
+    ngx_http_chat_ctx_t *ctx)
 {
     u_char    *p, *c;
     uint64_t   v;
@@ -312,13 +307,19 @@ ngx_http_chat_traceparent_build(ngx_http_chat_ctx_t *ctx)
     static u_char     span[16];
     static ngx_pid_t  span_pid;
 
-    p = ngx_cpymem(ctx->tp_buf, "00-", 3);
+    ctx->traceparent.data = ngx_pnalloc(r->pool,
+                                        NGX_HTTP_CHAT_TRACEPARENT_LEN);
+    if (ctx->traceparent.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->traceparent.data, "00-", 3);
 
     switch (ctx->trace_from) {
 
     case NGX_HTTP_CHAT_TRACE_UUID:
         /* the UUID without its dashes: 8-4-4-4-12 */
-        c = ctx->cid_buf;
+        c = ctx->correlation_id.data;
         p = ngx_cpymem(p, c, 8);
         p = ngx_cpymem(p, c + 9, 4);
         p = ngx_cpymem(p, c + 14, 4);
@@ -332,7 +333,8 @@ ngx_http_chat_traceparent_build(ngx_http_chat_ctx_t *ctx)
         break;
 
     default: /* NGX_HTTP_CHAT_TRACE_CID */
-        p = ngx_cpymem(p, ctx->cid_buf, NGX_HTTP_CHAT_TRACE_ID_LEN);
+        p = ngx_cpymem(p, ctx->correlation_id.data,
+                       NGX_HTTP_CHAT_TRACE_ID_LEN);
         break;
     }
 
@@ -358,8 +360,9 @@ ngx_http_chat_traceparent_build(ngx_http_chat_ctx_t *ctx)
     *p++ = '0';
     *p = ctx->trace_sampled ? '1' : '0';
 
-    ctx->traceparent.data = ctx->tp_buf;
     ctx->traceparent.len = NGX_HTTP_CHAT_TRACEPARENT_LEN;
+
+    return NGX_OK;
 }
 
 
@@ -378,8 +381,10 @@ ngx_http_chat_traceparent(ngx_http_request_t *r)
         return &empty;
     }
 
-    if (ctx->traceparent.len == 0) {
-        ngx_http_chat_traceparent_build(ctx);
+    if (ctx->traceparent.len == 0
+        && ngx_http_chat_traceparent_build(r->main, ctx) != NGX_OK)
+    {
+        return &empty;
     }
 
     return &ctx->traceparent;
