@@ -25,6 +25,8 @@ struct ep_table_s {
     size_t     mask;        /* index size - 1 */
     uint32_t  *index;       /* 0 = empty, else row number + 1 */
     ep_row_t  *rows;        /* cap named rows, then the overflow row */
+    ep_row_t  *last;        /* the named row found last: requests come in
+                               runs of one endpoint (rows never move) */
 };
 
 
@@ -210,6 +212,10 @@ ep_table_get(ep_table_t *t, const char *name)
     size_t    i;
     uint32_t  slot;
 
+    if (t->last != NULL && strcmp(t->last->name, name) == 0) {
+        return &t->last->stats;
+    }
+
     i = (size_t) ep_hash(name) & t->mask;
 
     for ( ;; ) {
@@ -219,7 +225,8 @@ ep_table_get(ep_table_t *t, const char *name)
             break;
         }
         if (strcmp(t->rows[slot - 1].name, name) == 0) {
-            return &t->rows[slot - 1].stats;
+            t->last = &t->rows[slot - 1];
+            return &t->last->stats;
         }
         i = (i + 1) & t->mask;
     }
@@ -243,7 +250,8 @@ ep_table_get(ep_table_t *t, const char *name)
 
     t->used++;
     t->index[i] = (uint32_t) t->used;
-    return &t->rows[t->used - 1].stats;
+    t->last = &t->rows[t->used - 1];
+    return &t->last->stats;
 }
 
 

@@ -4,7 +4,8 @@
 # 100 x 128 and 600 x 128 request records by send-test-batch, the
 # difference divided by the 64,000 records between them (what does not
 # depend on the record count, start-up and idle threads, cancels out).
-# Defaults: build/sidecar/chat-sidecar and its send-test-batch.  Prints
+# Defaults: build/sidecar/chat-sidecar and its send-test-batch (more of its
+# options in SIDECAR_COST_ARGS, e.g. -r: a new path per record).  Prints
 # "instructions per record: N"; the two profiles stay in $OUT/sidecar-cost/
 # (callgrind_annotate either of them for where the instructions go).
 # Loopback and an ipc socket only; processes stopped by pid.
@@ -23,7 +24,7 @@ for b in 100 600; do
     track "$pid" TERM
     wait_port "$port" "$pid" || { log "sidecar under callgrind did not start"; exit 1; }
     "$STB" -u "ipc://$dir/ingest.ipc" -n 128 -b "$b" -e "GET /api/chat/groups" -p 4242 \
-        > "$dir/stb.$b.log" 2>&1 || { log "send-test-batch failed"; exit 1; }
+        ${SIDECAR_COST_ARGS:-} > "$dir/stb.$b.log" 2>&1 || { log "send-test-batch failed"; exit 1; }
     # every record applied before the sidecar stops
     for i in $(seq 100); do
         n=$(sidecar_json "$port" | jq -r .performance.total_requests 2>/dev/null)
