@@ -267,22 +267,57 @@ emit() {    # emit JSON - one result line for the report
 # --- targets 1 and 2: micro configurations, wrk, callgrind -----------------
 
 # micro_conf PREFIX PORT VARIANT [ENDPOINT_URI] - A: no module; B: metrics on
+# (the defaults: X-Correlation-ID and traceparent on every response); C: the
+# module in use with metrics off (correlation ID, request context, response
+# headers); D: as B with "chat_correlation_response off" (IDs recorded, no
+# response headers); V: nginx-module-vts ($VTS_SO, one key) instead
 micro_conf() {
     local prefix=$1 port=$2 variant=$3 per_uri=${4:-0} load="" chat="" loc=""
     mkdir -p "$prefix/logs" "$prefix/tmp"
-    if [ "$variant" = C ]; then
-        # the module loaded, metrics off: correlation IDs and the request
-        # context only (separates their cost from the recording's)
+    case $variant in
+    C)
+        # "chat_correlation_header" alone puts the module to work on every
+        # request without recording: the cost of its request context and
+        # correlation ID apart from the recording's (the module loaded and
+        # configured for nothing leaves requests alone)
         load="load_module $BIN/ngx_chat_module.so;"
-    fi
-    if [ "$variant" = B ]; then
+        chat="chat_correlation_header X-Correlation-ID;"
+        ;;
+    B|D)
         load="load_module $BIN/ngx_chat_module.so;"
         chat="chat_metrics on; chat_metrics_address $MICRO_INGEST; chat_metrics_flush_interval 100ms;"
+        [ "$variant" = D ] && chat="$chat chat_correlation_response off;"
         [ "$per_uri" = 1 ] && loc="chat_metrics_endpoint \$uri;"
-    fi
+        ;;
+    V)
+        load="load_module $VTS_SO;"
+        chat="vhost_traffic_status_zone;"
+        [ "$per_uri" = 1 ] && loc="vhost_traffic_status_filter_by_set_key \$uri uris::\$server_name;"
+        ;;
+    esac
     sed -e "s|@LOAD@|$load|" -e "s|@CHAT@|$chat|" -e "s|@LOC@|$loc|" -e "s|@PREFIX@|$prefix|g" \
         -e "s|@PORT@|$port|g" "$BENCH_DIR/conf/micro.conf.in" > "$prefix/nginx.conf"
     echo "$prefix/nginx.conf"
+}
+
+# build_vts -> VTS_SO: nginx-module-vts from the source tree in $VTS_SRC
+# (the user's; never part of this project), built as a dynamic module
+# against the same nginx sources and configure flags as the chat module,
+# in $OUT/vts-build.  Unset VTS_SRC: VTS_SO stays empty, returns 1.
+build_vts() {
+    VTS_SO=""
+    [ -n "${VTS_SRC:-}" ] || return 1
+    [ -f "$VTS_SRC/config" ] || { log "VTS_SRC=$VTS_SRC: no nginx module there (no config file)"; return 1; }
+    local src=${NGX_SRC:-/usr/share/nginx/src} b=$OUT/vts-build
+    rm -rf "$b" && mkdir -p "$OUT" && cp -r "$src" "$b" || return 1
+    ( cd "$b" && . ./conf_flags && \
+        ./configure "${NGX_CONF_FLAGS[@]}" --add-dynamic-module="$(cd "$VTS_SRC" && pwd)" \
+            > configure.log 2>&1 && make -s -f objs/Makefile modules > make.log 2>&1 ) ||
+        { log "building nginx-module-vts failed: see $b/configure.log, $b/make.log"; return 1; }
+    cp "$b/objs/ngx_http_vhost_traffic_status_module.so" "$BIN/" || return 1
+    VTS_SO=$BIN/ngx_http_vhost_traffic_status_module.so
+    log "nginx-module-vts $(git -C "$VTS_SRC" describe --always --tags 2>/dev/null || echo '(not a git tree)') built: $VTS_SO"
+    return 0
 }
 
 # run_wrk OUTFILE ARGS... -> the WRKJSON object on stdout

@@ -57,7 +57,9 @@ static int
 ref_check(const uint8_t *p, size_t len)
 {
     uint32_t  magic;
-    uint16_t  version, rsize, count;
+    uint16_t  version, rsize, count, size;
+    size_t    off;
+    unsigned  i;
 
     if (len < 56) {
         return -1;
@@ -68,13 +70,26 @@ ref_check(const uint8_t *p, size_t len)
     memcpy(&rsize, p + 6, 2);
     memcpy(&count, p + 8, 2);
 
-    if (magic != 0x54414843 || version != 3 || rsize != 320 || count > 128
-        || len != 56 + (size_t) count * 320)
+    if (magic != 0x54414843 || version != 4 || rsize != 320 || count > 128
+        || len > 56 + (size_t) count * 320)
     {
         return -1;
     }
 
-    return count;
+    /* records of their own sizes: multiples of 8 from 16 to 320, back to
+       back, filling the buffer exactly */
+    for (off = 56, i = 0; i < count; i++) {
+        if (off + 16 > len) {
+            return -1;
+        }
+        memcpy(&size, p + off + 2, 2);
+        if (size < 16 || size > 320 || size % 8 != 0 || off + size > len) {
+            return -1;
+        }
+        off += size;
+    }
+
+    return off == len ? count : -1;
 }
 
 

@@ -340,7 +340,7 @@ def route_seeds():
 
 # --- the metrics wire ------------------------------------------------------------
 
-MAGIC, VERSION, REC_SIZE = 0x54414843, 3, 320
+MAGIC, VERSION, REC_SIZE = 0x54414843, 4, 320
 
 
 def batch(records, flags=0, pid=1234, seq=1, start=1762691000000000,
@@ -356,10 +356,15 @@ def batch(records, flags=0, pid=1234, seq=1, start=1762691000000000,
     return hdr + body
 
 
-def rec(rtype, u, ts=1762691696000000):
-    u = u.ljust(304, b"\x00")
-    assert len(u) == 304
-    return (rtype, struct.pack("<HHIQ", rtype, 0, 0, ts) + u)
+def rec(rtype, u, ts=1762691696000000, whole=True):
+    # a record is its 16-byte header and its body, rounded up to 8 bytes;
+    # whole: the body padded to the largest (304), always valid
+    if whole:
+        u = u.ljust(304, b"\x00")
+    else:
+        u = u.ljust((len(u) + 7) // 8 * 8, b"\x00")
+    assert len(u) <= 304
+    return (rtype, struct.pack("<HHIQ", rtype, 16 + len(u), 0, ts) + u)
 
 
 def s_field(s, n):
@@ -368,14 +373,16 @@ def s_field(s, n):
 
 
 def req_rec(method="GET", endpoint="GET /api/chat/groups", status=200,
-            dur=1500, cid="cid-1", mlen=None, elen=None, clen=None):
+            dur=1500, cid="cid-1", mlen=None, elen=None, clen=None,
+            whole=False):
+    # the three strings back to back, as the module sends them
     m, e, c = method.encode(), endpoint.encode(), cid.encode()
     u = struct.pack("<BBBBHHIIQ", len(m) if mlen is None else mlen,
                     len(e) if elen is None else elen,
                     len(c) if clen is None else clen, 0, status, 0, dur, 0,
                     512)
-    u += s_field(m, 16) + s_field(e, 128) + s_field(c, 64)
-    return rec(1, u)
+    u += m[:16] + e[:128] + c[:64]
+    return rec(1, u, whole=whole)
 
 
 def ws_rec(event=1, group="0123456789abcdef01234567", user="alice", count=1,
@@ -437,6 +444,10 @@ def wire_batches():
         "unknown-type": batch([rec(9, b"")]),
         "empty": batch([]),
         "full": batch([req_rec()] * 128),
+        "whole-request": batch([req_rec(whole=True), req_rec()]),
+        "short-request": batch([rec(1, b"", whole=False)]),
+        "bad-record-size-field": batch([req_rec()])[:58] + b"\x07\x00"
+                                 + batch([req_rec()])[60:],
         "lengths-over": batch([req_rec(mlen=255, elen=255, clen=255),
                                ws_rec(glen=255, ulen=255),
                                snap_rec(glen=255)]),

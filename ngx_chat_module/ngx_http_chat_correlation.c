@@ -35,13 +35,14 @@
 static ngx_int_t ngx_http_chat_cid_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_chat_cid_header_filter(ngx_http_request_t *r);
-static void ngx_http_chat_cid_generate(u_char *buf, u_char *trace_id);
+static void ngx_http_chat_cid_generate(u_char *buf);
 static ngx_int_t ngx_http_chat_traceparent_parse(ngx_str_t *value,
-    u_char *trace_id, ngx_uint_t *flags);
-static void ngx_http_chat_traceparent_settle(ngx_http_chat_ctx_t *ctx,
-    u_char *trace_id, ngx_uint_t flags);
+    ngx_uint_t *flags);
+static ngx_int_t ngx_http_chat_traceparent_build(ngx_http_request_t *r,
+    ngx_http_chat_ctx_t *ctx);
 static uint64_t ngx_http_chat_cid_next(void);
 static u_char *ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes);
+static void ngx_http_chat_hex_increment(u_char *digits, size_t n);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -50,6 +51,14 @@ static uint64_t  ngx_http_chat_cid_state;
 static ngx_pid_t ngx_http_chat_cid_pid;
 
 static ngx_str_t  ngx_http_chat_tp_header = ngx_string("traceparent");
+
+
+/* where a request's trace-id comes from (ctx->trace_from) */
+#define NGX_HTTP_CHAT_TRACE_CID      0   /* the correlation ID: a valid
+                                            traceparent's trace-id */
+#define NGX_HTTP_CHAT_TRACE_UUID     1   /* the generated UUID's digits */
+#define NGX_HTTP_CHAT_TRACE_RANDOM   2   /* 128 new bits: the client chose
+                                            the correlation ID */
 
 
 static ngx_http_variable_t  ngx_http_chat_cid_vars[] = {
@@ -118,8 +127,6 @@ ngx_int_t
 ngx_http_chat_correlation_settle(ngx_http_request_t *r,
     ngx_http_chat_ctx_t *ctx)
 {
-    u_char                      trace_id[NGX_HTTP_CHAT_TRACE_ID_LEN];
-    u_char                     *p;
     ngx_uint_t                  flags, i;
     ngx_list_part_t            *part;
     ngx_table_elt_t            *h, *tp, *cid;
@@ -159,15 +166,19 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
         }
     }
 
-    ctx->correlation_id.data = ctx->cid_buf;
+    /*
+     * The request's span (its traceparent) is built only when a response
+     * header or $chat_traceparent asks for it: here only where its trace-id
+     * will come from.  A client's ID is used where it is, in its request
+     * header, which lives as long as the request.
+     */
 
     if (tp) {
-        if (ngx_http_chat_traceparent_parse(&tp->value, trace_id, &flags)
-            == NGX_OK)
-        {
-            ngx_memcpy(ctx->cid_buf, trace_id, NGX_HTTP_CHAT_TRACE_ID_LEN);
+        if (ngx_http_chat_traceparent_parse(&tp->value, &flags) == NGX_OK) {
+            ctx->correlation_id.data = tp->value.data + 3;
             ctx->correlation_id.len = NGX_HTTP_CHAT_TRACE_ID_LEN;
-            ngx_http_chat_traceparent_settle(ctx, trace_id, flags);
+            ctx->trace_from = NGX_HTTP_CHAT_TRACE_CID;
+            ctx->trace_sampled = flags;
             return NGX_OK;
         }
 
@@ -180,13 +191,8 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
     if (cid
         && ngx_http_chat_correlation_is_safe(cid->value.data, cid->value.len))
     {
-        ngx_memcpy(ctx->cid_buf, cid->value.data, cid->value.len);
-        ctx->correlation_id.len = cid->value.len;
-
-        /* a trace of its own: 128 new bits */
-        p = ngx_http_chat_hex64(trace_id, ngx_http_chat_cid_next(), 8);
-        (void) ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 8);
-        ngx_http_chat_traceparent_settle(ctx, trace_id, 0);
+        ctx->correlation_id = cid->value;
+        ctx->trace_from = NGX_HTTP_CHAT_TRACE_RANDOM;
 
         return NGX_OK;
     }
@@ -200,10 +206,10 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
 
     /* the trace is the UUID's 32 hex digits: never all zeros (version 4) */
 
-    ngx_http_chat_cid_generate(ctx->cid_buf, trace_id);
-    ctx->correlation_id.len = 36;
-
-    ngx_http_chat_traceparent_settle(ctx, trace_id, 0);
+    ngx_http_chat_cid_generate(ctx->uuid_buf);
+    ctx->correlation_id.data = ctx->uuid_buf;
+    ctx->correlation_id.len = NGX_HTTP_CHAT_UUID_LEN;
+    ctx->trace_from = NGX_HTTP_CHAT_TRACE_UUID;
 
     return NGX_OK;
 }
@@ -217,8 +223,7 @@ ngx_http_chat_correlation_settle(ngx_http_request_t *r,
  */
 
 static ngx_int_t
-ngx_http_chat_traceparent_parse(ngx_str_t *value, u_char *trace_id,
-    ngx_uint_t *flags)
+ngx_http_chat_traceparent_parse(ngx_str_t *value, ngx_uint_t *flags)
 {
     u_char      *p, c;
     ngx_uint_t   i, nonzero, f;
@@ -283,8 +288,6 @@ ngx_http_chat_traceparent_parse(ngx_str_t *value, u_char *trace_id,
         return NGX_DECLINED;
     }
 
-    ngx_memcpy(trace_id, p + 3, NGX_HTTP_CHAT_TRACE_ID_LEN);
-
     /* "sampled" is the only flag of level 1; the others are not passed on */
     *flags = f & 0x01;
 
@@ -294,26 +297,72 @@ ngx_http_chat_traceparent_parse(ngx_str_t *value, u_char *trace_id,
 
 /* this request's span of the trace: "00-<trace-id>-<new span id>-<flags>" */
 
-static void
-ngx_http_chat_traceparent_settle(ngx_http_chat_ctx_t *ctx, u_char *trace_id,
-    ngx_uint_t flags)
+static ngx_int_t
+ngx_http_chat_traceparent_build(ngx_http_request_t *r,
+    ngx_http_chat_ctx_t *ctx)
 {
-    u_char    *p;
-    uint64_t   span;
+    u_char    *p, *c;
+    uint64_t   v;
 
-    do {
-        span = ngx_http_chat_cid_next();
-    } while (span == 0);
+    static u_char     span[16];
+    static ngx_pid_t  span_pid;
 
-    p = ngx_cpymem(ctx->tp_buf, "00-", 3);
-    p = ngx_cpymem(p, trace_id, NGX_HTTP_CHAT_TRACE_ID_LEN);
+    ctx->traceparent.data = ngx_pnalloc(r->pool,
+                                        NGX_HTTP_CHAT_TRACEPARENT_LEN);
+    if (ctx->traceparent.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->traceparent.data, "00-", 3);
+
+    switch (ctx->trace_from) {
+
+    case NGX_HTTP_CHAT_TRACE_UUID:
+        /* the UUID without its dashes: 8-4-4-4-12 */
+        c = ctx->correlation_id.data;
+        p = ngx_cpymem(p, c, 8);
+        p = ngx_cpymem(p, c + 9, 4);
+        p = ngx_cpymem(p, c + 14, 4);
+        p = ngx_cpymem(p, c + 19, 4);
+        p = ngx_cpymem(p, c + 24, 12);
+        break;
+
+    case NGX_HTTP_CHAT_TRACE_RANDOM:
+        p = ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 8);
+        p = ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 8);
+        break;
+
+    default: /* NGX_HTTP_CHAT_TRACE_CID */
+        p = ngx_cpymem(p, ctx->correlation_id.data,
+                       NGX_HTTP_CHAT_TRACE_ID_LEN);
+        break;
+    }
+
+    /*
+     * Span ids, like generated IDs, count from a random per-worker start:
+     * unique for the worker's life (2^64 of them), never all zeros
+     */
+
+    if (span_pid != ngx_pid) {
+        do {
+            v = ngx_http_chat_cid_next();
+        } while (v == 0 || v == (uint64_t) -1);
+
+        (void) ngx_http_chat_hex64(span, v, 8);
+        span_pid = ngx_pid;
+    }
+
+    ngx_http_chat_hex_increment(span, sizeof(span));
+
     *p++ = '-';
-    p = ngx_http_chat_hex64(p, span, 8);
+    p = ngx_cpymem(p, span, sizeof(span));
     *p++ = '-';
-    (void) ngx_http_chat_hex64(p, flags, 1);
+    *p++ = '0';
+    *p = ctx->trace_sampled ? '1' : '0';
 
-    ctx->traceparent.data = ctx->tp_buf;
     ctx->traceparent.len = NGX_HTTP_CHAT_TRACEPARENT_LEN;
+
+    return NGX_OK;
 }
 
 
@@ -323,11 +372,22 @@ ngx_http_chat_traceparent(ngx_http_request_t *r)
     static ngx_str_t      empty = ngx_null_string;
     ngx_http_chat_ctx_t  *ctx;
 
-    (void) ngx_http_chat_correlation_id(r);
+    if (ngx_http_chat_correlation_id(r)->len == 0) {
+        return &empty;
+    }
 
     ctx = ngx_http_chat_get_ctx(r->main);
+    if (ctx == NULL) {
+        return &empty;
+    }
 
-    return ctx ? &ctx->traceparent : &empty;
+    if (ctx->traceparent.len == 0
+        && ngx_http_chat_traceparent_build(r->main, ctx) != NGX_OK)
+    {
+        return &empty;
+    }
+
+    return &ctx->traceparent;
 }
 
 
@@ -381,12 +441,17 @@ ngx_http_chat_cid_variable(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 {
-    ngx_str_t                  *cid;
+    ngx_str_t                  *cid, *tp;
     ngx_table_elt_t            *h;
-    ngx_http_chat_ctx_t        *ctx;
+    ngx_http_chat_loc_conf_t   *lcf;
     ngx_http_chat_main_conf_t  *cmcf;
 
     if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
+    if (!lcf->cid_response) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -406,9 +471,8 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
     h->key = cmcf->cid_header;
     h->value = *cid;
 
-    /* settled with the correlation ID just above */
-    ctx = ngx_http_chat_get_ctx(r);
-    if (ctx == NULL || ctx->traceparent.len == 0) {
+    tp = ngx_http_chat_traceparent(r);
+    if (tp->len == 0) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -419,7 +483,7 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 
     h->hash = 1;
     h->key = ngx_http_chat_tp_header;
-    h->value = ctx->traceparent;
+    h->value = *tp;
 
     return ngx_http_next_header_filter(r);
 }
@@ -487,17 +551,18 @@ ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes)
  * the first 80 bits are drawn once per worker, the last 48 count
  * requests from a random start.  Unique across workers and restarts
  * without 128 fresh bits per request; an ID is a label, not a secret.
+ * The counter is kept as its 12 hex digits and incremented in place, so
+ * a new ID is one 36-byte copy and, mostly, one changed digit.
  */
 
 static void
-ngx_http_chat_cid_generate(u_char *buf, u_char *trace_id)
+ngx_http_chat_cid_generate(u_char *buf)
 {
-    static u_char     prefix[24];
-    static u_char     prefix_hex[20];   /* the same without dashes */
-    static uint64_t   seq;
+    static u_char     id[36];
     static ngx_pid_t  pid;
 
-    uint64_t  a, b;
+    u_char    *p;
+    uint64_t   a, b;
 
     if (pid != ngx_pid) {
         a = ngx_http_chat_cid_next();
@@ -506,25 +571,46 @@ ngx_http_chat_cid_generate(u_char *buf, u_char *trace_id)
         a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL; /* v4 */
         b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* var */
 
-        (void) ngx_http_chat_hex64(prefix_hex, a, 8);
-        (void) ngx_http_chat_hex64(prefix_hex + 16, b >> 48, 2);
+        p = ngx_http_chat_hex64(id, a >> 32, 4);
+        *p++ = '-';
+        p = ngx_http_chat_hex64(p, a >> 16, 2);
+        *p++ = '-';
+        p = ngx_http_chat_hex64(p, a, 2);
+        *p++ = '-';
+        p = ngx_http_chat_hex64(p, b >> 48, 2);
+        *p++ = '-';
+        (void) ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 6);
 
-        ngx_memcpy(prefix, prefix_hex, 8);
-        prefix[8] = '-';
-        ngx_memcpy(prefix + 9, prefix_hex + 8, 4);
-        prefix[13] = '-';
-        ngx_memcpy(prefix + 14, prefix_hex + 12, 4);
-        prefix[18] = '-';
-        ngx_memcpy(prefix + 19, prefix_hex + 16, 4);
-        prefix[23] = '-';
-
-        seq = ngx_http_chat_cid_next();
         pid = ngx_pid;
     }
 
-    buf = ngx_cpymem(buf, prefix, sizeof(prefix));
-    (void) ngx_http_chat_hex64(buf, seq++ & 0xffffffffffffULL, 6);
+    /* the next value of the 48-bit counter, wrapping to zero */
+    ngx_http_chat_hex_increment(id + 24, 12);
 
-    trace_id = ngx_cpymem(trace_id, prefix_hex, sizeof(prefix_hex));
-    ngx_memcpy(trace_id, buf, 12);
+    ngx_memcpy(buf, id, 36);
+}
+
+
+/* adds one to n lowercase hex digits in place (wrapping to all zeros) */
+
+static void
+ngx_http_chat_hex_increment(u_char *digits, size_t n)
+{
+    u_char  *p;
+
+    for (p = digits + n; p > digits; /* void */) {
+        p--;
+
+        if (*p == '9') {
+            *p = 'a';
+            return;
+        }
+
+        if (*p != 'f') {
+            (*p)++;
+            return;
+        }
+
+        *p = '0';
+    }
 }

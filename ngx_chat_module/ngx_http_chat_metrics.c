@@ -34,6 +34,10 @@
 #define NGX_HTTP_CHAT_SNAPSHOT_INTERVAL  5000   /* ms */
 #define NGX_HTTP_CHAT_CLUSTER_INTERVAL   1000   /* ms, the cluster link */
 
+/* the bytes per record a batch's message is allocated for: a request
+ * record with a 36-character correlation ID and a short endpoint is 88 */
+#define NGX_HTTP_CHAT_RECORD_TYPICAL     96
+
 /* the dialer's back-off: normal, and while the sidecar cuts every
  * connection at once (it refuses this nginx) */
 #define NGX_HTTP_CHAT_REDIAL_MIN         100    /* ms */
@@ -58,10 +62,14 @@ typedef struct {
     ngx_msec_t                  flush_interval;
 
     /* the batch being filled, in place in the nng message it will be
-     * sent as (no copy): header followed by records */
+     * sent as (no copy): header followed by records of their own sizes,
+     * used bytes of size in all (nng zeroes the size it allocates, so it
+     * is what typical records need, not room for the largest) */
     nng_msg                    *msg;
     chat_wire_batch_t          *batch;
-    chat_wire_record_t         *records;
+    u_char                     *body;
+    size_t                      used;
+    size_t                      size;
     ngx_uint_t                  count;
     ngx_uint_t                  batch_requests;
     ngx_flag_t                  inited;
@@ -98,7 +106,8 @@ typedef struct {
 } ngx_http_chat_metrics_t;
 
 
-static chat_wire_record_t *ngx_http_chat_metrics_next(uint16_t type);
+static chat_wire_record_t *ngx_http_chat_metrics_next(uint16_t type,
+    size_t size);
 static void ngx_http_chat_metrics_flush(void);
 static void ngx_http_chat_metrics_header(chat_wire_batch_t *batch,
     ngx_uint_t count, uint16_t flags);
@@ -276,8 +285,11 @@ ngx_int_t
 ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
 {
     u_char                    *p;
-    ngx_str_t                  name;
+    size_t                     mlen, nlen, clen;
+    ngx_str_t                  name, *cid;
     ngx_uint_t                 status;
+    ngx_time_t                *tp;
+    ngx_msec_int_t             ms;
     chat_wire_record_t        *rec;
     chat_wire_request_t       *req;
     ngx_http_chat_ctx_t       *ctx;
@@ -290,37 +302,7 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    rec = ngx_http_chat_metrics_next(CHAT_REC_REQUEST);
-    if (rec == NULL) {
-        ngx_http_chat_metrics.records_dropped++;
-        ngx_http_chat_metrics.requests_dropped++;
-        return NGX_OK;
-    }
-
-    req = &rec->u.request;
-
     ctx = ngx_http_chat_get_ctx(r);
-
-    if (ctx && ctx->start_us) {
-        req->duration_us = (uint32_t) ngx_min(ngx_http_chat_monotonic_us()
-                                              - ctx->start_us, 0xffffffff);
-
-    } else {
-        /* rejected before the first phase: millisecond resolution only */
-        ngx_time_t  *tp = ngx_timeofday();
-        ngx_msec_int_t  ms = (ngx_msec_int_t)
-                             ((tp->sec - r->start_sec) * 1000
-                              + (tp->msec - r->start_msec));
-        req->duration_us = (uint32_t) (ngx_max(ms, 0) * 1000);
-    }
-
-    status = r->err_status ? r->err_status : r->headers_out.status;
-    req->status = (uint16_t) ngx_min(status, 999);
-    req->bytes_sent = r->connection->sent;
-
-    req->method_len = (uint8_t) ngx_http_chat_copy(req->method,
-                                                   CHAT_WIRE_METHOD_LEN,
-                                                   &r->method_name);
 
     /*
      * endpoint: "METHOD name", bounded by construction, built here and
@@ -345,25 +327,57 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
         }
     }
 
-    p = (u_char *) req->endpoint;
-    p = ngx_cpymem(p, req->method, req->method_len);
+    cid = (ctx && ctx->correlation_id.len) ? &ctx->correlation_id
+                                           : ngx_http_chat_correlation_id(r);
+
+    mlen = ngx_min(r->method_name.len, CHAT_WIRE_METHOD_LEN);
+    nlen = ngx_min(name.len, CHAT_WIRE_ENDPOINT_LEN - 1 - mlen);
+    clen = ngx_min(cid->len, CHAT_WIRE_CID_LEN);
+
+    rec = ngx_http_chat_metrics_next(CHAT_REC_REQUEST,
+                                     CHAT_WIRE_REQUEST_SIZE(mlen,
+                                                            mlen + 1 + nlen,
+                                                            clen));
+    if (rec == NULL) {
+        ngx_http_chat_metrics.records_dropped++;
+        ngx_http_chat_metrics.requests_dropped++;
+        return NGX_OK;
+    }
+
+    req = &rec->u.request;
+
+    if (ctx && ctx->start_us) {
+        req->duration_us = (uint32_t) ngx_min(ngx_http_chat_monotonic_us()
+                                              - ctx->start_us, 0xffffffff);
+
+    } else {
+        /* rejected before the first phase: millisecond resolution only */
+        tp = ngx_timeofday();
+        ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                               + (tp->msec - r->start_msec));
+        req->duration_us = (uint32_t) (ngx_max(ms, 0) * 1000);
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+    req->status = (uint16_t) ngx_min(status, 999);
+    req->bytes_sent = r->connection->sent;
+
+    req->method_len = (uint8_t) mlen;
+    req->endpoint_len = (uint8_t) (mlen + 1 + nlen);
+    req->cid_len = (uint8_t) clen;
+
+    /* method, endpoint ("METHOD name"), correlation ID: back to back */
+
+    p = ngx_cpymem((u_char *) req->text, r->method_name.data, mlen);
+    p = ngx_cpymem(p, r->method_name.data, mlen);
     *p++ = ' ';
 
-    p += ngx_http_chat_copy((char *) p,
-                            CHAT_WIRE_ENDPOINT_LEN - (p - (u_char *)
-                                                      req->endpoint),
-                            &name);
-    req->endpoint_len = (uint8_t) (p - (u_char *) req->endpoint);
+    if (nlen) {                    /* an empty ngx_str_t may have no data */
+        p = ngx_cpymem(p, name.data, nlen);
+    }
 
-    if (ctx && ctx->correlation_id.len) {
-        req->cid_len = (uint8_t) ngx_http_chat_copy(req->correlation_id,
-                                                    CHAT_WIRE_CID_LEN,
-                                                    &ctx->correlation_id);
-    } else {
-        name = *ngx_http_chat_correlation_id(r);
-        req->cid_len = (uint8_t) ngx_http_chat_copy(req->correlation_id,
-                                                    CHAT_WIRE_CID_LEN,
-                                                    &name);
+    if (clen) {
+        ngx_memcpy(p, cid->data, clen);
     }
 
     ngx_http_chat_metrics.batch_requests++;
@@ -388,7 +402,8 @@ ngx_http_chat_metrics_ws_event(ngx_uint_t connected, ngx_str_t *group_id,
         return;
     }
 
-    rec = ngx_http_chat_metrics_next(CHAT_REC_WS_EVENT);
+    rec = ngx_http_chat_metrics_next(CHAT_REC_WS_EVENT,
+                     CHAT_WIRE_RECORD_SIZE(sizeof(chat_wire_ws_event_t)));
     if (rec == NULL) {
         ngx_http_chat_metrics.records_dropped++;
         return;
@@ -431,7 +446,8 @@ ngx_http_chat_metrics_custom(ngx_str_t *event_type, ngx_http_chat_kv_t *kv,
         return;
     }
 
-    rec = ngx_http_chat_metrics_next(CHAT_REC_CUSTOM);
+    rec = ngx_http_chat_metrics_next(CHAT_REC_CUSTOM,
+                     CHAT_WIRE_RECORD_SIZE(sizeof(chat_wire_custom_t)));
     if (rec == NULL) {
         ngx_http_chat_metrics.records_dropped++;
         return;
@@ -461,39 +477,48 @@ ngx_http_chat_metrics_custom(ngx_str_t *event_type, ngx_http_chat_kv_t *kv,
 
 
 /*
- * The next free record of the current batch, written in place in the nng
- * message the batch will be sent as; arms the flush timer.  NULL when no
- * message can be had (out of memory): the caller counts a drop.
+ * The next free record of the current batch, size bytes written in place in
+ * the nng message the batch will be sent as; arms the flush timer.  A
+ * record that does not fit sends the batch first.  NULL when no message
+ * can be had (out of memory): the caller counts a drop.
  */
 
 static chat_wire_record_t *
-ngx_http_chat_metrics_next(uint16_t type)
+ngx_http_chat_metrics_next(uint16_t type, size_t size)
 {
-    u_char                   *body;
     ngx_time_t               *tp;
     chat_wire_record_t       *rec;
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
 
+    if (m->msg && m->used + size > m->size) {
+        ngx_http_chat_metrics_flush();
+    }
+
     if (m->msg == NULL) {
-        if (nng_msg_alloc(&m->msg, CHAT_WIRE_BATCH_SIZE(m->batch_limit))
-            != 0)
-        {
+        /* room for batch_limit typical requests, and any one record */
+        m->size = sizeof(chat_wire_batch_t)
+                  + ngx_max(m->batch_limit * NGX_HTTP_CHAT_RECORD_TYPICAL,
+                            sizeof(chat_wire_record_t));
+
+        if (nng_msg_alloc(&m->msg, m->size) != 0) {
             m->msg = NULL;
             return NULL;
         }
 
-        body = nng_msg_body(m->msg);
-        m->batch = (chat_wire_batch_t *) body;
-        m->records = (chat_wire_record_t *) (body + sizeof(chat_wire_batch_t));
+        m->batch = nng_msg_body(m->msg);
+        m->body = (u_char *) m->batch;
+        m->used = sizeof(chat_wire_batch_t);
         m->count = 0;
     }
 
-    rec = &m->records[m->count++];
+    rec = (chat_wire_record_t *) (m->body + m->used);
+    m->used += size;
+    m->count++;
 
     rec->type = type;
-    rec->pad0 = 0;
+    rec->size = (uint16_t) size;
     rec->pad1 = 0;
 
     /* the cached clock is updated once per event loop turn: good enough
@@ -529,7 +554,7 @@ ngx_http_chat_metrics_flush(void)
     ngx_http_chat_metrics_header(m->batch, m->count, 0);
 
     /* shrinking only marks the tail unused: no copy */
-    (void) nng_msg_realloc(m->msg, CHAT_WIRE_BATCH_SIZE(m->count));
+    (void) nng_msg_realloc(m->msg, m->used);
 
     rv = m->open ? nng_sendmsg(m->sock, m->msg, NNG_FLAG_NONBLOCK)
                  : NNG_ECLOSED;
@@ -628,7 +653,8 @@ ngx_http_chat_metrics_cluster_handler(ngx_event_t *ev)
 
     m = ev->data;
 
-    rec = ngx_http_chat_metrics_next(CHAT_REC_CLUSTER);
+    rec = ngx_http_chat_metrics_next(CHAT_REC_CLUSTER,
+                     CHAT_WIRE_RECORD_SIZE(sizeof(chat_wire_cluster_t)));
 
     if (rec == NULL) {
         m->records_dropped++;
@@ -959,6 +985,7 @@ ngx_http_chat_metrics_snapshot_part(chat_wire_record_t *rec, ngx_uint_t max,
 
         ngx_memzero(&rec[n], sizeof(chat_wire_record_t));
         rec[n].type = CHAT_REC_WS_SNAPSHOT;
+        rec[n].size = sizeof(chat_wire_record_t);    /* whole: every 5 s */
         rec[n].timestamp_us = now;
         rec[n].u.ws_snapshot.group_id_len = NGX_HTTP_CHAT_GROUP_ID_LEN;
         rec[n].u.ws_snapshot.connection_count = (uint32_t) g->count;

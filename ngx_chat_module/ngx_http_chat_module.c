@@ -146,6 +146,13 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       0,
       NULL },
 
+    { ngx_string("chat_correlation_response"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, cid_response),
+      NULL },
+
     { ngx_string("chat_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_http_chat_api,
@@ -452,6 +459,7 @@ ngx_http_chat_create_loc_conf(ngx_conf_t *cf)
     clcf->api = NGX_CONF_UNSET;
     clcf->endpoint = NGX_CONF_UNSET_PTR;
     clcf->metrics = NGX_CONF_UNSET;
+    clcf->cid_response = NGX_CONF_UNSET;
     clcf->max_content = NGX_CONF_UNSET_SIZE;
     clcf->max_name = NGX_CONF_UNSET_SIZE;
     clcf->page_size = NGX_CONF_UNSET_UINT;
@@ -482,6 +490,7 @@ ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
     ngx_conf_merge_ptr_value(conf->endpoint, prev->endpoint, NULL);
+    ngx_conf_merge_value(conf->cid_response, prev->cid_response, 1);
     ngx_conf_merge_size_value(conf->max_content, prev->max_content, 4096);
     ngx_conf_merge_size_value(conf->max_name, prev->max_name, 100);
     ngx_conf_merge_uint_value(conf->page_size, prev->page_size, 50);

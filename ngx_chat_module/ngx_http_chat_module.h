@@ -36,6 +36,7 @@
 #define NGX_HTTP_CHAT_WS_MESSAGE_RATE     20   /* chat_ws_message_rate */
 #define NGX_HTTP_CHAT_WS_MESSAGE_RATE_MAX 10000
 #define NGX_HTTP_CHAT_TRACE_ID_LEN    32   /* W3C trace-id, hex */
+#define NGX_HTTP_CHAT_UUID_LEN        36   /* a generated correlation ID */
 #define NGX_HTTP_CHAT_SPAN_ID_LEN     16   /* W3C parent-id, hex */
 #define NGX_HTTP_CHAT_HOST_NAME_MAX   63   /* chat_host_name */
 #define NGX_HTTP_CHAT_TRACEPARENT_LEN 55   /* "00-" trace "-" span "-" 2 */
@@ -93,6 +94,7 @@ typedef struct {
                                                     chat_api on */
     ngx_flag_t                 metrics;
     ngx_http_complex_value_t  *endpoint;
+    ngx_flag_t                 cid_response;     /* chat_correlation_response */
 
     size_t                     max_content;
     size_t                     max_name;
@@ -122,14 +124,20 @@ typedef struct ngx_http_chat_ws_handshake_s   ngx_http_chat_ws_handshake_t;
  * same technique as ngx_http_realip_module).
  */
 typedef struct {
+    /* the client's ID or trace-id point into its request header; a
+     * generated one is in uuid_buf (the context is allocated for every
+     * request: it is kept small) */
     ngx_str_t                      correlation_id;
-    u_char                         cid_buf[NGX_HTTP_CHAT_CID_MAX];
+    u_char                         uuid_buf[NGX_HTTP_CHAT_UUID_LEN];
     uint64_t                       start_us;     /* monotonic clock */
 
     /* this request's span, "00-<trace-id>-<span-id>-<flags>"
-     * (ngx_http_chat_correlation.c) */
+     * (ngx_http_chat_correlation.c), allocated when first asked for */
     ngx_str_t                      traceparent;
-    u_char                         tp_buf[NGX_HTTP_CHAT_TRACEPARENT_LEN];
+    unsigned                       trace_from:2; /* where its trace-id comes
+                                                    from, built when first
+                                                    needed */
+    unsigned                       trace_sampled:1;
 
     /* the authenticated user, verified once (ngx_http_chat_jwt.c) */
     ngx_str_t                      user;

@@ -188,33 +188,35 @@ static void
 collector_request(collector_t *c, worker_t *w, coll_minute_t *minute,
     const coll_request_t *req)
 {
-    coll_request_t  r;
-    int             err;
+    int              err;
+    size_t           bucket;
+    coll_request_t  *r;
 
     err = collector_is_error(req->status);
+    bucket = ep_hist_bucket(req->duration_us);
 
-    ep_stats_add(ep_table_get(c->endpoints, req->endpoint),
-                 req->duration_us, err);
-    ep_stats_add(&c->all, req->duration_us, err);
-    ep_stats_add(&minute->stats, req->duration_us, err);
+    ep_stats_add_bucket(ep_table_get(c->endpoints, req->endpoint),
+                        req->duration_us, err, bucket);
+    ep_stats_add_bucket(&c->all, req->duration_us, err, bucket);
+    ep_stats_add_bucket(&minute->stats, req->duration_us, err, bucket);
 
     if (w != NULL) {
         w->requests_received++;
     }
 
-    r = *req;
-    r.very_slow = 0;
+    /* copied once into the recent ring, and from there into the others */
+    r = ring_push(c->recent, req);
+    r->very_slow = 0;
 
-    if (r.duration_us >= c->cfg.slow_us) {
-        r.very_slow = r.duration_us >= c->cfg.very_slow_us;
-        ring_push(c->slow, &r);
+    if (r->duration_us >= c->cfg.slow_us) {
+        r->very_slow = r->duration_us >= c->cfg.very_slow_us;
+        ring_push(c->slow, r);
         c->n.slow_total++;
-        c->n.very_slow_total += r.very_slow;
+        c->n.very_slow_total += r->very_slow;
     }
 
-    ring_push(c->recent, &r);
     if (err) {
-        ring_push(c->errors, &r);
+        ring_push(c->errors, r);
     }
 }
 

@@ -44,6 +44,11 @@ typedef struct ep_table_s  ep_table_t;
 
 
 void ep_stats_add(ep_stats_t *s, uint32_t duration_us, int is_error);
+/* the same with the histogram bucket of duration_us already found: one
+   search for a request added to several rows */
+size_t ep_hist_bucket(uint32_t duration_us);
+void ep_stats_add_bucket(ep_stats_t *s, uint32_t duration_us, int is_error,
+    size_t bucket);
 void ep_stats_merge(ep_stats_t *dst, const ep_stats_t *src);
 
 /* quantile q (0..1) in milliseconds, interpolated in its bucket; 0 when

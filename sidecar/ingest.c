@@ -3,6 +3,7 @@
  */
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #include "log.h"
 #include "procstats.h"
 
-/* a batch is at most 56 + 128 * 320 bytes; anything far larger is junk
+/* a batch is at most 56 + 128 * 320 bytes (every record whole); anything far larger is junk
    that nng may discard before we can count it */
 #define INGEST_MAX_MSG   (256 * 1024)
 
@@ -118,17 +119,28 @@ utf8_seq(const unsigned char *s, size_t n)
 }
 
 
+/* all 8 bytes of w printable ASCII (0x20-0x7e): the "has less" and "has
+   more" byte tests of a 64-bit word, exact for "any byte" */
+#define ONES64       0x0101010101010101ull
+#define PRINTABLE8(w)                                                      \
+    (((((w) - ONES64 * 0x20) & ~(w))                                       \
+      | (((w) + ONES64 * (127 - 0x7e)) | (w))) & (ONES64 * 0x80)) == 0
+
+
 /*
  * Copies a wire string honouring its declared length, never more than the
  * field holds, and replaces control bytes and invalid UTF-8 with '?': the
- * result goes verbatim into JSON and Prometheus label values.
+ * result goes verbatim into JSON and Prometheus label values.  Returns the
+ * length written (dst is NUL-terminated).  Printable ASCII, what nginx
+ * sends nearly always, goes eight bytes at a time.
  */
-static void
+static size_t
 ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
     size_t len)
 {
     const unsigned char  *s = (const unsigned char *) src;
     size_t                i = 0, o = 0, seq;
+    uint64_t              w;
 
     if (len > field) {
         len = field;
@@ -138,6 +150,26 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
     }
 
     while (i < len) {
+        if (i + 8 <= len) {
+            memcpy(&w, s + i, 8);
+            if (PRINTABLE8(w)) {
+                memcpy(dst + o, &w, 8);
+                o += 8;
+                i += 8;
+                continue;
+            }
+        }
+        if (i + 8 > len && o == i && len >= 8) {
+            /* the tail of a string of 8 or more bytes, nothing replaced
+               so far: its last 8 bytes at once (overlapping what is
+               copied already, with the same bytes) */
+            memcpy(&w, s + len - 8, 8);
+            if (PRINTABLE8(w)) {
+                memcpy(dst + len - 8, &w, 8);
+                o = i = len;
+                continue;
+            }
+        }
         if (s[i] >= 0x20 && s[i] < 0x7f) {
             dst[o++] = (char) s[i++];
             continue;
@@ -154,36 +186,36 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
     }
 
     dst[o] = '\0';
+    return o;
 }
 
 
-/* bounded copy of a C string, always terminated (snprintf "%s" without
- * the format parsing) */
+/*
+ * A request record's three strings are back to back in text[], avail bytes
+ * of which came on the wire: each is clamped to its field and to what is
+ * left of them.
+ */
 static void
-copy_cstr(char *dst, size_t size, const char *src)
+ingest_request(const chat_wire_request_t *in, size_t avail,
+    coll_request_t *out)
 {
-    size_t  n;
+    size_t       mlen, elen, n, m, e, c;
+    const char  *t = in->text;
 
-    n = strnlen(src, size - 1);
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
+    m = in->method_len < avail ? in->method_len : avail;
+    avail -= m;
+    e = in->endpoint_len < avail ? in->endpoint_len : avail;
+    avail -= e;
+    c = in->cid_len < avail ? in->cid_len : avail;
 
+    mlen = ingest_string(out->method, sizeof(out->method), t,
+                         CHAT_WIRE_METHOD_LEN, m);
+    elen = ingest_string(out->endpoint, sizeof(out->endpoint), t + m,
+                         CHAT_WIRE_ENDPOINT_LEN, e);
+    n = ingest_string(out->cid, sizeof(out->cid), t + m + e,
+                      CHAT_WIRE_CID_LEN, c);
+    (void) n;
 
-static void
-ingest_request(const chat_wire_request_t *in, coll_request_t *out)
-{
-    char    method[COLL_METHOD_SZ], endpoint[CHAT_WIRE_ENDPOINT_LEN + 1];
-    size_t  mlen;
-
-    ingest_string(method, sizeof(method), in->method,
-                  CHAT_WIRE_METHOD_LEN, in->method_len);
-    ingest_string(endpoint, sizeof(endpoint), in->endpoint,
-                  CHAT_WIRE_ENDPOINT_LEN, in->endpoint_len);
-    ingest_string(out->cid, sizeof(out->cid), in->correlation_id,
-                  CHAT_WIRE_CID_LEN, in->cid_len);
-
-    memcpy(out->method, method, sizeof(out->method));
     out->status = in->status;
     out->duration_us = in->duration_us;
     out->very_slow = 0;
@@ -193,39 +225,49 @@ ingest_request(const chat_wire_request_t *in, coll_request_t *out)
      * endpoint key; the spec's request rows show the bare path.  Accept a
      * bare path too and build the key from the method.
      */
-    mlen = strlen(method);
 
-    if (mlen > 0 && strncmp(endpoint, method, mlen) == 0
-        && endpoint[mlen] == ' ')
+    if (mlen > 0 && elen > mlen && out->endpoint[mlen] == ' '
+        && memcmp(out->endpoint, out->method, mlen) == 0)
     {
-        /* the common case, on every record: plain copies, no printf */
-        copy_cstr(out->path, sizeof(out->path), endpoint + mlen + 1);
-        copy_cstr(out->endpoint, sizeof(out->endpoint), endpoint);
+        /* the common case, on every record: one copy of known length
+           (elen - mlen - 1 < COLL_PATH_SZ: the wire field bounds it) */
+        memcpy(out->path, out->endpoint + mlen + 1, elen - mlen);
 
     } else {
-        snprintf(out->path, sizeof(out->path), "%s", endpoint);
+        /* a bare path: the key is "METHOD path" (mlen + 1 + elen + 1 <=
+           COLL_ENDPOINT_SZ by the field sizes) */
+        memcpy(out->path, out->endpoint, elen + 1);
         if (mlen > 0) {
-            snprintf(out->endpoint, sizeof(out->endpoint), "%s %s",
-                     method, endpoint);
-        } else {
-            snprintf(out->endpoint, sizeof(out->endpoint), "%s", endpoint);
+            memcpy(out->endpoint, out->method, mlen);
+            out->endpoint[mlen] = ' ';
+            memcpy(out->endpoint + mlen + 1, out->path, elen + 1);
         }
     }
 }
 
 
 static int
-ingest_record(const chat_wire_record_t *in, coll_record_t *out)
+ingest_record(const chat_wire_record_t *in, size_t size, coll_record_t *out)
 {
-    size_t  i;
+    size_t  i, hlen;
 
-    memset(out, 0, sizeof(*out));
+    /*
+     * Only what a record type uses is set: a request record (nearly every
+     * record) writes every field of its own, strings NUL-terminated; the
+     * rarer types start from zeros.
+     */
     out->type = in->type;
+
+    if (in->type != CHAT_REC_REQUEST) {
+        memset(&out->u, 0, sizeof(out->u));
+    }
 
     switch (in->type) {
 
     case CHAT_REC_REQUEST:
-        ingest_request(&in->u.request, &out->u.request);
+        hlen = CHAT_WIRE_RECORD_HEAD + offsetof(chat_wire_request_t, text);
+        ingest_request(&in->u.request, size > hlen ? size - hlen : 0,
+                       &out->u.request);
         out->u.request.ts_us = in->timestamp_us;
         return 0;
 
@@ -311,6 +353,7 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
     chat_wire_record_t  rec;
     const char         *p;
     int                 n, i;
+    uint16_t            size, type;
 
     n = chat_wire_batch_check(buf, len);
     if (n < 0) {
@@ -338,10 +381,24 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
     p = (const char *) buf + sizeof(hdr);
 
     for (i = 0; i < n; i++) {
-        /* the buffer may be unaligned: copy before reading fields */
-        memcpy(&rec, p + (size_t) i * sizeof(rec), sizeof(rec));
+        /* sizes checked by chat_wire_batch_check(); the buffer may be
+           unaligned: copy before reading fields.  What a record leaves out
+           reads as zeros; a request record is read by its lengths and
+           needs no zeroing. */
+        memcpy(&size, p + 2, sizeof(size));
+        memcpy(&type, p, sizeof(type));
 
-        if (ingest_record(&rec, &out->rec[out->count]) == 0) {
+        if (type != CHAT_REC_REQUEST || size < CHAT_WIRE_RECORD_HEAD
+                                              + offsetof(chat_wire_request_t,
+                                                         text))
+        {
+            memset(&rec, 0, sizeof(rec));
+        }
+
+        memcpy(&rec, p, size);
+        p += size;
+
+        if (ingest_record(&rec, size, &out->rec[out->count]) == 0) {
             out->count++;
         } else {
             out->invalid++;

@@ -54,6 +54,10 @@ _EOC_
 location /api/chat/ { chat_api on; }
 location = /static { return 200 "static\n"; }
 location = /missing { return 404; }
+location = /long {
+    chat_metrics_endpoint "long-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    return 200 "long\n";
+}
 location = /boom { return 500; }
 location = /quiet { chat_metrics off; return 200 "quiet\n"; }
 location = /slow { proxy_pass http://slow; }
@@ -436,3 +440,45 @@ my ($ev) = grep { $_->{group_id} eq $g && $_->{event_type} eq 'connected' } @{ $
 is $ev && $ev->{group_name}, $name, 'the connected event has it too';
 $ws->close(code => 1000);
 $ws->recv_close(timeout => 2);
+
+
+
+=== TEST 13: records of the largest request size (endpoint and correlation ID at their limits) fill a batch's message early: it is sent and a new one started, nothing lost
+--- request
+GET /static
+--- timeout: 30
+--- chat_script
+my $c = client(undef);
+$c->get('/static', headers => { 'X-Correlation-ID' => "base13-$$" });
+my $d0 = ChatTest::Sidecar::wait_for(sub {
+    grep { $_->{correlation_id} eq "base13-$$" } @{ $_[0]{recent_activity}{recent_requests} } });
+ok $d0, 'baseline';
+# 240-byte records: the message a batch is written in holds 128 records of
+# 96 bytes, so about 51 of these.  Pipelined on one connection, nginx
+# serves the 300 in one go, well within the 50 ms flush interval: only
+# sending a full message early (and starting a new one) keeps them all
+my $n = 300;
+my $b0 = $d0->{pipeline}{batches_applied};
+my $raw = join '', map {
+    my $id = sprintf('%-64s', "long-$$-$_"); $id =~ tr/ /x/;
+    "GET /long HTTP/1.1\r\nHost: x\r\nX-Correlation-ID: $id\r\n"
+    . ($_ == $n ? "Connection: close\r\n" : '') . "\r\n"
+} 1 .. $n;
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(), Timeout => 10)
+    or die "connect: $!";
+print $sock $raw;
+my $resp = do { local $/; <$sock> };
+close $sock;
+my $served = () = $resp =~ m{^HTTP/1\.1 200}mg;
+is $served, $n, "$n pipelined requests served";
+my $last = sprintf('%-64s', "long-$$-$n"); $last =~ tr/ /x/;
+my $d = ChatTest::Sidecar::wait_for(sub {
+    $_[0]{performance}{total_requests} >= $d0->{performance}{total_requests} + $n });
+is $d->{performance}{total_requests} - $d0->{performance}{total_requests}, $n, "exactly the $n requests";
+is $d->{performance}{requests_dropped}, 0, 'nothing dropped';
+cmp_ok $d->{pipeline}{batches_applied} - $b0, '>=', 6, 'in six batches or more';
+my $name = 'GET long-' . ('a' x (128 - 9));
+my ($row) = grep { $_->{endpoint} eq $name } @{ $d->{endpoints} };
+ok $row, 'the endpoint name cut at the wire limit (128 bytes, method included)';
+ok +(grep { $_->{correlation_id} eq $last } @{ $d->{recent_activity}{recent_requests} }),
+   'the last request with its 64-character ID';

@@ -40,6 +40,10 @@ location = /via-proxy {
     proxy_pass http://127.0.0.1:$server_port/echo;
 }
 location = /vars { return 200 "$chat_correlation_id $chat_traceparent"; }
+location = /quiet {
+    chat_correlation_response off;
+    return 200 "$chat_correlation_id $chat_traceparent";
+}
 _EOC_
 });
 
@@ -176,3 +180,34 @@ my $d = ChatTest::Sidecar::wait_for(sub {
 });
 ok((grep { ($_->{correlation_id} // '') eq $t } @{ $d->{recent_activity}{recent_errors} }),
    'the recent error row carries the trace-id');
+
+
+
+=== TEST 6: chat_correlation_response off: no ID headers on the response, the ID still settled and recorded
+--- request
+GET /t
+--- chat_script
+my $c = client();
+my $r = $c->get('/quiet');
+is $r->{status}, 200, 'served';
+ok !exists $r->{headers}{'x-correlation-id'}, 'no X-Correlation-ID';
+ok !exists $r->{headers}{traceparent}, 'no traceparent';
+my ($cid, $tp) = split / /, $r->{body};
+like $cid, qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\z/, '$chat_correlation_id: a generated UUID';
+(my $hex = $cid) =~ s/-//g;
+like $tp, qr/^00-$hex-[0-9a-f]{16}-00\z/, '$chat_traceparent: its trace, built on demand';
+
+my $r2 = $c->get('/quiet', headers => { 'X-Correlation-ID' => 'quiet-1' });
+ok !exists $r2->{headers}{'x-correlation-id'}, 'a client ID is not echoed either';
+like $r2->{body}, qr/^quiet-1 00-[0-9a-f]{32}-[0-9a-f]{16}-00\z/, 'but it is the request\'s ID';
+
+my $r3 = $c->get('/t');
+like $r3->{headers}{'x-correlation-id'} // '', qr/^[0-9a-f]{8}-/, 'elsewhere the header is on (the default)';
+isnt $r3->{headers}{'x-correlation-id'}, $cid, 'a new ID per request';
+like $r3->{headers}{traceparent} // '', qr/^00-[0-9a-f]{32}-[0-9a-f]{16}-00\z/, 'and the traceparent';
+
+my $d = ChatTest::Sidecar::wait_for(sub {
+    grep { ($_->{correlation_id} // '') eq $cid } @{ $_[0]{recent_activity}{recent_requests} // [] }
+});
+ok((grep { ($_->{correlation_id} // '') eq $cid } @{ $d->{recent_activity}{recent_requests} }),
+   'the dashboard records the request under that ID');

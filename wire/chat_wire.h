@@ -6,13 +6,21 @@
  * A message on the wire is one batch:
  *
  *     chat_wire_batch_t  header (fixed size)
- *     chat_wire_record_t records[header.count]  (fixed size each)
+ *     header.count records, back to back, each of its own size
  *
- * Records are fixed-size so that decoding is a bounds check and a cast-free
- * memcpy, never a parser.  Strings are NUL-padded byte arrays with an
- * explicit length; a reader must use the length and must not trust the
- * padding.  All integers are in host byte order: both ends run on the same
- * machine (ipc:// or tcp://127.0.0.1).
+ * A record is a chat_wire_record_t cut short: its header (type, size,
+ * timestamp) and as much of its body as it uses, rounded up to 8 bytes
+ * (CHAT_WIRE_RECORD_SIZE); at most sizeof(chat_wire_record_t), the whole
+ * structure, which is always valid.  A reader copies size bytes into a
+ * zeroed chat_wire_record_t: what was cut off reads as zeros.  Request
+ * records, nearly all the traffic, carry their three strings back to back
+ * in text[] (method, endpoint, correlation ID: ~70 bytes for a typical
+ * request instead of 320), the other types their whole structure.
+ * Strings have an explicit length; a reader must use it and must not
+ * trust any padding.  chat_wire_batch_check() walks the sizes, so a
+ * decoder never parses more than a bounds-checked size per record.  All
+ * integers are in host byte order: both ends run on the same machine
+ * (ipc:// or tcp://127.0.0.1).
  *
  * An empty message (no header) is not a batch: a reader skips it without
  * counting it.  A worker sends one as its connection to the sidecar is torn
@@ -32,7 +40,7 @@
 
 
 #define CHAT_WIRE_MAGIC              0x54414843u   /* "CHAT" little-endian */
-#define CHAT_WIRE_VERSION            3
+#define CHAT_WIRE_VERSION            4
 
 /* a batch never carries more records than this; a full batch is flushed */
 #define CHAT_WIRE_MAX_RECORDS        128
@@ -90,18 +98,19 @@ typedef enum {
 
 
 typedef struct {
-    uint8_t   method_len;
-    uint8_t   endpoint_len;
-    uint8_t   cid_len;
+    uint8_t   method_len;           /* <= CHAT_WIRE_METHOD_LEN */
+    uint8_t   endpoint_len;         /* <= CHAT_WIRE_ENDPOINT_LEN */
+    uint8_t   cid_len;              /* <= CHAT_WIRE_CID_LEN */
     uint8_t   pad0;
     uint16_t  status;
     uint16_t  pad1;
     uint32_t  duration_us;          /* request start to log phase */
     uint32_t  pad2;
     uint64_t  bytes_sent;
-    char      method[CHAT_WIRE_METHOD_LEN];
-    char      endpoint[CHAT_WIRE_ENDPOINT_LEN];  /* "GET /api/chat/groups" */
-    char      correlation_id[CHAT_WIRE_CID_LEN];
+    /* the method ("GET"), the endpoint ("GET /api/chat/groups") and the
+     * correlation ID, back to back, of the lengths above */
+    char      text[CHAT_WIRE_METHOD_LEN + CHAT_WIRE_ENDPOINT_LEN
+                   + CHAT_WIRE_CID_LEN];
 } chat_wire_request_t;
 
 
@@ -173,7 +182,8 @@ typedef struct {
 
 typedef struct {
     uint16_t  type;                 /* chat_wire_record_type_e */
-    uint16_t  pad0;
+    uint16_t  size;                 /* bytes on the wire, this header
+                                       included: CHAT_WIRE_RECORD_SIZE() */
     uint32_t  pad1;
     uint64_t  timestamp_us;         /* wall clock, microseconds since epoch */
     union {
@@ -190,7 +200,8 @@ typedef struct {
 typedef struct {
     uint32_t  magic;                /* CHAT_WIRE_MAGIC */
     uint16_t  version;              /* CHAT_WIRE_VERSION */
-    uint16_t  record_size;          /* sizeof(chat_wire_record_t) */
+    uint16_t  record_size;          /* sizeof(chat_wire_record_t): the
+                                       largest record */
     uint16_t  count;                /* records that follow */
     uint16_t  flags;                /* CHAT_BATCH_* */
     uint32_t  worker_pid;
@@ -216,19 +227,67 @@ _Static_assert(offsetof(chat_wire_batch_t, batch_seq) == 24,
                "batch header layout");
 
 
-/* total size of a batch of n records */
+_Static_assert(offsetof(chat_wire_request_t, text) == 24, "request text");
+
+
+/* the largest batch of n records (every record whole) */
 #define CHAT_WIRE_BATCH_SIZE(n)                                               \
     (sizeof(chat_wire_batch_t) + (size_t) (n) * sizeof(chat_wire_record_t))
+
+/* a record's size on the wire: its 16-byte header and body bytes of its
+ * body in use, rounded up to 8 */
+#define CHAT_WIRE_RECORD_HEAD        16
+#define CHAT_WIRE_RECORD_SIZE(body)                                           \
+    ((CHAT_WIRE_RECORD_HEAD + (size_t) (body) + 7) & ~(size_t) 7)
+
+/* a request record of these string lengths */
+#define CHAT_WIRE_REQUEST_SIZE(method, endpoint, cid)                         \
+    CHAT_WIRE_RECORD_SIZE(offsetof(chat_wire_request_t, text)                 \
+                          + (size_t) (method) + (size_t) (endpoint)           \
+                          + (size_t) (cid))
+
+
+/*
+ * For writers other than the module (tests, tools): a request record's
+ * strings, each cut to its field, into r->u.request; sets the lengths and
+ * r->size.
+ */
+static inline void
+chat_wire_request_put(chat_wire_record_t *r, const char *method, size_t mlen,
+    const char *endpoint, size_t elen, const char *cid, size_t clen)
+{
+    chat_wire_request_t  *q = &r->u.request;
+
+    mlen = mlen < CHAT_WIRE_METHOD_LEN ? mlen : CHAT_WIRE_METHOD_LEN;
+    elen = elen < CHAT_WIRE_ENDPOINT_LEN ? elen : CHAT_WIRE_ENDPOINT_LEN;
+    clen = clen < CHAT_WIRE_CID_LEN ? clen : CHAT_WIRE_CID_LEN;
+
+    __builtin_memcpy(q->text, method, mlen);
+    __builtin_memcpy(q->text + mlen, endpoint, elen);
+    __builtin_memcpy(q->text + mlen + elen, cid, clen);
+
+    q->method_len = (uint8_t) mlen;
+    q->endpoint_len = (uint8_t) elen;
+    q->cid_len = (uint8_t) clen;
+
+    r->size = (uint16_t) CHAT_WIRE_REQUEST_SIZE(mlen, elen, clen);
+}
 
 
 /*
  * chat_wire_batch_check() validates a received buffer: returns the record
- * count, or -1 when it is not a well-formed batch of this version.
+ * count, or -1 when it is not a well-formed batch of this version: a bad
+ * header, or record sizes that are not multiples of 8 from 16 to
+ * sizeof(chat_wire_record_t) adding up exactly to the buffer's length.
  */
 static inline int
 chat_wire_batch_check(const void *buf, size_t len)
 {
     chat_wire_batch_t  hdr;
+    const uint8_t     *p = (const uint8_t *) buf;
+    size_t             off;
+    uint16_t           size;
+    unsigned           i;
 
     if (len < sizeof(chat_wire_batch_t)) {
         return -1;
@@ -240,12 +299,32 @@ chat_wire_batch_check(const void *buf, size_t len)
         || hdr.version != CHAT_WIRE_VERSION
         || hdr.record_size != sizeof(chat_wire_record_t)
         || hdr.count > CHAT_WIRE_MAX_RECORDS
-        || len != CHAT_WIRE_BATCH_SIZE(hdr.count))
+        || len > CHAT_WIRE_BATCH_SIZE(hdr.count))
     {
         return -1;
     }
 
-    return hdr.count;
+    off = sizeof(chat_wire_batch_t);
+
+    for (i = 0; i < hdr.count; i++) {
+        if (len - off < CHAT_WIRE_RECORD_HEAD) {
+            return -1;
+        }
+
+        __builtin_memcpy(&size, p + off + 2, sizeof(size));
+
+        if (size < CHAT_WIRE_RECORD_HEAD
+            || size > sizeof(chat_wire_record_t)
+            || (size & 7) != 0
+            || size > len - off)
+        {
+            return -1;
+        }
+
+        off += size;
+    }
+
+    return off == len ? (int) hdr.count : -1;
 }
 
 

@@ -3,7 +3,11 @@
 # (the strictest baseline: nothing else costs anything), the chat module's
 # metrics on (B) against the module not loaded (A), wrk -t1 -c32, rounds
 # alternating A B / B A; then callgrind: instructions per request from the
-# difference of two runs (N1 and N2 requests) of each variant.
+# difference of two runs (N1 and N2 requests) of each variant.  Variants
+# (bench/lib.sh, micro_conf): A none, B metrics on (defaults), C the module
+# without recording, D metrics on without response headers, and V
+# nginx-module-vts when VTS_SRC names its source tree (built here against
+# the same nginx; unset, the case says so and runs without it).
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=overhead
@@ -11,13 +15,22 @@ dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
 rounds=$(q 1 5); dur=$(q 3s 10s); tdur=$(q 2s 5s)
+variants="A B C"
+if build_vts; then
+    variants="A B C V"
+    emit "{\"case\":\"$case\",\"kind\":\"vts\",\"built\":true,\"src\":\"${VTS_SRC}\",\"version\":\"$(git -C "$VTS_SRC" describe --always --tags 2>/dev/null)\"}"
+else
+    log "  VTS_SRC not set (or the build failed): running without the nginx-module-vts variant"
+    emit "{\"case\":\"$case\",\"kind\":\"vts\",\"built\":false}"
+fi
+rev() { echo "$*" | tr ' ' '\n' | tac | paste -sd' ' -; }
 MICRO_INGEST="ipc://$dir/metrics.ipc"
 read -r spid sport < <(start_sidecar "$dir/sidecar" "$MICRO_INGEST" "mongodb://127.0.0.1:9/chat") || exit 1
 emit "{\"case\":\"$case\",\"kind\":\"meta\",\"rounds\":$rounds,\"duration\":\"$dur\",\"sidecar_rss_kb_start\":$(rss_kb "$spid")}"
 
 port=$(free_port)
 for r in $(seq "$rounds"); do
-    order="A B C"; [ $((r % 2)) = 0 ] && order="C B A"
+    order=$variants; [ $((r % 2)) = 0 ] && order=$(rev $variants)
     for v in $order; do
         conf=$(micro_conf "$dir/ngx-$v" "$port" "$v")
         s0=$(cpu_ns "$spid")
@@ -58,7 +71,7 @@ j=$(sidecar_json "$sport")
 emit "{\"case\":\"$case\",\"kind\":\"sidecar\",\"rss_kb\":$(rss_kb "$spid"),\"total_requests\":$(echo "$j" | jq .performance.total_requests),\"requests_served\":$(echo "$j" | jq .performance.requests_served),\"requests_dropped\":$(echo "$j" | jq .performance.requests_dropped)}"
 
 n1=$(q 500 1000); n2=$(q 2500 11000)
-for v in A B C; do
+for v in $variants D; do
     for n in "$n1" "$n2"; do
         callgrind_run "$case" "$v" "$n" 0 0 || exit 1
     done

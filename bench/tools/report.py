@@ -128,12 +128,25 @@ def overhead():
            "overhead", date, "make bench BENCH=overhead")
     w("nginx 1 worker, `location / { return 200; }`, `access_log off` in every "
       "variant (the strictest baseline). A: the module not loaded. B: "
-      "`chat_metrics on` (+ sidecar on ipc). C: the module loaded with metrics "
-      "off (correlation ID + request context only). `wrk -t1 -c32 -d%s --latency`, "
-      "%d rounds, order A B C / C B A alternating, fresh nginx each round, 1 s "
-      "warm-up." % (meta["duration"], meta["rounds"]))
+      "`chat_metrics on` (+ sidecar on ipc), the defaults (X-Correlation-ID and "
+      "traceparent on every response). C: the module in use without recording "
+      "(`chat_correlation_header` only: request context, correlation ID, response "
+      "headers). D (callgrind only): B with `chat_correlation_response off`. V: "
+      "nginx-module-vts (one key, its server zone) when `VTS_SRC` names its source "
+      "tree. `wrk -t1 -c32 -d%s --latency`, %d rounds, order alternating, fresh "
+      "nginx each round, 1 s warm-up." % (meta["duration"], meta["rounds"]))
+    vts = next((r for r in rows if r.get("kind") == "vts"), None)
+    if vts is not None and not vts.get("built"):
+        w()
+        w("nginx-module-vts: not measured in this run (`VTS_SRC=DIR make bench "
+          "BENCH=overhead` builds it from a source tree as a dynamic module against "
+          "the same nginx and adds variant V).")
+    elif vts is not None:
+        w()
+        w("nginx-module-vts: built from `%s` (%s) against the same nginx." % (
+            vts.get("src", ""), vts.get("version") or "no git version"))
     w()
-    wrk_table(rows, "ABC", ("sidecar CPU µs/req", lambda r: f(
+    wrk_table(rows, "ABCV", ("sidecar CPU µs/req", lambda r: f(
         r.get("sidecar_cpu_ns", 0) / 1e3 / r["wrk"]["requests"], "%.2f") if r["variant"] == "B" else ""))
     A, B, C = (medians(rows, v) for v in "ABC")
     ratio = B["rps"] / A["rps"] if A["rps"] and B["rps"] else None
@@ -145,6 +158,13 @@ def overhead():
     w("| worker CPU µs/req | %s | %s | %s | %s | %s |" % (
         f(A["cpu"], "%.2f"), f(B["cpu"], "%.2f"), f(C["cpu"], "%.2f"),
         f(B["cpu"] / A["cpu"] if A["cpu"] and B["cpu"] else None, "%.3f"), f(C["cpu"] / A["cpu"] if A["cpu"] and C["cpu"] else None, "%.3f")))
+    V = medians(rows, "V")
+    if V["rps"]:
+        w()
+        w("V (nginx-module-vts) in the same rounds: %s req/s (V/A **%s**, B/V %s), p99 %s µs, "
+          "worker CPU %s µs/req." % (f(V["rps"]), f(V["rps"] / A["rps"] if A["rps"] else None, "%.3f"),
+                                     f(B["rps"] / V["rps"] if B["rps"] else None, "%.3f"),
+                                     f(V["p99"]), f(V["cpu"], "%.2f")))
     w()
     ta, ma = cg_per_request(rows, "A")
     tb, mb = cg_per_request(rows, "B")
@@ -155,19 +175,27 @@ def overhead():
       "instructions per request = (Ir(%s requests) - Ir(%s requests)) / %d, sequential "
       "keep-alive requests (bench/tools/hreq.c):" % (ns[-1], ns[0], ns[-1] - ns[0]) if len(ns) > 1 else "")
     w()
-    w("| | A | B | C | B - A | C - A | B - C (recording alone) |")
-    w("|---|---|---|---|---|---|---|---|")
+    td, md = cg_per_request(rows, "D")
+    tv, mv = cg_per_request(rows, "V")
+    w("| | A | B | C | D | B - A | C - A | B - C (recording alone) | D - A (no response headers) |%s" % (
+        " V (VTS) | V - A |" if mv else ""))
+    w("|---|---|---|---|---|---|---|---|---|%s" % ("---|---|" if mv else ""))
     if ta and tb and tc:
-        w("| nginx's thread (the event loop) | %.0f | %.0f | %.0f | **%.0f** | %.0f | %.0f |" % (ma, mb, mc, mb - ma, mc - ma, mb - mc))
-        w("| all threads | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |" % (ta, tb, tc, tb - ta, tc - ta, tb - tc))
+        w("| nginx's thread (the event loop) | %.0f | %.0f | %.0f | %s | **%.0f** | %.0f | %.0f | %s |%s" % (
+            ma, mb, mc, f(md, "%.0f"), mb - ma, mc - ma, mb - mc, f(md - ma if md else None, "%.0f"),
+            " %.0f | %.0f |" % (mv, mv - ma) if mv else ""))
+        w("| all threads | %.0f | %.0f | %.0f | %s | %.0f | %.0f | %.0f | %s |%s" % (
+            ta, tb, tc, f(td, "%.0f"), tb - ta, tc - ta, tb - tc, f(td - ta if td else None, "%.0f"),
+            " %.0f | %.0f |" % (tv, tv - ta) if tv else ""))
     w()
     w("The verdict uses nginx's thread: nng's own threads do little per request (~30 ns of CPU, "
       "see the thread table below), but under valgrind one of them occasionally spins in a timed "
       "wait and adds hundreds of millions of instructions to a run, which the all-threads row "
       "then shows.")
     w()
-    w("Reference (VTS, same method): +1,048 over 8,136; throughput ratio 0.949.")
-    w()
+    if not mv:
+        w("Reference (VTS, same method, an earlier run): +1,048 over 8,136; throughput ratio 0.949.")
+        w()
     ok2 = mb is not None and mb - ma <= 500
     w("- throughput: %s" % ratio_verdict("1 ratio", A, B, 0.97)[1])
     w("- instructions: %s" % verdict("1 instructions", ok2, "+%.0f per request vs <= 500 (C - A %+.0f, B - C %+.0f)" % (

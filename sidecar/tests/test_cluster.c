@@ -47,6 +47,8 @@ cluster_record_decodes_and_is_made_safe(void)
     w->hdr.version = CHAT_WIRE_VERSION;
     w->hdr.record_size = sizeof(chat_wire_record_t);
     w->hdr.count = 2;
+    w->rec[0].size = sizeof(chat_wire_record_t);     /* whole records */
+    w->rec[1].size = sizeof(chat_wire_record_t);
     w->hdr.worker_pid = 10;
     w->hdr.worker_start_us = 1;
     w->hdr.batch_seq = 1;

@@ -16,10 +16,16 @@ typedef struct {
 } wire_t;
 
 
+/* whole records (size = sizeof), always valid; packed ones below */
 static wire_t *
 wire_new(uint16_t count)
 {
-    wire_t  *w = calloc(1, sizeof(*w));
+    wire_t    *w = calloc(1, sizeof(*w));
+    unsigned   i;
+
+    for (i = 0; i < CHAT_WIRE_MAX_RECORDS; i++) {
+        w->rec[i].size = sizeof(chat_wire_record_t);
+    }
 
     w->hdr.magic = CHAT_WIRE_MAGIC;
     w->hdr.version = CHAT_WIRE_VERSION;
@@ -47,12 +53,9 @@ wire_req(chat_wire_record_t *r, const char *method, const char *endpoint,
     r->timestamp_us = 1762691696789000ull;
     r->u.request.status = status;
     r->u.request.duration_us = 1234;
-    r->u.request.method_len = (uint8_t) strlen(method);
-    memcpy(r->u.request.method, method, strlen(method));
-    r->u.request.endpoint_len = (uint8_t) strlen(endpoint);
-    memcpy(r->u.request.endpoint, endpoint, strlen(endpoint));
-    r->u.request.cid_len = 3;
-    memcpy(r->u.request.correlation_id, "abc", 3);
+    chat_wire_request_put(r, method, strlen(method), endpoint,
+                          strlen(endpoint), "abc", 3);
+    r->size = sizeof(*r);
 }
 
 
@@ -160,11 +163,10 @@ ingest_clamps_lengths_to_the_field_sizes(void)
     coll_batch_t  *b = malloc(sizeof(*b));
 
     wire_req(&w->rec[0], "GET", "/x", 200);
-    memset(w->rec[0].u.request.endpoint, 'a', CHAT_WIRE_ENDPOINT_LEN);
+    memset(w->rec[0].u.request.text + 3, 'a',
+           sizeof(w->rec[0].u.request.text) - 3);
     w->rec[0].u.request.endpoint_len = 255;         /* lies */
-    w->rec[0].u.request.method_len = 200;           /* lies */
-    w->rec[0].u.request.cid_len = 255;
-    memset(w->rec[0].u.request.correlation_id, 'c', CHAT_WIRE_CID_LEN);
+    w->rec[0].u.request.cid_len = 255;              /* past the record */
 
     w->rec[1].type = CHAT_REC_CUSTOM;
     w->rec[1].u.custom.kv_count = 9;                /* > 4 */
@@ -176,13 +178,98 @@ ingest_clamps_lengths_to_the_field_sizes(void)
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
     CHECK(strlen(b->rec[0].u.request.path) == CHAT_WIRE_ENDPOINT_LEN);
     CHECK(strlen(b->rec[0].u.request.method) <= CHAT_WIRE_METHOD_LEN);
-    CHECK(strlen(b->rec[0].u.request.cid) == CHAT_WIRE_CID_LEN);
+    CHECK(strlen(b->rec[0].u.request.cid) <= CHAT_WIRE_CID_LEN);
     CHECK(strlen(b->rec[0].u.request.endpoint) < COLL_ENDPOINT_SZ);
+
+    /* lengths past the record's bytes are cut to them */
+    wire_req(&w->rec[0], "GET", "GET /x", 200);
+    w->rec[0].u.request.method_len = 255;
+    w->rec[0].u.request.endpoint_len = 255;
+    w->rec[0].u.request.cid_len = 255;
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strlen(b->rec[0].u.request.method) <= CHAT_WIRE_METHOD_LEN);
+    CHECK(strlen(b->rec[0].u.request.path) <= CHAT_WIRE_ENDPOINT_LEN);
+    CHECK(b->rec[0].u.request.cid[0] == '\0');
     CHECK(b->rec[1].u.custom.nkv == CHAT_WIRE_KV_MAX);
     CHECK(strlen(b->rec[1].u.custom.type) == CHAT_WIRE_EVENT_TYPE_LEN);
     CHECK(strlen(b->rec[1].u.custom.kv[3].key) == CHAT_WIRE_KEY_LEN);
 
     free(w);
+    free(b);
+}
+
+
+/* what the module sends: request records as long as their strings */
+static void
+ingest_decodes_packed_records(void)
+{
+    unsigned char        buf[CHAT_WIRE_BATCH_SIZE(3)];
+    chat_wire_batch_t    hdr;
+    chat_wire_record_t   r;
+    coll_batch_t        *b = malloc(sizeof(*b));
+    size_t               off, first;
+    uint16_t             bad;
+
+    memset(&hdr, 0, sizeof(hdr));
+    hdr.magic = CHAT_WIRE_MAGIC;
+    hdr.version = CHAT_WIRE_VERSION;
+    hdr.record_size = sizeof(chat_wire_record_t);
+    hdr.count = 3;
+    hdr.worker_pid = 7;
+    hdr.batch_seq = 1;
+    memcpy(buf, &hdr, sizeof(hdr));
+    off = sizeof(hdr);
+
+    memset(&r, 0, sizeof(r));
+    r.type = CHAT_REC_REQUEST;
+    chat_wire_request_put(&r, "GET", 3, "GET /", 5,
+                          "0f3c1a2b-4d5e-4f60-8a7b-000000000001", 36);
+    CHECK(r.size == 88);                    /* 16 + 24 + 44, rounded to 8 */
+    memcpy(buf + off, &r, r.size);
+    first = off;
+    off += r.size;
+
+    memset(&r, 0, sizeof(r));
+    r.type = CHAT_REC_WS_SNAPSHOT;
+    r.size = CHAT_WIRE_RECORD_SIZE(sizeof(chat_wire_ws_snapshot_t));
+    r.u.ws_snapshot.group_id_len = 2;
+    memcpy(r.u.ws_snapshot.group_id, "g1", 2);
+    r.u.ws_snapshot.connection_count = 4;
+    memcpy(buf + off, &r, r.size);
+    off += r.size;
+
+    /* a request record cut to its header: empty strings */
+    memset(&r, 0, sizeof(r));
+    r.type = CHAT_REC_REQUEST;
+    r.size = CHAT_WIRE_RECORD_HEAD;
+    memcpy(buf + off, &r, r.size);
+    off += r.size;
+
+    CHECK(ingest_decode(buf, off, b) == 0);
+    CHECK(b->count == 3 && b->invalid == 0);
+    CHECK(strcmp(b->rec[0].u.request.endpoint, "GET /") == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/") == 0);
+    CHECK(strcmp(b->rec[0].u.request.cid,
+                 "0f3c1a2b-4d5e-4f60-8a7b-000000000001") == 0);
+    CHECK(strcmp(b->rec[1].u.ws_count.group_id, "g1") == 0
+          && b->rec[1].u.ws_count.count == 4);
+    CHECK(b->rec[2].u.request.path[0] == '\0'
+          && b->rec[2].u.request.cid[0] == '\0');
+
+    /* sizes must add up to the length, each a multiple of 8 in 16-320 */
+    CHECK(ingest_decode(buf, off - 8, b) == -1);
+    CHECK(ingest_decode(buf, off + 8, b) == -1);
+    memcpy(&bad, buf + first + 2, 2);
+    bad += 1;
+    memcpy(buf + first + 2, &bad, 2);
+    CHECK(ingest_decode(buf, off, b) == -1);
+    bad = 8;
+    memcpy(buf + first + 2, &bad, 2);
+    CHECK(ingest_decode(buf, off, b) == -1);
+    bad = sizeof(chat_wire_record_t) + 8;
+    memcpy(buf + first + 2, &bad, 2);
+    CHECK(ingest_decode(buf, off, b) == -1);
+
     free(b);
 }
 
@@ -199,6 +286,18 @@ ingest_makes_strings_printable_utf8(void)
     /* quote kept (JSON escapes it), controls and broken UTF-8 -> '?',
        the valid "é" kept, the truncated 3-byte sequence replaced */
     CHECK(strcmp(b->rec[0].u.request.path, "/a\"b??" "?/\xc3\xa9t??") == 0);
+
+    /* printable ASCII goes eight bytes at a time, the tail as the last
+       eight: a control byte anywhere is still found */
+    wire_req(&w->rec[0], "GET", "/abcdefg\x01" "jk", 200);
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/abcdefg?jk") == 0);
+    wire_req(&w->rec[0], "GET", "/a\x02" "cdefghijklmnopq", 200);
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/a?cdefghijklmnopq") == 0);
+    wire_req(&w->rec[0], "GET", "/abcdefghijklmno\x7f", 200);
+    CHECK(ingest_decode(w, wire_len(w), b) == 0);
+    CHECK(strcmp(b->rec[0].u.request.path, "/abcdefghijklmno?") == 0);
 
     free(w);
     free(b);
@@ -279,6 +378,7 @@ suite_ingest(void)
     RUN(ingest_decodes_a_well_formed_batch);
     RUN(ingest_rejects_malformed_batches);
     RUN(ingest_clamps_lengths_to_the_field_sizes);
+    RUN(ingest_decodes_packed_records);
     RUN(ingest_makes_strings_printable_utf8);
     RUN(ingest_skips_unknown_record_types_and_events);
     RUN(ingest_accepts_endpoint_with_or_without_method);

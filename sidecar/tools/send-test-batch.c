@@ -223,6 +223,7 @@ build(const args_t *a, uint64_t seq, uint64_t recorded, unsigned char *buf)
     long                i;
     int                 k, *cnt;
     char                ep[CHAT_WIRE_ENDPOINT_LEN + 1], *sp, method[16];
+    char                cid[CHAT_WIRE_CID_LEN + 1];
 
     memset(&h, 0, sizeof(h));
     h.magic = CHAT_WIRE_MAGIC;
@@ -236,10 +237,14 @@ build(const args_t *a, uint64_t seq, uint64_t recorded, unsigned char *buf)
     h.requests_dropped = a->dropped;
     h.flags = (a->nsnap > 0 || a->heartbeat) ? CHAT_BATCH_SNAPSHOT : 0;
 
+    /* a request record as long as its strings, any other whole */
 #define EMIT()                                                             \
     do {                                                                   \
-        memcpy(buf + off, &r, sizeof(r));                                  \
-        off += sizeof(r);                                                  \
+        if (r.type != CHAT_REC_REQUEST) {                                  \
+            r.size = sizeof(r);                                            \
+        }                                                                  \
+        memcpy(buf + off, &r, r.size);                                     \
+        off += r.size;                                                     \
         n++;                                                               \
     } while (0)
 
@@ -260,17 +265,13 @@ build(const args_t *a, uint64_t seq, uint64_t recorded, unsigned char *buf)
             snprintf(ep, sizeof(ep), "%s", a->endpoint);
         }
 
-        r.u.request.method_len = put(r.u.request.method,
-                                     CHAT_WIRE_METHOD_LEN, method);
-        r.u.request.endpoint_len = put(r.u.request.endpoint,
-                                       CHAT_WIRE_ENDPOINT_LEN, ep);
+        snprintf(cid, sizeof(cid), "test-%u-%llu-%ld", a->pid,
+                 (unsigned long long) seq, i);
+        chat_wire_request_put(&r, method, strlen(method), ep, strlen(ep),
+                              cid, strlen(cid));
         r.u.request.status = (uint16_t) ((rand() % 100 < a->error_pct)
                                          ? 500 : a->status);
         r.u.request.duration_us = (uint32_t) (a->duration_ms * 1000.0);
-        snprintf(ep, sizeof(ep), "test-%u-%llu-%ld", a->pid,
-                 (unsigned long long) seq, i);
-        r.u.request.cid_len = put(r.u.request.correlation_id,
-                                  CHAT_WIRE_CID_LEN, ep);
         EMIT();
     }
 
