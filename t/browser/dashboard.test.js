@@ -744,7 +744,8 @@ test('the page policy blocks injected inline script and style', async () => {
 test('correlation IDs copy with one click; the filter narrows the logs', withPages('filter', async (t, open) => {
   const { page, data } = await open('?refresh=3600', { permissions: ['clipboard-read', 'clipboard-write'] });
   const cid = traffic.errorCids[3];
-  assert.ok(data.recent_activity.recent_errors.some((r) => r.correlation_id === cid), `${cid} among the errors`);
+  assert.ok(data.recent_activity.recent_errors.some((r) => r.correlation_id === cid),
+    `${cid} among the errors: ${JSON.stringify(data.recent_activity.recent_errors.map((r) => [r.status_code, r.endpoint, r.correlation_id]))}`);
 
   // copy
   await page.click(`#log-errors button.cid:text-is("${cid}")`);
