@@ -213,6 +213,21 @@ ngx_http_chat_cluster_write_handler(ngx_event_t *wev)
 }
 
 
+/* what the callbacks below changed: applied at once on the loop's own
+ * thread, else the loop is woken to apply it */
+
+static void
+ngx_http_chat_cluster_changed(ngx_http_chat_cluster_t *cl)
+{
+    if (pthread_equal(pthread_self(), cl->loop_thread)) {
+        ngx_http_chat_cluster_apply(cl);
+
+    } else {
+        ngx_http_chat_cluster_wake(cl);
+    }
+}
+
+
 /*
  * nats.c's event loop adapter.  These run on whatever thread nats.c is on
  * (the event loop itself when it publishes or reads; the reconnect thread,
@@ -236,12 +251,7 @@ ngx_http_chat_cluster_ev_attach(void **userData, void *loop,
 
     *userData = cl;
 
-    if (pthread_equal(pthread_self(), cl->loop_thread)) {
-        ngx_http_chat_cluster_apply(cl);
-
-    } else {
-        ngx_http_chat_cluster_wake(cl);
-    }
+    ngx_http_chat_cluster_changed(cl);
 
     return NATS_OK;
 }
@@ -261,12 +271,7 @@ ngx_http_chat_cluster_ev_read(void *userData, bool add)
 
     pthread_mutex_unlock(&cl->lock);
 
-    if (pthread_equal(pthread_self(), cl->loop_thread)) {
-        ngx_http_chat_cluster_apply(cl);
-
-    } else {
-        ngx_http_chat_cluster_wake(cl);
-    }
+    ngx_http_chat_cluster_changed(cl);
 
     return NATS_OK;
 }
@@ -281,12 +286,7 @@ ngx_http_chat_cluster_ev_write(void *userData, bool add)
     cl->want_write = add;
     pthread_mutex_unlock(&cl->lock);
 
-    if (pthread_equal(pthread_self(), cl->loop_thread)) {
-        ngx_http_chat_cluster_apply(cl);
-
-    } else {
-        ngx_http_chat_cluster_wake(cl);
-    }
+    ngx_http_chat_cluster_changed(cl);
 
     return NATS_OK;
 }

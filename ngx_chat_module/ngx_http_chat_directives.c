@@ -24,6 +24,15 @@
 #include "ngx_http_chat_directives.h"
 
 
+/* how ngx_http_chat_conf_file() takes a file's text */
+#define NGX_HTTP_CHAT_FILE_WHOLE  0
+#define NGX_HTTP_CHAT_FILE_LINE   1
+#define NGX_HTTP_CHAT_FILE_TRIM   2
+
+static char *ngx_http_chat_conf_file(ngx_conf_t *cf, const char *who,
+    ngx_str_t *file, size_t max, ngx_uint_t mode, ngx_str_t *out);
+
+
 char *
 ngx_http_chat_mongo_uri(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -172,13 +181,10 @@ ngx_http_chat_jwt_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ngx_http_chat_jwt_secret_read(cf, &value[1], &cmcf->jwt_secret)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_chat_conf_file(cf, "chat_jwt_secret_file", &value[1],
+                                   NGX_HTTP_CHAT_JWT_SECRET_MAX,
+                                   NGX_HTTP_CHAT_FILE_TRIM,
+                                   &cmcf->jwt_secret);
 }
 
 
@@ -315,8 +321,6 @@ ngx_http_chat_ws_message_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 static char *ngx_http_chat_cluster_url(ngx_conf_t *cf, ngx_str_t *url,
     char **out);
-static char *ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what,
-    ngx_str_t *file, size_t max, ngx_uint_t one_line, ngx_str_t *out);
 
 
 /*
@@ -375,9 +379,10 @@ ngx_http_chat_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            if (ngx_http_chat_cluster_file(cf, "password_file", &v,
-                                           NGX_HTTP_CHAT_CLUSTER_SECRET_MAX,
-                                           1, &cmcf->cluster_password)
+            if (ngx_http_chat_conf_file(cf, "chat_cluster: password_file",
+                                        &v, NGX_HTTP_CHAT_CLUSTER_SECRET_MAX,
+                                        NGX_HTTP_CHAT_FILE_LINE,
+                                        &cmcf->cluster_password)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
@@ -395,9 +400,10 @@ ngx_http_chat_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            if (ngx_http_chat_cluster_file(cf, "token_file", &v,
-                                           NGX_HTTP_CHAT_CLUSTER_SECRET_MAX,
-                                           1, &cmcf->cluster_token)
+            if (ngx_http_chat_conf_file(cf, "chat_cluster: token_file",
+                                        &v, NGX_HTTP_CHAT_CLUSTER_SECRET_MAX,
+                                        NGX_HTTP_CHAT_FILE_LINE,
+                                        &cmcf->cluster_token)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
@@ -414,9 +420,10 @@ ngx_http_chat_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            if (ngx_http_chat_cluster_file(cf, "ca", &v,
-                                           NGX_HTTP_CHAT_CLUSTER_CA_MAX, 0,
-                                           &cmcf->cluster_ca)
+            if (ngx_http_chat_conf_file(cf, "chat_cluster: ca", &v,
+                                        NGX_HTTP_CHAT_CLUSTER_CA_MAX,
+                                        NGX_HTTP_CHAT_FILE_WHOLE,
+                                        &cmcf->cluster_ca)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
@@ -557,11 +564,17 @@ invalid:
 }
 
 
-/* a file's text as a C string; one_line: its first line, not empty */
+/*
+ * A secret or a certificate named in the configuration, read at load time
+ * (who names it in errors: "chat_jwt_secret_file", "chat_cluster:
+ * token_file"): its text as a C string of at most max bytes, not empty.
+ * NGX_HTTP_CHAT_FILE_LINE: its first line, trailing blanks cut;
+ * NGX_HTTP_CHAT_FILE_TRIM: trailing line ends cut; else as it is.
+ */
 
 static char *
-ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what, ngx_str_t *file,
-    size_t max, ngx_uint_t one_line, ngx_str_t *out)
+ngx_http_chat_conf_file(ngx_conf_t *cf, const char *who, ngx_str_t *file,
+    size_t max, ngx_uint_t mode, ngx_str_t *out)
 {
     u_char           *p, *last;
     ssize_t           n;
@@ -578,8 +591,7 @@ ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what, ngx_str_t *file,
     fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "chat_cluster: %s \"%V\" cannot be opened",
-                           what, &name);
+                           "%s \"%V\" cannot be opened", who, &name);
         return NGX_CONF_ERROR;
     }
 
@@ -587,8 +599,8 @@ ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what, ngx_str_t *file,
         || ngx_file_size(&fi) > (off_t) max)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "chat_cluster: %s \"%V\" is unreadable or larger "
-                           "than %uz bytes", what, &name, max);
+                           "%s \"%V\" is unreadable or larger than %uz "
+                           "bytes", who, &name, max);
         (void) ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
@@ -604,14 +616,13 @@ ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what, ngx_str_t *file,
 
     if (n < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "chat_cluster: %s \"%V\" cannot be read",
-                           what, &name);
+                           "%s \"%V\" cannot be read", who, &name);
         return NGX_CONF_ERROR;
     }
 
     last = p + n;
 
-    if (one_line) {
+    if (mode == NGX_HTTP_CHAT_FILE_LINE) {
         last = ngx_strlchr(p, last, '\n');
         if (last == NULL) {
             last = p + n;
@@ -620,11 +631,16 @@ ngx_http_chat_cluster_file(ngx_conf_t *cf, const char *what, ngx_str_t *file,
         while (last > p && (last[-1] == '\r' || last[-1] == ' ')) {
             last--;
         }
+
+    } else if (mode == NGX_HTTP_CHAT_FILE_TRIM) {
+        while (last > p && (last[-1] == '\n' || last[-1] == '\r')) {
+            last--;
+        }
     }
 
     if (last == p) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "chat_cluster: %s \"%V\" is empty", what, &name);
+                           "%s \"%V\" is empty", who, &name);
         return NGX_CONF_ERROR;
     }
 

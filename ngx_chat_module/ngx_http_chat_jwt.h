@@ -54,9 +54,4 @@ ngx_int_t ngx_http_chat_jwt_user(ngx_http_request_t *r,
 ngx_int_t ngx_http_chat_jwt_add_variables(ngx_conf_t *cf);
 
 
-/* reads chat_jwt_secret_file (configuration time); logs what fails */
-ngx_int_t ngx_http_chat_jwt_secret_read(ngx_conf_t *cf, ngx_str_t *file,
-    ngx_str_t *secret);
-
-
 #endif /* _NGX_HTTP_CHAT_JWT_H_INCLUDED_ */

@@ -203,7 +203,7 @@ chat_jwt_secret_file /nonexistent/jwt-secret;
 --- config
 --- must_die
 --- error_log
-"/nonexistent/jwt-secret" failed
+chat_jwt_secret_file "/nonexistent/jwt-secret" cannot be opened
 
 
 
