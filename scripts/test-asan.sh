@@ -32,7 +32,7 @@ export ASAN_OPTIONS=log_path=$reports/sidecar:detect_leaks=1
 export UBSAN_OPTIONS=log_path=$reports/sidecar-ubsan:print_stacktrace=1
 
 status=0
-scripts/test.sh nginx || status=1
+scripts/test.sh "${@:-nginx}" || status=1
 
 unset ASAN_OPTIONS UBSAN_OPTIONS
 echo "== sanitizer reports"
