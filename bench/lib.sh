@@ -162,7 +162,8 @@ rss_kb() {      # rss_kb PID[,PID...] - summed VmRSS
 # --- configurations ---------------------------------------------------------
 
 # example_conf PREFIX PORT MONGO_URI INGEST SIDECAR_PORT HTPASSWD JWT_FILE
-# nginx.conf.example with its placeholders replaced (as scripts/run.sh
+# nginx.conf.example (or $EXAMPLE_CONF, loading $BIN/$EXAMPLE_MODULE: the
+# fan-out case's code before) with its placeholders replaced (as scripts/run.sh
 # does), plus benchmark locations inserted before "location = / {":
 #   /bench/static   a small static file
 #   /bench/return   return 200
@@ -171,7 +172,7 @@ example_conf() {
     local prefix=$1 port=$2 mongo=$3 ingest=$4 sport=$5 htpasswd=$6 jwt=$7
     mkdir -p "$prefix/html/bench" "$prefix/logs" "$prefix/tmp"
     echo "ok" > "$prefix/html/bench/static"
-    sed -e "s|@MODULE@|$BIN/ngx_chat_module.so|g" \
+    sed -e "s|@MODULE@|$BIN/${EXAMPLE_MODULE:-ngx_chat_module.so}|g" \
         -e "s|@PREFIX@|$prefix|g" \
         -e "s|@PORT@|$port|g" \
         -e "s|@MONGO_URI@|$mongo|g" \
@@ -180,7 +181,7 @@ example_conf() {
         -e "s|@SIDECAR@|127.0.0.1:$sport|g" \
         -e "s|@SIDECAR_KEY@|$SIDECAR_KEY|g" \
         -e "s|@HTPASSWD@|$htpasswd|g" \
-        "$BENCH_ROOT/nginx.conf.example" |
+        "${EXAMPLE_CONF:-$BENCH_ROOT/nginx.conf.example}" |
     awk -v prefix="$prefix" '
         /^ *location = \/ \{/ && !done {
             print "        # --- added by bench/lib.sh ---"

@@ -196,7 +196,7 @@ saturation() {
             read -r i1 d1 < <(sidecar_cluster 2)
             full=$(grep -c 'hand-off queue was full' "$dir/host2/ngx/logs/error.log")
             emit "{\"case\":\"$case\",\"scenario\":\"saturation\",\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"host2_events_in\":$((i1 - i0)),\"host2_dropped\":$((d1 - d0)),\"host2_full_log_lines\":$full,${j#\{}"
-            log "  saturation subs $n rate $r: $(echo "$j" | jq -c '{published, pub_rate, delivered_ratio, in_order, events_per_sec, deliveries_per_sec, lat_p50_ms, lat_p99_ms, closed_by_server}') dropped $((d1 - d0))"
+            log "  saturation subs $n rate $r: $(echo "$j" | jq -c '{published, pub_rate, delivered_ratio, in_order, events_per_sec, deliveries_per_sec, lat_p50_ms, lat_p99_ms, closed_by_server, nginx_cpu_s, reader_cpu_s, recv_sec}') dropped $((d1 - d0))"
         done
     done
     stop_host 1; stop_host 2

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +122,16 @@ cpu_ns(void)
         closedir(d);
     }
     return total;
+}
+
+/* this thread's CPU (the subscribers' reader), ns */
+static uint64_t
+thread_cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull
+           + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
 }
 
 static int
@@ -424,7 +435,7 @@ main(int argc, char **argv)
         loop_for(50);
     }
 
-    uint64_t c0 = cpu_ns();
+    uint64_t c0 = cpu_ns(), r0 = thread_cpu_ns();
     pthread_t th;
     if (pthread_create(&th, NULL, publisher, NULL) != 0) die("pthread_create");
 
@@ -446,7 +457,7 @@ main(int argc, char **argv)
         }
         loop_for(20);
     }
-    uint64_t c1 = cpu_ns();
+    uint64_t c1 = cpu_ns(), r1 = thread_cpu_ns();
     pthread_join(th, NULL);
 
     uint64_t heard = 0, complete = 0, ooo = 0;
@@ -466,7 +477,8 @@ main(int argc, char **argv)
            "\"subs_complete\":%llu,\"in_order\":%s,\"recv_sec\":%.3f,"
            "\"events_per_sec\":%.0f,\"deliveries_per_sec\":%.0f,"
            "\"lat_p50_ms\":%.2f,\"lat_p99_ms\":%.2f,\"lat_max_ms\":%.2f,"
-           "\"cpu_us_per_delivery\":%.3f,\"cpu_us_per_event\":%.2f}\n",
+           "\"cpu_us_per_delivery\":%.3f,\"cpu_us_per_event\":%.2f,"
+           "\"nginx_cpu_s\":%.3f,\"reader_cpu_s\":%.3f}\n",
            nsubs, subs_open, subs_closed_by_server, rate, published,
            pub_errors, pub_sec, published / pub_sec,
            (unsigned long long) heard, heard / expected,
@@ -474,7 +486,8 @@ main(int argc, char **argv)
            heard / (double) nsubs / recv_sec, heard / recv_sec,
            pct(0.5), pct(0.99), lat_n ? lat_us[lat_n - 1] / 1000.0 : -1,
            heard ? (c1 - c0) / 1e3 / heard : -1,
-           heard ? (c1 - c0) / 1e3 / (heard / (double) nsubs) : -1);
+           heard ? (c1 - c0) / 1e3 / (heard / (double) nsubs) : -1,
+           (c1 - c0) / 1e9, (r1 - r0) / 1e9);
 
     natsConnection_Destroy(nc);
     return 0;
