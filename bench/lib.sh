@@ -274,10 +274,10 @@ micro_conf() {
     if [ "$variant" = C ]; then
         # the module loaded, metrics off: correlation IDs and the request
         # context only (separates their cost from the recording's)
-        load="load_module $BIN/ngx_chat_module.so;"
+        load="load_module $BIN/${MICRO_MODULE:-ngx_chat_module.so};"
     fi
     if [ "$variant" = B ]; then
-        load="load_module $BIN/ngx_chat_module.so;"
+        load="load_module $BIN/${MICRO_MODULE:-ngx_chat_module.so};"
         chat="chat_metrics on; chat_metrics_address $MICRO_INGEST; chat_metrics_flush_interval 100ms;"
         [ "$per_uri" = 1 ] && loc="chat_metrics_endpoint \$uri;"
     fi
@@ -312,11 +312,13 @@ wrk_round() {
     log "  $case $variant round $round: $(echo "$j" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f req/s p99 %d us" % (d["requests"]/(d["duration_us"]/1e6), d["p99_us"]))')"
 }
 
-# callgrind_run CASE VARIANT N DISTINCT PER_URI - nginx as one process under
-# callgrind, N sequential keep-alive requests; emits the instruction totals
+# callgrind_run CASE VARIANT N DISTINCT PER_URI [LABEL] - nginx as one
+# process under callgrind, N sequential keep-alive requests; emits the
+# instruction totals (as variant LABEL, default VARIANT; $MICRO_MODULE: the
+# module loaded)
 callgrind_run() {
-    local case=$1 variant=$2 n=$3 distinct=$4 per_uri=$5
-    local dir=$OUT/$case/cg-$variant-$n port conf pid
+    local case=$1 variant=$2 n=$3 distinct=$4 per_uri=$5 label=${6:-$2}
+    local dir=$OUT/$case/cg-$label-$n port conf pid
     rm -rf "$dir"; mkdir -p "$dir"
     port=$(free_port)
     conf=$(micro_conf "$dir" "$port" "$variant" "$per_uri")
@@ -337,6 +339,6 @@ callgrind_run() {
     local total main
     total=$(for f in "$dir"/callgrind.out.*; do awk '/^(summary|totals):/ {print $2; exit}' "$f"; done | awk '{s += $1} END {print s+0}')
     main=$(awk '/^(summary|totals):/ {print $2; exit}' "$(ls "$dir"/callgrind.out.*-01 | head -1)")
-    emit "{\"case\":\"$case\",\"kind\":\"callgrind\",\"variant\":\"$variant\",\"n\":$n,\"distinct\":$distinct,\"per_uri\":$per_uri,\"ir_total\":$total,\"ir_main\":${main:-0},\"threads\":$(ls "$dir"/callgrind.out.* | wc -l),\"hreq\":$(cat "$dir/hreq.json")}"
-    log "  callgrind $variant n=$n distinct=$distinct: total $total main $main"
+    emit "{\"case\":\"$case\",\"kind\":\"callgrind\",\"variant\":\"$label\",\"n\":$n,\"distinct\":$distinct,\"per_uri\":$per_uri,\"ir_total\":$total,\"ir_main\":${main:-0},\"threads\":$(ls "$dir"/callgrind.out.* | wc -l),\"hreq\":$(cat "$dir/hreq.json")}"
+    log "  callgrind $label n=$n distinct=$distinct: total $total main $main"
 }
