@@ -162,7 +162,8 @@ rss_kb() {      # rss_kb PID[,PID...] - summed VmRSS
 # --- configurations ---------------------------------------------------------
 
 # example_conf PREFIX PORT MONGO_URI INGEST SIDECAR_PORT HTPASSWD JWT_FILE
-# nginx.conf.example with its placeholders replaced (as scripts/run.sh
+# nginx.conf.example (or $EXAMPLE_CONF, loading $BIN/$EXAMPLE_MODULE: the
+# fan-out case's code before) with its placeholders replaced (as scripts/run.sh
 # does), plus benchmark locations inserted before "location = / {":
 #   /bench/static   a small static file
 #   /bench/return   return 200
@@ -171,7 +172,7 @@ example_conf() {
     local prefix=$1 port=$2 mongo=$3 ingest=$4 sport=$5 htpasswd=$6 jwt=$7
     mkdir -p "$prefix/html/bench" "$prefix/logs" "$prefix/tmp"
     echo "ok" > "$prefix/html/bench/static"
-    sed -e "s|@MODULE@|$BIN/ngx_chat_module.so|g" \
+    sed -e "s|@MODULE@|$BIN/${EXAMPLE_MODULE:-ngx_chat_module.so}|g" \
         -e "s|@PREFIX@|$prefix|g" \
         -e "s|@PORT@|$port|g" \
         -e "s|@MONGO_URI@|$mongo|g" \
@@ -180,7 +181,7 @@ example_conf() {
         -e "s|@SIDECAR@|127.0.0.1:$sport|g" \
         -e "s|@SIDECAR_KEY@|$SIDECAR_KEY|g" \
         -e "s|@HTPASSWD@|$htpasswd|g" \
-        "$BENCH_ROOT/nginx.conf.example" |
+        "${EXAMPLE_CONF:-$BENCH_ROOT/nginx.conf.example}" |
     awk -v prefix="$prefix" '
         /^ *location = \/ \{/ && !done {
             print "        # --- added by bench/lib.sh ---"
@@ -280,11 +281,11 @@ micro_conf() {
         # request without recording: the cost of its request context and
         # correlation ID apart from the recording's (the module loaded and
         # configured for nothing leaves requests alone)
-        load="load_module $BIN/ngx_chat_module.so;"
+        load="load_module $BIN/${MICRO_MODULE:-ngx_chat_module.so};"
         chat="chat_correlation_header X-Correlation-ID;"
         ;;
     B|D)
-        load="load_module $BIN/ngx_chat_module.so;"
+        load="load_module $BIN/${MICRO_MODULE:-ngx_chat_module.so};"
         chat="chat_metrics on; chat_metrics_address $MICRO_INGEST; chat_metrics_flush_interval 100ms;"
         [ "$variant" = D ] && chat="$chat chat_correlation_response off;"
         [ "$per_uri" = 1 ] && loc="chat_metrics_endpoint \$uri;"
@@ -346,11 +347,13 @@ wrk_round() {
     log "  $case $variant round $round: $(echo "$j" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f req/s p99 %d us" % (d["requests"]/(d["duration_us"]/1e6), d["p99_us"]))')"
 }
 
-# callgrind_run CASE VARIANT N DISTINCT PER_URI - nginx as one process under
-# callgrind, N sequential keep-alive requests; emits the instruction totals
+# callgrind_run CASE VARIANT N DISTINCT PER_URI [LABEL] - nginx as one
+# process under callgrind, N sequential keep-alive requests; emits the
+# instruction totals (as variant LABEL, default VARIANT; $MICRO_MODULE: the
+# module loaded)
 callgrind_run() {
-    local case=$1 variant=$2 n=$3 distinct=$4 per_uri=$5
-    local dir=$OUT/$case/cg-$variant-$n port conf pid
+    local case=$1 variant=$2 n=$3 distinct=$4 per_uri=$5 label=${6:-$2}
+    local dir=$OUT/$case/cg-$label-$n port conf pid
     rm -rf "$dir"; mkdir -p "$dir"
     port=$(free_port)
     conf=$(micro_conf "$dir" "$port" "$variant" "$per_uri")
@@ -371,6 +374,6 @@ callgrind_run() {
     local total main
     total=$(for f in "$dir"/callgrind.out.*; do awk '/^(summary|totals):/ {print $2; exit}' "$f"; done | awk '{s += $1} END {print s+0}')
     main=$(awk '/^(summary|totals):/ {print $2; exit}' "$(ls "$dir"/callgrind.out.*-01 | head -1)")
-    emit "{\"case\":\"$case\",\"kind\":\"callgrind\",\"variant\":\"$variant\",\"n\":$n,\"distinct\":$distinct,\"per_uri\":$per_uri,\"ir_total\":$total,\"ir_main\":${main:-0},\"threads\":$(ls "$dir"/callgrind.out.* | wc -l),\"hreq\":$(cat "$dir/hreq.json")}"
-    log "  callgrind $variant n=$n distinct=$distinct: total $total main $main"
+    emit "{\"case\":\"$case\",\"kind\":\"callgrind\",\"variant\":\"$label\",\"n\":$n,\"distinct\":$distinct,\"per_uri\":$per_uri,\"ir_total\":$total,\"ir_main\":${main:-0},\"threads\":$(ls "$dir"/callgrind.out.* | wc -l),\"hreq\":$(cat "$dir/hreq.json")}"
+    log "  callgrind $label n=$n distinct=$distinct: total $total main $main"
 }

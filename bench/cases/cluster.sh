@@ -17,6 +17,31 @@
 #              reaches host 2 (bench/tools/failover_time.pl), 10 rounds
 #   single:    one host, chat_cluster unset, 1,000 subscribers over 100
 #              groups, 100 messages/s: the numbers to compare with
+#   saturation: the cluster path alone (the POSTs are bound by the
+#              database at ~100-200/s): bench/tools/natsflood.c, a raw NATS
+#              publisher with an instance id that is no host's, sends
+#              well-formed cluster messages (CHC1, instance, seq, group,
+#              a message event) for one group straight to its subject, to
+#              N WebSocket subscribers of that group on host 2 (SAT_SUBS,
+#              10 and 100), at fixed rates then as fast as it can
+#              (SAT_RATES, 0: max), 5 s or a bounded count a step, a fresh
+#              group a step: events/s the subscribers heard, delivery
+#              latency, and host 2's cluster.dropped (its sidecar's JSON)
+#              and hand-off-queue lines in its error log.
+#              Seqs: each group is made through the API and has no event;
+#              natsflood publishes 1, 2, 3, ... (1 is a probe repeated until
+#              every subscriber heard it, the subscription's arrival at the
+#              cluster), the group's real sequence from its start, so that
+#              the host delivers each at once in order and the database is
+#              not on the path.  Not seeded: the event log's write path
+#              (seq claims, records, buckets) is the module's to write, and
+#              a seeded event would be read back only for a gap, i.e. past
+#              saturation.  Past it (an event dropped on a full hand-off
+#              queue), the gap cannot be filled (never stored), the group
+#              waits for it and gives it up, so a step that drops delivers
+#              less than 100 %: the highest rate with 100 % delivered and
+#              0 dropped is the capacity; the max step's events/s is what
+#              the host delivered while flooded (the prefix before the gap).
 # Bounded: fixed step lengths, fixed counts; loopback only; by pid.
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
@@ -63,7 +88,7 @@ token=$(cat "$dir/sec/token")
 # start_host H CLUSTER(0|1): sidecar + nginx from nginx.conf.example (limits
 # off, worker_connections 16384), with chat_host_name/chat_cluster when
 # CLUSTER is 1; sets hport[H] hm[H] hw[H]
-declare -a hport hm hw hs
+declare -a hport hm hw hs hsp
 start_host() {
     local h=$1 cl=$2 d=$dir/host$1 spid sport port
     mkdir -p "$d"
@@ -83,6 +108,7 @@ start_host() {
     hw[$h]=$(worker_pids "${hm[$h]}")
     hport[$h]=$port
     hs[$h]=$spid
+    hsp[$h]=$sport
 }
 stop_host() { stop_nginx "${hm[$1]}"; stop_pid "${hs[$1]}"; }
 
@@ -126,6 +152,56 @@ single_round() {    # single_round ROUND
     stop_host 1
 }
 
+# CLUSTER_STEPS: the parts to run (default all: rounds saturation failover)
+steps=" ${CLUSTER_STEPS:-rounds saturation failover} "
+[[ "$steps" == *" rounds "* ]] || rounds=0
+# saturation: bench/tools/natsflood.c is a third "host" on NATS node 3: it
+# publishes cluster messages for one fresh group (no event yet) straight to
+# the group's subject, at fixed rates then as fast as it can, to N
+# WebSocket subscribers on host 2 (the case's header says why these seqs);
+# host 2's link record (its sidecar's cluster.dropped, events_in) and its
+# error log say what the hand-off queue dropped
+sidecar_cluster() {     # sidecar_cluster H -> "events_in dropped", once stable
+    local i a b=""
+    for i in $(seq 40); do
+        a=$(sidecar_json "${hsp[$1]}" | jq -r '"\(.cluster.events_in) \(.cluster.dropped)"')
+        [ -n "$a" ] && [ "$a" = "$b" ] && { echo "$a"; return 0; }
+        b=$a
+        sleep 0.5
+    done
+    echo "${a:-0 0}"
+}
+
+saturation() {
+    local subs rates cnt sdur r g j k i0 d0 i1 d1 full
+    subs=${SAT_SUBS:-$(q "10 100" "10 100")}
+    rates=${SAT_RATES:-$(q "2000 0" "1000 2000 5000 10000 20000 40000 0")}
+    sdur=$(q 3 5)
+    start_host 1 1 || return 1
+    start_host 2 1 || return 1
+    wait_clients 4 || return 1
+    k=0
+    for n in $subs; do for r in $rates; do k=$((k + 1)); done; done
+    create_groups "${hport[1]}" "$token" "$k" "$dir/flood-groups" || return 1
+    k=0
+    for n in $subs; do
+        for r in $rates; do
+            k=$((k + 1))
+            g=$(sed -n "${k}p" "$dir/flood-groups")
+            cnt=$((r * sdur)); [ "$r" = 0 ] && cnt=$(q 50000 200000)
+            read -r i0 d0 < <(sidecar_cluster 2)
+            j=$("$BIN/natsflood" -u "nats://127.0.0.1:${ncp[3]}" -p "${hport[2]}" -g "$g" \
+                    -t "$token" -n "$n" -r "$r" -c "$cnt" -d "$sdur" -P "${hw[2]}" \
+                    2>> "$dir/natsflood.err") || { log "natsflood failed"; tail -3 "$dir/natsflood.err" >&2; return 1; }
+            read -r i1 d1 < <(sidecar_cluster 2)
+            full=$(grep -c 'hand-off queue was full' "$dir/host2/ngx/logs/error.log")
+            emit "{\"case\":\"$case\",\"scenario\":\"saturation\",\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"host2_events_in\":$((i1 - i0)),\"host2_dropped\":$((d1 - d0)),\"host2_full_log_lines\":$full,${j#\{}"
+            log "  saturation subs $n rate $r: $(echo "$j" | jq -c '{published, pub_rate, delivered_ratio, in_order, events_per_sec, deliveries_per_sec, lat_p50_ms, lat_p99_ms, closed_by_server, nginx_cpu_s, reader_cpu_s, recv_sec}') dropped $((d1 - d0))"
+        done
+    done
+    stop_host 1; stop_host 2
+}
+
 for r in $(seq "$rounds"); do
     if [ $((r % 2)) = 1 ]; then
         cluster_round "$r" || exit 1; single_round "$r" || exit 1
@@ -134,10 +210,15 @@ for r in $(seq "$rounds"); do
     fi
 done
 
+# --- saturation: the cluster path alone ------------------------------------
+[[ "$steps" == *" saturation "* ]] && { saturation || exit 1; }
+[[ "$steps" == *" failover "* ]] || exit 0
+
 # --- failover: a node SIGKILLed under load -----------------------------------
 start_host 1 1 || exit 1
 start_host 2 1 || exit 1
 wait_clients 4 || exit 1
+[ -s "$dir/groups" ] || create_groups "${hport[1]}" "$token" 100 "$dir/groups" || exit 1
 victim=1
 for n in 2 3; do [ "$(clients $n)" -gt "$(clients $victim)" ] && victim=$n; done
 had=$(clients $victim)

@@ -48,13 +48,49 @@ scenarios() {   # scenarios SYSTEM PORT GROUPS_FILE PIDS [-t TOKEN]
     run_ws "$sys" one-max -p "$port" -g "$gf" -G 1 -n 1000 "$@" -r "$rates" -d "$step" -c 32 -P "$pids"
 }
 
+parts=" ${FANOUT_PARTS:-chat nchan${BEFORE_MODULE:+ compare}} "
+
+# --- compare: the module before and now, same run --------------------------
+compare_round() {   # compare_round SYSTEM ROUND - a fresh stack under $dir/cmp-*
+    local sys=$1 r=$2 top=$dir
+    dir=$top/cmp-$sys-$r; mkdir -p "$dir"
+    if [ "$sys" = chat-before ]; then
+        export EXAMPLE_MODULE=ngx_chat_module.before.so
+        [ -f "$(dirname "$BEFORE_MODULE")/../nginx.conf.example" ] &&
+            export EXAMPLE_CONF=$(dirname "$BEFORE_MODULE")/../nginx.conf.example
+    fi
+    start_example_stack "$dir/db" 16384 &&
+    create_groups "$port" "$token" 100 "$dir/groups" || { dir=$top; return 1; }
+    unset EXAMPLE_MODULE EXAMPLE_CONF
+    run_ws "$sys" "cmp-many-100-r$r" -p "$port" -g "$dir/groups" -G 100 -n 1000 -t "$token" -r 100 -d "$base" -P "$w" -i 1
+    run_ws "$sys" "cmp-one-100-r$r" -p "$port" -g "$dir/groups" -G 1 -n 1000 -t "$token" -r 100 -d "$base" -P "$w" -i 1
+    stop_nginx "$m"; stop_pid "$spid"; stop_db "$dir/db"
+    dir=$top
+}
+if [[ "$parts" == *" compare "* ]]; then
+    [ -f "${BEFORE_MODULE:-}" ] || { log "BEFORE_MODULE: no such file"; exit 1; }
+    cp "$BEFORE_MODULE" "$BIN/ngx_chat_module.before.so" || exit 1
+    emit "{\"case\":\"$case\",\"kind\":\"compare\",\"before_sha256\":\"$(sha256sum "$BIN/ngx_chat_module.before.so" | cut -c1-12)\",\"now_sha256\":\"$(sha256sum "$BIN/ngx_chat_module.so" | cut -c1-12)\"}"
+    for r in $(seq "${CMP_ROUNDS:-$(q 1 3)}"); do
+        if [ $((r % 2)) = 1 ]; then
+            compare_round chat-before "$r" || exit 1; compare_round chat "$r" || exit 1
+        else
+            compare_round chat "$r" || exit 1; compare_round chat-before "$r" || exit 1
+        fi
+    done
+fi
+[[ "$parts" == *" chat "* ]] || [[ "$parts" == *" nchan "* ]] || exit 0
+
 # --- the chat module -------------------------------------------------------
+[[ "$parts" == *" chat "* ]] && {
 start_example_stack "$dir/db" 16384 || exit 1
 create_groups "$port" "$token" 100 "$dir/groups" || exit 1
 scenarios chat "$port" "$dir/groups" "$w" -t "$token"
 stop_nginx "$m"
 stop_pid "$spid"
 stop_db "$dir/db"
+}
+[[ "$parts" == *" nchan "* ]] || exit 0
 
 # --- nchan -----------------------------------------------------------------
 port=$(free_port)

@@ -8,6 +8,11 @@
 # without recording, D metrics on without response headers, and V
 # nginx-module-vts when VTS_SRC names its source tree (built here against
 # the same nginx; unset, the case says so and runs without it).
+# BEFORE_MODULE=SO (the module of older code): then also "compare":
+# callgrind's instructions per request of B (metrics on) with that module
+# ("B-before") and with this one, and of A, in the same run.
+# OVERHEAD_PARTS: the parts to run (default "wrk threads callgrind",
+# + compare).
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=overhead
@@ -28,6 +33,8 @@ MICRO_INGEST="ipc://$dir/metrics.ipc"
 read -r spid sport < <(start_sidecar "$dir/sidecar" "$MICRO_INGEST" "mongodb://127.0.0.1:9/chat") || exit 1
 emit "{\"case\":\"$case\",\"kind\":\"meta\",\"rounds\":$rounds,\"duration\":\"$dur\",\"sidecar_rss_kb_start\":$(rss_kb "$spid")}"
 
+parts=" ${OVERHEAD_PARTS:-wrk threads callgrind${BEFORE_MODULE:+ compare}} "
+[[ "$parts" == *" wrk "* ]] || rounds=0
 port=$(free_port)
 for r in $(seq "$rounds"); do
     order=$variants; [ $((r % 2)) = 0 ] && order=$(rev $variants)
@@ -43,7 +50,7 @@ for r in $(seq "$rounds"); do
 done
 # where the CPU goes, per thread of the worker (A and B, 5 s each): run
 # time and context switches of every thread, from /proc/PID/task/*
-for v in A B; do
+[[ "$parts" == *" threads "* ]] && for v in A B; do
     conf=$(micro_conf "$dir/ngx-$v" "$port" "$v")
     m=$(start_nginx "$conf" "$dir/ngx-$v") || exit 1
     w=$(worker_pids "$m")
@@ -71,6 +78,25 @@ j=$(sidecar_json "$sport")
 emit "{\"case\":\"$case\",\"kind\":\"sidecar\",\"rss_kb\":$(rss_kb "$spid"),\"total_requests\":$(echo "$j" | jq .performance.total_requests),\"requests_served\":$(echo "$j" | jq .performance.requests_served),\"requests_dropped\":$(echo "$j" | jq .performance.requests_dropped)}"
 
 n1=$(q 500 1000); n2=$(q 2500 11000)
+if [[ "$parts" == *" compare "* ]]; then
+    [ -f "${BEFORE_MODULE:-}" ] || { log "BEFORE_MODULE: no such file"; exit 1; }
+    cp "$BEFORE_MODULE" "$BIN/ngx_chat_module.before.so" || exit 1
+    emit "{\"case\":\"$case\",\"kind\":\"compare\",\"before_sha256\":\"$(sha256sum "$BIN/ngx_chat_module.before.so" | cut -c1-12)\",\"now_sha256\":\"$(sha256sum "$BIN/ngx_chat_module.so" | cut -c1-12)\"}"
+    for n in "$n1" "$n2"; do
+        callgrind_run "$case" A "$n" 0 0 A-cmp || exit 1
+        MICRO_MODULE=ngx_chat_module.before.so callgrind_run "$case" B "$n" 0 0 B-before || exit 1
+        callgrind_run "$case" B "$n" 0 0 B-now || exit 1
+    done
+    for v in A-cmp B-before B-now; do
+        jq -s --arg v "$v" --argjson n1 "$n1" --argjson n2 "$n2" \
+            '[.[] | select(.kind == "callgrind" and .variant == $v)] as $r
+             | (($r[] | select(.n == $n2) | .ir_total) - ($r[] | select(.n == $n1) | .ir_total)) / ($n2 - $n1)
+             | {case: "overhead", kind: "compare-ir", variant: $v, ir_per_request: .}' "$RESULTS_JSONL" -c >> "$RESULTS_JSONL.tmp"
+    done
+    cat "$RESULTS_JSONL.tmp" >> "$RESULTS_JSONL"; rm -f "$RESULTS_JSONL.tmp"
+    log "  compare: $(grep compare-ir "$RESULTS_JSONL" | jq -c '{variant, ir_per_request}' | paste -sd' ')"
+fi
+[[ "$parts" == *" callgrind "* ]] || exit 0
 for v in $variants D; do
     for n in "$n1" "$n2"; do
         callgrind_run "$case" "$v" "$n" 0 0 || exit 1

@@ -228,6 +228,28 @@ def overhead():
         w("\n".join(lines[:16] + ["..."] + [l for l in lines if "<-" in l or "large copies" in l]))
         w("```")
     w()
+    overhead_compare(rows)
+
+
+def overhead_compare(rows):
+    """BEFORE_MODULE: callgrind's instructions per request, same run"""
+    a, _ = cg_per_request(rows, "A-cmp")
+    b0, _ = cg_per_request(rows, "B-before")
+    b1, _ = cg_per_request(rows, "B-now")
+    if a is None or b0 is None or b1 is None:
+        return
+    cmp_ = next((r for r in rows if r.get("kind") == "compare"), {})
+    w("### The module before (BEFORE_MODULE, .so %s) and now (.so %s), same run" % (
+        cmp_.get("before_sha256", "?"), cmp_.get("now_sha256", "?")))
+    w()
+    w("| variant | instructions per request (all threads) |")
+    w("|---|---|")
+    w("| A: module not loaded | %.0f |" % a)
+    w("| B before | %.0f (+%.0f over A) |" % (b0, b0 - a))
+    w("| B now | %.0f (+%.0f over A) |" % (b1, b1 - a))
+    w()
+    w("Ratio now/before: %.3f of the whole request (%+.0f instructions)." % (b1 / b0, b1 - b0))
+    w()
 
 
 # --- 2 ----------------------------------------------------------------------
@@ -518,6 +540,8 @@ def fanout():
     w()
     w("| system | scenario | subs | rate/s (achieved) | delivered/expected | lat p50 / p99 / max ms | POST p50 / p99 ms | CPU µs/delivery | CPU µs/publish | closed by server |")
     w("|---|---|---|---|---|---|---|---|---|---|")
+    cmp_rows = [r for r in rows if str(r.get("scenario", "")).startswith("cmp-")]
+    rows = [r for r in rows if not str(r.get("scenario", "")).startswith("cmp-")]
     steps = [r for r in rows if r.get("phase") == "step"]
     conns = {(r["system"], r["scenario"]): r for r in rows if r.get("phase") == "connect"}
     for r in steps:
@@ -610,6 +634,41 @@ def fanout():
                 "chat %.2f ms vs nchan %.2f ms + our POST p99 with no subscriber at 100/s %.2f ms = %.2f ms" % (
                     c["lat_p99_ms"], n["lat_p99_ms"], p0["post_p99_ms"], lim))))
     w()
+    fanout_compare(cmp_rows)
+
+
+def fanout_compare(rows):
+    """BEFORE_MODULE: the chat module before and now, same run, rounds
+    alternating; medians, and the medians of the per-round ratios"""
+    steps = [r for r in rows if r.get("phase") == "step"]
+    if not steps:
+        return
+    w("### The chat module before (BEFORE_MODULE) and now, same run")
+    w()
+    w("| scenario | module | rounds | delivered (min) | CPU µs/delivery | p50 ms | p99 ms | POST p50 ms |")
+    w("|---|---|---|---|---|---|---|---|")
+    for sc in ("many-100", "one-100"):
+        for sysname in ("chat-before", "chat"):
+            rs = [r for r in steps if r["system"] == sysname and r["scenario"].startswith("cmp-%s-" % sc)]
+            if rs:
+                w("| %s | %s | %d | %.3f %% | %.2f | %.1f | %.0f | %.1f |" % (
+                    sc, sysname, len(rs), 100 * min(r["delivered_ratio"] for r in rs),
+                    med([r["cpu_us_per_delivery"] for r in rs]), med([r["lat_p50_ms"] for r in rs]),
+                    med([r["lat_p99_ms"] for r in rs]), med([r["post_p50_ms"] for r in rs])))
+    w()
+    for sc in ("many-100", "one-100"):
+        cpu, p99 = [], []
+        for r in steps:
+            if r["system"] == "chat" and r["scenario"].startswith("cmp-%s-" % sc):
+                b = next((x for x in steps if x["system"] == "chat-before"
+                          and x["scenario"] == r["scenario"]), None)
+                if b:
+                    cpu.append(r["cpu_us_per_delivery"] / b["cpu_us_per_delivery"])
+                    p99.append(r["lat_p99_ms"] / b["lat_p99_ms"])
+        if cpu:
+            w("- %s, now/before by round (median of %d): CPU per delivery %.2f, p99 %.2f" % (
+                sc, len(cpu), med(cpu), med(p99)))
+    w()
 
 
 # --- 7 ----------------------------------------------------------------------
@@ -701,6 +760,7 @@ def cluster():
     steps = [r for r in rows or [] if r.get("phase") == "step"]
     if not steps:
         w("## 9. Across hosts (NATS)\n\nNot run yet (`make bench BENCH=cluster`).\n")
+        saturation(rows or [])
         return
     header("9. Across hosts on NATS (target: cross-host p99 within 2 ms of same-host, 100 % delivered)",
            "cluster", date, "make bench BENCH=cluster")
@@ -761,6 +821,50 @@ def cluster():
         verdict("14 delivered through a node kill", r["delivered_ratio"] >= 1.0 and r["duplicates"] == 0,
                 "%.3f %% delivered, %d duplicates" % (100 * r["delivered_ratio"], r["duplicates"]))
         w()
+    saturation(rows)
+
+
+def saturation(rows):
+    """the cluster path alone (bench/tools/natsflood.c): a table, the
+    capacity per subscriber count (the highest rate heard at the pace,
+    100 % delivered, 0 dropped)"""
+    sat = [r for r in rows if r.get("scenario") == "saturation"]
+    if not sat:
+        return
+    w("### Cross-host events/s per host at saturation (bench/tools/natsflood.c)")
+    w()
+    w("natsflood, a third \"host\" on NATS node 3 (its own instance id), publishes well-formed cluster "
+      "messages for one fresh group (no event yet: its real sequence from seq 1, delivered without "
+      "the database) straight to its subject, to N WebSocket subscribers on host 2 (2 workers), at "
+      "fixed rates then as fast as it can (max); 5 s a step. events/s heard = events a subscriber "
+      "received / (first publish -> last frame); latency = publish -> frame read; CPU in cores over "
+      "that interval (host 2's workers, all threads; natsflood's reading thread); dropped = host 2's "
+      "`cluster.dropped` (sidecar JSON) over the step. A dropped event is a gap that cannot be filled "
+      "(never stored), so a step past the capacity delivers only the prefix before it.")
+    w()
+    w("| subs | rate/s | published (achieved/s) | delivered | events/s heard | deliveries/s | p50 / p99 ms | host 2 dropped | nginx CPU, cores | reader CPU, cores | load avg |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sat:
+        sec = r["recv_sec"] or 1
+        w("| %d | %s | %d (%.0f) | %.1f %% | %.0f | %.0f | %.2f / %.2f | %d | %s | %s | %s |" % (
+            r["subs"], f(r["rate"] or None, "%.0f") if r["rate"] else "max", r["published"], r["pub_rate"],
+            100 * r["delivered_ratio"], r["events_per_sec"], r["deliveries_per_sec"], r["lat_p50_ms"],
+            r["lat_p99_ms"], r["host2_dropped"], f(r.get("nginx_cpu_s", 0) / sec, "%.2f"),
+            f(r.get("reader_cpu_s", 0) / sec, "%.2f"), f(r.get("loadavg"), "%.1f")))
+    w()
+    cap = []
+    for n in sorted({r["subs"] for r in sat}):
+        ok = [r for r in sat if r["subs"] == n and r["rate"] and r["delivered_ratio"] >= 1
+              and r["host2_dropped"] == 0 and r["events_per_sec"] >= 0.95 * r["rate"]]
+        best = max(ok, key=lambda r: r["rate"]) if ok else None
+        if best:
+            cap.append("%d subscribers: %.0f events/s (%.0f deliveries/s)" % (
+                n, best["events_per_sec"], best["deliveries_per_sec"]))
+    if cap:
+        text = "; ".join(cap)
+        w("Highest step heard at the pace, 100 %% delivered, 0 dropped: %s." % text)
+        w()
+        verdict("14 events/s at saturation", True, "cross-host, per host: %s (measured, no target)" % text)
 
 
 def summary_table():
