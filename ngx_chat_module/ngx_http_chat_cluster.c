@@ -106,6 +106,7 @@ ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
     cl->loop_thread = pthread_self();
     cl->instance = cmcf->cluster_instance;
     cl->sock = NGX_HTTP_CHAT_CLUSTER_NO_SOCK;
+    cl->sock_dup = -1;
     cl->wake_fd = -1;
     cl->tail = &cl->head;
     cl->state = CHAT_CLUSTER_CONNECTING;
@@ -434,6 +435,11 @@ ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_chat_cluster_unwatch(cl);
+
+    if (cl->sock_dup != -1) {
+        (void) close(cl->sock_dup);      /* made, never watched */
+        cl->sock_dup = -1;
+    }
 
     while (cl->head) {
         it = cl->head;

@@ -46,7 +46,7 @@ ngx_http_chat_cluster_wake(ngx_http_chat_cluster_t *cl)
 void
 ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl)
 {
-    int                 fd;
+    int                 fd, err;
     natsSock            sock;
     ngx_uint_t          attaches, want_read, want_write;
     ngx_connection_t   *c;
@@ -56,6 +56,15 @@ ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl)
     attaches = cl->attaches;
     want_read = cl->want_read;
     want_write = cl->want_write;
+    fd = -1;
+    err = 0;
+
+    if (attaches != cl->attaches_seen) {
+        fd = cl->sock_dup;               /* ours now */
+        cl->sock_dup = -1;
+        err = cl->dup_errno;
+    }
+
     pthread_mutex_unlock(&cl->lock);
 
     if (attaches != cl->attaches_seen
@@ -65,12 +74,15 @@ ngx_http_chat_cluster_apply(ngx_http_chat_cluster_t *cl)
         cl->attaches_seen = attaches;
 
         if (sock == NGX_HTTP_CHAT_CLUSTER_NO_SOCK) {
+            if (fd != -1) {
+                (void) close(fd);
+            }
+
             return;
         }
 
-        fd = dup(sock);
         if (fd == -1) {
-            ngx_log_error(NGX_LOG_ALERT, cl->log, ngx_errno,
+            ngx_log_error(NGX_LOG_ALERT, cl->log, err,
                           "chat cluster: dup() of the link's socket failed");
             return;
         }
@@ -241,7 +253,25 @@ ngx_http_chat_cluster_ev_attach(void **userData, void *loop,
 {
     ngx_http_chat_cluster_t *cl = loop;
 
+    int  fd;
+
+    /*
+     * Our duplicate is made here, while nats.c holds its lock and the
+     * socket is surely its own: on the loop, later, the number might
+     * already be closed and reused by another thread.  One not yet taken
+     * by the loop (an attach before it ran) is closed: never watched.
+     */
+
+    fd = dup(socket);
+
     pthread_mutex_lock(&cl->lock);
+
+    if (cl->sock_dup != -1) {
+        (void) close(cl->sock_dup);
+    }
+
+    cl->sock_dup = fd;
+    cl->dup_errno = (fd == -1) ? errno : 0;
     cl->sock = socket;
     cl->attaches++;
     cl->want_read = 1;
@@ -304,6 +334,12 @@ ngx_http_chat_cluster_ev_detach(void *userData)
     cl->want_read = 0;
     cl->want_write = 0;
     cl->linked = 0;
+
+    if (cl->sock_dup != -1) {
+        (void) close(cl->sock_dup);      /* never watched */
+        cl->sock_dup = -1;
+    }
+
     pthread_mutex_unlock(&cl->lock);
 
     if (pthread_equal(pthread_self(), cl->loop_thread)) {

@@ -62,6 +62,10 @@ typedef struct {
     pthread_mutex_t                lock;
     int                            wake_fd;         /* eventfd */
     natsSock                       sock;            /* nats.c's, -1: none */
+    int                            sock_dup;        /* ours, made at the
+                                                       attach, not yet
+                                                       watched; -1: none */
+    int                            dup_errno;       /* dup() failed */
     ngx_uint_t                     attaches;        /* each attach */
     unsigned                       want_read:1;
     unsigned                       want_write:1;
