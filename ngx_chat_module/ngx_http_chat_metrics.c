@@ -368,8 +368,13 @@ ngx_http_chat_metrics_log_handler(ngx_http_request_t *r)
 
     /* method, endpoint ("METHOD name"), correlation ID: back to back */
 
-    p = ngx_cpymem((u_char *) req->text, r->method_name.data, mlen);
-    p = ngx_cpymem(p, r->method_name.data, mlen);
+    p = (u_char *) req->text;
+
+    if (mlen) {                    /* none when the request line failed */
+        p = ngx_cpymem(p, r->method_name.data, mlen);
+        p = ngx_cpymem(p, r->method_name.data, mlen);
+    }
+
     *p++ = ' ';
 
     if (nlen) {                    /* an empty ngx_str_t may have no data */
