@@ -32,6 +32,15 @@
 
 
 #define NGX_HTTP_CHAT_SNAPSHOT_INTERVAL  5000   /* ms */
+
+/*
+ * A snapshot waits until this worker's last WebSocket event is this old,
+ * at most NGX_HTTP_CHAT_SNAPSHOT_DEFER times: the sidecar applies a
+ * snapshot at once, and a client that just moved here from another worker
+ * would be counted twice until that worker's disconnect arrived.
+ */
+#define NGX_HTTP_CHAT_SNAPSHOT_QUIET     300    /* ms */
+#define NGX_HTTP_CHAT_SNAPSHOT_DEFER     10
 #define NGX_HTTP_CHAT_CLUSTER_INTERVAL   1000   /* ms, the cluster link */
 
 /* the bytes per record a batch's message is allocated for: a request
@@ -83,6 +92,9 @@ typedef struct {
     ngx_event_t                 flush_ev;
     ngx_event_t                 snapshot_ev;
     ngx_event_t                 dial_watch_ev;
+
+    ngx_msec_t                  last_ws_event;  /* ngx_current_msec */
+    ngx_uint_t                  snapshot_deferred;
 
     /* since when no pipe is up (0: one is); dialers renewed since */
     ngx_msec_t                  down_since;
@@ -407,6 +419,8 @@ ngx_http_chat_metrics_ws_event(ngx_uint_t connected, ngx_str_t *group_id,
         return;
     }
 
+    ngx_http_chat_metrics.last_ws_event = ngx_current_msec;
+
     rec = ngx_http_chat_metrics_next(CHAT_REC_WS_EVENT,
                      CHAT_WIRE_RECORD_SIZE(sizeof(chat_wire_ws_event_t)));
     if (rec == NULL) {
@@ -691,6 +705,17 @@ ngx_http_chat_metrics_snapshot_handler(ngx_event_t *ev)
     ngx_http_chat_metrics_t  *m;
 
     m = &ngx_http_chat_metrics;
+
+    if (ngx_current_msec - m->last_ws_event < NGX_HTTP_CHAT_SNAPSHOT_QUIET
+        && m->snapshot_deferred < NGX_HTTP_CHAT_SNAPSHOT_DEFER
+        && !ngx_exiting && !ngx_quit && !ngx_terminate)
+    {
+        m->snapshot_deferred++;
+        ngx_add_timer(ev, NGX_HTTP_CHAT_SNAPSHOT_QUIET);
+        return;
+    }
+
+    m->snapshot_deferred = 0;
 
     ngx_http_chat_metrics_watch_refusal(m);
 
