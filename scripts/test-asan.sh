@@ -30,6 +30,8 @@ export TEST_NGINX_SIDECAR_BIN=$root/build/sidecar-asan/chat-sidecar
 # the sidecar: leaks matter there (it frees everything at exit)
 export ASAN_OPTIONS=log_path=$reports/sidecar:detect_leaks=1
 export UBSAN_OPTIONS=log_path=$reports/sidecar-ubsan:print_stacktrace=1
+# UBSan lines a worker wrote to its error log (the harness copies them here)
+export TEST_NGINX_SANITIZER_REPORTS=$reports
 
 status=0
 scripts/test.sh "${@:-nginx}" || status=1

@@ -272,6 +272,10 @@ END {
     return unless $$ == $owner;
     my $status = $?;
     stop_pid($_) for keys %started;
+    # make test-asan: the hosts' UBSan lines (see Test::Nginx::Util)
+    if (my $collect = Test::Nginx::Util->can('collect_sanitizer_lines')) {
+        $collect->($_, 'cluster') for glob "$base/*/logs";
+    }
     $? = $status;
 }
 

@@ -278,6 +278,10 @@ package ChatTest::ClusterFaults;
 END {
     local $?;
     $_->stop for @hosts;
+    # make test-asan: the hosts' UBSan lines (see Test::Nginx::Util)
+    if (my $collect = Test::Nginx::Util->can('collect_sanitizer_lines')) {
+        $collect->("$_->{prefix}/logs", 'cluster') for @hosts;
+    }
     for my $c (@clusters) {
         reap('TERM', map { delete $_->{pid} } @{ $c->{nodes} });
     }

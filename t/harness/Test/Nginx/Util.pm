@@ -32,6 +32,7 @@ our @EXPORT_OK = qw(
     write_nginx_conf start_nginx stop_nginx nginx_pid nginx_version
     wait_until_listening wait_for_exit error_log_path error_log_size
     read_error_log fatal_log_lines ensure_server_port_free
+    collect_sanitizer_lines
 );
 
 # ---------------------------------------------------------------------------
@@ -237,6 +238,7 @@ my @TempDirs = qw(client_body_temp proxy_temp fastcgi_temp uwsgi_temp
 # Fresh conf/, logs/, html/ and temp dirs.  Only these known sub-dirs are
 # removed, never the root itself (it may be a user-given path).
 sub prepare_servroot {
+    collect_sanitizer_lines("$ServRoot/logs");
     for my $dir ('conf', 'logs', 'html', @TempDirs) {
         my $path = "$ServRoot/$dir";
         File::Path::remove_tree($path) if -e $path;
@@ -531,6 +533,28 @@ sub read_error_log {
     return split /\n/, $text;
 }
 
+# UBSan in a worker cannot write to the report files make test-asan asks
+# for: it reads UBSAN_OPTIONS at its first report, from /proc/self/environ,
+# which nginx's process titles have overwritten by then.  So it writes to
+# stderr, which is the error log.  With TEST_NGINX_SANITIZER_REPORTS set
+# (scripts/test-asan.sh), the sanitizer lines of every *.log in $dir are
+# copied into a report file there, which fails the run, before the logs
+# are removed.
+sub collect_sanitizer_lines {
+    my ($dir, $label) = @_;
+    my $reports = $ENV{TEST_NGINX_SANITIZER_REPORTS} or return;
+    for my $log (glob "$dir/*.log") {
+        open my $fh, '<', $log or next;
+        my @hits = grep {
+            /runtime error:|Sanitizer|SUMMARY: \w+Sanitizer/
+        } <$fh>;
+        next unless @hits;
+        my $name = ($0 =~ m{([^/]+)$})[0] . ($label ? " $label" : '');
+        open my $out, '>>', "$reports/errorlog.$$" or next;
+        print $out "== $name: $log\n", @hits[0 .. ($#hits < 59 ? $#hits : 59)];
+    }
+}
+
 # The lines that explain why nginx would not start or stopped.
 sub fatal_log_lines {
     my $offset = shift // 0;
@@ -568,6 +592,7 @@ END {
         my $status = $?;
         stop_nginx() unless $ENV{TEST_NGINX_NO_CLEAN};
         run_cleanup_handlers();
+        collect_sanitizer_lines("$ServRoot/logs");
         # A randomized server root is per test file: drop it when all passed.
         if ($OwnServRoot && !$ENV{TEST_NGINX_NO_CLEAN}
             && Test::Builder->can('new') && Test::Builder->new->is_passing
