@@ -17,6 +17,7 @@ use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
 use Time::HiRes ();
+use ChatTest::Util qw(slurp);
 
 ChatTest::WebSocket::install_ws_script_hook();
 
@@ -111,14 +112,6 @@ sub the_workers {
         Time::HiRes::sleep(0.02);
     }
     return @w;
-}
-
-sub slurp {
-    my $path = shift;
-    open my $fh, '<', $path or return '';
-    binmode $fh;
-    local $/;
-    return <$fh> // '';
 }
 
 sub error_log { slurp(servroot() . '/logs/error.log') }

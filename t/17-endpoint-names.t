@@ -3,6 +3,7 @@
 # refused methods and unknown routes alike; never a method twice.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
+use ChatTest::Blocks;
 use ChatTest::JWT;
 use ChatTest::Script;
 use ChatTest::Sidecar;
@@ -13,23 +14,11 @@ no_root_location();
 
 ChatTest::Sidecar::start(db_refresh => 0.3);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    $block->set_value(http_config => <<'_EOC_');
-chat_mongo_uri "$TEST_NGINX_CHAT_URI";
-chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-chat_metrics on;
-chat_metrics_address $TEST_NGINX_IPC;
-chat_metrics_flush_interval 50ms;
-_EOC_
-
-    $block->set_value(config => <<'_EOC_');
+chat_blocks(metrics => 1, config => <<'_EOC_');
 location /api/chat/ { chat_api on; }
 location = /static { return 200 "static\n"; }
 location = /named { chat_metrics_endpoint "custom"; return 200 "named\n"; }
 _EOC_
-});
 
 run_tests();
 

@@ -7,6 +7,7 @@
 # connected.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
+use ChatTest::Blocks;
 use ChatTest::Script;
 use ChatTest::Sidecar;
 
@@ -19,21 +20,11 @@ no_root_location();
 ChatTest::Sidecar::start(db_refresh => 0.5,
                          args => { 'ingest-peers' => 'any' });
 
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    $block->set_value(http_config => <<'_EOC_');
-chat_mongo_uri "$TEST_NGINX_CHAT_URI";
-chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-chat_metrics on;
-chat_metrics_address $TEST_NGINX_IPC;
-chat_metrics_flush_interval 50ms;
+chat_blocks(metrics => 1, http => <<'_EOH_', config => <<'_EOC_');
 # the real workers' records (link off) name the host as the fake ones do
 chat_host_name host-a;
 upstream sidecar { server $TEST_NGINX_SIDECAR; }
-_EOC_
-
-    $block->set_value(config => <<'_EOC_');
+_EOH_
 location = /static { return 200 "static\n"; }
 location = /metrics {
     auth_basic "Dashboard";
@@ -43,7 +34,6 @@ location = /metrics {
     proxy_set_header X-Sidecar-Key $TEST_NGINX_SIDECAR_KEY;
 }
 _EOC_
-});
 
 run_tests();
 

@@ -22,6 +22,8 @@ use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use FindBin;
 use JSON::PP ();
+use lib "$FindBin::Bin/lib";
+use ChatTest::Util qw(slurp spew);
 
 my $root = abs_path("$FindBin::Bin/..");
 my $promtool = '/usr/bin/promtool';
@@ -30,19 +32,6 @@ plan skip_all => "promtool not installed (make deps-test: package prometheus)"
 
 my $dir = "$root/deploy/prometheus";
 my $dash_file = "$root/deploy/grafana/chat-cluster.json";
-
-sub slurp {
-    open my $fh, '<', $_[0] or die "$_[0]: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($file, $text) = @_;
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $text;
-    close $fh or die "$file: $!";
-}
 
 # runs promtool; returns (exit status, output)
 sub promtool {

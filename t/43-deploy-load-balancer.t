@@ -22,7 +22,7 @@ use IO::Socket::INET;
 use IO::Socket::SSL;
 use POSIX ();
 use lib "$FindBin::Bin/lib";
-use ChatTest::Util qw(free_port poll);
+use ChatTest::Util qw(free_port poll slurp spew run_ok);
 
 my $root = abs_path("$FindBin::Bin/..");
 my $nginx = '/usr/sbin/nginx';
@@ -32,25 +32,6 @@ plan skip_all => 'openssl not installed' unless -x '/usr/bin/openssl';
 my $dir = tempdir('deploy-lb-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 mkdir "$dir/$_" or die "$_: $!" for qw(logs tls);
 my $tls = "$dir/tls";
-
-sub slurp {
-    open my $fh, '<', $_[0] or die "$_[0]: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($file, $text) = @_;
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $text;
-    close $fh or die "$file: $!";
-}
-
-sub run_ok {
-    my ($what, $cmd) = @_;
-    my $out = `$cmd 2>&1`;
-    is $?, 0, $what or diag "$cmd\n$out";
-}
 
 # the hosts' CA and certificate (the name the balancer verifies), and the
 # balancer's own

@@ -21,7 +21,7 @@ use IO::Socket::SSL;
 use JSON::PP ();
 use POSIX ();
 use lib "$FindBin::Bin/lib";
-use ChatTest::Util qw(free_port poll);
+use ChatTest::Util qw(free_port poll slurp spew run_ok);
 
 my $root = abs_path("$FindBin::Bin/..");
 my $nats = '/usr/sbin/nats-server';
@@ -32,26 +32,6 @@ my $src = "$root/deploy/nats";
 my $dir = tempdir('deploy-nats-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $tls = "$dir/tls";
 mkdir $tls or die "$tls: $!";
-
-sub run_ok {
-    my ($what, @cmd) = @_;
-    my $out = `@cmd 2>&1`;
-    is $?, 0, $what or diag "@cmd\n$out";
-    return $out;
-}
-
-sub slurp {
-    open my $fh, '<', $_[0] or die "$_[0]: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($file, $text) = @_;
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $text;
-    close $fh or die "$file: $!";
-}
 
 # --- the cluster's CA and the nodes' certificates ----------------------------
 

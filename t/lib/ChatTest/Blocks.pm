@@ -9,6 +9,7 @@ package ChatTest::Blocks;
 #
 #   use ChatTest::Blocks;
 #   chat_blocks(db_timeout => '5s', reuseport => 1, timeout => 60);
+#   chat_blocks(metrics => 1, http => "chat_host_name a;\n", config => ...);
 
 use strict;
 use warnings;
@@ -35,6 +36,7 @@ chat_metrics on;
 chat_metrics_address $TEST_NGINX_IPC;
 chat_metrics_flush_interval 50ms;
 _EOC_
+    $c .= $o{http} if defined $o{http};
     # the kernel spreads this server's connections over the workers
     $c .= <<'_EOC_' if $o{reuseport};
 
