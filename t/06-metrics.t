@@ -272,7 +272,7 @@ sub row {
 # what the old sidecar received of it (the block's first request, the
 # harness's own), once the worker has sent all it recorded
 my $old = row(ChatTest::Sidecar::wait_for(sub {
-    my $r = row($_[0]); $r && $r->{requests_received} == $r->{requests_recorded} }));
+    my $r = row($_[0]); $r && $r->{requests_received} == $r->{requests_recorded} }, 15));
 ok $old && $old->{requests_received} >= 1, 'the old sidecar has the block\'s first request';
 my $before = $old->{requests_recorded} + $old->{requests_dropped};
 ChatTest::Sidecar::stop('KILL');
@@ -316,7 +316,7 @@ is $d->{performance}{total_requests}, $new->{requests_received}, 'the dashboard 
 $c->get('/static') for 1 .. 10;
 my $d2 = ChatTest::Sidecar::wait_for(sub {
     my $r = row($_[0], $old->{worker_start_us});
-    $r->{requests_received} + $r->{requests_dropped} >= $new->{requests_received} + $new->{requests_dropped} + 10 });
+    $r->{requests_received} + $r->{requests_dropped} >= $new->{requests_received} + $new->{requests_dropped} + 10 }, 15);
 my $new2 = row($d2, $old->{worker_start_us});
 is +($new2->{requests_received} - $new->{requests_received}) + ($new2->{requests_dropped} - $new->{requests_dropped}), 10,
    '10 more requests: received + dropped grew by 10';
