@@ -36,6 +36,7 @@ typedef struct {
 
 typedef struct {
     char        name[COLL_ENDPOINT_SZ];
+    size_t      name_len;
     int         overflow;
     ep_stats_t  stats;
 } ep_row_t;
@@ -62,6 +63,11 @@ void ep_table_free(ep_table_t *t);
 /* the row for name, created when there is room, else the overflow row;
    never NULL */
 ep_stats_t *ep_table_get(ep_table_t *t, const char *name);
+
+/* the same for len bytes of name, not necessarily clean: the rows are
+   named by the key cleaned (coll_text_clean(), records.h), so raw wire
+   bytes may be looked up */
+ep_stats_t *ep_table_get_n(ep_table_t *t, const char *name, size_t len);
 
 /* named rows in use, plus 1 when the overflow row has counted anything */
 size_t ep_table_rows(const ep_table_t *t);

@@ -33,18 +33,16 @@ add_req(coll_batch_t *b, const char *method, const char *path,
     unsigned status, uint32_t dur_us)
 {
     coll_record_t  *r = &b->rec[b->count++];
+    char            ep[COLL_ENDPOINT_SZ], cid[COLL_CID_SZ];
 
     memset(r, 0, sizeof(*r));
     r->type = CHAT_REC_REQUEST;
     r->u.request.ts_us = WALL0;
     r->u.request.status = (uint16_t) status;
     r->u.request.duration_us = dur_us;
-    snprintf(r->u.request.method, sizeof(r->u.request.method), "%s", method);
-    snprintf(r->u.request.path, sizeof(r->u.request.path), "%s", path);
-    snprintf(r->u.request.endpoint, sizeof(r->u.request.endpoint), "%s %s",
-             method, path);
-    snprintf(r->u.request.cid, sizeof(r->u.request.cid), "cid-%u",
-             b->count);
+    snprintf(ep, sizeof(ep), "%s %s", method, path);
+    snprintf(cid, sizeof(cid), "cid-%u", b->count);
+    coll_request_raw_set(&r->u.request, method, ep, cid);
 }
 
 
