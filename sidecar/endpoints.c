@@ -30,41 +30,11 @@ struct ep_table_s {
 };
 
 
-size_t
-ep_hist_bucket(uint32_t duration_us)
-{
-    size_t  i;
-
-    for (i = 0; i < EP_HIST_FINITE; i++) {
-        if (duration_us <= ep_hist_bounds_us[i]) {
-            break;
-        }
-    }
-    return i;
-}
-
-
 void
 ep_stats_add(ep_stats_t *s, uint32_t duration_us, int is_error)
 {
     ep_stats_add_bucket(s, duration_us, is_error,
                         ep_hist_bucket(duration_us));
-}
-
-
-void
-ep_stats_add_bucket(ep_stats_t *s, uint32_t duration_us, int is_error,
-    size_t bucket)
-{
-    s->count++;
-    s->total_us += duration_us;
-    if (is_error) {
-        s->errors++;
-    }
-    if (duration_us > s->max_us) {
-        s->max_us = duration_us;
-    }
-    s->buckets[bucket]++;
 }
 
 
@@ -213,25 +183,15 @@ ep_table_get(ep_table_t *t, const char *name)
 }
 
 
-/*
- * The row found last is compared with the raw key first: a row's name is
- * clean, and raw bytes equal to clean text are clean themselves (cleaning
- * leaves clean text as it is), so that row is the key's.  Any other key
- * is cleaned before it is hashed and compared.
- */
-ep_stats_t *
-ep_table_get_n(ep_table_t *t, const char *name, size_t len)
+/* ep_table_get_n() past the row found last: the key cleaned, hashed and
+   looked up, or admitted */
+static __attribute__((noinline)) ep_row_t *
+ep_table_find(ep_table_t *t, const char *name, size_t len)
 {
     size_t     i;
     uint32_t   slot;
     ep_row_t  *row;
     char       clean[COLL_ENDPOINT_SZ];
-
-    if (t->last != NULL && t->last->name_len == len
-        && memcmp(t->last->name, name, len) == 0)
-    {
-        return &t->last->stats;
-    }
 
     len = coll_text_clean(clean, sizeof(clean), name, len);
 
@@ -246,13 +206,13 @@ ep_table_get_n(ep_table_t *t, const char *name, size_t len)
         row = &t->rows[slot - 1];
         if (row->name_len == len && memcmp(row->name, clean, len) == 0) {
             t->last = row;
-            return &row->stats;
+            return row;
         }
         i = (i + 1) & t->mask;
     }
 
     if (t->used == t->cap) {
-        return &t->rows[t->cap].stats;
+        return &t->rows[t->cap];
     }
 
     /* the index is twice the cap, so an empty slot always exists; a
@@ -264,7 +224,26 @@ ep_table_get_n(ep_table_t *t, const char *name, size_t len)
     t->used++;
     t->index[i] = (uint32_t) t->used;
     t->last = row;
-    return &row->stats;
+    return row;
+}
+
+
+/*
+ * The row found last is compared with the raw key first: a row's name is
+ * clean, and raw bytes equal to clean text are clean themselves (cleaning
+ * leaves clean text as it is), so that row is the key's.  Any other key
+ * is cleaned before it is hashed and compared.
+ */
+ep_stats_t *
+ep_table_get_n(ep_table_t *t, const char *name, size_t len)
+{
+    if (t->last != NULL && t->last->name_len == len
+        && coll_bytes_eq(t->last->name, name, len))
+    {
+        return &t->last->stats;
+    }
+
+    return &ep_table_find(t, name, len)->stats;
 }
 
 

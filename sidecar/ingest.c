@@ -98,7 +98,8 @@ ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
 static void
 ingest_request(const char *rec, size_t size, coll_request_raw_t *out)
 {
-    size_t               avail, m, e, c, mf, ef, cf;
+    size_t               avail, m, e, c, mf, ef, cf, n, i;
+    uint64_t             w;
     const char          *t;
     chat_wire_record_t   in;
 
@@ -130,8 +131,14 @@ ingest_request(const char *rec, size_t size, coll_request_raw_t *out)
     cf = c < CHAT_WIRE_CID_LEN ? c : CHAT_WIRE_CID_LEN;
 
     if (mf == m && ef == e && cf == c) {
-        /* what nginx sends: the three back to back, as they came */
-        memcpy(out->text, t, m + e + c);
+        /* what nginx sends: the three back to back, as they came, in
+           words (the record's text is a multiple of 8 bytes long, as its
+           size is, and so is text[], which the three fit) */
+        n = (m + e + c + 7) & ~(size_t) 7;
+        for (i = 0; i < n; i += 8) {
+            memcpy(&w, t + i, 8);
+            memcpy(out->text + i, &w, 8);
+        }
 
     } else {
         /* a length over its field: its first bytes, the next string

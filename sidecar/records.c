@@ -156,24 +156,11 @@ coll_request_expand(const coll_request_raw_t *in, coll_request_t *out)
 }
 
 
-/*
- * The wire's endpoint is the key when its first method_len + 1 bytes are
- * the method and a space: cleaning keeps every byte's place and a space
- * ends any UTF-8 sequence, so the expanded request passes the same test
- * and its endpoint is this one cleaned.  Any other request (a bare path;
- * bytes that only match once cleaned) takes the expansion's own answer.
- */
+/* coll_request_key() of a request that is not "METHOD path" on the wire */
 const char *
-coll_request_key(const coll_request_raw_t *r, char *buf, size_t *len)
+coll_request_key_slow(const coll_request_raw_t *r, char *buf, size_t *len)
 {
-    size_t          m = r->method_len, e = r->endpoint_len;
-    const char     *t = r->text;
     coll_request_t  x;
-
-    if (m > 0 && e > m && t[m + m] == ' ' && memcmp(t, t + m, m) == 0) {
-        *len = e;
-        return t + m;
-    }
 
     coll_request_expand(r, &x);
     *len = strlen(x.endpoint);

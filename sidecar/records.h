@@ -172,14 +172,65 @@ size_t coll_text_clean(char *dst, size_t dstsz, const char *src, size_t len);
  */
 void coll_request_expand(const coll_request_raw_t *in, coll_request_t *out);
 
+/* n bytes of a and b equal: eight at a time, the tail as the last eight
+   (short keys are compared on every request; no call, no over-read) */
+static inline int
+coll_bytes_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t  x, y;
+    size_t    i;
+
+    if (n < 8) {
+        for (i = 0; i < n; i++) {
+            if (a[i] != b[i]) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+
+    for (i = 0; i + 8 < n; i += 8) {
+        __builtin_memcpy(&x, a + i, 8);
+        __builtin_memcpy(&y, b + i, 8);
+        if (x != y) {
+            return 0;
+        }
+    }
+
+    __builtin_memcpy(&x, a + n - 8, 8);
+    __builtin_memcpy(&y, b + n - 8, 8);
+    return x == y;
+}
+
+
+const char *coll_request_key_slow(const coll_request_raw_t *r, char *buf,
+    size_t *len);
+
 /*
  * The endpoint table's key of a request, not yet cleaned (endpoints.c
  * cleans a key it does not know): the wire's endpoint itself when it
  * starts with the method and a space (what nginx sends), else the
  * expanded "METHOD path", written to buf (COLL_ENDPOINT_SZ bytes).
+ *
+ * The wire's endpoint is the key when its first method_len + 1 bytes are
+ * the method and a space: cleaning keeps every byte's place and a space
+ * ends any UTF-8 sequence, so the expanded request passes the same test
+ * and its endpoint is this one cleaned.  Any other request (a bare path;
+ * bytes that only match once cleaned) takes the expansion's own answer.
  */
-const char *coll_request_key(const coll_request_raw_t *r, char *buf,
-    size_t *len);
+static inline const char *
+coll_request_key(const coll_request_raw_t *r, char *buf, size_t *len)
+{
+    size_t       m = r->method_len, e = r->endpoint_len;
+    const char  *t = r->text;
+
+    if (m > 0 && e > m && t[m + m] == ' ' && coll_bytes_eq(t, t + m, m)) {
+        *len = e;
+        return t + m;
+    }
+
+    return coll_request_key_slow(r, buf, len);
+}
 
 /* sets a request's strings from C strings (tests and tools), each cut to
    its wire field */
