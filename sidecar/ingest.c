@@ -2,7 +2,6 @@
  * ingest.c - nng PULL receive thread and wire batch decoding.
  */
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +28,13 @@
 struct ingest_s {
     nng_socket     sock;
     nng_listener   listener;
-    pthread_t      thread;
+    nng_aio       *aio;             /* the receive outstanding */
+    uint64_t       rejected_batches;
     collector_t   *collector;
     coll_batch_t  *batch;
     procstats_t   *peers;          /* who may push; NULL: anyone */
     ingest_kind_e  kind;
     unsigned long  refused;        /* pipes of other processes */
-    int            started;
 };
 
 
@@ -309,55 +308,69 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
 }
 
 
-static void *
-ingest_thread(void *arg)
+static void
+ingest_batch(ingest_t *in, nng_msg *msg)
 {
-    ingest_t   *in = arg;
-    nng_msg    *msg;
-    uint64_t    rejected = 0;
-    int         rv;
+    if (nng_msg_len(msg) == 0) {
+        /* not a batch: the sender's workaround for a libnng bug
+         * (wire/chat_wire.h) */
 
-    for ( ;; ) {
-        rv = nng_recvmsg(in->sock, &msg, 0);
-
-        if (rv == NNG_ECLOSED) {
-            break;
-        }
-        if (rv != 0) {
-            log_warn("ingest: receive failed: %s", nng_strerror(rv));
-            nng_msleep(100);
-            continue;
-        }
-
-        if (nng_msg_len(msg) == 0) {
-            /* not a batch: the sender's workaround for a libnng bug
-             * (wire/chat_wire.h) */
-
-        } else if (ingest_decode(nng_msg_body(msg), nng_msg_len(msg),
-                                 in->batch) == 0)
-        {
-            if (in->kind == INGEST_EVENTS) {
-                collector_apply_events(in->collector, in->batch);
-
-            } else {
-                collector_apply(in->collector, in->batch, isotime_wall_us(),
-                                isotime_mono_us());
-            }
+    } else if (ingest_decode(nng_msg_body(msg), nng_msg_len(msg),
+                             in->batch) == 0)
+    {
+        if (in->kind == INGEST_EVENTS) {
+            collector_apply_events(in->collector, in->batch);
 
         } else {
-            collector_reject(in->collector);
-            /* one line for the first few, then one per thousand */
-            if (++rejected <= 5 || rejected % 1000 == 0) {
-                log_warn("ingest: rejected malformed batch of %zu bytes "
-                         "(%llu rejected so far)", nng_msg_len(msg),
-                         (unsigned long long) rejected);
-            }
+            collector_apply(in->collector, in->batch, isotime_wall_us(),
+                            isotime_mono_us());
         }
 
+    } else {
+        collector_reject(in->collector);
+        /* one line for the first few, then one per thousand */
+        if (++in->rejected_batches <= 5
+            || in->rejected_batches % 1000 == 0)
+        {
+            log_warn("ingest: rejected malformed batch of %zu bytes "
+                     "(%llu rejected so far)", nng_msg_len(msg),
+                     (unsigned long long) in->rejected_batches);
+        }
+    }
+}
+
+
+/*
+ * One receive is outstanding at a time, and each batch is decoded and
+ * applied in its completion, on nng's own thread: no hand-off to a thread
+ * of ours per batch (a wake-up and a context switch each), and batches
+ * still apply one at a time, in their order.  The callback re-arms the
+ * receive; a closed socket or a stopped aio ends it.
+ */
+static void
+ingest_recv_cb(void *arg)
+{
+    ingest_t  *in = arg;
+    nng_msg   *msg;
+    int        rv;
+
+    rv = nng_aio_result(in->aio);
+
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+        return;
+    }
+
+    if (rv != 0) {
+        log_warn("ingest: receive failed: %s", nng_strerror(rv));
+        nng_msleep(100);
+
+    } else {
+        msg = nng_aio_get_msg(in->aio);
+        ingest_batch(in, msg);
         nng_msg_free(msg);
     }
 
-    return NULL;
+    nng_recv_aio(in->sock, in->aio);
 }
 
 
@@ -383,6 +396,11 @@ ingest_start(ingest_t **out, ingest_kind_e kind, const char *url,
         free(in);
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+
+    if ((rv = nng_aio_alloc(&in->aio, ingest_recv_cb, in)) != 0) {
+        snprintf(err, errlen, "nng_aio_alloc: %s", nng_strerror(rv));
+        goto fail;
     }
 
     if ((rv = nng_pull0_open(&in->sock)) != 0) {
@@ -424,18 +442,17 @@ ingest_start(ingest_t **out, ingest_kind_e kind, const char *url,
         goto fail_sock;
     }
 
-    if (pthread_create(&in->thread, NULL, ingest_thread, in) != 0) {
-        snprintf(err, errlen, "cannot start the ingest thread");
-        goto fail_sock;
-    }
+    nng_recv_aio(in->sock, in->aio);
 
-    in->started = 1;
     *out = in;
     return 0;
 
 fail_sock:
     nng_close(in->sock);
 fail:
+    if (in->aio != NULL) {
+        nng_aio_free(in->aio);
+    }
     free(in->batch);
     free(in);
     return -1;
@@ -449,10 +466,11 @@ ingest_stop(ingest_t *in)
         return;
     }
 
+    /* the receive outstanding fails with NNG_ECLOSED and is not re-armed;
+       nng_aio_free() waits for a callback still running */
     nng_close(in->sock);
-    if (in->started) {
-        pthread_join(in->thread, NULL);
-    }
+    nng_aio_stop(in->aio);
+    nng_aio_free(in->aio);
     free(in->batch);
     free(in);
 }
