@@ -1,5 +1,6 @@
 /*
- * ingest.c - nng PULL receive thread and wire batch decoding.
+ * ingest.c - nng PULL receive (in its completion callback) and wire batch
+ * decoding.
  */
 
 #include <stddef.h>
