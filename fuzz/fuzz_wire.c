@@ -16,7 +16,12 @@
  *     than its wire field, valid UTF-8 with no control byte (what JSON and
  *     Prometheus labels get verbatim); a request's endpoint is its method,
  *     a space and its path; a cluster record's state is one the wire
- *     defines; records + invalid == count.
+ *     defines; records + invalid == count;
+ *   - a request, kept raw (records.h), has lengths within its wire fields,
+ *     expands (coll_request_expand()) to strings that pass the checks
+ *     above and keep the raw lengths, and its endpoint key
+ *     (coll_request_key()), once cleaned, is the expanded endpoint: the
+ *     collector's endpoint table is keyed by what the snapshot shows.
  */
 
 #include <stdint.h>
@@ -107,6 +112,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t        i;
     coll_record_t  *r;
     char            expect[COLL_ENDPOINT_SZ + 8];
+    char            kbuf[COLL_ENDPOINT_SZ], kclean[COLL_ENDPOINT_SZ];
+    const char     *key;
+    size_t          klen;
+    coll_request_t  x;
 
     mem = malloc(size + 1);
     buf = mem + 1;                       /* unaligned, like an nng body */
@@ -147,21 +156,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (r->type) {
 
         case CHAT_REC_REQUEST:
-            check_str(r->u.request.method, COLL_METHOD_SZ,
-                      CHAT_WIRE_METHOD_LEN);
-            check_str(r->u.request.path, COLL_PATH_SZ,
-                      CHAT_WIRE_ENDPOINT_LEN);
-            check_str(r->u.request.endpoint, COLL_ENDPOINT_SZ,
-                      COLL_ENDPOINT_SZ - 1);
-            check_str(r->u.request.cid, COLL_CID_SZ, CHAT_WIRE_CID_LEN);
+            CHECK(r->u.request.method_len <= CHAT_WIRE_METHOD_LEN);
+            CHECK(r->u.request.endpoint_len <= CHAT_WIRE_ENDPOINT_LEN);
+            CHECK(r->u.request.cid_len <= CHAT_WIRE_CID_LEN);
+            CHECK(COLL_REQUEST_RAW_USED(&r->u.request)
+                  <= sizeof(coll_request_raw_t));
 
-            if (r->u.request.method[0]) {
-                snprintf(expect, sizeof(expect), "%s %s",
-                         r->u.request.method, r->u.request.path);
+            coll_request_expand(&r->u.request, &x);
+            check_str(x.method, COLL_METHOD_SZ, CHAT_WIRE_METHOD_LEN);
+            check_str(x.path, COLL_PATH_SZ, CHAT_WIRE_ENDPOINT_LEN);
+            check_str(x.endpoint, COLL_ENDPOINT_SZ, COLL_ENDPOINT_SZ - 1);
+            check_str(x.cid, COLL_CID_SZ, CHAT_WIRE_CID_LEN);
+            CHECK(strlen(x.method) == r->u.request.method_len);
+            CHECK(strlen(x.cid) == r->u.request.cid_len);
+
+            if (x.method[0]) {
+                snprintf(expect, sizeof(expect), "%s %s", x.method, x.path);
             } else {
-                snprintf(expect, sizeof(expect), "%s", r->u.request.path);
+                snprintf(expect, sizeof(expect), "%s", x.path);
             }
-            CHECK(strcmp(expect, r->u.request.endpoint) == 0);
+            CHECK(strcmp(expect, x.endpoint) == 0);
+
+            key = coll_request_key(&r->u.request, kbuf, &klen);
+            CHECK(coll_text_clean(kclean, sizeof(kclean), key, klen) == klen);
+            CHECK(strcmp(kclean, x.endpoint) == 0);
             break;
 
         case CHAT_REC_WS_EVENT:

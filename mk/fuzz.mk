@@ -68,10 +68,10 @@ FUZZ_LINK_json         := $(FUZZ_NGX_SHIM) \
 FUZZ_LINK_correlation  := $(FUZZ_NGX_SHIM) \
                           $(FUZZ_OBJ)/ngx/ngx_http_chat_correlation.o
 FUZZ_LINK_route        := $(FUZZ_NGX_SHIM)
-FUZZ_LINK_wire         := $(FUZZ_OBJ)/sidecar/ingest.o
+FUZZ_LINK_wire         := $(addprefix $(FUZZ_OBJ)/sidecar/,ingest.o records.o)
 FUZZ_LINK_http_head    := $(addprefix $(FUZZ_OBJ)/sidecar/,httpd.o log.o)
 FUZZ_LINK_collector    := $(addprefix $(FUZZ_OBJ)/sidecar/,ingest.o \
-                          cluster.o collector.o workers.o endpoints.o ring.o \
+                          cluster.o collector.o workers.o endpoints.o ring.o records.o \
                           dashboard_json.o prometheus.o isotime.o log.o)
 
 FUZZ_LIBS_ngx      := -lcjson -lcrypto -lbson-1.0 -lm

@@ -40,9 +40,9 @@ struct collector_s {
     ep_stats_t        all;
     coll_counters_t   n;
 
-    ring_t           *slow;             /* coll_request_t */
-    ring_t           *recent;           /* coll_request_t */
-    ring_t           *errors;           /* coll_request_t */
+    ring_t           *slow;             /* coll_request_raw_t */
+    ring_t           *recent;           /* coll_request_raw_t */
+    ring_t           *errors;           /* coll_request_raw_t */
     ring_t           *ws_events;        /* coll_ws_event_t */
     ring_t           *custom;           /* coll_custom_t */
     ring_t           *history;          /* coll_minute_t */
@@ -100,9 +100,9 @@ collector_create(const coll_config_t *cfg, uint64_t wall_us, uint64_t mono_us)
     c->start_wall_us = wall_us;
     c->start_mono_us = mono_us;
 
-    c->slow = ring_create(cfg->slow_max, sizeof(coll_request_t));
-    c->recent = ring_create(cfg->recent_max, sizeof(coll_request_t));
-    c->errors = ring_create(cfg->errors_max, sizeof(coll_request_t));
+    c->slow = ring_create(cfg->slow_max, sizeof(coll_request_raw_t));
+    c->recent = ring_create(cfg->recent_max, sizeof(coll_request_raw_t));
+    c->errors = ring_create(cfg->errors_max, sizeof(coll_request_raw_t));
     c->ws_events = ring_create(cfg->ws_events_max, sizeof(coll_ws_event_t));
     c->custom = ring_create(cfg->custom_max, sizeof(coll_custom_t));
     c->history = ring_create(cfg->history_minutes, sizeof(coll_minute_t));
@@ -184,18 +184,26 @@ collector_minute(collector_t *c, uint64_t wall_us)
 }
 
 
+/*
+ * A request is counted and kept as it came (records.h): its bytes are
+ * cleaned only where they are read, the endpoint's when the table meets a
+ * new key, the rest when a snapshot expands the rows still retained.
+ */
 static void
 collector_request(collector_t *c, worker_t *w, coll_minute_t *minute,
-    const coll_request_t *req)
+    const coll_request_raw_t *req)
 {
-    int              err;
-    size_t           bucket;
-    coll_request_t  *r;
+    int                  err;
+    size_t               bucket, klen, used;
+    const char          *key;
+    coll_request_raw_t  *r;
+    char                 buf[COLL_ENDPOINT_SZ];
 
     err = collector_is_error(req->status);
     bucket = ep_hist_bucket(req->duration_us);
+    key = coll_request_key(req, buf, &klen);
 
-    ep_stats_add_bucket(ep_table_get(c->endpoints, req->endpoint),
+    ep_stats_add_bucket(ep_table_get_n(c->endpoints, key, klen),
                         req->duration_us, err, bucket);
     ep_stats_add_bucket(&c->all, req->duration_us, err, bucket);
     ep_stats_add_bucket(&minute->stats, req->duration_us, err, bucket);
@@ -204,19 +212,21 @@ collector_request(collector_t *c, worker_t *w, coll_minute_t *minute,
         w->requests_received++;
     }
 
-    /* copied once into the recent ring, and from there into the others */
-    r = ring_push(c->recent, req);
+    /* copied once into the recent ring (its used bytes), and from there
+       into the others */
+    used = COLL_REQUEST_RAW_USED(req);
+    r = ring_push_n(c->recent, req, used);
     r->very_slow = 0;
 
     if (r->duration_us >= c->cfg.slow_us) {
         r->very_slow = r->duration_us >= c->cfg.very_slow_us;
-        ring_push(c->slow, r);
+        ring_push_n(c->slow, r, used);
         c->n.slow_total++;
         c->n.very_slow_total += r->very_slow;
     }
 
     if (err) {
-        ring_push(c->errors, r);
+        ring_push_n(c->errors, r, used);
     }
 }
 
@@ -508,6 +518,22 @@ snap_ring(const ring_t *r, size_t elem, void **out, size_t *n)
 
 
 static int
+snap_expand(const coll_request_raw_t *raw, size_t n, coll_request_t **out)
+{
+    size_t  i;
+
+    *out = malloc((n ? n : 1) * sizeof(coll_request_t));
+    if (*out == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        coll_request_expand(&raw[i], &(*out)[i]);
+    }
+    return 0;
+}
+
+
+static int
 cmp_endpoint(const void *a, const void *b)
 {
     const ep_row_t  *x = a, *y = b;
@@ -576,11 +602,12 @@ snap_merge_groups(coll_snapshot_t *s)
 coll_snapshot_t *
 collector_snapshot(collector_t *c, uint64_t wall_us, uint64_t mono_us)
 {
-    coll_snapshot_t  *s;
-    coll_minute_t    *minute;
-    const worker_t   *w;
-    size_t            i, ngroups;
-    int               rc = 0;
+    coll_snapshot_t     *s;
+    coll_minute_t       *minute;
+    const worker_t      *w;
+    size_t               i, ngroups;
+    int                  rc = 0;
+    coll_request_raw_t  *slow = NULL, *recent = NULL, *errors = NULL;
 
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -606,12 +633,12 @@ collector_snapshot(collector_t *c, uint64_t wall_us, uint64_t mono_us)
     s->live_workers = workers_live(c->workers);
     workers_totals(c->workers, &s->totals);
 
-    rc |= snap_ring(c->slow, sizeof(coll_request_t),
-                    (void **) &s->slow, &s->nslow);
-    rc |= snap_ring(c->recent, sizeof(coll_request_t),
-                    (void **) &s->recent, &s->nrecent);
-    rc |= snap_ring(c->errors, sizeof(coll_request_t),
-                    (void **) &s->errors, &s->nerrors);
+    rc |= snap_ring(c->slow, sizeof(coll_request_raw_t),
+                    (void **) &slow, &s->nslow);
+    rc |= snap_ring(c->recent, sizeof(coll_request_raw_t),
+                    (void **) &recent, &s->nrecent);
+    rc |= snap_ring(c->errors, sizeof(coll_request_raw_t),
+                    (void **) &errors, &s->nerrors);
     rc |= snap_ring(c->ws_events, sizeof(coll_ws_event_t),
                     (void **) &s->ws_events, &s->nws_events);
     rc |= snap_ring(c->custom, sizeof(coll_custom_t),
@@ -655,6 +682,16 @@ collector_snapshot(collector_t *c, uint64_t wall_us, uint64_t mono_us)
     }
 
     pthread_mutex_unlock(&c->lock);
+
+    /* the retained requests as rendered, their strings cleaned */
+    if (rc == 0) {
+        rc |= snap_expand(slow, s->nslow, &s->slow);
+        rc |= snap_expand(recent, s->nrecent, &s->recent);
+        rc |= snap_expand(errors, s->nerrors, &s->errors);
+    }
+    free(slow);
+    free(recent);
+    free(errors);
 
     if (rc != 0) {
         collector_snapshot_free(s);

@@ -30,41 +30,11 @@ struct ep_table_s {
 };
 
 
-size_t
-ep_hist_bucket(uint32_t duration_us)
-{
-    size_t  i;
-
-    for (i = 0; i < EP_HIST_FINITE; i++) {
-        if (duration_us <= ep_hist_bounds_us[i]) {
-            break;
-        }
-    }
-    return i;
-}
-
-
 void
 ep_stats_add(ep_stats_t *s, uint32_t duration_us, int is_error)
 {
     ep_stats_add_bucket(s, duration_us, is_error,
                         ep_hist_bucket(duration_us));
-}
-
-
-void
-ep_stats_add_bucket(ep_stats_t *s, uint32_t duration_us, int is_error,
-    size_t bucket)
-{
-    s->count++;
-    s->total_us += duration_us;
-    if (is_error) {
-        s->errors++;
-    }
-    if (duration_us > s->max_us) {
-        s->max_us = duration_us;
-    }
-    s->buckets[bucket]++;
 }
 
 
@@ -166,6 +136,7 @@ ep_table_create(size_t cap)
     }
 
     strcpy(t->rows[cap].name, EP_OVERFLOW_NAME);
+    t->rows[cap].name_len = strlen(EP_OVERFLOW_NAME);
     t->rows[cap].overflow = 1;
     return t;
 }
@@ -185,10 +156,9 @@ ep_table_free(ep_table_t *t)
 
 /* FNV-1a: short keys, no adversary that can see the hash state */
 static uint64_t
-ep_hash(const char *s)
+ep_hash(const char *s, size_t len)
 {
     uint64_t  h = 1469598103934665603ull, w;
-    size_t    len = strlen(s);
 
     /* FNV-1a over 8-byte words, then the tail bytes: a name is hashed
        once per request, so its bytes are taken eight at a time */
@@ -209,14 +179,23 @@ ep_hash(const char *s)
 ep_stats_t *
 ep_table_get(ep_table_t *t, const char *name)
 {
-    size_t    i;
-    uint32_t  slot;
+    return ep_table_get_n(t, name, strlen(name));
+}
 
-    if (t->last != NULL && strcmp(t->last->name, name) == 0) {
-        return &t->last->stats;
-    }
 
-    i = (size_t) ep_hash(name) & t->mask;
+/* ep_table_get_n() past the row found last: the key cleaned, hashed and
+   looked up, or admitted */
+static __attribute__((noinline)) ep_row_t *
+ep_table_find(ep_table_t *t, const char *name, size_t len)
+{
+    size_t     i;
+    uint32_t   slot;
+    ep_row_t  *row;
+    char       clean[COLL_ENDPOINT_SZ];
+
+    len = coll_text_clean(clean, sizeof(clean), name, len);
+
+    i = (size_t) ep_hash(clean, len) & t->mask;
 
     for ( ;; ) {
         slot = t->index[i];
@@ -224,34 +203,47 @@ ep_table_get(ep_table_t *t, const char *name)
         if (slot == 0) {
             break;
         }
-        if (strcmp(t->rows[slot - 1].name, name) == 0) {
-            t->last = &t->rows[slot - 1];
-            return &t->last->stats;
+        row = &t->rows[slot - 1];
+        if (row->name_len == len && memcmp(row->name, clean, len) == 0) {
+            t->last = row;
+            return row;
         }
         i = (i + 1) & t->mask;
     }
 
     if (t->used == t->cap) {
-        return &t->rows[t->cap].stats;
+        return &t->rows[t->cap];
     }
 
-    /* the index is twice the cap, so an empty slot always exists;
-       names come from coll_request_t and always fit */
-    {
-        ep_row_t  *row = &t->rows[t->used];
-        size_t     len = strlen(name);
-
-        if (len >= sizeof(row->name)) {
-            len = sizeof(row->name) - 1;
-        }
-        memcpy(row->name, name, len);
-        row->name[len] = '\0';
-    }
+    /* the index is twice the cap, so an empty slot always exists; a
+       cleaned key fits a row's name */
+    row = &t->rows[t->used];
+    memcpy(row->name, clean, len + 1);
+    row->name_len = len;
 
     t->used++;
     t->index[i] = (uint32_t) t->used;
-    t->last = &t->rows[t->used - 1];
-    return &t->last->stats;
+    t->last = row;
+    return row;
+}
+
+
+/*
+ * The row found last is compared with the raw key first: a row's name is
+ * clean, and raw bytes equal to clean text are clean themselves (cleaning
+ * leaves clean text as it is), so that row is the key's.  Any other key
+ * is cleaned before it is hashed and compared.
+ */
+ep_stats_t *
+ep_table_get_n(ep_table_t *t, const char *name, size_t len)
+{
+    if (t->last != NULL && t->last->name_len == len
+        && coll_bytes_eq(t->last->name, name, len))
+    {
+        return &t->last->stats;
+    }
+
+    return &ep_table_find(t, name, len)->stats;
 }
 
 

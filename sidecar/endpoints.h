@@ -36,6 +36,7 @@ typedef struct {
 
 typedef struct {
     char        name[COLL_ENDPOINT_SZ];
+    size_t      name_len;
     int         overflow;
     ep_stats_t  stats;
 } ep_row_t;
@@ -44,11 +45,35 @@ typedef struct ep_table_s  ep_table_t;
 
 
 void ep_stats_add(ep_stats_t *s, uint32_t duration_us, int is_error);
-/* the same with the histogram bucket of duration_us already found: one
-   search for a request added to several rows */
-size_t ep_hist_bucket(uint32_t duration_us);
-void ep_stats_add_bucket(ep_stats_t *s, uint32_t duration_us, int is_error,
-    size_t bucket);
+
+/* the histogram bucket of duration_us */
+static inline size_t
+ep_hist_bucket(uint32_t duration_us)
+{
+    size_t  i;
+
+    for (i = 0; i < EP_HIST_FINITE; i++) {
+        if (duration_us <= ep_hist_bounds_us[i]) {
+            break;
+        }
+    }
+    return i;
+}
+
+/* ep_stats_add() with the bucket already found: one search for a request
+   added to several rows (inline: three per request) */
+static inline void
+ep_stats_add_bucket(ep_stats_t *s, uint32_t duration_us, int is_error,
+    size_t bucket)
+{
+    s->count++;
+    s->total_us += duration_us;
+    s->errors += is_error != 0;
+    if (duration_us > s->max_us) {
+        s->max_us = duration_us;
+    }
+    s->buckets[bucket]++;
+}
 void ep_stats_merge(ep_stats_t *dst, const ep_stats_t *src);
 
 /* quantile q (0..1) in milliseconds, interpolated in its bucket; 0 when
@@ -62,6 +87,11 @@ void ep_table_free(ep_table_t *t);
 /* the row for name, created when there is room, else the overflow row;
    never NULL */
 ep_stats_t *ep_table_get(ep_table_t *t, const char *name);
+
+/* the same for len bytes of name, not necessarily clean: the rows are
+   named by the key cleaned (coll_text_clean(), records.h), so raw wire
+   bytes may be looked up */
+ep_stats_t *ep_table_get_n(ep_table_t *t, const char *name, size_t len);
 
 /* named rows in use, plus 1 when the overflow row has counted anything */
 size_t ep_table_rows(const ep_table_t *t);

@@ -1,8 +1,8 @@
 /*
- * ingest.c - nng PULL receive thread and wire batch decoding.
+ * ingest.c - nng PULL receive (in its completion callback) and wire batch
+ * decoding.
  */
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +29,13 @@
 struct ingest_s {
     nng_socket     sock;
     nng_listener   listener;
-    pthread_t      thread;
+    nng_aio       *aio;             /* the receive outstanding */
+    uint64_t       rejected_batches;
     collector_t   *collector;
     coll_batch_t  *batch;
     procstats_t   *peers;          /* who may push; NULL: anyone */
     ingest_kind_e  kind;
     unsigned long  refused;        /* pipes of other processes */
-    int            started;
 };
 
 
@@ -79,197 +79,96 @@ ingest_pipe_check(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 }
 
 
-/* length of the valid UTF-8 sequence at s (at most n bytes), 0 if none */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char  c = s[0];
-    size_t         len, i;
-    unsigned char  lo = 0x80, hi = 0xbf;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) {
-            lo = 0xa0;
-        } else if (c == 0xed) {
-            hi = 0x9f;
-        }
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) {
-            lo = 0x90;
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-    } else {
-        return 0;
-    }
-
-    if (len > n || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (i = 2; i < len; i++) {
-        if (s[i] < 0x80 || s[i] > 0xbf) {
-            return 0;
-        }
-    }
-    return len;
-}
-
-
-/* all 8 bytes of w printable ASCII (0x20-0x7e): the "has less" and "has
-   more" byte tests of a 64-bit word, exact for "any byte" */
-#define ONES64       0x0101010101010101ull
-#define PRINTABLE8(w)                                                      \
-    (((((w) - ONES64 * 0x20) & ~(w))                                       \
-      | (((w) + ONES64 * (127 - 0x7e)) | (w))) & (ONES64 * 0x80)) == 0
-
-
-/*
- * Copies a wire string honouring its declared length, never more than the
- * field holds, and replaces control bytes and invalid UTF-8 with '?': the
- * result goes verbatim into JSON and Prometheus label values.  Returns the
- * length written (dst is NUL-terminated).  Printable ASCII, what nginx
- * sends nearly always, goes eight bytes at a time.
- */
+/* a wire string cleaned (records.h), never more than its field */
 static size_t
 ingest_string(char *dst, size_t dstsz, const char *src, size_t field,
     size_t len)
 {
-    const unsigned char  *s = (const unsigned char *) src;
-    size_t                i = 0, o = 0, seq;
-    uint64_t              w;
-
-    if (len > field) {
-        len = field;
-    }
-    if (len > dstsz - 1) {
-        len = dstsz - 1;
-    }
-
-    while (i < len) {
-        if (i + 8 <= len) {
-            memcpy(&w, s + i, 8);
-            if (PRINTABLE8(w)) {
-                memcpy(dst + o, &w, 8);
-                o += 8;
-                i += 8;
-                continue;
-            }
-        }
-        if (i + 8 > len && o == i && len >= 8) {
-            /* the tail of a string of 8 or more bytes, nothing replaced
-               so far: its last 8 bytes at once (overlapping what is
-               copied already, with the same bytes) */
-            memcpy(&w, s + len - 8, 8);
-            if (PRINTABLE8(w)) {
-                memcpy(dst + len - 8, &w, 8);
-                o = i = len;
-                continue;
-            }
-        }
-        if (s[i] >= 0x20 && s[i] < 0x7f) {
-            dst[o++] = (char) s[i++];
-            continue;
-        }
-        seq = (s[i] >= 0x80) ? utf8_seq(s + i, len - i) : 0;
-        if (seq == 0) {
-            dst[o++] = '?';
-            i++;
-            continue;
-        }
-        memcpy(dst + o, s + i, seq);
-        o += seq;
-        i += seq;
-    }
-
-    dst[o] = '\0';
-    return o;
+    return coll_text_clean(dst, dstsz, src, len < field ? len : field);
 }
 
 
 /*
  * A request record's three strings are back to back in text[], avail bytes
- * of which came on the wire: each is clamped to its field and to what is
- * left of them.
+ * of which came on the wire (rec points at the record in the batch): each
+ * is clamped to its field and to what is left of them, and copied as it
+ * is (coll_request_raw_t; cleaned where it is read).  The fixed part is
+ * read from a copy: the buffer may be unaligned.
  */
 static void
-ingest_request(const chat_wire_request_t *in, size_t avail,
-    coll_request_t *out)
+ingest_request(const char *rec, size_t size, coll_request_raw_t *out)
 {
-    size_t       mlen, elen, n, m, e, c;
-    const char  *t = in->text;
+    size_t               avail, m, e, c, mf, ef, cf, n, i;
+    uint64_t             w;
+    const char          *t;
+    chat_wire_record_t   in;
 
-    m = in->method_len < avail ? in->method_len : avail;
-    avail -= m;
-    e = in->endpoint_len < avail ? in->endpoint_len : avail;
-    avail -= e;
-    c = in->cid_len < avail ? in->cid_len : avail;
+    enum { HLEN = CHAT_WIRE_RECORD_HEAD
+                  + offsetof(chat_wire_request_t, text) };
 
-    mlen = ingest_string(out->method, sizeof(out->method), t,
-                         CHAT_WIRE_METHOD_LEN, m);
-    elen = ingest_string(out->endpoint, sizeof(out->endpoint), t + m,
-                         CHAT_WIRE_ENDPOINT_LEN, e);
-    n = ingest_string(out->cid, sizeof(out->cid), t + m + e,
-                      CHAT_WIRE_CID_LEN, c);
-    (void) n;
-
-    out->status = in->status;
-    out->duration_us = in->duration_us;
-    out->very_slow = 0;
-
-    /*
-     * The module sends "GET /api/chat/groups" (method included), the spec's
-     * endpoint key; the spec's request rows show the bare path.  Accept a
-     * bare path too and build the key from the method.
-     */
-
-    if (mlen > 0 && elen > mlen && out->endpoint[mlen] == ' '
-        && memcmp(out->endpoint, out->method, mlen) == 0)
-    {
-        /* the common case, on every record: one copy of known length
-           (elen - mlen - 1 < COLL_PATH_SZ: the wire field bounds it) */
-        memcpy(out->path, out->endpoint + mlen + 1, elen - mlen);
+    if (size < HLEN) {
+        /* what a record leaves out reads as zeros */
+        memset(&in, 0, HLEN);
+        memcpy(&in, rec, size);
+        avail = 0;
+        t = rec;
 
     } else {
-        /* a bare path: the key is "METHOD path" (mlen + 1 + elen + 1 <=
-           COLL_ENDPOINT_SZ by the field sizes) */
-        memcpy(out->path, out->endpoint, elen + 1);
-        if (mlen > 0) {
-            memcpy(out->endpoint, out->method, mlen);
-            out->endpoint[mlen] = ' ';
-            memcpy(out->endpoint + mlen + 1, out->path, elen + 1);
-        }
+        memcpy(&in, rec, HLEN);
+        avail = size - HLEN;
+        t = rec + HLEN;
     }
+
+    m = in.u.request.method_len < avail ? in.u.request.method_len : avail;
+    avail -= m;
+    e = in.u.request.endpoint_len < avail ? in.u.request.endpoint_len
+                                          : avail;
+    avail -= e;
+    c = in.u.request.cid_len < avail ? in.u.request.cid_len : avail;
+
+    mf = m < CHAT_WIRE_METHOD_LEN ? m : CHAT_WIRE_METHOD_LEN;
+    ef = e < CHAT_WIRE_ENDPOINT_LEN ? e : CHAT_WIRE_ENDPOINT_LEN;
+    cf = c < CHAT_WIRE_CID_LEN ? c : CHAT_WIRE_CID_LEN;
+
+    if (mf == m && ef == e && cf == c) {
+        /* what nginx sends: the three back to back, as they came, in
+           words (the record's text is a multiple of 8 bytes long, as its
+           size is, and so is text[], which the three fit) */
+        n = (m + e + c + 7) & ~(size_t) 7;
+        for (i = 0; i < n; i += 8) {
+            memcpy(&w, t + i, 8);
+            memcpy(out->text + i, &w, 8);
+        }
+
+    } else {
+        /* a length over its field: its first bytes, the next string
+           where the wire put it */
+        memcpy(out->text, t, mf);
+        memcpy(out->text + mf, t + m, ef);
+        memcpy(out->text + mf + ef, t + m + e, cf);
+    }
+
+    out->method_len = (uint8_t) mf;
+    out->endpoint_len = (uint8_t) ef;
+    out->cid_len = (uint8_t) cf;
+    out->ts_us = in.timestamp_us;
+    out->status = in.u.request.status;
+    out->duration_us = in.u.request.duration_us;
+    out->very_slow = 0;
 }
 
 
 static int
-ingest_record(const chat_wire_record_t *in, size_t size, coll_record_t *out)
+ingest_record(const chat_wire_record_t *in, coll_record_t *out)
 {
-    size_t  i, hlen;
+    size_t  i;
 
-    /*
-     * Only what a record type uses is set: a request record (nearly every
-     * record) writes every field of its own, strings NUL-terminated; the
-     * rarer types start from zeros.
-     */
+    /* request records are ingest_request()'s; the rarer types start from
+       zeros */
     out->type = in->type;
-
-    if (in->type != CHAT_REC_REQUEST) {
-        memset(&out->u, 0, sizeof(out->u));
-    }
+    memset(&out->u, 0, sizeof(out->u));
 
     switch (in->type) {
-
-    case CHAT_REC_REQUEST:
-        hlen = CHAT_WIRE_RECORD_HEAD + offsetof(chat_wire_request_t, text);
-        ingest_request(&in->u.request, size > hlen ? size - hlen : 0,
-                       &out->u.request);
-        out->u.request.ts_us = in->timestamp_us;
-        return 0;
 
     case CHAT_REC_WS_EVENT:
         if (in->u.ws_event.event != CHAT_WS_CONNECTED
@@ -383,22 +282,23 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
     for (i = 0; i < n; i++) {
         /* sizes checked by chat_wire_batch_check(); the buffer may be
            unaligned: copy before reading fields.  What a record leaves out
-           reads as zeros; a request record is read by its lengths and
-           needs no zeroing. */
+           reads as zeros. */
         memcpy(&size, p + 2, sizeof(size));
         memcpy(&type, p, sizeof(type));
 
-        if (type != CHAT_REC_REQUEST || size < CHAT_WIRE_RECORD_HEAD
-                                              + offsetof(chat_wire_request_t,
-                                                         text))
-        {
-            memset(&rec, 0, sizeof(rec));
+        if (type == CHAT_REC_REQUEST) {
+            out->rec[out->count].type = CHAT_REC_REQUEST;
+            ingest_request(p, size, &out->rec[out->count].u.request);
+            out->count++;
+            p += size;
+            continue;
         }
 
+        memset(&rec, 0, sizeof(rec));
         memcpy(&rec, p, size);
         p += size;
 
-        if (ingest_record(&rec, size, &out->rec[out->count]) == 0) {
+        if (ingest_record(&rec, &out->rec[out->count]) == 0) {
             out->count++;
         } else {
             out->invalid++;
@@ -409,55 +309,69 @@ ingest_decode(const void *buf, size_t len, coll_batch_t *out)
 }
 
 
-static void *
-ingest_thread(void *arg)
+static void
+ingest_batch(ingest_t *in, nng_msg *msg)
 {
-    ingest_t   *in = arg;
-    nng_msg    *msg;
-    uint64_t    rejected = 0;
-    int         rv;
+    if (nng_msg_len(msg) == 0) {
+        /* not a batch: the sender's workaround for a libnng bug
+         * (wire/chat_wire.h) */
 
-    for ( ;; ) {
-        rv = nng_recvmsg(in->sock, &msg, 0);
-
-        if (rv == NNG_ECLOSED) {
-            break;
-        }
-        if (rv != 0) {
-            log_warn("ingest: receive failed: %s", nng_strerror(rv));
-            nng_msleep(100);
-            continue;
-        }
-
-        if (nng_msg_len(msg) == 0) {
-            /* not a batch: the sender's workaround for a libnng bug
-             * (wire/chat_wire.h) */
-
-        } else if (ingest_decode(nng_msg_body(msg), nng_msg_len(msg),
-                                 in->batch) == 0)
-        {
-            if (in->kind == INGEST_EVENTS) {
-                collector_apply_events(in->collector, in->batch);
-
-            } else {
-                collector_apply(in->collector, in->batch, isotime_wall_us(),
-                                isotime_mono_us());
-            }
+    } else if (ingest_decode(nng_msg_body(msg), nng_msg_len(msg),
+                             in->batch) == 0)
+    {
+        if (in->kind == INGEST_EVENTS) {
+            collector_apply_events(in->collector, in->batch);
 
         } else {
-            collector_reject(in->collector);
-            /* one line for the first few, then one per thousand */
-            if (++rejected <= 5 || rejected % 1000 == 0) {
-                log_warn("ingest: rejected malformed batch of %zu bytes "
-                         "(%llu rejected so far)", nng_msg_len(msg),
-                         (unsigned long long) rejected);
-            }
+            collector_apply(in->collector, in->batch, isotime_wall_us(),
+                            isotime_mono_us());
         }
 
+    } else {
+        collector_reject(in->collector);
+        /* one line for the first few, then one per thousand */
+        if (++in->rejected_batches <= 5
+            || in->rejected_batches % 1000 == 0)
+        {
+            log_warn("ingest: rejected malformed batch of %zu bytes "
+                     "(%llu rejected so far)", nng_msg_len(msg),
+                     (unsigned long long) in->rejected_batches);
+        }
+    }
+}
+
+
+/*
+ * One receive is outstanding at a time, and each batch is decoded and
+ * applied in its completion, on nng's own thread: no hand-off to a thread
+ * of ours per batch (a wake-up and a context switch each), and batches
+ * still apply one at a time, in their order.  The callback re-arms the
+ * receive; a closed socket or a stopped aio ends it.
+ */
+static void
+ingest_recv_cb(void *arg)
+{
+    ingest_t  *in = arg;
+    nng_msg   *msg;
+    int        rv;
+
+    rv = nng_aio_result(in->aio);
+
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+        return;
+    }
+
+    if (rv != 0) {
+        log_warn("ingest: receive failed: %s", nng_strerror(rv));
+        nng_msleep(100);
+
+    } else {
+        msg = nng_aio_get_msg(in->aio);
+        ingest_batch(in, msg);
         nng_msg_free(msg);
     }
 
-    return NULL;
+    nng_recv_aio(in->sock, in->aio);
 }
 
 
@@ -483,6 +397,11 @@ ingest_start(ingest_t **out, ingest_kind_e kind, const char *url,
         free(in);
         snprintf(err, errlen, "out of memory");
         return -1;
+    }
+
+    if ((rv = nng_aio_alloc(&in->aio, ingest_recv_cb, in)) != 0) {
+        snprintf(err, errlen, "nng_aio_alloc: %s", nng_strerror(rv));
+        goto fail;
     }
 
     if ((rv = nng_pull0_open(&in->sock)) != 0) {
@@ -524,18 +443,17 @@ ingest_start(ingest_t **out, ingest_kind_e kind, const char *url,
         goto fail_sock;
     }
 
-    if (pthread_create(&in->thread, NULL, ingest_thread, in) != 0) {
-        snprintf(err, errlen, "cannot start the ingest thread");
-        goto fail_sock;
-    }
+    nng_recv_aio(in->sock, in->aio);
 
-    in->started = 1;
     *out = in;
     return 0;
 
 fail_sock:
     nng_close(in->sock);
 fail:
+    if (in->aio != NULL) {
+        nng_aio_free(in->aio);
+    }
     free(in->batch);
     free(in);
     return -1;
@@ -549,10 +467,11 @@ ingest_stop(ingest_t *in)
         return;
     }
 
+    /* the receive outstanding fails with NNG_ECLOSED and is not re-armed;
+       nng_aio_free() waits for a callback still running */
     nng_close(in->sock);
-    if (in->started) {
-        pthread_join(in->thread, NULL);
-    }
+    nng_aio_stop(in->aio);
+    nng_aio_free(in->aio);
     free(in->batch);
     free(in);
 }

@@ -5,11 +5,22 @@
  * clamped to the field sizes, strings NUL-terminated and made printable
  * UTF-8, so that nothing downstream (JSON, Prometheus labels) ever sees
  * raw wire bytes.
+ *
+ * A request record, nearly every record, is the exception: it is kept as
+ * received (coll_request_raw_t: its lengths clamped to the fields and to
+ * the record, its bytes not yet looked at) and stored so in the
+ * collector's rings, because most of them are overwritten unread.  Its
+ * strings are made printable where they are read: the endpoint name when
+ * the endpoint table admits a new row (endpoints.c), the whole request when
+ * a snapshot expands the retained rows into coll_request_t
+ * (coll_request_expand(), records.c).  Nothing downstream of the collector
+ * sees raw bytes either way.
  */
 
 #ifndef SIDECAR_RECORDS_H
 #define SIDECAR_RECORDS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "wire/chat_wire.h"
@@ -30,6 +41,7 @@
 #define COLL_ERROR_SZ     (CHAT_WIRE_ERROR_LEN + 1)
 
 
+/* a request as rendered: what a snapshot holds (coll_request_expand()) */
 typedef struct {
     uint64_t  ts_us;                    /* worker's wall clock */
     uint32_t  duration_us;
@@ -40,6 +52,31 @@ typedef struct {
     char      endpoint[COLL_ENDPOINT_SZ];  /* "GET /api/chat/groups" */
     char      cid[COLL_CID_SZ];
 } coll_request_t;
+
+
+/*
+ * A request as received, and as the collector's rings keep it: the wire's
+ * method, endpoint and correlation ID back to back in text[], their bytes
+ * unchecked (not NUL-terminated, possibly not printable), their lengths
+ * within the wire's fields (method_len <= CHAT_WIRE_METHOD_LEN, ...), so
+ * text[] always holds them.  Only COLL_REQUEST_RAW_USED() bytes of it are
+ * meaningful (and copied).
+ */
+typedef struct {
+    uint64_t  ts_us;                    /* worker's wall clock */
+    uint32_t  duration_us;
+    uint16_t  status;
+    uint8_t   very_slow;                /* set by the collector */
+    uint8_t   method_len;
+    uint8_t   endpoint_len;
+    uint8_t   cid_len;
+    char      text[CHAT_WIRE_METHOD_LEN + CHAT_WIRE_ENDPOINT_LEN
+                   + CHAT_WIRE_CID_LEN];
+} coll_request_raw_t;
+
+#define COLL_REQUEST_RAW_USED(r)                                           \
+    (offsetof(coll_request_raw_t, text) + (size_t) (r)->method_len          \
+     + (r)->endpoint_len + (r)->cid_len)
 
 
 typedef struct {
@@ -94,7 +131,7 @@ typedef struct {
 typedef struct {
     int  type;                          /* chat_wire_record_type_e */
     union {
-        coll_request_t   request;
+        coll_request_raw_t  request;
         coll_ws_event_t  ws_event;
         coll_ws_count_t  ws_count;
         coll_custom_t    custom;
@@ -117,5 +154,87 @@ typedef struct {
     uint32_t       count;
     coll_record_t  rec[CHAT_WIRE_MAX_RECORDS];
 } coll_batch_t;
+
+
+/*
+ * Copies len bytes of src (at most dstsz - 1) to dst, replacing control
+ * bytes and invalid UTF-8 with '?' byte for byte: the result, the same
+ * length, goes verbatim into JSON and Prometheus label values; it is
+ * NUL-terminated and its length is returned.  Printable ASCII and valid
+ * UTF-8 come out unchanged, so cleaning clean text changes nothing.
+ */
+size_t coll_text_clean(char *dst, size_t dstsz, const char *src, size_t len);
+
+/*
+ * The request as rendered: its strings cleaned; "METHOD path" as the
+ * endpoint, from the wire's endpoint (which nginx sends with its method)
+ * or built from a bare path.
+ */
+void coll_request_expand(const coll_request_raw_t *in, coll_request_t *out);
+
+/* n bytes of a and b equal: eight at a time, the tail as the last eight
+   (short keys are compared on every request; no call, no over-read) */
+static inline int
+coll_bytes_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t  x, y;
+    size_t    i;
+
+    if (n < 8) {
+        for (i = 0; i < n; i++) {
+            if (a[i] != b[i]) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+
+    for (i = 0; i + 8 < n; i += 8) {
+        __builtin_memcpy(&x, a + i, 8);
+        __builtin_memcpy(&y, b + i, 8);
+        if (x != y) {
+            return 0;
+        }
+    }
+
+    __builtin_memcpy(&x, a + n - 8, 8);
+    __builtin_memcpy(&y, b + n - 8, 8);
+    return x == y;
+}
+
+
+const char *coll_request_key_slow(const coll_request_raw_t *r, char *buf,
+    size_t *len);
+
+/*
+ * The endpoint table's key of a request, not yet cleaned (endpoints.c
+ * cleans a key it does not know): the wire's endpoint itself when it
+ * starts with the method and a space (what nginx sends), else the
+ * expanded "METHOD path", written to buf (COLL_ENDPOINT_SZ bytes).
+ *
+ * The wire's endpoint is the key when its first method_len + 1 bytes are
+ * the method and a space: cleaning keeps every byte's place and a space
+ * ends any UTF-8 sequence, so the expanded request passes the same test
+ * and its endpoint is this one cleaned.  Any other request (a bare path;
+ * bytes that only match once cleaned) takes the expansion's own answer.
+ */
+static inline const char *
+coll_request_key(const coll_request_raw_t *r, char *buf, size_t *len)
+{
+    size_t       m = r->method_len, e = r->endpoint_len;
+    const char  *t = r->text;
+
+    if (m > 0 && e > m && t[m + m] == ' ' && coll_bytes_eq(t, t + m, m)) {
+        *len = e;
+        return t + m;
+    }
+
+    return coll_request_key_slow(r, buf, len);
+}
+
+/* sets a request's strings from C strings (tests and tools), each cut to
+   its wire field */
+void coll_request_raw_set(coll_request_raw_t *r, const char *method,
+    const char *endpoint, const char *cid);
 
 #endif /* SIDECAR_RECORDS_H */

@@ -57,17 +57,31 @@ ring_free(ring_t *r)
 void *
 ring_push(ring_t *r, const void *elem)
 {
+    return ring_push_n(r, elem, r->elem_size);
+}
+
+
+void *
+ring_push_n(ring_t *r, const void *elem, size_t n)
+{
     size_t  slot;
 
+    /* head < cap and len <= cap: a subtraction wraps, no division */
     if (r->len < r->cap) {
-        slot = (r->head + r->len) % r->cap;
+        slot = r->head + r->len;
+        if (slot >= r->cap) {
+            slot -= r->cap;
+        }
         r->len++;
     } else {
         slot = r->head;
-        r->head = (r->head + 1) % r->cap;
+        if (++r->head == r->cap) {
+            r->head = 0;
+        }
     }
 
-    memcpy(r->buf + slot * r->elem_size, elem, r->elem_size);
+    memcpy(r->buf + slot * r->elem_size, elem,
+           n < r->elem_size ? n : r->elem_size);
     return r->buf + slot * r->elem_size;
 }
 

@@ -20,6 +20,10 @@ void ring_free(ring_t *r);
 /* copies elem in; returns a pointer to the stored copy */
 void *ring_push(ring_t *r, const void *elem);
 
+/* the same, copying only the first n bytes of elem (n <= the element
+   size): the slot's other bytes are whatever it held before */
+void *ring_push_n(ring_t *r, const void *elem, size_t n);
+
 size_t ring_len(const ring_t *r);
 size_t ring_cap(const ring_t *r);
 

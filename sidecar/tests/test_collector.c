@@ -33,18 +33,16 @@ add_req(coll_batch_t *b, const char *method, const char *path,
     unsigned status, uint32_t dur_us)
 {
     coll_record_t  *r = &b->rec[b->count++];
+    char            ep[COLL_ENDPOINT_SZ], cid[COLL_CID_SZ];
 
     memset(r, 0, sizeof(*r));
     r->type = CHAT_REC_REQUEST;
     r->u.request.ts_us = WALL0;
     r->u.request.status = (uint16_t) status;
     r->u.request.duration_us = dur_us;
-    snprintf(r->u.request.method, sizeof(r->u.request.method), "%s", method);
-    snprintf(r->u.request.path, sizeof(r->u.request.path), "%s", path);
-    snprintf(r->u.request.endpoint, sizeof(r->u.request.endpoint), "%s %s",
-             method, path);
-    snprintf(r->u.request.cid, sizeof(r->u.request.cid), "cid-%u",
-             b->count);
+    snprintf(ep, sizeof(ep), "%s %s", method, path);
+    snprintf(cid, sizeof(cid), "cid-%u", b->count);
+    coll_request_raw_set(&r->u.request, method, ep, cid);
 }
 
 
@@ -918,10 +916,79 @@ collector_snapshots_are_consistent_under_concurrent_ingest(void)
 }
 
 
+/*
+ * Requests are kept raw in the rings (records.h) and cleaned when a
+ * snapshot expands them: the rows read clean, "METHOD path" is built for
+ * a bare path, and a short row written over a long one in a full ring
+ * shows nothing of the long one.
+ */
+static void
+collector_keeps_requests_raw_and_shows_them_clean(void)
+{
+    coll_config_t     cfg;
+    collector_t      *c;
+    coll_batch_t     *b = batch(100, 1, 1);
+    coll_snapshot_t  *s;
+    coll_record_t    *r;
+    size_t            i;
+
+    collector_config_defaults(&cfg);
+    cfg.recent_max = 2;
+    c = mk(&cfg);
+
+    r = &b->rec[b->count++];
+    memset(r, 0, sizeof(*r));
+    r->type = CHAT_REC_REQUEST;
+    r->u.request.status = 500;
+    r->u.request.duration_us = 2000000;
+    coll_request_raw_set(&r->u.request, "GET", "GET /x\x01\xff_\xc3\xa9",
+                         "c\x7f-0123456789abcdef0123456789abcdef");
+
+    r = &b->rec[b->count++];
+    memset(r, 0, sizeof(*r));
+    r->type = CHAT_REC_REQUEST;
+    r->u.request.status = 200;
+    coll_request_raw_set(&r->u.request, "POST", "/y", "d");
+
+    add_req(b, "GET", "/z", 200, 10);       /* over the first row */
+    collector_apply(c, b, WALL0, MONO0);
+
+    s = snap(c, SEC);
+    CHECK(s->nrecent == 2);
+    CHECK(strcmp(s->recent[0].endpoint, "POST /y") == 0);
+    CHECK(strcmp(s->recent[0].path, "/y") == 0);
+    CHECK(strcmp(s->recent[0].method, "POST") == 0);
+    CHECK(strcmp(s->recent[0].cid, "d") == 0);
+    CHECK(strcmp(s->recent[1].endpoint, "GET /z") == 0);
+    CHECK(strcmp(s->recent[1].cid, "cid-3") == 0);
+
+    /* the slow and error rows: copies of the first, whole and clean */
+    CHECK(s->nslow == 1 && s->nerrors == 1);
+    CHECK(strcmp(s->slow[0].endpoint, "GET /x??_\xc3\xa9") == 0);
+    CHECK(strcmp(s->slow[0].path, "/x??_\xc3\xa9") == 0);
+    CHECK(strcmp(s->errors[0].cid,
+                 "c?-0123456789abcdef0123456789abcdef") == 0);
+    CHECK(s->slow[0].very_slow == 0 && s->slow[0].status == 500);
+
+    CHECK(s->nendpoints == 3);
+    for (i = 0; i < s->nendpoints; i++) {
+        CHECK(strcmp(s->endpoints[i].name, "GET /x??_\xc3\xa9") == 0
+              || strcmp(s->endpoints[i].name, "POST /y") == 0
+              || strcmp(s->endpoints[i].name, "GET /z") == 0);
+        CHECK(s->endpoints[i].stats.count == 1);
+    }
+
+    collector_snapshot_free(s);
+    collector_free(c);
+    free(b);
+}
+
+
 void
 suite_collector(void)
 {
     RUN(collector_aggregates_counts_errors_and_time);
+    RUN(collector_keeps_requests_raw_and_shows_them_clean);
     RUN(collector_counts_only_4xx_and_5xx_as_errors);
     RUN(collector_slow_at_1s_very_slow_at_5s);
     RUN(collector_retention_matches_the_spec_sizes);

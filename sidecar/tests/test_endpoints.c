@@ -154,10 +154,39 @@ endpoints_p95_interpolates_and_never_exceeds_max(void)
 }
 
 
+/* rows are named by the key cleaned (records.h), whatever bytes came:
+   keys that clean alike share a row, and the clean name finds it too */
+static void
+endpoints_raw_keys_are_cleaned_once(void)
+{
+    ep_table_t  *t = ep_table_create(8);
+    ep_row_t     rows[9];
+
+    ep_stats_add(ep_table_get_n(t, "GET /a\x01", 7), 10, 0);
+    ep_stats_add(ep_table_get_n(t, "GET /a\x01", 7), 10, 0);  /* last */
+    ep_stats_add(ep_table_get_n(t, "GET /a\xff", 7), 10, 0);
+    ep_stats_add(ep_table_get_n(t, "GET /b", 6), 10, 0);
+    ep_stats_add(ep_table_get_n(t, "GET /a\x7f", 7), 10, 0);  /* hashed */
+    ep_stats_add(ep_table_get(t, "GET /a?"), 10, 0);
+    ep_stats_add(ep_table_get_n(t, "GET /\xc3\xa9tat-long", 15), 10, 0);
+    ep_stats_add(ep_table_get_n(t, "GET /\xc3\xa9tat-lonG", 15), 10, 0);
+
+    CHECK(ep_table_rows(t) == 4);
+    CHECK(ep_table_copy(t, rows, 9) == 4);
+    CHECK(strcmp(rows[0].name, "GET /a?") == 0 && rows[0].name_len == 7);
+    CHECK(rows[0].stats.count == 5);
+    CHECK(strcmp(rows[1].name, "GET /b") == 0 && rows[1].stats.count == 1);
+    CHECK(strcmp(rows[2].name, "GET /\xc3\xa9tat-long") == 0);
+    CHECK(rows[2].stats.count == 1 && rows[3].stats.count == 1);
+    ep_table_free(t);
+}
+
+
 void
 suite_endpoints(void)
 {
     RUN(endpoints_count_per_name);
+    RUN(endpoints_raw_keys_are_cleaned_once);
     RUN(endpoints_past_the_cap_fold_into_one_overflow_row);
     RUN(endpoints_million_random_paths_keep_memory_flat);
     RUN(endpoints_histogram_buckets_use_inclusive_upper_bounds);

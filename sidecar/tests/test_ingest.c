@@ -17,6 +17,18 @@ typedef struct {
 
 
 /* whole records (size = sizeof), always valid; packed ones below */
+
+/* a decoded request as a snapshot renders it (records.h: decoding keeps
+   its bytes as they came) */
+static const coll_request_t *
+REQ(const coll_batch_t *b, int i)
+{
+    static coll_request_t  x[8];
+
+    coll_request_expand(&b->rec[i].u.request, &x[i]);
+    return &x[i];
+}
+
 static wire_t *
 wire_new(uint16_t count)
 {
@@ -91,11 +103,11 @@ ingest_decodes_a_well_formed_batch(void)
     CHECK(b->worker_pid == 4242 && b->batch_seq == 9);
     CHECK(b->requests_recorded == 100 && b->records_dropped == 3
           && b->requests_dropped == 2);
-    CHECK(strcmp(b->rec[0].u.request.endpoint, "GET /api/chat/groups") == 0);
-    CHECK(strcmp(b->rec[0].u.request.path, "/api/chat/groups") == 0);
-    CHECK(strcmp(b->rec[0].u.request.method, "GET") == 0);
-    CHECK(strcmp(b->rec[0].u.request.cid, "abc") == 0);
-    CHECK(b->rec[0].u.request.ts_us == 1762691696789000ull);
+    CHECK(strcmp(REQ(b, 0)->endpoint, "GET /api/chat/groups") == 0);
+    CHECK(strcmp(REQ(b, 0)->path, "/api/chat/groups") == 0);
+    CHECK(strcmp(REQ(b, 0)->method, "GET") == 0);
+    CHECK(strcmp(REQ(b, 0)->cid, "abc") == 0);
+    CHECK(REQ(b, 0)->ts_us == 1762691696789000ull);
     CHECK(b->rec[1].u.ws_event.connected == 1);
     CHECK(strcmp(b->rec[1].u.ws_event.group_id,
                  "507f1f77bcf86cd799439011") == 0);
@@ -176,10 +188,10 @@ ingest_clamps_lengths_to_the_field_sizes(void)
     memset(w->rec[1].u.custom.kv[3].key, 'k', CHAT_WIRE_KEY_LEN);
 
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
-    CHECK(strlen(b->rec[0].u.request.path) == CHAT_WIRE_ENDPOINT_LEN);
-    CHECK(strlen(b->rec[0].u.request.method) <= CHAT_WIRE_METHOD_LEN);
-    CHECK(strlen(b->rec[0].u.request.cid) <= CHAT_WIRE_CID_LEN);
-    CHECK(strlen(b->rec[0].u.request.endpoint) < COLL_ENDPOINT_SZ);
+    CHECK(strlen(REQ(b, 0)->path) == CHAT_WIRE_ENDPOINT_LEN);
+    CHECK(strlen(REQ(b, 0)->method) <= CHAT_WIRE_METHOD_LEN);
+    CHECK(strlen(REQ(b, 0)->cid) <= CHAT_WIRE_CID_LEN);
+    CHECK(strlen(REQ(b, 0)->endpoint) < COLL_ENDPOINT_SZ);
 
     /* lengths past the record's bytes are cut to them */
     wire_req(&w->rec[0], "GET", "GET /x", 200);
@@ -187,9 +199,9 @@ ingest_clamps_lengths_to_the_field_sizes(void)
     w->rec[0].u.request.endpoint_len = 255;
     w->rec[0].u.request.cid_len = 255;
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
-    CHECK(strlen(b->rec[0].u.request.method) <= CHAT_WIRE_METHOD_LEN);
-    CHECK(strlen(b->rec[0].u.request.path) <= CHAT_WIRE_ENDPOINT_LEN);
-    CHECK(b->rec[0].u.request.cid[0] == '\0');
+    CHECK(strlen(REQ(b, 0)->method) <= CHAT_WIRE_METHOD_LEN);
+    CHECK(strlen(REQ(b, 0)->path) <= CHAT_WIRE_ENDPOINT_LEN);
+    CHECK(REQ(b, 0)->cid[0] == '\0');
     CHECK(b->rec[1].u.custom.nkv == CHAT_WIRE_KV_MAX);
     CHECK(strlen(b->rec[1].u.custom.type) == CHAT_WIRE_EVENT_TYPE_LEN);
     CHECK(strlen(b->rec[1].u.custom.kv[3].key) == CHAT_WIRE_KEY_LEN);
@@ -247,14 +259,14 @@ ingest_decodes_packed_records(void)
 
     CHECK(ingest_decode(buf, off, b) == 0);
     CHECK(b->count == 3 && b->invalid == 0);
-    CHECK(strcmp(b->rec[0].u.request.endpoint, "GET /") == 0);
-    CHECK(strcmp(b->rec[0].u.request.path, "/") == 0);
-    CHECK(strcmp(b->rec[0].u.request.cid,
+    CHECK(strcmp(REQ(b, 0)->endpoint, "GET /") == 0);
+    CHECK(strcmp(REQ(b, 0)->path, "/") == 0);
+    CHECK(strcmp(REQ(b, 0)->cid,
                  "0f3c1a2b-4d5e-4f60-8a7b-000000000001") == 0);
     CHECK(strcmp(b->rec[1].u.ws_count.group_id, "g1") == 0
           && b->rec[1].u.ws_count.count == 4);
-    CHECK(b->rec[2].u.request.path[0] == '\0'
-          && b->rec[2].u.request.cid[0] == '\0');
+    CHECK(REQ(b, 2)->path[0] == '\0'
+          && REQ(b, 2)->cid[0] == '\0');
 
     /* sizes must add up to the length, each a multiple of 8 in 16-320 */
     CHECK(ingest_decode(buf, off - 8, b) == -1);
@@ -285,19 +297,19 @@ ingest_makes_strings_printable_utf8(void)
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
     /* quote kept (JSON escapes it), controls and broken UTF-8 -> '?',
        the valid "é" kept, the truncated 3-byte sequence replaced */
-    CHECK(strcmp(b->rec[0].u.request.path, "/a\"b??" "?/\xc3\xa9t??") == 0);
+    CHECK(strcmp(REQ(b, 0)->path, "/a\"b??" "?/\xc3\xa9t??") == 0);
 
     /* printable ASCII goes eight bytes at a time, the tail as the last
        eight: a control byte anywhere is still found */
     wire_req(&w->rec[0], "GET", "/abcdefg\x01" "jk", 200);
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
-    CHECK(strcmp(b->rec[0].u.request.path, "/abcdefg?jk") == 0);
+    CHECK(strcmp(REQ(b, 0)->path, "/abcdefg?jk") == 0);
     wire_req(&w->rec[0], "GET", "/a\x02" "cdefghijklmnopq", 200);
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
-    CHECK(strcmp(b->rec[0].u.request.path, "/a?cdefghijklmnopq") == 0);
+    CHECK(strcmp(REQ(b, 0)->path, "/a?cdefghijklmnopq") == 0);
     wire_req(&w->rec[0], "GET", "/abcdefghijklmno\x7f", 200);
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
-    CHECK(strcmp(b->rec[0].u.request.path, "/abcdefghijklmno?") == 0);
+    CHECK(strcmp(REQ(b, 0)->path, "/abcdefghijklmno?") == 0);
 
     free(w);
     free(b);
@@ -319,7 +331,7 @@ ingest_skips_unknown_record_types_and_events(void)
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
     CHECK(b->count == 2);
     CHECK(b->invalid == 2);
-    CHECK(strcmp(b->rec[1].u.request.path, "/b") == 0);
+    CHECK(strcmp(REQ(b, 1)->path, "/b") == 0);
 
     free(w);
     free(b);
@@ -337,12 +349,12 @@ ingest_accepts_endpoint_with_or_without_method(void)
     wire_req(&w->rec[2], "GET", "GETX /odd", 200);
 
     CHECK(ingest_decode(w, wire_len(w), b) == 0);
-    CHECK(strcmp(b->rec[0].u.request.endpoint,
+    CHECK(strcmp(REQ(b, 0)->endpoint,
                  "DELETE /api/chat/groups/1") == 0);
-    CHECK(strcmp(b->rec[0].u.request.path, "/api/chat/groups/1") == 0);
-    CHECK(strcmp(b->rec[1].u.request.endpoint, "GET /api/chat/groups") == 0);
-    CHECK(strcmp(b->rec[1].u.request.path, "/api/chat/groups") == 0);
-    CHECK(strcmp(b->rec[2].u.request.endpoint, "GET GETX /odd") == 0);
+    CHECK(strcmp(REQ(b, 0)->path, "/api/chat/groups/1") == 0);
+    CHECK(strcmp(REQ(b, 1)->endpoint, "GET /api/chat/groups") == 0);
+    CHECK(strcmp(REQ(b, 1)->path, "/api/chat/groups") == 0);
+    CHECK(strcmp(REQ(b, 2)->endpoint, "GET GETX /odd") == 0);
 
     free(w);
     free(b);

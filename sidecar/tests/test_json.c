@@ -74,6 +74,7 @@ fx_batch(collector_t *c, int n, int ws)
     coll_batch_t   *b = calloc(1, sizeof(*b));
     coll_record_t  *r;
     int             i;
+    char            cid[COLL_CID_SZ];
 
     b->worker_pid = 77;
     b->worker_start_us = 5;
@@ -87,12 +88,9 @@ fx_batch(collector_t *c, int n, int ws)
         r->u.request.status = (uint16_t) (i % 4 == 0 ? 500 : 200);
         r->u.request.duration_us = (uint32_t) (i % 10 == 0 ? 1234567
                                                            : 45670);
-        snprintf(r->u.request.method, sizeof(r->u.request.method), "GET");
-        snprintf(r->u.request.path, sizeof(r->u.request.path),
-                 "/api/chat/groups");
-        snprintf(r->u.request.endpoint, sizeof(r->u.request.endpoint),
-                 "GET /api/chat/groups");
-        snprintf(r->u.request.cid, sizeof(r->u.request.cid), "cid-%d", i);
+        snprintf(cid, sizeof(cid), "cid-%d", i);
+        coll_request_raw_set(&r->u.request, "GET", "GET /api/chat/groups",
+                             cid);
     }
 
     for (i = 0; i < ws && b->count < CHAT_WIRE_MAX_RECORDS; i++) {

@@ -38,8 +38,7 @@ render_with(const char *endpoint, const uint32_t *durs, int n)
         r->type = CHAT_REC_REQUEST;
         r->u.request.status = 200;
         r->u.request.duration_us = durs[i];
-        snprintf(r->u.request.endpoint, sizeof(r->u.request.endpoint), "%s",
-                 endpoint);
+        coll_request_raw_set(&r->u.request, "", endpoint, "");
     }
     collector_apply(c, b, WALL0, MONO0);
     s = collector_snapshot(c, WALL0 + 1, MONO0 + 1);

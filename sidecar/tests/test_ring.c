@@ -79,6 +79,26 @@ ring_create_refuses_zero_sizes(void)
 }
 
 
+static void
+ring_push_n_copies_only_the_bytes_given(void)
+{
+    ring_t    *r = ring_create(2, 8);
+    uint64_t   a = 0x1111111111111111ull, b = 0x2222222222222222ull;
+    uint64_t  *p;
+    uint8_t    first[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, two[2] = { 9, 9 };
+
+    ring_push(r, &a);
+    ring_push(r, &a);
+    p = ring_push_n(r, two, 2);             /* over the oldest */
+    CHECK(p == ring_newest(r) && ring_len(r) == 2);
+    CHECK(((uint8_t *) p)[0] == 9 && ((uint8_t *) p)[1] == 9);
+    CHECK(((uint8_t *) p)[2] == 0x11 && ((uint8_t *) p)[7] == 0x11);
+    p = ring_push_n(r, first, 100);         /* at most the element */
+    CHECK(*p != b && ((uint8_t *) p)[7] == 8);
+    ring_free(r);
+}
+
+
 void
 suite_ring(void)
 {
@@ -86,4 +106,5 @@ suite_ring(void)
     RUN(ring_at_capacity_then_past_it_drops_the_oldest);
     RUN(ring_copy_last_gives_newest_n_oldest_first);
     RUN(ring_create_refuses_zero_sizes);
+    RUN(ring_push_n_copies_only_the_bytes_given);
 }
