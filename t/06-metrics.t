@@ -34,7 +34,7 @@ if ($slow_pid == 0) {
 close $slow;
 END { local $?; if ($slow_pid) { kill 'KILL', $slow_pid; waitpid $slow_pid, 0 } }
 
-ChatTest::Sidecar::start(db_refresh => 0.3);
+ChatTest::Sidecar::start(db_refresh => 0.3, wait_db => 1);
 
 add_block_preprocessor(sub {
     my $block = shift;

@@ -99,12 +99,25 @@ sub start {
     my $deadline = time + 10;
     while (time < $deadline) {
         my $r = get('/health');
+        return wait_db_healthy(15) if $r->{status} == 200 && $opt{wait_db};
         return 1 if $r->{status} == 200;
         die "the sidecar exited at start:\n" . log_text() . "\n"
             if waitpid($pid, POSIX::WNOHANG()) == $pid;
         sleep 0.05;
     }
     die "the sidecar did not answer /health within 10 s:\n" . log_text();
+}
+
+# start(wait_db => 1): the first database poll done (on a loaded machine
+# it can take seconds), for a test whose first check is db_healthy
+sub wait_db_healthy {
+    my $timeout = shift;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 if (get('/health')->{content} // '') =~ /"db_healthy":true/;
+        sleep 0.05;
+    }
+    die "the sidecar's database poll did not succeed within $timeout s:\n" . log_text();
 }
 
 sub stop {
