@@ -44,7 +44,10 @@
  * PENDING seq for as long as it (or, for a MISSING one, the next event
  * that has a time) is younger than NGX_HTTP_CHAT_SEQ_SETTLE
  * chat_db_timeouts, as if nothing came after it yet; a walk from the last
- * seq seen then gets the late event too.  Past that, it is a gap for good.
+ * seq seen then gets the late event too.  Past that, it is a gap for good:
+ * a MISSING seq is voided first (ngx_http_chat_log_void()), so that a take
+ * that gets it later from a counter that stepped back (FerretDB) cannot
+ * claim it below events already delivered.
  *
  * A page walks at most 2 x limit + NGX_HTTP_CHAT_WALK_SLACK seqs: past
  * that (a long run of gaps) it ends with has_more and next_after, the
@@ -63,7 +66,8 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
     char                  id[NGX_HTTP_CHAT_SEQ_ID_LEN];
     cJSON                *out, *list, *item;
     bson_t               *claim;
-    int64_t               n, i, prev, seq, walked, cur, hole, budget;
+    int64_t               n, i, prev, seq, walked, cur, hole, budget,
+                          voided;
     ngx_int_t             rc;
     ngx_uint_t            more, logged, failed;
     ngx_http_chat_ev_t   *ev, *page;
@@ -116,7 +120,21 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
                 break;                   /* the hole may still be filled */
             }
 
-            hole = 0;                    /* gaps for good */
+            /* gaps for good, once voided: no take claims them later */
+
+            rc = ngx_http_chat_log_void(&log, hole, seq - 1, &voided);
+
+            if (rc == NGX_ERROR) {
+                failed = 1;
+                break;
+            }
+
+            if (rc == NGX_DECLINED) {
+                prev = hole - 1 + voided;    /* the rest claimed meanwhile */
+                break;
+            }
+
+            hole = 0;
             prev = seq - 1;
         }
 
