@@ -25,8 +25,9 @@
  *               S had been made more than 100 ms before: a subscriber has
  *               delivered past S by then), and among them those of seqs
  *               answered first after the higher claim (re-issued by a
- *               counter that stepped back), and abandoned seqs that were
- *               claimed later by another take.
+ *               counter that stepped back), abandoned seqs that were
+ *               claimed later by another take, and seqs claimed twice
+ *               (the unique _id failing: never seen).
  *
  * Scratch collections only: dropped first.  Build:
  *   cc -O2 -Wall -o seqprobe bench/tools/seqprobe.c \
@@ -216,6 +217,7 @@ main(int argc, char **argv)
     bson_t d;
     int n, i;
     long k, j, dups, regress, late, reissued, abandoned_claimed;
+    long dup_claims = 0;
     int64_t maxv, seen_max, worst_back, *first, *vals, *claimed_max_at;
     int64_t late_worst;
 
@@ -367,6 +369,9 @@ main(int argc, char **argv)
                 cs[k] = claims[k].seq;
             }
             qsort(cs, (size_t) nclaims, sizeof(int64_t), cmp_i64);
+            for (k = 1; k < nclaims; k++) {
+                dup_claims += (cs[k] == cs[k - 1]);
+            }
             for (k = 0; k < nabandoned && k < MAXCALLS; k++) {
                 if (bsearch(&abandoned[k], cs, (size_t) nclaims,
                             sizeof(int64_t), cmp_i64))
@@ -377,10 +382,11 @@ main(int argc, char **argv)
             free(cs);
         }
 
-        printf(",\"claims\":%ld,\"abandoned\":%ld,"
+        printf(",\"claims\":%ld,\"claimed_twice\":%ld,\"abandoned\":%ld,"
                "\"abandoned_then_claimed\":%ld,\"late_claims\":%ld,"
                "\"late_claims_reissued\":%ld,\"latest_claim_ms\":%.1f",
-               nclaims, nabandoned, abandoned_claimed, late, reissued,
+               nclaims, dup_claims, nabandoned, abandoned_claimed, late,
+               reissued,
                late_worst / 1000.0);
     }
 
