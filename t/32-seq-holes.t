@@ -175,3 +175,39 @@ qr/chat group [0-9a-f]{24}: event seq 2 came after this worker passed it as a ga
 --- no_error_log
 event seq 3 came after
 [crit]
+
+
+
+=== TEST 3: a bucket sealed by a read of the newest page voids the never-claimed seq it leaves out: a take that gets that seq again from a counter that stepped back takes a fresh one
+--- timeout: 60
+--- chat_script
+use ChatTest::MongoWire qw(oid i64 doc);
+use Time::HiRes ();
+my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
+my $alice = client('alice');
+my $g = $alice->post('/api/chat/groups', { name => 'seal-holes' })->{json}{id};
+my $set_seq = sub {
+    $db->command([ update => 'groups', updates => [
+        doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64($_[0])))) ] ])->{n};
+};
+$alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 4;
+is $set_seq->(5), 1, 'seq 5 taken, never claimed';
+my @seqs = map { $alice->post("/api/chat/groups/$g/messages", { content => "m$_" })->{json}{seq} } 6 .. 16;
+is_deeply \@seqs, [ 6 .. 16 ], 'seqs 6 to 16: the first bucket (1 to 16) is full';
+
+Time::HiRes::sleep(2.5);                        # 5 is settled: 2 x chat_db_timeout
+my $page = $alice->get("/api/chat/groups/$g/messages");
+is $page->{status}, 200, 'the newest page';
+is scalar @{ $page->{json}{messages} }, 15, 'its 15 messages';
+my $find = sub { $db->command([ find => 'seqs', filter => doc(_id => $_[0]) ])->{cursor}{firstBatch}[0] };
+ok $find->("$g:b0"), 'the read sealed the first bucket';
+is +($find->("$g:5") // {})->{type}, 'void', 'and voided seq 5, which it leaves out';
+
+is $set_seq->(4), 1, 'the counter stepped back to 4';
+is $alice->post("/api/chat/groups/$g/messages", { content => 'late' })->{json}{seq}, 17,
+    'the late message takes seq 17, not the passed seq 5';
+my $list = $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{messages};
+is_deeply [ map { $_->{message}{content} } @$list ], [ (map { "m$_" } 1 .. 4, 6 .. 16), 'late' ],
+    'after=0: every message once, in order';
+--- no_error_log
+[crit]
