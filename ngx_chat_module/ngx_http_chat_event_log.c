@@ -66,8 +66,7 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
     char                  id[NGX_HTTP_CHAT_SEQ_ID_LEN];
     cJSON                *out, *list, *item;
     bson_t               *claim;
-    int64_t               n, i, prev, seq, walked, cur, hole, budget,
-                          voided;
+    int64_t               n, i, prev, seq, walked, cur, hole, budget;
     ngx_int_t             rc;
     ngx_uint_t            more, logged, failed;
     ngx_http_chat_ev_t   *ev, *page;
@@ -122,7 +121,7 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
 
             /* gaps for good, once voided: no take claims them later */
 
-            rc = ngx_http_chat_log_void(&log, hole, seq - 1, &voided);
+            rc = ngx_http_chat_log_void(&log, hole, seq - 1);
 
             if (rc == NGX_ERROR) {
                 failed = 1;
@@ -130,8 +129,7 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
             }
 
             if (rc == NGX_DECLINED) {
-                prev = hole - 1 + voided;    /* the rest claimed meanwhile */
-                break;
+                break;                   /* claimed meanwhile: next walk */
             }
 
             hole = 0;

@@ -356,7 +356,7 @@ ngx_http_chat_log_load(ngx_http_chat_log_t *log, int64_t k)
 /*
  * Seqs from..to, each MISSING (never claimed), passed as gaps for good:
  * a "void" record {_id: "<group id>:<seq>", group_id, seq, type: "void",
- * at} claims each of them first, in one ordered insert.  FerretDB's $inc
+ * at} claims each of them first, in one insert.  FerretDB's $inc
  * is not atomic: its counter can step back (a stale read-modify-write,
  * seqprobe measured steps of 100 and more) and hand out a seq that was
  * taken but never claimed (a failed claim insert, a worker killed after
@@ -366,23 +366,20 @@ ngx_http_chat_log_load(ngx_http_chat_log_t *log, int64_t k)
  * (E11000: its take takes the next seq), on MongoDB as on FerretDB, so a
  * seq a reader passed never gets an event.
  *
- * NGX_OK: all voided; NGX_DECLINED: the first *voided of them were, the
- * next one was claimed meanwhile (the walk stops before it); NGX_ERROR.
+ * NGX_OK: all voided; NGX_DECLINED: one of them was claimed (or voided
+ * by another reader) meanwhile: the walk stops before the run, and the
+ * next one reads what each seq of it is now; NGX_ERROR.
  */
 
 ngx_int_t
-ngx_http_chat_log_void(ngx_http_chat_log_t *log, int64_t from, int64_t to,
-    int64_t *voided)
+ngx_http_chat_log_void(ngx_http_chat_log_t *log, int64_t from, int64_t to)
 {
     char           id[NGX_HTTP_CHAT_SEQ_ID_LEN];
-    bson_t        *docs, reply;
+    bson_t        *docs;
     int64_t        seq, at, n, i;
     ngx_int_t      rc;
-    bson_iter_t    it;
     bson_error_t   error;
     const bson_t  **ptrs;
-
-    *voided = 0;
 
     if (to < from) {
         return NGX_OK;
@@ -417,29 +414,20 @@ ngx_http_chat_log_void(ngx_http_chat_log_t *log, int64_t from, int64_t to,
         ptrs[i] = &docs[i];
     }
 
-    /* ordered (the default): it stops at the first seq claimed already */
+    /* one write; a seq claimed already is refused, its event kept */
 
     if (mongoc_collection_insert_many(log->seqs, ptrs, (size_t) n, NULL,
-                                      &reply, &error))
+                                      NULL, &error))
     {
-        *voided = n;
         rc = NGX_OK;
 
     } else if (error.code == NGX_HTTP_CHAT_MONGO_DUPLICATE_KEY) {
-        if (bson_iter_init_find(&it, &reply, "insertedCount")
-            && (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it)))
-        {
-            *voided = bson_iter_as_int64(&it);
-        }
-
         rc = NGX_DECLINED;
 
     } else {
         ngx_http_chat_op_fail(log->op, &error, "void missing seqs");
         rc = NGX_ERROR;
     }
-
-    bson_destroy(&reply);
 
     for (i = 0; i < n; i++) {
         bson_destroy(&docs[i]);
@@ -466,7 +454,7 @@ ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
     char                 id[NGX_HTTP_CHAT_SEQ_ID_LEN], key[16];
     char                 saved[sizeof(log->op->error)];
     bson_t               doc, packed, arr, ev;
-    int64_t              at, seq, voided;
+    int64_t              at, seq;
     ngx_int_t            i, n;
     ngx_http_chat_res_e  result;
     bson_iter_t          it;
@@ -515,7 +503,7 @@ ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
         result = log->op->result;
         ngx_memcpy(saved, log->op->error, sizeof(saved));
 
-        if (ngx_http_chat_log_void(log, seq, seq, &voided) != NGX_OK) {
+        if (ngx_http_chat_log_void(log, seq, seq) != NGX_OK) {
             /* claimed meanwhile, or failed: no failure of the read */
             log->op->result = result;
             ngx_memcpy(log->op->error, saved, sizeof(saved));
