@@ -44,7 +44,10 @@
  * PENDING seq for as long as it (or, for a MISSING one, the next event
  * that has a time) is younger than NGX_HTTP_CHAT_SEQ_SETTLE
  * chat_db_timeouts, as if nothing came after it yet; a walk from the last
- * seq seen then gets the late event too.  Past that, it is a gap for good.
+ * seq seen then gets the late event too.  Past that, it is a gap for good:
+ * a MISSING seq is voided first (ngx_http_chat_log_void()), so that a take
+ * that gets it later from a counter that stepped back (FerretDB) cannot
+ * claim it below events already delivered.
  *
  * A page walks at most 2 x limit + NGX_HTTP_CHAT_WALK_SLACK seqs: past
  * that (a long run of gaps) it ends with has_more and next_after, the
@@ -116,7 +119,20 @@ ngx_http_chat_op_list_events(ngx_http_chat_op_t *op, mongoc_client_t *client)
                 break;                   /* the hole may still be filled */
             }
 
-            hole = 0;                    /* gaps for good */
+            /* gaps for good, once voided: no take claims them later */
+
+            rc = ngx_http_chat_log_void(&log, hole, seq - 1);
+
+            if (rc == NGX_ERROR) {
+                failed = 1;
+                break;
+            }
+
+            if (rc == NGX_DECLINED) {
+                break;                   /* claimed meanwhile: next walk */
+            }
+
+            hole = 0;
             prev = seq - 1;
         }
 

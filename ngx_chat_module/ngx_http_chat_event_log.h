@@ -16,6 +16,10 @@
     (NGX_HTTP_CHAT_OID_LEN + 1 + NGX_INT64_LEN + 1)
 
 
+/* E11000: an insert refused for its _id (a seq claimed, or voided) */
+#define NGX_HTTP_CHAT_MONGO_DUPLICATE_KEY  11000
+
+
 /* the seq locks, once per worker before any op runs */
 ngx_int_t ngx_http_chat_event_log_init(ngx_log_t *log);
 

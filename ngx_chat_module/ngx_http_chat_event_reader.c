@@ -40,16 +40,20 @@ static bson_t *ngx_http_chat_message_copy(const bson_t *doc);
  * So the states of a seq, as a reader sees them:
  *   MISSING   no record: the seq is not claimed yet (its taker is between
  *             $inc and the insert of the claim), or never will be (that
- *             insert failed);
+ *             insert failed, or the counter, stepped back by FerretDB's
+ *             lost updates, hands it out again much later);
  *   PENDING   a record, not (yet) its event: the message or the deletion
  *             claim is still being written, or its write failed;
  *   GAP       a record whose event is another seq's: a deletion that
  *             lost to another, a message two migrations numbered at once
- *             (ngx_http_chat_migrate.c);
+ *             (ngx_http_chat_migrate.c); or a "void" record, the mark of
+ *             a MISSING seq a reader passed (ngx_http_chat_log_void());
  *   CREATED / DELETED: the event.
  * A MISSING or PENDING seq younger than NGX_HTTP_CHAT_SEQ_SETTLE x
  * chat_db_timeout may still become an event; past that, it is a gap for
- * good (every write of an operation is done or failed by then).
+ * good (every write of an operation is done or failed by then).  A
+ * MISSING seq is passed only once a reader has voided it: no take can
+ * claim it afterwards.
  */
 
 ngx_int_t
@@ -350,19 +354,109 @@ ngx_http_chat_log_load(ngx_http_chat_log_t *log, int64_t k)
 
 
 /*
+ * Seqs from..to, each MISSING (never claimed), passed as gaps for good:
+ * a "void" record {_id: "<group id>:<seq>", group_id, seq, type: "void",
+ * at} claims each of them first, in one insert.  FerretDB's $inc
+ * is not atomic: its counter can step back (a stale read-modify-write,
+ * seqprobe measured steps of 100 and more) and hand out a seq that was
+ * taken but never claimed (a failed claim insert, a worker killed after
+ * its $inc) long after the readers passed it; claimed then, its event
+ * would be stored below events every subscriber has delivered, and
+ * dropped live by all of them.  The void's unique _id refuses that claim
+ * (E11000: its take takes the next seq), on MongoDB as on FerretDB, so a
+ * seq a reader passed never gets an event.
+ *
+ * NGX_OK: all voided; NGX_DECLINED: one of them was claimed (or voided
+ * by another reader) meanwhile: the walk stops before the run, and the
+ * next one reads what each seq of it is now; NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_chat_log_void(ngx_http_chat_log_t *log, int64_t from, int64_t to)
+{
+    char           id[NGX_HTTP_CHAT_SEQ_ID_LEN];
+    bson_t        *docs;
+    int64_t        seq, at, n, i;
+    ngx_int_t      rc;
+    bson_error_t   error;
+    const bson_t  **ptrs;
+
+    if (to < from) {
+        return NGX_OK;
+    }
+
+    n = to - from + 1;
+
+    docs = calloc((size_t) n, sizeof(bson_t));
+    ptrs = calloc((size_t) n, sizeof(bson_t *));
+
+    if (docs == NULL || ptrs == NULL) {
+        free(docs);
+        free(ptrs);
+        log->op->result = NGX_HTTP_CHAT_RES_ERROR;
+        (void) snprintf(log->op->error, sizeof(log->op->error),
+                        "event log: out of memory");
+        return NGX_ERROR;
+    }
+
+    at = (int64_t) (ngx_http_chat_realtime_us() / 1000);
+
+    for (i = 0; i < n; i++) {
+        seq = from + i;
+        ngx_http_chat_seq_id(id, &log->op->group_id, seq);
+
+        bson_init(&docs[i]);
+        BSON_APPEND_UTF8(&docs[i], "_id", id);
+        BSON_APPEND_OID(&docs[i], "group_id", &log->op->group_id);
+        BSON_APPEND_INT64(&docs[i], "seq", seq);
+        BSON_APPEND_UTF8(&docs[i], "type", "void");
+        BSON_APPEND_DATE_TIME(&docs[i], "at", at);
+        ptrs[i] = &docs[i];
+    }
+
+    /* one write; a seq claimed already is refused, its event kept */
+
+    if (mongoc_collection_insert_many(log->seqs, ptrs, (size_t) n, NULL,
+                                      NULL, &error))
+    {
+        rc = NGX_OK;
+
+    } else if (error.code == NGX_HTTP_CHAT_MONGO_DUPLICATE_KEY) {
+        rc = NGX_DECLINED;
+
+    } else {
+        ngx_http_chat_op_fail(log->op, &error, "void missing seqs");
+        rc = NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        bson_destroy(&docs[i]);
+    }
+
+    free(docs);
+    free(ptrs);
+
+    return rc;
+}
+
+
+/*
  * Bucket log->k, every slot resolved: inserted if every slot is final.
  * A MISSING seq is final when the next seq of the bucket that has a time
- * is older than the settle time; a PENDING one when it is.  A failure to
- * insert is no failure of the read: the next reader tries again.
+ * is older than the settle time, and then voided (ngx_http_chat_log_void():
+ * its slot a GAP from then on); a PENDING one when it is.  A failure to
+ * void or insert is no failure of the read: the next reader tries again.
  */
 
 void
 ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
 {
     char                 id[NGX_HTTP_CHAT_SEQ_ID_LEN], key[16];
+    char                 saved[sizeof(log->op->error)];
     bson_t               doc, packed, arr, ev;
     int64_t              at, seq;
     ngx_int_t            i, n;
+    ngx_http_chat_res_e  result;
     bson_iter_t          it;
     bson_error_t         error;
     ngx_http_chat_ev_t  *slot;
@@ -393,6 +487,30 @@ ngx_http_chat_log_seal(ngx_http_chat_log_t *log)
         if (slot->state != NGX_HTTP_CHAT_EV_MISSING) {
             at = slot->at;
         }
+    }
+
+    /* every MISSING seq of it is final: voided before it is left out */
+
+    for (i = 0; i < NGX_HTTP_CHAT_BUCKET; i++) {
+        slot = &log->slots[i];
+
+        if (slot->state != NGX_HTTP_CHAT_EV_MISSING) {
+            continue;
+        }
+
+        seq = log->k * NGX_HTTP_CHAT_BUCKET + i + 1;
+
+        result = log->op->result;
+        ngx_memcpy(saved, log->op->error, sizeof(saved));
+
+        if (ngx_http_chat_log_void(log, seq, seq) != NGX_OK) {
+            /* claimed meanwhile, or failed: no failure of the read */
+            log->op->result = result;
+            ngx_memcpy(log->op->error, saved, sizeof(saved));
+            return;
+        }
+
+        slot->state = NGX_HTTP_CHAT_EV_GAP;
     }
 
     bson_oid_to_string(&log->op->group_id, id);

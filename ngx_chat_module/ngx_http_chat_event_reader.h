@@ -74,6 +74,8 @@ void ngx_http_chat_log_init(ngx_http_chat_log_t *log, ngx_http_chat_op_t *op,
 void ngx_http_chat_log_clear(ngx_http_chat_log_t *log);
 void ngx_http_chat_log_done(ngx_http_chat_log_t *log);
 ngx_int_t ngx_http_chat_log_load(ngx_http_chat_log_t *log, int64_t k);
+ngx_int_t ngx_http_chat_log_void(ngx_http_chat_log_t *log, int64_t from,
+    int64_t to);
 void ngx_http_chat_log_seal(ngx_http_chat_log_t *log);
 ngx_int_t ngx_http_chat_log_at(ngx_http_chat_log_t *log, int64_t seq,
     ngx_http_chat_ev_t **ev);

@@ -35,6 +35,10 @@ static void ngx_http_chat_groups_release_held(ngx_http_chat_group_t *g);
 static void ngx_http_chat_groups_fill_handler(ngx_event_t *ev);
 static void ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
     ngx_http_chat_event_page_t *page, const char *error);
+static void ngx_http_chat_groups_passed(ngx_http_chat_group_t *g,
+    int64_t from, int64_t to);
+static void ngx_http_chat_groups_lost(ngx_http_chat_group_t *g,
+    int64_t seq);
 static void ngx_http_chat_groups_maybe_free(ngx_http_chat_group_t *g);
 static void ngx_http_chat_groups_report(const u_char *id, ngx_uint_t n);
 
@@ -44,6 +48,10 @@ static ngx_http_chat_groups_t  ngx_http_chat_groups;
 /* events read from the database to fill gaps, for the cluster link's
  * record (ngx_http_chat_cluster_link()) */
 static uint64_t                ngx_http_chat_groups_filled_total;
+
+/* events that came for a seq this worker had passed as a gap for good:
+ * not delivered live (ngx_http_chat_groups_lost()) */
+static uint64_t                ngx_http_chat_groups_lost_total;
 
 
 void
@@ -179,6 +187,7 @@ ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
 
     if (seq > 0) {
         if (seq < g->next) {
+            ngx_http_chat_groups_lost(g, seq);  /* if it was passed */
             return 0;                       /* delivered already */
         }
 
@@ -209,6 +218,9 @@ ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
 
         if (h->seq == g->next) {
             (void) ngx_http_chat_groups_send(g, h->seq, h->frame);
+
+        } else {
+            ngx_http_chat_groups_lost(g, h->seq);
         }
 
         ngx_http_chat_frame_release(h->frame);
@@ -438,6 +450,7 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
         e = &page->items[i];
 
         if (e->seq < g->next) {
+            ngx_http_chat_groups_lost(g, e->seq);
             continue;
         }
 
@@ -447,6 +460,9 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
             break;
         }
 
+        /* the seqs the page went past to it are gaps for good */
+        ngx_http_chat_groups_passed(g, g->next, e->seq - 1);
+
         (void) ngx_http_chat_groups_send(g, e->seq, frame);
         ngx_http_chat_frame_release(frame);
         n++;
@@ -455,6 +471,7 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
     /* the seqs the walk passed up to there are gaps for good */
 
     if (page->next_after >= g->next) {
+        ngx_http_chat_groups_passed(g, g->next, page->next_after);
         g->next = page->next_after + 1;
     }
 
@@ -464,6 +481,9 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
         if (g->held[0].seq == g->next) {
             (void) ngx_http_chat_groups_send(g, g->held[0].seq,
                                              g->held[0].frame);
+
+        } else {
+            ngx_http_chat_groups_lost(g, g->held[0].seq);
         }
 
         ngx_http_chat_frame_release(g->held[0].frame);
@@ -492,6 +512,66 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
          * written (or not yet a gap for good): wait again */
         ngx_add_timer(&g->fill, page->has_more ? 1 : NGX_HTTP_CHAT_GAP_WAIT);
     }
+}
+
+
+/* seqs from..to passed over as gaps for good (a ring of the last few) */
+
+static void
+ngx_http_chat_groups_passed(ngx_http_chat_group_t *g, int64_t from,
+    int64_t to)
+{
+    ngx_http_chat_gap_t  *gap;
+
+    if (to < from) {
+        return;
+    }
+
+    gap = &g->gaps[g->ngaps++ % NGX_HTTP_CHAT_GAPS_KEPT];
+    gap->from = from;
+    gap->to = to;
+}
+
+
+/*
+ * An event below the seq due: delivered already (a fill read it before
+ * its bus message came: nothing to say), or, if it is of a seq passed
+ * over as a gap for good, an event that is stored but that no live
+ * subscriber of this worker will get (the log's writers and readers make
+ * that impossible but for a write that lands later than the settle time:
+ * docs/ARCHITECTURE.md, "Known limits").  Never delivered out of order:
+ * logged, with this worker's count; a client that reconnects with
+ * "since" below it gets it from the database.
+ */
+
+static void
+ngx_http_chat_groups_lost(ngx_http_chat_group_t *g, int64_t seq)
+{
+    ngx_uint_t            i, n;
+    ngx_http_chat_gap_t  *gap;
+
+    n = ngx_min(g->ngaps, NGX_HTTP_CHAT_GAPS_KEPT);
+
+    for (i = 0; i < n; i++) {
+        gap = &g->gaps[i];
+
+        if (seq >= gap->from && seq <= gap->to) {
+            break;
+        }
+    }
+
+    if (i == n) {
+        return;
+    }
+
+    ngx_http_chat_groups_lost_total++;
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "chat group %*s: event seq %L came after this worker "
+                  "passed it as a gap for good (seqs %L to %L): not "
+                  "delivered live, %uL so far",
+                  (size_t) NGX_HTTP_CHAT_GROUP_ID_LEN, g->id, seq,
+                  gap->from, gap->to, ngx_http_chat_groups_lost_total);
 }
 
 

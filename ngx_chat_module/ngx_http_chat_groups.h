@@ -11,7 +11,9 @@
  * gap: an event that comes before the ones under it is held (at most
  * NGX_HTTP_CHAT_HOLD_MAX a group) for NGX_HTTP_CHAT_GAP_WAIT, then what is
  * still missing is read from the database (ngx_http_chat_catch_up.c); a
- * seq the database says is a gap for good is passed over.  A subscriber
+ * seq the database says is a gap for good is passed over (an event of
+ * such a seq that comes later is dropped, logged and counted: see
+ * ngx_http_chat_groups_lost()).  A subscriber
  * is "live" once it follows the group's events from where it stands (its
  * last seq); until then (a resume replaying from the database) the
  * group's events are handed to its hold() instead, in the same order.
@@ -52,12 +54,20 @@ struct ngx_http_chat_subscriber_s {
 #define NGX_HTTP_CHAT_GAP_WAIT     100   /* ms an early event waits */
 #define NGX_HTTP_CHAT_FILL_PAGE    100   /* events read a fill */
 #define NGX_HTTP_CHAT_FILL_RETRY   1000  /* ms after a failed fill */
+#define NGX_HTTP_CHAT_GAPS_KEPT    8     /* ranges passed, kept a group */
 
 
 typedef struct {
     int64_t                    seq;
     ngx_http_chat_frame_t     *frame;
 } ngx_http_chat_held_t;
+
+
+/* seqs from..to that a fill passed over as gaps for good */
+typedef struct {
+    int64_t                    from;
+    int64_t                    to;
+} ngx_http_chat_gap_t;
 
 
 typedef struct {
@@ -74,6 +84,10 @@ typedef struct {
                                                    HOLD_MAX, or NULL */
     ngx_uint_t                 nheld;
     ngx_event_t                fill;            /* the gap's wait */
+    ngx_http_chat_gap_t        gaps[NGX_HTTP_CHAT_GAPS_KEPT];
+                                                /* the last ones passed,
+                                                   a ring */
+    ngx_uint_t                 ngaps;           /* ranges passed so far */
     unsigned                   filling:1;       /* a read in flight */
 } ngx_http_chat_group_t;
 

@@ -29,8 +29,6 @@
  */
 #define NGX_HTTP_CHAT_SEQ_LOCKS            64
 
-#define NGX_HTTP_CHAT_MONGO_DUPLICATE_KEY  11000
-
 
 static ngx_int_t ngx_http_chat_inc_seq(ngx_http_chat_op_t *op,
     mongoc_collection_t *groups, int64_t *seq);
