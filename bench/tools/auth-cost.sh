@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/tools/auth-cost.sh [MODULE] - instructions nginx's event loop
 # spends admitting one dashboard poll, by credential: callgrind of nginx
-# as one process (master_process off) answering "return 200" in a location
+# as one process (master_process off) serving a 3-byte file from a location
 # guarded as nginx.conf.example guards /metrics (satisfy any,
 # chat_bearer_token_file, auth_basic with an htpasswd made by
 # `htpasswd -B`, as scripts/run.sh makes it), 50 and 250 keep-alive
@@ -21,7 +21,8 @@ bearer="Authorization: Bearer $(cat "$dir/scrape-token")"
 
 run() {     # run VARIANT N -> instructions of nginx's thread
     local v=$1 n=$2 d=$dir/$1-$2 port pid guard hh=()
-    mkdir -p "$d/logs" "$d/tmp"
+    mkdir -p "$d/logs" "$d/tmp" "$d/html"
+    echo ok > "$d/html/metrics"
     port=$(free_port)
     case $v in
     none)   guard="" ;;
@@ -42,7 +43,8 @@ http {
     uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;
     server {
         listen 127.0.0.1:$port;
-        location = /metrics { $guard return 200 "ok\n"; }
+        # a static file: "return" would answer before the access phase
+        location = /metrics { $guard root $d/html; }
     }
 }
 CONF
@@ -58,10 +60,15 @@ CONF
         { log "nginx under callgrind did not start"; return 1; }
     sleep 1
     "$BIN/hreq" -p "$port" -n "$n" -u /metrics "${hh[@]}" > "$d/hreq.json"
-    # TERM: nginx exits at once and callgrind writes its profile; wait as
-    # long as that takes (a QUIT under valgrind on a busy machine can
-    # outlast stop_pid's 10 s and end in a KILL: no profile)
+    # TERM, then a connection now and then: under valgrind the signal
+    # does not always interrupt nginx's epoll_wait (one process, no timer
+    # pending: it would wait forever); once it exits, callgrind writes its
+    # profile (stop_pid's KILL after 10 s would lose it)
     kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+        sleep 0.5
+    done
     wait "$pid"
     [ "$(jq .errors "$d/hreq.json")" = 0 ] || { log "$v: $(cat "$d/hreq.json")"; return 1; }
     awk '/^(summary|totals):/ {print $2; exit}' "$d/callgrind.out" | grep . ||
