@@ -10,6 +10,7 @@
  *   ngx_http_chat_storage.c      MongoDB operations on the thread pool
  *   ngx_http_chat_json.c         request bodies in, JSON responses out
  *   ngx_http_chat_jwt.c          bearer token verification
+ *   ngx_http_chat_bearer.c       chat_bearer_token_file (scrapers' access)
  *   ngx_http_chat_ws_handshake.c   WebSocket: the opening handshake
  *   ngx_http_chat_ws_connection.c  WebSocket: frames in and out, closing
  *   ngx_http_chat_ws_messages.c    WebSocket: chat messages from clients
