@@ -19,8 +19,9 @@
  *     still runs and answers 401 with its WWW-Authenticate), logged at info.
  *
  * Only the token's SHA-256 is kept; the presented token is hashed and the
- * two digests compared with CRYPTO_memcmp(), in constant time: neither its
- * bytes nor its length show in the time of an answer.
+ * two digests compared with CRYPTO_memcmp(), in constant time: how much of
+ * a guess matches does not show in the time of an answer (its length
+ * does, by SHA-256's 64-byte blocks, and it is no secret).
  */
 
 #include <ngx_config.h>
