@@ -181,6 +181,7 @@ example_conf() {
         -e "s|@SIDECAR@|127.0.0.1:$sport|g" \
         -e "s|@SIDECAR_KEY@|$SIDECAR_KEY|g" \
         -e "s|@HTPASSWD@|$htpasswd|g" \
+        -e "s|@SCRAPE_TOKEN_FILE@|${htpasswd%/*}/scrape-token|g" \
         "${EXAMPLE_CONF:-$BENCH_ROOT/nginx.conf.example}" |
     awk -v prefix="$prefix" '
         /^ *location = \/ \{/ && !done {
@@ -207,6 +208,10 @@ make_secrets() {    # make_secrets DIR
     chmod 644 "$dir/htpasswd"
     CHAT_JWT_SECRET_FILE=$dir/jwt-secret "$BENCH_ROOT/scripts/mint-jwt.sh" bench 86400 > "$dir/token"
     printf 'Authorization: Basic %s' "$(printf 'admin:benchpass' | base64 -w0)" > "$dir/basic"
+    # the machines' credential of /metrics and /dashboard/api/data
+    # (nginx.conf.example's @SCRAPE_TOKEN_FILE@, chat_bearer_token_file)
+    [ -s "$dir/scrape-token" ] || (umask 077; openssl rand -hex 32 > "$dir/scrape-token")
+    printf 'Authorization: Bearer %s' "$(cat "$dir/scrape-token")" > "$dir/bearer"
 }
 
 # create_groups PORT TOKEN N FILE - N groups through the API, ids in FILE

@@ -24,14 +24,6 @@
 #include "ngx_http_chat_directives.h"
 
 
-/* how ngx_http_chat_conf_file() takes a file's text */
-#define NGX_HTTP_CHAT_FILE_WHOLE  0
-#define NGX_HTTP_CHAT_FILE_LINE   1
-#define NGX_HTTP_CHAT_FILE_TRIM   2
-
-static char *ngx_http_chat_conf_file(ngx_conf_t *cf, const char *who,
-    ngx_str_t *file, size_t max, ngx_uint_t mode, ngx_str_t *out);
-
 
 char *
 ngx_http_chat_mongo_uri(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -572,7 +564,7 @@ invalid:
  * NGX_HTTP_CHAT_FILE_TRIM: trailing line ends cut; else as it is.
  */
 
-static char *
+char *
 ngx_http_chat_conf_file(ngx_conf_t *cf, const char *who, ngx_str_t *file,
     size_t max, ngx_uint_t mode, ngx_str_t *out)
 {

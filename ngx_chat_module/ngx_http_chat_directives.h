@@ -25,6 +25,17 @@ char *ngx_http_chat_cluster(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_chat_host_name(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+/*
+ * A secret or a certificate file read at load time
+ * (ngx_http_chat_directives.c): how it takes the file's text
+ */
+#define NGX_HTTP_CHAT_FILE_WHOLE  0
+#define NGX_HTTP_CHAT_FILE_LINE   1
+#define NGX_HTTP_CHAT_FILE_TRIM   2
+
+char *ngx_http_chat_conf_file(ngx_conf_t *cf, const char *who,
+    ngx_str_t *file, size_t max, ngx_uint_t mode, ngx_str_t *out);
+
 /* init_main_conf: chat_host_name's default, this nginx's instance id */
 ngx_int_t ngx_http_chat_cluster_init_conf(ngx_conf_t *cf,
     ngx_http_chat_main_conf_t *cmcf);

@@ -25,6 +25,7 @@
 #include "ngx_http_chat_broadcast.h"
 #include "ngx_http_chat_directives.h"
 #include "ngx_http_chat_page_cache.h"
+#include "ngx_http_chat_bearer.h"
 
 
 static ngx_int_t ngx_http_chat_add_variables(ngx_conf_t *cf);
@@ -129,6 +130,13 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_chat_jwt_secret_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_bearer_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_chat_bearer_token_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -472,6 +480,7 @@ ngx_http_chat_create_loc_conf(ngx_conf_t *cf)
     clcf->ws_send_queue = NGX_CONF_UNSET_UINT;
     clcf->ws_message_rate = NGX_CONF_UNSET_UINT;
     clcf->ws_origins = NGX_CONF_UNSET_PTR;
+    clcf->bearer_sha256 = NGX_CONF_UNSET_PTR;
 
     return clcf;
 }
@@ -510,6 +519,7 @@ ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->ws_message_rate, prev->ws_message_rate,
                               NGX_HTTP_CHAT_WS_MESSAGE_RATE);
     ngx_conf_merge_ptr_value(conf->ws_origins, prev->ws_origins, NULL);
+    ngx_conf_merge_ptr_value(conf->bearer_sha256, prev->bearer_sha256, NULL);
 
     if (conf->ws_ping_interval < 100 || conf->ws_idle_timeout < 100
         || conf->ws_close_timeout < 100)
@@ -617,6 +627,17 @@ ngx_http_chat_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    hcmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    if (cmcf->bearer_used) {
+        h = ngx_array_push(&hcmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_chat_bearer_access_handler;
+    }
+
     /*
      * Loaded but not used (Debian enables a packaged module for every
      * configuration of the system's nginx): no handler, no header filter,
@@ -626,8 +647,6 @@ ngx_http_chat_init(ngx_conf_t *cf)
     if (!cmcf->api_used && !cmcf->metrics_used && !cmcf->cid_used) {
         return NGX_OK;
     }
-
-    hcmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     h = ngx_array_push(&hcmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
     if (h == NULL) {

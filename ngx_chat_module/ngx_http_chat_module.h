@@ -10,6 +10,7 @@
  *   ngx_http_chat_storage.c      MongoDB operations on the thread pool
  *   ngx_http_chat_json.c         request bodies in, JSON responses out
  *   ngx_http_chat_jwt.c          bearer token verification
+ *   ngx_http_chat_bearer.c       chat_bearer_token_file (scrapers' access)
  *   ngx_http_chat_ws_handshake.c   WebSocket: the opening handshake
  *   ngx_http_chat_ws_connection.c  WebSocket: frames in and out, closing
  *   ngx_http_chat_ws_messages.c    WebSocket: chat messages from clients
@@ -81,6 +82,7 @@ typedef struct {
     ngx_flag_t                 api_used;         /* a location has chat_api */
     ngx_flag_t                 metrics_used;     /* chat_metrics on anywhere */
     ngx_flag_t                 cid_used;         /* chat_correlation_header */
+    ngx_flag_t                 bearer_used;      /* chat_bearer_token_file */
 
     ngx_shm_zone_t            *page_cache;       /* chat_page_cache, or NULL */
     ngx_flag_t                 page_cache_set;
@@ -109,6 +111,9 @@ typedef struct {
     ngx_uint_t                 ws_send_queue;
     ngx_uint_t                 ws_message_rate;  /* a second, 0: off */
     ngx_array_t               *ws_origins;
+
+    u_char                    *bearer_sha256;    /* chat_bearer_token_file:
+                                                    the token's SHA-256 */
 } ngx_http_chat_loc_conf_t;
 
 

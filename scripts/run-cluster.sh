@@ -99,6 +99,7 @@ start_database "$cl" "$db_pid_file"
 
 # --- secrets: one JWT secret, one dashboard password for both hosts --------
 make_secret "$var/jwt-secret"
+make_secret "$var/scrape-token"    # nginx.conf.example's @SCRAPE_TOKEN_FILE@
 given=${DASHBOARD_PASSWORD:-}
 if [ -z "$given" ]; then
     for h in "${hosts[@]}"; do
@@ -129,7 +130,8 @@ for h in "${hosts[@]}"; do
 
     # nginx.conf.example, plus this host's name and the cluster
     example_conf "$d" "$port" "$mongo_uri" "$var/jwt-secret" "$ingest" \
-        "127.0.0.1:$sport" "$(cat "$d/sidecar-key")" "$d/htpasswd" |
+        "127.0.0.1:$sport" "$(cat "$d/sidecar-key")" "$d/htpasswd" \
+        "$var/scrape-token" |
     awk -v host="host$h" -v urls="${urls[*]}" '
         { print }
         /^ *chat_correlation_header / && !done {

@@ -93,8 +93,8 @@ start_sidecar() {
     wait_port "$port" "$sidecar_pid" "$dir/logs/sidecar.log"
 }
 
-# example_conf PREFIX PORT MONGO_URI JWT_FILE INGEST SIDECAR KEY HTPASSWD:
-# nginx.conf.example with its placeholders replaced, on stdout
+# example_conf PREFIX PORT MONGO_URI JWT_FILE INGEST SIDECAR KEY HTPASSWD
+# SCRAPE_TOKEN_FILE: nginx.conf.example with its placeholders replaced, on stdout
 example_conf() {
     sed -e "s|@MODULE@|$root/build/ngx_chat_module.so|g" \
         -e "s|@PREFIX@|$1|g" \
@@ -105,6 +105,7 @@ example_conf() {
         -e "s|@SIDECAR@|$6|g" \
         -e "s|@SIDECAR_KEY@|$7|g" \
         -e "s|@HTPASSWD@|$8|g" \
+        -e "s|@SCRAPE_TOKEN_FILE@|$9|g" \
         "$root/nginx.conf.example"
 }
 

@@ -398,6 +398,7 @@ ok $([ "$code" = 200 ]; echo $?) "a scraper's Authorization: Bearer KEY: 200 (go
 
 # --- 3. nginx with the packaged module ---------------------------------------
 (umask 077; openssl rand -hex 32 > "$scratch/jwt-secret")
+(umask 077; openssl rand -hex 32 > "$scratch/scrape-token")
 password=$(openssl rand -hex 12)
 htpasswd -cbB "$scratch/htpasswd" admin "$password" 2>/dev/null
 chmod 644 "$scratch/htpasswd"
@@ -412,6 +413,7 @@ sed -e "s|^load_module @MODULE@;|include $enabled_link;|" \
     -e "s|@METRICS_ADDRESS@|$ingest|g" \
     -e "s|@SIDECAR@|$(conf_get listen)|g" \
     -e "s|@HTPASSWD@|$scratch/htpasswd|g" \
+    -e "s|@SCRAPE_TOKEN_FILE@|$scratch/scrape-token|g" \
     -e "s|@SIDECAR_KEY@|$sidecar_key|g" \
     nginx.conf.example > "$scratch/nginx.conf.tmp"
 # it holds the sidecar's key: root's only, like the snippet

@@ -244,3 +244,75 @@ X-Correlation-ID: abc-1
 ok
 --- response_headers
 !X-Correlation-ID
+
+
+
+=== TEST 21: chat_bearer_token_file: a token shorter than 32 characters is refused
+--- user_files
+>>> short-token
+0123456789abcdef
+--- config
+location = /metrics { chat_bearer_token_file ../html/short-token; }
+--- must_die
+--- error_log
+chat_bearer_token_file "../html/short-token": the token must be 32 to 256 characters
+
+
+
+=== TEST 22: chat_bearer_token_file: a token with a blank inside is refused
+--- user_files
+>>> blank-token
+0123456789abcdef 0123456789abcdef0123
+--- config
+location = /metrics { chat_bearer_token_file ../html/blank-token; }
+--- must_die
+--- error_log
+the token must be 32 to 256 characters of A-Z a-z 0-9
+
+
+
+=== TEST 23: chat_bearer_token_file: the token admits where satisfy any lets one access handler decide, is inherited, and "off" turns it off; a wrong one is a 401, none leaves the decision to the rest (deny: 403)
+--- user_files
+>>> scrape-token
+0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+>>> ok.txt
+ok
+--- http_config
+chat_bearer_token_file ../html/scrape-token;
+--- config
+satisfy any;
+deny all;
+location = /ok.txt { }
+location = /off/ok.txt { chat_bearer_token_file off; alias html/ok.txt; }
+--- request eval
+["GET /ok.txt", "GET /ok.txt", "GET /ok.txt", "GET /ok.txt", "GET /off/ok.txt"]
+--- more_headers eval
+["Authorization: Bearer 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+ "Authorization: Bearer 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdee",
+ "X-Other: 1",
+ "Authorization: Basic YWRtaW46czNjcmV0",
+ "Authorization: Bearer 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]
+--- error_code eval
+[200, 401, 403, 403, 403]
+--- response_body_like eval
+['^ok$', "401 Authorization Required", "403 Forbidden", "403 Forbidden", "403 Forbidden"]
+
+
+
+=== TEST 24: chat_bearer_token_file: a wrong token is logged at info, without the token
+--- user_files
+>>> scrape-token
+0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+>>> ok.txt
+ok
+--- config
+location = /ok.txt { satisfy any; deny all; chat_bearer_token_file ../html/scrape-token; }
+--- request
+GET /ok.txt
+--- more_headers
+Authorization: Bearer wrong-0123456789abcdef0123456789abcdef
+--- error_code: 401
+--- error_log
+chat: the bearer token does not match chat_bearer_token_file
+--- no_error_log
+wrong-0123456789abcdef

@@ -7,18 +7,34 @@
 #     nginx and straight to the sidecar; a NUL gets a 400 with a reason;
 #   - the sidecar answers only nginx: a local process without the key gets
 #     403 and a log line;
-#   - the audit log records address, user and user agent.
+#   - the audit log records address, user and user agent;
+#   - machines' credential (chat_bearer_token_file): the token admits to
+#     /metrics and /dashboard/api/data without a password, a wrong or
+#     missing one gets 401, the page itself still wants the password.
 use Test::Nginx::Socket 'no_plan';
 use ChatTest::Env;
 use ChatTest::Script;
 use ChatTest::Sidecar;
 use File::Spec;
+use File::Temp qw(tempdir);
+use MIME::Base64 ();
 
 no_shuffle();
 log_level('info');
 no_root_location();
 
 ChatTest::Sidecar::start(db_refresh => 1);
+
+# the machines' token file, as scripts/run.sh makes it (64 hex digits)
+our $TOKEN = unpack 'H*', join '', map { chr int rand 256 } 1 .. 32;
+my $token_dir = tempdir('chat-t11-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $token_file = "$token_dir/scrape-token";
+{
+    open my $f, '>', $token_file or die $!;
+    print $f "$TOKEN\n";
+    close $f;
+    chmod 0600, $token_file;
+}
 
 # the example's pieces, as make run deploys them
 my $example = do {
@@ -34,9 +50,10 @@ sub piece {
 my $log_format = piece(qr/^\s*(log_format\s+dashboard_audit\b.*?;)/ms);
 my $locations = join "\n",
     map { piece(qr/^(\s*location\s+\Q$_\E\s*\{.*?^\s*\})/ms) }
-        ('/dashboard', '= /metrics', '= /sidecar/health');
+        ('/dashboard', '= /dashboard/api/data', '= /metrics', '= /sidecar/health');
 for ($locations) {
     s/\@HTPASSWD\@/$ENV{TEST_NGINX_HTPASSWD}/g;
+    s/\@SCRAPE_TOKEN_FILE\@/$token_file/g;
     s/\@PREFIX\@\/logs/logs/g;
     s/\@SIDECAR_KEY\@/$ENV{TEST_NGINX_SIDECAR_KEY}/g;
     s/\@\w+\@/UNFILLED/g;
@@ -200,3 +217,45 @@ like $ok, qr/ ua="\Q$logged\E" /, 'the user agent, as sent (escaped by nginx)';
 my ($bad) = grep { /-bad"/ } split /\n/, $log;
 like $bad, qr/\bclient=127\.0\.0\.1 user="admin" "GET \/metrics HTTP\/1\.1" 401 /,
      'a wrong password: logged with the user it claimed and 401';
+
+
+
+
+=== TEST 6: machines' credential (nginx.conf.example, chat_bearer_token_file with satisfy any): the token admits to /metrics and the JSON without a password; a wrong, longer, empty or missing one, or a wrong password, gets 401 with the Basic challenge; the page itself wants the password
+--- chat_script
+my $tok = $main::TOKEN;
+(my $wrong = $tok) =~ s/.$/$& eq '0' ? '1' : '0'/e;
+for my $p ('/dashboard/api/data', '/metrics') {
+    my ($st, $head, $body) = main::raw_get(port(), $p, "Authorization: Bearer $tok");
+    is $st, 200, "$p with the token: 200";
+    like $body, $p eq '/metrics' ? qr/^# (HELP|TYPE) chat_/m : qr/"timestamp"/,
+         '... and the sidecar\'s answer';
+    ($st) = main::raw_get(port(), $p, "Authorization: bearer  $tok ");
+    is $st, 200, "$p: the scheme in any case, blanks around the token: 200";
+    ($st) = main::raw_get(port(), $p, $main::BASIC);
+    is $st, 200, "$p with the password (people): 200";
+    for (["a wrong token (last digit changed)", "Authorization: Bearer $wrong"],
+         ["the token and more", "Authorization: Bearer ${tok}0"],
+         ["the token cut short", "Authorization: Bearer " . substr($tok, 1)],
+         ["an empty token", "Authorization: Bearer "],
+         ["the sidecar's key as the token", "Authorization: Bearer $ENV{TEST_NGINX_SIDECAR_KEY}"],
+         ["a wrong password", 'Authorization: Basic YWRtaW46d3Jvbmc='],
+         ["the token as a password", 'Authorization: Basic '
+             . MIME::Base64::encode_base64("admin:$tok", '')],
+         ["no credential", ()]) {
+        my ($what, @h) = @$_;
+        ($st, $head, $body) = main::raw_get(port(), $p, @h);
+        is $st, 401, "$p with $what: 401";
+        like $head, qr/^WWW-Authenticate: Basic realm="Dashboard"/mi, '... with the Basic challenge';
+        unlike $body, qr/"timestamp"|chat_http/, '... and nothing of the sidecar\'s';
+    }
+}
+my ($st) = main::raw_get(port(), '/dashboard', "Authorization: Bearer $tok");
+is $st, 401, 'the dashboard page with the token: 401 (people sign in with the password)';
+($st) = main::raw_get(port(), '/dashboard', $main::BASIC);
+is $st, 200, '... and with the password: 200';
+--- error_log
+chat: the bearer token does not match chat_bearer_token_file
+--- no_error_log
+[alert]
+upstream prematurely closed

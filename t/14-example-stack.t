@@ -60,6 +60,14 @@ chmod 0644, "$var/htpasswd";
     open my $fh, '>', "$var/sidecar-key" or die $!;
     print $fh "$sidecar_key\n";
 }
+# the machines' token of /metrics and the JSON, as run.sh makes it
+my $scrape_token = unpack 'H*', join '', map { chr int rand 256 } 1 .. 32;
+{
+    open my $fh, '>', "$var/scrape-token" or die $!;
+    print $fh "$scrape_token\n";
+    close $fh;
+    chmod 0600, "$var/scrape-token";
+}
 
 my $sidecar_pid = fork // die "fork: $!";
 if ($sidecar_pid == 0) {
@@ -83,7 +91,7 @@ my %subst = (
     MONGO_URI => $ENV{TEST_NGINX_CHAT_URI},
     JWT_SECRET_FILE => "$var/jwt-secret", METRICS_ADDRESS => $ingest,
     SIDECAR => "127.0.0.1:$sidecar_port", HTPASSWD => "$var/htpasswd",
-    SIDECAR_KEY => $sidecar_key,
+    SIDECAR_KEY => $sidecar_key, SCRAPE_TOKEN_FILE => "$var/scrape-token",
 );
 my $conf = slurp("$root/nginx.conf.example");
 my $names = join '|', keys %subst;
@@ -120,6 +128,18 @@ sub data {
 }
 
 ok poll(sub { data() }, 10), 'the dashboard JSON answers through nginx';
+unlike join('', grep { !/^\s*#/ } split /^/m, $conf), qr/\@[A-Z_]+\@/,
+       'every placeholder of nginx.conf.example is filled';
+
+# machines: the token of @SCRAPE_TOKEN_FILE@ instead of the password
+for my $p ('/metrics', '/dashboard/api/data') {
+    my $r = $http->get("http://127.0.0.1:$port$p",
+                       { headers => { Authorization => "Bearer $scrape_token" } });
+    is $r->{status}, 200, "$p with the scrape token: 200";
+    $r = $http->get("http://127.0.0.1:$port$p",
+                    { headers => { Authorization => 'Bearer ' . reverse $scrape_token } });
+    is $r->{status}, 401, "$p with another token: 401";
+}
 
 # ---- error lines at the levels the README names ------------------------
 

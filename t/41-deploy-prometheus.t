@@ -47,7 +47,22 @@ ok @test_files >= 1, "unit test files: @test_files";
 
 # --- promtool on the shipped files -------------------------------------------
 
-my ($rc, $out) = promtool($dir, 'check', 'config', 'prometheus.yml');
+# promtool wants the scrape token's file (authorization: credentials_file)
+# to exist: the shipped file in a copy of the directory, that path pointed
+# at a token made here, nothing else changed
+my $cfg = tempdir('chat-prom-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+make_path("$cfg/rules", "$cfg/targets", "$cfg/tests");
+copy("$dir/$_", "$cfg/$_") or die "$_: $!"
+    for @rule_files, @test_files, 'targets/chat-hosts.yml';
+{
+    my $yml = slurp("$dir/prometheus.yml");
+    ok $yml =~ s{credentials_file: /etc/prometheus/chat-metrics\.token\b}
+                {credentials_file: $cfg/chat-metrics.token},
+       'prometheus.yml scrapes with the token file /etc/prometheus/chat-metrics.token';
+    spew("$cfg/prometheus.yml", $yml);
+    spew("$cfg/chat-metrics.token", ('0' x 64) . "\n");
+}
+my ($rc, $out) = promtool($cfg, 'check', 'config', 'prometheus.yml');
 is $rc, 0, 'promtool check config prometheus.yml' or diag $out;
 unlike $out, qr/WARNING/, 'no warnings (the file_sd targets file exists)'
     or diag $out;

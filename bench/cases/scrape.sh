@@ -4,8 +4,11 @@
 # bench/tools/seed.c, cached in bench/out/cache), its statistics refreshed
 # in the background (--db-refresh 1: back to back, see below).  wrk -t1 -c32 on /bench/return;
 # A: no polling; B: /dashboard/api/data and /metrics each polled 10x/s
-# through nginx as deployed (basic auth, proxy); C: the same polls sent to
-# the sidecar's own port.  Rounds alternate.
+# through nginx with a person's credential (basic auth, bcrypt, proxy); T:
+# the same polls through nginx with the machines' credential as deployed
+# (Authorization: Bearer, chat_bearer_token_file: a SHA-256 instead of a
+# bcrypt); C: the same polls sent to the sidecar's own port.  Rounds
+# alternate (A B T C, then C T B A).  SCRAPE_ROUNDS=N overrides the rounds.
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=scrape
@@ -13,7 +16,7 @@ dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
 
 msgs=$(q 100000 1000000); groups=1000
-rounds=$(q 1 3); dur=$(q 4 10)
+rounds=${SCRAPE_ROUNDS:-$(q 1 3)}; dur=$(q 4 10)
 cache=$OUT/cache/db-$msgs
 if [ ! -f "$cache.seeded" ]; then
     rm -rf "$cache"
@@ -32,11 +35,16 @@ emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$group
 # send-test-batch fills the endpoint table below
 SIDECAR_EXTRA="--db-refresh 1 --ingest-peers any" start_example_stack "$cache" || exit 1
 basic=$(cat "$dir/sec/basic")
+bearer=$(cat "$dir/sec/bearer")
 run_wrk "$dir/warmup.txt" -t1 -c32 -d2s -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return" > /dev/null
 
 # the polls alone, nothing else running: their own latency
-for via in nginx sidecar; do
-    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(-H "$SIDECAR_KEY_HEADER"); fi
+for via in nginx nginx-token sidecar; do
+    case $via in
+    nginx)       pport=$port; hh=(-H "$basic") ;;
+    nginx-token) pport=$port; hh=(-H "$bearer") ;;
+    *)           pport=$sport; hh=(-H "$SIDECAR_KEY_HEADER") ;;
+    esac
     "$BIN/hreq" -p "$pport" -r 10 -d "$(q 2 3)" -u /dashboard/api/data "${hh[@]}" > "$dir/idle-data.json" &
     p1=$!
     "$BIN/hreq" -p "$pport" -r 10 -d "$(q 2 3)" -u /metrics "${hh[@]}" > "$dir/idle-metrics.json"
@@ -47,12 +55,13 @@ done
 emit "{\"case\":\"$case\",\"kind\":\"bcrypt\",\"ms\":$(python3 "$BENCH_DIR/tools/bcrypt_time.py" "$dir/sec/htpasswd" benchpass)}"
 
 for r in $(seq "$rounds"); do
-    order="A B C"; [ $((r % 2)) = 0 ] && order="C B A"
+    order="A B T C"; [ $((r % 2)) = 0 ] && order="C T B A"
     for v in $order; do
         pp=()
-        if [ "$v" = B ]; then
-            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /dashboard/api/data -H "$basic" > "$dir/poll-data-$r.json" & pp+=($!)
-            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /metrics -H "$basic" > "$dir/poll-metrics-$r.json" & pp+=($!)
+        if [ "$v" = B ] || [ "$v" = T ]; then
+            hh=$basic; [ "$v" = T ] && hh=$bearer
+            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /dashboard/api/data -H "$hh" > "$dir/poll-data-$r.json" & pp+=($!)
+            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /metrics -H "$hh" > "$dir/poll-metrics-$r.json" & pp+=($!)
         elif [ "$v" = C ]; then
             "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /dashboard/api/data -H "$SIDECAR_KEY_HEADER" > "$dir/poll-data-$r.json" & pp+=($!)
             "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /metrics -H "$SIDECAR_KEY_HEADER" > "$dir/poll-metrics-$r.json" & pp+=($!)
@@ -78,8 +87,12 @@ db_status=$(echo "$sj" | jq -c .system.mongodb_status)
 # overflow), filled through its ingest like a worker would; polls idle
 "$BIN/send-test-batch" -u "$ingest" -r -n 64 -b 20 > /dev/null 2>&1
 sleep 0.5
-for via in nginx sidecar; do
-    if [ "$via" = nginx ]; then pport=$port; hh=(-H "$basic"); else pport=$sport; hh=(-H "$SIDECAR_KEY_HEADER"); fi
+for via in nginx nginx-token sidecar; do
+    case $via in
+    nginx)       pport=$port; hh=(-H "$basic") ;;
+    nginx-token) pport=$port; hh=(-H "$bearer") ;;
+    *)           pport=$sport; hh=(-H "$SIDECAR_KEY_HEADER") ;;
+    esac
     "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /dashboard/api/data "${hh[@]}" > "$dir/full-data.json" &
     p1=$!
     "$BIN/hreq" -p "$pport" -r 10 -d 3 -u /metrics "${hh[@]}" > "$dir/full-metrics.json"

@@ -137,6 +137,8 @@ class Stack {
     this.htpasswd = path.join(dir, 'htpasswd');
     execFileSync('htpasswd', ['-cbB', this.htpasswd, this.user, this.password], { stdio: 'ignore' });
     fs.chmodSync(this.htpasswd, 0o644);
+    this.scrapeTokenFile = path.join(dir, 'scrape-token');
+    fs.writeFileSync(this.scrapeTokenFile, crypto.randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
 
     // the key nginx adds for the sidecar (X-Sidecar-Key), as run.sh makes it
     this.sidecarKeyFile = path.join(dir, 'sidecar-key');
@@ -173,6 +175,7 @@ class Stack {
       '-e', `s|@SIDECAR@|127.0.0.1:${this.sidecarPort}|g`,
       '-e', `s|@SIDECAR_KEY@|${this.sidecarKey}|g`,
       '-e', `s|@HTPASSWD@|${this.htpasswd}|g`,
+      '-e', `s|@SCRAPE_TOKEN_FILE@|${this.scrapeTokenFile}|g`,
       path.join(ROOT, 'nginx.conf.example'),
     ], { encoding: 'utf8' });
     this.nginxConf = path.join(d, 'nginx.conf');
