@@ -190,8 +190,19 @@ ngx_int_t ngx_http_chat_query_int(ngx_http_request_t *r, const char *name,
 ngx_table_elt_t *ngx_http_chat_header_in(ngx_http_request_t *r,
     ngx_str_t *name);
 
-uint64_t ngx_http_chat_monotonic_us(void);
 uint64_t ngx_http_chat_realtime_us(void);
+
+/* a request's start and end (twice a request: inline, one vDSO call) */
+static ngx_inline uint64_t
+ngx_http_chat_monotonic_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
 
 /*
  * Around a call that starts a library's threads (nng, mongoc): they are

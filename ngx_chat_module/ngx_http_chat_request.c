@@ -18,17 +18,6 @@
 static void ngx_http_chat_ctx_cleanup(void *data);
 
 
-uint64_t
-ngx_http_chat_monotonic_us(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-
 void
 ngx_http_chat_threads_block_signals(sigset_t *saved)
 {
