@@ -281,13 +281,15 @@ micro_conf() {
     local prefix=$1 port=$2 variant=$3 per_uri=${4:-0} load="" chat="" loc=""
     mkdir -p "$prefix/logs" "$prefix/tmp"
     case $variant in
-    C)
+    C|E)
         # "chat_correlation_header" alone puts the module to work on every
         # request without recording: the cost of its request context and
         # correlation ID apart from the recording's (the module loaded and
-        # configured for nothing leaves requests alone)
+        # configured for nothing leaves requests alone); E: without the
+        # response headers (what D is to B)
         load="load_module $BIN/${MICRO_MODULE:-ngx_chat_module.so};"
         chat="chat_correlation_header X-Correlation-ID;"
+        [ "$variant" = E ] && chat="$chat chat_correlation_response off;"
         ;;
     B|D)
         load="load_module $BIN/${MICRO_MODULE:-ngx_chat_module.so};"

@@ -40,6 +40,7 @@ static ngx_int_t ngx_http_chat_traceparent_parse(ngx_str_t *value,
     ngx_uint_t *flags);
 static ngx_int_t ngx_http_chat_traceparent_build(ngx_http_request_t *r,
     ngx_http_chat_ctx_t *ctx);
+static void ngx_http_chat_cid_worker_init(void);
 static uint64_t ngx_http_chat_cid_next(void);
 static u_char *ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes);
 static void ngx_http_chat_hex_increment(u_char *digits, size_t n);
@@ -51,6 +52,17 @@ static uint64_t  ngx_http_chat_cid_state;
 static ngx_pid_t ngx_http_chat_cid_pid;
 
 static ngx_str_t  ngx_http_chat_tp_header = ngx_string("traceparent");
+
+/* where the span id starts in a traceparent: "00-" 32 digits "-" */
+#define NGX_HTTP_CHAT_TP_SPAN  (3 + NGX_HTTP_CHAT_TRACE_ID_LEN + 1)
+
+/* this worker's last generated ID and traceparent template
+ * (ngx_http_chat_cid_worker_init()) */
+static struct {
+    ngx_pid_t  pid;
+    u_char     id[NGX_HTTP_CHAT_UUID_LEN];
+    u_char     tp[NGX_HTTP_CHAT_TRACEPARENT_LEN];
+} ngx_http_chat_cid_worker;
 
 
 /* where a request's trace-id comes from (ctx->trace_from) */
@@ -295,71 +307,59 @@ ngx_http_chat_traceparent_parse(ngx_str_t *value, ngx_uint_t *flags)
 }
 
 
-/* this request's span of the trace: "00-<trace-id>-<new span id>-<flags>" */
+/*
+ * This request's span of the trace: "00-<trace-id>-<new span id>-<flags>",
+ * a copy of the worker's template (its last span id, incremented here, and
+ * the trace-id of its generated IDs but for their counter) with the
+ * trace-id and the flags put in.
+ */
 
 static ngx_int_t
 ngx_http_chat_traceparent_build(ngx_http_request_t *r,
     ngx_http_chat_ctx_t *ctx)
 {
-    u_char    *p, *c;
-    uint64_t   v;
+    u_char  *p, *tp;
 
-    static u_char     span[16];
-    static ngx_pid_t  span_pid;
-
-    ctx->traceparent.data = ngx_pnalloc(r->pool,
-                                        NGX_HTTP_CHAT_TRACEPARENT_LEN);
-    if (ctx->traceparent.data == NULL) {
+    p = ngx_pnalloc(r->pool, NGX_HTTP_CHAT_TRACEPARENT_LEN);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(ctx->traceparent.data, "00-", 3);
+    if (ngx_http_chat_cid_worker.pid != ngx_pid) {
+        ngx_http_chat_cid_worker_init();
+    }
+
+    tp = ngx_http_chat_cid_worker.tp;
+
+    /* span ids, like generated IDs, count from a random per-worker start:
+     * unique for the worker's life (2^64 of them), never all zeros */
+    ngx_http_chat_hex_increment(tp + NGX_HTTP_CHAT_TP_SPAN, 16);
+
+    ngx_memcpy(p, tp, NGX_HTTP_CHAT_TRACEPARENT_LEN);
 
     switch (ctx->trace_from) {
 
     case NGX_HTTP_CHAT_TRACE_UUID:
-        /* the UUID without its dashes: 8-4-4-4-12 */
-        c = ctx->correlation_id.data;
-        p = ngx_cpymem(p, c, 8);
-        p = ngx_cpymem(p, c + 9, 4);
-        p = ngx_cpymem(p, c + 14, 4);
-        p = ngx_cpymem(p, c + 19, 4);
-        p = ngx_cpymem(p, c + 24, 12);
+        /* the UUID without its dashes: all but its counter (its last 12
+         * digits) are the template's already */
+        ngx_memcpy(p + NGX_HTTP_CHAT_TP_SPAN - 1 - 12,
+                   ctx->correlation_id.data + NGX_HTTP_CHAT_UUID_LEN - 12, 12);
         break;
 
     case NGX_HTTP_CHAT_TRACE_RANDOM:
-        p = ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 8);
-        p = ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 8);
+        tp = ngx_http_chat_hex64(p + 3, ngx_http_chat_cid_next(), 8);
+        (void) ngx_http_chat_hex64(tp, ngx_http_chat_cid_next(), 8);
         break;
 
     default: /* NGX_HTTP_CHAT_TRACE_CID */
-        p = ngx_cpymem(p, ctx->correlation_id.data,
-                       NGX_HTTP_CHAT_TRACE_ID_LEN);
+        ngx_memcpy(p + 3, ctx->correlation_id.data,
+                   NGX_HTTP_CHAT_TRACE_ID_LEN);
         break;
     }
 
-    /*
-     * Span ids, like generated IDs, count from a random per-worker start:
-     * unique for the worker's life (2^64 of them), never all zeros
-     */
+    p[NGX_HTTP_CHAT_TRACEPARENT_LEN - 1] = ctx->trace_sampled ? '1' : '0';
 
-    if (span_pid != ngx_pid) {
-        do {
-            v = ngx_http_chat_cid_next();
-        } while (v == 0 || v == (uint64_t) -1);
-
-        (void) ngx_http_chat_hex64(span, v, 8);
-        span_pid = ngx_pid;
-    }
-
-    ngx_http_chat_hex_increment(span, sizeof(span));
-
-    *p++ = '-';
-    p = ngx_cpymem(p, span, sizeof(span));
-    *p++ = '-';
-    *p++ = '0';
-    *p = ctx->trace_sampled ? '1' : '0';
-
+    ctx->traceparent.data = p;
     ctx->traceparent.len = NGX_HTTP_CHAT_TRACEPARENT_LEN;
 
     return NGX_OK;
@@ -441,8 +441,8 @@ ngx_http_chat_cid_variable(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 {
-    ngx_str_t                  *cid, *tp;
     ngx_table_elt_t            *h;
+    ngx_http_chat_ctx_t        *ctx;
     ngx_http_chat_loc_conf_t   *lcf;
     ngx_http_chat_main_conf_t  *cmcf;
 
@@ -455,12 +455,18 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+    /* settled in the post-read phase, unless rejected before it */
 
-    cid = ngx_http_chat_correlation_id(r);
-    if (cid->len == 0) {
+    ctx = ngx_http_chat_create_ctx(r);
+    if (ctx == NULL) {
         return ngx_http_next_header_filter(r);
     }
+
+    if (ctx->correlation_id.len == 0) {
+        (void) ngx_http_chat_correlation_settle(r, ctx);
+    }
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -469,10 +475,11 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 
     h->hash = 1;
     h->key = cmcf->cid_header;
-    h->value = *cid;
+    h->value = ctx->correlation_id;
 
-    tp = ngx_http_chat_traceparent(r);
-    if (tp->len == 0) {
+    if (ctx->traceparent.len == 0
+        && ngx_http_chat_traceparent_build(r, ctx) != NGX_OK)
+    {
         return ngx_http_next_header_filter(r);
     }
 
@@ -483,7 +490,7 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
 
     h->hash = 1;
     h->key = ngx_http_chat_tp_header;
-    h->value = *tp;
+    h->value = ctx->traceparent;
 
     return ngx_http_next_header_filter(r);
 }
@@ -558,36 +565,66 @@ ngx_http_chat_hex64(u_char *p, uint64_t v, ngx_uint_t bytes)
 static void
 ngx_http_chat_cid_generate(u_char *buf)
 {
-    static u_char     id[36];
-    static ngx_pid_t  pid;
+    u_char  *id;
 
-    u_char    *p;
-    uint64_t   a, b;
-
-    if (pid != ngx_pid) {
-        a = ngx_http_chat_cid_next();
-        b = ngx_http_chat_cid_next();
-
-        a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL; /* v4 */
-        b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* var */
-
-        p = ngx_http_chat_hex64(id, a >> 32, 4);
-        *p++ = '-';
-        p = ngx_http_chat_hex64(p, a >> 16, 2);
-        *p++ = '-';
-        p = ngx_http_chat_hex64(p, a, 2);
-        *p++ = '-';
-        p = ngx_http_chat_hex64(p, b >> 48, 2);
-        *p++ = '-';
-        (void) ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 6);
-
-        pid = ngx_pid;
+    if (ngx_http_chat_cid_worker.pid != ngx_pid) {
+        ngx_http_chat_cid_worker_init();
     }
+
+    id = ngx_http_chat_cid_worker.id;
 
     /* the next value of the 48-bit counter, wrapping to zero */
     ngx_http_chat_hex_increment(id + 24, 12);
 
-    ngx_memcpy(buf, id, 36);
+    ngx_memcpy(buf, id, NGX_HTTP_CHAT_UUID_LEN);
+}
+
+
+/*
+ * The worker's generated-ID prefix and counter start, its span id start
+ * (never all zeros or all ones), and the traceparent template: "00-", the
+ * UUID's digits without dashes, "-", the last span id, "-00".
+ */
+
+static void
+ngx_http_chat_cid_worker_init(void)
+{
+    u_char    *p, *id;
+    uint64_t   a, b, v;
+
+    id = ngx_http_chat_cid_worker.id;
+
+    a = ngx_http_chat_cid_next();
+    b = ngx_http_chat_cid_next();
+
+    a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL; /* v4 */
+    b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* var */
+
+    p = ngx_http_chat_hex64(id, a >> 32, 4);
+    *p++ = '-';
+    p = ngx_http_chat_hex64(p, a >> 16, 2);
+    *p++ = '-';
+    p = ngx_http_chat_hex64(p, a, 2);
+    *p++ = '-';
+    p = ngx_http_chat_hex64(p, b >> 48, 2);
+    *p++ = '-';
+    (void) ngx_http_chat_hex64(p, ngx_http_chat_cid_next(), 6);
+
+    do {
+        v = ngx_http_chat_cid_next();
+    } while (v == 0 || v == (uint64_t) -1);
+
+    p = ngx_cpymem(ngx_http_chat_cid_worker.tp, "00-", 3);
+    p = ngx_cpymem(p, id, 8);
+    p = ngx_cpymem(p, id + 9, 4);
+    p = ngx_cpymem(p, id + 14, 4);
+    p = ngx_cpymem(p, id + 19, 4);
+    p = ngx_cpymem(p, id + 24, 12);
+    *p++ = '-';
+    p = ngx_http_chat_hex64(p, v, 8);
+    (void) ngx_cpymem(p, "-00", 3);
+
+    ngx_http_chat_cid_worker.pid = ngx_pid;
 }
 
 

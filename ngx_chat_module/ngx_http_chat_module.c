@@ -335,13 +335,15 @@ ngx_http_chat_post_read_handler(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_chat_get_ctx(r);
-    if (ctx && ctx->start_us) {
-        return NGX_DECLINED;
-    }
 
-    ctx = ngx_http_chat_create_ctx(r);
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx = ngx_http_chat_new_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else if (ctx->start_us) {
+        return NGX_DECLINED;
     }
 
     ctx->start_us = ngx_http_chat_monotonic_us();

@@ -126,14 +126,13 @@ typedef struct ngx_http_chat_ws_handshake_s   ngx_http_chat_ws_handshake_t;
 /*
  * Per-request state.  It is also registered as a pool cleanup so that it
  * can be found again after an internal redirect, which clears r->ctx (the
- * same technique as ngx_http_realip_module).
+ * same technique as ngx_http_realip_module; ngx_http_chat_request.c).
  */
 typedef struct {
     /* the client's ID or trace-id point into its request header; a
-     * generated one is in uuid_buf (the context is allocated for every
-     * request: it is kept small) */
+     * generated one is in uuid_buf, at the end (the context is allocated
+     * for every request: it is kept small) */
     ngx_str_t                      correlation_id;
-    u_char                         uuid_buf[NGX_HTTP_CHAT_UUID_LEN];
     uint64_t                       start_us;     /* monotonic clock */
 
     /* this request's span, "00-<trace-id>-<span-id>-<flags>"
@@ -158,6 +157,10 @@ typedef struct {
     ngx_buf_t                     *error_body;   /* JSON for nginx's own
                                                     error page */
     unsigned                       error_sent:1;
+
+    /* not zeroed when the context is made (ngx_http_chat_new_ctx()):
+     * written whole before it is read */
+    u_char                         uuid_buf[NGX_HTTP_CHAT_UUID_LEN];
 } ngx_http_chat_ctx_t;
 
 
@@ -166,8 +169,25 @@ extern ngx_module_t  ngx_http_chat_module;
 
 /* ngx_http_chat_request.c: what every file needs of a request or of time */
 
-ngx_http_chat_ctx_t *ngx_http_chat_get_ctx(ngx_http_request_t *r);
+ngx_http_chat_ctx_t *ngx_http_chat_find_ctx(ngx_http_request_t *r);
+ngx_http_chat_ctx_t *ngx_http_chat_new_ctx(ngx_http_request_t *r);
 ngx_http_chat_ctx_t *ngx_http_chat_create_ctx(ngx_http_request_t *r);
+
+/* the request's context, or NULL; looked for in the pool's cleanups only
+ * after an internal redirect (or a filter finalization) cleared r->ctx */
+static ngx_inline ngx_http_chat_ctx_t *
+ngx_http_chat_get_ctx(ngx_http_request_t *r)
+{
+    ngx_http_chat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_chat_module);
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    return ngx_http_chat_find_ctx(r);
+}
 ngx_int_t ngx_http_chat_arg(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_chat_query_int(ngx_http_request_t *r, const char *name,
@@ -175,8 +195,19 @@ ngx_int_t ngx_http_chat_query_int(ngx_http_request_t *r, const char *name,
 ngx_table_elt_t *ngx_http_chat_header_in(ngx_http_request_t *r,
     ngx_str_t *name);
 
-uint64_t ngx_http_chat_monotonic_us(void);
 uint64_t ngx_http_chat_realtime_us(void);
+
+/* a request's start and end (twice a request: inline, one vDSO call) */
+static ngx_inline uint64_t
+ngx_http_chat_monotonic_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
 
 /*
  * Around a call that starts a library's threads (nng, mongoc): they are

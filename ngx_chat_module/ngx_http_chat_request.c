@@ -18,17 +18,6 @@
 static void ngx_http_chat_ctx_cleanup(void *data);
 
 
-uint64_t
-ngx_http_chat_monotonic_us(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-
 void
 ngx_http_chat_threads_block_signals(sigset_t *saved)
 {
@@ -102,19 +91,24 @@ ngx_http_chat_arg(ngx_http_request_t *r, const char *name, ngx_str_t *value)
 }
 
 
-/* the per-request context */
+/*
+ * The per-request context.  It is registered as a pool cleanup (with no
+ * work to do) so that it can be found again after an internal redirect,
+ * which clears r->ctx, as ngx_http_realip_module does; the cleanup and the
+ * context are one allocation, linked into the pool by hand.
+ */
+
+typedef struct {
+    ngx_pool_cleanup_t   cln;
+    ngx_http_chat_ctx_t  ctx;
+} ngx_http_chat_ctx_block_t;
+
 
 ngx_http_chat_ctx_t *
-ngx_http_chat_get_ctx(ngx_http_request_t *r)
+ngx_http_chat_find_ctx(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t   *cln;
     ngx_http_chat_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_chat_module);
-
-    if (ctx || !(r->internal || r->filter_finalize)) {
-        return ctx;
-    }
 
     /* r->ctx was cleared by an internal redirect: find it again */
 
@@ -122,18 +116,43 @@ ngx_http_chat_get_ctx(ngx_http_request_t *r)
         if (cln->handler == ngx_http_chat_ctx_cleanup) {
             ctx = cln->data;
             ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
-            break;
+            return ctx;
         }
     }
 
-    return ctx;
+    return NULL;
+}
+
+
+ngx_http_chat_ctx_t *
+ngx_http_chat_new_ctx(ngx_http_request_t *r)
+{
+    ngx_http_chat_ctx_block_t  *b;
+
+    b = ngx_palloc(r->pool, sizeof(ngx_http_chat_ctx_block_t));
+    if (b == NULL) {
+        return NULL;
+    }
+
+    /* what ngx_pool_cleanup_add() does, without its second allocation */
+
+    b->cln.handler = ngx_http_chat_ctx_cleanup;
+    b->cln.data = &b->ctx;
+    b->cln.next = r->pool->cleanup;
+    r->pool->cleanup = &b->cln;
+
+    /* all but the generated ID's buffer, which is written before use */
+    ngx_memzero(&b->ctx, offsetof(ngx_http_chat_ctx_t, uuid_buf));
+
+    ngx_http_set_ctx(r, &b->ctx, ngx_http_chat_module);
+
+    return &b->ctx;
 }
 
 
 ngx_http_chat_ctx_t *
 ngx_http_chat_create_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t   *cln;
     ngx_http_chat_ctx_t  *ctx;
 
     ctx = ngx_http_chat_get_ctx(r);
@@ -141,26 +160,14 @@ ngx_http_chat_create_ctx(ngx_http_request_t *r)
         return ctx;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_chat_ctx_t));
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_chat_ctx_t));
-
-    cln->handler = ngx_http_chat_ctx_cleanup;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_chat_module);
-
-    return ctx;
+    return ngx_http_chat_new_ctx(r);
 }
 
 
 static void
 ngx_http_chat_ctx_cleanup(void *data)
 {
-    /* only a marker for ngx_http_chat_get_ctx(): nothing to release */
+    /* only a marker for ngx_http_chat_find_ctx(): nothing to release */
 }
 
 

@@ -211,3 +211,35 @@ my $d = ChatTest::Sidecar::wait_for(sub {
 });
 ok((grep { ($_->{correlation_id} // '') eq $cid } @{ $d->{recent_activity}{recent_requests} }),
    'the dashboard records the request under that ID');
+
+
+
+=== TEST 7: many requests on one worker: each trace-id is its own ID's digits, every span id new (the per-worker template)
+--- request
+GET /t
+--- chat_script
+my $c = client();
+my (%span, %cid, $bad);
+for my $i (1 .. 40) {
+    # a client's ID and a client's traceparent in between: the template's
+    # trace-id digits must not leak into the next generated one's
+    my %h = $i % 10 == 3 ? ('X-Correlation-ID' => "client-$i")
+          : $i % 10 == 7 ? (traceparent => "00-$main::TRACE-$main::PARENT-01")
+          : ();
+    my $r = $c->get('/t', headers => \%h);
+    my $cid = $r->{headers}{'x-correlation-id'} // '';
+    my (undef, $t, $span, $f) = split /-/, $r->{headers}{traceparent} // '';
+    $span{$span // ''}++;
+    $cid{$cid}++;
+    if ($i % 10 == 3) {
+        $bad++ unless $cid eq "client-$i" && ($t // '') =~ /^[0-9a-f]{32}\z/ && $f eq '00';
+    } elsif ($i % 10 == 7) {
+        $bad++ unless $cid eq $main::TRACE && $t eq $main::TRACE && $f eq '01';
+    } else {
+        (my $hex = $cid) =~ s/-//g;
+        $bad++ unless $cid =~ /^[0-9a-f]{8}-/ && ($t // '') eq $hex && $f eq '00';
+    }
+}
+ok !$bad, 'every traceparent names its own request\'s trace';
+is scalar(grep { /^[0-9a-f]{16}\z/ } keys %span), 40, '40 span ids, all distinct';
+is scalar(grep { /^[0-9a-f]{8}-/ } keys %cid), 32, '32 generated IDs, all distinct';

@@ -9,8 +9,9 @@
 # nginx-module-vts when VTS_SRC names its source tree (built here against
 # the same nginx; unset, the case says so and runs without it).
 # BEFORE_MODULE=SO (the module of older code): then also "compare":
-# callgrind's instructions per request of B (metrics on) with that module
-# ("B-before") and with this one, and of A, in the same run.
+# callgrind's instructions per request of B, C and D with that module
+# ("B-before", ...) and with this one ("B-now", ...), and of A, in the same
+# run (nginx's thread and all threads).
 # OVERHEAD_PARTS: the parts to run (default "wrk threads callgrind",
 # + compare).
 source "$(dirname "$0")/../lib.sh"
@@ -84,17 +85,21 @@ if [[ "$parts" == *" compare "* ]]; then
     emit "{\"case\":\"$case\",\"kind\":\"compare\",\"before_sha256\":\"$(sha256sum "$BIN/ngx_chat_module.before.so" | cut -c1-12)\",\"now_sha256\":\"$(sha256sum "$BIN/ngx_chat_module.so" | cut -c1-12)\"}"
     for n in "$n1" "$n2"; do
         callgrind_run "$case" A "$n" 0 0 A-cmp || exit 1
-        MICRO_MODULE=ngx_chat_module.before.so callgrind_run "$case" B "$n" 0 0 B-before || exit 1
-        callgrind_run "$case" B "$n" 0 0 B-now || exit 1
+        for v in B C D; do
+            MICRO_MODULE=ngx_chat_module.before.so callgrind_run "$case" "$v" "$n" 0 0 "$v-before" || exit 1
+            callgrind_run "$case" "$v" "$n" 0 0 "$v-now" || exit 1
+        done
     done
-    for v in A-cmp B-before B-now; do
+    for v in A-cmp B-before B-now C-before C-now D-before D-now; do
         jq -s --arg v "$v" --argjson n1 "$n1" --argjson n2 "$n2" \
             '[.[] | select(.kind == "callgrind" and .variant == $v)] as $r
-             | (($r[] | select(.n == $n2) | .ir_total) - ($r[] | select(.n == $n1) | .ir_total)) / ($n2 - $n1)
-             | {case: "overhead", kind: "compare-ir", variant: $v, ir_per_request: .}' "$RESULTS_JSONL" -c >> "$RESULTS_JSONL.tmp"
+             | ($r[] | select(.n == $n1)) as $a | ($r[] | select(.n == $n2)) as $b
+             | {case: "overhead", kind: "compare-ir", variant: $v,
+                ir_per_request: (($b.ir_total - $a.ir_total) / ($n2 - $n1)),
+                ir_main_per_request: (($b.ir_main - $a.ir_main) / ($n2 - $n1))}' "$RESULTS_JSONL" -c >> "$RESULTS_JSONL.tmp"
     done
     cat "$RESULTS_JSONL.tmp" >> "$RESULTS_JSONL"; rm -f "$RESULTS_JSONL.tmp"
-    log "  compare: $(grep compare-ir "$RESULTS_JSONL" | jq -c '{variant, ir_per_request}' | paste -sd' ')"
+    log "  compare: $(grep compare-ir "$RESULTS_JSONL" | jq -c '{variant, ir_main_per_request}' | paste -sd' ')"
 fi
 [[ "$parts" == *" callgrind "* ]] || exit 0
 for v in $variants D; do

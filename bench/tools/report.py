@@ -233,22 +233,29 @@ def overhead():
 
 def overhead_compare(rows):
     """BEFORE_MODULE: callgrind's instructions per request, same run"""
-    a, _ = cg_per_request(rows, "A-cmp")
-    b0, _ = cg_per_request(rows, "B-before")
-    b1, _ = cg_per_request(rows, "B-now")
-    if a is None or b0 is None or b1 is None:
+    cmp_rows = {r["variant"]: r for r in rows if r.get("kind") == "compare-ir"}
+    a = cmp_rows.get("A-cmp")
+    if a is None or "B-before" not in cmp_rows or "B-now" not in cmp_rows:
         return
     cmp_ = next((r for r in rows if r.get("kind") == "compare"), {})
     w("### The module before (BEFORE_MODULE, .so %s) and now (.so %s), same run" % (
         cmp_.get("before_sha256", "?"), cmp_.get("now_sha256", "?")))
     w()
-    w("| variant | instructions per request (all threads) |")
-    w("|---|---|")
-    w("| A: module not loaded | %.0f |" % a)
-    w("| B before | %.0f (+%.0f over A) |" % (b0, b0 - a))
-    w("| B now | %.0f (+%.0f over A) |" % (b1, b1 - a))
-    w()
-    w("Ratio now/before: %.3f of the whole request (%+.0f instructions)." % (b1 / b0, b1 - b0))
+    w("| variant | nginx's thread, before | now | all threads, before | now |")
+    w("|---|---|---|---|---|")
+    am, at = a.get("ir_main_per_request"), a["ir_per_request"]
+    w("| A: module not loaded | %s | | %.0f | |" % (f(am, "%.0f"), at))
+    for v, name in (("B", "B: metrics on, defaults"), ("C", "C: the module without recording"),
+                    ("D", "D: B without response headers")):
+        b0, b1 = cmp_rows.get(v + "-before"), cmp_rows.get(v + "-now")
+        if b0 is None or b1 is None:
+            continue
+        m0, m1 = b0.get("ir_main_per_request"), b1.get("ir_main_per_request")
+        w("| %s | %s | %s | %.0f (+%.0f) | %.0f (+%.0f) |" % (
+            name,
+            "%.0f (+%.0f)" % (m0, m0 - am) if m0 is not None and am is not None else "-",
+            "%.0f (+%.0f)" % (m1, m1 - am) if m1 is not None and am is not None else "-",
+            b0["ir_per_request"], b0["ir_per_request"] - at, b1["ir_per_request"], b1["ir_per_request"] - at))
     w()
 
 
