@@ -19,6 +19,7 @@ ChatTest::WebSocket::install_ws_script_hook();
 
 no_shuffle();
 log_level('info');
+worker_connections(1024);     # TEST 31's 300 subscribers
 no_root_location();
 
 chat_blocks(db_timeout => '3s', request => "GET /t\n");
@@ -991,5 +992,43 @@ $watcher->expect(qr/"content":"after"/, timeout => 3, skip_others => 1,
                  name => 'the group still works afterwards');
 --- no_error_log
 double free
+[alert]
+[crit]
+
+
+
+=== TEST 31: a group bigger than a fan-out slice (256 subscribers a turn of the event loop): every subscriber gets every message once, in order, also those that wait behind a fan-out still going
+--- timeout: 60
+--- ws_script
+my $g = new_group($port);
+my @subs = map { join_group($port, "s$_", $g, timeout => 10) } 1 .. 300;
+my $alice = $subs[0];
+my @sent = map { "n$_" } 1 .. 8;
+# back to back: each one's fan-out finds the previous one still going
+$alice->send_frame(join '', map {
+    frame(type => 'text', payload => json_text({ type => 'message', content => $_ }))
+} @sent);
+my ($complete, @bad) = (0);
+for my $i (0 .. $#subs) {
+    my @seen;
+    while (@seen < 8) {
+        my $e = next_event($subs[$i], 10);
+        last if $e->{type} =~ /^</;
+        next if $e->{type} ne 'message';
+        push @seen, $e->{message}{content};
+    }
+    if (join(' ', @seen) eq join(' ', @sent)) { $complete++ }
+    else { push @bad, "s" . ($i + 1) . ": @seen" }
+}
+is $complete, 300, 'all 300 subscribers got the 8 messages, in order'
+    or diag join "\n", @bad[0 .. ($#bad < 4 ? $#bad : 4)];
+$subs[-1]->expect_nothing(timeout => 0.3, name => 'and nothing twice');
+my $late = join_group($port, 'late', $g);
+$alice->send_text(json_text({ type => 'message', content => 'after' }));
+for my $ws ($late, $subs[-1]) {
+    $ws->expect(qr/"content":"after"/, timeout => 5, skip_others => 1,
+                name => "$ws->{name}: the group goes on afterwards");
+}
+--- no_error_log
 [alert]
 [crit]
