@@ -19,6 +19,10 @@
 #include "ngx_http_chat_page_cache.h"
 
 
+/* a walk's budget without a bound */
+#define NGX_HTTP_CHAT_FANOUT_ALL  ((ngx_uint_t) -1)
+
+
 typedef struct {
     ngx_rbtree_t                    tree;
     ngx_rbtree_node_t               sentinel;
@@ -29,6 +33,16 @@ typedef struct {
 static ngx_http_chat_group_t *ngx_http_chat_groups_find(const u_char *id);
 static ngx_uint_t ngx_http_chat_groups_send(ngx_http_chat_group_t *g,
     int64_t seq, ngx_http_chat_frame_t *frame);
+static ngx_uint_t ngx_http_chat_groups_walk(ngx_http_chat_group_t *g,
+    int64_t seq, ngx_http_chat_frame_t *frame, ngx_uint_t *budget,
+    ngx_uint_t *sent);
+static ngx_inline ngx_uint_t ngx_http_chat_groups_one(
+    ngx_http_chat_subscriber_t *s, int64_t seq,
+    ngx_http_chat_frame_t *frame);
+static void ngx_http_chat_groups_run(ngx_http_chat_group_t *g,
+    ngx_uint_t budget);
+static void ngx_http_chat_groups_slice_handler(ngx_event_t *ev);
+static void ngx_http_chat_groups_drop_jobs(ngx_http_chat_group_t *g);
 static void ngx_http_chat_groups_hold(ngx_http_chat_group_t *g, int64_t seq,
     const u_char *event, size_t len);
 static void ngx_http_chat_groups_release_held(ngx_http_chat_group_t *g);
@@ -93,6 +107,10 @@ ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
         g->fill.log = ngx_cycle->log;
         g->fill.cancelable = 1;
 
+        g->slice.handler = ngx_http_chat_groups_slice_handler;
+        g->slice.data = g;
+        g->slice.log = ngx_cycle->log;
+
         ngx_rbtree_insert(&ngx_http_chat_groups.tree, &g->sn.node);
 
         if (ngx_http_chat_groups.watch) {
@@ -104,7 +122,11 @@ ngx_http_chat_groups_join(ngx_http_chat_subscriber_t *s,
         g->next = start + 1;
     }
 
-    ngx_queue_insert_tail(&g->subscribers, &s->link);
+    /* while an event is fanned out in slices, a newcomer joins the part
+     * it has passed: as if it came after that event, like any other */
+
+    ngx_queue_insert_tail(g->walking ? &g->cursor : &g->subscribers,
+                          &s->link);
     s->group = g;
     s->live = 0;
 
@@ -266,54 +288,245 @@ ngx_http_chat_groups_next(ngx_http_chat_group_t *g)
 }
 
 
-/* the event of seq (0: none) to every live subscriber short of it */
+/*
+ * The event of seq (0: none) to every live subscriber short of it, in
+ * the group's order: the first NGX_HTTP_CHAT_FANOUT_SLICE subscribers
+ * now, the rest in the next turns of the event loop; behind the events
+ * still being fanned out, if any.  The event counts as delivered to the
+ * group at once (g->next).  How many it was sent to now.
+ */
 
 static ngx_uint_t
 ngx_http_chat_groups_send(ngx_http_chat_group_t *g, int64_t seq,
     ngx_http_chat_frame_t *frame)
 {
-    ngx_uint_t                   n;
-    ngx_queue_t                 *q, *next;
-    ngx_http_chat_subscriber_t  *s;
-
-    n = 0;
-
-    /* a subscriber may leave while we iterate (a slow one is closed) */
-
-    for (q = ngx_queue_head(&g->subscribers);
-         q != ngx_queue_sentinel(&g->subscribers);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        s = ngx_queue_data(q, ngx_http_chat_subscriber_t, link);
-
-        if (!s->live) {
-            if (s->hold && seq > 0) {
-                s->hold(s, seq, frame);
-            }
-
-            continue;
-        }
-
-        if (seq > 0 && seq <= s->last) {
-            continue;
-        }
-
-        if (seq > 0) {
-            s->last = seq;
-        }
-
-        s->send(s, frame);
-        n++;
-    }
+    ngx_uint_t             n, budget;
+    ngx_queue_t           *q, *next;
+    ngx_http_chat_held_t  *job;
 
     if (seq > 0) {
         g->next = seq + 1;
     }
 
-    ngx_http_chat_groups_report(g->id, n);
+    if (g->busy) {
+        /*
+         * From a subscriber's send, in a walk (nothing does it today): at
+         * once, over the whole list, as the fan-out always did
+         */
+
+        n = 0;
+
+        for (q = ngx_queue_head(&g->subscribers);
+             q != ngx_queue_sentinel(&g->subscribers);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+
+            if (q != &g->cursor) {
+                n += ngx_http_chat_groups_one(
+                         ngx_queue_data(q, ngx_http_chat_subscriber_t, link),
+                         seq, frame);
+            }
+        }
+
+        ngx_http_chat_groups_report(g->id, n);
+        return n;
+    }
+
+    if (g->njobs == NGX_HTTP_CHAT_FANOUT_JOBS) {
+        /* too many waiting: they all go now, the bound is kept */
+        ngx_http_chat_groups_run(g, NGX_HTTP_CHAT_FANOUT_ALL);
+    }
+
+    if (g->njobs) {
+        job = &g->jobs[g->njobs++];
+        job->seq = seq;
+        job->frame = frame;
+        frame->refs++;
+        return 0;
+    }
+
+    n = 0;
+    budget = NGX_HTTP_CHAT_FANOUT_SLICE;
+
+    ngx_queue_insert_head(&g->subscribers, &g->cursor);
+    g->walking = 1;
+
+    if (ngx_http_chat_groups_walk(g, seq, frame, &budget, &n)) {
+        ngx_http_chat_groups_report(g->id, n);
+        return n;
+    }
+
+    if (g->jobs == NULL) {
+        g->jobs = ngx_alloc(NGX_HTTP_CHAT_FANOUT_JOBS
+                            * sizeof(ngx_http_chat_held_t), ngx_cycle->log);
+
+        if (g->jobs == NULL) {
+            /* no slices, then: the rest now */
+            budget = NGX_HTTP_CHAT_FANOUT_ALL;
+            (void) ngx_http_chat_groups_walk(g, seq, frame, &budget, &n);
+            ngx_http_chat_groups_report(g->id, n);
+            return n;
+        }
+    }
+
+    g->jobs[0].seq = seq;
+    g->jobs[0].frame = frame;
+    frame->refs++;
+    g->njobs = 1;
+    g->job_sent = n;
+
+    ngx_post_event(&g->slice, &ngx_posted_next_events);
 
     return n;
+}
+
+
+/*
+ * The event to the subscribers after the cursor, at most *budget of them;
+ * 1 when the list is done (the cursor out of it).  The cursor moves past
+ * a subscriber before it is sent to: any subscriber may leave meanwhile
+ * (a slow one is closed), the walk goes on from the cursor.
+ */
+
+static ngx_uint_t
+ngx_http_chat_groups_walk(ngx_http_chat_group_t *g, int64_t seq,
+    ngx_http_chat_frame_t *frame, ngx_uint_t *budget, ngx_uint_t *sent)
+{
+    ngx_queue_t  *q;
+
+    g->busy = 1;
+
+    for ( ;; ) {
+        q = ngx_queue_next(&g->cursor);
+
+        if (q == ngx_queue_sentinel(&g->subscribers)) {
+            ngx_queue_remove(&g->cursor);
+            g->walking = 0;
+            g->busy = 0;
+            return 1;
+        }
+
+        if (*budget == 0) {
+            g->busy = 0;
+            return 0;
+        }
+
+        (*budget)--;
+
+        ngx_queue_remove(&g->cursor);
+        ngx_queue_insert_after(q, &g->cursor);
+
+        *sent += ngx_http_chat_groups_one(
+                     ngx_queue_data(q, ngx_http_chat_subscriber_t, link),
+                     seq, frame);
+    }
+}
+
+
+/* the event to one subscriber: 1 if sent, 0 if held or passed over */
+
+static ngx_inline ngx_uint_t
+ngx_http_chat_groups_one(ngx_http_chat_subscriber_t *s, int64_t seq,
+    ngx_http_chat_frame_t *frame)
+{
+    if (!s->live) {
+        if (s->hold && seq > 0) {
+            s->hold(s, seq, frame);
+        }
+
+        return 0;
+    }
+
+    if (seq > 0) {
+        if (seq <= s->last) {
+            return 0;
+        }
+
+        s->last = seq;
+    }
+
+    s->send(s, frame);
+
+    return 1;
+}
+
+
+/* the events waiting to be fanned out, over at most budget subscribers */
+
+static void
+ngx_http_chat_groups_run(ngx_http_chat_group_t *g, ngx_uint_t budget)
+{
+    ngx_http_chat_held_t  *job;
+
+    while (g->njobs) {
+        job = &g->jobs[0];
+
+        if (!g->walking) {
+            ngx_queue_insert_head(&g->subscribers, &g->cursor);
+            g->walking = 1;
+            g->job_sent = 0;
+        }
+
+        if (!ngx_http_chat_groups_walk(g, job->seq, job->frame, &budget,
+                                       &g->job_sent))
+        {
+            return;
+        }
+
+        ngx_http_chat_groups_report(g->id, g->job_sent);
+        ngx_http_chat_frame_release(job->frame);
+
+        ngx_memmove(g->jobs, g->jobs + 1,
+                    --g->njobs * sizeof(ngx_http_chat_held_t));
+    }
+}
+
+
+static void
+ngx_http_chat_groups_slice_handler(ngx_event_t *ev)
+{
+    ngx_http_chat_group_t  *g;
+
+    g = ev->data;
+
+    g->delivering++;
+
+    ngx_http_chat_groups_run(g, NGX_HTTP_CHAT_FANOUT_SLICE);
+
+    g->delivering--;
+
+    if (g->njobs) {
+        /* ngx_posted_next_events: after the connections ready now */
+        ngx_post_event(&g->slice, &ngx_posted_next_events);
+    }
+
+    ngx_http_chat_groups_maybe_free(g);
+}
+
+
+/* the group has no subscriber left: what was still to go goes nowhere */
+
+static void
+ngx_http_chat_groups_drop_jobs(ngx_http_chat_group_t *g)
+{
+    while (g->njobs) {
+        ngx_http_chat_frame_release(g->jobs[--g->njobs].frame);
+    }
+
+    if (g->walking) {
+        ngx_queue_remove(&g->cursor);
+        g->walking = 0;
+    }
+
+    if (g->slice.posted) {
+        ngx_delete_posted_event(&g->slice);
+    }
+
+    if (g->jobs) {
+        ngx_free(g->jobs);
+        g->jobs = NULL;
+    }
 }
 
 
@@ -597,6 +810,8 @@ ngx_http_chat_groups_maybe_free(ngx_http_chat_group_t *g)
     }
 
     ngx_rbtree_delete(&ngx_http_chat_groups.tree, &g->sn.node);
+
+    ngx_http_chat_groups_drop_jobs(g);
 
     if (g->fill.timer_set) {
         ngx_del_timer(&g->fill);

@@ -56,6 +56,16 @@ struct ngx_http_chat_subscriber_s {
 #define NGX_HTTP_CHAT_FILL_RETRY   1000  /* ms after a failed fill */
 #define NGX_HTTP_CHAT_GAPS_KEPT    8     /* ranges passed, kept a group */
 
+/*
+ * A group's event reaches at most NGX_HTTP_CHAT_FANOUT_SLICE of its
+ * subscribers here in one turn of the event loop; the rest follow in the
+ * next turns, so that one big group does not hold the worker's other
+ * connections.  The group's later events wait behind it, at most
+ * NGX_HTTP_CHAT_FANOUT_JOBS; past it the ones waiting go out at once.
+ */
+#define NGX_HTTP_CHAT_FANOUT_SLICE 256
+#define NGX_HTTP_CHAT_FANOUT_JOBS  64
+
 
 typedef struct {
     int64_t                    seq;
@@ -88,7 +98,18 @@ typedef struct {
                                                 /* the last ones passed,
                                                    a ring */
     ngx_uint_t                 ngaps;           /* ranges passed so far */
+
+    /* events being fanned out in slices: jobs[0] from the cursor on */
+    ngx_http_chat_held_t      *jobs;            /* NGX_HTTP_CHAT_FANOUT_
+                                                   JOBS, or NULL */
+    ngx_uint_t                 njobs;
+    ngx_uint_t                 job_sent;        /* of jobs[0] */
+    ngx_queue_t                cursor;          /* in subscribers */
+    ngx_event_t                slice;           /* the next slice */
+
     unsigned                   filling:1;       /* a read in flight */
+    unsigned                   walking:1;       /* cursor in the list */
+    unsigned                   busy:1;          /* in a walk */
 } ngx_http_chat_group_t;
 
 

@@ -537,6 +537,9 @@ void
 ngx_http_chat_ws_send_frame(ngx_http_chat_ws_t *ws,
     ngx_http_chat_frame_t *frame)
 {
+    ssize_t            n;
+    ngx_connection_t  *c;
+
     if (ws->closed || ws->close_sent) {
         return;
     }
@@ -560,10 +563,47 @@ ngx_http_chat_ws_send_frame(ngx_http_chat_ws_t *ws,
         return;
     }
 
+    if (ws->out_count) {
+        /* the write handler sends it after the ones before it */
+        ngx_http_chat_ws_enqueue(ws, frame);
+        return;
+    }
+
+    /*
+     * Nothing waits: the frame goes straight from the shared buffer to
+     * the socket, and is queued (a reference taken) only for what the
+     * socket did not take.  The common fan-out case costs one send().
+     */
+
+    c = ws->connection;
+
+    n = c->send(c, frame->data, frame->len);
+
+    if (n == (ssize_t) frame->len) {
+        if (ws->resume_waits) {
+            ngx_http_chat_ws_resume_drained(ws);
+        }
+
+        return;
+    }
+
+    if (n == NGX_ERROR) {
+        ngx_http_chat_ws_finalize(ws);
+        return;
+    }
+
     ngx_http_chat_ws_enqueue(ws, frame);
 
-    if (!ws->closed && ws->out_count == 1) {
-        (void) ngx_http_chat_ws_flush(ws);
+    if (ws->closed) {
+        return;
+    }
+
+    if (n > 0) {
+        ws->out_pos = n;
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_http_chat_ws_finalize(ws);
     }
 }
 

@@ -19,6 +19,7 @@ ChatTest::WebSocket::install_ws_script_hook();
 
 no_shuffle();
 log_level('info');
+worker_connections(1024);     # TEST 31's 300 subscribers
 no_root_location();
 
 chat_blocks(db_timeout => '3s', request => "GET /t\n");
@@ -991,5 +992,68 @@ $watcher->expect(qr/"content":"after"/, timeout => 3, skip_others => 1,
                  name => 'the group still works afterwards');
 --- no_error_log
 double free
+[alert]
+[crit]
+
+
+
+=== TEST 31: a group bigger than a fan-out slice (256 subscribers a turn of the event loop): every subscriber gets every message once, in seq order, also the messages stored while a fan-out is still going
+Each round POSTs 8 messages on 8 connections at once: their stores end
+close together, so the later ones are published while the first one's
+fan-out still has subscribers to go, and wait behind it.
+--- timeout: 90
+--- ws_script
+my $g = new_group($port);
+my @subs = map { join_group($port, "s$_", $g, timeout => 10) } 1 .. 300;
+my $rounds = 4;
+my (%content, @order);
+for my $round (1 .. $rounds) {
+    my @socks;
+    for my $i (1 .. 8) {
+        my $body = json_text({ content => "r$round m$i" });
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+            or die "connect: $!\n";
+        push @socks, [ $s, "POST /api/chat/groups/$g/messages HTTP/1.1\r\n"
+            . "Host: x\r\nConnection: close\r\n"
+            . "Authorization: Bearer " . ChatTest::JWT::token("p$i") . "\r\n"
+            . "Content-Type: application/json\r\n"
+            . "Content-Length: " . length($body) . "\r\n\r\n$body" ];
+    }
+    $_->[0]->syswrite($_->[1]) for @socks;
+    for my $p (@socks) {
+        my $buf = '';
+        1 while $p->[0]->sysread($buf, 65536, length $buf);
+        die "a POST failed: " . substr($buf, 0, 80) . "\n"
+            unless $buf =~ m{^HTTP/1\.1 201 };
+    }
+}
+my ($complete, @bad) = (0);
+for my $i (0 .. $#subs) {
+    my @seen;
+    while (@seen < 8 * $rounds) {
+        my $e = next_event($subs[$i], 10);
+        last if $e->{type} =~ /^</;
+        next if $e->{type} ne 'message';
+        push @seen, $e->{message}{seq};
+    }
+    my $ok = @seen == 8 * $rounds;
+    for my $k (1 .. $#seen) { $ok = 0 unless $seen[$k] > $seen[$k - 1] }
+    if ($ok) { $complete++ } else { push @bad, "s" . ($i + 1) . ": @seen" }
+    # the same seqs for everyone
+    @order = @seen unless @order;
+    push @bad, "s" . ($i + 1) . " differs: @seen" if "@seen" ne "@order";
+}
+is $complete, 300, "all 300 subscribers got the " . 8 * $rounds
+    . " messages, each once, in seq order";
+is scalar(@bad), 0, 'the same ones for everyone'
+    or diag join "\n", @bad[0 .. ($#bad < 4 ? $#bad : 4)];
+$subs[-1]->expect_nothing(timeout => 0.3, name => 'and nothing twice');
+my $late = join_group($port, 'late', $g);
+$subs[0]->send_text(json_text({ type => 'message', content => 'after' }));
+for my $ws ($late, $subs[-1]) {
+    $ws->expect(qr/"content":"after"/, timeout => 5, skip_others => 1,
+                name => "$ws->{name}: the group goes on afterwards");
+}
+--- no_error_log
 [alert]
 [crit]
