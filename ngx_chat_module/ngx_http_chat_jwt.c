@@ -54,6 +54,27 @@ static ngx_str_t  ngx_http_chat_user_var = ngx_string("chat_user");
 static EVP_MAC_CTX  *ngx_http_chat_jwt_mac;
 static u_char        ngx_http_chat_jwt_mac_key[NGX_HTTP_CHAT_JWT_KEY_MAX];
 static size_t        ngx_http_chat_jwt_mac_key_len;
+
+/*
+ * The tokens this process verified last, with the claims read from them:
+ * a client sends the same token with every request until it expires.
+ * An entry is the whole token (compared in constant time) and holds for
+ * the key the HMAC context has (all dropped when it is keyed again); its
+ * exp and nbf are checked again at each use.  Only tokens that passed
+ * are kept; one that fails is verified in full each time.  Direct-mapped
+ * by a hash of the token: a collision replaces the entry.
+ */
+typedef struct {
+    size_t   len;                       /* 0: empty */
+    time_t   exp;
+    time_t   nbf;                       /* 0 if the token has none */
+    size_t   sub_len;
+    u_char   sub[NGX_HTTP_CHAT_USER_ID_MAX];
+    u_char   token[NGX_HTTP_CHAT_JWT_CACHED_MAX];
+} ngx_http_chat_jwt_cached_t;
+
+static ngx_http_chat_jwt_cached_t
+    ngx_http_chat_jwt_cache[NGX_HTTP_CHAT_JWT_CACHE_SIZE];
 static ngx_str_t  ngx_http_chat_ws_endpoint =
     ngx_string("/api/chat/ws/{group_id}");
 
@@ -66,16 +87,61 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
     u_char        *p, *dot1, *dot2, *last;
     u_char         mac[EVP_MAX_MD_SIZE];
     cJSON         *hdr, *payload, *v;
-    time_t         t;
+    time_t         t, nbf;
     ngx_str_t      header_json, payload_json, sig;
+    uint32_t       hash;
     ngx_int_t      rc;
     unsigned int   mac_len;
+
+    ngx_http_chat_jwt_cached_t  *cached;
 
     *detail = "invalid token";
 
     if (token->len == 0 || token->len > NGX_HTTP_CHAT_JWT_MAX) {
         *detail = "token is empty or too long";
         return NGX_DECLINED;
+    }
+
+    /* verified before with this key: its times checked again */
+
+    cached = NULL;
+
+    if (token->len <= NGX_HTTP_CHAT_JWT_CACHED_MAX
+        && ngx_http_chat_jwt_mac_key_len == secret->len
+        && ngx_http_chat_jwt_mac_key_len != 0
+        && ngx_memcmp(ngx_http_chat_jwt_mac_key, secret->data, secret->len)
+           == 0)
+    {
+        /* the slot: FNV-1a of the token's last bytes (its signature's) */
+
+        hash = 2166136261u;
+        for (p = token->data + token->len - ngx_min(token->len, 16);
+             p < token->data + token->len;
+             p++)
+        {
+            hash = (hash ^ *p) * 16777619u;
+        }
+
+        cached = &ngx_http_chat_jwt_cache[hash % NGX_HTTP_CHAT_JWT_CACHE_SIZE];
+
+        if (cached->len == token->len
+            && CRYPTO_memcmp(cached->token, token->data, token->len) == 0
+            && now <= cached->exp + leeway
+            && now + leeway >= cached->nbf)
+        {
+            claims->sub.data = ngx_pnalloc(pool, cached->sub_len + 1);
+            if (claims->sub.data == NULL) {
+                *detail = "out of memory";
+                return NGX_DECLINED;
+            }
+
+            claims->sub.len = cached->sub_len;
+            ngx_memcpy(claims->sub.data, cached->sub, cached->sub_len);
+            claims->sub.data[cached->sub_len] = '\0';
+            claims->exp = cached->exp;
+
+            return NGX_OK;
+        }
     }
 
     p = token->data;
@@ -195,6 +261,8 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
 
     claims->exp = t;
 
+    nbf = 0;
+
     v = cJSON_GetObjectItemCaseSensitive(payload, "nbf");
     if (v != NULL) {
         if (ngx_http_chat_jwt_numeric_date(v, &t) != NGX_OK) {
@@ -206,6 +274,8 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
             *detail = "token is not valid yet";
             goto done;
         }
+
+        nbf = t;
     }
 
     v = cJSON_GetObjectItemCaseSensitive(payload, "sub");
@@ -236,6 +306,17 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
                        claims->sub.len + 1);
 
     rc = NGX_OK;
+
+    /* kept if the signature was checked with the keyed context's key */
+
+    if (cached != NULL && ngx_http_chat_jwt_mac_key_len == secret->len) {
+        cached->len = token->len;
+        ngx_memcpy(cached->token, token->data, token->len);
+        cached->exp = claims->exp;
+        cached->nbf = nbf;
+        cached->sub_len = claims->sub.len;
+        ngx_memcpy(cached->sub, claims->sub.data, claims->sub.len);
+    }
 
 done:
 
@@ -479,6 +560,7 @@ ngx_http_chat_jwt_hmac(ngx_str_t *secret, u_char *data, size_t len,
         params[1] = OSSL_PARAM_construct_end();
 
         ngx_http_chat_jwt_mac_key_len = 0;
+        ngx_memzero(ngx_http_chat_jwt_cache, sizeof(ngx_http_chat_jwt_cache));
 
         if (EVP_MAC_init(ngx_http_chat_jwt_mac, secret->data, secret->len,
                          params)
