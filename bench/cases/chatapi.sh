@@ -76,10 +76,29 @@ for i in $(seq 60); do
 done
 log "  chatapi: nginx.conf.example on $msgs messages, $(grep -o 'chat_page_cache  *[^;]*' "$dir/nginx.conf"), database idle after $i s"
 
-base=http://127.0.0.1:$port/api/chat/groups
+# CHATAPI_BEFORE_SO=FILE: a second nginx, the same configuration loading
+# that module (the code before), on the same database and sidecar; its
+# variants ("before-idle", "before-get", ...) alternate with this tree's
+# in each round
+ports=$port; wpids=$w
+if [ -n "${CHATAPI_BEFORE_SO:-}" ]; then
+    cp "$CHATAPI_BEFORE_SO" "$BIN/ngx_chat_module.before.so" || exit 1
+    bport=$(free_port)
+    EXAMPLE_MODULE=ngx_chat_module.before.so example_conf "$dir/ngx-before" "$bport" "$mongo" "$ingest" "$sport" \
+        "$dir/sec/htpasswd" "$dir/sec/jwt-secret" |
+        sed -e '/^ *limit_req  *zone=/d' -e '/^ *limit_conn  *chat_user_conn/d' \
+            -e 's/chat_ws_message_rate  20;/chat_ws_message_rate  off;/' > "$dir/nginx-before.conf"
+    bm=$(start_nginx "$dir/nginx-before.conf" "$dir/ngx-before") || exit 1
+    bw=$(worker_pids "$bm")
+    ports="$port $bport"
+    log "  chatapi: the code before ($CHATAPI_BEFORE_SO, sha256 $(sha256sum "$CHATAPI_BEFORE_SO" | cut -c1-12)) on port $bport"
+fi
+
 awk 'NR % 7 == 3' "$dir/groups" | head -100 > "$dir/hot"
-for g in $(cat "$dir/hot"); do
-    curl -s -o /dev/null -H "Authorization: Bearer $token" "$base/$g/messages?limit=50"
+for p in $ports; do
+    for g in $(cat "$dir/hot"); do
+        curl -s -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$p/api/chat/groups/$g/messages?limit=50"
+    done
 done
 
 dbnice() {      # dbnice N - every thread of devdb
@@ -87,27 +106,36 @@ dbnice() {      # dbnice N - every thread of devdb
     for t in /proc/"$dbpid"/task/*; do renice -n "$1" -p "${t##*/}" > /dev/null 2>&1; done
 }
 
+# each of the code before's variants right after the same one of this tree
+all=$(for v in $variants; do
+    echo -n "$v "
+    if [ -n "${CHATAPI_BEFORE_SO:-}" ] && [[ " ${CHATAPI_BEFORE_VARIANTS:-idle get post} " == *" $v "* ]]; then
+        echo -n "before-$v "
+    fi
+done)
 for r in $(seq "$rounds"); do
-    for v in $variants; do
-        "$BIN/hreq" -p "$port" -r 100 -d "$dur" -u /bench/static > "$dir/probe-$v-$r.json" &
+    for v in $all; do
+        vp=$port; w=$wpids
+        if [ "${v#before-}" != "$v" ]; then vp=$bport; w=$bw; fi
+        "$BIN/hreq" -p "$vp" -r 100 -d "$dur" -u /bench/static > "$dir/probe-$v-$r.json" &
         pp=$!
         c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid"); read -r mr0 mw0 ms0 < <(sched_main "$w")
         j=null
-        case $v in
+        case ${v#before-} in
         idle)
             sleep "$dur" ;;
         burn)
             timeout "$dur" bash -c 'while :; do :; done' ;;
         static)
             j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --timeout 10s --latency \
-                -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/static") ;;
+                -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$vp/bench/static") ;;
         get|post|dbnice-get|dbnice-post)
-            op=${v#dbnice-}; gf=$dir/hot
+            op=${v#before-}; op=${op#dbnice-}; gf=$dir/hot
             [ $op = post ] && gf=$dir/groups
             [ "${v#dbnice}" != "$v" ] && dbnice 19
             j=$(BENCH_OP=$op BENCH_TOKEN=$token BENCH_GROUPS=$gf \
                 run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --timeout 30s --latency \
-                -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
+                -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$vp/")
             [ "${v#dbnice}" != "$v" ] && dbnice 0 ;;
         *)
             log "chatapi: no variant $v"; exit 1 ;;
@@ -126,11 +154,12 @@ for r in $(seq "$rounds"); do
 done
 
 # the page cache's answers for the hot groups after the runs
-h=0
+base=http://127.0.0.1:$port/api/chat/groups
 for g in $(cat "$dir/hot"); do
     curl -s -o /dev/null -D - -H "Authorization: Bearer $token" "$base/$g/messages?limit=50" |
-        grep -qi '^x-chat-cache: hit' && h=$((h + 1))
-done
-log "  chatapi: after the runs, $h of $(wc -l < "$dir/hot") hot groups' pages were hits"
+        sed -n 's/^[Xx]-[Cc]hat-[Cc]ache: *\([a-z]*\).*/\1/p'
+done | sort | uniq -c > "$dir/cache-after.txt"
+h=$(awk '$2 == "hit" {print $1}' "$dir/cache-after.txt"); h=${h:-0}
+log "  chatapi: after the runs, the hot groups' pages: $(paste -sd, "$dir/cache-after.txt" | tr -s ' ')"
 sj=$(sidecar_json "$sport")
 emit "{\"case\":\"$case\",\"kind\":\"end\",\"cache_hits_after\":$h,\"hot_groups\":$(wc -l < "$dir/hot"),\"endpoints\":$(echo "$sj" | jq -c '[.endpoints[] | {endpoint, count: (.count // .total_requests), avg_response_time_ms, p95_response_time_ms}]' 2>/dev/null || echo null),\"db_rss_kb\":$(rss_kb "$dbpid")}"
