@@ -101,9 +101,16 @@ for p in $ports; do
     done
 done
 
+# with autogroup scheduling, nice orders threads within one autogroup (a
+# session): devdb and nginx are in the same one when started from here;
+# if not, the autogroup's nice is set too
+ag_db=$(awk '{print $1}' /proc/"$dbpid"/autogroup 2>/dev/null)
+ag_ngx=$(awk '{print $1}' /proc/"${w%%,*}"/autogroup 2>/dev/null)
+log "  chatapi: autogroups: devdb ${ag_db:-none}, nginx worker ${ag_ngx:-none}"
 dbnice() {      # dbnice N - every thread of devdb
     local t
     for t in /proc/"$dbpid"/task/*; do renice -n "$1" -p "${t##*/}" > /dev/null 2>&1; done
+    if [ -n "$ag_db" ] && [ "$ag_db" != "$ag_ngx" ]; then echo "$1" > /proc/"$dbpid"/autogroup 2>/dev/null; fi
 }
 
 # each of the code before's variants right after the same one of this tree
