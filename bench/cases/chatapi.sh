@@ -115,6 +115,14 @@ done
 ag_db=$(awk '{print $1}' /proc/"$dbpid"/autogroup 2>/dev/null)
 ag_ngx=$(awk '{print $1}' /proc/"${w%%,*}"/autogroup 2>/dev/null)
 log "  chatapi: autogroups: devdb ${ag_db:-none}, nginx worker ${ag_ngx:-none}"
+ctxsw() {       # ctxsw PID[,PID...] - "voluntary involuntary" context
+    local p v=0 n=0 a b    # switches of the main threads (the event loops):
+    for p in ${1//,/ }; do # a loop that sleeps other than in epoll_wait
+        read -r a b < <(awk '/^voluntary_ctxt_switches/ {v = $2} /^nonvoluntary_ctxt_switches/ {n = $2} END {print v + 0, n + 0}' /proc/"$p"/status 2>/dev/null)
+        v=$((v + ${a:-0})); n=$((n + ${b:-0}))
+    done                   # (a lock's semaphore) shows voluntary ones
+    echo "$v $n"
+}
 dbnice() {      # dbnice N - every thread of devdb
     local t
     for t in /proc/"$dbpid"/task/*; do renice -n "$1" -p "${t##*/}" > /dev/null 2>&1; done
@@ -134,7 +142,7 @@ for r in $(seq "$rounds"); do
         if [ "${v#before-}" != "$v" ]; then vp=$bport; w=$bw; fi
         "$BIN/hreq" -p "$vp" -r 100 -d "$dur" -u /bench/static > "$dir/probe-$v-$r.json" &
         pp=$!
-        c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid"); read -r mr0 mw0 ms0 < <(sched_main "$w")
+        c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid"); read -r mr0 mw0 ms0 < <(sched_main "$w"); read -r vc0 nc0 < <(ctxsw "$w")
         j=null
         case ${v#before-} in
         idle)
@@ -156,13 +164,13 @@ for r in $(seq "$rounds"); do
             log "chatapi: no variant $v"; exit 1 ;;
         esac
         wait "$pp"
-        c1=$(cpu_ns "$w"); d1=$(cpu_ns "$dbpid"); read -r mr1 mw1 ms1 < <(sched_main "$w")
+        c1=$(cpu_ns "$w"); d1=$(cpu_ns "$dbpid"); read -r mr1 mw1 ms1 < <(sched_main "$w"); read -r vc1 nc1 < <(ctxsw "$w")
         [ -n "$j" ] || j=null
-        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"messages\":$msgs,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),\"loop_run_ns\":$((mr1 - mr0)),\"loop_wait_ns\":$((mw1 - mw0)),\"loop_slices\":$((ms1 - ms0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"probe\":$(cat "$dir/probe-$v-$r.json")}"
+        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"messages\":$msgs,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),\"loop_run_ns\":$((mr1 - mr0)),\"loop_wait_ns\":$((mw1 - mw0)),\"loop_slices\":$((ms1 - ms0)),\"loop_voluntary_switches\":$((vc1 - vc0)),\"loop_involuntary_switches\":$((nc1 - nc0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"probe\":$(cat "$dir/probe-$v-$r.json")}"
         per=""
         if [ "$j" != null ]; then
             n=$(echo "$j" | jq .requests)
-            [ "$n" -gt 0 ] && per=" loop $(( (mr1 - mr0) / n )) ns/req, workers $(( (c1 - c0) / n )) ns/req"
+            [ "$n" -gt 0 ] && per=" loop $(( (mr1 - mr0) / n )) ns/req, workers $(( (c1 - c0) / n )) ns/req, loop switches $((vc1 - vc0)) voluntary $((nc1 - nc0)) involuntary"
         fi
         log "  chatapi $v round $r (load $(cut -d' ' -f1 /proc/loadavg)): $( [ "$j" != null ] && echo "$j" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status}') probe $(jq -c '{p50_ms, p99_ms}' "$dir/probe-$v-$r.json")$per, devdb $(( (d1 - d0) / 1000000 )) ms CPU"
     done
