@@ -231,13 +231,14 @@ create_groups() {
 # start_example_stack DB_DATA [WORKER_CONNECTIONS]: the stack as deployed
 # under $dir: devdb (data in DB_DATA), secrets, sidecar (SIDECAR_EXTRA
 # applies) and nginx from nginx.conf.example; stopped at exit.  Sets uri
-# mongo dbpid token ingest spid sport port m w.
+# mongo dbpid token ingest spid sport port m w.  EXAMPLE_DB: the database
+# name (default chat; bench for data seeded by bench/tools/seedlog.c).
 start_example_stack() {
     local data=$1 wc=${2:-}
     uri=$(start_db "$data") || return 1
     dbpid=$(cat "$data.pid")
     trap "bench_cleanup; stop_db '$data'" EXIT
-    mongo="${uri%/}/chat"
+    mongo="${uri%/}/${EXAMPLE_DB:-chat}"
     make_secrets "$dir/sec"
     token=$(cat "$dir/sec/token")
     ingest="ipc://$dir/metrics.ipc"

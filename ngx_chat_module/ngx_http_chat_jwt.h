@@ -10,6 +10,9 @@
 
 
 #define NGX_HTTP_CHAT_JWT_MAX        4096   /* longest token accepted */
+#define NGX_HTTP_CHAT_JWT_KEY_MAX    1024   /* longest secret kept keyed */
+#define NGX_HTTP_CHAT_JWT_CACHED_MAX 512    /* longest token kept verified */
+#define NGX_HTTP_CHAT_JWT_CACHE_SIZE 64     /* tokens kept, per process */
 #define NGX_HTTP_CHAT_USER_ID_MAX    64     /* longest "sub" accepted */
 #define NGX_HTTP_CHAT_JWT_SECRET_MAX 4096   /* chat_jwt_secret_file */
 

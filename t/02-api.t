@@ -605,3 +605,39 @@ chat_db_timeout 300ms;
  qr/\[error\] \d+#\d+: \*\d+ chat api: 503 GET \/api\/chat\/groups: database unavailable, try again later, correlation_id=lvl-503,/]
 --- no_error_log eval
 [qr/\[(?:error|warn|notice)\] .*chat api: 4\d\d /, qr/\[(?:info|notice|warn)\] .*chat api: 5\d\d /]
+
+
+
+=== TEST 40: a token kept as verified by the worker is still refused once it expires, and a token differing from it only in its signature is refused
+--- http_config
+chat_mongo_uri "$TEST_NGINX_CHAT_URI";
+chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+chat_jwt_leeway 1s;
+--- request
+GET /t
+--- chat_script
+my $tok = ChatTest::JWT::token('alice', exp => time + 2);
+for my $i (1, 2) {
+    is client(undef, token => $tok)->get('/api/chat/groups?limit=1')->{status}, 200,
+       "request $i with a valid token: 200";
+}
+# the last character of the signature changed: the same header and claims
+my $forged = $tok;
+substr($forged, -1) = substr($forged, -1) eq 'A' ? 'B' : 'A';
+my $r = client(undef, token => $forged)->get('/api/chat/groups?limit=1');
+is $r->{status}, 401, 'the same token with another signature: 401';
+is $r->{json}{detail}, 'token signature is invalid', 'detail: signature';
+sleep 1 while time <= time_of($tok) + 1;
+$r = client(undef, token => $tok)->get('/api/chat/groups?limit=1');
+is $r->{status}, 401, 'the kept token past exp + leeway: 401';
+is $r->{json}{detail}, 'token has expired', 'detail: expired';
+
+sub time_of {
+    my ($t) = @_;
+    my $p = (split /\./, $t)[1];
+    $p =~ tr{-_}{+/};
+    $p .= '=' x ((4 - length($p) % 4) % 4);
+    require MIME::Base64;
+    my ($exp) = MIME::Base64::decode_base64($p) =~ /"exp":(\d+)/;
+    return $exp;
+}

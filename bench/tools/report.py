@@ -426,49 +426,81 @@ def chatapi():
     if not rows:
         w("## 5. Chat API\n\nNot run yet.\n")
         return
-    header("5. Chat API (target: static p99 under load within 2x of unloaded)", "chatapi", date,
+    seed = next((r for r in rows if r.get("kind") == "seed"), {})
+    end = next((r for r in rows if r.get("kind") == "end"), {})
+    header("5. Chat API at %s messages (target: static p99 under load within 2x of unloaded)"
+           % f(seed.get("messages")), "chatapi", date,
            "make bench BENCH=chatapi")
-    w("nginx.conf.example (2 workers, 16 pool threads), devdb (embedded FerretDB, "
-      "SQLite: every query but `_id` lookups is a full collection scan, see "
-      "devdb/README.md), 10 groups x 100 messages, then growing by the POST rounds. "
-      "`wrk -t1 -c32` with bench/lua/chatapi.lua; a probe fetches `/bench/static` "
-      "(a 3-byte file) 100x/s on its own connection during each round.")
+    w("nginx.conf.example (2 workers, 16 pool threads, `chat_page_cache 16m`, access log, metrics to the "
+      "sidecar), devdb (embedded FerretDB, SQLite) holding %s messages in %s groups (bench/tools/seedlog.c; "
+      "`CHATAPI_DATA`/`READS_DATA`: a copy of an earlier seeding). `wrk -t1 -c32` with bench/lua/chatapi.lua: "
+      "**get** the newest page (limit=50) of 100 groups opened once before (the page cache's entries), "
+      "**post** a message to any group. A probe fetches `/bench/static` (a 3-byte file) 100x/s on its own "
+      "connection during each round. Controls: **static** wrk -c32 on `/bench/static` itself (nginx "
+      "saturated by requests the chat API does not serve); **burn** no requests, one shell loop outside "
+      "nginx burning a core; **dbnice-post** the POST load with every devdb thread at nice 19. "
+      "**before-***: the same configuration loading the module of the code before (`CHATAPI_BEFORE_SO`), "
+      "a second nginx on the same database, its rounds alternating with this tree's."
+      % (f(seed.get("messages")), f(seed.get("groups"))))
     w()
-    w("| round | load | load avg | req/s | p50 ms | p99 ms | non-2xx | probe p50 ms | probe p99 ms | worker CPU s (all threads) | event loops: CPU s / run-queue wait per wake-up µs | devdb CPU s |")
+    w("| round | load | load avg | req/s | p50 ms | p99 ms | non-2xx | probe p50 ms | probe p99 ms | "
+      "event loops µs CPU per request | event loops: CPU s / run-queue wait per wake-up µs | devdb CPU s |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r.get("variant"):
             x = r["wrk"]
-            loop = ("%.2f / %.0f" % (r["loop_run_ns"] / 1e9, r["loop_wait_ns"] / 1e3 / max(r["loop_slices"], 1))
-                    if "loop_run_ns" in r else "")
-            w("| %s | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.2f | %s | %.2f |" % (
-                r["round"], r["variant"], r.get("loadavg", ""), f(rps(x)) if x else "", "%.1f" % (x["p50_us"] / 1e3) if x else "",
-                "%.1f" % (x["p99_us"] / 1e3) if x else "", x["err_status"] if x else "",
-                r["probe"]["p50_ms"], r["probe"]["p99_ms"], r["worker_cpu_ns"] / 1e9, loop, r["db_cpu_ns"] / 1e9))
+            per = "%.1f" % (r["loop_run_ns"] / 1e3 / x["requests"]) if x and x["requests"] else ""
+            loop = "%.2f / %.0f" % (r["loop_run_ns"] / 1e9, r["loop_wait_ns"] / 1e3 / max(r["loop_slices"], 1))
+            w("| %s | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %s | %s | %.2f |" % (
+                r["round"], r["variant"], r.get("loadavg", ""), f(rps(x)) if x else "",
+                "%.1f" % (x["p50_us"] / 1e3) if x else "", "%.1f" % (x["p99_us"] / 1e3) if x else "",
+                x["err_status"] if x else "", r["probe"]["p50_ms"], r["probe"]["p99_ms"], per, loop,
+                r["db_cpu_ns"] / 1e9))
     w()
     w("The event-loop columns are the workers' main threads only (`/proc/PID/schedstat`): the time "
-      "they ran, and how long on average they waited for a CPU each time they woke up. A loop that "
-      "is free but waits for a CPU shows a long run-queue wait; a loop that is busy shows CPU time.")
+      "they ran (per request of the load: what the module and nginx do on the loop for one), and how "
+      "long on average they waited for a CPU each time they woke up.")
     w()
-    for v in ("get", "post"):
-        idle = med([r["probe"]["p99_ms"] for r in rows if r.get("variant") in ("idle", "idle-" + v)])
-        busy = med([r["probe"]["p99_ms"] for r in rows if r.get("variant") == "busy-" + v])
-        prio = med([r["probe"]["p99_ms"] for r in rows if r.get("variant") == "prio-" + v])
-        sel = [r for r in rows if r.get("variant") == v]
-        m = medians(rows, v)
-        pr = med([r["probe"]["p99_ms"] for r in sel])
-        loop = med([r["loop_run_ns"] / 1e9 / (2 * r["wrk"]["duration_us"] / 1e6) for r in sel if "loop_run_ns" in r and r.get("wrk")])
-        wait = med([r["loop_wait_ns"] / 1e3 / max(r["loop_slices"], 1) for r in sel if "loop_run_ns" in r])
-        w("- %s: median %s req/s, p50 %s ms, p99 %s ms; static probe p99 %s ms vs %s ms unloaded: %s" % (
-            "GET a page of messages" if v == "get" else "POST a message", f(m["rps"]), f(m["p50"] and m["p50"] / 1e3, "%.1f"),
-            f(m["p99"] and m["p99"] / 1e3, "%.1f"), f(pr, "%.2f"), f(idle, "%.2f"),
-            verdict("5 event loop (%s)" % v, pr is not None and idle and pr <= 2 * idle,
-                    "%s x" % f(pr / idle if pr and idle else None, "%.2f"))))
-        w("  - the event loops were busy %s of the time and waited %s µs for a CPU per wake-up; "
-          "both cores kept busy by plain loops (no requests): probe p99 %s ms; the same load with the "
-          "event loops at nice -5: probe p99 %s ms (%s x unloaded)" % (
-              f(loop and loop * 100, "%.1f %%"), f(wait), f(busy, "%.2f"), f(prio, "%.2f"),
-              f(prio / idle if prio and idle else None, "%.2f")))
+    p99 = lambda v: med([r["probe"]["p99_ms"] for r in rows if r.get("variant") == v])
+    for pre in ("", "before-"):
+        idle = p99(pre + "idle")
+        if idle is None:
+            continue
+        for v in ("get", "post"):
+            sel = [r for r in rows if r.get("variant") == pre + v]
+            if not sel:
+                continue
+            m = medians(rows, pre + v)
+            pr = p99(pre + v)
+            loop = med([r["loop_run_ns"] / 1e3 / r["wrk"]["requests"] for r in sel
+                        if r.get("wrk") and r["wrk"]["requests"]])
+            text = "%s%s: median %s req/s, p50 %s ms, p99 %s ms; event loops %s µs per request; static probe " \
+                   "p99 %s ms vs %s ms unloaded (%s x)" % (
+                       "the code before, " if pre else "",
+                       "the newest page" if v == "get" else "POST a message", f(m["rps"]),
+                       f(m["p50"] and m["p50"] / 1e3, "%.1f"), f(m["p99"] and m["p99"] / 1e3, "%.1f"),
+                       f(loop, "%.1f"), f(pr, "%.2f"), f(idle, "%.2f"),
+                       f(pr / idle if pr and idle else None, "%.2f"))
+            if pre:
+                w("- " + text)
+            else:
+                w("- %s: %s" % (text.split(":")[0], verdict("5 event loop (%s)" % v,
+                                                            pr is not None and idle and pr <= 2 * idle,
+                                                            text.split(": ", 1)[1])))
+    for v, what in (("static", "nginx saturated by static requests (no chat API)"),
+                    ("burn", "one core burned outside nginx, no requests"),
+                    ("dbnice-post", "the POST load, devdb at nice 19")):
+        pr, idle = p99(v), p99("idle")
+        if pr is not None:
+            extra = ""
+            if v != "burn":
+                m = medians(rows, v)
+                extra = "; %s req/s, p50 %s ms" % (f(m["rps"]), f(m["p50"] and m["p50"] / 1e3, "%.1f"))
+            w("- control, %s: static probe p99 %s ms (%s x unloaded)%s" % (
+                what, f(pr, "%.2f"), f(pr / idle if idle else None, "%.2f"), extra))
+    if end.get("cache_hits_after") is not None:
+        w("- the page cache after the runs: %s of %s hot groups' pages were hits" % (
+            end["cache_hits_after"], end.get("hot_groups")))
     w()
 
 
