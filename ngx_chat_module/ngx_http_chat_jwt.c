@@ -86,9 +86,10 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
 {
     u_char        *p, *dot1, *dot2, *last;
     u_char         mac[EVP_MAX_MD_SIZE];
+    u_char         sig_b64[ngx_base64_encoded_length(EVP_MAX_MD_SIZE)];
     cJSON         *hdr, *payload, *v;
     time_t         t, nbf;
-    ngx_str_t      header_json, payload_json, sig;
+    ngx_str_t      header_json, payload_json, sig, sig_enc;
     uint32_t       hash;
     ngx_int_t      rc;
     unsigned int   mac_len;
@@ -223,6 +224,23 @@ ngx_http_chat_jwt_verify(ngx_pool_t *pool, ngx_str_t *token,
     }
 
     if (sig.len != mac_len || CRYPTO_memcmp(sig.data, mac, mac_len) != 0) {
+        *detail = "token signature is invalid";
+        return NGX_DECLINED;
+    }
+
+    /*
+     * The signature's encoding must be the one of the MAC: nginx's decoder
+     * ignores the bits past the last byte in a final character (2 of the 6
+     * bits of an HS256 signature's 43rd), so "...A" and "...B" would both
+     * pass, and each a token of its own, a second entry of the cache.
+     */
+
+    sig_enc.data = sig_b64;
+    ngx_encode_base64url(&sig_enc, &sig);
+
+    if (sig_enc.len != (size_t) (last - dot2 - 1)
+        || ngx_memcmp(sig_enc.data, dot2 + 1, sig_enc.len) != 0)
+    {
         *detail = "token signature is invalid";
         return NGX_DECLINED;
     }

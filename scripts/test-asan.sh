@@ -49,5 +49,7 @@ else
     echo "test-asan: no AddressSanitizer/UBSan report: 1 passed, 0 failed"
 fi
 
+# KEEP_ASAN_REPORTS=DIR: a copy of the reports, to read after the run
+[ -n "${KEEP_ASAN_REPORTS:-}" ] && cp -r "$reports" "$KEEP_ASAN_REPORTS" 2>/dev/null
 rm -rf "$reports"
 exit $status
