@@ -9,6 +9,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <dlfcn.h>
 #include <pthread.h>
 
 #include <mongoc/mongoc.h>
@@ -38,6 +39,7 @@ static ngx_int_t ngx_http_chat_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_chat_init_process(ngx_cycle_t *cycle);
 static void ngx_http_chat_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_chat_nng_fini(void *data);
+static void ngx_http_chat_keep_loaded(ngx_cycle_t *cycle);
 
 
 static ngx_int_t ngx_http_chat_post_read_handler(ngx_http_request_t *r);
@@ -675,6 +677,44 @@ ngx_http_chat_init(ngx_conf_t *cf)
 
 
 /*
+ * A worker exits by destroying its cycle's pool, whose cleanup dlclose()s
+ * this module (and libmongoc, libnng with it).  nginx does not join its
+ * pool threads first, and a database operation may still be running on
+ * one (chat_db_timeout answered the request, the driver still waits on an
+ * unreachable server): returning into unmapped code, the thread crashed
+ * the exiting worker (a SEGV at an unmapped pc under ASan, t/03).  In a
+ * worker the module is marked never to be unloaded; the process is
+ * exiting, nothing is lost.  The master, whose reloads do unload old
+ * modules, runs no such threads.
+ */
+
+static void
+ngx_http_chat_keep_loaded(ngx_cycle_t *cycle)
+{
+    char     *err;
+    Dl_info   info;
+
+    if (dladdr((void *) &ngx_http_chat_module, &info) == 0
+        || info.dli_fname == NULL)
+    {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "chat: the module could not be kept loaded until "
+                      "the worker exits: dladdr() found no file");
+        return;
+    }
+
+    if (dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)
+        == NULL)
+    {
+        err = dlerror();
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "chat: the module could not be kept loaded until "
+                      "the worker exits: %s", err ? err : "dlopen() failed");
+    }
+}
+
+
+/*
  * Threads do not survive fork(): the nng socket and the mongoc client pool
  * (which runs monitoring threads) are made here, in each worker.
  */
@@ -708,6 +748,8 @@ ngx_http_chat_init_process(ngx_cycle_t *cycle)
     }
 
     cln->handler = ngx_http_chat_nng_fini;
+
+    ngx_http_chat_keep_loaded(cycle);
 
     if (cmcf->metrics_used
         && ngx_http_chat_metrics_init_process(cycle, cmcf) != NGX_OK)

@@ -22,7 +22,14 @@ sub ppid_of {
 add_response_body_check(sub {
     my ($block) = @_;
     my $pid = Test::Nginx::Util::nginx_pid();
-    my @workers = grep { ppid_of($_) == $pid } map { m{/(\d+)$} } glob '/proc/[0-9]*';
+    # the master forks its workers one after the other: the first may
+    # answer before the second exists
+    my @workers;
+    for (1 .. 100) {
+        @workers = grep { ppid_of($_) == $pid } map { m{/(\d+)$} } glob '/proc/[0-9]*';
+        last if @workers >= 2;
+        select undef, undef, undef, 0.05;
+    }
     pass("proc: nginx=$pid parent=" . ppid_of($pid) . " test=$$ workers="
          . scalar(@workers));
     open my $fh, '<', server_root() . '/conf/nginx.conf' or die;
