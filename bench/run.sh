@@ -48,7 +48,7 @@ done
 [ -x "$BENCH_ROOT/build/sidecar/send-test-batch" ] ||
     make -s -C "$BENCH_ROOT/sidecar" tools BUILD_DIR="$BENCH_ROOT/build/sidecar" || exit 1
 cp "$BENCH_ROOT/build/sidecar/send-test-batch" "$BIN/.stb" && mv -f "$BIN/.stb" "$BIN/send-test-batch" || exit 1
-for t in wsbench hreq seed natsflood; do
+for t in wsbench hreq oload seed natsflood; do
     libs=(); [ $t = seed ] && libs=($(pkg-config --cflags --libs libmongoc-1.0))
     [ $t = natsflood ] && libs=($(pkg-config --cflags --libs libnats) -lpthread)
     cc -O2 -Wall -o "$BIN/.$t" "$BENCH_DIR/tools/$t.c" "${libs[@]}" && mv -f "$BIN/.$t" "$BIN/$t" || exit 1
