@@ -26,6 +26,15 @@
 #               one core (what the database takes under the POST load)
 #   dbnice-post the POST load with every devdb thread at nice 19
 #   dbnice-get  the GET load, likewise
+# and, right after get and after post, open-loop variants (this tree's
+# only): for each F of CHATAPI_LOAD_FRACTIONS (default "0.5 0.8"; empty:
+# none)
+#   OP@F        the same requests at a fixed rate, F x the req/s the
+#               saturated OP reached in this round (bench/tools/oload.c:
+#               32 connections, latency from each request's scheduled
+#               time), i.e. with headroom, which wrk -c32 never leaves
+#   static@OP@F control: /bench/static at that same rate
+# (OP@F first in odd rounds, static@OP@F first in even ones).
 # Per round: the workers' CPU (all threads), their event loops' run time
 # and run-queue wait (schedstat of the main threads), devdb's CPU.
 source "$(dirname "$0")/../lib.sh"
@@ -136,43 +145,89 @@ all=$(for v in $variants; do
         echo -n "before-$v "
     fi
 done)
-for r in $(seq "$rounds"); do
-    for v in $all; do
-        vp=$port; w=$wpids
-        if [ "${v#before-}" != "$v" ]; then vp=$bport; w=$bw; fi
-        "$BIN/hreq" -p "$vp" -r 100 -d "$dur" -u /bench/static > "$dir/probe-$v-$r.json" &
-        pp=$!
-        c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid"); read -r mr0 mw0 ms0 < <(sched_main "$w"); read -r vc0 nc0 < <(ctxsw "$w")
-        j=null
-        case ${v#before-} in
-        idle)
-            sleep "$dur" ;;
-        burn)
-            timeout "$dur" bash -c 'while :; do :; done' ;;
-        static)
-            j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --timeout 10s --latency \
-                -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$vp/bench/static") ;;
-        get|post|dbnice-get|dbnice-post)
-            op=${v#before-}; op=${op#dbnice-}; gf=$dir/hot
-            [ $op = post ] && gf=$dir/groups
-            [ "${v#dbnice}" != "$v" ] && dbnice 19
-            j=$(BENCH_OP=$op BENCH_TOKEN=$token BENCH_GROUPS=$gf \
-                run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --timeout 30s --latency \
-                -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$vp/")
-            [ "${v#dbnice}" != "$v" ] && dbnice 0 ;;
-        *)
-            log "chatapi: no variant $v"; exit 1 ;;
-        esac
-        wait "$pp"
-        c1=$(cpu_ns "$w"); d1=$(cpu_ns "$dbpid"); read -r mr1 mw1 ms1 < <(sched_main "$w"); read -r vc1 nc1 < <(ctxsw "$w")
-        [ -n "$j" ] || j=null
-        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"messages\":$msgs,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),\"loop_run_ns\":$((mr1 - mr0)),\"loop_wait_ns\":$((mw1 - mw0)),\"loop_slices\":$((ms1 - ms0)),\"loop_voluntary_switches\":$((vc1 - vc0)),\"loop_involuntary_switches\":$((nc1 - nc0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"probe\":$(cat "$dir/probe-$v-$r.json")}"
-        per=""
-        if [ "$j" != null ]; then
-            n=$(echo "$j" | jq .requests)
-            [ "$n" -gt 0 ] && per=" loop $(( (mr1 - mr0) / n )) ns/req, workers $(( (c1 - c0) / n )) ns/req, loop switches $((vc1 - vc0)) voluntary $((nc1 - nc0)) involuntary"
+
+# run_variant V R - one variant of round R: the probe beside its load, the
+# workers' and devdb's CPU over it; one result row.  V is one of the
+# variants above, or an open-loop one (after its saturated variant):
+# OP@F (OP = get or post at F times the req/s OP reached in this round,
+# bench/tools/oload.c, 32 connections) or static@OP@F (/bench/static at
+# that same rate)
+declare -A sat         # req/s of the saturated get and post in this round
+run_variant() {
+    local v=$1 r=$2 vp=$port w=$wpids pp j=null o=null op gf extra="" rate=""
+    if [ "${v#before-}" != "$v" ]; then vp=$bport; w=$bw; fi
+    if [[ $v == *@* ]]; then
+        local f=${v##*@} of=${v%@*}; of=${of#static@}
+        rate=$(echo "${sat[$of]:-0} * $f" | bc -l | xargs printf '%.1f')
+        if [ "$(echo "$rate < 1" | bc)" = 1 ]; then
+            log "  chatapi $v round $r: no saturated $of rate in this round, skipped"; return 0
         fi
-        log "  chatapi $v round $r (load $(cut -d' ' -f1 /proc/loadavg)): $( [ "$j" != null ] && echo "$j" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status}') probe $(jq -c '{p50_ms, p99_ms}' "$dir/probe-$v-$r.json")$per, devdb $(( (d1 - d0) / 1000000 )) ms CPU"
+        extra="\"load_of\":\"$of\",\"fraction\":$f,\"rate\":$rate,"
+    fi
+    "$BIN/hreq" -p "$vp" -r 100 -d "$dur" -u /bench/static > "$dir/probe-$v-$r.json" &
+    pp=$!
+    c0=$(cpu_ns "$w"); d0=$(cpu_ns "$dbpid"); read -r mr0 mw0 ms0 < <(sched_main "$w"); read -r vc0 nc0 < <(ctxsw "$w")
+    case ${v#before-} in
+    idle)
+        sleep "$dur" ;;
+    burn)
+        timeout "$dur" bash -c 'while :; do :; done' ;;
+    static)
+        j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --timeout 10s --latency \
+            -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$vp/bench/static") ;;
+    get|post|dbnice-get|dbnice-post)
+        op=${v#before-}; op=${op#dbnice-}; gf=$dir/hot
+        [ $op = post ] && gf=$dir/groups
+        [ "${v#dbnice}" != "$v" ] && dbnice 19
+        j=$(BENCH_OP=$op BENCH_TOKEN=$token BENCH_GROUPS=$gf \
+            run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --timeout 30s --latency \
+            -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$vp/")
+        [ "${v#dbnice}" != "$v" ] && dbnice 0
+        [ -n "$j" ] && [ "$v" = "$op" ] && sat[$op]=$(echo "$j" | jq '.requests / (.duration_us / 1e6)') ;;
+    static@*)
+        o=$("$BIN/oload" -p "$vp" -r "$rate" -d "$dur" -c 32 -w 2 -u /bench/static) ;;
+    get@*|post@*)
+        op=${v%%@*}; gf=$dir/hot
+        [ $op = post ] && gf=$dir/groups
+        # POST's answers take seconds at this size (F9): 10 s to finish
+        o=$("$BIN/oload" -p "$vp" -r "$rate" -d "$dur" -c 32 -w "$([ $op = post ] && echo 10 || echo 2)" \
+            -m "$op" -g "$gf" -H "Authorization: Bearer $token") ;;
+    *)
+        log "chatapi: no variant $v"; exit 1 ;;
+    esac
+    wait "$pp"
+    c1=$(cpu_ns "$w"); d1=$(cpu_ns "$dbpid"); read -r mr1 mw1 ms1 < <(sched_main "$w"); read -r vc1 nc1 < <(ctxsw "$w")
+    [ -n "$j" ] || j=null
+    [ -n "$o" ] || o=null
+    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"messages\":$msgs,$extra\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),\"loop_run_ns\":$((mr1 - mr0)),\"loop_wait_ns\":$((mw1 - mw0)),\"loop_slices\":$((ms1 - ms0)),\"loop_voluntary_switches\":$((vc1 - vc0)),\"loop_involuntary_switches\":$((nc1 - nc0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"oload\":$o,\"probe\":$(cat "$dir/probe-$v-$r.json")}"
+    local per="" n=0 what=""
+    if [ "$j" != null ]; then
+        n=$(echo "$j" | jq .requests)
+        what=$(echo "$j" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status}')
+    elif [ "$o" != null ]; then
+        n=$(echo "$o" | jq .count)
+        what=$(echo "$o" | jq -c '{rate, achieved_rps, p50_ms, p99_ms, late, unfinished, non2xx, errors}')
+    fi
+    [ "$n" -gt 0 ] && per=" loop $(( (mr1 - mr0) / n )) ns/req, workers $(( (c1 - c0) / n )) ns/req, loop switches $((vc1 - vc0)) voluntary $((nc1 - nc0)) involuntary"
+    log "  chatapi $v round $r (load $(cut -d' ' -f1 /proc/loadavg)): $what probe $(jq -c '{p50_ms, p99_ms}' "$dir/probe-$v-$r.json")$per, devdb $(( (d1 - d0) / 1000000 )) ms CPU"
+}
+
+# the open-loop variants of get and post (this tree's only), right after
+# them: each fraction's load, then static at the same rate (static first
+# in even rounds)
+fractions=${CHATAPI_LOAD_FRACTIONS-0.5 0.8}
+for r in $(seq "$rounds"); do
+    sat=()
+    for v in $all; do
+        run_variant "$v" "$r"
+        case $v in get|post) ;; *) continue ;; esac
+        for f in $fractions; do
+            if [ $((r % 2)) = 1 ]; then
+                run_variant "$v@$f" "$r"; run_variant "static@$v@$f" "$r"
+            else
+                run_variant "static@$v@$f" "$r"; run_variant "$v@$f" "$r"
+            fi
+        done
     done
 done
 

@@ -9,6 +9,11 @@
 # (Authorization: Bearer, chat_bearer_token_file: a SHA-256 instead of a
 # bcrypt); C: the same polls sent to the sidecar's own port.  Rounds
 # alternate (A B T C, then C T B A).  SCRAPE_ROUNDS=N overrides the rounds.
+# After them in each round, the same variants under an open-loop load
+# (bench/tools/oload.c) at SCRAPE_LOAD_FRACTIONS (default 0.8) of the
+# req/s A reached in that round: "A@0.8" ... (wrk -c32 saturates the 2
+# cores, so every poll waits behind a busy worker; at 80 % there is
+# headroom, and the load's own latency is measured from its schedule).
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=scrape
@@ -54,28 +59,65 @@ done
 # one bcrypt check of the deployed htpasswd (auth_basic does one per request)
 emit "{\"case\":\"$case\",\"kind\":\"bcrypt\",\"ms\":$(python3 "$BENCH_DIR/tools/bcrypt_time.py" "$dir/sec/htpasswd" benchpass)}"
 
+# run_variant V R - one variant of round R: its polls beside the load on
+# /bench/return, the workers', sidecar's and devdb's CPU over it; one row.
+# V is A, B, T or C with wrk -t1 -c32 (saturated), or V@F: the same polls
+# beside an open-loop load (bench/tools/oload.c, 32 connections, latency
+# from each request's scheduled time) at F x the req/s A reached in this
+# round
+declare -A sat
+run_variant() {
+    local v=$1 r=$2 pp=() hh j=null o=null polls extra="" rate="" x=${1%%@*}
+    if [ "$x" != "$v" ]; then
+        local f=${v#*@}
+        rate=$(echo "${sat[A]:-0} * $f" | bc -l | xargs printf '%.1f')
+        [ "$(echo "$rate < 1" | bc)" = 1 ] && { log "  scrape $v round $r: no saturated A in this round, skipped"; return 0; }
+        extra="\"fraction\":$f,\"rate\":$rate,"
+    fi
+    if [ "$x" = B ] || [ "$x" = T ]; then
+        hh=$basic; [ "$x" = T ] && hh=$bearer
+        "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /dashboard/api/data -H "$hh" > "$dir/poll-data-$r.json" & pp+=($!)
+        "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /metrics -H "$hh" > "$dir/poll-metrics-$r.json" & pp+=($!)
+    elif [ "$x" = C ]; then
+        "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /dashboard/api/data -H "$SIDECAR_KEY_HEADER" > "$dir/poll-data-$r.json" & pp+=($!)
+        "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /metrics -H "$SIDECAR_KEY_HEADER" > "$dir/poll-metrics-$r.json" & pp+=($!)
+    fi
+    c0=$(cpu_ns "$w"); s0=$(cpu_ns "$spid"); d0=$(cpu_ns "$dbpid")
+    if [ -z "$rate" ]; then
+        j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --latency -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return")
+        [ "$v" = A ] && [ -n "$j" ] && sat[A]=$(echo "$j" | jq '.requests / (.duration_us / 1e6)')
+    else
+        o=$("$BIN/oload" -p "$port" -r "$rate" -d "$dur" -c 32 -w 2 -u /bench/return)
+    fi
+    c1=$(cpu_ns "$w"); s1=$(cpu_ns "$spid"); d1=$(cpu_ns "$dbpid")
+    [ -n "$j" ] || j=null
+    [ -n "$o" ] || o=null
+    polls='null,"poll_metrics":null'
+    if [ ${#pp[@]} -gt 0 ]; then
+        wait "${pp[@]}"
+        polls="$(cat "$dir/poll-data-$r.json"),\"poll_metrics\":$(cat "$dir/poll-metrics-$r.json")"
+    fi
+    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,$extra\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),\"sidecar_cpu_ns\":$((s1 - s0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"oload\":$o,\"poll_data\":$polls}"
+    if [ "$j" != null ]; then
+        log "  scrape $v round $r: $(echo "$j" | jq '.requests / (.duration_us / 1e6) | floor') req/s; polls: $(echo "$polls" | tr -d '\n' | head -c 200)"
+    else
+        log "  scrape $v round $r: $(echo "$o" | jq -c '{rate, achieved_rps, p50_ms, p99_ms, late, unfinished}'); polls: $(echo "$polls" | tr -d '\n' | head -c 200)"
+    fi
+}
+
+# each round: the saturated variants, then the same at SCRAPE_LOAD_FRACTIONS
+# (default 0.8; empty: none) of this round's A, in the same order
+fractions=${SCRAPE_LOAD_FRACTIONS-0.8}
 for r in $(seq "$rounds"); do
     order="A B T C"; [ $((r % 2)) = 0 ] && order="C T B A"
+    sat=()
     for v in $order; do
-        pp=()
-        if [ "$v" = B ] || [ "$v" = T ]; then
-            hh=$basic; [ "$v" = T ] && hh=$bearer
-            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /dashboard/api/data -H "$hh" > "$dir/poll-data-$r.json" & pp+=($!)
-            "$BIN/hreq" -p "$port" -r 10 -d "$dur" -u /metrics -H "$hh" > "$dir/poll-metrics-$r.json" & pp+=($!)
-        elif [ "$v" = C ]; then
-            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /dashboard/api/data -H "$SIDECAR_KEY_HEADER" > "$dir/poll-data-$r.json" & pp+=($!)
-            "$BIN/hreq" -p "$sport" -r 10 -d "$dur" -u /metrics -H "$SIDECAR_KEY_HEADER" > "$dir/poll-metrics-$r.json" & pp+=($!)
-        fi
-        c0=$(cpu_ns "$w"); s0=$(cpu_ns "$spid"); d0=$(cpu_ns "$dbpid")
-        j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --latency -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return")
-        c1=$(cpu_ns "$w"); s1=$(cpu_ns "$spid"); d1=$(cpu_ns "$dbpid")
-        polls='null,"poll_metrics":null'
-        if [ ${#pp[@]} -gt 0 ]; then
-            wait "${pp[@]}"
-            polls="$(cat "$dir/poll-data-$r.json"),\"poll_metrics\":$(cat "$dir/poll-metrics-$r.json")"
-        fi
-        emit "{\"case\":\"$case\",\"variant\":\"$v\",\"round\":$r,\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),\"worker_cpu_ns\":$((c1 - c0)),\"sidecar_cpu_ns\":$((s1 - s0)),\"db_cpu_ns\":$((d1 - d0)),\"wrk\":$j,\"poll_data\":$polls}"
-        log "  scrape $v round $r: $(echo "$j" | jq '.requests / (.duration_us / 1e6) | floor') req/s; polls: $(echo "$polls" | tr -d '\n' | head -c 200)"
+        run_variant "$v" "$r"
+    done
+    for f in $fractions; do
+        for v in $order; do
+            run_variant "$v@$f" "$r"
+        done
     done
 done
 sj=$(sidecar_json "$sport")

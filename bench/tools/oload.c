@@ -31,9 +31,10 @@
  *
  * Prints one JSON line: offered rate, scheduled, count (answered),
  * achieved rate (answered / SEC), errors (I/O), non-2xx, late, unfinished,
- * latency percentiles in ms, and the p99 of the send lag (send time -
- * scheduled time: the generator's own delay plus the waits for a
- * connection).  Bounded: RATE * SEC requests at most, CONNS connections.
+ * latency percentiles in ms, the send lag (send time - scheduled time: the
+ * generator's own delays plus the waits for a connection) and, for
+ * comparison with a closed-loop client, the answered requests' latency from
+ * their actual send ("sent_").  Bounded: RATE * SEC requests at most, CONNS connections.
  */
 
 #define _GNU_SOURCE
@@ -48,7 +49,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,7 +58,9 @@
 typedef struct {
     int        fd;
     int        busy;
+    int        wantout;             /* EPOLLOUT registered */
     long       idx;                 /* the request in flight */
+    uint64_t   sent;                /* when its first byte was written */
     char       req[REQ_MAX];
     size_t     req_len, req_off;
     char      *buf;
@@ -80,8 +82,8 @@ static int          nconns = 32;
 static double       rate;
 static uint64_t     start;
 
-static uint32_t    *lat, *lag;
-static size_t       nlat, nlag, lcap;
+static uint32_t    *lat, *lag, *svc;
+static size_t       nlat, nlag, nsvc, lcap;
 static long         count, errors, non2xx, late, unfinished;
 
 static uint64_t
@@ -137,6 +139,7 @@ conn_open(conn_t *c)
     ev.data.ptr = c;
     epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
     c->have = 0;
+    c->wantout = 0;
     return 0;
 }
 
@@ -184,9 +187,12 @@ flush_req(conn_t *c)
     while (c->req_off < c->req_len) {
         ssize_t w = write(c->fd, c->req + c->req_off, c->req_len - c->req_off);
         if (w < 0 && errno == EAGAIN) {
-            ev.events = EPOLLIN | EPOLLOUT;
-            ev.data.ptr = c;
-            epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+            if (!c->wantout) {
+                ev.events = EPOLLIN | EPOLLOUT;
+                ev.data.ptr = c;
+                epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+                c->wantout = 1;
+            }
             return 0;
         }
         if (w <= 0) {
@@ -194,9 +200,12 @@ flush_req(conn_t *c)
         }
         c->req_off += w;
     }
-    ev.events = EPOLLIN;
-    ev.data.ptr = c;
-    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    if (c->wantout) {
+        ev.events = EPOLLIN;
+        ev.data.ptr = c;
+        epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        c->wantout = 0;
+    }
     return 0;
 }
 
@@ -221,6 +230,7 @@ send_req(conn_t *c, long i, int was_late)
     late += was_late;
     c->busy = 1;
     c->idx = i;
+    c->sent = t;
     c->have = 0;
     c->req_off = 0;
     build(c, i);
@@ -290,7 +300,9 @@ on_read(conn_t *c)
         if (!complete(c, &st, &close_it)) {
             continue;
         }
-        record(lat, &nlat, now_ns() - due_ns(c->idx));
+        uint64_t t = now_ns();
+        record(lat, &nlat, t - due_ns(c->idx));
+        record(svc, &nsvc, t - c->sent);
         count++;
         if (st < 200 || st > 299) {
             non2xx++;
@@ -366,10 +378,10 @@ main(int argc, char **argv)
 {
     double               secs = 0, drain = 2;
     const char          *gfile = NULL;
-    int                  opt, tfd;
+    int                  opt;
     long                 next = 0, total;
     uint64_t             starved = 0;
-    struct epoll_event   ev, evs[256];
+    struct epoll_event   evs[256];
 
     while ((opt = getopt(argc, argv, "p:r:d:c:w:u:m:g:H:")) != -1) {
         switch (opt) {
@@ -408,6 +420,7 @@ usage:
     lcap = (size_t) total + 16;
     lat = malloc(lcap * sizeof(uint32_t));
     lag = malloc(lcap * sizeof(uint32_t));
+    svc = malloc(lcap * sizeof(uint32_t));
     epfd = epoll_create1(0);
     conns = calloc(nconns, sizeof(conn_t));
     for (int k = 0; k < nconns; k++) {
@@ -419,11 +432,6 @@ usage:
             return 1;
         }
     }
-    tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
-    ev.events = EPOLLIN;
-    ev.data.ptr = NULL;
-    epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
-
     start = now_ns() + 1000000;     /* the first request 1 ms from now */
     uint64_t end = start + (uint64_t) (secs * 1e9);
     uint64_t stop = end + (uint64_t) (drain * 1e9);
@@ -449,23 +457,17 @@ usage:
             break;
         }
 
-        /* wake at the next due time unless requests are already waiting */
-        struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+        /* wake at the next due time (ns resolution) unless requests are
+         * already waiting for a connection, or at the end of the drain */
+        uint64_t wake = stop;
         if (next < total && due_ns(next) > t) {
-            its.it_value.tv_sec = due_ns(next) / 1000000000ull;
-            its.it_value.tv_nsec = due_ns(next) % 1000000000ull;
-            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+            wake = due_ns(next);
         }
-        int tmo = (int) ((stop - t) / 1000000) + 1;
-        int n = epoll_wait(epfd, evs, 256, tmo);
+        struct timespec tmo = { (wake - t) / 1000000000ull, (wake - t) % 1000000000ull };
+        int n = epoll_pwait2(epfd, evs, 256, &tmo, NULL);
 
         for (int k = 0; k < n; k++) {
             conn_t *c = evs[k].data.ptr;
-            if (c == NULL) {
-                uint64_t x;
-                (void) !read(tfd, &x, sizeof(x));
-                continue;
-            }
             if (c->fd < 0) {
                 continue;
             }
@@ -500,13 +502,15 @@ usage:
 
     qsort(lat, nlat, sizeof(uint32_t), cmp);
     qsort(lag, nlag, sizeof(uint32_t), cmp);
+    qsort(svc, nsvc, sizeof(uint32_t), cmp);
     printf("{\"rate\":%.1f,\"conns\":%d,\"seconds\":%.3f,\"scheduled\":%ld,\"count\":%ld,"
            "\"achieved_rps\":%.1f,\"errors\":%ld,\"non2xx\":%ld,\"late\":%ld,\"unfinished\":%ld,"
            "\"wall_s\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
-           "\"max_ms\":%.3f,\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f}\n",
+           "\"max_ms\":%.3f,\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,"
+           "\"sent_p50_ms\":%.3f,\"sent_p99_ms\":%.3f}\n",
            rate, nconns, secs, total, count, count / secs, errors, non2xx, late, unfinished,
            (t - start) / 1e9, pct(lat, nlat, 50), pct(lat, nlat, 90), pct(lat, nlat, 99),
            pct(lat, nlat, 99.9), nlat ? lat[nlat - 1] / 1000.0 : -1,
-           pct(lag, nlag, 50), pct(lag, nlag, 99));
+           pct(lag, nlag, 50), pct(lag, nlag, 99), pct(svc, nsvc, 50), pct(svc, nsvc, 99));
     return 0;
 }

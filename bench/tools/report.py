@@ -365,7 +365,7 @@ def scrape():
     w("| round | variant | load avg | req/s | p99 µs | data p50/p99 ms | metrics p50/p99 ms | sidecar CPU s | devdb CPU s |")
     w("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        if r.get("variant"):
+        if r.get("variant") and "@" not in r["variant"]:
             d, m = r.get("poll_data"), r.get("poll_metrics")
             w("| %s | %s | %s | %.0f | %d | %s | %s | %.2f | %.2f |" % (
                 r["round"], r["variant"], r.get("loadavg", ""), rps(r["wrk"]), r["wrk"]["p99_us"],
@@ -417,6 +417,63 @@ def scrape():
                                   ratio_verdict("4 drop", A, Vv, 0.98)[1]))
     w("- poll p99: %s" % verdict("4 p99", ok2, "%s / %s ms vs <= 5 ms" % (f(p99d, "%.2f"), f(p99m, "%.2f"))))
     w()
+    scrape_open(rows)
+
+
+def scrape_open(rows):
+    """the polls beside an open-loop load (V@F: bench/tools/oload.c on
+    /bench/return at F x the round's saturated A)"""
+    sel = [r for r in rows if "@" in (r.get("variant") or "") and r.get("oload")]
+    if not sel:
+        return
+    w("### Polls under an open-loop load: F x the req/s A reached in the same round")
+    w()
+    w("The same variants with the load on `/bench/return` at a fixed rate (bench/tools/oload.c: 32 keep-alive "
+      "connections, latency from each request's scheduled time; send lag = send time - scheduled time; late = sent after "
+      "its time because all 32 connections were busy): the workers have headroom, where wrk -c32 keeps them saturated and every "
+      "poll waits for a turn. Throughput ratio = achieved req/s of V@F / of A@F (the load keeps its "
+      "schedule, or falls behind it); CPU ratio = workers' CPU per request of A@F / of V@F.")
+    w()
+    w("| round | variant | load avg | offered req/s | achieved req/s | load p50 / p99 ms | send lag p99 ms | late | "
+      "data p50/p99 ms | metrics p50/p99 ms | worker CPU µs/req | sidecar CPU s |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sel:
+        o, d, m = r["oload"], r.get("poll_data"), r.get("poll_metrics")
+        w("| %s | %s | %s | %.0f | %.0f | %.2f / %.2f | %.2f | %d | %s | %s | %s | %.2f |" % (
+            r["round"], r["variant"], r.get("loadavg", ""), o["rate"], o["achieved_rps"], o["p50_ms"],
+            o["p99_ms"], o["lag_p99_ms"], o["late"],
+            "%.2f / %.2f" % (d["p50_ms"], d["p99_ms"]) if d else "",
+            "%.2f / %.2f" % (m["p50_ms"], m["p99_ms"]) if m else "",
+            f(r["worker_cpu_ns"] / 1e3 / o["count"] if o["count"] else None, "%.2f"), r["sidecar_cpu_ns"] / 1e9))
+    w()
+    for frac in sorted({r["variant"].split("@")[1] for r in sel}):
+        def m(v, fn):
+            return med([fn(r) for r in sel if r["variant"] == "%s@%s" % (v, frac)])
+        ach = lambda v: m(v, lambda r: r["oload"]["achieved_rps"])
+        cpu = lambda v: m(v, lambda r: r["worker_cpu_ns"] / 1e3 / r["oload"]["count"] if r["oload"]["count"] else None)
+        for v, what in (("T", "the machines' token"), ("B", "the password"), ("C", "straight to the sidecar")):
+            if ach(v) is None:
+                continue
+            wall = ach(v) / ach("A") if ach("A") and ach(v) else None
+            cr = cpu("A") / cpu(v) if cpu("A") and cpu(v) else None
+            pd = m(v, lambda r: r["poll_data"]["p99_ms"] if r.get("poll_data") else None)
+            pm = m(v, lambda r: r["poll_metrics"]["p99_ms"] if r.get("poll_metrics") else None)
+            lp = m(v, lambda r: r["oload"]["p99_ms"])
+            text = "at %.0f %% of A's saturated rate (%s req/s offered): throughput ratio %s, CPU-time-per-request " \
+                   "ratio %s, poll p99 data %s / metrics %s ms, the load's own p99 %s ms (A@%s: %s ms), median " \
+                   "load average %s" % (
+                       100 * float(frac), f(m(v, lambda r: r["oload"]["rate"])), f(wall, "%.3f"), f(cr, "%.3f"),
+                       f(pd, "%.2f"), f(pm, "%.2f"), f(lp, "%.2f"), frac,
+                       f(m("A", lambda r: r["oload"]["p99_ms"]), "%.2f"), f(m(v, lambda r: r.get("loadavg")), "%.1f"))
+            if v == "C":
+                w("- %s: %s" % (what, text))
+                continue
+            # as ratio_verdict: both ratios (wall clock, CPU per request) >= 0.98
+            ok = wall is not None and wall >= 0.98 and cr is not None and cr >= 0.98 \
+                and pd is not None and pm is not None and max(pd, pm) <= 5
+            w("- %s, open loop: %s" % (what, verdict("4 polls (%s, open loop %.0f %%)" % (v, 100 * float(frac)),
+                                                      ok, text + "; targets: both ratios >= 0.98, p99 <= 5 ms")))
+    w()
 
 
 # --- 5 ----------------------------------------------------------------------
@@ -447,7 +504,7 @@ def chatapi():
       "event loops µs CPU per request | event loops: CPU s / run-queue wait per wake-up µs | devdb CPU s |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        if r.get("variant"):
+        if r.get("variant") and "@" not in r["variant"]:
             x = r["wrk"]
             per = "%.1f" % (r["loop_run_ns"] / 1e3 / x["requests"]) if x and x["requests"] else ""
             loop = "%.2f / %.0f" % (r["loop_run_ns"] / 1e9, r["loop_wait_ns"] / 1e3 / max(r["loop_slices"], 1))
@@ -501,6 +558,69 @@ def chatapi():
     if end.get("cache_hits_after") is not None:
         w("- the page cache after the runs: %s of %s hot groups' pages were hits" % (
             end["cache_hits_after"], end.get("hot_groups")))
+    w()
+    chatapi_open(rows, p99("idle"))
+
+
+def omed(rows, variant, key):
+    return med([r["oload"][key] for r in rows if r.get("variant") == variant and r.get("oload")])
+
+
+def chatapi_open(rows, idle):
+    """the open-loop variants (OP@F, static@OP@F: bench/tools/oload.c at F x
+    the round's saturated req/s of OP): the probe's p99 with headroom"""
+    sel = [r for r in rows if "@" in (r.get("variant") or "") and r.get("oload")]
+    if not sel:
+        return
+    w("### Under an open-loop load: F x the saturated req/s of the same round")
+    w()
+    w("The same requests at a fixed rate, F times what the saturated (wrk -c32) variant reached in the "
+      "same round (bench/tools/oload.c: 32 keep-alive connections, request i sent at start + i/rate "
+      "whatever the answers before it; latency from that scheduled time, so a stall's waits are counted; "
+      "send lag = send time - scheduled time (the generator's own delays, on the same 2 cores, and the waits for a connection); late = sent after its time because all 32 connections were busy; unfinished = not answered 2 s "
+      "(POST: 10 s) after the end, counted in the percentiles with the wait so far). **static@OP@F**: "
+      "the control, `/bench/static` at that same rate. The probe is the same as above.")
+    w()
+    w("| round | variant | load avg | offered req/s | achieved req/s | p50 / p99 ms from schedule | p99 ms from send | send lag p99 ms | "
+      "late | unfinished | non-2xx + errors | probe p50 ms | probe p99 ms | probe p99 / idle p99 of the round | "
+      "event loops µs CPU per request | devdb CPU s |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    idle_of = {r["round"]: r["probe"]["p99_ms"] for r in rows if r.get("variant") == "idle"}
+    for r in sel:
+        o = r["oload"]
+        i = idle_of.get(r["round"])
+        w("| %s | %s | %s | %.0f | %.0f | %.2f / %.2f | %s | %.2f | %d | %d | %d | %.3f | %.3f | %s | %s | %.2f |" % (
+            r["round"], r["variant"], r.get("loadavg", ""), o["rate"], o["achieved_rps"], o["p50_ms"],
+            o["p99_ms"], f(o.get("sent_p99_ms"), "%.2f"), o["lag_p99_ms"], o["late"], o["unfinished"], o["non2xx"] + o["errors"], r["probe"]["p50_ms"],
+            r["probe"]["p99_ms"], f(r["probe"]["p99_ms"] / i if i else None, "%.2f"),
+            f(r["loop_run_ns"] / 1e3 / o["count"] if o["count"] else None, "%.1f"), r["db_cpu_ns"] / 1e9))
+    w()
+
+    def p99(v):
+        return med([r["probe"]["p99_ms"] for r in sel if r["variant"] == v])
+
+    def per_round(v):
+        return med([r["probe"]["p99_ms"] / idle_of[r["round"]] for r in sel
+                    if r["variant"] == v and idle_of.get(r["round"])])
+    seen = []
+    for r in sel:
+        v = r["variant"]
+        if v.startswith("static@") or v in seen:
+            continue
+        seen.append(v)
+        op, frac = v.split("@")
+        pr, ctl = p99(v), p99("static@" + v)
+        text = "%.0f %% of the saturated rate (median %s req/s offered, %s achieved, p99 %s ms from schedule): " \
+               "static probe p99 %s ms vs %s ms unloaded (%s x; per round, median %s x); the control, " \
+               "static at the same rate: %s ms (%s x; per round %s x)" % (
+                   100 * float(frac), f(omed(sel, v, "rate")), f(omed(sel, v, "achieved_rps")),
+                   f(omed(sel, v, "p99_ms"), "%.2f"), f(pr, "%.2f"), f(idle, "%.2f"),
+                   f(pr / idle if pr and idle else None, "%.2f"), f(per_round(v), "%.2f"),
+                   f(ctl, "%.2f"), f(ctl / idle if ctl and idle else None, "%.2f"),
+                   f(per_round("static@" + v), "%.2f"))
+        w("- %s, open loop: %s" % ("the newest page" if op == "get" else "POST a message",
+                                   verdict("5 event loop (%s, open loop %.0f %%)" % (op, 100 * float(frac)),
+                                           pr is not None and idle and pr <= 2 * idle, text)))
     w()
 
 
