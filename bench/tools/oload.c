@@ -30,7 +30,9 @@
  * percentiles so that a stall is not hidden by dropping its requests).
  *
  * Prints one JSON line: offered rate, scheduled, count (answered),
- * achieved rate (answered / SEC), errors (I/O), non-2xx, late, unfinished,
+ * achieved rate (answered / the longer of SEC and the time from the first
+ * scheduled send to the last answer: a load that fell behind its schedule
+ * and caught up in the drain shows it), errors (I/O), non-2xx, late, unfinished,
  * latency percentiles in ms, the send lag (send time - scheduled time: the
  * generator's own delays plus the waits for a connection) and, for
  * comparison with a closed-loop client, the answered requests' latency from
@@ -500,6 +502,7 @@ usage:
         record(lat, &nlat, t > due_ns(i) ? t - due_ns(i) : 0);
     }
 
+    double wall = (t - start) / 1e9;
     qsort(lat, nlat, sizeof(uint32_t), cmp);
     qsort(lag, nlag, sizeof(uint32_t), cmp);
     qsort(svc, nsvc, sizeof(uint32_t), cmp);
@@ -508,8 +511,9 @@ usage:
            "\"wall_s\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
            "\"max_ms\":%.3f,\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,"
            "\"sent_p50_ms\":%.3f,\"sent_p99_ms\":%.3f}\n",
-           rate, nconns, secs, total, count, count / secs, errors, non2xx, late, unfinished,
-           (t - start) / 1e9, pct(lat, nlat, 50), pct(lat, nlat, 90), pct(lat, nlat, 99),
+           rate, nconns, secs, total, count, count / (wall > secs ? wall : secs), errors, non2xx, late,
+           unfinished,
+           wall, pct(lat, nlat, 50), pct(lat, nlat, 90), pct(lat, nlat, 99),
            pct(lat, nlat, 99.9), nlat ? lat[nlat - 1] / 1000.0 : -1,
            pct(lag, nlag, 50), pct(lag, nlag, 99), pct(svc, nsvc, 50), pct(svc, nsvc, 99));
     return 0;
