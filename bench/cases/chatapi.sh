@@ -185,12 +185,12 @@ run_variant() {
         [ "${v#dbnice}" != "$v" ] && dbnice 0
         [ -n "$j" ] && [ "$v" = "$op" ] && sat[$op]=$(echo "$j" | jq '.requests / (.duration_us / 1e6)') ;;
     static@*)
-        o=$("$BIN/oload" -p "$vp" -r "$rate" -d "$dur" -c 32 -w 2 -u /bench/static) ;;
+        o=$("$BIN/oload" -p "$vp" -r "$rate" -d "$dur" -c "$oconns" -w 2 -u /bench/static) ;;
     get@*|post@*)
         op=${v%%@*}; gf=$dir/hot
         [ $op = post ] && gf=$dir/groups
         # POST's answers take seconds at this size (F9): 10 s to finish
-        o=$("$BIN/oload" -p "$vp" -r "$rate" -d "$dur" -c 32 -w "$([ $op = post ] && echo 10 || echo 2)" \
+        o=$("$BIN/oload" -p "$vp" -r "$rate" -d "$dur" -c "$oconns" -w "$([ $op = post ] && echo 10 || echo 2)" \
             -m "$op" -g "$gf" -H "Authorization: Bearer $token") ;;
     *)
         log "chatapi: no variant $v"; exit 1 ;;
@@ -216,6 +216,9 @@ run_variant() {
 # them: each fraction's load, then static at the same rate (static first
 # in even rounds)
 fractions=${CHATAPI_LOAD_FRACTIONS-0.5 0.8}
+# LOAD_CONNS: oload's connections (default 32, as wrk -c32); a request due
+# while all are busy waits ("late"): more connections keep the load open
+oconns=${LOAD_CONNS:-32}
 for r in $(seq "$rounds"); do
     sat=()
     for v in $all; do

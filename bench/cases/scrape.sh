@@ -87,7 +87,7 @@ run_variant() {
         j=$(run_wrk "$dir/wrk-$v-$r.txt" -t1 -c32 -d"${dur}s" --latency -s "$BENCH_DIR/lua/plain.lua" "http://127.0.0.1:$port/bench/return")
         [ "$v" = A ] && [ -n "$j" ] && sat[A]=$(echo "$j" | jq '.requests / (.duration_us / 1e6)')
     else
-        o=$("$BIN/oload" -p "$port" -r "$rate" -d "$dur" -c 32 -w 2 -u /bench/return)
+        o=$("$BIN/oload" -p "$port" -r "$rate" -d "$dur" -c "$oconns" -w 2 -u /bench/return)
     fi
     c1=$(cpu_ns "$w"); s1=$(cpu_ns "$spid"); d1=$(cpu_ns "$dbpid")
     [ -n "$j" ] || j=null
@@ -108,6 +108,9 @@ run_variant() {
 # each round: the saturated variants, then the same at SCRAPE_LOAD_FRACTIONS
 # (default 0.8; empty: none) of this round's A, in the same order
 fractions=${SCRAPE_LOAD_FRACTIONS-0.8}
+# LOAD_CONNS: oload's connections (default 32, as wrk -c32); a request due
+# while all are busy waits ("late"): more connections keep the load open
+oconns=${LOAD_CONNS:-32}
 for r in $(seq "$rounds"); do
     order="A B T C"; [ $((r % 2)) = 0 ] && order="C T B A"
     sat=()
