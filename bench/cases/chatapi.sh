@@ -31,7 +31,7 @@
 # none)
 #   OP@F        the same requests at a fixed rate, F x the req/s the
 #               saturated OP reached in this round (bench/tools/oload.c:
-#               32 connections, latency from each request's scheduled
+#               LOAD_CONNS connections, default 32; latency from each request's scheduled
 #               time), i.e. with headroom, which wrk -c32 never leaves
 #   static@OP@F control: /bench/static at that same rate
 # (OP@F first in odd rounds, static@OP@F first in even ones).
