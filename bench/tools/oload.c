@@ -165,8 +165,7 @@ build(conn_t *c, long i)
             n += snprintf(c->req + n, REQ_MAX - n, "%s\r\n", hdrs[k]);
         }
         n += snprintf(c->req + n, REQ_MAX - n, "\r\n%s", body);
-        c->req_len = n;
-        return;
+        goto done;
     } else {
         n = snprintf(c->req, REQ_MAX,
                      "GET /api/chat/groups/%s/messages?limit=50 HTTP/1.1\r\n"
@@ -177,6 +176,12 @@ build(conn_t *c, long i)
         n += snprintf(c->req + n, REQ_MAX - n, "%s\r\n", hdrs[k]);
     }
     n += snprintf(c->req + n, REQ_MAX - n, "\r\n");
+done:
+    if (n >= REQ_MAX) {
+        /* snprintf stops at the buffer; the headers did not fit */
+        fprintf(stderr, "oload: a request over %d bytes\n", REQ_MAX);
+        exit(2);
+    }
     c->req_len = n;
 }
 
@@ -416,6 +421,23 @@ usage:
             fprintf(stderr, "oload: no groups in %s\n", gfile);
             return 2;
         }
+    }
+
+    /* every request fits in REQ_MAX: the longest path or group id, the
+     * headers, and at most 256 bytes of request line, fixed headers, body */
+    size_t longest = 0, need = 256;
+    for (int k = 0; k < npaths; k++) {
+        longest = strlen(paths[k]) > longest ? strlen(paths[k]) : longest;
+    }
+    for (long k = 0; k < ngroups; k++) {
+        longest = strlen(groups[k]) > longest ? strlen(groups[k]) : longest;
+    }
+    for (int k = 0; k < nhdrs; k++) {
+        need += strlen(hdrs[k]) + 2;
+    }
+    if (need + longest >= REQ_MAX) {
+        fprintf(stderr, "oload: requests would exceed %d bytes\n", REQ_MAX);
+        return 2;
     }
 
     total = (long) (rate * secs);
