@@ -12,8 +12,10 @@
 # After them in each round, the same variants under an open-loop load
 # (bench/tools/oload.c) at SCRAPE_LOAD_FRACTIONS (default 0.8) of the
 # req/s A reached in that round: "A@0.8" ... (wrk -c32 saturates the 2
-# cores, so every poll waits behind a busy worker; at 80 % there is
-# headroom, and the load's own latency is measured from its schedule).
+# cores, so every poll waits behind a busy worker; below that rate the
+# workers should have headroom, though the generator shares the cores: its
+# send lag and "late" count say when it fell behind; the load's own latency
+# is measured from its schedule).
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=scrape
@@ -62,7 +64,7 @@ emit "{\"case\":\"$case\",\"kind\":\"bcrypt\",\"ms\":$(python3 "$BENCH_DIR/tools
 # run_variant V R - one variant of round R: its polls beside the load on
 # /bench/return, the workers', sidecar's and devdb's CPU over it; one row.
 # V is A, B, T or C with wrk -t1 -c32 (saturated), or V@F: the same polls
-# beside an open-loop load (bench/tools/oload.c, 32 connections, latency
+# beside an open-loop load (bench/tools/oload.c, LOAD_CONNS connections, latency
 # from each request's scheduled time) at F x the req/s A reached in this
 # round
 declare -A sat
