@@ -274,7 +274,8 @@ emit() {    # emit JSON - one result line for the report
 # --- targets 1 and 2: micro configurations, wrk, callgrind -----------------
 
 # micro_conf PREFIX PORT VARIANT [ENDPOINT_URI] - A: no module; B: metrics on
-# (the defaults: X-Correlation-ID and traceparent on every response); C: the
+# (the defaults: X-Correlation-ID on every response; up to 2026-12-07 the
+# traceparent too, now behind chat_traceparent_response); C: the
 # module in use with metrics off (correlation ID, request context, response
 # headers); D: as B with "chat_correlation_response off" (IDs recorded, no
 # response headers); V: nginx-module-vts ($VTS_SO, one key) instead

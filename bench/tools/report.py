@@ -128,8 +128,9 @@ def overhead():
            "overhead", date, "make bench BENCH=overhead")
     w("nginx 1 worker, `location / { return 200; }`, `access_log off` in every "
       "variant (the strictest baseline). A: the module not loaded. B: "
-      "`chat_metrics on` (+ sidecar on ipc), the defaults (X-Correlation-ID and "
-      "traceparent on every response). C: the module in use without recording "
+      "`chat_metrics on` (+ sidecar on ipc), the defaults (X-Correlation-ID on "
+      "every response; before 2026-12-07 also traceparent, now "
+      "`chat_traceparent_response`, off by default). C: the module in use without recording "
       "(`chat_correlation_header` only: request context, correlation ID, response "
       "headers). D (callgrind only): B with `chat_correlation_response off`. V: "
       "nginx-module-vts (one key, its server zone) when `VTS_SRC` names its source "
