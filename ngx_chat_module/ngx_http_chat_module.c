@@ -424,7 +424,7 @@ ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(cmcf->db_timeout, 5000);
     ngx_conf_init_msec_value(cmcf->metrics_flush, 100);
-    ngx_conf_init_uint_value(cmcf->metrics_batch, 128);
+    ngx_conf_init_uint_value(cmcf->metrics_batch, 1024);
     ngx_conf_init_uint_value(cmcf->metrics_queue, 64);
     ngx_conf_init_value(cmcf->jwt_leeway, 30);
 
