@@ -102,16 +102,23 @@ conn_close(int fd)
     close(fd);                        /* also leaves the epoll set */
 }
 
-/* the frame: header + {"type":"message","content":"BT:..","pad":"xx.."} */
+/* the frame: header + {"type":"message","content":"BT:..","pad":"xx.."}, or
+   for a small -s the bare "BT:.." padded with spaces */
 static size_t
 make_frame(unsigned char *f, const char *bt, size_t btlen)
 {
     size_t h = frame_bytes - 2 <= 125 ? 2 : 4, plen = frame_bytes - h;
     int n = snprintf((char *) f + h, plen + 1, "{\"type\":\"message\",\"content\":\"%.*s\",\"pad\":\"",
                      (int) btlen, bt);
-    if (n < 0 || (size_t) n + 2 > plen) return 0;
-    memset(f + h + n, 'x', plen - n - 2);
-    memcpy(f + frame_bytes - 2, "\"}", 2);
+    if (n >= 0 && (size_t) n + 2 <= plen) {
+        memset(f + h + n, 'x', plen - n - 2);
+        memcpy(f + frame_bytes - 2, "\"}", 2);
+    } else if (btlen <= plen) {           /* small -s: "BT:..." and spaces, like nchan's bare body */
+        memcpy(f + h, bt, btlen);
+        memset(f + h + btlen, ' ', plen - btlen);
+    } else {
+        return 0;
+    }
     f[0] = 0x81;
     if (h == 2) { f[1] = (unsigned char) plen; }
     else { f[1] = 126; f[2] = plen >> 8; f[3] = plen & 0xff; }
@@ -316,7 +323,7 @@ main(int argc, char **argv)
         default: goto usage;
         }
     }
-    if (port <= 0 || nworkers < 1 || nworkers > MAXW || frame_bytes < 64 || frame_bytes > 65535
+    if (port <= 0 || nworkers < 1 || nworkers > MAXW || frame_bytes < 32 || frame_bytes > 65535
         || slice < 1 || slice > 4096 || (fixed && !use_uring))
     {
 usage:
