@@ -463,17 +463,10 @@ ok $d0, 'baseline';
 # sending a full message early (and starting a new one) keeps them all
 my $n = 300;
 my $b0 = $d0->{pipeline}{batches_applied};
-my $raw = join '', map {
-    my $id = sprintf('%-64s', "long-$$-$_"); $id =~ tr/ /x/;
-    "GET /long HTTP/1.1\r\nHost: x\r\nX-Correlation-ID: $id\r\n"
-    . ($_ == $n ? "Connection: close\r\n" : '') . "\r\n"
-} 1 .. $n;
-my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(), Timeout => 10)
-    or die "connect: $!";
-print $sock $raw;
-my $resp = do { local $/; <$sock> };
-close $sock;
-my $served = () = $resp =~ m{^HTTP/1\.1 200}mg;
+my $served = pipelined_get('/long', $n, sub {
+    my $id = sprintf('%-64s', "long-$$-$_[0]"); $id =~ tr/ /x/;
+    "X-Correlation-ID: $id";
+});
 is $served, $n, "$n pipelined requests served";
 my $last = sprintf('%-64s', "long-$$-$n"); $last =~ tr/ /x/;
 my $d = ChatTest::Sidecar::wait_for(sub {
@@ -507,16 +500,7 @@ cmp_ok $d0->{pipeline}{largest_batch_records}, '<', 1024, 'no batch of 1024 reco
 # ~128, ~256, ~512, then 1,024 records (a snapshot, every 5 s, sends a
 # partial batch and the growth starts again from what it held)
 my $n = 5000;
-my $raw = join '', map {
-    "GET /static HTTP/1.1\r\nHost: x\r\nX-Correlation-ID: grow-$$-$_\r\n"
-    . ($_ == $n ? "Connection: close\r\n" : '') . "\r\n"
-} 1 .. $n;
-my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(), Timeout => 20)
-    or die "connect: $!";
-print $sock $raw;
-my $resp = do { local $/; <$sock> };
-close $sock;
-my $served = () = $resp =~ m{^HTTP/1\.1 200}mg;
+my $served = pipelined_get('/static', $n, sub { "X-Correlation-ID: grow-$$-$_[0]" });
 is $served, $n, "$n pipelined requests served";
 my $d = ChatTest::Sidecar::wait_for(sub {
     $_[0]{performance}{total_requests} >= $d0->{performance}{total_requests} + $n }, 15);

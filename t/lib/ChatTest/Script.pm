@@ -32,6 +32,13 @@ package ChatTest::Script;
 #       at $at_ms (ms since the epoch) left it, for a message that never
 #       came: its id $id_prefix (2 hex digits) then the seq in 22; returns
 #       the records inserted
+#
+# And, for the metrics pipeline's batches (t/06):
+#
+#   pipelined_get($path, $n, sub { "X-Correlation-ID: id-$_[0]" })
+#       $n GETs of $path written at once on one connection, the last
+#       closing it, each with the header line the sub returns for its
+#       number (1 .. $n); returns how many were answered 200
 
 use strict;
 use warnings;
@@ -42,6 +49,7 @@ use ChatTest::Client;
 use ChatTest::JWT;
 use ChatTest::MongoWire qw(oid date i64 doc);
 use ChatTest::WebSocket ();
+use IO::Socket::INET;
 
 my $registered;
 
@@ -82,6 +90,20 @@ sub claim_seqs {
                   message_id => oid(sprintf "${prefix}%022x", $_), at => date($at)) } @seqs ] ])->{n};
 }
 
+sub pipelined_get {
+    my ($path, $n, $header) = @_;
+    my $raw = join '', map {
+        "GET $path HTTP/1.1\r\nHost: x\r\n" . $header->($_) . "\r\n"
+        . ($_ == $n ? "Connection: close\r\n" : '') . "\r\n"
+    } 1 .. $n;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(), Timeout => 20)
+        or die "connect: $!";
+    print $sock $raw;
+    my $resp = do { local $/; <$sock> };
+    close $sock;
+    return scalar(() = $resp =~ m{^HTTP/1\.1 200}mg);
+}
+
 sub run_block_script {
     my ($block, $body, $req_idx, $rep_idx, $dry_run) = @_;
 
@@ -100,6 +122,7 @@ sub run_block_script {
                    *subscribed_group = \\&ChatTest::Script::subscribed_group;
                    *set_group_seq = \\&ChatTest::Script::set_group_seq;
                    *claim_seqs = \\&ChatTest::Script::claim_seqs;
+                   *pipelined_get = \\&ChatTest::Script::pipelined_get;
                    #line 1 \"chat_script of $name\"
                    $code; 1";
     if (!$ok) {
