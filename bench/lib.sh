@@ -127,6 +127,22 @@ start_db() {
 
 stop_db() { "$BENCH_ROOT/devdb/run-db.sh" stop "$1.pid" >/dev/null 2>&1 || true; }
 
+# seed_log URI GROUPS MESSAGES GROUPS_FILE: MESSAGES messages in GROUPS
+# groups seeded into database "bench" of the running database at URI with
+# bench/tools/seedlog.c (the event log's layout; built into $BIN first),
+# the groups' ids written to GROUPS_FILE, one a line.  Sets seed_s to the
+# seeding's wall time in seconds (bc: ".5" under a second).  Not to be run
+# in $(...): seedlog's summary line goes to the caller's stdout.
+seed_log() {
+    local uri=$1 groups=$2 msgs=$3 groups_file=$4 t0
+    # shellcheck disable=SC2046
+    cc -O2 -Wall -o "$BIN/seedlog" "$BENCH_DIR/tools/seedlog.c" $(pkg-config --cflags --libs libmongoc-1.0) || return 1
+    t0=$(date +%s.%N)
+    "$BIN/seedlog" "${uri%/}/?serverSelectionTimeoutMS=10000" bench "$groups" "$msgs" "$groups_file" \
+        2> >(grep -v endSessions >&2) || return 1
+    seed_s=$(echo "$(date +%s.%N) - $t0" | bc)
+}
+
 # --- measurements -----------------------------------------------------------
 
 cpu_ns() {      # cpu_ns PID[,PID...] - run time of every thread, ns
@@ -274,7 +290,8 @@ emit() {    # emit JSON - one result line for the report
 # --- targets 1 and 2: micro configurations, wrk, callgrind -----------------
 
 # micro_conf PREFIX PORT VARIANT [ENDPOINT_URI] - A: no module; B: metrics on
-# (the defaults: X-Correlation-ID and traceparent on every response); C: the
+# (the defaults: X-Correlation-ID on every response; up to 2026-12-07 the
+# traceparent too, now behind chat_traceparent_response); C: the
 # module in use with metrics off (correlation ID, request context, response
 # headers); D: as B with "chat_correlation_response off" (IDs recorded, no
 # response headers); V: nginx-module-vts ($VTS_SO, one key) instead

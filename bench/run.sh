@@ -24,6 +24,7 @@ command -v wrk > /dev/null || missing+=(wrk)
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
 command -v valgrind > /dev/null || missing+=(valgrind)
 command -v bc > /dev/null || missing+=(bc)
+[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)     # bench/tools/sendfloor.c
 if [ ${#missing[@]} -gt 0 ]; then
     # Debian may start its own nginx after installing a module package:
     # note the masters before, stop only one that appears with the
@@ -48,8 +49,9 @@ done
 [ -x "$BENCH_ROOT/build/sidecar/send-test-batch" ] ||
     make -s -C "$BENCH_ROOT/sidecar" tools BUILD_DIR="$BENCH_ROOT/build/sidecar" || exit 1
 cp "$BENCH_ROOT/build/sidecar/send-test-batch" "$BIN/.stb" && mv -f "$BIN/.stb" "$BIN/send-test-batch" || exit 1
-for t in wsbench hreq oload seed natsflood; do
+for t in wsbench hreq oload seed natsflood sendfloor; do
     libs=(); [ $t = seed ] && libs=($(pkg-config --cflags --libs libmongoc-1.0))
+    [ $t = sendfloor ] && libs=(-luring)
     [ $t = natsflood ] && libs=($(pkg-config --cflags --libs libnats) -lpthread)
     cc -O2 -Wall -o "$BIN/.$t" "$BENCH_DIR/tools/$t.c" "${libs[@]}" && mv -f "$BIN/.$t" "$BIN/$t" || exit 1
 done

@@ -9,7 +9,7 @@
  *
  * Checked besides ASan/UBSan (alignment included):
  *   - chat_wire_batch_check() equals the rule of chat_wire.h's comment:
- *     header present, magic, version, record size, count <= 128, length
+ *     header present, magic, version, record size, count <= 1024, length
  *     exactly header + count records;
  *   - ingest_decode() accepts exactly those with a non-zero pid and seq;
  *   - every decoded string is NUL-terminated inside its buffer, no longer
@@ -75,7 +75,7 @@ ref_check(const uint8_t *p, size_t len)
     memcpy(&rsize, p + 6, 2);
     memcpy(&count, p + 8, 2);
 
-    if (magic != 0x54414843 || version != 4 || rsize != 320 || count > 128
+    if (magic != 0x54414843 || version != 5 || rsize != 320 || count > 1024
         || len > 56 + (size_t) count * 320)
     {
         return -1;

@@ -340,7 +340,7 @@ def route_seeds():
 
 # --- the metrics wire ------------------------------------------------------------
 
-MAGIC, VERSION, REC_SIZE = 0x54414843, 4, 320
+MAGIC, VERSION, REC_SIZE = 0x54414843, 5, 320
 
 
 def batch(records, flags=0, pid=1234, seq=1, start=1762691000000000,
@@ -443,7 +443,7 @@ def wire_batches():
                                                    error="\xff\x01x")]),
         "unknown-type": batch([rec(9, b"")]),
         "empty": batch([]),
-        "full": batch([req_rec()] * 128),
+        "full": batch([req_rec()] * 1024),
         "whole-request": batch([req_rec(whole=True), req_rec()]),
         "short-request": batch([rec(1, b"", whole=False)]),
         "bad-record-size-field": batch([req_rec()])[:58] + b"\x07\x00"
@@ -460,7 +460,7 @@ def wire_batches():
         "bad-version": batch([req_rec()], version=1),
         "bad-record-size": batch([req_rec()], rec_size=319),
         "count-mismatch": batch([req_rec()], count=2),
-        "count-129": batch([req_rec()] * 129),
+        "count-1025": batch([req_rec()] * 1025),
         "truncated": batch([req_rec()])[:-1],
         "header-only-short": batch([])[:55],
     }

@@ -451,7 +451,7 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
     }
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_chat_module);
-    if (!lcf->cid_response) {
+    if (!lcf->cid_response && !lcf->tp_response) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -466,16 +466,22 @@ ngx_http_chat_cid_header_filter(ngx_http_request_t *r)
         (void) ngx_http_chat_correlation_settle(r, ctx);
     }
 
-    cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
+    if (lcf->cid_response) {
+        cmcf = ngx_http_get_module_main_conf(r, ngx_http_chat_module);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = cmcf->cid_header;
+        h->value = ctx->correlation_id;
     }
 
-    h->hash = 1;
-    h->key = cmcf->cid_header;
-    h->value = ctx->correlation_id;
+    if (!lcf->tp_response) {
+        return ngx_http_next_header_filter(r);
+    }
 
     if (ctx->traceparent.len == 0
         && ngx_http_chat_traceparent_build(r, ctx) != NGX_OK)

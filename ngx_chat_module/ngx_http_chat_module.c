@@ -163,6 +163,13 @@ static ngx_command_t  ngx_http_chat_commands[] = {
       offsetof(ngx_http_chat_loc_conf_t, cid_response),
       NULL },
 
+    { ngx_string("chat_traceparent_response"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_chat_loc_conf_t, tp_response),
+      NULL },
+
     { ngx_string("chat_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_http_chat_api,
@@ -417,7 +424,7 @@ ngx_http_chat_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(cmcf->db_timeout, 5000);
     ngx_conf_init_msec_value(cmcf->metrics_flush, 100);
-    ngx_conf_init_uint_value(cmcf->metrics_batch, 128);
+    ngx_conf_init_uint_value(cmcf->metrics_batch, 1024);
     ngx_conf_init_uint_value(cmcf->metrics_queue, 64);
     ngx_conf_init_value(cmcf->jwt_leeway, 30);
 
@@ -472,6 +479,7 @@ ngx_http_chat_create_loc_conf(ngx_conf_t *cf)
     clcf->endpoint = NGX_CONF_UNSET_PTR;
     clcf->metrics = NGX_CONF_UNSET;
     clcf->cid_response = NGX_CONF_UNSET;
+    clcf->tp_response = NGX_CONF_UNSET;
     clcf->max_content = NGX_CONF_UNSET_SIZE;
     clcf->max_name = NGX_CONF_UNSET_SIZE;
     clcf->page_size = NGX_CONF_UNSET_UINT;
@@ -504,6 +512,13 @@ ngx_http_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
     ngx_conf_merge_ptr_value(conf->endpoint, prev->endpoint, NULL);
     ngx_conf_merge_value(conf->cid_response, prev->cid_response, 1);
+
+    /*
+     * off by default: W3C Trace Context defines no response header (its
+     * level 2 draft names "traceresponse"), and the span costs ~150
+     * instructions per request (bench/findings.md, issue 15 part 1)
+     */
+    ngx_conf_merge_value(conf->tp_response, prev->tp_response, 0);
     ngx_conf_merge_size_value(conf->max_content, prev->max_content, 4096);
     ngx_conf_merge_size_value(conf->max_name, prev->max_name, 100);
     ngx_conf_merge_uint_value(conf->page_size, prev->page_size, 50);

@@ -97,6 +97,7 @@ typedef struct {
     ngx_flag_t                 metrics;
     ngx_http_complex_value_t  *endpoint;
     ngx_flag_t                 cid_response;     /* chat_correlation_response */
+    ngx_flag_t                 tp_response;      /* chat_traceparent_response */
 
     size_t                     max_content;
     size_t                     max_name;

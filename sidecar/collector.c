@@ -411,6 +411,9 @@ collector_apply(collector_t *c, const coll_batch_t *b, uint64_t wall_us,
 
     c->n.records_invalid += b->invalid;
     c->n.batches_applied++;
+    if (b->count > c->n.largest_batch) {
+        c->n.largest_batch = b->count;
+    }
     minute->ws_connections = workers_total_connections(c->workers);
 
     pthread_mutex_unlock(&c->lock);

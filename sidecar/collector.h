@@ -82,6 +82,7 @@ typedef struct {
     uint64_t           ws_disconnects;
     uint64_t           custom_total;
     uint64_t           batches_applied;
+    uint64_t           largest_batch;   /* records in the largest applied */
     uint64_t           batches_rejected;
     uint64_t           records_invalid;
     uint64_t           cluster_records;

@@ -518,6 +518,7 @@ j_pipeline(cJSON *root, const sidecar_view_t *v)
     cJSON_AddStringToObject(o, "ingest_address", v->ingest_url);
     j_int(o, "batches_received", s->n.batches_applied + s->n.batches_rejected);
     j_int(o, "batches_applied", s->n.batches_applied);
+    j_int(o, "largest_batch_records", s->n.largest_batch);
     j_int(o, "malformed_batches_rejected", s->n.batches_rejected);
     j_int(o, "invalid_records_skipped", s->n.records_invalid);
     j_int(o, "batch_seq_gaps", t->seq_gaps);

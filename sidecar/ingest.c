@@ -17,13 +17,15 @@
 #include "log.h"
 #include "procstats.h"
 
-/* a batch is at most 56 + 128 * 320 bytes (every record whole); anything far larger is junk
+/* a batch is at most 56 + 1024 * 320 bytes (every record whole); anything far larger is junk
    that nng may discard before we can count it */
-#define INGEST_MAX_MSG   (256 * 1024)
+#define INGEST_MAX_MSG   (512 * 1024)
+_Static_assert(INGEST_MAX_MSG >= CHAT_WIRE_BATCH_SIZE(CHAT_WIRE_MAX_RECORDS), "ingest message limit");
 
-/* batches queued in nng while the collector is busy: at most ~10 MB;
-   beyond it the workers' non-blocking sends fail and count drops */
-#define INGEST_RECVBUF   256
+/* batches queued in nng while the collector is busy: ~9.4 MB of full batches
+   as workers size them (1,024 records of ~96 bytes), at most 31 MB of the
+   largest; beyond it the workers' non-blocking sends fail and count drops */
+#define INGEST_RECVBUF   96
 
 
 struct ingest_s {

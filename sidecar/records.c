@@ -8,7 +8,13 @@
 #include "records.h"
 
 
-/* length of the valid UTF-8 sequence at s (at most n bytes), 0 if none */
+/*
+ * length of the valid UTF-8 sequence at s (at most n bytes), 0 if none
+ * (Unicode table 3-7): a lead byte c2-df, e0-ef or f0-f4 starts 2, 3 or 4
+ * bytes, each after it 80-bf, but the second's range is narrower where the
+ * lead alone would allow an overlong form (e0, f0), a surrogate (ed) or
+ * more than U+10FFFF (f4)
+ */
 static size_t
 utf8_seq(const unsigned char *s, size_t n)
 {
@@ -16,24 +22,20 @@ utf8_seq(const unsigned char *s, size_t n)
     size_t         len, i;
     unsigned char  lo = 0x80, hi = 0xbf;
 
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) {
-            lo = 0xa0;
-        } else if (c == 0xed) {
-            hi = 0x9f;
-        }
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) {
-            lo = 0x90;
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-    } else {
+    if (c < 0xc2 || c > 0xf4) {
         return 0;
+    }
+
+    len = (c < 0xe0) ? 2 : (c < 0xf0) ? 3 : 4;
+
+    if (c == 0xe0) {
+        lo = 0xa0;
+    } else if (c == 0xed) {
+        hi = 0x9f;
+    } else if (c == 0xf0) {
+        lo = 0x90;
+    } else if (c == 0xf4) {
+        hi = 0x8f;
     }
 
     if (len > n || s[1] < lo || s[1] > hi) {

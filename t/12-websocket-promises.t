@@ -422,7 +422,9 @@ ok $carol->heard('after the flood', 10), 'carol got to the last one';
 is_deeply [ $carol->contents ], [ @flood, 'after the flood' ],
     "carol, on a worker that reads, got all $n events and the last one, in order";
 
-ok $bob->heard('after the flood', 30), 'bob got the last one too';
+ok $bob->heard('after the flood', 30), 'bob got the last one too'
+    or diag "bob got ", scalar(my @got = $bob->contents), " events; his worker's log lines:\n",
+            join '', grep { / \Q${\ $bob->pid }\E#/ } split /^/, error_log();
 is_deeply [ $bob->contents ], [ @flood, 'after the flood' ],
     "bob, whose worker's bus queue overflowed, got all $n events and the last one, in order";
 

@@ -357,9 +357,7 @@ $alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 2;
 # the events of seqs 4 and 3 written as a slow operation would: 4 first.
 # Seqs 3 to 6 taken ($inc), then each event's record (its claim in seqs)
 # and its message (ngx_http_chat_event_log.c: the states of a seq)
-is $db->command([ update => 'groups', updates => [
-    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(6)))) ] ])->{n}, 1,
-    'seqs up to 6 taken';
+is set_group_seq($db, $g, 6), 1, 'seqs up to 6 taken';
 my $record = sub {
     my ($hex, $seq) = @_;
     $db->command([ insert => 'seqs', documents => [
@@ -408,12 +406,8 @@ is $alice->post("/api/chat/groups/$g/messages", { content => 'first' })->{json}{
 
 # seqs 2..200 taken and claimed a minute ago by writes that failed: gaps
 my $old = int(time * 1000) - 60_000;
-is $db->command([ update => 'groups', updates => [
-    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(200)))) ] ])->{n}, 1, 'seqs up to 200 taken';
-is $db->command([ insert => 'seqs', documents => [
-    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
-              message_id => oid(sprintf '6e%022x', $_), at => date($old)) } 2 .. 200 ] ])->{n}, 199,
-    '199 records whose message never came';
+is set_group_seq($db, $g, 200), 1, 'seqs up to 200 taken';
+is claim_seqs($db, $g, $old, '6e', 2 .. 200), 199, '199 records whose message never came';
 is $alice->post("/api/chat/groups/$g/messages", { content => 'last' })->{json}{seq}, 201, 'seq 201';
 
 my ($after, @seen, @pages) = (0);
@@ -524,12 +518,8 @@ is_deeply [ map { $_->{content} } @{ $alice->get("/api/chat/groups/$g/messages?l
 # 1,100 seqs more, taken a minute ago by writes that failed: the deletion
 # of b3 is now more than 1024 seqs after a page of 5
 my $old = int(time * 1000) - 60_000;
-$db->command([ update => 'groups', updates => [
-    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(1121)))) ] ]);
-is $db->command([ insert => 'seqs', documents => [
-    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
-              message_id => oid(sprintf '6f%022x', $_), at => date($old)) } 22 .. 1121 ] ])->{n}, 1100,
-    '1,100 gaps';
+set_group_seq($db, $g, 1121);
+is claim_seqs($db, $g, $old, '6f', 22 .. 1121), 1100, '1,100 gaps';
 $ev = $alice->get("/api/chat/groups/$g/messages?after=0&limit=5")->{json};
 ok $ev->{messages}[2]{message}{is_deleted} && !exists $ev->{messages}[2]{message}{content},
     'a page of 5, 1,100 seqs behind: b3 without its text (its deletion\'s claim)';
@@ -545,11 +535,7 @@ GET /t
 use ChatTest::MongoWire qw(oid date i64 doc);
 my $J = JSON::PP->new->utf8;
 my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
-my $alice = client('alice');
-my $g = $alice->post('/api/chat/groups', { name => 'fill-gaps' })->{json}{id};
-my $ws = ChatTest::WebSocket->connect(port => port(),
-    path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token('alice'));
-is $ws->status, 101, 'subscribed';
+my ($alice, $g, $ws) = subscribed_group('alice', 'fill-gaps');
 my @seen;
 my $until = sub {
     my ($want) = @_;
@@ -567,12 +553,8 @@ ok $until->(1), 'seq 1 delivered live';
 # seqs 2..301 taken and claimed a minute ago by writes that failed: gaps;
 # a fill reads 100 events a page, so it resolves at most 264 seqs a read
 my $old = int(time * 1000) - 60_000;
-is $db->command([ update => 'groups', updates => [
-    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(301)))) ] ])->{n}, 1, 'seqs up to 301 taken';
-is $db->command([ insert => 'seqs', documents => [
-    map { doc(_id => "$g:$_", group_id => oid($g), seq => i64($_), type => 'message',
-              message_id => oid(sprintf '6f%022x', $_), at => date($old)) } 2 .. 301 ] ])->{n}, 300,
-    '300 records whose message never came';
+is set_group_seq($db, $g, 301), 1, 'seqs up to 301 taken';
+is claim_seqs($db, $g, $old, '6f', 2 .. 301), 300, '300 records whose message never came';
 is $alice->post("/api/chat/groups/$g/messages", { content => 'last' })->{json}{seq}, 302, 'seq 302';
 ok $until->(302), 'seq 302 delivered: the fill walked past the gaps';
 is_deeply \@seen, [ 1, 302 ], 'each event once, in order';

@@ -30,19 +30,26 @@ chat_metrics_flush_interval 50ms;
 _EOC_
 
     $block->set_value(config => <<'_EOC_');
-location /api/chat/ { chat_api on; }
-location = /t { return 200 "ok\n"; }
+location /api/chat/ { chat_api on; chat_traceparent_response on; }
+location = /t { chat_traceparent_response on; return 200 "ok\n"; }
 location = /echo { return 200 "$http_traceparent|$chat_correlation_id"; }
 location = /via-proxy {
+    chat_traceparent_response on;
     proxy_set_header traceparent $chat_traceparent;
     proxy_hide_header traceparent;
     proxy_hide_header X-Correlation-ID;
     proxy_pass http://127.0.0.1:$server_port/echo;
 }
-location = /vars { return 200 "$chat_correlation_id $chat_traceparent"; }
+location = /vars { chat_traceparent_response on; return 200 "$chat_correlation_id $chat_traceparent"; }
 location = /quiet {
     chat_correlation_response off;
     return 200 "$chat_correlation_id $chat_traceparent";
+}
+location = /defaults { return 200 "$chat_correlation_id $chat_traceparent"; }
+location = /tp-only {
+    chat_correlation_response off;
+    chat_traceparent_response on;
+    return 200 "$chat_correlation_id";
 }
 _EOC_
 });
@@ -243,3 +250,24 @@ for my $i (1 .. 40) {
 ok !$bad, 'every traceparent names its own request\'s trace';
 is scalar(grep { /^[0-9a-f]{16}\z/ } keys %span), 40, '40 span ids, all distinct';
 is scalar(grep { /^[0-9a-f]{8}-/ } keys %cid), 32, '32 generated IDs, all distinct';
+
+
+
+=== TEST 8: the defaults: X-Correlation-ID on, the traceparent response header off (chat_traceparent_response), the span still in $chat_traceparent
+--- request
+GET /t
+--- chat_script
+my $c = client();
+my $r = $c->get('/defaults', headers => { traceparent => "00-$main::TRACE-$main::PARENT-01" });
+is $r->{status}, 200, 'served';
+is $r->{headers}{'x-correlation-id'}, $main::TRACE, 'X-Correlation-ID: the trace-id';
+ok !exists $r->{headers}{traceparent}, 'no traceparent header unless chat_traceparent_response on';
+my ($cid, $tp) = split / /, $r->{body};
+is $cid, $main::TRACE, '$chat_correlation_id';
+like $tp, qr/^00-$main::TRACE-[0-9a-f]{16}-01\z/, '$chat_traceparent: the request\'s span, built on demand';
+
+# each header on its own
+my $o = $c->get('/tp-only', headers => { 'X-Correlation-ID' => 'tp-only-1' });
+ok !exists $o->{headers}{'x-correlation-id'}, 'chat_correlation_response off: no X-Correlation-ID';
+like $o->{headers}{traceparent} // '', qr/^00-[0-9a-f]{32}-[0-9a-f]{16}-00\z/, 'chat_traceparent_response on: the traceparent alone';
+is $o->{body}, 'tp-only-1', 'the client\'s ID is still the request\'s';

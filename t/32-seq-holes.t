@@ -60,25 +60,17 @@ __DATA__
 === TEST 1: a seq never claimed, passed by a live subscriber's gap fill as a gap for good, then handed out again by a counter that stepped back: the late message takes a fresh seq above everything delivered, and the subscriber gets it, in order
 --- timeout: 60
 --- chat_script
-use ChatTest::MongoWire qw(oid i64 doc);
+use ChatTest::MongoWire qw(doc);
 use Time::HiRes ();
 my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
-my $alice = client('alice');
-my $g = $alice->post('/api/chat/groups', { name => 'seq-holes' })->{json}{id};
-my $ws = ChatTest::WebSocket->connect(port => port(),
-    path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token('alice'));
-is $ws->status, 101, 'subscribed';
+my ($alice, $g, $ws) = subscribed_group('alice', 'seq-holes');
 my @seen;
 
 is $alice->post("/api/chat/groups/$g/messages", { content => 'one' })->{json}{seq}, 1, 'seq 1';
 ok main::heard_until($ws, \@seen, 'one', 10), 'seq 1 delivered live';
 
 # seq 2 taken ($inc) by a take whose claim insert then failed: never claimed
-my $set_seq = sub {
-    $db->command([ update => 'groups', updates => [
-        doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64($_[0])))) ] ])->{n};
-};
-is $set_seq->(2), 1, 'seq 2 taken, never claimed';
+is set_group_seq($db, $g, 2), 1, 'seq 2 taken, never claimed';
 
 is $alice->post("/api/chat/groups/$g/messages", { content => 'three' })->{json}{seq}, 3, 'seq 3';
 my $t0 = Time::HiRes::time();
@@ -87,7 +79,7 @@ cmp_ok Time::HiRes::time() - $t0, '>', 1.5, 'after the settle time (2 x chat_db_
 
 # the counter steps back (a stale read-modify-write of it): the next take
 # gets seq 2 again, which nobody claimed
-is $set_seq->(1), 1, 'the counter stepped back to 1';
+is set_group_seq($db, $g, 1), 1, 'the counter stepped back to 1';
 my $late = $alice->post("/api/chat/groups/$g/messages", { content => 'late' });
 is $late->{status}, 201, 'the late message is stored';
 cmp_ok $late->{json}{seq}, '>', 3, 'with a seq above every one delivered ('
@@ -117,15 +109,10 @@ chat_cluster $TEST_NGINX_NATS_URL;
 --- skip_eval: 1: !@main::Nats
 --- timeout: 60
 --- chat_script
-use ChatTest::MongoWire qw(oid i64 date doc);
 use IO::Socket::INET;
 use Time::HiRes ();
 my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
-my $alice = client('alice');
-my $g = $alice->post('/api/chat/groups', { name => 'late-from-afar' })->{json}{id};
-my $ws = ChatTest::WebSocket->connect(port => port(),
-    path => "/api/chat/ws/$g?token=" . ChatTest::JWT::token('alice'));
-is $ws->status, 101, 'subscribed';
+my ($alice, $g, $ws) = subscribed_group('alice', 'late-from-afar');
 my $deadline = Time::HiRes::time() + 10;
 Time::HiRes::sleep(0.05)
     until ChatTest::Cluster::nats_subscribed(\@main::Nats, "chat.g.$g") || Time::HiRes::time() > $deadline;
@@ -137,12 +124,8 @@ ok main::heard_until($ws, \@seen, 'one', 10), 'seq 1 delivered live';
 
 # seq 2 claimed a minute ago by a message write that never landed: a gap
 # for good for the fill that seq 3 starts
-is $db->command([ update => 'groups', updates => [
-    doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64(2)))) ] ])->{n}, 1, 'seq 2 taken';
-is $db->command([ insert => 'seqs', documents => [
-    doc(_id => "$g:2", group_id => oid($g), seq => i64(2), type => 'message',
-        message_id => oid('6d0000000000000000000002'),
-        at => date(int(Time::HiRes::time() * 1000) - 60_000)) ] ])->{n}, 1,
+is set_group_seq($db, $g, 2), 1, 'seq 2 taken';
+is claim_seqs($db, $g, int(Time::HiRes::time() * 1000) - 60_000, '6d', 2), 1,
     'and claimed a minute ago';
 is $alice->post("/api/chat/groups/$g/messages", { content => 'three' })->{json}{seq}, 3, 'seq 3';
 ok main::heard_until($ws, \@seen, 'three', 10), 'seq 3 delivered, 2 passed';
@@ -179,17 +162,13 @@ event seq 3 came after
 === TEST 3: a bucket sealed by a read of the newest page voids the never-claimed seq it leaves out: a take that gets that seq again from a counter that stepped back takes a fresh one
 --- timeout: 60
 --- chat_script
-use ChatTest::MongoWire qw(oid i64 doc);
+use ChatTest::MongoWire qw(doc);
 use Time::HiRes ();
 my $db = ChatTest::MongoWire->new($ENV{TEST_NGINX_CHAT_URI});
 my $alice = client('alice');
 my $g = $alice->post('/api/chat/groups', { name => 'seal-holes' })->{json}{id};
-my $set_seq = sub {
-    $db->command([ update => 'groups', updates => [
-        doc(q => doc(_id => oid($g)), u => doc('$set' => doc(seq => i64($_[0])))) ] ])->{n};
-};
 $alice->post("/api/chat/groups/$g/messages", { content => "m$_" }) for 1 .. 4;
-is $set_seq->(5), 1, 'seq 5 taken, never claimed';
+is set_group_seq($db, $g, 5), 1, 'seq 5 taken, never claimed';
 my @seqs = map { $alice->post("/api/chat/groups/$g/messages", { content => "m$_" })->{json}{seq} } 6 .. 16;
 is_deeply \@seqs, [ 6 .. 16 ], 'seqs 6 to 16: the first bucket (1 to 16) is full';
 
@@ -201,7 +180,7 @@ my $find = sub { $db->command([ find => 'seqs', filter => doc(_id => $_[0]) ])->
 ok $find->("$g:b0"), 'the read sealed the first bucket';
 is +($find->("$g:5") // {})->{type}, 'void', 'and voided seq 5, which it leaves out';
 
-is $set_seq->(4), 1, 'the counter stepped back to 4';
+is set_group_seq($db, $g, 4), 1, 'the counter stepped back to 4';
 is $alice->post("/api/chat/groups/$g/messages", { content => 'late' })->{json}{seq}, 17,
     'the late message takes seq 17, not the passed seq 5';
 my $list = $alice->get("/api/chat/groups/$g/messages?after=0")->{json}{messages};

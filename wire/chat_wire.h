@@ -40,10 +40,10 @@
 
 
 #define CHAT_WIRE_MAGIC              0x54414843u   /* "CHAT" little-endian */
-#define CHAT_WIRE_VERSION            4
+#define CHAT_WIRE_VERSION            5   /* 5: up to 1024 records */
 
 /* a batch never carries more records than this; a full batch is flushed */
-#define CHAT_WIRE_MAX_RECORDS        128
+#define CHAT_WIRE_MAX_RECORDS        1024
 
 #define CHAT_WIRE_METHOD_LEN         16
 #define CHAT_WIRE_ENDPOINT_LEN       128

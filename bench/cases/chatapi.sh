@@ -59,13 +59,9 @@ if [ -n "$src" ]; then
     log "  chatapi: the data of $src copied ($groups groups, $(du -sh "$dir/db" | cut -f1), $(( $(date +%s) - t0 )) s)"
     seed_s=null
 else
-    cc -O2 -Wall -o "$BIN/seedlog" "$BENCH_DIR/tools/seedlog.c" $(pkg-config --cflags --libs libmongoc-1.0) || exit 1
     suri=$(start_db "$dir/db") || exit 1
     track "$(cat "$dir/db.pid")" TERM
-    t0=$(date +%s.%N)
-    "$BIN/seedlog" "${suri%/}/?serverSelectionTimeoutMS=10000" bench "$groups" "$msgs" "$dir/groups" \
-        2> >(grep -v endSessions >&2) || exit 1
-    seed_s=$(echo "$(date +%s.%N) - $t0" | bc)
+    seed_log "$suri" "$groups" "$msgs" "$dir/groups" || exit 1
     stop_db "$dir/db"
     log "  chatapi: $msgs messages in $groups groups seeded in ${seed_s%.*} s"
 fi

@@ -9,11 +9,18 @@
 # Per step: delivered/expected, delivery latency (POST written -> frame
 # read), POST response time, nginx CPU (all worker threads) per delivery
 # and per publish; per connect: worker RSS before and after (idle).
+# FANOUT_PARTS (default "chat nchan", + compare with BEFORE_MODULE; run in
+# the order given): chat, nchan, floor (bench/tools/sendfloor.c, the
+# kernel's floor: 2 processes that do nothing but the sends, driven by the
+# same wsbench in the one-100 and many-100 shapes, as floor (send()),
+# floor-uring and floor-uring-fixed (io_uring, one enter per 256 sends),
+# FLOOR_ROUNDS rounds, the variants' order alternating), compare.
 source "$(dirname "$0")/../lib.sh"
 trap bench_cleanup EXIT
 case=fanout
 dir=$OUT/$case; rm -rf "$dir"; mkdir -p "$dir"
 RESULTS_JSONL=$dir/results.jsonl
+ws_round=
 
 step=$(q 3 5); base=$(q 3 10)
 rates=$(q "400" "200,400,800,1600,3200")
@@ -23,7 +30,7 @@ run_ws() {      # run_ws SYSTEM SCENARIO ARGS... -> JSON lines tagged
     local sys=$1 sc=$2; shift 2
     "$BIN/wsbench" "$@" 2> "$dir/wsbench-$sys-$sc.err" |
     while read -r line; do
-        emit "{\"case\":\"$case\",\"system\":\"$sys\",\"scenario\":\"$sc\",${line#\{}"
+        emit "{\"case\":\"$case\",\"system\":\"$sys\",\"scenario\":\"$sc\",${ws_round:+\"round\":$ws_round,}\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),${line#\{}"
         log "  $sys $sc: $(echo "$line" | jq -c '{phase, rate, open, delivered_ratio, lat_p50_ms, lat_p99_ms, post_p50_ms, cpu_us_per_delivery, cpu_us_per_publish}')"
     done
 }
@@ -79,25 +86,62 @@ if [[ "$parts" == *" compare "* ]]; then
         fi
     done
 fi
-[[ "$parts" == *" chat "* ]] || [[ "$parts" == *" nchan "* ]] || exit 0
-
 # --- the chat module -------------------------------------------------------
-[[ "$parts" == *" chat "* ]] && {
-start_example_stack "$dir/db" 16384 || exit 1
-create_groups "$port" "$token" 100 "$dir/groups" || exit 1
-scenarios chat "$port" "$dir/groups" "$w" -t "$token"
-stop_nginx "$m"
-stop_pid "$spid"
-stop_db "$dir/db"
+part_chat() {
+    start_example_stack "$dir/db" 16384 || return 1
+    create_groups "$port" "$token" 100 "$dir/groups" || return 1
+    scenarios chat "$port" "$dir/groups" "$w" -t "$token"
+    stop_nginx "$m"
+    stop_pid "$spid"
+    stop_db "$dir/db"
 }
-[[ "$parts" == *" nchan "* ]] || exit 0
 
 # --- nchan -----------------------------------------------------------------
-port=$(free_port)
-mkdir -p "$dir/nchan/logs" "$dir/nchan/tmp"
-sed -e "s|@PREFIX@|$dir/nchan|g" -e "s|@PORT@|$port|g" -e "s|@WORKER_CONNECTIONS@|16384|g" \
-    "$BENCH_DIR/conf/nchan.conf.in" > "$dir/nchan.conf"
-m=$(start_nginx "$dir/nchan.conf" "$dir/nchan") || exit 1
-w=$(worker_pids "$m")
-for i in $(seq 100); do echo "ch$i"; done > "$dir/channels"
-scenarios nchan "$port" "$dir/channels" "$w" -m nchan
+part_nchan() {
+    port=$(free_port)
+    mkdir -p "$dir/nchan/logs" "$dir/nchan/tmp"
+    sed -e "s|@PREFIX@|$dir/nchan|g" -e "s|@PORT@|$port|g" -e "s|@WORKER_CONNECTIONS@|16384|g" \
+        "$BENCH_DIR/conf/nchan.conf.in" > "$dir/nchan.conf"
+    m=$(start_nginx "$dir/nchan.conf" "$dir/nchan") || return 1
+    w=$(worker_pids "$m")
+    for i in $(seq 100); do echo "ch$i"; done > "$dir/channels"
+    scenarios nchan "$port" "$dir/channels" "$w" -m nchan
+    stop_nginx "$m"
+}
+
+# --- the floor: no server code but the sends (bench/tools/sendfloor.c) ----
+# the same wsbench, the same shapes; CPU = both sender processes
+floor_round() {     # floor_round SYSTEM ROUND
+    local sys=$1 r=$2 fp fw flags=""
+    case $sys in floor-uring) flags=-u ;; floor-uring-fixed) flags="-u -F" ;; esac
+    port=$(free_port)
+    "$BIN/sendfloor" -p "$port" -w 2 -s "${FLOOR_FRAME:-212}" $flags 2>> "$dir/sendfloor-$sys.err" &
+    fp=$!
+    track "$fp" TERM
+    wait_port "$port" "$fp" || { log "sendfloor did not start"; cat "$dir/sendfloor-$sys.err" >&2; return 1; }
+    for i in $(seq 50); do fw=$(worker_pids "$fp"); [ "$(echo "$fw" | tr ',' ' ' | wc -w)" = 2 ] && break; sleep 0.05; done
+    ws_round=$r
+    run_ws "$sys" many-100 -p "$port" -g "$dir/floor-groups" -G 100 -n 1000 -r 100 -d "$base" -P "$fw" -i 1
+    run_ws "$sys" one-100 -p "$port" -g "$dir/floor-groups" -G 1 -n 1000 -r 100 -d "$base" -P "$fw" -i 1
+    ws_round=
+    stop_pid "$fp" TERM
+    tail -2 "$dir/sendfloor-$sys.err" | sed "s/^/  $sys r$r exit: /" >&2
+}
+part_floor() {
+    local r v vs="floor floor-uring floor-uring-fixed"
+    for i in $(seq 100); do echo "floorgroup$i"; done > "$dir/floor-groups"
+    for r in $(seq "${FLOOR_ROUNDS:-$(q 2 3)}"); do
+        [ $((r % 2)) = 0 ] && vs=$(echo "$vs" | tr ' ' '\n' | tac | paste -sd' ')
+        for v in $vs; do floor_round "$v" "$r" || return 1; done
+    done
+}
+
+for p in $parts; do
+    case $p in
+    chat) part_chat || exit 1 ;;
+    nchan) part_nchan || exit 1 ;;
+    floor) part_floor || exit 1 ;;
+    compare) ;;
+    *) log "FANOUT_PARTS: no such part: $p"; exit 1 ;;
+    esac
+done

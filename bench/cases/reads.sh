@@ -51,7 +51,6 @@ cp "$before_so" "$BIN/ngx_chat_module.before.so" || exit 1
 # --- the data ---------------------------------------------------------------
 # READS_DATA=DIR: the data of an earlier run, kept (DIR/db, DIR/groups:
 # e.g. bench/out/reads moved away), instead of seeding again
-cc -O2 -Wall -o "$BIN/seedlog" "$BENCH_DIR/tools/seedlog.c" $(pkg-config --cflags --libs libmongoc-1.0) || exit 1
 data=${READS_DATA:-$dir}
 uri=$(start_db "$data/db") || exit 1
 dbpid=$(cat "$data/db.pid"); track "$dbpid" TERM
@@ -61,10 +60,7 @@ if [ -n "${READS_DATA:-}" ]; then
     log "  reads: the data of $READS_DATA ($groups groups)"
     emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$groups,\"seconds\":null}"
 else
-    t0=$(date +%s.%N)
-    "$BIN/seedlog" "${uri%/}/?serverSelectionTimeoutMS=10000" bench "$groups" "$msgs" "$dir/groups" \
-        2> >(grep -v endSessions >&2) || exit 1
-    seed_s=$(echo "$(date +%s.%N) - $t0" | bc)
+    seed_log "$uri" "$groups" "$msgs" "$dir/groups" || exit 1
     log "  reads: $msgs messages in $groups groups seeded in ${seed_s%.*} s"
     emit "{\"case\":\"$case\",\"kind\":\"seed\",\"messages\":$msgs,\"groups\":$groups,\"seconds\":$seed_s}"
 fi

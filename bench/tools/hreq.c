@@ -26,6 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_TOOL "hreq"
+#include "benchutil.h"
+
 static int          port = 80;
 static const char  *path = "/";
 static const char  *hdrs[8];
@@ -33,14 +36,6 @@ static int          nhdrs;
 static int          fd = -1;
 static char        *buf;
 static size_t       cap = 1 << 20, have;
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static int
 conn(void)
@@ -143,12 +138,12 @@ main(int argc, char **argv)
     uint32_t *lat = malloc(lcap * sizeof(uint32_t));
     long errors = 0, count = 0;
     char p[2048];
-    uint64_t start = now_ns(), end = start + (uint64_t) (secs * 1e9);
+    uint64_t start = bu_now_ns(), end = start + (uint64_t) (secs * 1e9);
 
-    for (long i = 0; n ? i < n : now_ns() < end; i++) {
+    for (long i = 0; n ? i < n : bu_now_ns() < end; i++) {
         if (rate > 0) {
             uint64_t due = start + (uint64_t) (i * 1e9 / rate);
-            uint64_t t = now_ns();
+            uint64_t t = bu_now_ns();
             if (due > t) {
                 struct timespec ts = { (due - t) / 1000000000ull,
                                        (due - t) % 1000000000ull };
@@ -160,14 +155,14 @@ main(int argc, char **argv)
             snprintf(p, sizeof(p), "%s%ld", path, (i * 7919) % distinct);
             u = p;
         }
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bu_now_ns();
         int st = request(u);
-        uint64_t d = now_ns() - t0;
+        uint64_t d = bu_now_ns() - t0;
         count++;
         if (st < 200 || st > 299) errors++;
         if (ln < lcap) lat[ln++] = (uint32_t) (d / 1000);
     }
-    double wall = (now_ns() - start) / 1e9;
+    double wall = (bu_now_ns() - start) / 1e9;
     qsort(lat, ln, sizeof(uint32_t), cmp);
     printf("{\"count\":%ld,\"errors\":%ld,\"wall_s\":%.3f,\"p50_ms\":%.3f,"
            "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}\n",

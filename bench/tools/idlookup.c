@@ -19,12 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
+#define BENCH_TOOL "idlookup"
+#include "benchutil.h"
 
 static int
 seed(mongoc_collection_t *c, long n)
@@ -121,7 +117,7 @@ lookup(mongoc_collection_t *c, long m)
         }
     }
     bson_destroy(opts);
-    qsort(ms, m, sizeof(double), cmp_double);
+    qsort(ms, m, sizeof(double), bu_cmp_double);
     printf("lookups=%ld docs=%zu median_ms=%.3f p90_ms=%.3f min_ms=%.3f "
            "max_ms=%.3f\n",
            m, n, ms[m / 2], ms[(m * 9) / 10], ms[0], ms[m - 1]);

@@ -27,7 +27,6 @@
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -43,6 +42,9 @@
 #include <unistd.h>
 
 #include <nats/nats.h>
+
+#define BENCH_TOOL "natsflood"
+#include "benchutil.h"
 
 #define RBUF      65536
 #define GROUP_LEN 24
@@ -83,47 +85,6 @@ static long        published;
 static uint64_t    pub_t0, pub_t1;
 static int         pub_errors;
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static void
-die(const char *m)
-{
-    fprintf(stderr, "natsflood: %s: %s\n", m, strerror(errno));
-    exit(1);
-}
-
-static uint64_t
-cpu_ns(void)
-{
-    uint64_t total = 0;
-    for (int i = 0; i < npids; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/task", pids[i]);
-        DIR *d = opendir(path);
-        if (d == NULL) continue;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.') continue;
-            char p2[320];
-            snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", pids[i],
-                     e->d_name);
-            FILE *f = fopen(p2, "r");
-            if (f == NULL) continue;
-            unsigned long long run = 0;
-            if (fscanf(f, "%llu", &run) == 1) total += run;
-            fclose(f);
-        }
-        closedir(d);
-    }
-    return total;
-}
-
 /* this thread's CPU (the subscribers' reader), ns */
 static uint64_t
 thread_cpu_ns(void)
@@ -132,13 +93,6 @@ thread_cpu_ns(void)
     getrusage(RUSAGE_THREAD, &ru);
     return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull
            + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
-    return x < y ? -1 : x > y;
 }
 
 static double
@@ -169,86 +123,35 @@ sub_connect(sub_t *s)
     int one = 1, n;
 
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) die("socket");
+    if (s->fd < 0) bu_die("socket");
     setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(s->fd, (struct sockaddr *) &a, sizeof(a)) < 0) die("connect");
-    n = snprintf(req, sizeof(req),
-                 "GET /api/chat/ws/%s?token=%s HTTP/1.1\r\n"
-                 "Host: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-                 "Connection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n", group, token, port);
-    if (write(s->fd, req, n) != n) die("write");
+    if (connect(s->fd, (struct sockaddr *) &a, sizeof(a)) < 0) bu_die("connect");
+    n = bu_ws_chat_upgrade(req, sizeof(req), group, token, "127.0.0.1", port);
+    if (write(s->fd, req, n) != n) bu_die("write");
     s->last_seq = 0;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) < 0) die("epoll_ctl");
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) < 0) bu_die("epoll_ctl");
 }
 
 static void
-on_payload(sub_t *s, const uint8_t *p, size_t len, uint64_t t)
+on_payload(void *ctx, const uint8_t *p, size_t len, uint64_t t)
 {
-    const uint8_t *m = memmem(p, len, "NF:", 3);
-    if (m == NULL) return;
-    char *end;
-    long long seq = strtoll((const char *) m + 3, &end, 10);
-    if (*end != ':') return;
-    unsigned long long sent = strtoull(end + 1, NULL, 10);
+    sub_t *s = ctx;
+    long long seq;
+    unsigned long long sent;
+    if (!bu_ws_stamp(p, len, "NF:", &seq, &sent)) return;
     if (seq == 1 && s->heard) return;           /* the probe, again */
     if (seq != s->last_seq + 1) s->out_of_order++;
     s->last_seq = seq;
     s->heard++;
     last_recv_ns = t;
     if (seq == 1) return;
-    if (lat_n == lat_cap) {
-        lat_cap = lat_cap ? lat_cap * 2 : 65536;
-        lat_us = realloc(lat_us, lat_cap * sizeof(uint32_t));
-        if (lat_us == NULL) die("realloc");
-    }
-    lat_us[lat_n++] = (uint32_t) ((t > sent ? t - sent : 0) / 1000);
-}
-
-static size_t
-parse_frames(sub_t *s, const uint8_t *b, size_t len, uint64_t t)
-{
-    size_t pos = 0;
-    while (len - pos >= 2) {
-        const uint8_t *f = b + pos;
-        int op = f[0] & 0x0f;
-        uint64_t plen = f[1] & 0x7f;
-        size_t h = 2;
-        if (plen == 126) {
-            if (len - pos < 4) break;
-            plen = ((uint64_t) f[2] << 8) | f[3];
-            h = 4;
-        } else if (plen == 127) {
-            if (len - pos < 10) break;
-            plen = 0;
-            for (int i = 0; i < 8; i++) plen = (plen << 8) | f[2 + i];
-            h = 10;
-        }
-        if (f[1] & 0x80) h += 4;
-        if (len - pos < h + plen) break;
-        if (op == 0x1 || op == 0x2 || op == 0x0) {
-            on_payload(s, f + h, plen, t);
-        } else if (op == 0x9) {
-            uint8_t out[6 + 125];
-            size_t n = plen > 125 ? 125 : plen;
-            out[0] = 0x8a;
-            out[1] = 0x80 | (uint8_t) n;
-            memset(out + 2, 0, 4);
-            memcpy(out + 6, f + h, n);
-            if (write(s->fd, out, 6 + n) < 0) { /* closed on read */ }
-        } else if (op == 0x8) {
-            sub_close(s, 1);
-            return len;
-        }
-        pos += h + plen;
-    }
-    return pos;
+    bu_push_u32(&lat_us, &lat_n, &lat_cap,
+                (uint32_t) ((t > sent ? t - sent : 0) / 1000));
 }
 
 static void
@@ -261,31 +164,25 @@ sub_read(sub_t *s)
         ssize_t n = recv(s->fd, buf + have, RBUF, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         if (n <= 0) { sub_close(s, 1); return; }
-        uint64_t t = now_ns();
+        uint64_t t = bu_now_ns();
         size_t len = have + n, used = 0;
         if (!s->open) {
-            uint8_t *e = memmem(buf, len, "\r\n\r\n", 4);
-            if (e == NULL) goto keep;
-            if (len < 12 || memcmp(buf + 9, "101", 3) != 0) {
-                fprintf(stderr, "natsflood: handshake refused: %.*s\n",
-                        (int) (len < 200 ? len : 200), buf);
+            int hs = bu_ws_handshake(buf, len, &used);
+            if (hs == 0) goto keep;
+            if (hs < 0) {
                 sub_close(s, 0);
                 return;
             }
             s->open = 1;
             subs_open++;
-            used = (e + 4) - buf;
         }
-        used += parse_frames(s, buf + used, len - used, t);
+        int closed = 0;
+        used += bu_ws_parse_frames(s->fd, buf + used, len - used, t,
+                                   on_payload, s, NULL, &closed);
+        if (closed) sub_close(s, 1);
         if (s->fd < 0) return;
     keep:
-        free(s->part);
-        s->part = NULL;
-        s->part_len = len - used;
-        if (s->part_len) {
-            s->part = malloc(s->part_len);
-            memcpy(s->part, buf + used, s->part_len);
-        }
+        bu_keep_part(&s->part, &s->part_len, buf, len, used);
         if ((size_t) n < RBUF) return;
     }
 }
@@ -321,7 +218,7 @@ publish(int64_t seq)
                  "\"created_at\":\"%04d-%02d-%02dT%02d:%02d:%02dZ\","
                  "\"is_deleted\":false,\"seq\":%lld},\"seq\":%lld}",
                  (unsigned long long) seq, group, (long long) seq,
-                 (unsigned long long) now_ns(), tm.tm_year + 1900,
+                 (unsigned long long) bu_now_ns(), tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  (long long) seq, (long long) seq);
     if (natsConnection_Publish(nc, subject, msg, (int) h + n) != NATS_OK) {
@@ -336,10 +233,10 @@ publisher(void *arg)
     uint64_t deadline;
     int64_t seq = 2;
 
-    pub_t0 = now_ns();
+    pub_t0 = bu_now_ns();
     deadline = pub_t0 + (uint64_t) (max_sec * 1e9);
     while (published < count) {
-        uint64_t t = now_ns();
+        uint64_t t = bu_now_ns();
         if (t >= deadline) break;
         if (rate > 0) {
             long due = (long) ((t - pub_t0) / 1e9 * rate) + 1;
@@ -356,7 +253,7 @@ publisher(void *arg)
             }
         }
     }
-    pub_t1 = now_ns();
+    pub_t1 = bu_now_ns();
     natsConnection_FlushTimeout(nc, 5000);
     pub_done = 1;
     return NULL;
@@ -407,11 +304,11 @@ main(int argc, char **argv)
     snprintf(subject, sizeof(subject), "chat.g.%s", group);
 
     ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) die("epoll_create1");
+    if (ep < 0) bu_die("epoll_create1");
     subs = calloc(nsubs, sizeof(sub_t));
     for (int i = 0; i < nsubs; i++) sub_connect(&subs[i]);
-    uint64_t t = now_ns();
-    while (subs_open < nsubs && now_ns() - t < 10000000000ull) loop_for(50);
+    uint64_t t = bu_now_ns();
+    while (subs_open < nsubs && bu_now_ns() - t < 10000000000ull) loop_for(50);
     if (subs_open < nsubs) {
         fprintf(stderr, "natsflood: %d of %d subscribers open\n", subs_open, nsubs);
         return 1;
@@ -424,9 +321,9 @@ main(int argc, char **argv)
     }
 
     /* the probe: until the host's subscription reached the cluster */
-    t = now_ns();
+    t = bu_now_ns();
     while (!all_heard_probe()) {
-        if (now_ns() - t > 10000000000ull) {
+        if (bu_now_ns() - t > 10000000000ull) {
             fprintf(stderr, "natsflood: the probe did not reach every subscriber\n");
             return 1;
         }
@@ -435,21 +332,21 @@ main(int argc, char **argv)
         loop_for(50);
     }
 
-    uint64_t c0 = cpu_ns(), r0 = thread_cpu_ns();
+    uint64_t c0 = bu_cpu_ns(pids, npids), r0 = thread_cpu_ns();
     pthread_t th;
-    if (pthread_create(&th, NULL, publisher, NULL) != 0) die("pthread_create");
+    if (pthread_create(&th, NULL, publisher, NULL) != 0) bu_die("pthread_create");
 
     /* read until the publisher is done, then until every subscriber heard
      * the last event or nothing came for 2 s (bounded: 30 s) */
     while (!pub_done) loop_for(20);
-    uint64_t tend = now_ns();
+    uint64_t tend = bu_now_ns();
     int64_t last = published + 1;
     for (;;) {
         int done = 1;
         for (int i = 0; i < nsubs; i++) {
             if (subs[i].open && subs[i].last_seq < last) { done = 0; break; }
         }
-        uint64_t now = now_ns();
+        uint64_t now = bu_now_ns();
         if (done || now - (last_recv_ns > tend ? last_recv_ns : tend) > 2000000000ull
             || now - tend > 30000000000ull)
         {
@@ -457,7 +354,7 @@ main(int argc, char **argv)
         }
         loop_for(20);
     }
-    uint64_t c1 = cpu_ns(), r1 = thread_cpu_ns();
+    uint64_t c1 = bu_cpu_ns(pids, npids), r1 = thread_cpu_ns();
     pthread_join(th, NULL);
 
     uint64_t heard = 0, complete = 0, ooo = 0;
@@ -466,7 +363,7 @@ main(int argc, char **argv)
         if (subs[i].last_seq == last) complete++;
         ooo += subs[i].out_of_order;
     }
-    qsort(lat_us, lat_n, sizeof(uint32_t), cmp_u32);
+    qsort(lat_us, lat_n, sizeof(uint32_t), bu_cmp_u32);
     double pub_sec = (pub_t1 - pub_t0) / 1e9;
     double recv_sec = (last_recv_ns > pub_t0 ? last_recv_ns - pub_t0 : 1) / 1e9;
     double expected = (double) published * nsubs;

@@ -128,8 +128,9 @@ def overhead():
            "overhead", date, "make bench BENCH=overhead")
     w("nginx 1 worker, `location / { return 200; }`, `access_log off` in every "
       "variant (the strictest baseline). A: the module not loaded. B: "
-      "`chat_metrics on` (+ sidecar on ipc), the defaults (X-Correlation-ID and "
-      "traceparent on every response). C: the module in use without recording "
+      "`chat_metrics on` (+ sidecar on ipc), the defaults (X-Correlation-ID on "
+      "every response; before 2026-12-07 also traceparent, now "
+      "`chat_traceparent_response`, off by default). C: the module in use without recording "
       "(`chat_correlation_header` only: request context, correlation ID, response "
       "headers). D (callgrind only): B with `chat_correlation_response off`. V: "
       "nginx-module-vts (one key, its server zone) when `VTS_SRC` names its source "
@@ -725,7 +726,7 @@ def fanout():
     for r in steps:
         c = conns.get((r["system"], r["scenario"]), {})
         w("| %s | %s | %s | %g (%.0f) | %d/%d = %.4f | %.2f / %.2f / %.2f | %.2f / %.2f | %s | %.0f | %d |" % (
-            r["system"], r["scenario"], c.get("open", ""), r["rate"], r["achieved_rate"], r["delivered"],
+            r["system"], r["scenario"] + (" r%d" % r["round"] if "round" in r else ""), c.get("open", ""), r["rate"], r["achieved_rate"], r["delivered"],
             r["expected"], r["delivered_ratio"], r["lat_p50_ms"], r["lat_p99_ms"], r["lat_max_ms"],
             r["post_p50_ms"], r["post_p99_ms"],
             "%.2f" % r["cpu_us_per_delivery"] if r["cpu_us_per_delivery"] >= 0 else "-",
@@ -780,12 +781,13 @@ def fanout():
         if p0:
             net = (one["nginx_cpu_s"] * 1e6 - p0["cpu_us_per_publish"] * one["published"]) / max(one["delivered"], 1)
         n1 = step("nchan", "one-100")
+        fl = med([r["cpu_us_per_delivery"] for r in steps if r["system"] == "floor" and r["scenario"] == "one-100"])
         w("- CPU per delivery, 1,000 subscribers on one group at 100/s: %s" % verdict(
             "6 CPU/delivery", one["cpu_us_per_delivery"] <= 2,
             "%.2f µs vs <= 2; %s µs net of the publish's own cost (%s µs per POST with no subscriber, "
-            "mostly the database client); nchan here: %s" % (
+            "mostly the database client); nchan here: %s; the kernel's floor (sendfloor, send()) here: %s" % (
                 one["cpu_us_per_delivery"], f(net, "%.2f"), f(p0 and p0["cpu_us_per_publish"]),
-                f(n1 and n1["cpu_us_per_delivery"], "%.2f"))))
+                f(n1 and n1["cpu_us_per_delivery"], "%.2f"), f(fl, "%.2f"))))
     if "chat" in per:
         w("- memory per idle subscriber: %s" % verdict("6 memory", per["chat"] <= 4, "%.2f KB vs <= 4 (nchan here: %s KB)" % (
             per["chat"], f(per.get("nchan"), "%.2f"))))
@@ -812,7 +814,41 @@ def fanout():
                 "chat %.2f ms vs nchan %.2f ms + our POST p99 with no subscriber at 100/s %.2f ms = %.2f ms" % (
                     c["lat_p99_ms"], n["lat_p99_ms"], p0["post_p99_ms"], lim))))
     w()
+    fanout_floor(steps)
     fanout_compare(cmp_rows)
+
+
+FLOOR_SYSTEMS = ("chat", "nchan", "floor", "floor-uring", "floor-uring-fixed")
+
+
+def fanout_floor(steps):
+    """FANOUT_PARTS with floor: bench/tools/sendfloor.c (2 processes that
+    only send, driven by the same wsbench) beside chat and nchan; medians
+    over its rounds, and each system's ratio to the floor (send())"""
+    if not any(r["system"].startswith("floor") for r in steps):
+        return
+    w("### Against the kernel's floor (bench/tools/sendfloor.c), same run")
+    w()
+    w("sendfloor: 2 processes, each owning about half the subscribers (SO_REUSEPORT), that parse "
+      "wsbench's POST and write one 212-byte frame (the chat module's frame size) to each subscriber, "
+      "nothing else: `floor` one non-blocking send() each, `floor-uring` IORING_OP_SEND with one "
+      "io_uring_enter() per 256, `floor-uring-fixed` the same on registered files. CPU: both processes, "
+      "all threads (schedstat), as for nginx. Medians over the rounds (chat and nchan: one run each).")
+    w()
+    w("| scenario | system | rounds | CPU µs/delivery, median (min-max) | ratio to floor | lat p50 / p99 ms | load avg |")
+    w("|---|---|---|---|---|---|---|")
+    for sc in ("one-100", "many-100"):
+        base = med([r["cpu_us_per_delivery"] for r in steps if r["system"] == "floor" and r["scenario"] == sc])
+        for sysname in FLOOR_SYSTEMS:
+            rs = [r for r in steps if r["system"] == sysname and r["scenario"] == sc and r["cpu_us_per_delivery"] >= 0]
+            if not rs:
+                continue
+            cpu = [r["cpu_us_per_delivery"] for r in rs]
+            w("| %s | %s | %d | %.2f (%.2f-%.2f) | %s | %.2f / %.2f | %s |" % (
+                sc, sysname, len(rs), med(cpu), min(cpu), max(cpu), f(base and med(cpu) / base, "%.2f"),
+                med([r["lat_p50_ms"] for r in rs]), med([r["lat_p99_ms"] for r in rs]),
+                f(med([r.get("loadavg") for r in rs]), "%.1f")))
+    w()
 
 
 def fanout_compare(rows):

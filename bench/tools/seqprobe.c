@@ -29,15 +29,17 @@
  *               claimed later by another take, and seqs claimed twice
  *               (the unique _id failing: never seen).
  *
- * Scratch collections only: dropped first.  Build:
+ * Scratch collections only: dropped first.  Build (the helpers it shares
+ * with writeprobe.c are in benchmongo.h and benchutil.h, next to it):
  *   cc -O2 -Wall -o seqprobe bench/tools/seqprobe.c \
  *       $(pkg-config --cflags --libs libmongoc-1.0) -lpthread
  */
-#include <mongoc/mongoc.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define BENCH_TOOL "seqprobe"
+#include "benchmongo.h"
 
 #define MAXCALLS  4000000
 #define MAXWORKERS  64
@@ -199,6 +201,21 @@ worker(void *arg)
     return NULL;
 }
 
+/* the counter, at seq 0 */
+static int
+seed_counter(mongoc_collection_t *c)
+{
+    bson_t d;
+    int ok;
+
+    bson_init(&d);
+    BSON_APPEND_INT32(&d, "_id", 1);
+    BSON_APPEND_INT64(&d, "seq", 0);
+    ok = bm_insert(c, &d);
+    bson_destroy(&d);
+    return ok;
+}
+
 /* the first time each value was answered (calls sorted by t1) */
 static int64_t
 first_issued(int64_t value, int64_t *first, int64_t maxv)
@@ -209,12 +226,8 @@ first_issued(int64_t value, int64_t *first, int64_t maxv)
 int
 main(int argc, char **argv)
 {
-    bson_error_t err;
     mongoc_uri_t *uri;
-    mongoc_client_t *cl;
-    mongoc_collection_t *c;
-    pthread_t th[256];
-    bson_t d;
+    const char *scratch[] = { "probe_seq_claims", "probe_seq_groups", NULL };
     int n, i;
     long k, j, dups, regress, late, reissued, abandoned_claimed;
     long dup_claims = 0;
@@ -245,39 +258,16 @@ main(int argc, char **argv)
     claims = calloc(MAXCALLS, sizeof(claim_t));
     abandoned = calloc(MAXCALLS, sizeof(int64_t));
 
-    mongoc_init();
-    uri = mongoc_uri_new_with_error(uri_s, &err);
-    if (uri == NULL) {
-        fprintf(stderr, "seqprobe: %s\n", err.message);
+    pool = bm_pool_new(uri_s, n + 1, &uri);
+    if (pool == NULL) {
         return 1;
     }
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE, n + 1);
-    pool = mongoc_client_pool_new(uri);
-    mongoc_client_pool_set_error_api(pool, 2);
 
-    cl = mongoc_client_pool_pop(pool);
-    c = mongoc_client_get_collection(cl, db, "probe_seq_claims");
-    (void) mongoc_collection_drop(c, NULL);
-    mongoc_collection_destroy(c);
-    c = mongoc_client_get_collection(cl, db, "probe_seq_groups");
-    (void) mongoc_collection_drop(c, NULL);
-    bson_init(&d);
-    BSON_APPEND_INT32(&d, "_id", 1);
-    BSON_APPEND_INT64(&d, "seq", 0);
-    if (!mongoc_collection_insert_one(c, &d, NULL, NULL, &err)) {
-        fprintf(stderr, "seqprobe: %s\n", err.message);
+    if (!bm_scratch(pool, db, scratch, "probe_seq_groups", seed_counter)) {
         return 1;
     }
-    bson_destroy(&d);
-    mongoc_collection_destroy(c);
-    mongoc_client_pool_push(pool, cl);
 
-    for (i = 0; i < n; i++) {
-        pthread_create(&th[i], NULL, worker, (void *) (uintptr_t) i);
-    }
-    for (i = 0; i < n; i++) {
-        pthread_join(th[i], NULL);
-    }
+    bu_run_threads(n, worker);
 
     /* duplicates: values answered more than once */
     vals = malloc((size_t) (ncalls ? ncalls : 1) * sizeof(int64_t));
@@ -392,8 +382,6 @@ main(int argc, char **argv)
 
     printf("}\n");
 
-    mongoc_client_pool_destroy(pool);
-    mongoc_uri_destroy(uri);
-    mongoc_cleanup();
+    bm_pool_destroy(pool, uri);
     return 0;
 }

@@ -16,11 +16,12 @@
  * for SECONDS; prints rounds/s and the rounds' p50/p99/max in ms, and
  * the writes per second.  Scratch collections only: dropped first.
  */
-#include <mongoc/mongoc.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define BENCH_TOOL "writeprobe"
+#include "benchmongo.h"
 
 #define MAXLAT  2000000
 
@@ -31,13 +32,6 @@ static double lat[MAXLAT];
 static long nlat, errors;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static bson_oid_t gids[1000];
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
 
 static int
 one_round(mongoc_client_t *cl, unsigned *rnd, long i)
@@ -149,17 +143,34 @@ worker(void *arg)
     return NULL;
 }
 
+/* 1,000 groups at seq 0 */
+static int
+seed_groups(mongoc_collection_t *c)
+{
+    int i;
+
+    for (i = 0; i < 1000; i++) {
+        bson_t d;
+        bson_oid_init(&gids[i], NULL);
+        bson_init(&d);
+        BSON_APPEND_OID(&d, "_id", &gids[i]);
+        BSON_APPEND_UTF8(&d, "name", "probe");
+        BSON_APPEND_INT64(&d, "seq", 0);
+        if (!bm_insert(c, &d)) {
+            return 0;
+        }
+        bson_destroy(&d);
+    }
+    return 1;
+}
+
 int
 main(int argc, char **argv)
 {
-    bson_error_t err;
     mongoc_uri_t *uri;
-    mongoc_client_t *cl;
-    mongoc_collection_t *c;
-    pthread_t th[256];
-    int n, i;
+    int n;
     const char *names[] = { "probe_groups", "probe_messages", "probe_seqs",
-                            "probe_counters" };
+                            "probe_counters", NULL };
 
     if (argc != 6) {
         fprintf(stderr, "usage: writeprobe URI DB insert|inc|post THREADS SECONDS\n");
@@ -172,48 +183,18 @@ main(int argc, char **argv)
         return 2;
     }
 
-    mongoc_init();
-    uri = mongoc_uri_new_with_error(uri_s, &err);
-    if (uri == NULL) {
-        fprintf(stderr, "writeprobe: %s\n", err.message);
+    pool = bm_pool_new(uri_s, n + 1, &uri);
+    if (pool == NULL) {
         return 1;
     }
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE, n + 1);
-    pool = mongoc_client_pool_new(uri);
-    mongoc_client_pool_set_error_api(pool, 2);
 
-    /* the scratch collections, and 1,000 groups at seq 0 */
-    cl = mongoc_client_pool_pop(pool);
-    for (i = 0; i < 4; i++) {
-        c = mongoc_client_get_collection(cl, db, names[i]);
-        (void) mongoc_collection_drop(c, NULL);
-        mongoc_collection_destroy(c);
-    }
-    c = mongoc_client_get_collection(cl, db, "probe_groups");
-    for (i = 0; i < 1000; i++) {
-        bson_t d;
-        bson_oid_init(&gids[i], NULL);
-        bson_init(&d);
-        BSON_APPEND_OID(&d, "_id", &gids[i]);
-        BSON_APPEND_UTF8(&d, "name", "probe");
-        BSON_APPEND_INT64(&d, "seq", 0);
-        if (!mongoc_collection_insert_one(c, &d, NULL, NULL, &err)) {
-            fprintf(stderr, "writeprobe: %s\n", err.message);
-            return 1;
-        }
-        bson_destroy(&d);
-    }
-    mongoc_collection_destroy(c);
-    mongoc_client_pool_push(pool, cl);
-
-    for (i = 0; i < n; i++) {
-        pthread_create(&th[i], NULL, worker, (void *) (uintptr_t) i);
-    }
-    for (i = 0; i < n; i++) {
-        pthread_join(th[i], NULL);
+    if (!bm_scratch(pool, db, names, "probe_groups", seed_groups)) {
+        return 1;
     }
 
-    qsort(lat, (size_t) nlat, sizeof(double), cmp_double);
+    bu_run_threads(n, worker);
+
+    qsort(lat, (size_t) nlat, sizeof(double), bu_cmp_double);
     printf("{\"mode\":\"%s\",\"threads\":%d,\"seconds\":%d,\"rounds\":%ld,"
            "\"rounds_per_s\":%.1f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
            "\"max_ms\":%.2f,\"errors\":%ld}\n",
@@ -221,8 +202,6 @@ main(int argc, char **argv)
            nlat ? lat[nlat / 2] : 0, nlat ? lat[(long) (nlat * 0.99)] : 0,
            nlat ? lat[nlat - 1] : 0, errors);
 
-    mongoc_client_pool_destroy(pool);
-    mongoc_uri_destroy(uri);
-    mongoc_cleanup();
+    bm_pool_destroy(pool, uri);
     return 0;
 }

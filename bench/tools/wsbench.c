@@ -21,7 +21,6 @@
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -35,6 +34,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#define BENCH_TOOL "wsbench"
+#include "benchutil.h"
 
 #define MAX_GROUPS   1000
 #define RBUF         65536
@@ -105,39 +107,6 @@ static size_t     post_n, post_cap;
 static uint64_t   post_ok, post_err, dup_count;
 static uint64_t   pings_answered;
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static void
-die(const char *m)
-{
-    fprintf(stderr, "wsbench: %s: %s\n", m, strerror(errno));
-    exit(1);
-}
-
-static void
-push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 65536;
-        *a = realloc(*a, *cap * sizeof(uint32_t));
-        if (*a == NULL) die("realloc");
-    }
-    (*a)[(*n)++] = v;
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
-    return x < y ? -1 : x > y;
-}
-
 static double
 pct(uint32_t *a, size_t n, double p)
 {
@@ -146,33 +115,6 @@ pct(uint32_t *a, size_t n, double p)
     i = (size_t) (p / 100.0 * (double) (n - 1) + 0.5);
     if (i >= n) i = n - 1;
     return a[i] / 1000.0;          /* ms */
-}
-
-/* CPU of every thread of the given pids, in ns (schedstat) */
-static uint64_t
-cpu_ns(void)
-{
-    uint64_t total = 0;
-    for (int i = 0; i < npids; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/task", pids[i]);
-        DIR *d = opendir(path);
-        if (d == NULL) continue;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.') continue;
-            char p2[320];
-            snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", pids[i],
-                     e->d_name);
-            FILE *f = fopen(p2, "r");
-            if (f == NULL) continue;
-            unsigned long long run = 0;
-            if (fscanf(f, "%llu", &run) == 1) total += run;
-            fclose(f);
-        }
-        closedir(d);
-    }
-    return total;
 }
 
 static long
@@ -211,7 +153,7 @@ tcp_connect(int hostix)
 {
     struct sockaddr_in a;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
+    if (fd < 0) bu_die("socket");
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     memset(&a, 0, sizeof(a));
@@ -221,7 +163,7 @@ tcp_connect(int hostix)
     if (connect(fd, (struct sockaddr *) &a, sizeof(a)) < 0
         && errno != EINPROGRESS)
     {
-        die("connect");
+        bu_die("connect");
     }
     return fd;
 }
@@ -230,14 +172,14 @@ static void
 ep_add(conn_t *c, uint32_t events)
 {
     struct epoll_event ev = { .events = events, .data.ptr = c };
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) bu_die("epoll_ctl add");
 }
 
 static void
 ep_mod(conn_t *c, uint32_t events)
 {
     struct epoll_event ev = { .events = events, .data.ptr = c };
-    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) bu_die("epoll_ctl mod");
 }
 
 static void
@@ -276,13 +218,8 @@ sub_send_handshake(conn_t *c)
     char req[1024];
     int n;
     if (mode == M_CHAT) {
-        n = snprintf(req, sizeof(req),
-                     "GET /api/chat/ws/%s?token=%s HTTP/1.1\r\n"
-                     "Host: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     groups[c->group], token, host, port);
+        n = bu_ws_chat_upgrade(req, sizeof(req), groups[c->group], token,
+                               host, port);
     } else {
         n = snprintf(req, sizeof(req),
                      "GET /sub/%s HTTP/1.1\r\n"
@@ -301,70 +238,25 @@ sub_send_handshake(conn_t *c)
 }
 
 static void
-on_payload(conn_t *c, const uint8_t *p, size_t len, uint64_t t)
+on_payload(void *ctx, const uint8_t *p, size_t len, uint64_t t)
 {
-    const uint8_t *m = memmem(p, len, "BT:", 3);
-    if (m == NULL) return;
-    char *end;
-    unsigned long seq = strtoul((const char *) m + 3, &end, 10);
-    if (*end != ':') return;
-    unsigned long long sent = strtoull(end + 1, NULL, 10);
-    if (seq >= msg_cap) return;
+    conn_t *c = ctx;
+    long long stamp;
+    unsigned long long sent;
+    if (!bu_ws_stamp(p, len, "BT:", &stamp, &sent)) return;
+    /* (strtoul's wrapped negative values failed this test as well) */
+    if (stamp < 0 || (unsigned long long) stamp >= msg_cap) return;
+    unsigned long seq = (unsigned long) stamp;
     if (msg_received[seq]++ >= msg_expected[seq]) dup_count++;
     uint64_t d = t > sent ? t - sent : 0;
-    push_u32(&lat_us, &lat_n, &lat_cap, (uint32_t) (d / 1000));
+    bu_push_u32(&lat_us, &lat_n, &lat_cap, (uint32_t) (d / 1000));
     if (port2 == 0) return;
     if (msg_host[seq] != c->hostix) {
         msg_received_x[seq]++;
-        push_u32(&lat_cross_us, &lat_cross_n, &lat_cross_cap, (uint32_t) (d / 1000));
+        bu_push_u32(&lat_cross_us, &lat_cross_n, &lat_cross_cap, (uint32_t) (d / 1000));
     } else {
-        push_u32(&lat_same_us, &lat_same_n, &lat_same_cap, (uint32_t) (d / 1000));
+        bu_push_u32(&lat_same_us, &lat_same_n, &lat_same_cap, (uint32_t) (d / 1000));
     }
-}
-
-/* parses frames from buf; returns bytes consumed */
-static size_t
-parse_frames(conn_t *c, const uint8_t *b, size_t len, uint64_t t)
-{
-    size_t pos = 0;
-    while (len - pos >= 2) {
-        const uint8_t *f = b + pos;
-        int op = f[0] & 0x0f;
-        int masked = f[1] & 0x80;
-        uint64_t plen = f[1] & 0x7f;
-        size_t h = 2;
-        if (plen == 126) {
-            if (len - pos < 4) break;
-            plen = ((uint64_t) f[2] << 8) | f[3];
-            h = 4;
-        } else if (plen == 127) {
-            if (len - pos < 10) break;
-            plen = 0;
-            for (int i = 0; i < 8; i++) plen = (plen << 8) | f[2 + i];
-            h = 10;
-        }
-        if (masked) h += 4;
-        if (len - pos < h + plen) break;
-        const uint8_t *pl = f + h;
-        if (op == 0x1 || op == 0x2 || op == 0x0) {
-            on_payload(c, pl, plen, t);
-        } else if (op == 0x9) {
-            /* pong with the ping's payload, masked with a zero key */
-            uint8_t out[2 + 4 + 125];
-            size_t n = plen > 125 ? 125 : plen;
-            out[0] = 0x8a;
-            out[1] = 0x80 | (uint8_t) n;
-            memset(out + 2, 0, 4);
-            memcpy(out + 6, pl, n);
-            if (write(c->fd, out, 6 + n) < 0) { /* closed below */ }
-            pings_answered++;
-        } else if (op == 0x8) {
-            sub_close(c, 1);
-            return len;
-        }
-        pos += h + plen;
-    }
-    return pos;
 }
 
 static void
@@ -377,18 +269,16 @@ sub_read(conn_t *c)
         ssize_t n = read(c->fd, buf + have, RBUF);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         if (n <= 0) { sub_close(c, 1); return; }
-        uint64_t t = now_ns();
+        uint64_t t = bu_now_ns();
         size_t len = have + n, used = 0;
 
         if (c->state == S_HANDSHAKE) {
-            uint8_t *e = memmem(buf, len, "\r\n\r\n", 4);
-            if (e == NULL) {
+            int hs = bu_ws_handshake(buf, len, &used);
+            if (hs == 0) {
                 if (len > 4096) { sub_close(c, 0); return; }
                 goto keep;
             }
-            if (len < 12 || memcmp(buf + 9, "101", 3) != 0) {
-                fprintf(stderr, "wsbench: handshake refused: %.*s\n",
-                        (int) (len < 200 ? len : 200), buf);
+            if (hs < 0) {
                 sub_close(c, 0);
                 return;
             }
@@ -396,18 +286,14 @@ sub_read(conn_t *c)
             subs_open++;
             group_subs[c->group]++;
             group_subs_h[c->group][c->hostix]++;
-            used = (e + 4) - buf;
         }
-        used += parse_frames(c, buf + used, len - used, t);
+        int closed = 0;
+        used += bu_ws_parse_frames(c->fd, buf + used, len - used, t,
+                                   on_payload, c, &pings_answered, &closed);
+        if (closed) sub_close(c, 1);
         if (c->state == S_CLOSED) return;
     keep:
-        free(c->part);
-        c->part = NULL;
-        c->part_len = len - used;
-        if (c->part_len) {
-            c->part = malloc(c->part_len);
-            memcpy(c->part, buf + used, c->part_len);
-        }
+        bu_keep_part(&c->part, &c->part_len, buf, len, used);
         if ((size_t) n < RBUF) return;
     }
 }
@@ -444,7 +330,7 @@ static void
 pub_send(conn_t *c, uint32_t seq, int group)
 {
     char body[128], hdr[1024];
-    uint64_t t = now_ns();
+    uint64_t t = bu_now_ns();
     int bl, hl;
     if (mode == M_CHAT) {
         bl = snprintf(body, sizeof(body), "{\"content\":\"BT:%u:%llu\"}", seq,
@@ -535,10 +421,10 @@ pub_complete(conn_t *c)
 {
     {
         int status = c->resp_len > 12 ? atoi(c->resp + 9) : 0;
-        uint64_t d = now_ns() - c->sent_ns;
+        uint64_t d = bu_now_ns() - c->sent_ns;
         if (status >= 200 && status < 300) {
             post_ok++;
-            push_u32(&post_us, &post_n, &post_cap, (uint32_t) (d / 1000));
+            bu_push_u32(&post_us, &post_n, &post_cap, (uint32_t) (d / 1000));
         } else {
             post_err++;
             if (post_err < 5)
@@ -583,7 +469,7 @@ static void
 run_until(uint64_t deadline)
 {
     for (;;) {
-        uint64_t t = now_ns();
+        uint64_t t = bu_now_ns();
         if (t >= deadline) return;
         uint64_t ms = (deadline - t) / 1000000;
         loop_for(ms > 100 ? 100 : (int) ms);
@@ -607,7 +493,7 @@ load_groups(const char *file, int limit)
 {
     FILE *f = fopen(file, "r");
     char line[256];
-    if (f == NULL) die(file);
+    if (f == NULL) bu_die(file);
     while (fgets(line, sizeof(line), f) && ngroups < MAX_GROUPS
            && (limit == 0 || ngroups < limit))
     {
@@ -668,10 +554,10 @@ main(int argc, char **argv)
     /* --- connect ---------------------------------------------------------- */
     long rss0[64];
     for (int i = 0; i < npids; i++) rss0[i] = rss_kb(pids[i]);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bu_now_ns();
     int started = 0;
     uint64_t give_up = t0 + 120ull * 1000000000ull;
-    while (subs_open + subs_failed < nsubs && now_ns() < give_up) {
+    while (subs_open + subs_failed < nsubs && bu_now_ns() < give_up) {
         while (started < nsubs
                && started - subs_open - subs_failed < max_handshakes)
         {
@@ -682,8 +568,8 @@ main(int argc, char **argv)
         }
         loop_for(10);
     }
-    double connect_s = (now_ns() - t0) / 1e9;
-    run_until(now_ns() + (uint64_t) (idle_sec * 1e9) + 500000000ull);
+    double connect_s = (bu_now_ns() - t0) / 1e9;
+    run_until(bu_now_ns() + (uint64_t) (idle_sec * 1e9) + 500000000ull);
 
     printf("{\"phase\":\"connect\",\"mode\":\"%s\",\"subscribers\":%d,"
            "\"groups\":%d,\"open\":%d,\"failed\":%d,\"connect_s\":%.3f,"
@@ -708,7 +594,7 @@ main(int argc, char **argv)
         pubs[i].hostix = port2 ? i % 2 : 0;
         pub_open(&pubs[i]);
     }
-    run_until(now_ns() + 200000000ull);
+    run_until(bu_now_ns() + 200000000ull);
 
     msg_cap = 0;
     for (int s = 0; s < nrates; s++) msg_cap += (uint32_t) (rates[s] * step_sec) + 16;
@@ -725,17 +611,17 @@ main(int argc, char **argv)
         lat_n = post_n = lat_same_n = lat_cross_n = 0;
         post_ok = post_err = dup_count = 0;
         int closed0 = subs_closed_by_server;
-        uint64_t cpu0 = cpu_ns();
-        uint64_t start = now_ns();
+        uint64_t cpu0 = bu_cpu_ns(pids, npids);
+        uint64_t start = bu_now_ns();
         uint64_t late = 0, max_lag_ns = 0;
 
         /* the step ends on time even if the publisher fell behind: the
            messages it could not send are simply not sent (and reported as
            a lower achieved rate) */
         uint64_t stop_at = start + (uint64_t) (step_sec * 1e9);
-        while (next_seq < first + count && now_ns() < stop_at) {
+        while (next_seq < first + count && bu_now_ns() < stop_at) {
             uint64_t due = start + (uint64_t) ((next_seq - first) * 1e9 / rate);
-            uint64_t t = now_ns();
+            uint64_t t = bu_now_ns();
             if (t >= due) {
                 /* round robin over the free connections, so that the
                    POSTs spread over every worker the connections landed on */
@@ -758,13 +644,13 @@ main(int argc, char **argv)
             uint64_t ms = (due - t) / 1000000;
             loop_for(ms > 50 ? 50 : (int) ms);
         }
-        uint64_t pub_end = now_ns();
+        uint64_t pub_end = bu_now_ns();
         uint32_t planned = count;
         count = next_seq - first;
         double achieved = count / ((pub_end - start) / 1e9);
 
         /* wait for the stragglers: until all delivered or grace is over */
-        uint64_t deadline = now_ns() + (uint64_t) (grace_sec * 1e9);
+        uint64_t deadline = bu_now_ns() + (uint64_t) (grace_sec * 1e9);
         uint64_t expected = 0, received = 0;
         for (;;) {
             int busy = 0;
@@ -775,22 +661,22 @@ main(int argc, char **argv)
                 received += msg_received[q] < msg_expected[q]
                             ? msg_received[q] : msg_expected[q];
             }
-            if ((!busy && received >= expected) || now_ns() >= deadline) break;
+            if ((!busy && received >= expected) || bu_now_ns() >= deadline) break;
             loop_for(20);
         }
-        uint64_t cpu1 = cpu_ns();
+        uint64_t cpu1 = bu_cpu_ns(pids, npids);
         double cpu_s = (cpu1 - cpu0) / 1e9;
 
-        qsort(lat_us, lat_n, sizeof(uint32_t), cmp_u32);
-        qsort(lat_same_us, lat_same_n, sizeof(uint32_t), cmp_u32);
-        qsort(lat_cross_us, lat_cross_n, sizeof(uint32_t), cmp_u32);
+        qsort(lat_us, lat_n, sizeof(uint32_t), bu_cmp_u32);
+        qsort(lat_same_us, lat_same_n, sizeof(uint32_t), bu_cmp_u32);
+        qsort(lat_cross_us, lat_cross_n, sizeof(uint32_t), bu_cmp_u32);
         uint64_t expected_x = 0, received_x = 0;
         for (uint32_t q = first; port2 && q < first + count; q++) {
             expected_x += msg_expected_x[q];
             received_x += msg_received_x[q] < msg_expected_x[q]
                           ? msg_received_x[q] : msg_expected_x[q];
         }
-        qsort(post_us, post_n, sizeof(uint32_t), cmp_u32);
+        qsort(post_us, post_n, sizeof(uint32_t), bu_cmp_u32);
         double ratio = expected ? (double) received / expected : 1.0;
 
         printf("{\"phase\":\"step\",\"mode\":\"%s\",\"rate\":%g,"

@@ -28,21 +28,32 @@ batch(uint32_t pid, uint64_t start, uint64_t seq)
 }
 
 
+/* a request record of b, its three strings as the wire has them (raw) */
+static coll_record_t *
+add_raw_req(coll_batch_t *b, const char *method, const char *endpoint,
+    const char *cid, unsigned status, uint32_t dur_us)
+{
+    coll_record_t  *r = &b->rec[b->count++];
+
+    memset(r, 0, sizeof(*r));
+    r->type = CHAT_REC_REQUEST;
+    r->u.request.status = (uint16_t) status;
+    r->u.request.duration_us = dur_us;
+    coll_request_raw_set(&r->u.request, method, endpoint, cid);
+    return r;
+}
+
+
+/* a request record of b as the module sends it: "METHOD path", cid-N */
 static void
 add_req(coll_batch_t *b, const char *method, const char *path,
     unsigned status, uint32_t dur_us)
 {
-    coll_record_t  *r = &b->rec[b->count++];
-    char            ep[COLL_ENDPOINT_SZ], cid[COLL_CID_SZ];
+    char  ep[COLL_ENDPOINT_SZ], cid[COLL_CID_SZ];
 
-    memset(r, 0, sizeof(*r));
-    r->type = CHAT_REC_REQUEST;
-    r->u.request.ts_us = WALL0;
-    r->u.request.status = (uint16_t) status;
-    r->u.request.duration_us = dur_us;
     snprintf(ep, sizeof(ep), "%s %s", method, path);
-    snprintf(cid, sizeof(cid), "cid-%u", b->count);
-    coll_request_raw_set(&r->u.request, method, ep, cid);
+    snprintf(cid, sizeof(cid), "cid-%u", b->count + 1);
+    add_raw_req(b, method, ep, cid, status, dur_us)->u.request.ts_us = WALL0;
 }
 
 
@@ -86,6 +97,15 @@ mk(const coll_config_t *cfg)
     }
     return collector_create(cfg, WALL0, MONO0);
 }
+
+
+/*
+ * A collector on the default configuration but for one setting, the
+ * fixture of the tests of a limit:  c = MK_WITH(cfg, recent_max = 2);
+ * (cfg: the test's coll_config_t, left as the collector was made with it)
+ */
+#define MK_WITH(cfg, setting)                                              \
+    (collector_config_defaults(&(cfg)), (cfg).setting, mk(&(cfg)))
 
 
 static coll_snapshot_t *
@@ -221,9 +241,7 @@ collector_endpoint_cap_adds_an_overflow_row(void)
     char              path[32];
     int               i;
 
-    collector_config_defaults(&cfg);
-    cfg.endpoint_cap = 3;
-    c = mk(&cfg);
+    c = MK_WITH(cfg, endpoint_cap = 3);
 
     for (i = 0; i < 5; i++) {
         snprintf(path, sizeof(path), "/p%d", i);
@@ -357,9 +375,7 @@ collector_groups_past_the_limit_are_folded_into_totals(void)
     coll_batch_t     *b;
     coll_snapshot_t  *s;
 
-    collector_config_defaults(&cfg);
-    cfg.max_groups = 2;
-    c = mk(&cfg);
+    c = MK_WITH(cfg, max_groups = 2);
 
     b = batch(100, 1, 1);
     add_ws(b, 1, "g1", 1);
@@ -719,9 +735,7 @@ collector_worker_eviction_keeps_totals(void)
     coll_batch_t     *b;
     uint32_t          pid;
 
-    collector_config_defaults(&cfg);
-    cfg.max_workers = 2;
-    c = mk(&cfg);
+    c = MK_WITH(cfg, max_workers = 2);
 
     for (pid = 1; pid <= 5; pid++) {
         b = batch(pid, pid, 1);
@@ -790,9 +804,7 @@ collector_history_has_a_slot_per_minute_even_when_idle(void)
     uint64_t          m0 = WALL0 - WALL0 % (60 * SEC);
 
     /* the event counts in the minute it arrives: not held for ordering */
-    collector_config_defaults(&cfg);
-    cfg.ws_reorder_us = 0;
-    c = mk(&cfg);
+    c = MK_WITH(cfg, ws_reorder_us = 0);
 
     b = batch(100, 1, 1);
     add_req(b, "GET", "/a", 200, 10000);
@@ -828,9 +840,7 @@ collector_history_is_bounded(void)
     collector_t      *c;
     coll_snapshot_t  *s;
 
-    collector_config_defaults(&cfg);
-    cfg.history_minutes = 60;
-    c = mk(&cfg);
+    c = MK_WITH(cfg, history_minutes = 60);
 
     /* a day later: only the last 60 minutes are kept */
     s = collector_snapshot(c, WALL0 + 86400 * SEC, MONO0 + SEC);
@@ -929,26 +939,13 @@ collector_keeps_requests_raw_and_shows_them_clean(void)
     collector_t      *c;
     coll_batch_t     *b = batch(100, 1, 1);
     coll_snapshot_t  *s;
-    coll_record_t    *r;
     size_t            i;
 
-    collector_config_defaults(&cfg);
-    cfg.recent_max = 2;
-    c = mk(&cfg);
+    c = MK_WITH(cfg, recent_max = 2);
 
-    r = &b->rec[b->count++];
-    memset(r, 0, sizeof(*r));
-    r->type = CHAT_REC_REQUEST;
-    r->u.request.status = 500;
-    r->u.request.duration_us = 2000000;
-    coll_request_raw_set(&r->u.request, "GET", "GET /x\x01\xff_\xc3\xa9",
-                         "c\x7f-0123456789abcdef0123456789abcdef");
-
-    r = &b->rec[b->count++];
-    memset(r, 0, sizeof(*r));
-    r->type = CHAT_REC_REQUEST;
-    r->u.request.status = 200;
-    coll_request_raw_set(&r->u.request, "POST", "/y", "d");
+    add_raw_req(b, "GET", "GET /x\x01\xff_\xc3\xa9",
+                "c\x7f-0123456789abcdef0123456789abcdef", 500, 2000000);
+    add_raw_req(b, "POST", "/y", "d", 200, 0);
 
     add_req(b, "GET", "/z", 200, 10);       /* over the first row */
     collector_apply(c, b, WALL0, MONO0);

@@ -130,7 +130,7 @@ usage(FILE *out, int status)
         "      for anything else (taken with --ingest-peers any only)\n"
         "  -p/-s  the fake worker's pid and start time (this process)\n"
         "  -q  first batch sequence number (1); -b batches (1)\n"
-        "  -n  request records per batch (10, at most 128; 0: none)\n"
+        "  -n  request records per batch (10, at most 1024; 0: none)\n"
         "  -e  their endpoint (\"GET /api/chat/groups\"); -r random paths\n"
         "  -c  status (200); -E percent of 500s; -d duration in ms (25)\n"
         "  -w/-W  WebSocket connect/disconnect on GROUP (repeatable)\n"

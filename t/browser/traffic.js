@@ -154,7 +154,9 @@ async function makeTraffic(stack, { holdMs = 200, slowMs = 100, verySlowMs = 250
   // that the 20 recent errors the data lists keep the ones above
   const badId = await stack.request('GET', '/api/chat/groups/not-an-id', { token: alice });
   const uuidCid = badId.headers.get('x-correlation-id');
-  const uuidTrace = (badId.headers.get('traceparent') || '').split('-')[1];
+  // its trace-id is the UUID's digits (README, "Trace context"; the
+  // traceparent response header is off by default)
+  const uuidTrace = (uuidCid || '').replace(/-/g, '');
   const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
   const traceparent = `00-${traceId}-00f067aa0ba902b7-01`;
   for (let i = 0; i < 5; i++) await stack.request('GET', '/api/chat/groups?limit=10', { token: bob });
