@@ -63,6 +63,22 @@ bu_cmp_u32(const void *a, const void *b)
 }
 
 
+/* the p-th percentile (0-100, nearest rank) of n sorted µs values, in ms;
+   -1 when there are none */
+static inline double
+bu_pct_ms(const uint32_t *a, size_t n, double p)
+{
+    size_t  i;
+
+    if (n == 0) {
+        return -1;
+    }
+
+    i = (size_t) (p / 100.0 * (double) (n - 1) + 0.5);
+    return a[i < n ? i : n - 1] / 1000.0;
+}
+
+
 static inline int
 bu_cmp_double(const void *a, const void *b)
 {

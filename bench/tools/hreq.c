@@ -95,21 +95,6 @@ request(const char *p)
     return -1;
 }
 
-static int
-cmp(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-pct(uint32_t *a, size_t n, double p)
-{
-    if (n == 0) return -1;
-    size_t i = (size_t) (p / 100.0 * (n - 1) + 0.5);
-    return a[i < n ? i : n - 1] / 1000.0;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -163,10 +148,10 @@ main(int argc, char **argv)
         if (ln < lcap) lat[ln++] = (uint32_t) (d / 1000);
     }
     double wall = (bu_now_ns() - start) / 1e9;
-    qsort(lat, ln, sizeof(uint32_t), cmp);
+    qsort(lat, ln, sizeof(uint32_t), bu_cmp_u32);
     printf("{\"count\":%ld,\"errors\":%ld,\"wall_s\":%.3f,\"p50_ms\":%.3f,"
            "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}\n",
-           count, errors, wall, pct(lat, ln, 50), pct(lat, ln, 90),
-           pct(lat, ln, 99), pct(lat, ln, 99.9), ln ? lat[ln - 1] / 1000.0 : -1);
+           count, errors, wall, bu_pct_ms(lat, ln, 50), bu_pct_ms(lat, ln, 90),
+           bu_pct_ms(lat, ln, 99), bu_pct_ms(lat, ln, 99.9), ln ? lat[ln - 1] / 1000.0 : -1);
     return 0;
 }

@@ -54,6 +54,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_TOOL "oload"
+#include "benchutil.h"
+
 #define MAX_CONNS  1024
 #define REQ_MAX    4096
 
@@ -87,15 +90,6 @@ static uint64_t     start;
 static uint32_t    *lat, *lag, *svc;
 static size_t       nlat, nlag, nsvc, lcap;
 static long         count, errors, non2xx, late, unfinished;
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static uint64_t
 due_ns(long i)
@@ -231,7 +225,7 @@ fail(conn_t *c)
 static void
 send_req(conn_t *c, long i, int was_late)
 {
-    uint64_t  t = now_ns();
+    uint64_t  t = bu_now_ns();
 
     record(lag, &nlag, t > due_ns(i) ? t - due_ns(i) : 0);
     late += was_late;
@@ -307,7 +301,7 @@ on_read(conn_t *c)
         if (!complete(c, &st, &close_it)) {
             continue;
         }
-        uint64_t t = now_ns();
+        uint64_t t = bu_now_ns();
         record(lat, &nlat, t - due_ns(c->idx));
         record(svc, &nsvc, t - c->sent);
         count++;
@@ -334,24 +328,6 @@ idle_conn(void)
         }
     }
     return NULL;
-}
-
-static int
-cmp(const void *a, const void *b)
-{
-    uint32_t  x = *(const uint32_t *) a, y = *(const uint32_t *) b;
-
-    return x < y ? -1 : x > y;
-}
-
-static double
-pct(uint32_t *a, size_t n, double p)
-{
-    if (n == 0) {
-        return -1;
-    }
-    size_t i = (size_t) (p / 100.0 * (n - 1) + 0.5);
-    return a[i < n ? i : n - 1] / 1000.0;
 }
 
 static void
@@ -456,12 +432,12 @@ usage:
             return 1;
         }
     }
-    start = now_ns() + 1000000;     /* the first request 1 ms from now */
+    start = bu_now_ns() + 1000000;     /* the first request 1 ms from now */
     uint64_t end = start + (uint64_t) (secs * 1e9);
     uint64_t stop = end + (uint64_t) (drain * 1e9);
 
     for (;;) {
-        uint64_t t = now_ns();
+        uint64_t t = bu_now_ns();
         int inflight = 0;
 
         /* every request due by now, on an idle connection if there is one */
@@ -504,7 +480,7 @@ usage:
             }
             /* free again: the oldest waiting request, if due, takes it
              * (late if it was due when no connection was idle) */
-            if (on_read(c) && next < total && due_ns(next) <= now_ns()) {
+            if (on_read(c) && next < total && due_ns(next) <= bu_now_ns()) {
                 send_req(c, next, starved && due_ns(next) <= starved);
                 next++;
             }
@@ -512,7 +488,7 @@ usage:
     }
 
     /* what is still in flight or never sent: unfinished, waited until now */
-    uint64_t t = now_ns();
+    uint64_t t = bu_now_ns();
     for (int k = 0; k < nconns; k++) {
         if (conns[k].busy) {
             unfinished++;
@@ -525,9 +501,9 @@ usage:
     }
 
     double wall = (t - start) / 1e9;
-    qsort(lat, nlat, sizeof(uint32_t), cmp);
-    qsort(lag, nlag, sizeof(uint32_t), cmp);
-    qsort(svc, nsvc, sizeof(uint32_t), cmp);
+    qsort(lat, nlat, sizeof(uint32_t), bu_cmp_u32);
+    qsort(lag, nlag, sizeof(uint32_t), bu_cmp_u32);
+    qsort(svc, nsvc, sizeof(uint32_t), bu_cmp_u32);
     printf("{\"rate\":%.1f,\"conns\":%d,\"seconds\":%.3f,\"scheduled\":%ld,\"count\":%ld,"
            "\"achieved_rps\":%.1f,\"errors\":%ld,\"non2xx\":%ld,\"late\":%ld,\"unfinished\":%ld,"
            "\"wall_s\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
@@ -535,8 +511,8 @@ usage:
            "\"sent_p50_ms\":%.3f,\"sent_p99_ms\":%.3f}\n",
            rate, nconns, secs, total, count, count / (wall > secs ? wall : secs), errors, non2xx, late,
            unfinished,
-           wall, pct(lat, nlat, 50), pct(lat, nlat, 90), pct(lat, nlat, 99),
-           pct(lat, nlat, 99.9), nlat ? lat[nlat - 1] / 1000.0 : -1,
-           pct(lag, nlag, 50), pct(lag, nlag, 99), pct(svc, nsvc, 50), pct(svc, nsvc, 99));
+           wall, bu_pct_ms(lat, nlat, 50), bu_pct_ms(lat, nlat, 90), bu_pct_ms(lat, nlat, 99),
+           bu_pct_ms(lat, nlat, 99.9), nlat ? lat[nlat - 1] / 1000.0 : -1,
+           bu_pct_ms(lag, nlag, 50), bu_pct_ms(lag, nlag, 99), bu_pct_ms(svc, nsvc, 50), bu_pct_ms(svc, nsvc, 99));
     return 0;
 }

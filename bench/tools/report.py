@@ -421,10 +421,15 @@ def scrape():
     scrape_open(rows)
 
 
+def open_loop_rows(rows):
+    """the rows of the open-loop variants (V@F, OP@F, static@OP@F: oload)"""
+    return [r for r in rows if "@" in (r.get("variant") or "") and r.get("oload")]
+
+
 def scrape_open(rows):
     """the polls beside an open-loop load (V@F: bench/tools/oload.c on
     /bench/return at F x the round's saturated A)"""
-    sel = [r for r in rows if "@" in (r.get("variant") or "") and r.get("oload")]
+    sel = open_loop_rows(rows)
     if not sel:
         return
     w("### Polls under an open-loop load: F x the req/s A reached in the same round")
@@ -577,7 +582,7 @@ def omed(rows, variant, key):
 def chatapi_open(rows, idle):
     """the open-loop variants (OP@F, static@OP@F: bench/tools/oload.c at F x
     the round's saturated req/s of OP): the probe's p99 with headroom"""
-    sel = [r for r in rows if "@" in (r.get("variant") or "") and r.get("oload")]
+    sel = open_loop_rows(rows)
     if not sel:
         return
     w("### Under an open-loop load: F x the saturated req/s of the same round")

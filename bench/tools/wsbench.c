@@ -107,16 +107,6 @@ static size_t     post_n, post_cap;
 static uint64_t   post_ok, post_err, dup_count;
 static uint64_t   pings_answered;
 
-static double
-pct(uint32_t *a, size_t n, double p)
-{
-    size_t i;
-    if (n == 0) return -1;
-    i = (size_t) (p / 100.0 * (double) (n - 1) + 0.5);
-    if (i >= n) i = n - 1;
-    return a[i] / 1000.0;          /* ms */
-}
-
 static long
 rss_kb(int pid)
 {
@@ -697,10 +687,10 @@ main(int argc, char **argv)
                (unsigned long long) post_ok, (unsigned long long) post_err,
                (unsigned long long) expected, (unsigned long long) received,
                (unsigned long long) dup_count, ratio,
-               pct(lat_us, lat_n, 50), pct(lat_us, lat_n, 90),
-               pct(lat_us, lat_n, 99), lat_n ? lat_us[lat_n - 1] / 1000.0 : -1,
-               pct(post_us, post_n, 50), pct(post_us, post_n, 90),
-               pct(post_us, post_n, 99),
+               bu_pct_ms(lat_us, lat_n, 50), bu_pct_ms(lat_us, lat_n, 90),
+               bu_pct_ms(lat_us, lat_n, 99), lat_n ? lat_us[lat_n - 1] / 1000.0 : -1,
+               bu_pct_ms(post_us, post_n, 50), bu_pct_ms(post_us, post_n, 90),
+               bu_pct_ms(post_us, post_n, 99),
                post_n ? post_us[post_n - 1] / 1000.0 : -1,
                cpu_s, received ? cpu_s * 1e6 / received : -1,
                count ? cpu_s * 1e6 / count : -1,
@@ -713,11 +703,11 @@ main(int argc, char **argv)
                    "\"cross_n\":%zu,\"cross_p50_ms\":%.3f,\"cross_p99_ms\":%.3f,"
                    "\"cross_max_ms\":%.3f",
                    (unsigned long long) expected_x, (unsigned long long) received_x,
-                   lat_same_n, pct(lat_same_us, lat_same_n, 50),
-                   pct(lat_same_us, lat_same_n, 99),
+                   lat_same_n, bu_pct_ms(lat_same_us, lat_same_n, 50),
+                   bu_pct_ms(lat_same_us, lat_same_n, 99),
                    lat_same_n ? lat_same_us[lat_same_n - 1] / 1000.0 : -1,
-                   lat_cross_n, pct(lat_cross_us, lat_cross_n, 50),
-                   pct(lat_cross_us, lat_cross_n, 99),
+                   lat_cross_n, bu_pct_ms(lat_cross_us, lat_cross_n, 50),
+                   bu_pct_ms(lat_cross_us, lat_cross_n, 99),
                    lat_cross_n ? lat_cross_us[lat_cross_n - 1] / 1000.0 : -1);
         }
         printf("}\n");
