@@ -45,6 +45,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define BENCH_TOOL "sendfloor"
+#include "benchutil.h"
+
 #define MAXFD    65536
 #define MAXGRP   1024
 #define MAXW     8
@@ -64,14 +67,12 @@ static unsigned long long nsends, nshort, nfail, nframes, nenters;
 static volatile sig_atomic_t stop;
 static struct io_uring ring;
 
-static void die(const char *m) { fprintf(stderr, "sendfloor: %s: %s\n", m, strerror(errno)); exit(1); }
-
 static void
 ep_add(int fd, int type, uint32_t ev)
 {
     struct epoll_event e = { .events = ev, .data.fd = fd };
     conns[fd].type = type;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0) die("epoll_ctl");
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0) bu_die("epoll_ctl");
 }
 
 static int
@@ -156,7 +157,7 @@ fanout_local(int gi, const char *bt, size_t btlen)
         }
         /* MSG_DONTWAIT: each send completes (or fails) inline, so the wait
            for k completions returns from this same io_uring_enter() */
-        if (io_uring_submit_and_wait(&ring, k) < 0) die("io_uring_submit_and_wait");
+        if (io_uring_submit_and_wait(&ring, k) < 0) bu_die("io_uring_submit_and_wait");
         nenters++;
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
@@ -193,7 +194,7 @@ http_request(int fd, conn_t *c)
         group_t *g = &groups[gi];
         if (g->n == g->cap) {
             g->cap = g->cap ? g->cap * 2 : 256;
-            if ((g->fds = realloc(g->fds, g->cap * sizeof(int))) == NULL) die("realloc");
+            if ((g->fds = realloc(g->fds, g->cap * sizeof(int))) == NULL) bu_die("realloc");
         }
         c->type = C_SUB; c->group = gi; c->gpos = g->n; g->fds[g->n++] = fd;
         free(c->buf); c->buf = NULL;
@@ -228,7 +229,7 @@ on_readable(int fd)
             int one = 1;
             if (s >= MAXFD) { close(s); continue; }
             setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            if (fixed && io_uring_register_files_update(&ring, s, &s, 1) != 1) die("register file");
+            if (fixed && io_uring_register_files_update(&ring, s, &s, 1) != 1) bu_die("register file");
             ep_add(s, C_HTTP, EPOLLIN | EPOLLRDHUP);
         }
         return;
@@ -248,7 +249,7 @@ on_readable(int fd)
         if (n == 0 || (n < 0 && errno != EAGAIN)) conn_close(fd);
         return;
     }
-    if (c->buf == NULL && (c->buf = malloc(HBUF)) == NULL) die("malloc");
+    if (c->buf == NULL && (c->buf = malloc(HBUF)) == NULL) bu_die("malloc");
     ssize_t n = recv(fd, c->buf + c->blen, HBUF - 1 - c->blen, 0);
     if (n == 0 || (n < 0 && errno != EAGAIN)) { conn_close(fd); return; }
     if (n < 0) return;
@@ -273,18 +274,18 @@ worker(void)
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *) &a, sizeof(a)) < 0 || listen(lfd, 4096) < 0) die("listen");
-    if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0) die("epoll_create1");
+    if (bind(lfd, (struct sockaddr *) &a, sizeof(a)) < 0 || listen(lfd, 4096) < 0) bu_die("listen");
+    if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0) bu_die("epoll_create1");
     if (use_uring) {
         struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
         if (io_uring_queue_init_params(slice, &ring, &p) < 0) {
             memset(&p, 0, sizeof(p));                       /* older kernels */
-            if (io_uring_queue_init_params(slice, &ring, &p) < 0) die("io_uring_queue_init");
+            if (io_uring_queue_init_params(slice, &ring, &p) < 0) bu_die("io_uring_queue_init");
         }
         struct rlimit rl;                 /* a table entry per possible fd */
         getrlimit(RLIMIT_NOFILE, &rl);
         int r = fixed ? io_uring_register_files_sparse(&ring, rl.rlim_cur < MAXFD ? rl.rlim_cur : MAXFD) : 0;
-        if (r < 0) { errno = -r; die("io_uring_register_files_sparse"); }
+        if (r < 0) { errno = -r; bu_die("io_uring_register_files_sparse"); }
         io_uring_register_ring_fd(&ring);
     }
     ep_add(lfd, C_LISTEN, EPOLLIN);
@@ -335,13 +336,13 @@ usage:
     rl.rlim_cur = rl.rlim_max < MAXFD ? rl.rlim_max : MAXFD;
     setrlimit(RLIMIT_NOFILE, &rl);
     for (int w = 0; w < nworkers; w++)
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, inbox[w]) < 0) die("socketpair");
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, inbox[w]) < 0) bu_die("socketpair");
     struct sigaction sa = { .sa_handler = on_term };
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     for (me = 0; me < nworkers; me++) {
-        if ((pids[me] = fork()) < 0) die("fork");
+        if ((pids[me] = fork()) < 0) bu_die("fork");
         if (pids[me] == 0) worker();
     }
     while (!stop) pause();
