@@ -16,8 +16,14 @@
  * nng's bus drops a message for a pipe whose queue is full (a worker that
  * does not read: 1024 in its receive queue, then the socket buffer, then
  * 16 a pipe at the sender, in nng 1.5) without telling the sender; the
- * worker that misses events sees the gap in the numbers at the next event
- * from the same origin, and logs how many it missed.
+ * worker that misses events sees the gap in the numbers at the next
+ * message from the same origin, and logs how many it missed.  The gap
+ * may hold events of any group, so every group with subscribers here
+ * then reads what follows its seq due from the database
+ * (ngx_http_chat_groups_recheck()).  So that the last events of a burst
+ * are not lost until the origin's next event, each worker that has sent
+ * anything also sends a tick, its last number, every
+ * NGX_HTTP_CHAT_BUS_TICK: a tick lost as well is followed by the next.
  *
  * A bus message only reaches the workers whose pipe is up when it is
  * sent.  So that no subscriber joins a worker the others cannot reach
@@ -51,6 +57,8 @@
 
 
 #define NGX_HTTP_CHAT_BUS_MAGIC      "CHB3"
+#define NGX_HTTP_CHAT_BUS_TICK_MAGIC "CHBT"     /* slot, pid, last seq */
+#define NGX_HTTP_CHAT_BUS_TICK_LEN   20
 #define NGX_HTTP_CHAT_BUS_SLOT       4          /* uint32_t, the origin */
 #define NGX_HTTP_CHAT_BUS_PID        8          /* uint32_t */
 #define NGX_HTTP_CHAT_BUS_SEQ        12         /* uint64_t, from 1 */
@@ -62,6 +70,7 @@
 #define NGX_HTTP_CHAT_BUS_GONE       64         /* see the pipe callback */
 #define NGX_HTTP_CHAT_BUS_RENEW      1000       /* ms, see the dial watch */
 #define NGX_HTTP_CHAT_BUS_CHECK      250        /* ms */
+#define NGX_HTTP_CHAT_BUS_TICK       1000       /* ms between ticks */
 
 
 typedef struct {
@@ -96,6 +105,7 @@ typedef struct {
 
     /* the event loop's watch over our dialers (slots above ours) */
     ngx_event_t                dial_watch_ev;
+    ngx_event_t                tick_ev;         /* our last number, sent */
     ngx_msec_t                *down_since;      /* by slot; 0: dialed */
     ngx_uint_t                 slot;
     ngx_uint_t                 workers;
@@ -118,7 +128,8 @@ static ngx_pid_t ngx_http_chat_bus_peer_parent(nng_pipe pipe,
 static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
     ngx_msec_t timeout);
 static void ngx_http_chat_bus_sequence(ngx_http_chat_bus_t *b,
-    u_char *header);
+    u_char *header, ngx_uint_t tick);
+static void ngx_http_chat_bus_tick(ngx_event_t *ev);
 static u_char *ngx_http_chat_bus_missing(u_char *p, u_char *last,
     ngx_uint_t slot, ngx_uint_t workers);
 static ngx_uint_t ngx_http_chat_bus_dialed(ngx_http_chat_bus_t *b,
@@ -342,6 +353,12 @@ ngx_http_chat_bus_init_process(ngx_cycle_t *cycle,
         b->dial_watch_ev.cancelable = 1;
         ngx_add_timer(&b->dial_watch_ev, NGX_HTTP_CHAT_BUS_CHECK);
     }
+
+    b->tick_ev.handler = ngx_http_chat_bus_tick;
+    b->tick_ev.log = cycle->log;
+    b->tick_ev.data = b;
+    b->tick_ev.cancelable = 1;
+    ngx_add_timer(&b->tick_ev, NGX_HTTP_CHAT_BUS_TICK);
 
     return NGX_OK;
 }
@@ -854,10 +871,15 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
         p = nng_msg_body(msg);
         len = nng_msg_len(msg);
 
-        if (len > NGX_HTTP_CHAT_BUS_HEADER
-            && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
+        if (len == NGX_HTTP_CHAT_BUS_TICK_LEN
+            && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_TICK_MAGIC, 4) == 0)
         {
-            ngx_http_chat_bus_sequence(b, p);
+            ngx_http_chat_bus_sequence(b, p, 1);
+
+        } else if (len > NGX_HTTP_CHAT_BUS_HEADER
+                   && ngx_memcmp(p, NGX_HTTP_CHAT_BUS_MAGIC, 4) == 0)
+        {
+            ngx_http_chat_bus_sequence(b, p, 0);
             ngx_memcpy(&event_seq, p + NGX_HTTP_CHAT_BUS_EVENT_SEQ, 8);
             (void) ngx_http_chat_groups_deliver(p + NGX_HTTP_CHAT_BUS_GROUP,
                                                 event_seq,
@@ -877,14 +899,18 @@ ngx_http_chat_bus_read(ngx_event_t *rev)
 
 /*
  * A gap in an origin's numbers: events the bus dropped on their way here.
- * A new pid in the slot (a worker that restarted) starts over.
+ * A new pid in the slot (a worker that restarted) starts over.  An event
+ * carries its own number; a tick the origin's last one, so the number it
+ * expects next is one more.
  */
 
 static void
-ngx_http_chat_bus_sequence(ngx_http_chat_bus_t *b, u_char *header)
+ngx_http_chat_bus_sequence(ngx_http_chat_bus_t *b, u_char *header,
+    ngx_uint_t tick)
 {
     uint32_t                     slot, pid;
     uint64_t                     seq, missed;
+    ngx_uint_t                   groups;
     ngx_http_chat_bus_origin_t  *o;
 
     ngx_memcpy(&slot, header + NGX_HTTP_CHAT_BUS_SLOT, 4);
@@ -897,17 +923,67 @@ ngx_http_chat_bus_sequence(ngx_http_chat_bus_t *b, u_char *header)
 
     o = &b->origins[slot];
 
+    if (tick) {
+        seq++;                              /* as if the next event came */
+    }
+
     if (o->pid == pid && seq > o->next) {
         missed = seq - o->next;
         b->missed += missed;
 
+        groups = ngx_http_chat_groups_recheck();
+
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "chat broadcast: missed %uL events of worker slot %uD "
                       "(pid %uD): the bus dropped them while this worker's "
-                      "queue was full or its pipe down (%uL missed so far)",
-                      missed, slot, pid, b->missed);
+                      "queue was full or its pipe down (%uL missed so far); "
+                      "%ui group(s) with subscribers here read them from "
+                      "the database (seen at a %s)",
+                      missed, slot, pid, b->missed, groups,
+                      tick ? "tick" : "later event");
     }
 
     o->pid = pid;
-    o->next = seq + 1;
+    o->next = tick ? seq : seq + 1;
+}
+
+
+/*
+ * Every NGX_HTTP_CHAT_BUS_TICK: the number of the last message this worker
+ * sent, to the others, so that one which lost the last ones knows (never
+ * waits; nothing when nothing was sent yet).
+ */
+
+static void
+ngx_http_chat_bus_tick(ngx_event_t *ev)
+{
+    u_char               *p;
+    uint32_t              n;
+    nng_msg              *msg;
+    ngx_http_chat_bus_t  *b;
+
+    b = ev->data;
+
+    if (!b->bus_open || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_CHAT_BUS_TICK);
+
+    if (b->sent == 0 || nng_msg_alloc(&msg, NGX_HTTP_CHAT_BUS_TICK_LEN) != 0) {
+        return;
+    }
+
+    p = nng_msg_body(msg);
+
+    ngx_memcpy(p, NGX_HTTP_CHAT_BUS_TICK_MAGIC, 4);
+    n = (uint32_t) ngx_worker;
+    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SLOT, &n, 4);
+    n = (uint32_t) ngx_pid;
+    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_PID, &n, 4);
+    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SEQ, &b->sent, 8);
+
+    if (nng_sendmsg(b->bus, msg, NNG_FLAG_NONBLOCK) != 0) {
+        nng_msg_free(msg);                  /* the next tick says it */
+    }
 }

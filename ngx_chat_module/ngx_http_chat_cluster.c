@@ -867,10 +867,15 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
     if (errors != cl->errors_seen && state == CHAT_CLUSTER_CONNECTED
         && state == cl->logged_state && error[0])
     {
-        /* an asynchronous error while linked (a permission refused);
-         * those of a connect are in the lines below */
+        /* an asynchronous error while linked (a permission refused, or
+         * nats.c dropping events of a slow consumer: the groups read what
+         * they may have missed); those of a connect are in the lines
+         * below */
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                      "chat cluster: the server says: %s", error);
+                      "chat cluster: the server says: %s; %ui group(s) "
+                      "with subscribers here read what they may have "
+                      "missed from the database",
+                      error, ngx_http_chat_groups_recheck());
     }
 
     cl->errors_seen = errors;
@@ -893,10 +898,14 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
     switch (state) {
 
     case CHAT_CLUSTER_CONNECTED:
+        /* the other hosts' events while unlinked were not heard here */
         ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
-                      "chat cluster: %s %s as host \"%V\"",
+                      "chat cluster: %s %s as host \"%V\"; %ui group(s) "
+                      "with subscribers here read what they missed from "
+                      "the database",
                       reconnects ? "reconnected to" : "connected to",
-                      cl->server, &cl->cmcf->host_name);
+                      cl->server, &cl->cmcf->host_name,
+                      ngx_http_chat_groups_recheck());
         break;
 
     case CHAT_CLUSTER_RECONNECTING:
@@ -952,14 +961,19 @@ ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
     /* the delivery threads' drops: the first of each kind at once, then
      * at most once a second (the link's record has the exact count) */
 
+    if (full != cl->full_rechecked) {
+        cl->full_rechecked = full;
+        (void) ngx_http_chat_groups_recheck();
+    }
+
     if (full != cl->full_seen
         && (cl->full_seen == 0 || ngx_time() != cl->full_logged))
     {
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "chat cluster: %uL event(s) from the cluster "
                       "dropped: the hand-off queue was full (%d) (%uL so "
-                      "far); their groups read them from the database at "
-                      "their next event",
+                      "far); the groups with subscribers here read them "
+                      "from the database",
                       full - cl->full_seen, NGX_HTTP_CHAT_CLUSTER_QUEUE,
                       full);
 

@@ -112,6 +112,9 @@ typedef struct {
     uint64_t                       dropped;         /* the loop's */
     uint64_t                       full_seen;       /* thread_full, */
     uint64_t                       bad_seen;        /* thread_bad logged */
+    uint64_t                       full_rechecked;  /* thread_full when the
+                                                       groups last read
+                                                       what they missed */
     time_t                         full_logged;
     time_t                         bad_logged;
     char                           server[CHAT_WIRE_SERVER_LEN];

@@ -250,13 +250,43 @@ ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
                     --g->nheld * sizeof(ngx_http_chat_held_t));
     }
 
-    if (g->nheld == 0 && g->highest < g->next && g->fill.timer_set) {
+    if (g->nheld == 0 && g->highest < g->next && !g->recheck
+        && g->fill.timer_set)
+    {
         ngx_del_timer(&g->fill);
     }
 
     g->delivering--;
 
     ngx_http_chat_groups_maybe_free(g);
+
+    return n;
+}
+
+
+ngx_uint_t
+ngx_http_chat_groups_recheck(void)
+{
+    ngx_uint_t              n;
+    ngx_http_chat_group_t  *g;
+
+    n = 0;
+
+    for (g = ngx_http_chat_groups_next(NULL);
+         g;
+         g = ngx_http_chat_groups_next(g))
+    {
+        if (g->count == 0 || g->next == 0) {
+            continue;                       /* nobody live to miss it */
+        }
+
+        g->recheck = 1;
+        n++;
+
+        if (!g->filling && !g->fill.timer_set) {
+            ngx_add_timer(&g->fill, NGX_HTTP_CHAT_GAP_WAIT);
+        }
+    }
 
     return n;
 }
@@ -607,7 +637,9 @@ ngx_http_chat_groups_fill_handler(ngx_event_t *ev)
 
     g = ev->data;
 
-    if (g->filling || g->next == 0 || g->highest < g->next) {
+    if (g->filling || g->next == 0
+        || (g->highest < g->next && !g->recheck))
+    {
         return;
     }
 
@@ -618,6 +650,8 @@ ngx_http_chat_groups_fill_handler(ngx_event_t *ev)
 
     if (rc == NGX_OK) {
         g->filling = 1;
+        g->rechecking = g->recheck;
+        g->recheck = 0;
         return;
     }
 
@@ -637,6 +671,15 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
 
     g = data;
     g->filling = 0;
+
+    /* a recheck read that failed, or stopped at a full page, goes on (one
+     * asked for while this read ran is still asked for) */
+
+    if (g->rechecking && (rc != NGX_OK || page->has_more)) {
+        g->recheck = 1;
+    }
+
+    g->rechecking = 0;
 
     if (g->count == 0) {
         ngx_http_chat_groups_maybe_free(g);
@@ -720,7 +763,7 @@ ngx_http_chat_groups_filled(void *data, ngx_int_t rc,
         return;
     }
 
-    if (g->highest >= g->next && !g->fill.timer_set) {
+    if ((g->highest >= g->next || g->recheck) && !g->fill.timer_set) {
         /* a full page: the next one now; else the rest is still being
          * written (or not yet a gap for good): wait again */
         ngx_add_timer(&g->fill, page->has_more ? 1 : NGX_HTTP_CHAT_GAP_WAIT);

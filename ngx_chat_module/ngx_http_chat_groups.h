@@ -108,6 +108,11 @@ typedef struct {
     ngx_event_t                slice;           /* the next slice */
 
     unsigned                   filling:1;       /* a read in flight */
+    unsigned                   recheck:1;       /* read what follows g->next
+                                                   from the database, though
+                                                   nothing above it came */
+    unsigned                   rechecking:1;    /* the read in flight is
+                                                   one */
     unsigned                   walking:1;       /* cursor in the list */
     unsigned                   busy:1;          /* in a walk */
 } ngx_http_chat_group_t;
@@ -140,6 +145,16 @@ ngx_int_t ngx_http_chat_groups_go_live(ngx_http_chat_subscriber_t *s);
  * subscriber here, in seq order; how many it was sent to now */
 ngx_uint_t ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
     const u_char *event, size_t len);
+
+/*
+ * A transport lost events it cannot name (a gap in another worker's bus
+ * numbers, a link to the cluster that was down): each group with live
+ * subscribers here reads what follows its seq due from the database, as a
+ * fill does, once NGX_HTTP_CHAT_GAP_WAIT has let the events still on their
+ * way come.  So the last events of a group reach its subscribers without
+ * waiting for the group's next one.  How many groups will read.
+ */
+ngx_uint_t ngx_http_chat_groups_recheck(void);
 
 /* the events read from the database to fill gaps, since the worker began */
 uint64_t ngx_http_chat_groups_gaps_filled(void);

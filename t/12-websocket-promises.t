@@ -506,3 +506,58 @@ ok $dave->heard('from slot 2', 3), 'the replacement serves, and hears the peer i
 exited on signal 9
 --- no_error_log
 [crit]
+
+
+
+=== TEST 7: the bus's tail: the last events of a burst, lost while a worker does not read (SIGSTOP), and an event of another group lost among them, reach its subscribers without any later event: the origin's tick shows the gap, and every group there reads what it missed
+--- http_config
+chat_ws_send_queue 4096;
+chat_ws_message_rate off;
+--- ws_script
+my %slot = three_workers();
+my $g = new_group('tail');
+my $quiet = new_group('quiet');
+my $alice = join_worker('alice', $g);
+my $bob = join_worker('bob', $g, not => [ $alice->pid ]);
+my $carol = join_worker('carol', $g, not => [ $alice->pid, $bob->pid ]);
+my $erin = join_worker('erin', $quiet, on => $alice->pid);
+my $dan = join_worker('dan', $quiet, on => $bob->pid);
+my $n = 1100;
+my @flood = map { sprintf 'tail %04d', $_ } 1 .. $n;
+
+with_stopped([ $bob->pid ], sub {
+    my @todo = @flood;
+    while (my @window = splice @todo, 0, 8) {
+        $alice->send_message($_) for @window;
+        for my $c (@window) {
+            my $a = $alice->acked($c, 10);
+            die "'$c' not acked: " . ($a ? $a->{detail} : 'nothing came') . "\n"
+                unless $a && $a->{type} eq 'ack';
+        }
+        $alice->forget;
+        $carol->drain;
+        if ($window[0] eq 'tail 0505') {
+            # one event of the other group, in the middle: bob's worker's
+            # queue is full by then (184 fit), so the bus drops it too
+            $erin->send_message('quiet one');
+            ok $erin->acked('quiet one', 10), 'erin\'s one message in the other group is stored';
+        }
+    }
+});
+
+# nothing is sent from here on
+ok $bob->heard($flood[-1], 15), 'bob got the last event of the burst, with no event after it'
+    or diag "bob got ", scalar(my @got = $bob->contents), " events; his worker's log lines:\n",
+            join '', grep { / \Q${\ $bob->pid }\E#/ } split /^/, error_log();
+is_deeply [ $bob->contents ], \@flood, "bob got all $n events, in order";
+ok $dan->heard('quiet one', 5), 'dan, in the other group on bob\'s worker, got its one event';
+is_deeply [ $dan->contents ], [ 'quiet one' ], 'once';
+
+my ($missed, $groups) = wait_log(qr/ \Q${\ $bob->pid }\E#\d+: chat broadcast: missed (\d+) events of worker slot \Q$slot{ $alice->pid }\E \(pid \Q${\ $alice->pid }\E\): .*; (\d+) group\(s\) with subscribers here read them from the database \(seen at a tick\)/, 5);
+cmp_ok $missed // 0, '>', 16, "bob's worker saw the gap at alice's worker's tick ($missed events)";
+is $groups, 2, 'and both groups with subscribers there read what they missed';
+is scalar(() = error_log() =~ /chat broadcast: missed/g), 1,
+   'no other worker missed any';
+--- no_error_log
+[alert]
+[crit]
