@@ -937,8 +937,8 @@ ngx_http_chat_bus_sequence(ngx_http_chat_bus_t *b, u_char *header,
                       "chat broadcast: missed %uL events of worker slot %uD "
                       "(pid %uD): the bus dropped them while this worker's "
                       "queue was full or its pipe down (%uL missed so far); "
-                      "%ui group(s) with subscribers here read them from "
-                      "the database (seen at a %s)",
+                      "%ui group(s) with subscribers here will read them "
+                      "from the database (seen at a %s)",
                       missed, slot, pid, b->missed, groups,
                       tick ? "tick" : "later event");
     }

@@ -847,7 +847,7 @@ void
 ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 {
     char        error[CHAT_WIRE_ERROR_LEN];
-    ngx_uint_t  state, changes, errors, reconnects;
+    ngx_uint_t  state, changes, errors, reconnects, groups;
 
     pthread_mutex_lock(&cl->lock);
     state = cl->state;
@@ -871,14 +871,38 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
          * nats.c dropping events of a slow consumer: the groups read what
          * they may have missed); those of a connect are in the lines
          * below */
+        groups = ngx_http_chat_groups_recheck();
+
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "chat cluster: the server says: %s; %ui group(s) "
-                      "with subscribers here read what they may have "
+                      "with subscribers here will read what they may have "
                       "missed from the database",
-                      error, ngx_http_chat_groups_recheck());
+                      error, groups);
     }
 
     cl->errors_seen = errors;
+
+    /* the other hosts' events while unlinked were not heard here: at each
+     * link, even one lost and back before this ran (the state then looks
+     * unchanged, the reconnect count does not) */
+
+    groups = 0;
+
+    if (state == CHAT_CLUSTER_CONNECTED
+        && (state != cl->logged_state
+            || reconnects != cl->reconnects_rechecked))
+    {
+        cl->reconnects_rechecked = reconnects;
+        groups = ngx_http_chat_groups_recheck();
+
+        if (state == cl->logged_state) {
+            ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
+                          "chat cluster: lost the link and reconnected "
+                          "(%ui reconnects); %ui group(s) with subscribers "
+                          "here will read what they missed from the "
+                          "database", reconnects, groups);
+        }
+    }
 
     if (state == cl->logged_state) {
         return;
@@ -898,14 +922,12 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
     switch (state) {
 
     case CHAT_CLUSTER_CONNECTED:
-        /* the other hosts' events while unlinked were not heard here */
         ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
                       "chat cluster: %s %s as host \"%V\"; %ui group(s) "
-                      "with subscribers here read what they missed from "
-                      "the database",
+                      "with subscribers here will read what they missed "
+                      "from the database",
                       reconnects ? "reconnected to" : "connected to",
-                      cl->server, &cl->cmcf->host_name,
-                      ngx_http_chat_groups_recheck());
+                      cl->server, &cl->cmcf->host_name, groups);
         break;
 
     case CHAT_CLUSTER_RECONNECTING:
@@ -972,8 +994,8 @@ ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "chat cluster: %uL event(s) from the cluster "
                       "dropped: the hand-off queue was full (%d) (%uL so "
-                      "far); the groups with subscribers here read them "
-                      "from the database",
+                      "far); the groups with subscribers here will read "
+                      "them from the database",
                       full - cl->full_seen, NGX_HTTP_CHAT_CLUSTER_QUEUE,
                       full);
 

@@ -356,8 +356,8 @@ ngx_http_chat_cluster_ev_detach(void *userData)
 /*
  * nats.c's delivery threads: an event of another host, checked and copied
  * into the hand-off queue (at most NGX_HTTP_CHAT_CLUSTER_QUEUE: beyond,
- * dropped and counted; the group's next event shows the gap, and the
- * database fills it).
+ * dropped and counted; the event loop then has every group with
+ * subscribers read what it missed from the database).
  */
 
 void

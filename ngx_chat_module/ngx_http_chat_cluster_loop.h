@@ -115,6 +115,8 @@ typedef struct {
     uint64_t                       full_rechecked;  /* thread_full when the
                                                        groups last read
                                                        what they missed */
+    ngx_uint_t                     reconnects_rechecked;  /* the same, for
+                                                       reconnects */
     time_t                         full_logged;
     time_t                         bad_logged;
     char                           server[CHAT_WIRE_SERVER_LEN];

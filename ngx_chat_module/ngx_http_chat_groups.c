@@ -277,15 +277,18 @@ ngx_http_chat_groups_recheck(void)
          g = ngx_http_chat_groups_next(g))
     {
         if (g->count == 0 || g->next == 0) {
-            continue;                       /* nobody live to miss it */
+            continue;                       /* no seq due yet */
         }
 
         g->recheck = 1;
-        n++;
 
         if (!g->filling && !g->fill.timer_set) {
-            ngx_add_timer(&g->fill, NGX_HTTP_CHAT_GAP_WAIT);
+            ngx_add_timer(&g->fill, NGX_HTTP_CHAT_GAP_WAIT
+                          + n / NGX_HTTP_CHAT_RECHECK_BURST
+                            * NGX_HTTP_CHAT_RECHECK_STEP);
         }
+
+        n++;
     }
 
     return n;

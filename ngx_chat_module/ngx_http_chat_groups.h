@@ -54,6 +54,8 @@ struct ngx_http_chat_subscriber_s {
 #define NGX_HTTP_CHAT_GAP_WAIT     100   /* ms an early event waits */
 #define NGX_HTTP_CHAT_FILL_PAGE    100   /* events read a fill */
 #define NGX_HTTP_CHAT_FILL_RETRY   1000  /* ms after a failed fill */
+#define NGX_HTTP_CHAT_RECHECK_BURST  16  /* groups a recheck starts ... */
+#define NGX_HTTP_CHAT_RECHECK_STEP   10  /* ... every this many ms */
 #define NGX_HTTP_CHAT_GAPS_KEPT    8     /* ranges passed, kept a group */
 
 /*
@@ -148,11 +150,14 @@ ngx_uint_t ngx_http_chat_groups_deliver(const u_char *group_id, int64_t seq,
 
 /*
  * A transport lost events it cannot name (a gap in another worker's bus
- * numbers, a link to the cluster that was down): each group with live
- * subscribers here reads what follows its seq due from the database, as a
- * fill does, once NGX_HTTP_CHAT_GAP_WAIT has let the events still on their
- * way come.  So the last events of a group reach its subscribers without
- * waiting for the group's next one.  How many groups will read.
+ * numbers, a link to the cluster that was down): each group here that
+ * has a seq due (a live subscriber came) reads what follows it from the
+ * database, as a fill does, once NGX_HTTP_CHAT_GAP_WAIT has let the
+ * events still on their way come; NGX_HTTP_CHAT_RECHECK_BURST groups
+ * every NGX_HTTP_CHAT_RECHECK_STEP ms, so that thousands of groups do not
+ * fill the thread pool's queue at once.  So the last events of a group
+ * reach its subscribers without waiting for the group's next one.  How
+ * many groups will read.
  */
 ngx_uint_t ngx_http_chat_groups_recheck(void);
 

@@ -553,9 +553,11 @@ is_deeply [ $bob->contents ], \@flood, "bob got all $n events, in order";
 ok $dan->heard('quiet one', 5), 'dan, in the other group on bob\'s worker, got its one event';
 is_deeply [ $dan->contents ], [ 'quiet one' ], 'once';
 
-my ($missed, $groups) = wait_log(qr/ \Q${\ $bob->pid }\E#\d+: chat broadcast: missed (\d+) events of worker slot \Q$slot{ $alice->pid }\E \(pid \Q${\ $alice->pid }\E\): .*; (\d+) group\(s\) with subscribers here read them from the database \(seen at a tick\)/, 5);
+my ($missed, $groups) = wait_log(qr/ \Q${\ $bob->pid }\E#\d+: chat broadcast: missed (\d+) events of worker slot \Q$slot{ $alice->pid }\E \(pid \Q${\ $alice->pid }\E\): .*; (\d+) group\(s\) with subscribers here will read them from the database \(seen at a tick\)/, 5);
 cmp_ok $missed // 0, '>', 16, "bob's worker saw the gap at alice's worker's tick ($missed events)";
 is $groups, 2, 'and both groups with subscribers there read what they missed';
+ok scalar(wait_log(qr/ \Q${\ $bob->pid }\E#\d+: chat group \Q$quiet\E: 1 event\(s\) from seq 1 read from the database to fill a gap/, 5)),
+   'the other group\'s one event was among those lost: bob\'s worker read it from the database';
 is scalar(() = error_log() =~ /chat broadcast: missed/g), 1,
    'no other worker missed any';
 --- no_error_log

@@ -17,7 +17,8 @@
 #     one request: what a WebSocket resume of 1,000 missed events reads):
 #     the first walk of a group (it seals the buckets) and the next ones;
 #     also as 10 pages of 100.
-# 2 workers, 16 pool threads (bench/conf/reads.conf.in).  Processes are
+# 2 workers, the pool threads of nginx.conf.example (READS_THREADS=N:
+# N instead; bench/conf/reads.conf.in).  Processes are
 # started and stopped by pid; everything on 127.0.0.1.
 # READS_DATA=DIR reuses the data of an earlier run (DIR/db, DIR/groups);
 # Then the 32 clients again while 2 others post into the same hot groups.
@@ -76,6 +77,10 @@ log "  reads: the database idle after $i s"
 make_secrets "$dir/secrets"
 token=$(cat "$dir/secrets/token")
 
+threads=${READS_THREADS:-$(sed -n 's/^thread_pool .*threads=\([0-9]*\).*/\1/p' "$BENCH_ROOT/nginx.conf.example")}
+[ -n "$threads" ] || { log "  reads: no thread_pool threads= in nginx.conf.example"; exit 1; }
+log "  reads: $threads pool threads a worker"
+
 conf() {   # conf VARIANT PORT DB_TIMEOUT -> path
     local so=$BIN/ngx_chat_module.so
     local cache=off
@@ -84,7 +89,7 @@ conf() {   # conf VARIANT PORT DB_TIMEOUT -> path
     mkdir -p "$dir/$1/logs" "$dir/$1/tmp"
     sed -e "s|@MODULE@|$so|" -e "s|@PREFIX@|$dir/$1|g" -e "s|@PORT@|$2|" \
         -e "s|@PAGE_CACHE@|$( [ "$1" = scan ] && echo '#' )chat_page_cache $cache;|" \
-        -e "s|@MONGO_URI@|${uri%/}/bench|" -e "s|@DB_TIMEOUT@|$3|" \
+        -e "s|@MONGO_URI@|${uri%/}/bench|" -e "s|@DB_TIMEOUT@|$3|" -e "s|@THREADS@|$threads|" \
         -e "s|@JWT_SECRET_FILE@|$dir/secrets/jwt-secret|" \
         "$BENCH_DIR/conf/reads.conf.in" > "$dir/$1/nginx.conf"
     echo "$dir/$1/nginx.conf"
@@ -190,6 +195,6 @@ for v in ${READS_VARIANTS:-cache log scan}; do
         -s "$BENCH_DIR/lua/chatapi.lua" "http://127.0.0.1:$port/")
     log "  reads $v: POST, 32 clients: $(echo "$jpost" | jq -c '{rps: (.requests / (.duration_us / 1e6) | floor), p50_us, p99_us, err_status, err_timeout}')"
 
-    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"messages\":$msgs,\"groups\":$groups,\"latest_1client_s\":$(json_list "${seq_t[@]}"),\"latest_again_s\":$(json_list "${warm_t[@]}"),\"after1000_first_s\":$(json_list "${first[@]}"),\"after1000_again_s\":$(json_list "${again[@]}"),\"after1000_10pages_s\":$(json_list "${paged[@]}"),\"wrk_get\":${jget:-null},\"cache_hits_after\":$cachehits,\"hot_groups\":$(wc -l < "$dir/hot"),\"wrk_get_mixed\":${jmix:-null},\"wrk_post_mixed\":${jmixpost:-null},\"wrk_post\":${jpost:-null},\"db_rss_kb\":$(rss_kb "$dbpid")}"
+    emit "{\"case\":\"$case\",\"variant\":\"$v\",\"threads\":$threads,\"messages\":$msgs,\"groups\":$groups,\"latest_1client_s\":$(json_list "${seq_t[@]}"),\"latest_again_s\":$(json_list "${warm_t[@]}"),\"after1000_first_s\":$(json_list "${first[@]}"),\"after1000_again_s\":$(json_list "${again[@]}"),\"after1000_10pages_s\":$(json_list "${paged[@]}"),\"wrk_get\":${jget:-null},\"cache_hits_after\":$cachehits,\"hot_groups\":$(wc -l < "$dir/hot"),\"wrk_get_mixed\":${jmix:-null},\"wrk_post_mixed\":${jmixpost:-null},\"wrk_post\":${jpost:-null},\"db_rss_kb\":$(rss_kb "$dbpid")}"
     stop_nginx "$m"
 done
