@@ -922,6 +922,14 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
     switch (state) {
 
     case CHAT_CLUSTER_CONNECTED:
+        if (groups == 0) {
+            ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
+                          "chat cluster: %s %s as host \"%V\"",
+                          reconnects ? "reconnected to" : "connected to",
+                          cl->server, &cl->cmcf->host_name);
+            break;
+        }
+
         ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
                       "chat cluster: %s %s as host \"%V\"; %ui group(s) "
                       "with subscribers here will read what they missed "
