@@ -10,6 +10,20 @@
  * POST response time, and the nginx workers' CPU (all threads, schedstat)
  * and RSS given with -P.  One epoll loop, one thread, no dependencies.
  *
+ * The ordering hold: the module delivers a group's events in seq order, so
+ * an event may wait for a lower seq still being stored.  Per step, each
+ * message's "ready" time is when the POST responses of it and of every
+ * message of its group with a lower seq (the seq of the POST response's
+ * message; without one, the order in which the subscribers first got the
+ * messages) had arrived: ready_* is that time minus the POST's write,
+ * hold_* minus the message's own response (0 when nothing lower came
+ * later), fanout_* each delivery's time minus it (0 when it came before:
+ * fanout_before_ready counts those); late_after_post counts the messages
+ * first delivered more than 1 ms after their own POST response,
+ * held_behind_lower those of them whose ready time was also more than 1 ms
+ * after it (a lower seq's response came later).  Measured at the client:
+ * a response read late by the loop moves ready later.
+ *
  * -q PORT2: a second host (make bench BENCH=cluster).  The subscribers of
  * each group are split over the two ports, the publisher connections too;
  * each delivery is counted and timed as same-host (published on the
@@ -54,6 +68,7 @@ typedef struct {
     size_t     part_len;
     /* publisher */
     int        busy;
+    uint32_t   seq;          /* the message in flight */
     uint64_t   sent_ns;
     size_t     resp_len;
     char      *resp;
@@ -94,6 +109,11 @@ static uint32_t  *msg_expected, *msg_received;
 /* -q: per message, its publisher's host and its cross-host counts */
 static uint8_t   *msg_host;
 static uint32_t  *msg_expected_x, *msg_received_x;
+/* per message, for the ordering hold: its POST's write and OK response
+   (0: none), the seq in that response (0: none), its group, the first
+   delivery to any subscriber (0: none) */
+static uint64_t  *msg_sent_ns, *msg_resp_ns, *msg_gseq, *msg_first_ns;
+static uint16_t  *msg_group;
 static uint32_t   msg_cap;
 static uint32_t   next_seq;
 
@@ -104,6 +124,8 @@ static uint32_t  *lat_same_us, *lat_cross_us;     /* -q */
 static size_t     lat_same_n, lat_same_cap, lat_cross_n, lat_cross_cap;
 static uint32_t  *post_us;
 static size_t     post_n, post_cap;
+static uint32_t  *dlv_seq, *dlv_us;     /* every delivery: message, latency */
+static size_t     dlv_seq_n, dlv_seq_cap, dlv_us_n, dlv_us_cap;
 static uint64_t   post_ok, post_err, dup_count;
 static uint64_t   pings_answered;
 
@@ -240,6 +262,9 @@ on_payload(void *ctx, const uint8_t *p, size_t len, uint64_t t)
     if (msg_received[seq]++ >= msg_expected[seq]) dup_count++;
     uint64_t d = t > sent ? t - sent : 0;
     bu_push_u32(&lat_us, &lat_n, &lat_cap, (uint32_t) (d / 1000));
+    bu_push_u32(&dlv_seq, &dlv_seq_n, &dlv_seq_cap, (uint32_t) seq);
+    bu_push_u32(&dlv_us, &dlv_us_n, &dlv_us_cap, (uint32_t) (d / 1000));
+    if (msg_first_ns[seq] == 0 || t < msg_first_ns[seq]) msg_first_ns[seq] = t;
     if (port2 == 0) return;
     if (msg_host[seq] != c->hostix) {
         msg_received_x[seq]++;
@@ -348,9 +373,12 @@ pub_send(conn_t *c, uint32_t seq, int group)
     c->wlen = hl + bl;
     c->wpos = 0;
     c->busy = 1;
+    c->seq = seq;
     c->sent_ns = t;
     c->resp_len = 0;
     msg_expected[seq] = group_subs[group];
+    msg_sent_ns[seq] = t;
+    msg_group[seq] = (uint16_t) group;
     if (port2) {
         msg_host[seq] = (uint8_t) c->hostix;
         msg_expected_x[seq] = group_subs_h[group][!c->hostix];
@@ -379,6 +407,22 @@ pub_response_done(conn_t *c)
 }
 
 static void pub_complete(conn_t *c);
+
+/* the last "seq":N in a response (the chat module's message has one); 0 if
+   none */
+static uint64_t
+resp_seq(const char *r, size_t len)
+{
+    const char *p = r, *e = r + len, *last = NULL;
+    while ((p = memmem(p, e - p, "\"seq\":", 6)) != NULL) {
+        last = p + 6;
+        p = last;
+    }
+    if (last == NULL) return 0;
+    uint64_t v = 0;
+    while (last < e && *last >= '0' && *last <= '9') v = v * 10 + (*last++ - '0');
+    return v;
+}
 
 static void
 pub_read(conn_t *c)
@@ -411,10 +455,12 @@ pub_complete(conn_t *c)
 {
     {
         int status = c->resp_len > 12 ? atoi(c->resp + 9) : 0;
-        uint64_t d = bu_now_ns() - c->sent_ns;
+        uint64_t now = bu_now_ns(), d = now - c->sent_ns;
         if (status >= 200 && status < 300) {
             post_ok++;
             bu_push_u32(&post_us, &post_n, &post_cap, (uint32_t) (d / 1000));
+            msg_resp_ns[c->seq] = now;
+            msg_gseq[c->seq] = resp_seq(c->resp, c->resp_len);
         } else {
             post_err++;
             if (post_err < 5)
@@ -425,6 +471,95 @@ pub_complete(conn_t *c)
         c->busy = 0;
         c->resp_len = 0;
     }
+}
+
+/* --- the ordering hold ----------------------------------------------------- */
+
+static const uint64_t *hold_key;    /* the order within a group */
+
+static int
+cmp_hold(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+    if (msg_group[x] != msg_group[y]) return msg_group[x] < msg_group[y] ? -1 : 1;
+    if (hold_key[x] != hold_key[y]) return hold_key[x] < hold_key[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The split of the step's delivery latency (messages first .. first+count-1)
+ * into the wait until the message was deliverable in its group's order and
+ * the fan-out after it, printed as fields after the step's others (none when
+ * no message had an OK response).
+ */
+static void
+print_hold(uint32_t first, uint32_t count, uint64_t *ready_ns)
+{
+    uint32_t *ix = malloc((count ? count : 1) * sizeof(uint32_t));
+    uint32_t *ready_us = NULL, *hold_us = NULL, *fan_us = NULL;
+    size_t n = 0, ready_n = 0, ready_cap = 0, hold_n = 0, hold_cap = 0;
+    size_t fan_n = 0, fan_cap = 0;
+    uint64_t held = 0, late = 0, before = 0;
+    int by_seq = 1;
+
+    for (uint32_t q = first; q < first + count; q++) {
+        ready_ns[q] = 0;
+        if (msg_resp_ns[q] && msg_gseq[q] == 0) by_seq = 0;
+    }
+    hold_key = by_seq ? msg_gseq : msg_first_ns;
+    for (uint32_t q = first; q < first + count; q++) {
+        if (msg_resp_ns[q] && hold_key[q]) ix[n++] = q;
+    }
+    if (n == 0) { free(ix); return; }
+    qsort(ix, n, sizeof(uint32_t), cmp_hold);
+
+    /* ready: the latest response of the message and of those before it */
+    uint64_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t q = ix[i];
+        if (i == 0 || msg_group[q] != msg_group[ix[i - 1]]) run = 0;
+        if (msg_resp_ns[q] > run) run = msg_resp_ns[q];
+        ready_ns[q] = run;
+        bu_push_u32(&ready_us, &ready_n, &ready_cap,
+                    (uint32_t) ((run - msg_sent_ns[q]) / 1000));
+        bu_push_u32(&hold_us, &hold_n, &hold_cap,
+                    (uint32_t) ((run - msg_resp_ns[q]) / 1000));
+        if (msg_first_ns[q] > msg_resp_ns[q] + 1000000) {
+            late++;
+            if (run > msg_resp_ns[q] + 1000000) held++;
+        }
+    }
+    for (size_t i = 0; i < dlv_seq_n; i++) {
+        uint32_t q = dlv_seq[i];
+        if (q < first || q >= first + count || ready_ns[q] == 0) continue;
+        uint64_t t = msg_sent_ns[q] + (uint64_t) dlv_us[i] * 1000;
+        if (t < ready_ns[q]) before++;
+        bu_push_u32(&fan_us, &fan_n, &fan_cap,
+                    t > ready_ns[q] ? (uint32_t) ((t - ready_ns[q]) / 1000) : 0);
+    }
+    qsort(ready_us, ready_n, sizeof(uint32_t), bu_cmp_u32);
+    qsort(hold_us, hold_n, sizeof(uint32_t), bu_cmp_u32);
+    qsort(fan_us, fan_n, sizeof(uint32_t), bu_cmp_u32);
+
+    printf(",\"hold_order\":\"%s\",\"hold_messages\":%zu,"
+           "\"ready_p50_ms\":%.3f,\"ready_p90_ms\":%.3f,\"ready_p99_ms\":%.3f,"
+           "\"hold_p50_ms\":%.3f,\"hold_p90_ms\":%.3f,\"hold_p99_ms\":%.3f,"
+           "\"fanout_p50_ms\":%.3f,\"fanout_p90_ms\":%.3f,\"fanout_p99_ms\":%.3f,"
+           "\"fanout_before_ready\":%llu,\"late_after_post\":%llu,"
+           "\"held_behind_lower\":%llu",
+           by_seq ? "seq" : "delivery", n,
+           bu_pct_ms(ready_us, ready_n, 50), bu_pct_ms(ready_us, ready_n, 90),
+           bu_pct_ms(ready_us, ready_n, 99),
+           bu_pct_ms(hold_us, hold_n, 50), bu_pct_ms(hold_us, hold_n, 90),
+           bu_pct_ms(hold_us, hold_n, 99),
+           bu_pct_ms(fan_us, fan_n, 50), bu_pct_ms(fan_us, fan_n, 90),
+           bu_pct_ms(fan_us, fan_n, 99),
+           (unsigned long long) before, (unsigned long long) late,
+           (unsigned long long) held);
+    free(ix);
+    free(ready_us);
+    free(hold_us);
+    free(fan_us);
 }
 
 /* --- event loop ------------------------------------------------------------ */
@@ -593,12 +728,19 @@ main(int argc, char **argv)
     msg_host = calloc(msg_cap, 1);
     msg_expected_x = calloc(msg_cap, sizeof(uint32_t));
     msg_received_x = calloc(msg_cap, sizeof(uint32_t));
+    msg_sent_ns = calloc(msg_cap, sizeof(uint64_t));
+    msg_resp_ns = calloc(msg_cap, sizeof(uint64_t));
+    msg_gseq = calloc(msg_cap, sizeof(uint64_t));
+    msg_first_ns = calloc(msg_cap, sizeof(uint64_t));
+    msg_group = calloc(msg_cap, sizeof(uint16_t));
+    uint64_t *ready_ns = calloc(msg_cap, sizeof(uint64_t));
 
     /* --- rate steps ------------------------------------------------------- */
     for (int s = 0; s < nrates; s++) {
         double rate = rates[s];
         uint32_t first = next_seq, count = (uint32_t) (rate * step_sec);
         lat_n = post_n = lat_same_n = lat_cross_n = 0;
+        dlv_seq_n = dlv_us_n = 0;
         post_ok = post_err = dup_count = 0;
         int closed0 = subs_closed_by_server;
         uint64_t cpu0 = bu_cpu_ns(pids, npids);
@@ -710,6 +852,7 @@ main(int argc, char **argv)
                    bu_pct_ms(lat_cross_us, lat_cross_n, 99),
                    lat_cross_n ? lat_cross_us[lat_cross_n - 1] / 1000.0 : -1);
         }
+        print_hold(first, count, ready_ns);
         printf("}\n");
         fflush(stdout);
 
