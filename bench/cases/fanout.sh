@@ -31,7 +31,7 @@ run_ws() {      # run_ws SYSTEM SCENARIO ARGS... -> JSON lines tagged
     "$BIN/wsbench" "$@" 2> "$dir/wsbench-$sys-$sc.err" |
     while read -r line; do
         emit "{\"case\":\"$case\",\"system\":\"$sys\",\"scenario\":\"$sc\",${ws_round:+\"round\":$ws_round,}\"loadavg\":$(cut -d' ' -f1 /proc/loadavg),${line#\{}"
-        log "  $sys $sc: $(echo "$line" | jq -c '{phase, rate, open, delivered_ratio, lat_p50_ms, lat_p99_ms, post_p50_ms, cpu_us_per_delivery, cpu_us_per_publish}')"
+        log "  $sys $sc: $(echo "$line" | jq -c '{phase, rate, open, delivered_ratio, lat_p50_ms, lat_p99_ms, post_p50_ms, post_p99_ms, hold_p99_ms, fanout_p99_ms, cpu_us_per_delivery, cpu_us_per_publish}')"
     done
 }
 
