@@ -72,6 +72,7 @@ static ngx_int_t ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
     ngx_http_chat_cluster_sub_t *s);
 static void ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl,
     const char *what, const u_char *group_id, const char *why);
+static void ngx_http_chat_cluster_tell_handler(ngx_event_t *ev);
 
 
 ngx_http_chat_transport_t  ngx_http_chat_cluster_transport = {
@@ -110,6 +111,11 @@ ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
     cl->wake_fd = -1;
     cl->tail = &cl->head;
     cl->state = CHAT_CLUSTER_CONNECTING;
+
+    cl->tell_ev.handler = ngx_http_chat_cluster_tell_handler;
+    cl->tell_ev.data = cl;
+    cl->tell_ev.log = cycle->log;
+    cl->tell_ev.cancelable = 1;
 
     ngx_rbtree_init(&cl->subs, &cl->sentinel, ngx_str_rbtree_insert_value);
 
@@ -390,6 +396,11 @@ ngx_http_chat_cluster_exit_process(ngx_cycle_t *cycle)
         pthread_mutex_lock(&cl->lock);
         cl->nc = cl->connect_nc;
         pthread_mutex_unlock(&cl->lock);
+    }
+
+    if (cl->tell_sub) {
+        natsSubscription_Destroy(cl->tell_sub);
+        cl->tell_sub = NULL;
     }
 
     while (cl->subs.root != cl->subs.sentinel) {
@@ -847,6 +858,7 @@ void
 ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 {
     char        error[CHAT_WIRE_ERROR_LEN];
+    natsStatus  s;
     ngx_uint_t  state, changes, errors, reconnects, groups;
 
     pthread_mutex_lock(&cl->lock);
@@ -894,6 +906,35 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
     {
         cl->reconnects_rechecked = reconnects;
         groups = ngx_http_chat_groups_recheck();
+
+        if (cl->tell_sub == NULL && cl->nc) {
+            s = natsConnection_Subscribe(&cl->tell_sub, cl->nc,
+                                         NGX_HTTP_CHAT_CLUSTER_TELL,
+                                         ngx_http_chat_cluster_on_tell, cl);
+            if (s != NATS_OK) {
+                cl->tell_sub = NULL;
+                ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                              "chat cluster: cannot subscribe to \"%s\": "
+                              "%s; the other hosts' events this worker "
+                              "misses wait for their group's next one",
+                              NGX_HTTP_CHAT_CLUSTER_TELL,
+                              natsStatus_GetText(s));
+            }
+        }
+
+        /* what this worker wrote while its link was cut, or could not
+         * publish, the others read from the database when told */
+
+        if (reconnects || cl->dropped != cl->dropped_told) {
+            cl->dropped_told = cl->dropped;
+            cl->tells_left = NGX_HTTP_CHAT_CLUSTER_TELLS;
+
+            if (cl->tell_ev.timer_set) {
+                ngx_del_timer(&cl->tell_ev);
+            }
+
+            ngx_http_chat_cluster_tell_handler(&cl->tell_ev);
+        }
 
         if (state == cl->logged_state) {
             ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
@@ -958,19 +999,74 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 }
 
 
+/*
+ * Asks the other hosts' workers to read what their groups missed: now,
+ * then NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN and 4 x that later (a node back
+ * from an outage may not route to the others yet); while the link is not
+ * up, each NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN until it is.
+ */
+
+static void
+ngx_http_chat_cluster_tell_handler(ngx_event_t *ev)
+{
+    u_char                    msg[NGX_HTTP_CHAT_CLUSTER_TELL_LEN];
+    natsStatus                s;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = ev->data;
+
+    if (cl->tells_left == 0 || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (cl->nc == NULL || !ngx_http_chat_cluster_is_linked(cl)) {
+        ngx_add_timer(ev, NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN);
+        return;
+    }
+
+    ngx_memcpy(msg, NGX_HTTP_CHAT_CLUSTER_TELL_MAGIC, 4);
+    ngx_memcpy(msg + NGX_HTTP_CHAT_CLUSTER_ORIGIN, &cl->instance, 8);
+
+    s = natsConnection_Publish(cl->nc, NGX_HTTP_CHAT_CLUSTER_TELL, msg,
+                               (int) sizeof(msg));
+
+    if (s != NATS_OK) {
+        ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                      "chat cluster: cannot ask the other hosts to read "
+                      "what they missed: %s", natsStatus_GetText(s));
+    }
+
+    cl->tells_left--;
+
+    if (cl->tells_left == NGX_HTTP_CHAT_CLUSTER_TELLS - 1) {
+        ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
+                      "chat cluster: asked the other hosts to read from the "
+                      "database what they missed of this worker's events "
+                      "(%uL not published)", cl->dropped);
+    }
+
+    if (cl->tells_left) {
+        ngx_add_timer(ev, NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN
+                      << (2 * (NGX_HTTP_CHAT_CLUSTER_TELLS - 1
+                               - cl->tells_left)));
+    }
+}
+
+
 /* the received events, in order, to the groups */
 
 static ngx_uint_t
 ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
 {
-    uint64_t                       full, bad;
-    ngx_uint_t                     n;
+    uint64_t                       full, bad, told;
+    ngx_uint_t                     n, groups;
     ngx_http_chat_cluster_item_t  *it, *next;
 
     pthread_mutex_lock(&cl->lock);
 
     full = cl->thread_full;
     bad = cl->thread_bad;
+    told = cl->told;
 
     it = cl->head;
     n = 0;
@@ -994,6 +1090,16 @@ ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
     if (full != cl->full_rechecked) {
         cl->full_rechecked = full;
         (void) ngx_http_chat_groups_recheck();
+    }
+
+    if (told != cl->told_seen) {
+        cl->told_seen = told;
+        groups = ngx_http_chat_groups_recheck();
+
+        ngx_log_error(NGX_LOG_INFO, cl->log, 0,
+                      "chat cluster: another host's worker linked again; "
+                      "%ui group(s) with subscribers here will read what "
+                      "they missed from the database", groups);
     }
 
     if (full != cl->full_seen

@@ -354,6 +354,51 @@ ngx_http_chat_cluster_ev_detach(void *userData)
 
 
 /*
+ * nats.c's delivery threads: another host asks this one's groups to read
+ * what they missed (NGX_HTTP_CHAT_CLUSTER_TELL); counted, for the event
+ * loop.  This nginx's own tells are for the other hosts only: its workers
+ * had its events on the bus.
+ */
+
+void
+ngx_http_chat_cluster_on_tell(natsConnection *nc, natsSubscription *sub,
+    natsMsg *msg, void *closure)
+{
+    ngx_http_chat_cluster_t *cl = closure;
+
+    uint64_t       origin;
+    const u_char  *p;
+
+    p = (const u_char *) natsMsg_GetData(msg);
+
+    if (p == NULL
+        || natsMsg_GetDataLength(msg) != NGX_HTTP_CHAT_CLUSTER_TELL_LEN
+        || ngx_memcmp(p, NGX_HTTP_CHAT_CLUSTER_TELL_MAGIC, 4) != 0)
+    {
+        natsMsg_Destroy(msg);
+
+        pthread_mutex_lock(&cl->lock);
+        cl->thread_bad++;
+        pthread_mutex_unlock(&cl->lock);
+        return;
+    }
+
+    ngx_memcpy(&origin, p + NGX_HTTP_CHAT_CLUSTER_ORIGIN, 8);
+    natsMsg_Destroy(msg);
+
+    if (origin == cl->instance) {
+        return;
+    }
+
+    pthread_mutex_lock(&cl->lock);
+    cl->told++;
+    pthread_mutex_unlock(&cl->lock);
+
+    ngx_http_chat_cluster_wake(cl);
+}
+
+
+/*
  * nats.c's delivery threads: an event of another host, checked and copied
  * into the hand-off queue (at most NGX_HTTP_CHAT_CLUSTER_QUEUE: beyond,
  * dropped and counted; the event loop then has every group with

@@ -25,6 +25,20 @@
 #define NGX_HTTP_CHAT_CLUSTER_GROUP     20      /* the group's id */
 #define NGX_HTTP_CHAT_CLUSTER_HEADER    (20 + NGX_HTTP_CHAT_GROUP_ID_LEN)
 #define NGX_HTTP_CHAT_CLUSTER_SUBJECT   "chat.g."
+
+/*
+ * "Read what you missed": a worker that dropped events it could not
+ * publish, or whose link was cut (what it had written may be lost with
+ * its node), tells the other hosts once linked again: CHR1, its instance
+ * id; sent NGX_HTTP_CHAT_CLUSTER_TELLS times, NGX_HTTP_CHAT_CLUSTER_TELL_
+ * AGAIN ms apart and more, because a node that has just come back may not
+ * have its routes to the others yet.
+ */
+#define NGX_HTTP_CHAT_CLUSTER_TELL      "chat.recheck"
+#define NGX_HTTP_CHAT_CLUSTER_TELL_MAGIC "CHR1"
+#define NGX_HTTP_CHAT_CLUSTER_TELL_LEN  12
+#define NGX_HTTP_CHAT_CLUSTER_TELLS     3
+#define NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN 1000
 #define NGX_HTTP_CHAT_CLUSTER_NO_SOCK   ((natsSock) -1)
 
 #define NGX_HTTP_CHAT_CLUSTER_TURN      256     /* events a loop turn */
@@ -86,6 +100,7 @@ typedef struct {
     uint64_t                       thread_full;     /* queue full */
     uint64_t                       thread_bad;      /* malformed */
     uint64_t                       thread_own;      /* this nginx's */
+    uint64_t                       told;            /* CHR1 of other hosts */
 
     /* the event loop's */
     ngx_connection_t              *wake_conn;
@@ -117,6 +132,12 @@ typedef struct {
                                                        what they missed */
     ngx_uint_t                     reconnects_rechecked;  /* the same, for
                                                        reconnects */
+    uint64_t                       told_seen;
+    uint64_t                       dropped_told;    /* dropped when the
+                                                       others were told */
+    natsSubscription              *tell_sub;
+    ngx_event_t                    tell_ev;         /* the next tell */
+    ngx_uint_t                     tells_left;
     time_t                         full_logged;
     time_t                         bad_logged;
     char                           server[CHAT_WIRE_SERVER_LEN];
@@ -136,6 +157,8 @@ natsStatus ngx_http_chat_cluster_ev_read(void *userData, bool add);
 natsStatus ngx_http_chat_cluster_ev_write(void *userData, bool add);
 natsStatus ngx_http_chat_cluster_ev_detach(void *userData);
 void ngx_http_chat_cluster_on_message(natsConnection *nc,
+    natsSubscription *sub, natsMsg *msg, void *closure);
+void ngx_http_chat_cluster_on_tell(natsConnection *nc,
     natsSubscription *sub, natsMsg *msg, void *closure);
 void ngx_http_chat_cluster_on_connected(natsConnection *nc,
     void *closure);

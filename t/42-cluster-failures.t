@@ -14,7 +14,10 @@
 #   3. a host SIGKILLed: its clients reconnect to the other with
 #      since=<last seq> and miss nothing;
 #   4. a wrong password, 5. no NATS server at the URL: a clear error line,
-#      the host serves its own subscribers.
+#      the host serves its own subscribers;
+#   6. one host's link cut while the other's stays up: what it could not
+#      publish meanwhile reaches the other host once it is linked again
+#      (it asks the others to read what they missed).
 #
 # Bounds are generous (the machine is shared): correctness is asserted,
 # times are reported; the failover time is a benchmark figure
@@ -49,6 +52,7 @@ ChatTest::Sidecar::start(db_refresh => 1);
 # a wrong password: known before host1 starts
 our $Nats = nats_cluster(3);
 our $Auth = nats_cluster(1, user => 'chat', pass => 'right-password');
+our $Split = nats_cluster(2, no_advertise => 1);
 my $secrets = tempdir('chat-t42-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 {
     open my $f, '>', "$secrets/wrong" or die "$secrets/wrong: $!";
@@ -59,6 +63,7 @@ $ENV{TEST_NGINX_NATS_URLS} = join ' ', $Nats->urls;
 $ENV{TEST_NGINX_NATS_AUTH_URL} = $Auth->url(1);
 $ENV{TEST_NGINX_NATS_WRONG_FILE} = "$secrets/wrong";
 $ENV{TEST_NGINX_NATS_DEAD_URL} = 'nats://127.0.0.1:' . free_port();
+$ENV{TEST_NGINX_NATS_SPLIT_URL} = $Split->url(1);
 
 master_on();
 workers(2);
@@ -341,6 +346,38 @@ post(port1(), $g, 'served locally');
 ok $p->heard('served locally', 10), 'a post reaches the local subscriber';
 my $d = link_states('connecting');
 like $d->{cluster}{last_error}, qr/\S/, 'the dashboard shows the last error';
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 6: one host's link cut while the other's stays up (2 nodes that do not advertise each other to clients): the events it could not publish meanwhile reach the other host's subscriber once its link is back, with no later event, in order
+--- cluster: $TEST_NGINX_NATS_SPLIT_URL
+--- ws_script
+my $h2 = nginx_host(name => 'host2', cluster => $main::Split->url(2));
+my $g = new_group('split');
+my $far = subscriber($h2->port, 'bob', $g);
+ok defined until_crossed(port1(), $g, $far, 'warm-up', undef, 60),
+    'host1 -> host2 through NATS before the cut';
+
+$main::Split->kill_node(1);
+ok scalar(wait_log(qr/chat cluster: lost the link to the cluster/, 10)),
+    'host1 lost its link (its only node is down)';
+my @during = map { post(port1(), $g, "cut $_") } 1 .. 5;
+ok scalar(wait_log(qr/chat cluster: event for group \Q$g\E not published: the link is down/, 10)),
+    'host1 could not publish what it stored meanwhile';
+
+$main::Split->start_node(1);
+ok $far->heard('cut 5', 60),
+    'host2\'s subscriber gets them once host1 is linked again, with no later event'
+    or diag "host2's log:\n", join '', grep { /chat cluster/ } split /^/, $h2->error_log;
+is_deeply [ $far->contents(qr/^cut /) ], [ map { "cut $_" } 1 .. 5 ], 'all 5, in order';
+ok scalar(wait_log(qr/chat cluster: asked the other hosts to read from the database what they missed of this worker's events \(\d+ not published\)/, 10)),
+    'host1\'s worker says it asked';
+like $h2->error_log, qr/chat cluster: another host's worker linked again; \d+ group\(s\) with subscribers here will read what they missed from the database/,
+    'host2 says why it read';
+$h2->stop;
 --- no_error_log
 [alert]
 [crit]

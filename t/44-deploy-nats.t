@@ -6,7 +6,7 @@
 #     full mesh over mutually authenticated TLS routes (/routez: 2 each);
 #   - a client that speaks TLS and gives the chat user's password is
 #     accepted (PONG); a wrong password is refused; the user may publish on
-#     chat.g.<group> and nothing else.
+#     chat.g.<group> and chat.recheck and nothing else.
 # The servers are started here and stopped by pid.
 use strict;
 use warnings;
@@ -144,6 +144,8 @@ like client('b', 'wrong'), qr/-ERR 'Authorization Violation'/,
     'a wrong password is refused';
 unlike client('b', $password, "PUB chat.g.0123456789abcdef01234567 2\r\nhi\r\n"),
     qr/-ERR/, 'the chat user may publish on chat.g.<group>';
+unlike client('b', $password, "SUB chat.recheck 1\r\nPUB chat.recheck 2\r\nhi\r\n"),
+    qr/-ERR/, '... subscribe and publish on chat.recheck';
 like client('b', $password, "PUB other.subject 2\r\nhi\r\n"),
     qr/-ERR 'Permissions Violation for Publish to "other.subject"'/,
     '... and on nothing else';

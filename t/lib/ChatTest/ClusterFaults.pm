@@ -111,6 +111,9 @@ sub start_node {
                  grep { $_->{n} != $i } @{ $self->{nodes} };
     my @auth = defined $self->{opt}{user}
         ? ('--user', $self->{opt}{user}, '--pass', $self->{opt}{pass}) : ();
+    # no_advertise: a client knows only the nodes it was given, so that a
+    # host can be cut off while another stays linked
+    push @auth, '--no_advertise=true' if $self->{opt}{no_advertise};
     $node->{pid} = ChatTest::ClusterFaults::spawn($node->{log},
         'nats-server', '-a', '127.0.0.1', '-p', $node->{client_port},
         '-n', "chat-$self->{id}-$i", '-m', $node->{monitor_port},
