@@ -73,6 +73,7 @@ static ngx_int_t ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
 static void ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl,
     const char *what, const u_char *group_id, const char *why);
 static void ngx_http_chat_cluster_tell_handler(ngx_event_t *ev);
+static void ngx_http_chat_cluster_told_handler(ngx_event_t *ev);
 
 
 ngx_http_chat_transport_t  ngx_http_chat_cluster_transport = {
@@ -116,6 +117,11 @@ ngx_http_chat_cluster_init_process(ngx_cycle_t *cycle,
     cl->tell_ev.data = cl;
     cl->tell_ev.log = cycle->log;
     cl->tell_ev.cancelable = 1;
+
+    cl->told_ev.handler = ngx_http_chat_cluster_told_handler;
+    cl->told_ev.data = cl;
+    cl->told_ev.log = cycle->log;
+    cl->told_ev.cancelable = 1;
 
     ngx_rbtree_init(&cl->subs, &cl->sentinel, ngx_str_rbtree_insert_value);
 
@@ -683,7 +689,7 @@ ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl, const char *what,
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "chat cluster: event for group %*s %s: %s "
                       "(%uL dropped so far; the other hosts read it from "
-                      "the database at their next event of the group)",
+                      "the database once this link is back)",
                       (size_t) NGX_HTTP_CHAT_GROUP_ID_LEN, group_id, what,
                       why, n);
     }
@@ -818,12 +824,38 @@ ngx_http_chat_cluster_is_linked(ngx_http_chat_cluster_t *cl)
 static void
 ngx_http_chat_cluster_settle_subs(ngx_http_chat_cluster_t *cl)
 {
+    sigset_t                      saved;
+    natsStatus                    st;
     ngx_rbtree_node_t            *node, *next;
     ngx_http_chat_cluster_sub_t  *s;
 
-    if (cl->subs.root == cl->subs.sentinel
-        || !ngx_http_chat_cluster_is_linked(cl))
-    {
+    if (cl->nc == NULL || !ngx_http_chat_cluster_is_linked(cl)) {
+        return;
+    }
+
+    /* the other hosts' requests to read what they missed, for good */
+
+    if (cl->tell_sub == NULL) {
+        ngx_http_chat_threads_block_signals(&saved);
+
+        st = natsConnection_Subscribe(&cl->tell_sub, cl->nc,
+                                      NGX_HTTP_CHAT_CLUSTER_TELL,
+                                      ngx_http_chat_cluster_on_tell, cl);
+
+        ngx_http_chat_threads_restore_signals(&saved);
+
+        if (st != NATS_OK) {
+            cl->tell_sub = NULL;
+            ngx_log_error(NGX_LOG_WARN, cl->log, 0,
+                          "chat cluster: cannot subscribe to \"%s\": %s; "
+                          "what this worker misses of a host that was cut "
+                          "off waits for its group's next event (retried "
+                          "at the next link)",
+                          NGX_HTTP_CHAT_CLUSTER_TELL, natsStatus_GetText(st));
+        }
+    }
+
+    if (cl->subs.root == cl->subs.sentinel) {
         return;
     }
 
@@ -858,7 +890,6 @@ void
 ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 {
     char        error[CHAT_WIRE_ERROR_LEN];
-    natsStatus  s;
     ngx_uint_t  state, changes, errors, reconnects, groups;
 
     pthread_mutex_lock(&cl->lock);
@@ -907,23 +938,9 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
         cl->reconnects_rechecked = reconnects;
         groups = ngx_http_chat_groups_recheck();
 
-        if (cl->tell_sub == NULL && cl->nc) {
-            s = natsConnection_Subscribe(&cl->tell_sub, cl->nc,
-                                         NGX_HTTP_CHAT_CLUSTER_TELL,
-                                         ngx_http_chat_cluster_on_tell, cl);
-            if (s != NATS_OK) {
-                cl->tell_sub = NULL;
-                ngx_log_error(NGX_LOG_WARN, cl->log, 0,
-                              "chat cluster: cannot subscribe to \"%s\": "
-                              "%s; the other hosts' events this worker "
-                              "misses wait for their group's next one",
-                              NGX_HTTP_CHAT_CLUSTER_TELL,
-                              natsStatus_GetText(s));
-            }
-        }
-
-        /* what this worker wrote while its link was cut, or could not
-         * publish, the others read from the database when told */
+        /* after a cut (what nats.c still held to send may be lost with
+         * its node) or events it could not publish, this worker asks the
+         * others to read what they missed */
 
         if (reconnects || cl->dropped != cl->dropped_told) {
             cl->dropped_told = cl->dropped;
@@ -1010,6 +1027,7 @@ static void
 ngx_http_chat_cluster_tell_handler(ngx_event_t *ev)
 {
     u_char                    msg[NGX_HTTP_CHAT_CLUSTER_TELL_LEN];
+    ngx_uint_t                closed;
     natsStatus                s;
     ngx_http_chat_cluster_t  *cl;
 
@@ -1020,6 +1038,16 @@ ngx_http_chat_cluster_tell_handler(ngx_event_t *ev)
     }
 
     if (cl->nc == NULL || !ngx_http_chat_cluster_is_linked(cl)) {
+        pthread_mutex_lock(&cl->lock);
+        closed = (cl->state == CHAT_CLUSTER_CLOSED);
+        pthread_mutex_unlock(&cl->lock);
+
+        if (closed) {
+            cl->tells_left = 0;             /* never linked again */
+            return;
+        }
+
+        /* being attached, or cut again: the next link starts over */
         ngx_add_timer(ev, NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN);
         return;
     }
@@ -1034,16 +1062,15 @@ ngx_http_chat_cluster_tell_handler(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "chat cluster: cannot ask the other hosts to read "
                       "what they missed: %s", natsStatus_GetText(s));
-    }
 
-    cl->tells_left--;
-
-    if (cl->tells_left == NGX_HTTP_CHAT_CLUSTER_TELLS - 1) {
+    } else if (cl->tells_left == NGX_HTTP_CHAT_CLUSTER_TELLS) {
         ngx_log_error(NGX_LOG_NOTICE, cl->log, 0,
                       "chat cluster: asked the other hosts to read from the "
                       "database what they missed of this worker's events "
-                      "(%uL not published)", cl->dropped);
+                      "(%uL not published so far)", cl->dropped);
     }
+
+    cl->tells_left--;
 
     if (cl->tells_left) {
         ngx_add_timer(ev, NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN
@@ -1053,13 +1080,50 @@ ngx_http_chat_cluster_tell_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * Other hosts' workers asked: one recheck of this worker's groups at most
+ * every NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN, so that a whole cluster
+ * relinking at once (every worker of every host tells, and tells again)
+ * costs each group here a read a second, not one a request.
+ */
+
+static void
+ngx_http_chat_cluster_told_handler(ngx_event_t *ev)
+{
+    uint64_t                  told;
+    ngx_uint_t                groups;
+    ngx_http_chat_cluster_t  *cl;
+
+    cl = ev->data;
+
+    pthread_mutex_lock(&cl->lock);
+    told = cl->told;
+    pthread_mutex_unlock(&cl->lock);
+
+    if (told == cl->told_seen || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    cl->told_seen = told;
+    groups = ngx_http_chat_groups_recheck();
+
+    ngx_log_error(NGX_LOG_INFO, cl->log, 0,
+                  "chat cluster: another host's worker asked, linked "
+                  "again; %ui group(s) with subscribers here will read what "
+                  "they missed from the database", groups);
+
+    /* the ones that come meanwhile wait for this */
+    ngx_add_timer(ev, NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN);
+}
+
+
 /* the received events, in order, to the groups */
 
 static ngx_uint_t
 ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
 {
     uint64_t                       full, bad, told;
-    ngx_uint_t                     n, groups;
+    ngx_uint_t                     n;
     ngx_http_chat_cluster_item_t  *it, *next;
 
     pthread_mutex_lock(&cl->lock);
@@ -1092,14 +1156,8 @@ ngx_http_chat_cluster_receive(ngx_http_chat_cluster_t *cl)
         (void) ngx_http_chat_groups_recheck();
     }
 
-    if (told != cl->told_seen) {
-        cl->told_seen = told;
-        groups = ngx_http_chat_groups_recheck();
-
-        ngx_log_error(NGX_LOG_INFO, cl->log, 0,
-                      "chat cluster: another host's worker linked again; "
-                      "%ui group(s) with subscribers here will read what "
-                      "they missed from the database", groups);
+    if (told != cl->told_seen && !cl->told_ev.timer_set) {
+        ngx_http_chat_cluster_told_handler(&cl->told_ev);
     }
 
     if (full != cl->full_seen

@@ -27,18 +27,18 @@
 #define NGX_HTTP_CHAT_CLUSTER_SUBJECT   "chat.g."
 
 /*
- * "Read what you missed": a worker that dropped events it could not
- * publish, or whose link was cut (what it had written may be lost with
- * its node), tells the other hosts once linked again: CHR1, its instance
- * id; sent NGX_HTTP_CHAT_CLUSTER_TELLS times, NGX_HTTP_CHAT_CLUSTER_TELL_
- * AGAIN ms apart and more, because a node that has just come back may not
- * have its routes to the others yet.
+ * "Read what you missed": a worker linked again after a cut (what nats.c
+ * still held to send may be lost with its node) or after events it could
+ * not publish tells the other hosts: CHR1, its instance id, on
+ * NGX_HTTP_CHAT_CLUSTER_TELL; NGX_HTTP_CHAT_CLUSTER_TELLS times, at once,
+ * then 1, 4 and 16 x NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN apart, because a
+ * node back from an outage may not route to the others yet.
  */
-#define NGX_HTTP_CHAT_CLUSTER_TELL      "chat.recheck"
-#define NGX_HTTP_CHAT_CLUSTER_TELL_MAGIC "CHR1"
-#define NGX_HTTP_CHAT_CLUSTER_TELL_LEN  12
-#define NGX_HTTP_CHAT_CLUSTER_TELLS     3
-#define NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN 1000
+#define NGX_HTTP_CHAT_CLUSTER_TELL        "chat.recheck"
+#define NGX_HTTP_CHAT_CLUSTER_TELL_MAGIC  "CHR1"
+#define NGX_HTTP_CHAT_CLUSTER_TELL_LEN    12
+#define NGX_HTTP_CHAT_CLUSTER_TELLS       4
+#define NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN  1000      /* ms */
 #define NGX_HTTP_CHAT_CLUSTER_NO_SOCK   ((natsSock) -1)
 
 #define NGX_HTTP_CHAT_CLUSTER_TURN      256     /* events a loop turn */
@@ -137,6 +137,8 @@ typedef struct {
                                                        others were told */
     natsSubscription              *tell_sub;
     ngx_event_t                    tell_ev;         /* the next tell */
+    ngx_event_t                    told_ev;         /* the next recheck
+                                                       others may ask */
     ngx_uint_t                     tells_left;
     time_t                         full_logged;
     time_t                         bad_logged;

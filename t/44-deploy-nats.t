@@ -146,6 +146,9 @@ unlike client('b', $password, "PUB chat.g.0123456789abcdef01234567 2\r\nhi\r\n")
     qr/-ERR/, 'the chat user may publish on chat.g.<group>';
 unlike client('b', $password, "SUB chat.recheck 1\r\nPUB chat.recheck 2\r\nhi\r\n"),
     qr/-ERR/, '... subscribe and publish on chat.recheck';
+like client('b', $password, "SUB other.subject 1\r\n"),
+    qr/-ERR 'Permissions Violation for Subscription to "other.subject"'/,
+    '... and subscribe to nothing else';
 like client('b', $password, "PUB other.subject 2\r\nhi\r\n"),
     qr/-ERR 'Permissions Violation for Publish to "other.subject"'/,
     '... and on nothing else';
