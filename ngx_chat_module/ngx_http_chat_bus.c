@@ -130,6 +130,8 @@ static ngx_uint_t ngx_http_chat_bus_wait_peers(ngx_uint_t want,
 static void ngx_http_chat_bus_sequence(ngx_http_chat_bus_t *b,
     u_char *header, ngx_uint_t tick);
 static void ngx_http_chat_bus_tick(ngx_event_t *ev);
+static void ngx_http_chat_bus_origin(u_char *p, const char *magic,
+    uint64_t seq);
 static u_char *ngx_http_chat_bus_missing(u_char *p, u_char *last,
     ngx_uint_t slot, ngx_uint_t workers);
 static ngx_uint_t ngx_http_chat_bus_dialed(ngx_http_chat_bus_t *b,
@@ -794,8 +796,6 @@ ngx_http_chat_bus_publish(const u_char *group_id, int64_t event_seq,
 {
     int                   rv;
     u_char               *p;
-    uint32_t              n;
-    uint64_t              seq;
     nng_msg              *msg;
     ngx_http_chat_bus_t  *b;
 
@@ -805,13 +805,7 @@ ngx_http_chat_bus_publish(const u_char *group_id, int64_t event_seq,
     if (rv == 0) {
         p = nng_msg_body(msg);
 
-        ngx_memcpy(p, NGX_HTTP_CHAT_BUS_MAGIC, 4);
-        n = (uint32_t) ngx_worker;
-        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SLOT, &n, 4);
-        n = (uint32_t) ngx_pid;
-        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_PID, &n, 4);
-        seq = b->sent + 1;
-        ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SEQ, &seq, 8);
+        ngx_http_chat_bus_origin(p, NGX_HTTP_CHAT_BUS_MAGIC, b->sent + 1);
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_EVENT_SEQ, &event_seq, 8);
         ngx_memcpy(p + NGX_HTTP_CHAT_BUS_GROUP, group_id,
                    NGX_HTTP_CHAT_GROUP_ID_LEN);
@@ -958,7 +952,6 @@ static void
 ngx_http_chat_bus_tick(ngx_event_t *ev)
 {
     u_char               *p;
-    uint32_t              n;
     nng_msg              *msg;
     ngx_http_chat_bus_t  *b;
 
@@ -976,14 +969,25 @@ ngx_http_chat_bus_tick(ngx_event_t *ev)
 
     p = nng_msg_body(msg);
 
-    ngx_memcpy(p, NGX_HTTP_CHAT_BUS_TICK_MAGIC, 4);
-    n = (uint32_t) ngx_worker;
-    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SLOT, &n, 4);
-    n = (uint32_t) ngx_pid;
-    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_PID, &n, 4);
-    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SEQ, &b->sent, 8);
+    ngx_http_chat_bus_origin(p, NGX_HTTP_CHAT_BUS_TICK_MAGIC, b->sent);
 
     if (nng_sendmsg(b->bus, msg, NNG_FLAG_NONBLOCK) != 0) {
         nng_msg_free(msg);                  /* the next tick says it */
     }
+}
+
+
+/* a bus message's kind and origin: this worker's slot and pid, a number */
+
+static void
+ngx_http_chat_bus_origin(u_char *p, const char *magic, uint64_t seq)
+{
+    uint32_t  n;
+
+    ngx_memcpy(p, magic, 4);
+    n = (uint32_t) ngx_worker;
+    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SLOT, &n, 4);
+    n = (uint32_t) ngx_pid;
+    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_PID, &n, 4);
+    ngx_memcpy(p + NGX_HTTP_CHAT_BUS_SEQ, &seq, 8);
 }

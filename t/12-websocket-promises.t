@@ -75,6 +75,22 @@ _EOC_
     $block->set_value(timeout => 60) unless defined $block->timeout;
 });
 
+# $sender sends @messages, 8 at a time, each window acked before the
+# next; $reader (on a worker that reads) drains as they come
+sub flood {
+    my ($sender, $reader, @messages) = @_;
+    while (my @window = splice @messages, 0, 8) {
+        $sender->send_message($_) for @window;
+        for my $c (@window) {
+            my $a = $sender->acked($c, 10);
+            die "'$c' not acked: " . ($a ? $a->{detail} : 'nothing came') . "\n"
+                unless $a && $a->{type} eq 'ack';
+        }
+        $sender->forget;
+        $reader->drain;
+    }
+}
+
 # the scripts' own names for ChatTest::Workers' encoder and bus line
 our $JSON = $ChatTest::Workers::JSON;
 our $bus_line = $ChatTest::Workers::bus_line;
@@ -402,19 +418,7 @@ my $carol = join_worker('carol', $g, not => [ $alice->pid, $bob->pid ]);
 my $n = 1100;
 my @flood = map { sprintf 'flood %04d', $_ } 1 .. $n;
 
-with_stopped([ $bob->pid ], sub {
-    my @todo = @flood;
-    while (my @window = splice @todo, 0, 8) {
-        $alice->send_message($_) for @window;
-        for my $c (@window) {
-            my $a = $alice->acked($c, 10);
-            die "'$c' not acked: " . ($a ? $a->{detail} : 'nothing came') . "\n"
-                unless $a && $a->{type} eq 'ack';
-        }
-        $alice->forget;
-        $carol->drain;
-    }
-});
+with_stopped([ $bob->pid ], sub { flood($alice, $carol, @flood) });
 
 $alice->send_message('after the flood');
 ok $alice->acked('after the flood', 10), 'a last message once bob\'s worker runs again';
@@ -526,23 +530,12 @@ my $n = 1100;
 my @flood = map { sprintf 'tail %04d', $_ } 1 .. $n;
 
 with_stopped([ $bob->pid ], sub {
-    my @todo = @flood;
-    while (my @window = splice @todo, 0, 8) {
-        $alice->send_message($_) for @window;
-        for my $c (@window) {
-            my $a = $alice->acked($c, 10);
-            die "'$c' not acked: " . ($a ? $a->{detail} : 'nothing came') . "\n"
-                unless $a && $a->{type} eq 'ack';
-        }
-        $alice->forget;
-        $carol->drain;
-        if ($window[0] eq 'tail 0505') {
-            # one event of the other group, in the middle: bob's worker's
-            # queue is full by then (184 fit), so the bus drops it too
-            $erin->send_message('quiet one');
-            ok $erin->acked('quiet one', 10), 'erin\'s one message in the other group is stored';
-        }
-    }
+    flood($alice, $carol, @flood[0 .. 503]);
+    # one event of the other group, in the middle: bob's worker's queue is
+    # full by then (184 fit), so the bus drops it too
+    $erin->send_message('quiet one');
+    ok $erin->acked('quiet one', 10), 'erin\'s one message in the other group is stored';
+    flood($alice, $carol, @flood[504 .. $#flood]);
 });
 
 # nothing is sent from here on
