@@ -261,12 +261,13 @@ sub worker_pids {
 }
 
 # SIGKILL the master and its workers at once: the host is gone, its
-# clients' connections reset
+# clients' connections reset.  The master first: alive, it would replace
+# the workers killed before it, and those would outlive the test
 sub kill {
     my $self = shift;
     my @w = $self->worker_pids;
-    CORE::kill('KILL', @w);
     ChatTest::ClusterFaults::reap('KILL', delete $self->{pid});
+    CORE::kill('KILL', @w);
     # the workers are not our children: wait until they are gone
     ChatTest::ClusterFaults::poll(sub { !grep { CORE::kill(0, $_) } @w }, 10);
 }
