@@ -72,6 +72,9 @@ static ngx_int_t ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
     ngx_http_chat_cluster_sub_t *s);
 static void ngx_http_chat_cluster_drop(ngx_http_chat_cluster_t *cl,
     const char *what, const u_char *group_id, const char *why);
+static natsStatus ngx_http_chat_cluster_nats_subscribe(
+    ngx_http_chat_cluster_t *cl, natsSubscription **sub, const char *subject,
+    natsMsgHandler handler);
 static void ngx_http_chat_cluster_tell_handler(ngx_event_t *ev);
 static void ngx_http_chat_cluster_told_handler(ngx_event_t *ev);
 
@@ -634,7 +637,6 @@ ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
     u_char      *p;
     char         subject[sizeof(NGX_HTTP_CHAT_CLUSTER_SUBJECT)
                          + NGX_HTTP_CHAT_GROUP_ID_LEN];
-    sigset_t     saved;
     natsStatus   st;
 
     p = ngx_cpymem((u_char *) subject, NGX_HTTP_CHAT_CLUSTER_SUBJECT,
@@ -642,18 +644,10 @@ ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
     p = ngx_cpymem(p, s->id, NGX_HTTP_CHAT_GROUP_ID_LEN);
     *p = '\0';
 
-    /* the delivery pool's threads start with the first subscription */
-
-    ngx_http_chat_threads_block_signals(&saved);
-
-    st = natsConnection_Subscribe(&s->sub, cl->nc, subject,
-                                  ngx_http_chat_cluster_on_message, cl);
-
-    ngx_http_chat_threads_restore_signals(&saved);
+    st = ngx_http_chat_cluster_nats_subscribe(cl, &s->sub, subject,
+                                             ngx_http_chat_cluster_on_message);
 
     if (st != NATS_OK) {
-        s->sub = NULL;
-
         ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                       "chat cluster: cannot subscribe to \"%s\": %s; the "
                       "group's events of other hosts reach this worker "
@@ -669,6 +663,33 @@ ngx_http_chat_cluster_subscribe(ngx_http_chat_cluster_t *cl,
                                              64 * 1024 * 1024);
 
     return NGX_OK;
+}
+
+
+/*
+ * A subscription on the event loop, with the signals nginx handles
+ * blocked: the delivery pool's threads start with the first one, and
+ * inherit the mask.  *sub is NULL when it failed.
+ */
+
+static natsStatus
+ngx_http_chat_cluster_nats_subscribe(ngx_http_chat_cluster_t *cl,
+    natsSubscription **sub, const char *subject, natsMsgHandler handler)
+{
+    sigset_t    saved;
+    natsStatus  st;
+
+    ngx_http_chat_threads_block_signals(&saved);
+
+    st = natsConnection_Subscribe(sub, cl->nc, subject, handler, cl);
+
+    ngx_http_chat_threads_restore_signals(&saved);
+
+    if (st != NATS_OK) {
+        *sub = NULL;
+    }
+
+    return st;
 }
 
 
@@ -824,7 +845,6 @@ ngx_http_chat_cluster_is_linked(ngx_http_chat_cluster_t *cl)
 static void
 ngx_http_chat_cluster_settle_subs(ngx_http_chat_cluster_t *cl)
 {
-    sigset_t                      saved;
     natsStatus                    st;
     ngx_rbtree_node_t            *node, *next;
     ngx_http_chat_cluster_sub_t  *s;
@@ -836,16 +856,10 @@ ngx_http_chat_cluster_settle_subs(ngx_http_chat_cluster_t *cl)
     /* the other hosts' requests to read what they missed, for good */
 
     if (cl->tell_sub == NULL) {
-        ngx_http_chat_threads_block_signals(&saved);
-
-        st = natsConnection_Subscribe(&cl->tell_sub, cl->nc,
-                                      NGX_HTTP_CHAT_CLUSTER_TELL,
-                                      ngx_http_chat_cluster_on_tell, cl);
-
-        ngx_http_chat_threads_restore_signals(&saved);
-
+        st = ngx_http_chat_cluster_nats_subscribe(cl, &cl->tell_sub,
+                                                 NGX_HTTP_CHAT_CLUSTER_TELL,
+                                                 ngx_http_chat_cluster_on_tell);
         if (st != NATS_OK) {
-            cl->tell_sub = NULL;
             ngx_log_error(NGX_LOG_WARN, cl->log, 0,
                           "chat cluster: cannot subscribe to \"%s\": %s; "
                           "what this worker misses of a host that was cut "
@@ -1018,7 +1032,7 @@ ngx_http_chat_cluster_states(ngx_http_chat_cluster_t *cl)
 
 /*
  * Asks the other hosts' workers to read what their groups missed: now,
- * then NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN and 4 x that later (a node back
+ * then 1, 4 and 16 x NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN apart (a node back
  * from an outage may not route to the others yet); while the link is not
  * up, each NGX_HTTP_CHAT_CLUSTER_TELL_AGAIN until it is.
  */

@@ -67,6 +67,11 @@ static uint64_t                ngx_http_chat_groups_filled_total;
  * not delivered live (ngx_http_chat_groups_lost()) */
 static uint64_t                ngx_http_chat_groups_lost_total;
 
+/* the last recheck: when, and how many groups it flagged */
+static ngx_msec_t              ngx_http_chat_groups_rechecked_at;
+static ngx_uint_t              ngx_http_chat_groups_rechecked;
+static ngx_uint_t              ngx_http_chat_groups_rechecks;
+
 
 void
 ngx_http_chat_groups_init(ngx_http_chat_groups_watch_pt watch)
@@ -270,6 +275,17 @@ ngx_http_chat_groups_recheck(void)
     ngx_uint_t              n;
     ngx_http_chat_group_t  *g;
 
+    /* asked again (a gap seen at each bus message of an overflow, each
+     * turn of a full cluster hand-off) before the last one's reads began:
+     * those reads cover it, without another walk of every group */
+
+    if (ngx_http_chat_groups_rechecks
+        && ngx_current_msec - ngx_http_chat_groups_rechecked_at
+           < NGX_HTTP_CHAT_GAP_WAIT)
+    {
+        return ngx_http_chat_groups_rechecked;
+    }
+
     n = 0;
 
     for (g = ngx_http_chat_groups_next(NULL);
@@ -290,6 +306,10 @@ ngx_http_chat_groups_recheck(void)
 
         n++;
     }
+
+    ngx_http_chat_groups_rechecks++;
+    ngx_http_chat_groups_rechecked_at = ngx_current_msec;
+    ngx_http_chat_groups_rechecked = n;
 
     return n;
 }
